@@ -23,7 +23,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed-local
 	touch $@
 
 demo: $(VENV)/.installed-local
-	$(BIN)/daytwo quickstart
+	$(BIN)/daytwo quickstart $(DEMO_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench

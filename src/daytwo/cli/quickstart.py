@@ -87,7 +87,12 @@ def _stage_local_model(summary: Summary) -> None:
 STAGES = [_stage_doctor, _stage_store, _stage_local_model]
 
 
-def quickstart(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def quickstart(
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    serve: bool = typer.Option(
+        True, "--serve/--no-serve", help="Serve the dashboard afterwards (Ctrl-C stops)."
+    ),
+) -> None:
     """Run the main job end to end on the embedded defaults and print a summary."""
     summary = Summary()
     started = time.perf_counter()
