@@ -1,0 +1,358 @@
+"""The append-only, hash-chained audit log with Ed25519-signed checkpoints.
+
+Appends serialise on the single ``audit_head`` row: the first statement of an
+append is an ``UPDATE ... RETURNING`` of that row, which takes PostgreSQL's row
+lock and SQLite's write lock (waiting for the busy timeout) before the previous
+hash is read, so concurrent appends from threads or processes never fork the
+chain. Pass ``session=`` to append inside the caller's transaction: the record
+then commits or rolls back with the caller's own writes.
+
+Never put erased content or secrets in ``data``: records are never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from sqlalchemy import String, cast, select, update
+from sqlalchemy.orm import Session
+
+from daytwo.exceptions import InputError, IntegrityError
+from daytwo.store import Store, new_id, utcnow
+from daytwo.store.tables.tracing import AuditCheckpointRow, AuditHeadRow, AuditRecordRow
+from daytwo.tracing.attributes import RUN_ID
+from daytwo.tracing.chain import (
+    ChainRecord,
+    Checkpoint,
+    VerifyReport,
+    body_digest,
+    checkpoint_message,
+    iso,
+    link_hash,
+    verify_chain,
+)
+from daytwo.tracing.signing import KEY_FILE, AuditSigner
+
+__all__ = ["AuditLog", "AuditRecord", "record_body"]
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One appended record."""
+
+    seq: int
+    id: str
+    at: datetime
+    kind: str
+    actor: str
+    subject: str | None
+    run_id: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "seq": self.seq,
+            "id": self.id,
+            "at": iso(self.at),
+            "kind": self.kind,
+            "actor": self.actor,
+            "subject": self.subject,
+            "run_id": self.run_id,
+            "data": self.data,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+def record_body(
+    record_id: str,
+    at: str,
+    kind: str,
+    actor: str,
+    subject: str | None,
+    run_id: str | None,
+    data: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The hashed body of a record (``at`` already in :func:`iso` form)."""
+    return {
+        "id": record_id,
+        "at": at,
+        "kind": kind,
+        "actor": actor,
+        "subject": subject,
+        "run_id": run_id,
+        "data": dict(data),
+    }
+
+
+def _current_run_id() -> str | None:
+    span = trace.get_current_span()
+    attrs = getattr(span, "attributes", None)
+    if isinstance(attrs, Mapping):
+        value = attrs.get(RUN_ID)
+        return str(value) if value is not None else None
+    return None
+
+
+class AuditLog:
+    """Append and verify the audit log of one store.
+
+    ``signer`` signs a checkpoint every ``checkpoint_every`` records (and on
+    :meth:`checkpoint`); without a signer no checkpoints are made. Use
+    :meth:`for_data_dir` to load (or create) the key in ``<data_dir>/audit_ed25519.key``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        signer: AuditSigner | None = None,
+        checkpoint_every: int = 100,
+    ) -> None:
+        if checkpoint_every < 1:
+            raise InputError("checkpoint_every must be at least 1", hint="use e.g. 100")
+        self.store = store
+        self.signer = signer
+        self.checkpoint_every = checkpoint_every
+
+    @classmethod
+    def for_data_dir(cls, store: Store, data_dir: Path, **kw: Any) -> AuditLog:
+        """An audit log signing with the key file in ``data_dir`` (created when absent)."""
+        return cls(store, signer=AuditSigner.load_or_create(data_dir / KEY_FILE), **kw)
+
+    @contextmanager
+    def _session(self, session: Session | None) -> Iterator[Session]:
+        if session is not None:
+            yield session
+        else:
+            with self.store.session() as own:
+                yield own
+
+    def append(
+        self,
+        kind: str,
+        actor: str,
+        subject: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        session: Session | None = None,
+        *,
+        run_id: str | None = None,
+    ) -> AuditRecord:
+        """Append one record (in ``session``'s transaction when given) and return it.
+
+        ``run_id`` defaults to ``data["run_id"]``, else the current span's ``daytwo.run.id``.
+        """
+        if not kind or not actor:
+            raise InputError("an audit record needs a kind and an actor", hint="pass both")
+        payload = dict(data or {})
+        if run_id is None:
+            found = payload.get("run_id")
+            run_id = str(found) if found is not None else _current_run_id()
+        record_id = new_id()
+        at = utcnow()
+        body = record_body(record_id, iso(at), kind[:64], actor[:255], subject, run_id, payload)
+        digest = body_digest(body)  # validates data before any write
+        with self._session(session) as s:
+            head = s.execute(
+                update(AuditHeadRow)
+                .where(AuditHeadRow.id == 1)
+                .values(seq=AuditHeadRow.seq + 1)
+                .returning(AuditHeadRow.seq, AuditHeadRow.hash)
+                .execution_options(synchronize_session=False)
+            ).one_or_none()
+            if head is None:
+                raise IntegrityError(
+                    "the audit chain head is missing",
+                    hint="run `daytwo db upgrade`; if the row was deleted, the log was tampered "
+                    "with",
+                )
+            seq, prev_hash = int(head[0]), str(head[1])
+            record_hash = link_hash(seq, prev_hash, digest)
+            s.add(
+                AuditRecordRow(
+                    seq=seq,
+                    id=record_id,
+                    at=at,
+                    kind=body["kind"],
+                    actor=body["actor"],
+                    subject=subject,
+                    run_id=run_id,
+                    data=payload,
+                    prev_hash=prev_hash,
+                    hash=record_hash,
+                )
+            )
+            s.execute(
+                update(AuditHeadRow)
+                .where(AuditHeadRow.id == 1)
+                .values(hash=record_hash)
+                .execution_options(synchronize_session=False)
+            )
+            if self.signer is not None and seq % self.checkpoint_every == 0:
+                self._write_checkpoint(s, seq, record_hash)
+            s.flush()
+        return AuditRecord(
+            seq,
+            record_id,
+            at,
+            body["kind"],
+            body["actor"],
+            subject,
+            run_id,
+            payload,
+            prev_hash,
+            record_hash,
+        )
+
+    def _write_checkpoint(self, s: Session, seq: int, record_hash: str) -> Checkpoint:
+        assert self.signer is not None
+        prev_seq = s.scalar(
+            select(AuditCheckpointRow.seq)
+            .where(AuditCheckpointRow.seq < seq)
+            .order_by(AuditCheckpointRow.seq.desc())
+            .limit(1)
+        )
+        at = iso(utcnow())
+        cp = Checkpoint(
+            seq=seq,
+            hash=record_hash,
+            prev_seq=int(prev_seq or 0),
+            at=at,
+            key_id=self.signer.key_id,
+            public_key=self.signer.public_key_b64,
+            signature=self.signer.sign(
+                checkpoint_message(seq, record_hash, int(prev_seq or 0), at, self.signer.key_id)
+            ),
+        )
+        s.add(
+            AuditCheckpointRow(
+                seq=cp.seq,
+                hash=cp.hash,
+                prev_seq=cp.prev_seq,
+                at=datetime.fromisoformat(at),
+                key_id=cp.key_id,
+                public_key=cp.public_key,
+                signature=cp.signature,
+            )
+        )
+        return cp
+
+    def checkpoint(self, session: Session | None = None) -> Checkpoint | None:
+        """Sign the current head now (None when the log is empty or already sealed)."""
+        if self.signer is None:
+            raise InputError(
+                "no audit signing key is loaded", hint="create the AuditLog with a signer"
+            )
+        with self._session(session) as s:
+            # Lock the head like an append does, so the signed head is the real one.
+            head = s.execute(
+                update(AuditHeadRow)
+                .where(AuditHeadRow.id == 1)
+                .values(seq=AuditHeadRow.seq)
+                .returning(AuditHeadRow.seq, AuditHeadRow.hash)
+                .execution_options(synchronize_session=False)
+            ).one_or_none()
+            if head is None or int(head[0]) == 0:
+                return None
+            if s.get(AuditCheckpointRow, int(head[0])) is not None:
+                return None
+            return self._write_checkpoint(s, int(head[0]), str(head[1]))
+
+    def records(
+        self, *, run_id: str | None = None, since_seq: int = 0, limit: int | None = None
+    ) -> list[AuditRecord]:
+        """Records in chain order (optionally one run's, or after ``since_seq``)."""
+        with self.store.session() as s:
+            q = select(AuditRecordRow).where(AuditRecordRow.seq > since_seq)
+            if run_id is not None:
+                q = q.where(AuditRecordRow.run_id == run_id)
+            q = q.order_by(AuditRecordRow.seq)
+            if limit is not None:
+                q = q.limit(limit)
+            return [
+                AuditRecord(
+                    r.seq,
+                    r.id,
+                    r.at,
+                    r.kind,
+                    r.actor,
+                    r.subject,
+                    r.run_id,
+                    dict(r.data),
+                    r.prev_hash,
+                    r.hash,
+                )
+                for r in s.scalars(q)
+            ]
+
+    def chain_records(self, s: Session, *, since_seq: int = 0) -> Iterator[ChainRecord]:
+        """Records as verified (data read as raw text, so unreadable JSON is a finding)."""
+        q = (
+            select(
+                AuditRecordRow.seq,
+                AuditRecordRow.id,
+                AuditRecordRow.at,
+                AuditRecordRow.kind,
+                AuditRecordRow.actor,
+                AuditRecordRow.subject,
+                AuditRecordRow.run_id,
+                cast(AuditRecordRow.data, String),
+                AuditRecordRow.prev_hash,
+                AuditRecordRow.hash,
+            )
+            .where(AuditRecordRow.seq > since_seq)
+            .order_by(AuditRecordRow.seq)
+        )
+        for seq, rid, at, kind, actor, subject, run_id, raw, prev_hash, hash_ in s.execute(
+            q.execution_options(yield_per=1000)
+        ):
+            try:
+                data = json.loads(raw)
+            except (TypeError, ValueError):
+                data = None
+            body = (
+                record_body(rid, iso(at), kind, actor, subject, run_id, data)
+                if isinstance(data, dict)
+                else None
+            )
+            yield ChainRecord(int(seq), prev_hash, hash_, body, None, rid)
+
+    def checkpoints(self, s: Session) -> list[Checkpoint]:
+        """Every checkpoint, by seq."""
+        return [
+            Checkpoint(r.seq, r.hash, r.prev_seq, iso(r.at), r.key_id, r.public_key, r.signature)
+            for r in s.scalars(select(AuditCheckpointRow).order_by(AuditCheckpointRow.seq))
+        ]
+
+    def verify(self, *, trusted_key: str | None = None) -> VerifyReport:
+        """Verify the whole chain, its head and its checkpoints; name the first bad record.
+
+        ``trusted_key`` defaults to the signer's public key when a signer is loaded.
+        """
+        if trusted_key is None and self.signer is not None:
+            trusted_key = self.signer.public_key_b64
+        with self.store.session() as s:
+            head_row = s.get(AuditHeadRow, 1)
+            head = None if head_row is None else (int(head_row.seq), head_row.hash)
+            report = verify_chain(
+                self.chain_records(s),
+                self.checkpoints(s),
+                head=head,
+                trusted_key=trusted_key,
+            )
+        if head is None and report.ok:
+            from daytwo.tracing.chain import Problem
+
+            report.ok = False
+            report.problem = Problem(0, "the audit chain head row is missing")
+        return report

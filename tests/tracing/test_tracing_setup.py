@@ -1,0 +1,52 @@
+"""setup_tracing stores spans and decisions; it is idempotent and re-pointable."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from opentelemetry import trace
+
+from daytwo.store import Store
+from daytwo.store.tables.tracing import DecisionRow, SpanRow
+from daytwo.tracing import TracingHandle, record_decision, setup_tracing
+
+
+def test_spans_and_decisions_are_stored(tracing: TracingHandle, store: Store) -> None:
+    tracer = trace.get_tracer("daytwo.test")
+    with tracer.start_as_current_span("run", attributes={"daytwo.run.id": "run-1"}) as root:
+        with tracer.start_as_current_span("execute_tool search") as child:
+            child.set_attribute("gen_ai.operation.name", "execute_tool")
+            assert record_decision(
+                "tool_choice", "Chose search because it is fastest.", {"candidates": ["a", "b"]}
+            )
+    assert tracing.flush()
+    with store.session() as s:
+        spans = {r.name: r for r in s.scalars(sa.select(SpanRow))}
+        decisions = list(s.scalars(sa.select(DecisionRow)))
+    assert set(spans) == {"run", "execute_tool search"}
+    root_id = format(root.get_span_context().span_id, "016x")
+    assert spans["execute_tool search"].parent_span_id == root_id
+    assert spans["run"].run_id == "run-1"
+    assert spans["run"].cost_status is None
+    assert len(decisions) == 1
+    assert decisions[0].span_id == spans["execute_tool search"].span_id
+    assert decisions[0].data == {"candidates": ["a", "b"]}
+    assert decisions[0].summary.startswith("Chose search")
+
+
+def test_setup_is_idempotent_and_repointable(sqlite_store: Store, tmp_path) -> None:
+    first = setup_tracing(sqlite_store)
+    assert setup_tracing(sqlite_store) is first
+    other = Store(f"sqlite:///{tmp_path / 'other.db'}")
+    other.upgrade()
+    second = setup_tracing(other)
+    assert second is not first and not first.active
+    with trace.get_tracer("daytwo.test").start_as_current_span("x"):
+        pass
+    second.flush()
+    with other.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(SpanRow)) == 1
+    with sqlite_store.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(SpanRow)) == 0
+    second.shutdown()
+    assert not record_decision("x", "no span")
+    other.dispose()
