@@ -18,10 +18,12 @@ def test_appends_form_a_chain_that_verifies(store: Store) -> None:
     log = AuditLog(store, signer=AuditSigner.generate(), checkpoint_every=3)
     first = log.append("run.start", "alice", subject="run-1", data={"run_id": "r1", "n": 1})
     second = log.append("tool.call", "agent:a", data={"tool": "search", "score": 0.25})
-    assert first.seq == 1 and second.seq == 2
+    assert first.seq == 1
+    assert second.seq == 2
     assert first.prev_hash == GENESIS
     assert second.prev_hash == first.hash
-    assert first.run_id == "r1" and second.run_id is None
+    assert first.run_id == "r1"
+    assert second.run_id is None
     body = {
         "id": first.id,
         "at": first.to_dict()["at"],
@@ -36,7 +38,9 @@ def test_appends_form_a_chain_that_verifies(store: Store) -> None:
         log.append("step", "agent:a", data={"i": i})
     report = log.verify()
     assert report.ok, report.problem
-    assert report.records == 7 and report.checkpoints == 2 and report.sealed_seq == 6
+    assert report.records == 7
+    assert report.checkpoints == 2
+    assert report.sealed_seq == 6
     assert [r.seq for r in log.records(run_id="r1")] == [1]
 
 

@@ -39,7 +39,8 @@ def test_setup_is_idempotent_and_repointable(sqlite_store: Store, tmp_path) -> N
     other = Store(f"sqlite:///{tmp_path / 'other.db'}")
     other.upgrade()
     second = setup_tracing(other)
-    assert second is not first and not first.active
+    assert second is not first
+    assert not first.active
     with trace.get_tracer("daytwo.test").start_as_current_span("x"):
         pass
     second.flush()

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from daytwo.tracing.attributes import (
     COST_OPERATIONS,
+    MODEL_PROFILE,
     OPERATION,
     REQUEST_MODEL,
     RESPONSE_MODEL,
@@ -28,7 +29,16 @@ from daytwo.tracing.attributes import (
     USAGE_REASONING_OUTPUT,
 )
 
-__all__ = ["MILLION", "CostStatus", "Price", "PriceSource", "SpanCost", "span_cost", "token_cost"]
+__all__ = [
+    "MILLION",
+    "CostStatus",
+    "Price",
+    "PriceSource",
+    "SpanCost",
+    "as_price",
+    "span_cost",
+    "token_cost",
+]
 
 MILLION = Decimal(1_000_000)
 
@@ -53,11 +63,43 @@ class Price:
 
 @runtime_checkable
 class PriceSource(Protocol):
-    """Whatever knows model prices with effective dates (the model layer's PriceBook)."""
+    """Whatever knows model prices with effective dates (the model layer's PriceBook).
 
-    def price(self, model: str, at: datetime) -> Price | None:
+    ``price`` may return a :class:`Price` or any object with per-million-token fields
+    named ``input``/``output``/``cached``/``reasoning`` (the model layer's pydantic
+    ``Price``) or ``input_per_mtok``/...; see :func:`as_price`.
+    """
+
+    def price(self, model: str, at: datetime, /) -> Any:
         """The price of ``model`` in force at ``at``, or None when unknown."""
         ...
+
+
+def _field(obj: Any, *names: str) -> Decimal | None:
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return _decimal(value)
+    return None
+
+
+def as_price(obj: Any) -> Price | None:
+    """A :class:`Price` from any price-like object (floats become exact decimals of their
+    shortest repr), or None when it has no input price."""
+    if obj is None or isinstance(obj, Price):
+        return obj
+    currency = getattr(obj, "currency", "USD")
+    if currency not in (None, "USD"):
+        return None  # the ledger is in USD; another currency is an unknown price
+    price_in = _field(obj, "input_per_mtok", "input")
+    if price_in is None:
+        return None
+    return Price(
+        input_per_mtok=price_in,
+        output_per_mtok=_field(obj, "output_per_mtok", "output") or Decimal(0),
+        cached_input_per_mtok=_field(obj, "cached_input_per_mtok", "cached"),
+        reasoning_per_mtok=_field(obj, "reasoning_per_mtok", "reasoning"),
+    )
 
 
 @dataclass(frozen=True)
@@ -116,18 +158,19 @@ def span_cost(
 ) -> SpanCost | None:
     """The cost of a span, or None when the span carries no cost (a wrapper).
 
-    Model calls are priced from ``prices`` (the response model first, then the
-    requested model); with no price known they are ``unknown``, never $0. Tool
+    Model calls are priced from ``prices`` by ``daytwo.model.profile``, else the
+    response model, else the requested model; with no price known they are
+    ``unknown``, never $0. Tool
     spans with ``daytwo.tool.cost_usd`` cost what the tool reported.
     """
     operation = attributes.get(OPERATION)
     if operation in COST_OPERATIONS:
         price: Price | None = None
         if prices is not None:
-            for key in (RESPONSE_MODEL, REQUEST_MODEL):
+            for key in (MODEL_PROFILE, RESPONSE_MODEL, REQUEST_MODEL):
                 model = attributes.get(key)
                 if isinstance(model, str) and model:
-                    price = prices.price(model, at)
+                    price = as_price(prices.price(model, at))
                     if price is not None:
                         break
         if price is None:

@@ -1,0 +1,173 @@
+"""Cost ledger: nested traces, roll-ups equal the exact sum of model-call costs, reprice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from opentelemetry import trace
+
+from daytwo.store import Store
+from daytwo.tracing import Price, setup_tracing
+from daytwo.tracing.ledger import reprice, rollup, total
+
+PRICES = {
+    "gpt-x": Price(Decimal("2.50"), Decimal("10"), Decimal("1.25"), Decimal("12")),
+    "embed-x": Price(Decimal("0.02")),
+}
+
+
+class DictPrices:
+    """A price source with one price per model, in force from 2020 on."""
+
+    def __init__(self, prices: dict[str, Price]) -> None:
+        self.prices = prices
+
+    def price(self, model: str, at: datetime, /) -> Price | None:
+        return self.prices.get(model) if at.year >= 2020 else None
+
+
+class FloatPrice:
+    """A price-like object with float fields (like the model layer's pydantic Price)."""
+
+    input = 0.15
+    output = 0.6
+    cached = None
+    currency = "USD"
+
+
+class FloatPrices:
+    def price(self, model: str, at: datetime, /) -> FloatPrice | None:
+        return FloatPrice() if model == "mini" else None
+
+
+def _chat(model: str, tin: int, tout: int, cached: int = 0, reasoning: int = 0) -> None:
+    tracer = trace.get_tracer("daytwo.models")
+    with tracer.start_as_current_span(f"chat {model}") as span:
+        span.set_attributes(
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": model,
+                "gen_ai.usage.input_tokens": tin,
+                "gen_ai.usage.output_tokens": tout,
+                "gen_ai.usage.cache_read.input_tokens": cached,
+                "gen_ai.usage.reasoning.output_tokens": reasoning,
+            }
+        )
+
+
+def _expected(model: str, tin: int, tout: int, cached: int = 0, reasoning: int = 0) -> Decimal:
+    p = PRICES[model]
+    assert p.cached_input_per_mtok is not None
+    assert p.reasoning_per_mtok is not None
+    return (
+        (tin - cached) * p.input_per_mtok
+        + cached * p.cached_input_per_mtok
+        + (tout - reasoning) * p.output_per_mtok
+        + reasoning * p.reasoning_per_mtok
+    ) / Decimal(1_000_000)
+
+
+def _run(agent: str, principal: str, session: str, calls: list[tuple]) -> None:
+    tracer = trace.get_tracer("daytwo.runtime")
+    attrs = {
+        "daytwo.run.id": f"run-{agent}-{principal}-{session}",
+        "daytwo.agent.name": agent,
+        "daytwo.agent.version": "1",
+        "daytwo.principal": principal,
+        "daytwo.session.id": session,
+        "daytwo.tenant": "acme",
+    }
+    with tracer.start_as_current_span(f"invoke_agent {agent}", attributes=attrs) as root:
+        # A wrapper with usage totals must never be priced.
+        root.set_attribute("gen_ai.operation.name", "invoke_agent")
+        root.set_attribute("gen_ai.usage.input_tokens", 10**6)
+        for i, call in enumerate(calls):
+            with tracer.start_as_current_span(f"step {i}", attributes={"daytwo.step.id": str(i)}):
+                if call[0] == "tool":
+                    with tracer.start_as_current_span("execute_tool web") as t:
+                        t.set_attribute("gen_ai.operation.name", "execute_tool")
+                        t.set_attribute("daytwo.tool.cost_usd", call[1])
+                elif call[0] == "embed":
+                    with tracer.start_as_current_span("embeddings embed-x") as e:
+                        e.set_attributes(
+                            {
+                                "gen_ai.operation.name": "embeddings",
+                                "gen_ai.request.model": "embed-x",
+                                "gen_ai.usage.input_tokens": call[1],
+                            }
+                        )
+                else:
+                    _chat(*call)
+
+
+def test_rollups_equal_the_exact_sum_of_model_call_costs(store: Store) -> None:
+    handle = setup_tracing(store, prices=DictPrices(PRICES))
+    try:
+        _run("a", "alice", "s1", [("gpt-x", 1000, 200, 300, 50), ("tool", "0.003")])
+        _run("a", "bob", "s2", [("gpt-x", 7, 3), ("embed", 12345), ("unknown-model", 5, 5)])
+        _run("b", "alice", "s1", [("gpt-x", 123457, 9999, 0, 1234), ("gpt-x", 1, 1)])
+        handle.flush()
+    finally:
+        handle.shutdown()
+    run1 = _expected("gpt-x", 1000, 200, 300, 50) + Decimal("0.003")
+    run2 = _expected("gpt-x", 7, 3) + Decimal(12345) * Decimal("0.02") / Decimal(10**6)
+    run3 = _expected("gpt-x", 123457, 9999, 0, 1234) + _expected("gpt-x", 1, 1)
+    grand = run1 + run2 + run3
+
+    by_query = rollup(store, "query")
+    assert sorted(r.cost_usd for r in by_query) == sorted([run1, run2, run3])
+    assert {r.label for r in by_query} == {"invoke_agent a", "invoke_agent b"}
+    assert total(by_query).cost_usd == grand
+    assert total(by_query).unpriced_spans == 1
+
+    by_principal = {r.key: r for r in rollup(store, "principal")}
+    assert by_principal["alice"].cost_usd == run1 + run3
+    assert by_principal["bob"].cost_usd == run2
+    assert by_principal["bob"].unpriced_spans == 1
+    assert by_principal["bob"].priced_spans == 2
+
+    by_agent = {r.key: r.cost_usd for r in rollup(store, "agent")}
+    assert by_agent == {"a@1": run1 + run2, "b@1": run3}
+    by_session = {r.key: r.cost_usd for r in rollup(store, "session")}
+    assert by_session == {"s1": run1 + run3, "s2": run2}
+    by_model = {r.key: r for r in rollup(store, "model")}
+    assert by_model["unknown-model"].cost_usd == 0
+    assert by_model["unknown-model"].unpriced_spans == 1
+    assert by_model[None].cost_usd == Decimal("0.003")  # the paid tool
+    assert total(rollup(store, "day")).cost_usd == grand
+    assert total(rollup(store, "tenant")).cost_usd == grand
+
+    # A price appears for the unknown model: reprice fills it in, nothing else moves.
+    new = dict(PRICES, **{"unknown-model": Price(Decimal("1"), Decimal("2"))})
+    report = reprice(store, DictPrices(new), since=datetime.now(UTC) - timedelta(hours=1))
+    assert report.changed == 1
+    assert report.unpriced == 0
+    assert report.spans == 7
+    after = total(rollup(store, "query"))
+    assert after.unpriced_spans == 0
+    assert after.cost_usd == grand + (5 * Decimal(1) + 5 * Decimal(2)) / Decimal(10**6)
+    assert reprice(store, DictPrices(new), since=datetime(2000, 1, 1, tzinfo=UTC)).changed == 0
+
+
+def test_price_like_objects_with_floats_are_exact(sqlite_store: Store) -> None:
+    handle = setup_tracing(sqlite_store, prices=FloatPrices())
+    try:
+        _chat("mini", 1_000_001, 3)
+        handle.flush()
+    finally:
+        handle.shutdown()
+    (r,) = rollup(sqlite_store, "model")
+    assert r.cost_usd == (1_000_001 * Decimal("0.15") + 3 * Decimal("0.6")) / Decimal(10**6)
+
+
+def test_without_prices_model_calls_are_unknown_not_zero(sqlite_store: Store) -> None:
+    handle = setup_tracing(sqlite_store)
+    try:
+        _chat("gpt-x", 10, 10)
+        handle.flush()
+    finally:
+        handle.shutdown()
+    (r,) = rollup(sqlite_store, "query")
+    assert r.priced_spans == 0
+    assert r.unpriced_spans == 1
