@@ -10,6 +10,7 @@ import typer
 
 from daytwo._version import __version__
 from daytwo.cli import db, models
+from daytwo.cli import serve as serve_cli
 from daytwo.cli._context import state
 from daytwo.cli._output import err_console, print_error
 from daytwo.cli.doctor import doctor
@@ -53,6 +54,8 @@ app.command("doctor")(doctor)
 app.command("quickstart")(quickstart)
 app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
+app.command("serve")(serve_cli.serve)
+app.add_typer(serve_cli.keys_app, name="keys")
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -1,0 +1,94 @@
+"""`daytwo serve` (the REST API, dashboard and MCP endpoint) and `daytwo keys` (API keys)."""
+
+from __future__ import annotations
+
+import typer
+
+from daytwo.cli._context import state
+from daytwo.cli._output import console, print_json
+
+__all__ = ["keys_app", "serve"]
+
+keys_app = typer.Typer(help="Create, list and revoke API keys of the server.", no_args_is_help=True)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8765, "--port", help="TCP port to listen on."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Worker processes (use PostgreSQL for more than one)."
+    ),
+) -> None:
+    """Serve the REST API, the dashboard and the MCP endpoint until Ctrl-C."""
+    from daytwo.server.launch import serve as run_server
+
+    settings = state.settings()
+    store = state.store()  # refuses an outdated schema with one clear line
+    if workers > 1 and store.is_sqlite:
+        console.print(
+            "[yellow]note:[/yellow] several workers over SQLite share one file lock; "
+            "use PostgreSQL (DAYTWO_DATABASE_URL) to scale out"
+        )
+    console.print(f"daytwo serving on http://{host}:{port}/ ({workers} worker(s)) — Ctrl-C stops")
+    run_server(settings, host=host, port=port, workers=workers, log_level="warning")
+
+
+@keys_app.command("create")
+def create(
+    role: str = typer.Option(..., "--role", help="admin, operator or viewer."),
+    tenant: str = typer.Option("default", "--tenant", help="Tenant the key belongs to."),
+    name: str = typer.Option("", "--name", help="A label for the key."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Create a key and print it once (only its digest is stored)."""
+    from daytwo.server.auth import KeyStore
+
+    info, key = KeyStore(state.store()).create(role=role, tenant=tenant, name=name)
+    if json_out:
+        print_json({"id": info.id, "tenant": info.tenant, "role": info.role, "key": key})
+        return
+    console.print(f"created {info.role} key {info.id} for tenant {info.tenant}")
+    console.print("key (shown only now; store it safely):")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def list_keys(
+    tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's keys."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List keys (never their secrets)."""
+    from rich.table import Table
+
+    from daytwo.server.auth import KeyStore
+
+    infos = KeyStore(state.store()).list(tenant=tenant)
+    if json_out:
+        print_json([info.__dict__ for info in infos])
+        return
+    table = Table("id", "tenant", "role", "name", "created", "revoked")
+    for k in infos:
+        table.add_row(
+            k.id,
+            k.tenant,
+            k.role,
+            k.name,
+            k.created_at.strftime("%Y-%m-%d %H:%M"),
+            k.revoked_at.strftime("%Y-%m-%d %H:%M") if k.revoked_at else "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def revoke(
+    key_id: str = typer.Argument(..., help="The key's id (see `daytwo keys list`)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Revoke a key; its dashboard sessions end at once."""
+    from daytwo.server.auth import KeyStore
+
+    info = KeyStore(state.store()).revoke(key_id)
+    if json_out:
+        print_json(info.__dict__)
+        return
+    console.print(f"revoked key {info.id} ({info.role}, tenant {info.tenant})")

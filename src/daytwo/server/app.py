@@ -1,0 +1,97 @@
+"""The FastAPI application factory: REST API, dashboard, and the MCP endpoint when present."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from daytwo._version import __version__
+from daytwo.server.auth import KeyStore
+from daytwo.server.errors import install_error_handlers
+from daytwo.server.middleware import DEFAULT_MAX_BODY_BYTES, RequestGuard
+from daytwo.settings import Settings, load_settings
+from daytwo.store import Store
+
+__all__ = ["app_from_env", "create_app"]
+
+_DESCRIPTION = """\
+The daytwo service: agents and their runs, the tool gateway, the knowledge layer,
+evals, costs and the audit log, for several tenants.
+
+Authenticate with an API key (`daytwo keys create --role admin --tenant T`), sent as
+`Authorization: Bearer dt_...` or `X-API-Key: dt_...`. Every error answer has the body
+`{"error": {"code", "message", "hint"}}`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    store: Store | None = None,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    check_schema: bool = True,
+) -> FastAPI:
+    """Build the app over ``store`` (default: the store the settings point at).
+
+    The app disposes the store on shutdown only when it created it.
+    """
+    settings = settings if settings is not None else load_settings()
+    owns_store = store is None
+    store = store if store is not None else Store.from_settings(settings)
+    if check_schema:
+        store.check_schema()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            for close in app.state.on_shutdown:
+                close()
+            if owns_store:
+                store.dispose()
+
+    app = FastAPI(
+        title="daytwo",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.keys = KeyStore(store)
+    app.state.on_shutdown = []
+    install_error_handlers(app)
+
+    from daytwo.server import dashboard
+    from daytwo.server.routes import core
+
+    app.include_router(core.public)
+    app.include_router(core.api)
+    for router in _layer_routers():
+        app.include_router(router)
+    app.include_router(dashboard.router)
+    static = resources.files("daytwo.server") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    _mount_mcp(app)
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes)
+    return app
+
+
+def _layer_routers() -> list[APIRouter]:
+    """Routers of the layers (each module registers the routes of one layer)."""
+    return []
+
+
+def _mount_mcp(app: FastAPI) -> None:
+    """Mount the gateway's MCP Streamable HTTP endpoint at /mcp when the gateway has one."""
+    return None
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (each worker process reads the settings itself)."""
+    return create_app(load_settings())

@@ -1,0 +1,227 @@
+"""API keys (stored hashed), roles, tenants and dashboard sessions.
+
+A key reads ``dt_<id>_<secret>``: the id is public (it names the key in lists
+and audit records), the secret is 32 random bytes of which only a SHA-256
+digest is stored. Keys are high-entropy random strings, so a plain digest
+(no slow KDF) is the usual choice (GitHub and Stripe tokens work this way);
+comparison is constant-time.
+
+Roles are ordered: ``viewer`` reads, ``operator`` also starts and steers runs,
+ingests and runs evals, ``admin`` also manages keys. A principal only ever sees
+its own tenant's objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import sqlalchemy as sa
+
+from daytwo.exceptions import InputError, NotFoundError, PermissionDenied
+from daytwo.store import Store
+from daytwo.store.base import new_id, utcnow
+from daytwo.store.tables.server import ApiKey, DashboardSession
+
+__all__ = [
+    "ROLES",
+    "KeyInfo",
+    "KeyStore",
+    "NotAuthenticated",
+    "Principal",
+    "Role",
+    "role_at_least",
+]
+
+Role = Literal["viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+_RANK: dict[str, int] = {role: i for i, role in enumerate(ROLES)}
+_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_KEY_RE = re.compile(r"^dt_([0-9a-f]{32})_([A-Za-z0-9_-]{20,100})$")
+SESSION_TTL = timedelta(hours=12)
+
+
+class NotAuthenticated(PermissionDenied):
+    """No key, an unknown key, or a revoked key (HTTP 401)."""
+
+
+def role_at_least(role: str, needed: Role) -> bool:
+    """True when ``role`` ranks at or above ``needed``."""
+    return _RANK.get(role, -1) >= _RANK[needed]
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id and name, its tenant and role."""
+
+    key_id: str
+    name: str
+    tenant: str
+    role: Role
+
+    @property
+    def label(self) -> str:
+        """How the principal appears in audit records and cost reports."""
+        return f"key:{self.key_id[:8]}" + (f" ({self.name})" if self.name else "")
+
+    def require(self, needed: Role) -> None:
+        """Raise PermissionDenied unless this principal's role is at least ``needed``."""
+        if not role_at_least(self.role, needed):
+            raise PermissionDenied(
+                f"role {self.role!r} may not do this; it needs {needed!r}",
+                hint=f"use a key with role {needed} or higher (daytwo keys create --role {needed})",
+            )
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What may be shown about a key (never its secret)."""
+
+    id: str
+    name: str
+    tenant: str
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ApiKey) -> KeyInfo:
+        return cls(
+            id=row.id,
+            name=row.name,
+            tenant=row.tenant,
+            role=row.role,  # type: ignore[arg-type]
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+            last_used_at=row.last_used_at,
+        )
+
+
+def check_tenant(tenant: str) -> str:
+    """Validate a tenant name or raise InputError."""
+    if not _TENANT_RE.match(tenant):
+        raise InputError(
+            f"tenant {tenant!r} is not a valid tenant name",
+            hint="use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    return tenant
+
+
+def check_role(role: str) -> Role:
+    """Validate a role name or raise InputError."""
+    if role not in _RANK:
+        raise InputError(f"unknown role {role!r}", hint=f"use one of {', '.join(ROLES)}")
+    return role  # type: ignore[return-value]
+
+
+class KeyStore:
+    """Creates, lists, revokes and checks API keys and dashboard sessions."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def create(self, *, role: str, tenant: str, name: str = "") -> tuple[KeyInfo, str]:
+        """Create a key; return its info and the full key (shown only this once)."""
+        role_ = check_role(role)
+        check_tenant(tenant)
+        if len(name) > 200:
+            raise InputError("key name is longer than 200 characters", hint="use a shorter name")
+        key_id = new_id()
+        secret = secrets.token_urlsafe(32)
+        row = ApiKey(
+            id=key_id,
+            name=name,
+            tenant=tenant,
+            role=role_,
+            secret_sha256=_digest(secret),
+            created_at=utcnow(),
+        )
+        with self.store.session() as s:
+            s.add(row)
+        return KeyInfo.of(row), f"dt_{key_id}_{secret}"
+
+    def list(self, *, tenant: str | None = None) -> list[KeyInfo]:
+        """Every key (of one tenant when given), oldest first."""
+        q = sa.select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+        if tenant is not None:
+            q = q.where(ApiKey.tenant == tenant)
+        with self.store.session() as s:
+            return [KeyInfo.of(r) for r in s.scalars(q)]
+
+    def revoke(self, key_id: str, *, tenant: str | None = None) -> KeyInfo:
+        """Revoke a key (and its sessions); NotFoundError when unknown or another tenant's."""
+        with self.store.session() as s:
+            row = s.get(ApiKey, key_id)
+            if row is None or (tenant is not None and row.tenant != tenant):
+                raise NotFoundError(
+                    f"no API key {key_id!r}", hint="list the keys with `daytwo keys list`"
+                )
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            s.execute(sa.delete(DashboardSession).where(DashboardSession.key_id == key_id))
+            return KeyInfo.of(row)
+
+    def authenticate(self, key: str) -> Principal:
+        """The principal of a full key; NotAuthenticated when unknown, malformed or revoked."""
+        m = _KEY_RE.match(key.strip())
+        if not m:
+            raise NotAuthenticated(
+                "the API key is malformed", hint="keys look like dt_<32 hex>_<secret>"
+            )
+        key_id, secret = m.groups()
+        with self.store.session() as s:
+            row = s.get(ApiKey, key_id)
+            if row is None or not hmac.compare_digest(row.secret_sha256, _digest(secret)):
+                raise NotAuthenticated(
+                    "the API key is not valid", hint="create one with `daytwo keys create`"
+                )
+            if row.revoked_at is not None:
+                raise NotAuthenticated(
+                    "the API key was revoked", hint="create a new one with `daytwo keys create`"
+                )
+            return Principal(key_id=row.id, name=row.name, tenant=row.tenant, role=row.role)  # type: ignore[arg-type]
+
+    def open_session(self, key: str) -> tuple[Principal, str]:
+        """Log in with a key: return the principal and a new session token for a cookie."""
+        principal = self.authenticate(key)
+        token = secrets.token_urlsafe(32)
+        now = utcnow()
+        with self.store.session() as s:
+            s.add(
+                DashboardSession(
+                    token_sha256=_digest(token),
+                    key_id=principal.key_id,
+                    created_at=now,
+                    expires_at=now + SESSION_TTL,
+                )
+            )
+            s.execute(sa.delete(DashboardSession).where(DashboardSession.expires_at < now))
+        return principal, token
+
+    def session_principal(self, token: str) -> Principal:
+        """The principal of a session cookie; NotAuthenticated when expired or revoked."""
+        with self.store.session() as s:
+            sess = s.get(DashboardSession, _digest(token))
+            if sess is None or sess.expires_at < utcnow():
+                raise NotAuthenticated("the session expired", hint="log in again with your key")
+            row = s.get(ApiKey, sess.key_id)
+            if row is None or row.revoked_at is not None:
+                raise NotAuthenticated("the session's key was revoked", hint="log in again")
+            return Principal(key_id=row.id, name=row.name, tenant=row.tenant, role=row.role)  # type: ignore[arg-type]
+
+    def close_session(self, token: str) -> None:
+        """Log out: forget the session."""
+        with self.store.session() as s:
+            s.execute(
+                sa.delete(DashboardSession).where(DashboardSession.token_sha256 == _digest(token))
+            )

@@ -1,0 +1,192 @@
+"""The dashboard shell: login with a key (cookie session), logout, overview, page rendering.
+
+Pages are server-rendered with Jinja2; ``static/app.js`` adds a small vanilla-JS layer
+(JSON forms, API buttons, server-sent events). Every asset is served from ``/static``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from daytwo._version import __version__
+from daytwo.exceptions import DaytwoError, PermissionDenied
+from daytwo.server.auth import KeyStore, NotAuthenticated, Principal
+from daytwo.server.deps import SESSION_COOKIE
+from daytwo.server.errors import status_of
+
+__all__ = ["NAV", "OverviewCard", "page", "render", "router", "templates"]
+
+templates = Jinja2Templates(directory=str(resources.files("daytwo.server") / "templates"))
+router = APIRouter(include_in_schema=False)
+
+NAV: list[tuple[str, str]] = [("/", "Overview")]
+"""Navigation entries (href, label); page modules append theirs."""
+
+
+@dataclass
+class OverviewCard:
+    """One tile of the overview page."""
+
+    title: str
+    href: str
+    value: str
+    detail: str
+
+
+OVERVIEW_CARDS: list[Callable[[Request, Principal], OverviewCard | None]] = []
+"""Functions giving a tile of the overview page; page modules append theirs."""
+
+
+def render(
+    request: Request,
+    template: str,
+    principal: Principal | None,
+    *,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """Render a page with the common context (principal, navigation, version)."""
+    ctx = {
+        "principal": principal,
+        "nav": NAV,
+        "active": context.pop("active", request.url.path),
+        "version": __version__,
+        **context,
+    }
+    return templates.TemplateResponse(request, template, ctx, status_code=status_code)
+
+
+def _principal_of(request: Request) -> Principal | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    keys: KeyStore = request.app.state.keys
+    try:
+        return keys.session_principal(token)
+    except NotAuthenticated:
+        return None
+
+
+PageHandler = Callable[..., Response]
+
+
+def page(
+    path: str, *, title: str, nav: str | None = None, role: str = "viewer"
+) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Register a dashboard page; the handler gets ``(request, principal, **path params)``.
+
+    Anonymous visitors are sent to /login; daytwo errors become an error page with
+    the status the API would give.
+    """
+
+    def decorate(handler: Callable[..., Response]) -> Callable[..., Response]:
+        def endpoint(request: Request) -> Response:
+            principal = _principal_of(request)
+            if principal is None:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+            try:
+                principal.require(role)  # type: ignore[arg-type]
+                return handler(request, principal, **request.path_params)
+            except DaytwoError as exc:
+                status, _ = status_of(exc)
+                if status >= 500 and not isinstance(exc, PermissionDenied):
+                    status = 503 if status == 503 else 502
+                return render(
+                    request,
+                    "message.html",
+                    principal,
+                    status_code=status,
+                    title=title,
+                    heading=title,
+                    message=exc.message,
+                    hint=exc.hint,
+                )
+
+        endpoint.__name__ = handler.__name__
+        router.add_api_route(path, endpoint, methods=["GET"], response_class=HTMLResponse)
+        if nav is not None:
+            NAV.append((path, nav))
+        return handler
+
+    return decorate
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> Response:
+    return render(request, "login.html", None, title="Log in", next=_safe_next(next))
+
+
+def _safe_next(target: str) -> str:
+    """Only local paths: never redirect to another site after login."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    key: Annotated[str, Form(max_length=300)],
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    keys: KeyStore = request.app.state.keys
+    try:
+        _, token = keys.open_session(key)
+    except NotAuthenticated as exc:
+        return render(
+            request,
+            "login.html",
+            None,
+            status_code=401,
+            title="Log in",
+            next=_safe_next(next),
+            error=exc.message,
+        )
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=12 * 3600,
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        keys: KeyStore = request.app.state.keys
+        keys.close_session(token)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@page("/", title="Overview")
+def overview(request: Request, principal: Principal) -> Response:
+    try:
+        request.app.state.store.ping()
+        database = "ok"
+    except DaytwoError as exc:
+        database = exc.message
+    cards = []
+    for card_of in OVERVIEW_CARDS:
+        try:
+            card = card_of(request, principal)
+        except DaytwoError:
+            card = None
+        if card is not None:
+            cards.append(card)
+    return render(
+        request, "overview.html", principal, title="Overview", database=database, cards=cards
+    )

@@ -1,0 +1,1 @@
+"""REST route families of the daytwo server (one module each)."""

@@ -1,0 +1,48 @@
+"""Server tables: API keys (stored hashed) and dashboard sessions.
+
+A key belongs to one tenant and has one role (admin, operator, viewer). Only a
+SHA-256 digest of the key's secret part is stored; the full key is shown once,
+when it is created. Dashboard sessions live in the database too, so several
+server workers behave as one service.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from daytwo.store.base import Base, UTCDateTime, utcnow
+
+__all__ = ["ApiKey", "DashboardSession"]
+
+
+class ApiKey(Base):
+    """An API key: public id, role, tenant and the digest of its secret."""
+
+    __tablename__ = "server_api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    tenant: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_server_api_keys_tenant", "tenant"),)
+
+
+class DashboardSession(Base):
+    """A logged-in browser: the digest of its cookie token and the key it logged in with."""
+
+    __tablename__ = "server_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_server_sessions_key_id", "key_id"),)
