@@ -1,0 +1,287 @@
+"""Tool backends: a Python callable, an HTTP endpoint (httpx), a tool on an MCP server.
+
+Each backend turns the validated arguments into the backend's raw JSON answer
+(a dict), or raises :class:`BackendError` (timeout, HTTP error, non-JSON).
+Credentials come from the vault at call time and never leave the request.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
+
+import httpx
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from daytwo.exceptions import BackendError, InputError, NotFoundError
+from daytwo.gateway.contracts import HttpAuth, HttpBackendSpec, McpBackendSpec, PythonBackendSpec
+from daytwo.gateway.errors import BackendTimeout
+
+if TYPE_CHECKING:
+    from daytwo.gateway.policies import SsrfGuard
+    from daytwo.gateway.vault import CredentialVault, OAuth2TokenCache
+
+__all__ = ["Backend", "HttpBackend", "McpBackend", "PythonBackend", "resolve_callable"]
+
+_IDEMPOTENT = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
+
+
+class Backend(Protocol):
+    """What the gateway calls."""
+
+    def call(self, arguments: dict[str, Any]) -> Any: ...
+
+
+def resolve_callable(ref: str, registry: dict[str, Callable[..., Any]]) -> Callable[..., Any]:
+    """A registered callable by name, or ``module:function`` imported."""
+    fn = registry.get(ref)
+    if fn is not None:
+        return fn
+    if ":" not in ref:
+        raise NotFoundError(
+            f"no Python callable registered as {ref!r}",
+            hint="call gateway.register_python(name, fn) or use 'module:function'",
+        )
+    module_name, _, attr = ref.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise NotFoundError(
+            f"cannot import the tool callable {ref!r}: {exc}", hint="check the module:function path"
+        ) from exc
+    if not callable(obj):
+        raise InputError(f"{ref!r} is not callable", hint="point at a function")
+    return obj  # type: ignore[no-any-return]
+
+
+class PythonBackend:
+    """Calls ``fn(**arguments)`` in-process."""
+
+    def __init__(self, spec: PythonBackendSpec, registry: dict[str, Callable[..., Any]]) -> None:
+        self.fn = resolve_callable(spec.callable, registry)
+
+    def call(self, arguments: dict[str, Any]) -> Any:
+        try:
+            return self.fn(**arguments)
+        except (BackendError, InputError):
+            raise
+        except Exception as exc:
+            raise BackendError(
+                f"the tool function failed: {type(exc).__name__}: {exc}",
+                hint="see the backend's logs; the call was not retried",
+            ) from exc
+
+
+class _Retryable(Exception):
+    pass
+
+
+def _auth_headers(
+    auth: HttpAuth | None,
+    vault: CredentialVault | None,
+    tokens: OAuth2TokenCache,
+    guard: SsrfGuard,
+) -> dict[str, str]:
+    if auth is None:
+        return {}
+    if vault is None:
+        raise InputError(
+            "this tool needs the credential vault", hint="create the Gateway with a vault"
+        )
+    if auth.type == "bearer":
+        return {"Authorization": f"Bearer {vault.get(auth.secret or '')}"}
+    if auth.type == "header":
+        return {auth.header: vault.get(auth.secret or "")}
+    if not (auth.token_url and auth.client_id and auth.client_secret):
+        raise InputError(
+            "oauth2_client_credentials needs token_url, client_id and client_secret",
+            hint="complete the backend's auth section",
+        )
+    guard.check(auth.token_url)
+    token = tokens.token(auth.token_url, auth.client_id, vault.get(auth.client_secret), auth.scope)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _parse_json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise BackendError(
+            f"{where} answered non-JSON: {text[:60]!r}",
+            hint="fix the backend or put an adapter in front of it",
+        ) from exc
+
+
+class HttpBackend:
+    """An HTTP endpoint: SSRF-checked URL, timeouts, retries for idempotent methods only."""
+
+    def __init__(
+        self,
+        spec: HttpBackendSpec,
+        *,
+        guard: SsrfGuard,
+        vault: CredentialVault | None,
+        tokens: OAuth2TokenCache,
+        client: httpx.Client,
+    ) -> None:
+        self.spec = spec
+        self.guard = guard
+        self.vault = vault
+        self.tokens = tokens
+        self.client = client
+
+    def _request(self, arguments: dict[str, Any]) -> httpx.Request:
+        spec = self.spec
+        url = spec.url
+        query: dict[str, Any] = {}
+        headers: dict[str, str] = {}
+        body: dict[str, Any] = {}
+        for name, value in arguments.items():
+            where = spec.params.get(
+                name, "query" if spec.method in {"GET", "HEAD", "DELETE"} else "body"
+            )
+            if where == "path":
+                url = url.replace("{" + name + "}", quote(str(value), safe=""))
+            elif where == "query":
+                query[name] = value if not isinstance(value, (dict, list)) else json.dumps(value)
+            elif where == "header":
+                headers[name] = str(value)
+            else:
+                body[name] = value
+        self.guard.check(url)
+        headers.update(_auth_headers(spec.auth, self.vault, self.tokens, self.guard))
+        return self.client.build_request(
+            spec.method,
+            url,
+            params=query or None,
+            headers=headers,
+            json=body if body or spec.method in {"POST", "PUT", "PATCH"} else None,
+            timeout=spec.timeout_s,
+        )
+
+    def _send_once(self, arguments: dict[str, Any]) -> httpx.Response:
+        request = self._request(arguments)
+        try:
+            resp = self.client.send(request)
+        except httpx.TimeoutException as exc:
+            raise BackendTimeout(
+                f"the backend {self.spec.method} {self.spec.url} timed out after "
+                f"{self.spec.timeout_s} s",
+                hint="raise backend.timeout_s or check the backend",
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 500 or resp.status_code == 429:
+            raise _Retryable(f"HTTP {resp.status_code}")
+        return resp
+
+    def call(self, arguments: dict[str, Any]) -> Any:
+        attempts = 1 + (self.spec.retries if self.spec.method in _IDEMPOTENT else 0)
+        try:
+            for attempt in Retrying(
+                stop=stop_after_attempt(attempts),
+                wait=wait_exponential(multiplier=0.05, max=1.0),
+                retry=retry_if_exception_type(_Retryable),
+                reraise=False,
+            ):
+                with attempt:
+                    resp = self._send_once(arguments)
+        except RetryError as exc:
+            cause = exc.last_attempt.exception()
+            raise BackendError(
+                f"the backend {self.spec.method} {self.spec.url} failed after {attempts} "
+                f"attempt(s): {cause}",
+                hint="check the backend; only idempotent methods are retried",
+                attempts=attempts,
+            ) from cause
+        if resp.status_code >= 400:
+            raise BackendError(
+                f"the backend answered HTTP {resp.status_code}: {resp.text[:80]!r}",
+                hint="check the arguments and the backend's credentials",
+                status=resp.status_code,
+            )
+        return _parse_json(resp.text, f"the backend {self.spec.method} {self.spec.url}")
+
+
+class McpBackend:
+    """A tool on an external MCP server (stdio command or Streamable HTTP URL)."""
+
+    def __init__(
+        self,
+        spec: McpBackendSpec,
+        *,
+        guard: SsrfGuard,
+        vault: CredentialVault | None,
+        tokens: OAuth2TokenCache,
+    ) -> None:
+        if bool(spec.command) == bool(spec.url):
+            raise InputError(
+                "an mcp backend needs exactly one of command (stdio) or url (Streamable HTTP)",
+                hint="set backend.command or backend.url",
+            )
+        self.spec = spec
+        self.guard = guard
+        self.vault = vault
+        self.tokens = tokens
+
+    async def _call(self, arguments: dict[str, Any]) -> Any:
+        import httpx2
+        from mcp.client import Client
+        from mcp.client.stdio import StdioServerParameters
+        from mcp.client.streamable_http import streamable_http_client
+
+        spec = self.spec
+        target: Any
+        if spec.command:
+            target = StdioServerParameters(command=spec.command[0], args=list(spec.command[1:]))
+        else:
+            assert spec.url is not None
+            self.guard.check(spec.url)
+            headers = _auth_headers(spec.auth, self.vault, self.tokens, self.guard)
+            http = httpx2.AsyncClient(headers=headers, timeout=spec.timeout_s)
+            target = streamable_http_client(spec.url, http_client=http)
+        async with Client(target, read_timeout_seconds=spec.timeout_s, mode="legacy") as client:
+            result = await client.call_tool(spec.tool, arguments)
+        if getattr(result, "is_error", False):
+            text = " ".join(getattr(c, "text", "") for c in result.content)
+            raise BackendError(
+                f"the MCP tool {spec.tool!r} returned an error: {text[:120]}",
+                hint="check the arguments and the MCP server",
+            )
+        if result.structured_content is not None:
+            return result.structured_content
+        texts = [getattr(c, "text", None) for c in result.content]
+        text = "".join(t for t in texts if t)
+        return _parse_json(text, f"the MCP tool {spec.tool!r}")
+
+    def call(self, arguments: dict[str, Any]) -> Any:
+        import anyio
+
+        started = time.monotonic()
+        try:
+            return anyio.run(self._call, arguments)
+        except (BackendError, InputError):
+            raise
+        except TimeoutError as exc:
+            raise BackendTimeout(
+                f"the MCP tool {self.spec.tool!r} timed out after "
+                f"{time.monotonic() - started:.1f} s",
+                hint="raise backend.timeout_s or check the MCP server",
+            ) from exc
+        except Exception as exc:
+            raise BackendError(
+                f"the MCP backend for {self.spec.tool!r} failed: {type(exc).__name__}: {exc}",
+                hint="check the server command/url and that it serves this tool",
+            ) from exc

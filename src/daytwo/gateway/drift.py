@@ -1,0 +1,269 @@
+"""Semantic drift: contract expectations plus a learned live profile per tool and field.
+
+Two sources of evidence, checked on every response:
+
+* **contract** — the field's declared expectation (type, range, enum, nullability,
+  format). A violation is certain, so the first one raises an alert.
+* **profile** — what the field looked like during the first ``warmup`` responses
+  (type mix, numeric range, categories, null rate). A single outlier may be
+  noise, so an alert needs ``threshold`` violations among the last ``window``
+  responses; that keeps stable traffic free of false alarms.
+
+The article's case — ``risk_score`` switching from a 0.0–1.0 float to
+``"LOW"/"MEDIUM"/"HIGH"`` with HTTP 200 — is a contract ``type`` violation when
+the contract declares the field, and a profile ``type`` drift otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from daytwo.gateway.contracts import Expectation
+
+__all__ = ["DriftMonitor", "FieldProfile", "Violation", "json_type"]
+
+Source = Literal["contract", "profile"]
+
+_MAX_CATEGORIES = 20
+
+
+def json_type(value: Any) -> str:
+    """The JSON type name of a Python value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return type(value).__name__
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _get(data: dict[str, Any], path: str) -> Any:
+    if path in data:
+        return data[path]
+    cur: Any = data
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One field of one response that does not look like it should."""
+
+    field: str
+    kind: str
+    source: Source
+    detail: str
+
+
+@dataclass
+class FieldProfile:
+    """The learned shape of one output field."""
+
+    seen: int = 0
+    types: dict[str, int] = field(default_factory=dict)
+    numbers: list[float] = field(default_factory=list)
+    categories: dict[str, int] = field(default_factory=dict)
+    low: float | None = None
+    high: float | None = None
+    learned: bool = False
+    categorical: bool = False
+
+    def observe_warmup(self, value: Any) -> None:
+        t = json_type(value)
+        self.seen += 1
+        self.types[t] = self.types.get(t, 0) + 1
+        if _is_number(value) and math.isfinite(float(value)):
+            self.numbers.append(float(value))
+        elif isinstance(value, str) and len(self.categories) <= _MAX_CATEGORIES:
+            self.categories[value] = self.categories.get(value, 0) + 1
+
+    def learn(self) -> None:
+        """Freeze the profile after warm-up: range with a margin, categories."""
+        self.learned = True
+        if self.numbers:
+            lo, hi = min(self.numbers), max(self.numbers)
+            margin = 0.25 * (hi - lo) if hi > lo else max(abs(hi) * 0.25, 1e-9)
+            self.low, self.high = lo - margin, hi + margin
+        strings = self.types.get("string", 0)
+        self.categorical = 0 < len(self.categories) <= _MAX_CATEGORIES and strings >= 10
+        self.numbers = []
+
+    def check(self, value: Any) -> tuple[str, str] | None:
+        """(kind, detail) when the value does not fit the learned profile."""
+        t = json_type(value)
+        known = set(self.types)
+        if t not in known and not (t == "integer" and "number" in known):
+            return "type", f"type {t} never seen before (seen {sorted(known)})"
+        if _is_number(value) and self.low is not None and self.high is not None:
+            v = float(value)
+            if not (self.low <= v <= self.high):
+                return "range", f"{v:g} outside the learned range [{self.low:g}, {self.high:g}]"
+        if self.categorical and isinstance(value, str) and value not in self.categories:
+            return "category", f"value {value!r} not among the learned categories"
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        total = max(self.seen, 1)
+        return {
+            "seen": self.seen,
+            "type_mix": {k: round(v / total, 4) for k, v in sorted(self.types.items())},
+            "null_rate": round(self.types.get("null", 0) / total, 4),
+            "range": [self.low, self.high] if self.low is not None else None,
+            "categories": sorted(self.categories) if self.categorical else None,
+            "learned": self.learned,
+        }
+
+
+def check_expectation(exp: Expectation, value: Any) -> tuple[str, str] | None:
+    """(kind, detail) when the value breaks its declared expectation."""
+    if value is None:
+        return None if exp.nullable else ("null", "is null or missing but is not nullable")
+    if exp.type is not None:
+        t = json_type(value)
+        ok = t == exp.type or (exp.type == "number" and t == "integer")
+        if not ok:
+            return "type", f"expected {exp.type}, got {t} ({value!r:.40})"
+    if _is_number(value):
+        v = float(value)
+        if exp.minimum is not None and v < exp.minimum:
+            return "range", f"{v:g} below the minimum {exp.minimum:g}" + _unit(exp)
+        if exp.maximum is not None and v > exp.maximum:
+            return "range", f"{v:g} above the maximum {exp.maximum:g}" + _unit(exp)
+    if exp.enum is not None and value not in exp.enum:
+        return "enum", f"{value!r:.40} not in {exp.enum!r:.80}"
+    if exp.format is not None and isinstance(value, str) and not re.fullmatch(exp.format, value):
+        return "format", f"{value!r:.40} does not match {exp.format!r}"
+    return None
+
+
+def _unit(exp: Expectation) -> str:
+    return f" ({exp.unit})" if exp.unit else ""
+
+
+class _ToolState:
+    def __init__(self, expectations: dict[str, Expectation], warmup: int) -> None:
+        self.expectations = expectations
+        self.warmup = warmup
+        self.count = 0
+        self.profiles: dict[str, FieldProfile] = {}
+        self.windows: dict[tuple[str, str], deque[bool]] = {}
+        self.open: set[tuple[str, str]] = set()
+
+
+class DriftMonitor:
+    """Checks responses against expectations and the learned profile; thread-safe."""
+
+    def __init__(self, *, window: int = 10, threshold: int = 5) -> None:
+        self.window = window
+        self.threshold = threshold
+        self._states: dict[str, _ToolState] = {}
+        self._lock = threading.Lock()
+
+    def _state(self, key: str, expectations: dict[str, Expectation], warmup: int) -> _ToolState:
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = _ToolState(expectations, warmup)
+        return state
+
+    def check(
+        self, key: str, output: dict[str, Any], expectations: dict[str, Expectation], warmup: int
+    ) -> tuple[list[Violation], list[Violation], int]:
+        """(violations of this response, new alerts, response index) for tool version ``key``.
+
+        A response "drifts" when it has a contract violation or a profile
+        violation of a kind already alerted on.
+        """
+        with self._lock:
+            state = self._state(key, expectations, warmup)
+            state.count += 1
+            index = state.count
+            drifting: list[Violation] = []
+            alerts: list[Violation] = []
+            for name, exp in expectations.items():
+                found = check_expectation(exp, _get(output, name))
+                if found is not None:
+                    v = Violation(name, found[0], "contract", found[1])
+                    drifting.append(v)
+                    if (name, "contract:" + found[0]) not in state.open:
+                        state.open.add((name, "contract:" + found[0]))
+                        alerts.append(v)
+            names = set(expectations) | {
+                k for k, v in output.items() if not isinstance(v, (dict, list))
+            }
+            if index <= state.warmup:
+                for name in names:
+                    prof = state.profiles.setdefault(name, FieldProfile())
+                    prof.observe_warmup(_get(output, name))
+                if index == state.warmup:
+                    for prof in state.profiles.values():
+                        prof.learn()
+                return drifting, alerts, index
+            for name in names:
+                value = _get(output, name)
+                learned = state.profiles.get(name)
+                if learned is None:
+                    learned = FieldProfile()
+                    state.profiles[name] = learned
+                    learned.observe_warmup(None)  # absent during warm-up
+                    learned.learn()
+                found = learned.check(value)
+                for kind in ("type", "range", "category"):
+                    win = state.windows.get((name, kind))
+                    hit = found is not None and found[0] == kind
+                    if win is None:
+                        if not hit:
+                            continue
+                        win = state.windows[(name, kind)] = deque(maxlen=self.window)
+                    win.append(hit)
+                if found is None:
+                    continue
+                kind, detail = found
+                v = Violation(name, kind, "profile", detail)
+                key2 = (name, "profile:" + kind)
+                if key2 in state.open:
+                    drifting.append(v)
+                elif sum(state.windows[(name, kind)]) >= self.threshold:
+                    state.open.add(key2)
+                    drifting.append(v)
+                    alerts.append(v)
+            return drifting, alerts, index
+
+    def profiles(self, key: str) -> dict[str, dict[str, Any]]:
+        """The learned profile of every field of tool version ``key``."""
+        with self._lock:
+            state = self._states.get(key)
+            if state is None:
+                return {}
+            return {name: p.as_dict() for name, p in sorted(state.profiles.items())}
+
+    def responses(self, key: str) -> int:
+        """How many responses of ``key`` were checked."""
+        state = self._states.get(key)
+        return state.count if state else 0
+
+    def reset(self, key: str) -> None:
+        """Forget the profile and open alerts of ``key`` (after an accepted change)."""
+        with self._lock:
+            self._states.pop(key, None)

@@ -1,0 +1,637 @@
+"""The gateway: every tool call goes through auth, policy, validation, backend, adapter, drift.
+
+    gateway = Gateway(store)
+    gateway.register(definition)
+    result = gateway.call("orders_status_cached", {"order_id": "A-1001"}, agent="support")
+
+Each call emits an ``execute_tool {name}`` span (tracer ``daytwo.gateway``);
+denials and drift alerts add a ``daytwo.decision`` event, and denials are
+appended to the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import rfc8785
+from jsonschema import Draft202012Validator
+from opentelemetry import trace
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from daytwo.exceptions import (
+    BackendError,
+    ConflictError,
+    ContractViolation,
+    DriftBlocked,
+    PermissionDenied,
+    ToolError,
+)
+from daytwo.gateway.adapters import CompiledAdapter
+from daytwo.gateway.agents import Agent, AgentRegistry
+from daytwo.gateway.backends import Backend, HttpBackend, McpBackend, PythonBackend
+from daytwo.gateway.catalog import Catalog, ToolRecord
+from daytwo.gateway.contracts import (
+    HttpBackendSpec,
+    McpBackendSpec,
+    PythonBackendSpec,
+    ToolDefinition,
+    parse_definitions,
+)
+from daytwo.gateway.drift import DriftMonitor, Violation, check_expectation
+from daytwo.gateway.policies import RateLimits, SsrfGuard, check_payload, find_injection_markers
+from daytwo.gateway.telemetry import Telemetry
+from daytwo.gateway.vault import CredentialVault, OAuth2TokenCache
+from daytwo.store import Store, new_id
+from daytwo.store.tables.gateway import GatewayDriftAlert, GatewayIdempotency
+
+if TYPE_CHECKING:
+    from daytwo.settings import Settings
+
+__all__ = ["DriftAlert", "Gateway", "ToolResult"]
+
+log = logging.getLogger("daytwo.gateway")
+
+
+@dataclass(frozen=True)
+class DriftAlert:
+    """A drift alert raised by one call."""
+
+    tool: str
+    version: str
+    field: str
+    kind: str
+    source: str
+    detail: str
+    action: str
+    response_index: int
+
+
+@dataclass
+class ToolResult:
+    """What a call returns to the agent."""
+
+    output: dict[str, Any]
+    tool: str
+    version: str
+    latency_ms: float
+    cost_usd: float
+    alerts: list[DriftAlert] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    adapted: bool = False
+    replayed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "output": self.output,
+            "tool": self.tool,
+            "version": self.version,
+            "latency_ms": round(self.latency_ms, 3),
+            "cost_usd": self.cost_usd,
+            "alerts": [a.__dict__ for a in self.alerts],
+            "flags": self.flags,
+            "adapted": self.adapted,
+            "replayed": self.replayed,
+        }
+
+
+class _Compiled:
+    """A tool version ready for the call path."""
+
+    def __init__(
+        self, record: ToolRecord, make_backend: Callable[[ToolDefinition], Backend]
+    ) -> None:
+        d = record.definition
+        self.record = record
+        self.key = f"{record.name}@{record.version}"
+        self.input_validator = Draft202012Validator(d.input_schema)
+        self.output_validator = Draft202012Validator(d.output_schema)
+        self.adapter = CompiledAdapter(d.adapter) if d.adapter else None
+        self._make_backend = make_backend
+        self._backend: Backend | None = None
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = self._make_backend(self.record.definition)
+        return self._backend
+
+
+def _first_error(validator: Draft202012Validator, value: Any) -> str | None:
+    for err in validator.iter_errors(value):
+        where = "/".join(str(p) for p in err.absolute_path) or "(root)"
+        return f"{where}: {err.message}"
+    return None
+
+
+def _decision(kind: str, summary: str, data: dict[str, Any]) -> None:
+    try:
+        from daytwo.tracing import record_decision
+    except ImportError:  # tracing layer absent: add the event the same way
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event(
+                "daytwo.decision",
+                {
+                    "daytwo.decision.kind": kind,
+                    "daytwo.decision.summary": summary,
+                    "daytwo.decision.data": json.dumps(data, default=str),
+                },
+            )
+        return
+    record_decision(kind, summary, data)
+
+
+class Gateway:
+    """The tool gateway: catalog, backends, policies, drift, telemetry, idempotency."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings | None = None,
+        vault: CredentialVault | None = None,
+        *,
+        ssrf_allow: tuple[str, ...] | list[str] = (),
+        rate_limit_storage: str | None = None,
+        namespace: str = "daytwo",
+        require_auth: bool = False,
+        telemetry_window_s: float = 300.0,
+        audit: bool = True,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self._vault = vault
+        self.require_auth = require_auth
+        self.audit = audit
+        self.catalog = Catalog(store)
+        self.agents = AgentRegistry(store)
+        if rate_limit_storage is None:
+            rate_limit_storage = (settings.redis_url if settings else None) or "memory://"
+        self.rate_limits = RateLimits(rate_limit_storage, namespace=namespace)
+        self.guard = SsrfGuard(ssrf_allow)
+        self.tokens = OAuth2TokenCache()
+        self.drift = DriftMonitor()
+        self.telemetry = Telemetry(store, window_s=telemetry_window_s)
+        self._python: dict[str, Callable[..., Any]] = {}
+        self._compiled: dict[str, _Compiled] = {}
+        self._lock = threading.Lock()
+        self._http: httpx.Client | None = None
+        self._tracer = trace.get_tracer("daytwo.gateway")
+
+    # -- catalog -----------------------------------------------------------------------------
+
+    @property
+    def vault(self) -> CredentialVault | None:
+        """The credential vault (built from the settings on first use)."""
+        if self._vault is None and self.settings is not None:
+            self._vault = CredentialVault.from_settings(self.store, self.settings)
+        return self._vault
+
+    def register(self, definition: ToolDefinition | dict[str, Any]) -> ToolRecord:
+        """Register one tool version (ConflictError if the version exists with another hash)."""
+        if not isinstance(definition, ToolDefinition):
+            definition = parse_definitions(definition)[0]
+        return self.catalog.register_many([definition])[0]
+
+    def register_many(self, definitions: list[ToolDefinition]) -> list[ToolRecord]:
+        """Register several versions in one transaction (nothing half-registered)."""
+        return self.catalog.register_many(definitions)
+
+    def register_python(self, name: str, fn: Callable[..., Any]) -> None:
+        """Make ``fn`` the callable that python backends named ``name`` call."""
+        self._python[name] = fn
+        with self._lock:
+            for key in [
+                k
+                for k, c in self._compiled.items()
+                if isinstance(c.record.definition.backend, PythonBackendSpec)
+                and c.record.definition.backend.callable == name
+            ]:
+                self._compiled.pop(key)
+
+    def tools(self, capability: str | None = None, major: int | None = None) -> list[ToolRecord]:
+        """Registered tool versions, optionally of one capability and major version."""
+        return self.catalog.list_tools(capability, major)
+
+    def get(self, tool: str, version: str | None = None) -> ToolRecord:
+        """The tool version a call would use."""
+        return self.catalog.resolve(tool, version)
+
+    def create_agent(self, name: str, tools: list[str], rate_limit: str | None = None) -> str:
+        """Create an agent; returns its API key (shown once)."""
+        if rate_limit:
+            self.rate_limits.item(rate_limit)
+        return self.agents.create(name, tools, rate_limit)
+
+    def _make_backend(self, definition: ToolDefinition) -> Backend:
+        spec = definition.backend
+        if isinstance(spec, PythonBackendSpec):
+            return PythonBackend(spec, self._python)
+        if isinstance(spec, HttpBackendSpec):
+            if self._http is None:
+                self._http = httpx.Client(follow_redirects=False)
+            return HttpBackend(
+                spec, guard=self.guard, vault=self.vault, tokens=self.tokens, client=self._http
+            )
+        assert isinstance(spec, McpBackendSpec)
+        return McpBackend(spec, guard=self.guard, vault=self.vault, tokens=self.tokens)
+
+    def _compiled_for(self, record: ToolRecord) -> _Compiled:
+        key = f"{record.name}@{record.version}"
+        compiled = self._compiled.get(key)
+        if compiled is None or compiled.record.definition_hash != record.definition_hash:
+            compiled = _Compiled(record, self._make_backend)
+            with self._lock:
+                self._compiled[key] = compiled
+        return compiled
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def call(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        agent: str | None = None,
+        api_key: str | None = None,
+        idempotency_key: str | None = None,
+        version: str | None = None,
+    ) -> ToolResult:
+        """Call a tool through every policy; raises a typed ToolError/UserError on failure."""
+        with self._tracer.start_as_current_span(
+            f"execute_tool {tool}",
+            attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool},
+        ) as span:
+            record = self.catalog.resolve(tool, version)
+            compiled = self._compiled_for(record)
+            d = record.definition
+            span.set_attribute("gen_ai.tool.name", record.name)
+            span.set_attribute("daytwo.tool.version", record.version)
+            span.set_attribute("daytwo.tool.capability", record.capability)
+            principal = self._admit(record, agent, api_key)
+            if principal is not None:
+                span.set_attribute("daytwo.agent.name", principal.name)
+            check_payload(
+                arguments,
+                max_bytes=d.policy.max_input_bytes,
+                max_depth=d.policy.max_depth,
+                what="the arguments",
+            )
+            problem = _first_error(compiled.input_validator, arguments)
+            if problem is not None:
+                raise ContractViolation(
+                    f"arguments for {record.name} {record.version} fail its input schema: "
+                    f"{problem}",
+                    hint="fix the arguments (see `daytwo tools show`)",
+                )
+            if idempotency_key is not None:
+                replay = self._claim(idempotency_key, record, arguments)
+                if replay is not None:
+                    span.set_attribute("daytwo.tool.replayed", True)
+                    return replay
+            try:
+                result = self._execute(compiled, arguments, principal)
+            except BaseException:
+                if idempotency_key is not None:
+                    self._release(idempotency_key)
+                raise
+            if idempotency_key is not None:
+                self._complete(idempotency_key, result)
+            span.set_attribute("daytwo.tool.cost_usd", result.cost_usd)
+            return result
+
+    def _admit(self, record: ToolRecord, agent: str | None, api_key: str | None) -> Agent | None:
+        principal: Agent | None = None
+        try:
+            if api_key is not None:
+                principal = self.agents.authenticate(api_key)
+                if agent is not None and agent != principal.name:
+                    raise PermissionDenied(
+                        f"the API key belongs to agent {principal.name!r}, not {agent!r}",
+                        hint="call with the agent's own key",
+                    )
+            elif agent is not None:
+                principal = self.agents.by_name(agent)
+            elif self.require_auth:
+                raise PermissionDenied(
+                    "this gateway requires an API key",
+                    hint="pass api_key (MCP: Authorization: Bearer)",
+                )
+            if principal is not None and not principal.may_call(record.name, record.capability):
+                raise PermissionDenied(
+                    f"agent {principal.name!r} may not call {record.name}",
+                    hint="grant it: add the tool or its capability to the agent's patterns",
+                )
+            if record.definition.policy.rate_limit:
+                self.rate_limits.hit(record.definition.policy.rate_limit, "tool", record.name)
+            if principal is not None and principal.rate_limit:
+                self.rate_limits.hit(principal.rate_limit, "agent", principal.name)
+        except PermissionDenied as exc:
+            self._deny(record, principal.name if principal else agent, exc)
+            raise
+        return principal
+
+    def _deny(self, record: ToolRecord, actor: str | None, exc: PermissionDenied) -> None:
+        data = {
+            "tool": record.name,
+            "version": record.version,
+            "reason": exc.message,
+            "error": type(exc).__name__,
+        }
+        _decision(
+            "policy_denial",
+            f"Denied {actor or 'anonymous'} calling {record.name}: {exc.message}.",
+            data,
+        )
+        log.info("denied %s calling %s: %s", actor or "anonymous", record.name, exc.message)
+        if not self.audit:
+            return
+        try:
+            from daytwo.tracing.audit import AuditLog
+        except ImportError:  # pragma: no cover - integration point when tracing is absent
+            log.warning("audit log unavailable; denial of %s not audited", record.name)
+            return
+        AuditLog(self.store).append(
+            kind="gateway.denied", actor=actor or "anonymous", subject=record.name, data=data
+        )
+
+    def _execute(
+        self, compiled: _Compiled, arguments: dict[str, Any], principal: Agent | None
+    ) -> ToolResult:
+        record = compiled.record
+        d = record.definition
+        started = time.perf_counter()
+        try:
+            raw = compiled.backend.call(arguments)
+        except ToolError as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            self.telemetry.record(
+                record.name,
+                record.version,
+                latency_ms=elapsed,
+                ok=False,
+                agent=principal.name if principal else None,
+                error=type(exc).__name__,
+            )
+            raise
+        backend_ms = (time.perf_counter() - started) * 1000
+        try:
+            result = self._shape(compiled, raw)
+        except ToolError as exc:
+            self.telemetry.record(
+                record.name,
+                record.version,
+                latency_ms=backend_ms,
+                ok=False,
+                agent=principal.name if principal else None,
+                error=type(exc).__name__,
+            )
+            raise
+        result.latency_ms = backend_ms
+        result.cost_usd = d.cost_usd
+        self.telemetry.record(
+            record.name,
+            record.version,
+            latency_ms=backend_ms,
+            ok=True,
+            cost_usd=d.cost_usd,
+            agent=principal.name if principal else None,
+        )
+        return result
+
+    def _shape(self, compiled: _Compiled, raw: Any) -> ToolResult:
+        record = compiled.record
+        d = record.definition
+        if not isinstance(raw, dict):
+            raise BackendError(
+                f"{record.name} answered a JSON {type(raw).__name__}, not an object",
+                hint="return an object or map the response with an adapter",
+            )
+        check_payload(
+            raw,
+            max_bytes=d.policy.max_output_bytes,
+            max_depth=d.policy.max_depth,
+            what=f"the output of {record.name}",
+        )
+        output = (
+            compiled.adapter.apply(raw)
+            if compiled.adapter and compiled.adapter.spec.always
+            else raw
+        )
+        drifting, new_alerts, index = self.drift.check(
+            compiled.key, output, d.expectations, d.policy.warmup
+        )
+        schema_problem = _first_error(compiled.output_validator, output)
+        if schema_problem is not None:
+            v = Violation("(schema)", "schema", "contract", schema_problem)
+            drifting.append(v)
+            new_alerts.append(v)
+        adapted = False
+        action = d.policy.drift
+        if drifting and action == "adapt":
+            if compiled.adapter is None:
+                action = "block"
+            else:
+                output = compiled.adapter.apply(
+                    output, {v.field for v in drifting} | set(d.expectations)
+                )
+                still = [
+                    n
+                    for n, e in d.expectations.items()
+                    if check_expectation(e, output.get(n)) is not None
+                ]
+                if still or _first_error(compiled.output_validator, output) is not None:
+                    action = "block"
+                else:
+                    adapted = True
+        alerts = [
+            DriftAlert(
+                record.name,
+                record.version,
+                v.field,
+                v.kind,
+                v.source,
+                v.detail,
+                action if drifting else "flag",
+                index,
+            )
+            for v in new_alerts
+        ]
+        if alerts:
+            self._store_alerts(alerts, raw)
+        if drifting and action == "block":
+            first = drifting[0]
+            raise DriftBlocked(
+                f"{record.name} {record.version} output drifted on {first.field!r}: {first.detail}",
+                hint="the tool's drift policy is block; fix the backend or register an adapter",
+                violations=[v.__dict__ for v in drifting],
+            )
+        flags: list[str] = []
+        if d.policy.injection != "off":
+            markers = find_injection_markers(output)
+            if markers:
+                flags = [f"prompt_injection:{m}" for m in markers]
+                _decision(
+                    "policy_denial" if d.policy.injection == "block" else "injection_flag",
+                    f"Output of {record.name} carries prompt-injection markers at "
+                    f"{', '.join(markers)}.",
+                    {"tool": record.name, "fields": markers},
+                )
+                if d.policy.injection == "block":
+                    raise ContractViolation(
+                        f"output of {record.name} looks like a prompt injection "
+                        f"({', '.join(markers)})",
+                        hint="the tool's injection policy is block",
+                    )
+        return ToolResult(
+            output=output,
+            tool=record.name,
+            version=record.version,
+            latency_ms=0.0,
+            cost_usd=0.0,
+            alerts=alerts,
+            flags=flags,
+            adapted=adapted,
+        )
+
+    def _store_alerts(self, alerts: list[DriftAlert], raw: dict[str, Any]) -> None:
+        sample = {k: raw.get(k) for k in list(raw)[:20]}
+        with self.store.session() as s:
+            for a in alerts:
+                s.add(
+                    GatewayDriftAlert(
+                        id=new_id(),
+                        tool=a.tool,
+                        version=a.version,
+                        field=a.field,
+                        kind=a.kind,
+                        source=a.source,
+                        detail=a.detail[:2000],
+                        action=a.action,
+                        response_index=a.response_index,
+                        sample=json.loads(json.dumps(sample, default=str)),
+                    )
+                )
+        for a in alerts:
+            _decision(
+                "drift_alert",
+                f"{a.tool} {a.version} field {a.field} drifted ({a.kind}): {a.detail}; "
+                f"action {a.action}.",
+                a.__dict__,
+            )
+            log.warning(
+                "drift on %s %s field %s (%s): %s", a.tool, a.version, a.field, a.kind, a.detail
+            )
+
+    # -- idempotency -------------------------------------------------------------------------
+
+    @staticmethod
+    def _args_hash(arguments: dict[str, Any]) -> str:
+        return hashlib.sha256(rfc8785.dumps(arguments)).hexdigest()
+
+    def _claim(self, key: str, record: ToolRecord, arguments: dict[str, Any]) -> ToolResult | None:
+        digest = self._args_hash(arguments)
+        try:
+            with self.store.session() as s:
+                s.add(
+                    GatewayIdempotency(
+                        key=key,
+                        tool=record.name,
+                        version=record.version,
+                        arguments_hash=digest,
+                        status="pending",
+                    )
+                )
+            return None
+        except SAIntegrityError:
+            pass
+        with self.store.session() as s:
+            row = s.get(GatewayIdempotency, key)
+            if row is None:  # released in between: claim again
+                return self._claim(key, record, arguments)
+            if row.tool != record.name or row.arguments_hash != digest:
+                raise ConflictError(
+                    f"idempotency key {key!r} was used for another call ({row.tool})",
+                    hint="use one key per (run, step) and call",
+                )
+            if row.status != "done" or row.result is None:
+                raise ConflictError(
+                    f"a call with idempotency key {key!r} is still in progress",
+                    hint="wait for it and retry",
+                )
+            data = row.result
+        return ToolResult(
+            output=data["output"],
+            tool=data["tool"],
+            version=data["version"],
+            latency_ms=0.0,
+            cost_usd=0.0,
+            flags=list(data.get("flags", [])),
+            adapted=bool(data.get("adapted")),
+            replayed=True,
+        )
+
+    def _complete(self, key: str, result: ToolResult) -> None:
+        with self.store.session() as s:
+            row = s.get(GatewayIdempotency, key)
+            if row is not None:
+                row.status = "done"
+                row.result = {
+                    "output": result.output,
+                    "tool": result.tool,
+                    "version": result.version,
+                    "flags": result.flags,
+                    "adapted": result.adapted,
+                }
+
+    def _release(self, key: str) -> None:
+        with self.store.session() as s:
+            row = s.get(GatewayIdempotency, key)
+            if row is not None and row.status == "pending":
+                s.delete(row)
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def drift_alerts(self, tool: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Stored drift alerts, newest first."""
+        with self.store.session() as s:
+            q = select(GatewayDriftAlert).order_by(GatewayDriftAlert.created_at.desc()).limit(limit)
+            if tool is not None:
+                q = q.where(GatewayDriftAlert.tool == tool)
+            return [
+                {
+                    "id": r.id,
+                    "tool": r.tool,
+                    "version": r.version,
+                    "field": r.field,
+                    "kind": r.kind,
+                    "source": r.source,
+                    "detail": r.detail,
+                    "action": r.action,
+                    "response_index": r.response_index,
+                    "created_at": r.created_at.isoformat(),
+                }
+                for r in s.scalars(q)
+            ]
+
+    def close(self) -> None:
+        """Flush telemetry and close HTTP clients."""
+        self.telemetry.flush()
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
