@@ -1,0 +1,269 @@
+"""What a step needs from the other layers, as small Protocols, plus plain implementations.
+
+The engine only talks to these; :mod:`daytwo.runtime.adapters` binds them to the
+knowledge base, the model layer, the gateway and the tracing layer. The plain
+implementations here (python callables as tools, a telemetry table filled by the
+caller, an OpenAI-compatible LLM) are real and used by tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from daytwo.exceptions import NotFoundError, StructuredOutputError
+
+__all__ = [
+    "LLM",
+    "AuditSink",
+    "CallableRetriever",
+    "LLMResult",
+    "OpenAICompatLLM",
+    "PythonTools",
+    "Retriever",
+    "StaticTelemetry",
+    "TelemetrySource",
+    "ToolInvoker",
+    "ToolOutcome",
+    "ToolStats",
+]
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What a tool call returned, with its cost."""
+
+    output: Any
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ToolStats:
+    """Live figures of one tool (the gateway's telemetry snapshot)."""
+
+    p50_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+    error_rate: float = 0.0
+    cost_usd: float = 0.0
+    calls: int = 0
+
+
+@dataclass(frozen=True)
+class LLMResult:
+    """One LLM answer: text, parsed JSON when a schema was asked for, usage and cost."""
+
+    text: str
+    data: Any = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    model: str = ""
+
+
+@runtime_checkable
+class ToolInvoker(Protocol):
+    """Calls tools by name; knows the catalog and which tools offer a capability."""
+
+    def call(
+        self, tool: str, arguments: dict[str, Any], *, agent: str, idempotency_key: str
+    ) -> ToolOutcome: ...
+
+    def tools(self, capability: str | None = None) -> list[str]: ...
+
+
+@runtime_checkable
+class TelemetrySource(Protocol):
+    """Live latency, error rate and cost per tool."""
+
+    def snapshot(self, tool: str) -> ToolStats: ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Searches a knowledge collection as a principal; hits are plain dicts."""
+
+    def search(
+        self, collection: str, query: str, *, principal: str, k: int, mode: str
+    ) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """Chat completion, optionally constrained to a JSON schema."""
+
+    def complete(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+    ) -> LLMResult: ...
+
+
+@runtime_checkable
+class AuditSink(Protocol):
+    """Appends audit records (run start/end, steps)."""
+
+    def append(self, kind: str, actor: str, subject: str, data: dict[str, Any]) -> None: ...
+
+
+ToolFn = Callable[..., Any]
+
+
+@dataclass
+class PythonTools:
+    """Tools that are plain Python callables, grouped by capability.
+
+    A callable receives the arguments as keyword arguments plus
+    ``idempotency_key``; what it returns is the output. ``cost`` gives a per-call
+    price per tool.
+    """
+
+    functions: dict[str, ToolFn] = field(default_factory=dict)
+    capabilities: dict[str, list[str]] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)
+
+    def add(
+        self, name: str, fn: ToolFn, *, capability: str | None = None, cost_usd: float = 0.0
+    ) -> None:
+        """Register a tool (optionally under a capability)."""
+        self.functions[name] = fn
+        self.cost[name] = cost_usd
+        if capability:
+            self.capabilities.setdefault(capability, []).append(name)
+
+    def tools(self, capability: str | None = None) -> list[str]:
+        if capability is None:
+            return sorted(self.functions)
+        return list(self.capabilities.get(capability, []))
+
+    def call(
+        self, tool: str, arguments: dict[str, Any], *, agent: str, idempotency_key: str
+    ) -> ToolOutcome:
+        fn = self.functions.get(tool)
+        if fn is None:
+            raise NotFoundError(f"unknown tool {tool!r}", hint="register it first")
+        started = time.perf_counter()
+        output = fn(**arguments, idempotency_key=idempotency_key)
+        return ToolOutcome(
+            output=output,
+            cost_usd=self.cost.get(tool, 0.0),
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+
+class StaticTelemetry:
+    """Telemetry figures set by the caller (tests, benchmarks, offline planning)."""
+
+    def __init__(self, stats: Mapping[str, ToolStats] | None = None) -> None:
+        self._stats = dict(stats or {})
+        self._lock = threading.Lock()
+
+    def set(self, tool: str, stats: ToolStats) -> None:
+        """Replace the figures of one tool."""
+        with self._lock:
+            self._stats[tool] = stats
+
+    def snapshot(self, tool: str) -> ToolStats:
+        with self._lock:
+            return self._stats.get(tool, ToolStats())
+
+
+@dataclass
+class CallableRetriever:
+    """A retriever backed by a function ``(collection, query, k) -> list of hits``."""
+
+    fn: Callable[[str, str, int], list[dict[str, Any]]]
+
+    def search(
+        self, collection: str, query: str, *, principal: str, k: int, mode: str
+    ) -> list[dict[str, Any]]:
+        return self.fn(collection, query, k)
+
+
+class OpenAICompatLLM:
+    """An LLM over any OpenAI-compatible endpoint (local llama.cpp, vLLM, the scripted server).
+
+    With a schema it asks for JSON, repairs near-JSON with ``json-repair`` and
+    validates with ``jsonschema``; the models layer's repair ladder is used
+    instead when the adapters bind it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str = "default",
+        price_per_1k_in: float = 0.0,
+        price_per_1k_out: float = 0.0,
+        timeout_s: float = 60.0,
+    ) -> None:
+        from daytwo.models.openai_compat import OpenAICompatProvider
+
+        self.model = model
+        self._provider = OpenAICompatProvider(
+            base_url, model=model, timeout=timeout_s, max_retries=0
+        )
+        self._prices = (price_per_1k_in, price_per_1k_out)
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._provider.close()
+
+    def complete(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+    ) -> LLMResult:
+        from daytwo.models.types import Message
+
+        msgs = [Message(role=m["role"], content=m["content"]) for m in messages]  # type: ignore[arg-type]
+        if schema is not None:
+            msgs.insert(
+                0,
+                Message(
+                    role="system",
+                    content="Answer with one JSON object valid against this JSON Schema, "
+                    "nothing else: " + json.dumps(schema),
+                ),
+            )
+        reply = self._provider.chat(msgs, max_tokens=max_tokens, temperature=0.0, seed=7)
+        text = reply.text or ""
+        data = parse_json_answer(text, schema) if schema is not None else None
+        usage = reply.usage
+        cost = (usage.input_tokens * self._prices[0] + usage.output_tokens * self._prices[1]) / 1000
+        return LLMResult(
+            text=text,
+            data=data,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=cost,
+            model=reply.model,
+        )
+
+
+def parse_json_answer(text: str, schema: dict[str, Any]) -> Any:
+    """Parse (and if needed repair) a JSON answer and validate it against ``schema``."""
+    import jsonschema
+    from json_repair import repair_json
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = repair_json(text, return_objects=True)
+    try:
+        jsonschema.validate(data, schema)
+    except jsonschema.ValidationError as exc:
+        raise StructuredOutputError(
+            f"the model's answer does not match the schema: {exc.message}",
+            hint="simplify the schema or use a stronger model profile",
+        ) from exc
+    return data

@@ -1,0 +1,83 @@
+"""Per-step retries: exponential backoff with jitter; a 429's Retry-After wins."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from daytwo.runtime.spec import RetryPolicy
+
+__all__ = ["Attempts", "is_retryable", "run_with_retries", "wait_for"]
+
+T = TypeVar("T")
+
+
+def is_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
+    """True when the exception (or a base class) is named in ``policy.retry_on``."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & set(policy.retry_on))
+
+
+def wait_for(policy: RetryPolicy, attempt: int, exc: BaseException | None) -> float:
+    """Seconds to wait before try ``attempt + 1``: Retry-After if given, else backoff + jitter."""
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, (int, float)) and retry_after >= 0:
+        return float(retry_after)
+    base = min(policy.max_backoff_s, policy.backoff_s * policy.multiplier ** (attempt - 1))
+    return base + random.uniform(0, policy.jitter_s)
+
+
+@dataclass
+class Attempts:
+    """What the retries did: errors seen (type: message) and time waited."""
+
+    errors: list[str] = field(default_factory=list)
+    waited_s: float = 0.0
+
+    @property
+    def count(self) -> int:
+        """Failed tries so far."""
+        return len(self.errors)
+
+
+def run_with_retries(
+    fn: Callable[[], T],
+    policy: RetryPolicy,
+    attempts: Attempts,
+    *,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> T:
+    """Call ``fn`` under the policy; the last error propagates when tries run out."""
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        seconds = wait_for(policy, state.attempt_number, exc)
+        attempts.waited_s += seconds
+        return seconds
+
+    def record(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if exc is not None:
+            attempts.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+
+    retrying = Retrying(
+        stop=stop_after_attempt(policy.attempts),
+        wait=wait,
+        retry=retry_if_exception(lambda e: is_retryable(e, policy)),
+        after=record,
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(fn)
+    except BaseException as exc:
+        # Non-retryable errors skip the ``after`` hook; record them too.
+        text = f"{type(exc).__name__}: {exc}"[:300]
+        if not attempts.errors or attempts.errors[-1] != text:
+            attempts.errors.append(text)
+        raise

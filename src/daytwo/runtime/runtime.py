@@ -1,0 +1,441 @@
+"""The runtime of one process: launches DBOS, starts, waits for and manages runs.
+
+DBOS is a process-wide singleton, so is an active :class:`Runtime`: use it as a
+context manager (``with Runtime(...) as rt``) or call :meth:`launch` and
+:meth:`shutdown`. The DBOS system database is a SQLite file under the data
+directory by default, tuned for a durable log (WAL, ``synchronous=NORMAL``:
+every checkpoint survives a process crash, ``kill -9`` included; a power loss
+may lose the last few). With a PostgreSQL URL several worker processes share
+the runs through one queue.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+
+from daytwo.exceptions import ConflictError, InputError, NotFoundError
+from daytwo.runtime.engine import run_agent_workflow, set_active_runtime
+from daytwo.runtime.registry import AgentRegistry
+from daytwo.runtime.steps import Services
+from daytwo.store import Store, utcnow
+from daytwo.store.tables.runtime import RunRecord
+
+__all__ = ["QUEUE_NAME", "Runtime", "sqlite_system_engine"]
+
+QUEUE_NAME = "daytwo-runs"
+APP_VERSION = "daytwo-runtime-1"
+_FINAL = {"succeeded", "failed", "cancelled"}
+
+
+def sqlite_system_engine(url: str, *, synchronous: str = "NORMAL") -> sa.Engine:
+    """A DBOS system-database engine on SQLite: WAL journal, IMMEDIATE writers."""
+    from sqlalchemy import event
+
+    Path(sa.engine.make_url(url).database or ".").expanduser().parent.mkdir(
+        parents=True, exist_ok=True
+    )
+    engine = sa.create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = "IMMEDIATE"
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        dbapi_conn.execute(f"PRAGMA synchronous={synchronous}")
+        dbapi_conn.execute("PRAGMA busy_timeout=30000")
+        dbapi_conn.execute("PRAGMA foreign_keys=ON")
+
+    return engine
+
+
+class Runtime:
+    """Agent runs on DBOS for one process (a worker, the CLI, a test)."""
+
+    def __init__(
+        self,
+        store: Store,
+        services: Services | None = None,
+        *,
+        data_dir: Path = Path(".daytwo"),
+        system_database_url: str | None = None,
+        dbos_schema: str = "dbos",
+        executor_id: str = "local",
+        workers: int = 4,
+        sqlite_synchronous: str = "NORMAL",
+    ) -> None:
+        self.store = store
+        self.services = services or Services()
+        self.registry = AgentRegistry(store)
+        if system_database_url is None:
+            if store.is_sqlite:
+                system_database_url = f"sqlite:///{(data_dir / 'dbos.sqlite').as_posix()}"
+            else:
+                system_database_url = store.url
+        self.system_database_url = system_database_url
+        self.dbos_schema = dbos_schema
+        self.executor_id = executor_id
+        self.workers = workers
+        self.sqlite_synchronous = sqlite_synchronous
+        self._launched = False
+        self._queue: Any = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def launch(self) -> Runtime:
+        """Start DBOS in this process; pending runs of this executor are recovered."""
+        from dbos import DBOS, DBOSConfig
+
+        config: DBOSConfig = {
+            "name": "daytwo",
+            "system_database_url": self.system_database_url,
+            "application_version": APP_VERSION,
+            "executor_id": self.executor_id,
+            "log_level": "WARNING",
+            "dbos_system_schema": self.dbos_schema,
+            "notification_listener_polling_interval_sec": 0.05,
+        }
+        url = sa.engine.make_url(self.system_database_url)
+        if url.get_backend_name() == "sqlite":
+            config["system_database_engine"] = sqlite_system_engine(
+                self.system_database_url, synchronous=self.sqlite_synchronous
+            )
+        set_active_runtime(self)
+        DBOS(config=config)
+        DBOS.launch()
+        self._queue = DBOS.register_queue(
+            QUEUE_NAME, worker_concurrency=self.workers, polling_interval_sec=0.05
+        )
+        self._launched = True
+        return self
+
+    def shutdown(self) -> None:
+        """Stop DBOS (running workflows stay pending and resume at the next launch)."""
+        from dbos import DBOS
+
+        if self._launched:
+            DBOS.destroy(destroy_registry=False)
+            self._launched = False
+        set_active_runtime(None)
+
+    def __enter__(self) -> Runtime:
+        return self.launch()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    # -- starting runs -----------------------------------------------------
+    def _new_run(
+        self,
+        agent: str,
+        version: int | str | None,
+        inputs: dict[str, Any],
+        principal: str,
+        run_id: str | None,
+        forked_from: str | None = None,
+    ) -> tuple[str, int]:
+        if not isinstance(inputs, dict):
+            raise InputError("run inputs must be a JSON object", hint='e.g. {"question": "..."}')
+        number = self.registry.resolve(agent, version)
+        rid = run_id or uuid.uuid4().hex
+        with self.store.session() as s:
+            if s.get(RunRecord, rid) is not None:
+                raise ConflictError(f"run {rid} exists already", hint="use another run id")
+            s.add(
+                RunRecord(
+                    id=rid,
+                    agent_name=agent,
+                    agent_version=number,
+                    status="queued",
+                    inputs=inputs,
+                    outputs={},
+                    decisions=[],
+                    principal=principal,
+                    forked_from=forked_from,
+                )
+            )
+        self.audit("run.start", principal or "anonymous", rid, {"agent": agent, "version": number})
+        return rid, number
+
+    def enqueue(
+        self,
+        agent: str,
+        inputs: dict[str, Any],
+        *,
+        version: int | str | None = None,
+        principal: str = "",
+        run_id: str | None = None,
+    ) -> str:
+        """Queue a run for any worker of this system database; returns its id."""
+        from dbos import SetWorkflowID
+
+        rid, number = self._new_run(agent, version, inputs, principal, run_id)
+        with SetWorkflowID(rid):
+            self._queue.enqueue(run_agent_workflow, agent, number, inputs, principal)
+        return rid
+
+    def start(
+        self,
+        agent: str,
+        inputs: dict[str, Any],
+        *,
+        version: int | str | None = None,
+        principal: str = "",
+        run_id: str | None = None,
+        wait: bool = True,
+        timeout_s: float = 600.0,
+    ) -> dict[str, Any]:
+        """Run an agent in this process; with ``wait`` return the finished run."""
+        from dbos import DBOS, SetWorkflowID
+
+        rid, number = self._new_run(agent, version, inputs, principal, run_id)
+        with SetWorkflowID(rid):
+            DBOS.start_workflow(run_agent_workflow, agent, number, inputs, principal)
+        if not wait:
+            return self.show(rid, steps=False)
+        return self.wait(rid, timeout_s=timeout_s)
+
+    def wait(self, run_id: str, *, timeout_s: float = 600.0) -> dict[str, Any]:
+        """Block until the run is final (or waiting for approval); return it."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            run = self.show(run_id, steps=False)
+            if run["status"] in _FINAL or run["status"] == "waiting":
+                return run
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} not finished after {timeout_s} s")
+            time.sleep(0.01)
+
+    # -- recording (called from inside durable steps) ----------------------
+    def finish_run(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Write the run's final status, partial results and decisions."""
+        with self.store.session() as s:
+            row = s.get(RunRecord, summary["run_id"])
+            if row is not None and row.status != "cancelled":
+                row.status = summary["status"]
+                row.outputs = {"answer": summary["answer"], "steps": summary["outputs"]}
+                row.decisions = summary["decisions"]
+                row.error = summary["error"]
+                row.steps_done = summary["steps"]
+                row.tokens = summary["tokens"]
+                row.cost_usd = summary["cost_usd"]
+                row.finished_at = utcnow()
+        self.audit(
+            "run.end",
+            "runtime",
+            summary["run_id"],
+            {"status": summary["status"], "error": summary["error"], "steps": summary["steps"]},
+        )
+        return summary
+
+    def mark_waiting(self, run_id: str, step_id: str) -> dict[str, Any]:
+        """Record that the run waits for an approval."""
+        with self.store.session() as s:
+            row = s.get(RunRecord, run_id)
+            if row is not None:
+                row.status = "waiting"
+                row.error = f"waiting for approval {step_id!r}"
+        return {"status": "ok", "output": step_id}
+
+    def audit(self, kind: str, actor: str, subject: str, data: dict[str, Any]) -> None:
+        """Append an audit record when an audit sink is bound."""
+        sink = self.services.audit
+        if sink is not None:
+            sink.append(kind, actor, subject, data)
+
+    def audit_step(self, run_id: str, step_id: str, result: dict[str, Any]) -> None:
+        """Audit one step's outcome (never its output: it may hold personal data)."""
+        self.audit(
+            "run.step",
+            "runtime",
+            run_id,
+            {
+                "step": step_id,
+                "status": result.get("status"),
+                "tool": result.get("tool"),
+                "attempts": result.get("attempts"),
+            },
+        )
+
+    # -- managing runs -----------------------------------------------------
+    def _row(self, run_id: str) -> RunRecord:
+        with self.store.session() as s:
+            row = s.get(RunRecord, run_id)
+            if row is None:
+                raise NotFoundError(f"no run {run_id!r}", hint="see `daytwo runs list`")
+            return row
+
+    def show(self, run_id: str, *, steps: bool = True) -> dict[str, Any]:
+        """The run as recorded, with its checkpointed steps from DBOS."""
+        row = self._row(run_id)
+        out = _row_dict(row)
+        if row.status == "queued" and self._launched:
+            from dbos import DBOS
+
+            status = DBOS.get_workflow_status(run_id)
+            if status is not None and status.status == "PENDING":
+                out["status"] = "running"
+            elif status is not None and status.status == "ERROR":
+                out["status"] = "failed"
+                out["error"] = f"{type(status.error).__name__}: {status.error}"
+        if steps and self._launched:
+            from dbos import DBOS
+
+            out["checkpoints"] = [
+                {
+                    "n": s["function_id"],
+                    "name": s["function_name"],
+                    "status": (s["output"] or {}).get("status")
+                    if isinstance(s["output"], dict)
+                    else None,
+                    "tool": (s["output"] or {}).get("tool")
+                    if isinstance(s["output"], dict)
+                    else None,
+                    "ms": (s["completed_at_epoch_ms"] or 0) - (s["started_at_epoch_ms"] or 0),
+                    "error": str(s["error"]) if s["error"] else None,
+                }
+                for s in DBOS.list_workflow_steps(run_id)
+            ]
+        return out
+
+    def list_runs(
+        self, *, agent: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Recent runs, newest first."""
+        with self.store.session() as s:
+            q = sa.select(RunRecord).order_by(RunRecord.created_at.desc()).limit(limit)
+            if agent:
+                q = q.where(RunRecord.agent_name == agent)
+            if status:
+                q = q.where(RunRecord.status == status)
+            return [_row_dict(r) for r in s.scalars(q).all()]
+
+    def cancel(self, run_id: str) -> None:
+        """Cancel a run: it stops before its next step."""
+        from dbos import DBOS
+
+        row = self._row(run_id)
+        if row.status in _FINAL:
+            raise ConflictError(f"run {run_id} is already {row.status}", hint="nothing to cancel")
+        DBOS.cancel_workflow(run_id)
+        with self.store.session() as s:
+            rec = s.get(RunRecord, run_id)
+            assert rec is not None
+            rec.status = "cancelled"
+            rec.finished_at = utcnow()
+        self.audit("run.cancel", "operator", run_id, {})
+
+    def resume(self, run_id: str, *, wait: bool = True, timeout_s: float = 600.0) -> dict[str, Any]:
+        """Resume a cancelled or interrupted run from its last completed step."""
+        from dbos import DBOS
+
+        row = self._row(run_id)
+        if row.status == "succeeded":
+            raise ConflictError(f"run {run_id} already succeeded", hint="fork it to re-run")
+        with self.store.session() as s:
+            rec = s.get(RunRecord, run_id)
+            assert rec is not None
+            rec.status = "queued"
+            rec.error = None
+            rec.finished_at = None
+        DBOS.resume_workflow(run_id)
+        return self.wait(run_id, timeout_s=timeout_s) if wait else self.show(run_id, steps=False)
+
+    def fork(
+        self, run_id: str, from_step: int | str, *, wait: bool = True, timeout_s: float = 600.0
+    ) -> dict[str, Any]:
+        """Re-run ``run_id`` from one of its steps (1-based position or step id), same inputs."""
+        from dbos import DBOS, SetWorkflowID
+
+        row = self._row(run_id)
+        checkpoints: list[dict[str, Any]] = [dict(s) for s in DBOS.list_workflow_steps(run_id)]
+        agent_steps = [c for c in checkpoints if c["function_name"].startswith("step:")]
+        target: dict[str, Any] | None = None
+        if isinstance(from_step, int) or str(from_step).isdigit():
+            n = int(from_step)
+            if 1 <= n <= len(agent_steps):
+                target = agent_steps[n - 1]
+        else:
+            target = next(
+                (c for c in checkpoints if c["function_name"] == f"step:{from_step}"), None
+            )
+        if target is None:
+            names = ", ".join(c["function_name"].removeprefix("step:") for c in agent_steps)
+            raise InputError(
+                f"run {run_id} has no step {from_step!r} to fork from",
+                hint=f"give 1..{len(agent_steps)} or a step id ({names})",
+            )
+        new_id = uuid.uuid4().hex
+        with self.store.session() as s:
+            s.add(
+                RunRecord(
+                    id=new_id,
+                    agent_name=row.agent_name,
+                    agent_version=row.agent_version,
+                    status="queued",
+                    inputs=row.inputs,
+                    outputs={},
+                    decisions=[],
+                    principal=row.principal,
+                    forked_from=run_id,
+                )
+            )
+        with SetWorkflowID(new_id):
+            DBOS.fork_workflow(run_id, target["function_id"])
+        self.audit("run.fork", "operator", new_id, {"from": run_id, "step": str(from_step)})
+        return self.wait(new_id, timeout_s=timeout_s) if wait else self.show(new_id, steps=False)
+
+    def approve(
+        self, run_id: str, step_id: str, *, approved: bool = True, by: str = "", note: str = ""
+    ) -> None:
+        """Answer a run waiting at an approval step."""
+        from dbos import DBOS
+
+        row = self._row(run_id)
+        if row.status != "waiting":
+            raise ConflictError(
+                f"run {run_id} is not waiting for an approval (status {row.status})",
+                hint="see `daytwo runs show RUN`",
+            )
+        with self.store.session() as s:
+            rec = s.get(RunRecord, run_id)
+            assert rec is not None
+            rec.status = "queued"
+            rec.error = None
+        DBOS.send(
+            run_id,
+            {"approved": approved, "by": by, "note": note},
+            topic=f"approval:{step_id}",
+            idempotency_key=f"{run_id}:{step_id}",
+        )
+        self.audit(
+            "run.approval", by or "operator", run_id, {"step": step_id, "approved": approved}
+        )
+
+
+def _row_dict(row: RunRecord) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "agent": row.agent_name,
+        "version": row.agent_version,
+        "status": row.status,
+        "principal": row.principal,
+        "inputs": row.inputs,
+        "outputs": row.outputs,
+        "decisions": row.decisions,
+        "error": row.error,
+        "forked_from": row.forked_from,
+        "steps_done": row.steps_done,
+        "tokens": row.tokens,
+        "cost_usd": row.cost_usd,
+        "created_at": row.created_at.isoformat() if row.created_at else None,
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+    }

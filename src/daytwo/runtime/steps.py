@@ -1,0 +1,412 @@
+"""What each step kind does, once, inside one durable step (retries included).
+
+Every function returns a JSON-able :class:`StepResult` dict that DBOS
+checkpoints: ``status`` (ok / failed), ``output``, ``tokens``, ``cost_usd``,
+``tool``, ``attempts``, ``errors``, ``decisions``. A step that fails for good
+returns ``status: failed`` rather than raising, so the re-planner's decision is
+replayed from the checkpoint after a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+
+from daytwo.exceptions import StructuredOutputError, ToolError
+from daytwo.runtime.choice import choose_tool
+from daytwo.runtime.protocols import LLM, Retriever, TelemetrySource, ToolInvoker
+from daytwo.runtime.retry import Attempts, run_with_retries
+from daytwo.runtime.spec import (
+    AgentSpec,
+    LLMStep,
+    MapStep,
+    PlanStep,
+    RetrievalStep,
+    RetryPolicy,
+    ToolStep,
+)
+from daytwo.runtime.templating import evaluate, render
+
+__all__ = ["Services", "StepContext", "idempotency_key", "record_decision", "run_step_kind"]
+
+_tracer = trace.get_tracer("daytwo.runtime")
+
+
+@dataclass
+class Services:
+    """The other layers as the runtime sees them (see :mod:`daytwo.runtime.protocols`)."""
+
+    tools: ToolInvoker | None = None
+    telemetry: TelemetrySource | None = None
+    retriever: Retriever | None = None
+    llm: LLM | None = None
+    audit: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepContext:
+    """Everything a step needs to run: the run, the spec, the services, the budget left."""
+
+    run_id: str
+    spec: AgentSpec
+    version: int
+    services: Services
+    context: dict[str, Any]
+    principal: str
+    latency_budget_ms: float
+    cost_budget_usd: float
+
+
+def idempotency_key(run_id: str, step_id: str, item: int | None = None) -> str:
+    """The key a tool call carries: the same for every attempt and every replay."""
+    raw = f"{run_id}:{step_id}" + ("" if item is None else f":{item}")
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def record_decision(kind: str, summary: str, data: dict[str, Any]) -> None:
+    """Attach a decision record to the current span (the tracing layer's when present)."""
+    try:
+        from daytwo.tracing import record_decision as tracing_record
+    except Exception:  # the tracing layer is optional here
+        pass
+    else:
+        tracing_record(kind, summary, data)
+        return
+    trace.get_current_span().add_event(
+        "daytwo.decision",
+        {
+            "daytwo.decision.kind": kind,
+            "daytwo.decision.summary": summary,
+            "daytwo.decision.data": json.dumps(data, default=str),
+        },
+    )
+
+
+def _policy(ctx: StepContext, step: Any) -> RetryPolicy:
+    return step.retry if step.retry is not None else ctx.spec.retry
+
+
+def _result(status: str, output: Any = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "status": status,
+        "output": output,
+        "tokens": 0,
+        "cost_usd": 0.0,
+        "attempts": 1,
+        "errors": [],
+        "decisions": [],
+    }
+    out.update(extra)
+    return out
+
+
+def _need(service: Any, what: str, kind: str) -> Any:
+    if service is None:
+        raise ToolError(
+            f"a {kind} step needs a {what}, but the runtime has none",
+            hint="start the runtime with services that provide it",
+        )
+    return service
+
+
+def call_tool(
+    ctx: StepContext,
+    step_id: str,
+    tool: str,
+    arguments: dict[str, Any],
+    policy: RetryPolicy,
+    *,
+    key_scope: str | None = None,
+) -> dict[str, Any]:
+    """One tool call under the retry policy, with its idempotency key and span.
+
+    The key depends on (run, step) only, never on the attempt; a re-planned call
+    to another tool scopes it with the tool name (``key_scope``).
+    """
+    tools: ToolInvoker = _need(ctx.services.tools, "tool invoker", "tool")
+    key = idempotency_key(ctx.run_id, key_scope or step_id)
+    attempts = Attempts()
+    with _tracer.start_as_current_span(f"execute_tool {tool}") as span:
+        span.set_attribute("gen_ai.operation.name", "execute_tool")
+        span.set_attribute("gen_ai.tool.name", tool)
+        span.set_attribute("daytwo.run.id", ctx.run_id)
+        span.set_attribute("daytwo.step.id", step_id)
+        try:
+            outcome = run_with_retries(
+                lambda: tools.call(tool, arguments, agent=ctx.spec.name, idempotency_key=key),
+                policy,
+                attempts,
+            )
+        except Exception as exc:
+            return _result(
+                "failed",
+                tool=tool,
+                attempts=attempts.count,
+                errors=attempts.errors,
+                error_type=type(exc).__name__,
+            )
+        span.set_attribute("daytwo.tool.cost_usd", outcome.cost_usd)
+    return _result(
+        "ok",
+        outcome.output,
+        tool=tool,
+        cost_usd=outcome.cost_usd,
+        attempts=attempts.count + 1,
+        errors=attempts.errors,
+        latency_ms=round(outcome.latency_ms, 2),
+    )
+
+
+def _tool_step(
+    ctx: StepContext, step: ToolStep, exclude: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    arguments = render(step.arguments, ctx.context)
+    decisions: list[dict[str, Any]] = []
+    tool = step.tool
+    if step.capability is not None:
+        tools: ToolInvoker = _need(ctx.services.tools, "tool invoker", "tool")
+        telemetry: TelemetrySource | None = ctx.services.telemetry
+        candidates = tools.tools(step.capability)
+        if telemetry is None:
+            tool = next(t for t in candidates if t not in exclude)
+            decisions.append(
+                {
+                    "kind": "tool_choice",
+                    "summary": f"chose {tool} for {step.capability}: no telemetry, first tool",
+                    "data": {"chosen": tool, "rule": "no telemetry: first tool"},
+                }
+            )
+        else:
+            choice = choose_tool(
+                step.capability,
+                candidates,
+                telemetry,
+                latency_budget_ms=ctx.latency_budget_ms,
+                cost_budget_usd=ctx.cost_budget_usd,
+                max_error_rate=ctx.spec.slo.max_error_rate,
+                prefer=step.prefer,
+                exclude=exclude,
+            )
+            tool = choice.tool
+            decisions.append(
+                {"kind": "tool_choice", "summary": choice.summary, "data": choice.record()}
+            )
+        for d in decisions:
+            record_decision(d["kind"], d["summary"], d["data"])
+    assert tool is not None
+    scope = f"{step.id}~{tool}" if exclude else None
+    result = call_tool(ctx, step.id, tool, arguments, _policy(ctx, step), key_scope=scope)
+    result["decisions"] = decisions + result["decisions"]
+    return result
+
+
+def _retrieve_step(ctx: StepContext, step: RetrievalStep) -> dict[str, Any]:
+    retriever: Retriever = _need(ctx.services.retriever, "retriever", "retrieve")
+    query = str(render(step.query, ctx.context))
+    attempts = Attempts()
+    with _tracer.start_as_current_span(f"retrieve {step.collection}") as span:
+        span.set_attribute("gen_ai.operation.name", "retrieval")
+        span.set_attribute("daytwo.kb.collection", step.collection)
+        span.set_attribute("daytwo.kb.mode", step.mode)
+        try:
+            hits = run_with_retries(
+                lambda: retriever.search(
+                    step.collection, query, principal=ctx.principal, k=step.k, mode=step.mode
+                ),
+                _policy(ctx, step),
+                attempts,
+            )
+        except Exception as exc:
+            return _result(
+                "failed",
+                attempts=attempts.count,
+                errors=attempts.errors,
+                error_type=type(exc).__name__,
+            )
+        span.set_attribute("daytwo.kb.hits", len(hits))
+    return _result("ok", hits, attempts=attempts.count + 1, errors=attempts.errors)
+
+
+def _llm_messages(ctx: StepContext, system: str | None, prompt: str) -> list[dict[str, str]]:
+    messages = []
+    system_text = system if system is not None else ctx.spec.prompts.get("system")
+    if system_text:
+        messages.append({"role": "system", "content": str(render(system_text, ctx.context))})
+    messages.append({"role": "user", "content": prompt})
+    return messages
+
+
+def _llm_step(ctx: StepContext, step: LLMStep) -> dict[str, Any]:
+    llm: LLM = _need(ctx.services.llm, "LLM", "llm")
+    prompt = render(step.prompt, ctx.context)
+    messages = _llm_messages(ctx, step.system, str(prompt))
+    attempts = Attempts()
+    policy = _policy(ctx, step)
+    if "StructuredOutputError" not in policy.retry_on and step.output_schema is not None:
+        policy = policy.model_copy(update={"retry_on": (*policy.retry_on, "StructuredOutputError")})
+    with _tracer.start_as_current_span(f"chat {ctx.spec.model}") as span:
+        span.set_attribute("gen_ai.operation.name", "chat")
+        span.set_attribute("daytwo.model.profile", ctx.spec.model)
+        try:
+            res = run_with_retries(
+                lambda: llm.complete(
+                    messages, schema=step.output_schema, max_tokens=step.max_tokens
+                ),
+                policy,
+                attempts,
+            )
+        except Exception as exc:
+            return _result(
+                "failed",
+                attempts=attempts.count,
+                errors=attempts.errors,
+                error_type=type(exc).__name__,
+            )
+        span.set_attribute("gen_ai.usage.input_tokens", res.input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", res.output_tokens)
+        span.set_attribute("gen_ai.response.model", res.model)
+    output = res.data if step.output_schema is not None else res.text
+    return _result(
+        "ok",
+        output,
+        tokens=res.input_tokens + res.output_tokens,
+        cost_usd=res.cost_usd,
+        attempts=attempts.count + 1,
+        errors=attempts.errors,
+    )
+
+
+def _map_step(ctx: StepContext, step: MapStep) -> dict[str, Any]:
+    items = evaluate(step.items, ctx.context)
+    if not isinstance(items, list):
+        return _result("failed", errors=[f"items {step.items!r} is not a list: {items!r}"[:300]])
+    policy = _policy(ctx, step)
+    tools: ToolInvoker = _need(ctx.services.tools, "tool invoker", "map")
+
+    def one(index: int, item: Any) -> dict[str, Any]:
+        args = render(step.arguments, {**ctx.context, "item": item})
+        key = idempotency_key(ctx.run_id, step.id, index)
+        attempts = Attempts()
+        try:
+            outcome = run_with_retries(
+                lambda: tools.call(step.tool, args, agent=ctx.spec.name, idempotency_key=key),
+                policy,
+                attempts,
+            )
+        except Exception:
+            return {"ok": False, "error": attempts.errors[-1] if attempts.errors else "failed"}
+        return {"ok": True, "output": outcome.output, "cost_usd": outcome.cost_usd}
+
+    # The items run concurrently and are checkpointed together, as one durable step:
+    # a crash mid-map re-runs the map, and the per-item idempotency keys keep the
+    # tools' side effects exactly-once.
+    with ThreadPoolExecutor(max_workers=min(step.concurrency, max(1, len(items)))) as pool:
+        rows = list(pool.map(lambda p: one(*p), enumerate(items)))
+    ok = [r for r in rows if r["ok"]]
+    cost = sum(r.get("cost_usd", 0.0) for r in ok)
+    errors = [f"item {i}: {r['error']}" for i, r in enumerate(rows) if not r["ok"]]
+    if step.join == "all":
+        if errors:
+            return _result("failed", errors=errors, cost_usd=cost)
+        output: Any = [r["output"] for r in rows]
+    elif step.join == "quorum":
+        assert step.quorum is not None
+        if len(ok) < step.quorum:
+            return _result(
+                "failed",
+                errors=[f"{len(ok)} successes < quorum {step.quorum}", *errors],
+                cost_usd=cost,
+            )
+        output = [r["output"] for r in ok]
+    else:
+        output = [r["output"] for r in ok]
+    return _result("ok", output, cost_usd=cost, errors=errors, items=len(items))
+
+
+def plan_calls(
+    ctx: StepContext, step: PlanStep, avoid: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Planner mode: ask the LLM for tool calls; validate them before anything runs."""
+    llm: LLM = _need(ctx.services.llm, "LLM", "plan")
+    tools: ToolInvoker = _need(ctx.services.tools, "tool invoker", "plan")
+    allowed = [t for t in (step.tools or tuple(tools.tools())) if t not in avoid]
+    schema = {
+        "type": "object",
+        "properties": {
+            "calls": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"tool": {"type": "string"}, "arguments": {"type": "object"}},
+                    "required": ["tool", "arguments"],
+                },
+            }
+        },
+        "required": ["calls"],
+    }
+    goal = str(render(step.goal, ctx.context))
+    prompt = (
+        f"Goal: {goal}\nTools you may call: {', '.join(allowed)}\n"
+        f"Propose at most {step.max_calls} tool calls as JSON."
+    )
+    try:
+        res = llm.complete(_llm_messages(ctx, None, prompt), schema=schema, max_tokens=256)
+    except (StructuredOutputError, Exception) as exc:
+        return _result("failed", errors=[f"{type(exc).__name__}: {exc}"[:300]])
+    calls = res.data["calls"] if isinstance(res.data, dict) else []
+    problems = [c["tool"] for c in calls if c["tool"] not in allowed]
+    telemetry = ctx.services.telemetry
+    est_cost = sum(telemetry.snapshot(c["tool"]).cost_usd for c in calls) if telemetry else 0.0
+    if problems:
+        verdict = f"rejected: unknown or disallowed tools {problems}"
+    elif len(calls) > step.max_calls:
+        verdict = f"rejected: {len(calls)} calls > max_calls {step.max_calls}"
+    elif est_cost > ctx.cost_budget_usd:
+        verdict = f"rejected: estimated cost ${est_cost:.4f} over the budget left"
+    else:
+        verdict = "accepted"
+    decision: dict[str, Any] = {
+        "kind": "replan" if avoid else "plan",
+        "summary": f"LLM plan of {len(calls)} tool calls {verdict}",
+        "data": {"calls": calls, "verdict": verdict, "allowed": allowed, "est_cost_usd": est_cost},
+    }
+    record_decision(decision["kind"], decision["summary"], decision["data"])
+    tokens = res.input_tokens + res.output_tokens
+    if verdict != "accepted":
+        return _result("failed", errors=[verdict], tokens=tokens, decisions=[decision])
+    return _result("ok", calls, tokens=tokens, cost_usd=res.cost_usd, decisions=[decision])
+
+
+def run_step_kind(
+    ctx: StepContext, step: Any, exclude: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Run one retrieve / llm / tool / map step (plan steps go through the engine)."""
+    started = time.perf_counter()
+    with _tracer.start_as_current_span(f"step {step.id}") as span:
+        span.set_attribute("daytwo.run.id", ctx.run_id)
+        span.set_attribute("daytwo.step.id", step.id)
+        span.set_attribute("daytwo.step.kind", step.kind)
+        span.set_attribute("daytwo.agent.name", ctx.spec.name)
+        span.set_attribute("daytwo.agent.version", ctx.version)
+        if isinstance(step, ToolStep):
+            result = _tool_step(ctx, step, exclude)
+        elif isinstance(step, RetrievalStep):
+            result = _retrieve_step(ctx, step)
+        elif isinstance(step, LLMStep):
+            result = _llm_step(ctx, step)
+        elif isinstance(step, MapStep):
+            result = _map_step(ctx, step)
+        elif isinstance(step, PlanStep):
+            result = plan_calls(ctx, step)
+        else:  # pragma: no cover - the engine handles branch/approval itself
+            raise TypeError(f"step kind {step.kind} is not run here")
+        span.set_attribute("daytwo.step.status", result["status"])
+    result["ms"] = round((time.perf_counter() - started) * 1000, 3)
+    return result

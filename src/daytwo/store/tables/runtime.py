@@ -1,0 +1,69 @@
+"""Runtime tables: agent versions, their promotions (aliases), and runs.
+
+Step checkpoints live in the DBOS system database (one record per completed
+step); these tables keep what people and other layers query: which agent
+version a run used, its status, its partial results and its decisions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from daytwo.store.base import Base, JSONType, UTCDateTime, utcnow
+
+__all__ = ["AgentPromotion", "AgentVersion", "RunRecord"]
+
+
+class AgentVersion(Base):
+    """One immutable version of an agent spec (versions count up per name)."""
+
+    __tablename__ = "runtime_agent_versions"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_runtime_agent_versions_name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AgentPromotion(Base):
+    """Append-only history of alias moves (``prod`` → version); the latest row wins."""
+
+    __tablename__ = "runtime_agent_promotions"
+    __table_args__ = (Index("ix_runtime_agent_promotions_name_alias", "name", "alias"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    alias: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RunRecord(Base):
+    """One agent run (its id is the DBOS workflow id) with the exact version it ran."""
+
+    __tablename__ = "runtime_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_name: Mapped[str] = mapped_column(String(128), index=True)
+    agent_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    decisions: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    principal: Mapped[str] = mapped_column(String(128), default="")
+    forked_from: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    steps_done: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
