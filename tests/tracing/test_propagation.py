@@ -1,0 +1,93 @@
+"""The trace context crosses threads, serialised step inputs and a loopback HTTP call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from opentelemetry import trace
+
+from daytwo.store import Store
+from daytwo.store.tables.tracing import SpanRow
+from daytwo.tracing import TracingHandle
+from daytwo.tracing.propagation import (
+    attached,
+    bind_context,
+    context_carrier,
+    extract_context,
+    inject_context,
+)
+
+tracer = trace.get_tracer("daytwo.test")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        ctx = extract_context(dict(self.headers.items()))
+        with tracer.start_as_current_span("server handle", context=ctx):
+            pass
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _spans(store: Store) -> dict[str, SpanRow]:
+    with store.session() as s:
+        return {r.name: r for r in s.scalars(sa.select(SpanRow))}
+
+
+def test_context_crosses_threads_steps_and_http(
+    sqlite_tracing: TracingHandle, sqlite_store: Store, server: str
+) -> None:
+    with tracer.start_as_current_span("query") as root:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(bind_context(lambda: tracer.start_span("in thread").end())).result()
+            # A plain thread does not inherit the context ...
+            pool.submit(lambda: tracer.start_span("orphan").end()).result()
+            # ... but a serialised carrier (a DBOS step input) brings it back.
+            carrier = context_carrier()
+            assert "traceparent" in carrier
+
+            def step(carrier: dict[str, str]) -> None:
+                with attached(carrier), tracer.start_as_current_span("dbos step"):
+                    pass
+
+            pool.submit(step, carrier).result()
+        response = httpx.get(server, headers=inject_context({}))
+        assert response.status_code == 200
+    sqlite_tracing.flush()
+    spans = _spans(sqlite_store)
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    root_id = format(root.get_span_context().span_id, "016x")
+    for name in ("in thread", "dbos step", "server handle"):
+        assert spans[name].trace_id == trace_id, name
+        assert spans[name].parent_span_id == root_id, name
+    assert spans["orphan"].trace_id != trace_id
+    assert spans["orphan"].parent_span_id is None
+
+
+def test_empty_carrier_and_headers_are_harmless(sqlite_tracing: TracingHandle) -> None:
+    with attached({}):
+        with tracer.start_as_current_span("alone") as span:
+            assert span.get_span_context().is_valid
+    assert not trace.get_current_span(extract_context({})).get_span_context().is_valid
