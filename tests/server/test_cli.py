@@ -1,0 +1,164 @@
+"""`daytwo keys` and `daytwo serve` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from daytwo.cli.main import run
+
+from .live import free_port
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = run(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_keys_create_list_revoke(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "db", "upgrade")[0] == 0
+    code, out, _ = cli(capsys, "keys", "create", "--role", "admin", "--tenant", "acme", "--json")
+    assert code == 0
+    created = json.loads(out)
+    assert created["key"].startswith("dt_")
+    code, out, _ = cli(capsys, "keys", "list", "--json")
+    listed = json.loads(out)
+    assert [k["id"] for k in listed] == [created["id"]]
+    assert created["key"] not in out
+    assert cli(capsys, "keys", "revoke", created["id"])[0] == 0
+    listed = json.loads(cli(capsys, "keys", "list", "--json")[1])
+    assert listed[0]["revoked_at"] is not None
+
+
+def test_keys_bad_input_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "db", "upgrade")[0] == 0
+    code, _, err = cli(capsys, "keys", "create", "--role", "root")
+    assert code == 2
+    assert "unknown role 'root'" in err
+    assert "Traceback" not in err
+    code, _, err = cli(capsys, "keys", "revoke", "nope")
+    assert code == 2
+    assert "no API key 'nope'" in err
+
+
+def test_serve_refuses_outdated_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "serve", "--port", str(free_port()))
+    assert code == 2
+    assert "daytwo db upgrade" in err
+
+
+def test_serve_refuses_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    assert cli(capsys, "db", "upgrade")[0] == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        code, _, err = cli(capsys, "serve", "--port", str(port))
+    assert code == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in err
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.communicate()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server did not become healthy")
+
+
+def start_server(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daytwo", "serve", "--port", str(port), *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+    except BaseException:
+        stop_server(proc)
+        raise
+    return proc, url
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _setup_db(env: dict[str, str], tenant: str) -> str:
+    full = {**os.environ, **env}
+    subprocess.run([sys.executable, "-m", "daytwo", "db", "upgrade"], env=full, check=True)
+    args = ["keys", "create", "--role", "admin", "--tenant", tenant, "--json"]
+    out = subprocess.run(
+        [sys.executable, "-m", "daytwo", *args],
+        env=full,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return str(json.loads(out)["key"])
+
+
+@pytest.mark.slow
+def test_serve_one_worker_sqlite(tmp_path: Path) -> None:
+    env = {"DAYTWO_DATA_DIR": str(tmp_path / "data")}
+    key = _setup_db(env, "acme")
+    proc, url = start_server(env)
+    try:
+        r = httpx.get(f"{url}/api/v1/me", headers={"Authorization": f"Bearer {key}"})
+        assert r.json()["tenant"] == "acme"
+        assert httpx.get(f"{url}/static/app.js").status_code == 200
+    finally:
+        stop_server(proc)
+    assert proc.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_workers_over_postgres_act_as_one(pg_url: str) -> None:
+    env = {"DAYTWO_DATABASE_URL": pg_url}
+    key = _setup_db(env, "acme")
+    proc, url = start_server(env, "--workers", "2")
+    try:
+        with httpx.Client(base_url=url, timeout=10) as c:
+            # A session opened through one worker is honoured by whichever answers next.
+            r = c.post("/login", data={"key": key, "next": "/"}, follow_redirects=False)
+            assert r.status_code == 303
+            for _ in range(30):
+                r = c.get("/api/v1/me")
+                assert r.status_code == 200
+                assert r.json()["tenant"] == "acme"
+            # A key created through the API is usable at once on every worker.
+            new = c.post("/api/v1/keys", json={"role": "viewer"}).json()["key"]
+            for _ in range(10):
+                r = httpx.get(f"{url}/api/v1/me", headers={"X-API-Key": new})
+                assert r.json()["role"] == "viewer"
+    finally:
+        stop_server(proc)
