@@ -160,8 +160,10 @@ class _Execution:
                 self.meter.steps += 1
                 self.meter.check(time.monotonic())
         except (BudgetExceeded, RunFailed) as exc:
-            self._finish("failed", str(exc))
-            raise RunFailed(str(exc)) from None
+            # The run failed on purpose (budget, step, approval): record it with its
+            # partial results and end the workflow normally, so DBOS does not log a
+            # traceback for a user's budget. The runs table holds the status.
+            return self._finish("failed", str(exc))
         answer = self.outputs.get(self.spec.output) if self.spec.output else None
         return self._finish("succeeded", None, answer)
 
@@ -216,7 +218,7 @@ class _Execution:
     def _replan(self, step: Any, failed: dict[str, Any]) -> dict[str, Any]:
         """Retries are exhausted: try another tool, the degraded path, then the LLM planner."""
         tried = {failed["tool"]} if failed.get("tool") else set()
-        reason = "; ".join(failed.get("errors", [])[-2:]) or "failed"
+        reason = "; ".join(failed.get("errors", [])[:2]) or "failed"
         history = [failed]
         if isinstance(step, ToolStep) and step.capability is not None:
             tools = self.rt.services.tools
@@ -240,7 +242,7 @@ class _Execution:
                 if res["status"] == "ok":
                     return self._merge(history, res)
                 tried.add(res.get("tool") or alternatives[0])
-                reason = "; ".join(res.get("errors", [])[-2:]) or "failed"
+                reason = "; ".join(res.get("errors", [])[:2]) or "failed"
                 alternatives = [t for t in alternatives if t not in tried]
         if step.fallback is not None:
             degraded = self.spec.step(step.fallback)

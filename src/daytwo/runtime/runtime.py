@@ -21,12 +21,14 @@ import sqlalchemy as sa
 
 from daytwo.exceptions import ConflictError, InputError, NotFoundError
 from daytwo.runtime.engine import run_agent_workflow, set_active_runtime
+from daytwo.runtime.protocols import ToolInvoker
 from daytwo.runtime.registry import AgentRegistry
+from daytwo.runtime.spec import AgentSpec, MapStep, PlanStep, SpecError, ToolStep
 from daytwo.runtime.steps import Services
 from daytwo.store import Store, utcnow
 from daytwo.store.tables.runtime import RunRecord
 
-__all__ = ["QUEUE_NAME", "Runtime", "sqlite_system_engine"]
+__all__ = ["QUEUE_NAME", "Runtime", "check_catalog", "sqlite_system_engine"]
 
 QUEUE_NAME = "daytwo-runs"
 APP_VERSION = "daytwo-runtime-1"
@@ -51,6 +53,32 @@ def sqlite_system_engine(url: str, *, synchronous: str = "NORMAL") -> sa.Engine:
         dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
     return engine
+
+
+def check_catalog(spec: AgentSpec, tools: ToolInvoker | None) -> None:
+    """Raise SpecError when a step names a tool or capability the catalog does not have."""
+    if tools is None:
+        return
+    known = set(tools.tools())
+    for step in (*spec.steps, *spec.degraded):
+        names: list[str] = []
+        if isinstance(step, (ToolStep, MapStep)) and step.tool is not None:
+            names.append(step.tool)
+        if isinstance(step, PlanStep):
+            names.extend(step.tools)
+        for name in names:
+            if name not in known:
+                raise SpecError(
+                    f"agent {spec.name!r}: step {step.id!r} names unknown tool {name!r}",
+                    hint=f"known tools: {', '.join(sorted(known)) or 'none'}",
+                )
+        if isinstance(step, ToolStep) and step.capability is not None:
+            if not tools.tools(step.capability):
+                raise SpecError(
+                    f"agent {spec.name!r}: step {step.id!r} names capability "
+                    f"{step.capability!r}, which no tool offers",
+                    hint="register a tool with this capability or fix the name",
+                )
 
 
 class Runtime:
@@ -145,6 +173,7 @@ class Runtime:
         if not isinstance(inputs, dict):
             raise InputError("run inputs must be a JSON object", hint='e.g. {"question": "..."}')
         number = self.registry.resolve(agent, version)
+        check_catalog(self.registry.spec(agent, number), self.services.tools)
         rid = run_id or uuid.uuid4().hex
         with self.store.session() as s:
             if s.get(RunRecord, rid) is not None:
@@ -208,11 +237,21 @@ class Runtime:
         deadline = time.monotonic() + timeout_s
         while True:
             run = self.show(run_id, steps=False)
-            if run["status"] in _FINAL or run["status"] == "waiting":
+            if run["status"] == "waiting" or (
+                run["status"] in _FINAL and self._workflow_done(run_id)
+            ):
                 return run
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} not finished after {timeout_s} s")
             time.sleep(0.01)
+
+    def _workflow_done(self, run_id: str) -> bool:
+        if not self._launched:
+            return True
+        from dbos import DBOS
+
+        status = DBOS.get_workflow_status(run_id)
+        return status is None or status.status not in {"PENDING", "ENQUEUED"}
 
     # -- recording (called from inside durable steps) ----------------------
     def finish_run(self, summary: dict[str, Any]) -> dict[str, Any]:
