@@ -83,7 +83,8 @@ def test_branch_takes_one_side_and_map_joins(runtime: Runtime, tools: PythonTool
     run = runtime.start("br", {"big": False, "ns": [1, -1, 3]})
     assert run["status"] == "succeeded", run["error"]
     steps_out = run["outputs"]["steps"]
-    assert steps_out["small"] == "small" and "big" not in steps_out
+    assert steps_out["small"] == "small"
+    assert "big" not in steps_out
     assert steps_out["each"] == [10, 30]
     assert steps_out["strict"] == [10, 30]
     assert any(d["kind"] == "branch" for d in run["decisions"])
@@ -204,7 +205,8 @@ def test_budget_exceeded_fails_the_run_and_keeps_partial_results(
 
     _register(runtime, {"name": "few", "budgets": {"max_steps": 2}, "steps": steps})
     run = runtime.start("few", {})
-    assert run["status"] == "failed" and "step budget exceeded" in run["error"]
+    assert run["status"] == "failed"
+    assert "step budget exceeded" in run["error"]
     assert len(run["outputs"]["steps"]) == 2
 
 
@@ -216,7 +218,7 @@ def test_unknown_tool_or_capability_is_refused_before_the_run(
     with pytest.raises(SpecError, match="unknown tool 'nope'"):
         runtime.start("u1", {})
     _register(runtime, {"name": "u2", "steps": [{"id": "a", "kind": "tool", "capability": "x.y"}]})
-    with pytest.raises(SpecError, match="capability 'x.y', which no tool offers"):
+    with pytest.raises(SpecError, match=r"capability 'x\.y', which no tool offers"):
         runtime.start("u2", {})
     with pytest.raises(NotFoundError, match="no agent named 'ghost'"):
         runtime.start("ghost", {})
@@ -242,12 +244,14 @@ def test_approval_pauses_and_resumes(runtime: Runtime, tools: PythonTools) -> No
     runtime.approve(run["id"], "ok", by="alice", note="fine")
     done = runtime.wait(run["id"], timeout_s=30)
     assert done["status"] == "succeeded"
-    assert refunds and done["outputs"]["steps"]["ok"]["by"] == "alice"
+    assert refunds
+    assert done["outputs"]["steps"]["ok"]["by"] == "alice"
 
     run = runtime.start("appr", {})
     runtime.approve(run["id"], "ok", approved=False, by="bob", note="no")
     done = runtime.wait(run["id"], timeout_s=30)
-    assert done["status"] == "failed" and "rejected by bob" in done["error"]
+    assert done["status"] == "failed"
+    assert "rejected by bob" in done["error"]
 
 
 def test_cancel_resume_and_fork(runtime: Runtime, tools: PythonTools) -> None:
@@ -274,8 +278,7 @@ def test_cancel_resume_and_fork(runtime: Runtime, tools: PythonTools) -> None:
     resumed = runtime.resume(run["id"], timeout_s=30)
     assert resumed["status"] == "succeeded"
     # Completed steps were not run again.
-    assert sorted(executed) == sorted({*executed}) or executed.count("s0") == 1
-    assert executed.count("s0") == 1
+    assert sorted(executed) == [f"s{i}" for i in range(6)]
 
     executed.clear()
     fork = runtime.fork(run["id"], 4, timeout_s=30)

@@ -72,13 +72,16 @@ def check_catalog(spec: AgentSpec, tools: ToolInvoker | None) -> None:
                     f"agent {spec.name!r}: step {step.id!r} names unknown tool {name!r}",
                     hint=f"known tools: {', '.join(sorted(known)) or 'none'}",
                 )
-        if isinstance(step, ToolStep) and step.capability is not None:
-            if not tools.tools(step.capability):
-                raise SpecError(
-                    f"agent {spec.name!r}: step {step.id!r} names capability "
-                    f"{step.capability!r}, which no tool offers",
-                    hint="register a tool with this capability or fix the name",
-                )
+        if (
+            isinstance(step, ToolStep)
+            and step.capability is not None
+            and not tools.tools(step.capability)
+        ):
+            raise SpecError(
+                f"agent {spec.name!r}: step {step.id!r} names capability "
+                f"{step.capability!r}, which no tool offers",
+                hint="register a tool with this capability or fix the name",
+            )
 
 
 class Runtime:
