@@ -360,7 +360,12 @@ class Gateway:
         except ImportError:  # pragma: no cover - integration point when tracing is absent
             log.warning("audit log unavailable; denial of %s not audited", record.name)
             return
-        AuditLog(self.store).append(
+        audit_log = (
+            AuditLog.for_data_dir(self.store, self.settings.data_dir)
+            if self.settings is not None
+            else AuditLog(self.store)
+        )
+        audit_log.append(
             kind="gateway.denied", actor=actor or "anonymous", subject=record.name, data=data
         )
 
