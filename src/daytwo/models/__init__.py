@@ -1,16 +1,65 @@
-"""Model layer: providers, profiles, tokenizers and budgets, structured output, canaries."""
+"""Model layer: providers, profiles, tokenizers and budgets, structured output, canaries.
 
-from daytwo.models.local import LocalModelServer, LocalModelSettings, default_local_model_path
+Start with :func:`get_model`, which binds a provider to a profile of the YAML
+registry (:mod:`daytwo.models.profiles`)::
+
+    model = get_model("local/smollm2-135m", settings)
+    reply = model.chat([Message(role="user", content="hi")], max_tokens=32)
+    result = generate(model, messages, schema=MyPydanticModel)
+"""
+
+from daytwo.models.base import ChatModel, Provider
+from daytwo.models.budget import BudgetReport, BudgetStrategy, fit_to_budget
+from daytwo.models.instrumented import ProfiledModel, get_model, make_provider
+from daytwo.models.local import (
+    LocalModelServer,
+    LocalModelSettings,
+    LocalProvider,
+    default_local_model_path,
+)
 from daytwo.models.openai_compat import OpenAICompatProvider
+from daytwo.models.profiles import (
+    Features,
+    Price,
+    PriceBook,
+    Profile,
+    ProfileRegistry,
+    load_profiles,
+)
+from daytwo.models.structured import Attempt, Ladder, StructuredResult, generate
+from daytwo.models.tokens import TokenCount, count_messages, count_text, get_tokenizer
 from daytwo.models.types import ChatResponse, Message, ToolCall, Usage
 
 __all__ = [
+    "Attempt",
+    "BudgetReport",
+    "BudgetStrategy",
+    "ChatModel",
     "ChatResponse",
+    "Features",
+    "Ladder",
     "LocalModelServer",
     "LocalModelSettings",
+    "LocalProvider",
     "Message",
     "OpenAICompatProvider",
+    "Price",
+    "PriceBook",
+    "Profile",
+    "ProfileRegistry",
+    "ProfiledModel",
+    "Provider",
+    "StructuredResult",
+    "TokenCount",
     "ToolCall",
     "Usage",
+    "count_messages",
+    "count_text",
     "default_local_model_path",
+    "fit_to_budget",
+    "generate",
+    "get_model",
+    "get_tokenizer",
+    "load_profiles",
+    "make_provider",
 ]

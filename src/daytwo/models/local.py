@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -16,11 +17,14 @@ from typing import Any
 
 from daytwo._resources import package_file
 from daytwo.exceptions import MissingDependency, NotFoundError
+from daytwo.models.openai_compat import OpenAICompatProvider
+from daytwo.models.types import ChatResponse, Message
 
 __all__ = [
     "LOCAL_MODEL_PACKAGE",
     "LocalModelServer",
     "LocalModelSettings",
+    "LocalProvider",
     "default_local_model_path",
     "file_sha256",
 ]
@@ -170,3 +174,43 @@ class LocalModelServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class LocalProvider:
+    """The local model as a provider: starts llama.cpp on first use, stops on close."""
+
+    def __init__(
+        self, settings: LocalModelSettings | None = None, *, timeout: float = 300.0
+    ) -> None:
+        self.server = LocalModelServer(settings)
+        self._timeout = timeout
+        self._client: OpenAICompatProvider | None = None
+
+    def _provider(self) -> OpenAICompatProvider:
+        if self._client is None:
+            self.server.start()
+            self._client = OpenAICompatProvider(
+                self.server.base_url, model="local", timeout=self._timeout, max_retries=1
+            )
+        return self._client
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI ``/v1`` base URL of the running engine (starts it)."""
+        self._provider()
+        return self.server.base_url
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
+        """One completion from the local engine."""
+        return self._provider().chat(messages, **options)
+
+    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[str]:
+        """Stream one completion from the local engine."""
+        return self._provider().stream(messages, **options)
+
+    def close(self) -> None:
+        """Close the client and stop the engine."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self.server.stop()

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["ChatResponse", "Message", "ToolCall", "Usage"]
+__all__ = ["ChatResponse", "Message", "ToolCall", "Usage", "add_usage"]
 
 
 class ToolCall(BaseModel):
@@ -25,6 +25,11 @@ class Message(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+    rank: float | None = Field(
+        default=None,
+        description="Set on retrieved-context messages: the retrieval score. Budget strategy "
+        "'drop_chunks' drops the lowest-ranked first. Never sent to the model.",
+    )
 
     def to_openai(self) -> dict[str, Any]:
         """The OpenAI chat-completions shape of this message."""
@@ -70,3 +75,14 @@ class ChatResponse(BaseModel):
     latency_s: float = 0.0
     logprobs: list[dict[str, Any]] | None = None
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
+    profile: str | None = None
+
+
+def add_usage(a: Usage, b: Usage) -> Usage:
+    """The sum of two usages."""
+    return Usage(
+        input_tokens=a.input_tokens + b.input_tokens,
+        output_tokens=a.output_tokens + b.output_tokens,
+        cached_tokens=a.cached_tokens + b.cached_tokens,
+        reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
+    )

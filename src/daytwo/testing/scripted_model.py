@@ -2,13 +2,16 @@
 
 It speaks the same HTTP protocol as OpenAI, vLLM or llama.cpp
 (``POST /v1/chat/completions`` with optional SSE streaming,
-``POST /v1/embeddings``, ``GET /v1/models``) and replies from a script::
+``POST /v1/embeddings``, ``GET /v1/models``), and the Anthropic Messages API
+(``POST /v1/messages``, with SSE streaming, for the official ``anthropic`` SDK),
+and replies from a script::
 
     script = [
         Reply(status=429, retry_after=0.1),          # rate limited once
         Reply(content='{"answer": 4'),                # malformed JSON
         Reply(tool_calls=[("lookup", {"sku": "A1"})]),
         Reply(content="done", delay=0.5),             # a slow reply
+        Reply(content="Red", logprobs=[("Red", -0.1, [("Red", -0.1), ("Blue", -2.3)])]),
     ]
     with ScriptedModelServer(script) as server:
         provider = OpenAICompatProvider(server.base_url)
@@ -47,6 +50,8 @@ class Reply:
     usage: dict[str, int] | None = None
     finish_reason: str = "stop"
     headers: dict[str, str] = field(default_factory=dict)
+    logprobs: Sequence[tuple[str, float, Sequence[tuple[str, float]]]] | None = None
+    """Per generated token: (token, logprob, top alternatives as (token, logprob))."""
 
 
 def hashing_embedding(text: str, dim: int = 384) -> list[float]:
@@ -144,6 +149,8 @@ class ScriptedModelServer:
                     self._embeddings(request)
                 elif self.path.rstrip("/") == "/v1/chat/completions":
                     self._chat(request)
+                elif self.path.rstrip("/") == "/v1/messages":
+                    self._anthropic(request)
                 else:
                     self._send(404, b'{"error": {"message": "not found"}}', {})
 
@@ -192,7 +199,64 @@ class ScriptedModelServer:
                     ],
                     "usage": usage,
                 }
+                if reply.logprobs is not None:
+                    body_obj["choices"][0]["logprobs"] = {"content": _logprobs(reply)}
                 self._send(200, json.dumps(body_obj).encode(), headers)
+
+            def _anthropic(self, request: dict[str, Any]) -> None:
+                reply = server._next_reply(request)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                headers = dict(reply.headers)
+                if reply.retry_after is not None:
+                    headers["retry-after"] = str(reply.retry_after)
+                if reply.body is not None or reply.status != 200:
+                    body = reply.body or json.dumps(
+                        {"type": "error", "error": {"type": "api_error", "message": "scripted"}}
+                    )
+                    self._send(reply.status, body.encode(), headers)
+                    return
+                usage = reply.usage or _usage(request, reply)
+                message = _anthropic_message(request, reply, usage, server.model)
+                if request.get("stream"):
+                    self._anthropic_stream(message)
+                    return
+                self._send(200, json.dumps(message).encode(), headers)
+
+            def _anthropic_stream(self, message: dict[str, Any]) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+
+                def event(name: str, data: dict[str, Any]) -> None:
+                    payload = json.dumps({"type": name, **data})
+                    self.wfile.write(f"event: {name}\ndata: {payload}\n\n".encode())
+
+                start = {**message, "content": [], "stop_reason": None}
+                event("message_start", {"message": start})
+                for i, block in enumerate(message["content"]):
+                    if block["type"] != "text":
+                        continue
+                    event(
+                        "content_block_start",
+                        {"index": i, "content_block": {"type": "text", "text": ""}},
+                    )
+                    text = block["text"]
+                    for j in range(0, len(text), 8):
+                        delta = {"type": "text_delta", "text": text[j : j + 8]}
+                        event("content_block_delta", {"index": i, "delta": delta})
+                    event("content_block_stop", {"index": i})
+                event(
+                    "message_delta",
+                    {
+                        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                        "usage": {"output_tokens": message["usage"]["output_tokens"]},
+                    },
+                )
+                event("message_stop", {})
+                self.wfile.flush()
+                self.close_connection = True
 
             def _stream(self, request: dict[str, Any], reply: Reply, usage: dict[str, int]) -> None:
                 self.send_response(200)
@@ -265,8 +329,54 @@ def _message(reply: Reply) -> dict[str, Any]:
     return message
 
 
+def _logprobs(reply: Reply) -> list[dict[str, Any]]:
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    return [
+        {**entry(tok, lp), "top_logprobs": [entry(t, p) for t, p in top]}
+        for tok, lp, top in reply.logprobs or ()
+    ]
+
+
+_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+
+def _anthropic_message(
+    request: dict[str, Any], reply: Reply, usage: dict[str, int], model: str
+) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    if reply.content is not None:
+        content.append({"type": "text", "text": reply.content})
+    for i, (name, args) in enumerate(reply.tool_calls):
+        content.append(
+            {
+                "type": "tool_use",
+                "id": f"toolu_{i}",
+                "name": name,
+                "input": json.loads(args) if isinstance(args, str) else args,
+            }
+        )
+    stop = "tool_use" if reply.tool_calls else _STOP_REASONS.get(reply.finish_reason, "end_turn")
+    return {
+        "id": "msg_scripted",
+        "type": "message",
+        "role": "assistant",
+        "model": request.get("model", model),
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": usage.get("prompt_tokens", 0),
+            "output_tokens": usage.get("completion_tokens", 0),
+            "cache_read_input_tokens": usage.get("cached_tokens", 0),
+        },
+    }
+
+
 def _usage(request: dict[str, Any], reply: Reply) -> dict[str, int]:
     prompt = sum(len(str(m.get("content") or "").split()) + 4 for m in request.get("messages", []))
+    prompt += len(str(request.get("system") or "").split())
     completion = len((reply.content or "").split()) + 8 * len(reply.tool_calls)
     return {
         "prompt_tokens": prompt,

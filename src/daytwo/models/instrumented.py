@@ -1,0 +1,248 @@
+"""A provider bound to a profile: feature checks, budget check, LLM-call span.
+
+:func:`get_model` builds one from a profile name. Every ``chat`` call is checked
+against the profile's context window *before* it is sent (see
+:mod:`daytwo.models.budget`) and emits a ``chat {model}`` span on the
+``daytwo.models`` tracer with the GenAI attributes of DEVELOPERS.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from daytwo.exceptions import ConfigError, InputError
+from daytwo.models.base import Provider
+from daytwo.models.budget import BudgetReport, BudgetStrategy, fit_to_budget
+from daytwo.models.profiles import Profile, ProfileRegistry, load_profiles
+from daytwo.models.types import ChatResponse, Message
+
+if TYPE_CHECKING:
+    from daytwo.models.local import LocalModelSettings
+    from daytwo.settings import Settings
+
+__all__ = ["ProfiledModel", "get_model", "make_provider"]
+
+_tracer = trace.get_tracer("daytwo.models")
+
+
+class ProfiledModel:
+    """A :class:`~daytwo.models.base.ChatModel`: provider + profile + budget + span."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        profile: Profile,
+        *,
+        budget_strategy: BudgetStrategy = "error",
+        summariser: ProfiledModel | None = None,
+    ) -> None:
+        self.provider = provider
+        self.profile = profile
+        self.budget_strategy: BudgetStrategy = budget_strategy
+        self.summariser = summariser
+        self.last_budget: BudgetReport | None = None
+
+    def _options(
+        self,
+        tools: Sequence[dict[str, Any]] | None,
+        response_format: dict[str, Any] | None,
+        temperature: float | None,
+        seed: int | None,
+        logprobs: int | None,
+        max_tokens: int | None,
+    ) -> dict[str, Any]:
+        f = self.profile.features
+        name = self.profile.name
+        if response_format and response_format.get("type") == "json_schema" and not f.json_schema:
+            raise InputError(
+                f"profile {name} does not support response_format json_schema",
+                hint="use the structured-output ladder without the 'constrained' rung",
+            )
+        if tools and not f.tools:
+            raise InputError(f"profile {name} does not support tools", hint="use another profile")
+        if logprobs is not None and not f.logprobs:
+            raise InputError(f"profile {name} does not return logprobs", hint="drop logprobs")
+        options: dict[str, Any] = {
+            "tools": list(tools) if tools else None,
+            "response_format": response_format,
+            "temperature": temperature,
+            "seed": seed if f.seed else None,
+            "max_tokens": max_tokens,
+        }
+        if logprobs is not None:
+            options["logprobs"] = True
+            options["top_logprobs"] = logprobs
+        return options
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        logprobs: int | None = None,
+        max_tokens: int | None = None,
+    ) -> ChatResponse:
+        """One completion, budget-checked, feature-checked and traced."""
+        options = self._options(tools, response_format, temperature, seed, logprobs, max_tokens)
+        p = self.profile
+        with _tracer.start_as_current_span(f"chat {p.model}", kind=SpanKind.CLIENT) as span:
+            span.set_attribute("gen_ai.operation.name", "chat")
+            span.set_attribute("gen_ai.provider.name", p.provider)
+            span.set_attribute("gen_ai.request.model", p.model)
+            span.set_attribute("daytwo.model.profile", p.name)
+            if temperature is not None:
+                span.set_attribute("gen_ai.request.temperature", temperature)
+            if max_tokens is not None:
+                span.set_attribute("gen_ai.request.max_tokens", max_tokens)
+            if seed is not None:
+                span.set_attribute("gen_ai.request.seed", seed)
+            try:
+                msgs, report = fit_to_budget(
+                    messages,
+                    p,
+                    tools=tools,
+                    max_tokens=max_tokens,
+                    strategy=self.budget_strategy,
+                    summariser=self.summariser,
+                )
+                self.last_budget = report
+                span.set_attribute("daytwo.model.budget.prompt_tokens", report.prompt.tokens)
+                span.set_attribute("daytwo.model.budget.count", report.prompt.label)
+                if report.dropped_messages or report.summarised_messages:
+                    span.set_attribute("daytwo.model.budget.strategy", report.strategy)
+                response = self.provider.chat(msgs, **options)
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            response.profile = p.name
+            span.set_attribute("gen_ai.response.model", response.model or p.model)
+            span.set_attribute("gen_ai.usage.input_tokens", response.usage.input_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", response.usage.output_tokens)
+            span.set_attribute("gen_ai.usage.cache_read.input_tokens", response.usage.cached_tokens)
+            span.set_attribute(
+                "gen_ai.usage.reasoning.output_tokens", response.usage.reasoning_tokens
+            )
+            if response.finish_reason:
+                span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
+            return response
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        temperature: float | None = None,
+        seed: int | None = None,
+        max_tokens: int | None = None,
+    ) -> Iterator[str]:
+        """Stream one completion (budget-checked; the span covers the whole stream)."""
+        options = self._options(None, None, temperature, seed, None, max_tokens)
+        p = self.profile
+        msgs, _ = fit_to_budget(
+            messages,
+            p,
+            max_tokens=max_tokens,
+            strategy=self.budget_strategy,
+            summariser=self.summariser,
+        )
+        with _tracer.start_as_current_span(f"chat {p.model}", kind=SpanKind.CLIENT) as span:
+            span.set_attribute("gen_ai.operation.name", "chat")
+            span.set_attribute("gen_ai.provider.name", p.provider)
+            span.set_attribute("gen_ai.request.model", p.model)
+            span.set_attribute("daytwo.model.profile", p.name)
+            yield from self.provider.stream(msgs, **options)
+
+    def close(self) -> None:
+        """Close the provider (stops a local engine)."""
+        self.provider.close()
+
+
+def _api_key(profile: Profile) -> str | None:
+    if not profile.api_key_env:
+        return None
+    key = os.environ.get(profile.api_key_env)
+    if not key:
+        raise ConfigError(
+            f"the API key for profile {profile.name} is missing: {profile.api_key_env} is not set",
+            hint=f"export {profile.api_key_env}=<your key>",
+        )
+    return key
+
+
+def make_provider(
+    profile: Profile,
+    *,
+    base_url: str | None = None,
+    local: LocalModelSettings | None = None,
+    timeout: float = 120.0,
+    max_retries: int = 3,
+) -> Provider:
+    """The wire-level provider for ``profile`` (``base_url`` overrides the profile's)."""
+    if profile.provider == "local":
+        from daytwo.models.local import LocalProvider
+
+        return LocalProvider(local)
+    url = base_url or profile.base_url
+    if profile.provider == "anthropic":
+        from daytwo.models.anthropic_provider import AnthropicProvider
+
+        return AnthropicProvider(
+            model=profile.model,
+            api_key=_api_key(profile) or "",
+            base_url=url,
+            timeout=timeout,
+            max_retries=max_retries,
+            default_max_tokens=min(1024, profile.max_output_tokens),
+        )
+    from daytwo.models.openai_compat import OpenAICompatProvider
+
+    if not url:
+        raise ConfigError(
+            f"profile {profile.name} has no base_url", hint="set base_url in its profile"
+        )
+    return OpenAICompatProvider(
+        url,
+        model=profile.model,
+        api_key=_api_key(profile),
+        timeout=timeout,
+        max_retries=max_retries,
+    )
+
+
+def get_model(
+    profile_name: str,
+    settings: Settings | None = None,
+    *,
+    registry: ProfileRegistry | None = None,
+    base_url: str | None = None,
+    local: LocalModelSettings | None = None,
+    budget_strategy: BudgetStrategy = "error",
+    timeout: float = 120.0,
+    max_retries: int = 3,
+) -> ProfiledModel:
+    """A chat model for the profile ``profile_name`` (NotFoundError names close profiles)."""
+    reg = registry or load_profiles(settings)
+    profile = reg.get(profile_name)
+    if local is None and settings is not None and profile.provider == "local":
+        from daytwo.models.local import LocalModelSettings
+
+        local = LocalModelSettings(
+            model_path=settings.local_model_path,
+            n_ctx=settings.local_model_ctx,
+            threads=settings.local_model_threads,
+        )
+    if profile.provider == "local" and local is not None and local.n_ctx != profile.context_window:
+        profile = profile.model_copy(update={"context_window": local.n_ctx})
+    provider = make_provider(
+        profile, base_url=base_url, local=local, timeout=timeout, max_retries=max_retries
+    )
+    summariser = None
+    if budget_strategy == "summarise":
+        summariser = ProfiledModel(provider, profile, budget_strategy="truncate_oldest")
+    return ProfiledModel(provider, profile, budget_strategy=budget_strategy, summariser=summariser)

@@ -1,0 +1,228 @@
+"""Model profiles (YAML registry) and the price book built from them.
+
+A *profile* names one model as deployed: provider and endpoint, context window,
+tokenizer, chat template, engine, quantization, supported features and dated
+prices. The registry reads the profiles shipped in ``profiles.yaml`` and then the
+user's ``<data_dir>/profiles.yaml`` (or any extra files), later files replacing
+earlier profiles of the same name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from datetime import UTC, date, datetime
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from daytwo.exceptions import ConfigError, NotFoundError
+
+if TYPE_CHECKING:
+    from daytwo.settings import Settings
+
+__all__ = [
+    "Features",
+    "Price",
+    "PriceBook",
+    "Profile",
+    "ProfileRegistry",
+    "load_profiles",
+]
+
+log = logging.getLogger("daytwo.models")
+
+ProviderKind = Literal["local", "openai", "openai_compat", "anthropic"]
+
+
+class Features(BaseModel):
+    """What a model/provider supports."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    json_schema: bool = False
+    tools: bool = False
+    logprobs: bool = False
+    seed: bool = False
+    streaming: bool = True
+
+
+class Price(BaseModel):
+    """USD (or ``currency``) per 1M tokens, in effect from ``effective_from``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached: float | None = Field(default=None, ge=0)
+    currency: str = "USD"
+    effective_from: date
+    note: str | None = None
+
+    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> float:
+        """Cost of one call (cached input tokens at the cached price when known)."""
+        cached_price = self.cached if self.cached is not None else self.input
+        fresh = max(0, input_tokens - cached_tokens)
+        return (
+            fresh * self.input + cached_tokens * cached_price + output_tokens * self.output
+        ) / 1_000_000
+
+
+class Profile(BaseModel):
+    """One deployed model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    provider: ProviderKind
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    context_window: int = Field(gt=0)
+    max_output_tokens: int = Field(default=1024, gt=0)
+    tokenizer: str
+    chat_template: str = "chatml"
+    engine: str = "unknown"
+    quantization: str | None = None
+    features: Features = Field(default_factory=Features)
+    prices: list[Price] = Field(default_factory=list)
+
+    def price_at(self, at: datetime) -> Price | None:
+        """The price in effect at ``at`` (None when no price is known for that date)."""
+        day = at.astimezone(UTC).date() if at.tzinfo else at.date()
+        current = [p for p in self.prices if p.effective_from <= day]
+        return max(current, key=lambda p: p.effective_from) if current else None
+
+
+def _read_file(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read profiles file {path}: {exc}", hint="fix its permissions"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"profiles file {path} is not valid YAML: {exc}", hint="fix the YAML syntax"
+        ) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("profiles", {}), dict):
+        raise ConfigError(
+            f"profiles file {path} must hold a mapping 'profiles: {{name: {{...}}}}'",
+            hint="see the shipped daytwo/models/profiles.yaml for the shape",
+        )
+    profiles = data.get("profiles") or {}
+    return {str(k): v for k, v in profiles.items()}
+
+
+class ProfileRegistry:
+    """Profiles by name, from the shipped YAML and the user's files."""
+
+    def __init__(self, profiles: dict[str, Profile]) -> None:
+        self._profiles = dict(profiles)
+
+    @classmethod
+    def load(cls, *extra: Path) -> ProfileRegistry:
+        """Shipped profiles, then every existing file of ``extra`` in order."""
+        shipped = resources.files("daytwo.models").joinpath("profiles.yaml")
+        raw: dict[str, tuple[Path | str, dict[str, Any]]] = {}
+        with resources.as_file(shipped) as shipped_path:
+            for name, body in _read_file(shipped_path).items():
+                raw[name] = ("daytwo/models/profiles.yaml", body)
+        for path in extra:
+            if path.is_file():
+                for name, body in _read_file(path).items():
+                    raw[name] = (path, body)
+        profiles: dict[str, Profile] = {}
+        for name, (source, body) in raw.items():
+            if not isinstance(body, dict):
+                raise ConfigError(f"profile {name!r} in {source} is not a mapping")
+            try:
+                profiles[name] = Profile(name=name, **body)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"])
+                raise ConfigError(
+                    f"profile {name!r} in {source}: {loc}: {err['msg']}",
+                    hint="fix that field (see the shipped profiles.yaml for examples)",
+                ) from exc
+        return cls(profiles)
+
+    def names(self) -> list[str]:
+        """Every profile name, sorted."""
+        return sorted(self._profiles)
+
+    def all(self) -> list[Profile]:
+        """Every profile, sorted by name."""
+        return [self._profiles[n] for n in self.names()]
+
+    def get(self, name: str) -> Profile:
+        """The profile ``name`` or NotFoundError naming the close ones."""
+        try:
+            return self._profiles[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.4)
+            hint = (
+                f"did you mean {', '.join(close)}?"
+                if close
+                else f"known profiles: {', '.join(self.names())}"
+            )
+            raise NotFoundError(
+                f"unknown model profile {name!r}",
+                hint=hint + " (add your own in <data_dir>/profiles.yaml)",
+            ) from None
+
+    def with_profile(self, profile: Profile) -> ProfileRegistry:
+        """A copy with ``profile`` added or replaced."""
+        return ProfileRegistry({**self._profiles, profile.name: profile})
+
+
+def load_profiles(settings: Settings | None = None) -> ProfileRegistry:
+    """The registry for these settings: shipped profiles plus ``<data_dir>/profiles.yaml``."""
+    if settings is None:
+        return ProfileRegistry.load()
+    return ProfileRegistry.load(settings.data_dir / "profiles.yaml")
+
+
+class PriceBook:
+    """Dated prices by profile name or model id. Unknown is None, never 0."""
+
+    def __init__(self, registry: ProfileRegistry) -> None:
+        self._registry = registry
+        self._warned: set[str] = set()
+
+    def _profile_for(self, model_or_profile: str) -> Profile | None:
+        try:
+            return self._registry.get(model_or_profile)
+        except NotFoundError:
+            pass
+        for profile in self._registry.all():
+            if profile.model == model_or_profile:
+                return profile
+        return None
+
+    def price(self, model_or_profile: str, at: datetime) -> Price | None:
+        """The price in effect at ``at``; None (and a warning, once) when unknown."""
+        profile = self._profile_for(model_or_profile)
+        price = profile.price_at(at) if profile is not None else None
+        if price is None and model_or_profile not in self._warned:
+            self._warned.add(model_or_profile)
+            log.warning("no price known for %s at %s: cost is unknown", model_or_profile, at.date())
+        return price
+
+    def cost(
+        self,
+        model_or_profile: str,
+        at: datetime,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cached_tokens: int = 0,
+    ) -> float | None:
+        """Cost of one call in the price's currency, or None when the price is unknown."""
+        price = self.price(model_or_profile, at)
+        if price is None:
+            return None
+        return price.cost(input_tokens, output_tokens, cached_tokens)
