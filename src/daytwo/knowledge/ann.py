@@ -1,0 +1,253 @@
+"""ANN vector index: a usearch HNSW file per generation, derived from the database.
+
+- Keys are the ``kb_chunks.id`` primary keys; deletes are usearch tombstones
+  (``Index.remove``), compacted when the index is rebuilt.
+- A JSON sidecar records the generation ``seq`` the file was saved at; at open the
+  index catches up from the database (chunks written and tombstones left after that
+  seq), and when the file is missing, corrupt or built for other parameters it is
+  rebuilt from the vectors stored in the database.
+- Searches take the set of keys the principal may see and keep searching until ``k``
+  permitted keys are found (small permitted sets are searched exactly), so access
+  control never shrinks a result list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from daytwo.store.tables.knowledge import KbChunk, KbTombstone
+
+with contextlib.suppress(ImportError):  # onnxruntime must load before usearch (else a segfault)
+    import onnxruntime  # noqa: F401
+
+from usearch.index import Index
+
+__all__ = ["AnnIndex", "AnnParams", "encode_vector"]
+
+Vector = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class AnnParams:
+    """HNSW parameters of a generation (stored on it)."""
+
+    connectivity: int = 16
+    expansion_add: int = 128
+    expansion_search: int = 96
+    dtype: str = "f32"
+    exact_below: int = 2048
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form stored on the generation."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AnnParams:
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class AnnIndex:
+    """One generation's HNSW index, its sidecar and its catch-up from the database."""
+
+    def __init__(self, directory: Path, generation: str, dim: int, params: AnnParams) -> None:
+        self.directory = directory
+        self.generation = generation
+        self.dim = dim
+        self.params = params
+        self.seq = -1  # -1: nothing loaded yet, rebuild from the database
+        self._lock = threading.RLock()
+        self._index = self._new()
+
+    @property
+    def path(self) -> Path:
+        """The usearch file."""
+        return self.directory / "index.usearch"
+
+    @property
+    def sidecar(self) -> Path:
+        """The JSON file with the seq the index was saved at."""
+        return self.directory / "index.json"
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def _new(self) -> Index:
+        return Index(
+            ndim=self.dim,
+            metric="cos",
+            dtype=self.params.dtype,
+            connectivity=self.params.connectivity,
+            expansion_add=self.params.expansion_add,
+            expansion_search=self.params.expansion_search,
+        )
+
+    # -- files ---------------------------------------------------------------
+    def load(self) -> bool:
+        """Load the saved file when it matches this generation; False when absent/unusable."""
+        try:
+            meta = json.loads(self.sidecar.read_text(encoding="utf-8"))
+            if (
+                meta.get("generation") != self.generation
+                or meta.get("dim") != self.dim
+                or meta.get("params") != self.params.to_dict()
+            ):
+                return False
+            index = self._new()
+            index.load(str(self.path))
+            if len(index) != int(meta.get("count", -1)):
+                return False
+        except (OSError, ValueError, RuntimeError, TypeError):
+            return False
+        with self._lock:
+            self._index = index
+            self.seq = int(meta["seq"])
+        return True
+
+    def save(self) -> None:
+        """Write the index and its sidecar atomically (tmp file + rename)."""
+        with self._lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".usearch.tmp")
+            self._index.save(str(tmp))
+            os.replace(tmp, self.path)
+            meta = {
+                "generation": self.generation,
+                "dim": self.dim,
+                "params": self.params.to_dict(),
+                "seq": self.seq,
+                "count": len(self._index),
+            }
+            tmp_meta = self.sidecar.with_suffix(".json.tmp")
+            tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
+            os.replace(tmp_meta, self.sidecar)
+
+    # -- writes --------------------------------------------------------------
+    def apply(
+        self, removed: Iterable[int], keys: list[int], vectors: Vector | None, seq: int
+    ) -> None:
+        """Remove tombstoned keys, (re)add vectors, and remember the seq reached."""
+        with self._lock:
+            gone = np.fromiter(removed, dtype=np.uint64)
+            if gone.size:
+                self._index.remove(gone)
+            if keys and vectors is not None:
+                arr = np.asarray(keys, dtype=np.uint64)
+                present = np.asarray(self._index.contains(arr), dtype=bool).reshape(-1)
+                if present.any():
+                    self._index.remove(arr[present])
+                self._index.add(arr, vectors.astype(np.float32, copy=False))
+            self.seq = max(self.seq, seq)
+
+    def rebuild(self, session: Session, seq: int) -> None:
+        """Rebuild from the vectors stored in the database (compacts tombstones)."""
+        stmt = sa.select(KbChunk.id, KbChunk.vector).where(
+            KbChunk.generation == self.generation, KbChunk.vector.is_not(None)
+        )
+        keys: list[int] = []
+        rows: list[bytes] = []
+        for key, blob in session.execute(stmt):
+            if blob is not None:
+                keys.append(int(key))
+                rows.append(blob)
+        with self._lock:
+            self._index = self._new()
+            self.seq = -1
+            vectors = _decode(rows, self.dim) if rows else None
+            self.apply((), keys, vectors, seq)
+
+    def catch_up(self, session: Session, target_seq: int) -> int:
+        """Apply the database changes after ``self.seq`` up to ``target_seq``; return how many."""
+        with self._lock:
+            if self.seq < 0:
+                self.rebuild(session, target_seq)
+                return len(self._index)
+            if self.seq >= target_seq:
+                return 0
+            since = self.seq
+            removed = [
+                int(k)
+                for k in session.scalars(
+                    sa.select(KbTombstone.chunk_pk).where(
+                        KbTombstone.generation == self.generation,
+                        KbTombstone.seq > since,
+                        KbTombstone.seq <= target_seq,
+                    )
+                )
+            ]
+            rows = session.execute(
+                sa.select(KbChunk.id, KbChunk.vector).where(
+                    KbChunk.generation == self.generation,
+                    KbChunk.seq > since,
+                    KbChunk.seq <= target_seq,
+                    KbChunk.vector.is_not(None),
+                )
+            ).all()
+            keys = [int(r[0]) for r in rows]
+            vectors = _decode([bytes(r[1] or b"") for r in rows], self.dim) if rows else None
+            self.apply(removed, keys, vectors, target_seq)
+            return len(removed) + len(keys)
+
+    # -- reads ---------------------------------------------------------------
+    def search(
+        self, query: Vector, k: int, allowed: npt.NDArray[np.uint64] | None = None
+    ) -> list[tuple[int, float]]:
+        """Top-``k`` (key, cosine similarity), restricted to ``allowed`` keys when given."""
+        with self._lock:
+            size = len(self._index)
+            if size == 0 or k <= 0 or (allowed is not None and allowed.size == 0):
+                return []
+            q = query.astype(np.float32, copy=False).reshape(-1)
+            if allowed is not None and (
+                allowed.size <= self.params.exact_below or allowed.size * 20 < size
+            ):
+                return self._exact(q, k, allowed)
+            count = k if allowed is None else math.ceil(k * size / allowed.size * 1.5) + k
+            while True:
+                count = min(count, size)
+                matches = self._index.search(q, count)
+                keys = np.asarray(matches.keys, dtype=np.uint64)
+                dists = np.asarray(matches.distances, dtype=np.float32)
+                if allowed is not None:
+                    keep = np.isin(keys, allowed, assume_unique=False)
+                    keys, dists = keys[keep], dists[keep]
+                if len(keys) >= k or count >= size:
+                    return [
+                        (int(a), float(1.0 - b)) for a, b in zip(keys[:k], dists[:k], strict=True)
+                    ]
+                count *= 4
+
+    def _exact(self, q: Vector, k: int, allowed: npt.NDArray[np.uint64]) -> list[tuple[int, float]]:
+        present = np.asarray(self._index.contains(allowed), dtype=bool).reshape(-1)
+        keys = allowed[present]
+        if keys.size == 0:
+            return []
+        vectors = np.asarray(self._index.get(keys), dtype=np.float32).reshape(keys.size, self.dim)
+        norms = np.linalg.norm(vectors, axis=1)
+        norms[norms == 0.0] = 1.0
+        scores = (vectors @ q) / norms / max(float(np.linalg.norm(q)), 1e-12)
+        top = np.argsort(-scores)[:k]
+        return [(int(keys[i]), float(scores[i])) for i in top]
+
+
+def encode_vector(vector: Vector) -> bytes:
+    """A vector as the float32 blob stored in ``kb_chunks.vector``."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def _decode(blobs: list[bytes], dim: int) -> Vector:
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)

@@ -1,0 +1,186 @@
+"""Keyword index: SQLite FTS5 (bm25) or PostgreSQL full-text search (tsvector + GIN).
+
+The index lives next to ``kb_chunks`` in the same database and the same transaction:
+on SQLite an external-content FTS5 table kept in sync by triggers, on PostgreSQL a GIN
+expression index. :func:`ensure_fts` creates them idempotently (they are not Alembic
+models: Alembic cannot compare virtual tables or expression indexes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from daytwo.knowledge.acl import permitted_clause
+from daytwo.store.tables.knowledge import KbChunk
+
+__all__ = ["MAX_QUERY_TERMS", "ensure_fts", "keyword_search", "query_terms"]
+
+MAX_QUERY_TERMS = 64
+
+_STOPWORDS = frozenset(
+    (
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "their",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "do",
+        "does",
+        "did",
+        "can",
+        "could",
+        "should",
+        "would",
+        "about",
+        "than",
+        "then",
+        "so",
+        "not",
+        "no",
+    )
+)
+_TERM = re.compile(r"\w+", re.UNICODE)
+
+_SQLITE_DDL = [
+    "CREATE VIRTUAL TABLE IF NOT EXISTS kb_chunks_fts USING fts5("
+    "title, text, content='kb_chunks', content_rowid='id', "
+    "tokenize='porter unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER IF NOT EXISTS kb_chunks_fts_ai AFTER INSERT ON kb_chunks BEGIN "
+    "INSERT INTO kb_chunks_fts(rowid, title, text) VALUES (new.id, new.title, new.text); END",
+    "CREATE TRIGGER IF NOT EXISTS kb_chunks_fts_ad AFTER DELETE ON kb_chunks BEGIN "
+    "INSERT INTO kb_chunks_fts(kb_chunks_fts, rowid, title, text) "
+    "VALUES ('delete', old.id, old.title, old.text); END",
+    "CREATE TRIGGER IF NOT EXISTS kb_chunks_fts_au AFTER UPDATE ON kb_chunks BEGIN "
+    "INSERT INTO kb_chunks_fts(kb_chunks_fts, rowid, title, text) "
+    "VALUES ('delete', old.id, old.title, old.text); "
+    "INSERT INTO kb_chunks_fts(rowid, title, text) VALUES (new.id, new.title, new.text); END",
+]
+_PG_DOC = (
+    "to_tsvector('english'::regconfig, coalesce(kb_chunks.title, '') || ' ' || kb_chunks.text)"
+)
+_PG_DDL = (
+    "CREATE INDEX IF NOT EXISTS ix_kb_chunks_fts ON kb_chunks USING gin "
+    "(to_tsvector('english'::regconfig, coalesce(title, '') || ' ' || text))"
+)
+
+
+def ensure_fts(engine: Engine) -> None:
+    """Create the keyword index for ``kb_chunks`` if it does not exist yet."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            existed = conn.exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE name = 'kb_chunks_fts'"
+            ).first()
+            for ddl in _SQLITE_DDL:
+                conn.exec_driver_sql(ddl)
+            if existed is None:
+                conn.exec_driver_sql("INSERT INTO kb_chunks_fts(kb_chunks_fts) VALUES ('rebuild')")
+        else:
+            conn.exec_driver_sql(_PG_DDL)
+
+
+def query_terms(query: str) -> list[str]:
+    """Distinct lower-cased words of the query without stop words (at most 64)."""
+    seen: dict[str, None] = {}
+    for match in _TERM.finditer(query.lower()):
+        term = match.group(0)
+        if term in _STOPWORDS or term in seen:
+            continue
+        seen[term] = None
+        if len(seen) >= MAX_QUERY_TERMS:
+            break
+    if not seen:  # a query of stop words only still searches for them
+        for match in _TERM.finditer(query.lower()):
+            seen.setdefault(match.group(0), None)
+            if len(seen) >= MAX_QUERY_TERMS:
+                break
+    return list(seen)
+
+
+def keyword_search(
+    session: Session,
+    generation: str,
+    collection: str,
+    query: str,
+    k: int,
+    entries: Sequence[str],
+    filters: Mapping[str, Any] | None = None,
+) -> list[tuple[int, float]]:
+    """Top-``k`` (chunk pk, score; higher is better) visible with ``entries``."""
+    terms = query_terms(query)
+    if not terms or not entries or k <= 0:
+        return []
+    permitted = permitted_clause(collection, entries, filters)
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        match = " OR ".join('"' + t.replace('"', "") + '"' for t in terms)
+        bm25: sa.ColumnElement[float] = sa.literal_column("bm25(kb_chunks_fts)")
+        stmt = (
+            sa.select(KbChunk.id, bm25)
+            .select_from(
+                sa.table("kb_chunks_fts").join(
+                    KbChunk, KbChunk.id == sa.literal_column("kb_chunks_fts.rowid")
+                )
+            )
+            .where(sa.text("kb_chunks_fts MATCH :match").bindparams(match=match))
+            .where(KbChunk.generation == generation, permitted)
+            .order_by(bm25)
+            .limit(k)
+        )
+        return [(int(pk), -float(score)) for pk, score in session.execute(stmt)]
+    tsquery = " | ".join(terms)
+    doc: sa.ColumnElement[Any] = sa.literal_column(_PG_DOC)
+    q = sa.func.to_tsquery(sa.literal_column("'english'::regconfig"), tsquery)
+    rank = sa.func.ts_rank_cd(doc, q)
+    stmt = (
+        sa.select(KbChunk.id, rank)
+        .where(doc.op("@@")(q), KbChunk.generation == generation, permitted)
+        .order_by(rank.desc())
+        .limit(k)
+    )
+    return [(int(pk), float(score)) for pk, score in session.execute(stmt)]

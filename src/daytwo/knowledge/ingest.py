@@ -1,0 +1,319 @@
+"""The write path: every upsert and delete goes to every live generation, in one transaction.
+
+:func:`apply_writes` is the single function that changes documents: it chunks and embeds
+each document once per live generation (``active`` and, during a migration, ``shadow``;
+each with its own embedder and chunking), then in one transaction writes the documents,
+their ACL and metadata, and per generation bumps ``seq``, tombstones the old chunks and
+inserts the new ones. The keyword index follows in the same transaction; the ANN
+indexes catch up from the database right after the commit (and at the next open after
+a crash), so a crash anywhere leaves the store consistent.
+
+:func:`ingest_source` is incremental sync on top: content hashes decide what changed,
+documents that vanished from the source are deleted, unchanged ones are not touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from daytwo.knowledge.acl import flatten_metadata
+from daytwo.knowledge.ann import encode_vector
+from daytwo.knowledge.chunking import ChunkingConfig, chunk_document, embed_text
+from daytwo.knowledge.sources import Skipped, Source, SourceDocument
+from daytwo.store.base import utcnow
+from daytwo.store.tables.knowledge import (
+    KbAcl,
+    KbChunk,
+    KbDocMeta,
+    KbDocument,
+    KbGeneration,
+    KbTombstone,
+)
+
+if TYPE_CHECKING:
+    from daytwo.knowledge.service import KnowledgeBase
+
+__all__ = [
+    "DocWrite",
+    "IngestReport",
+    "WriteTimings",
+    "apply_writes",
+    "content_hash",
+    "ingest_source",
+]
+
+Progress = Callable[[int, int], None]
+BATCH_DOCS = 64
+
+
+@dataclass(frozen=True)
+class DocWrite:
+    """One document to upsert."""
+
+    doc_id: str
+    text: str
+    title: str
+    metadata: dict[str, Any]
+    acl: list[str]
+    private: bool
+    source: str
+    content_hash: str
+
+
+@dataclass
+class WriteTimings:
+    """Where the time of the writes went."""
+
+    chunks: int = 0
+    embed_seconds: float = 0.0
+    index_seconds: float = 0.0
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did: counts, per-item skip reasons, throughput split."""
+
+    collection: str
+    source: str
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    chunks: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    index_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (CLI ``--json``)."""
+        return {
+            "collection": self.collection,
+            "source": self.source,
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "skipped": [{"item": s.item, "reason": s.reason} for s in self.skipped],
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+            "embed_seconds": round(self.embed_seconds, 3),
+            "index_seconds": round(self.index_seconds, 3),
+            "chunks_per_second": round(self.chunks / self.seconds, 1) if self.seconds else None,
+        }
+
+
+def content_hash(
+    title: str, text: str, metadata: dict[str, Any], acl: Sequence[str], private: bool
+) -> str:
+    """Hash of everything that defines a document's indexed state."""
+    payload = json.dumps(
+        [title, text, metadata, sorted(acl), private], sort_keys=True, default=str
+    ).encode()
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _bump_seq(session: Any, generation: str) -> int:
+    session.execute(
+        sa.update(KbGeneration)
+        .where(KbGeneration.id == generation)
+        .values(seq=KbGeneration.seq + 1)
+    )
+    return int(session.scalar(sa.select(KbGeneration.seq).where(KbGeneration.id == generation)))
+
+
+def apply_writes(
+    kb: KnowledgeBase,
+    collection: str,
+    upserts: Sequence[DocWrite] = (),
+    deletes: Sequence[str] = (),
+) -> WriteTimings:
+    """Write ``upserts`` and ``deletes`` to every live generation of ``collection`` atomically."""
+    timings = WriteTimings()
+    generations = kb.live_generations(collection)
+    prepared: dict[str, tuple[list[Any], Any]] = {}
+    started = time.perf_counter()
+    for gen in generations:
+        embedder = kb.embedder_for(gen)
+        config = ChunkingConfig.from_dict(gen.chunking)
+        chunks = [
+            c
+            for doc in upserts
+            for c in chunk_document(doc.doc_id, doc.title, doc.text, config, embedder.token_spans)
+        ]
+        vectors = embedder.embed([embed_text(c.title, c.text) for c in chunks])
+        prepared[gen.id] = (chunks, vectors)
+        timings.chunks += len(chunks)
+    timings.embed_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    doc_ids = [d.doc_id for d in upserts] + list(deletes)
+    now = utcnow()
+    with kb.store.session() as session:
+        if doc_ids:
+            for table in (KbAcl, KbDocMeta):
+                session.execute(
+                    sa.delete(table).where(
+                        table.collection == collection, table.doc_id.in_(doc_ids)
+                    )
+                )
+        if deletes:
+            session.execute(
+                sa.delete(KbDocument).where(
+                    KbDocument.collection == collection, KbDocument.doc_id.in_(list(deletes))
+                )
+            )
+        existing = {
+            d.doc_id: d
+            for d in session.scalars(
+                sa.select(KbDocument).where(
+                    KbDocument.collection == collection,
+                    KbDocument.doc_id.in_([d.doc_id for d in upserts]),
+                )
+            )
+        }
+        for doc in upserts:
+            row = existing.get(doc.doc_id)
+            if row is None:
+                row = KbDocument(collection=collection, doc_id=doc.doc_id, created_at=now)
+                session.add(row)
+            row.title, row.text, row.meta = doc.title, doc.text, doc.metadata
+            row.source, row.private, row.content_hash = doc.source, doc.private, doc.content_hash
+            row.updated_at = now
+            row.tenant = row.tenant or "default"
+            session.add_all(
+                KbAcl(collection=collection, doc_id=doc.doc_id, entry=e) for e in doc.acl
+            )
+            session.add_all(
+                KbDocMeta(collection=collection, doc_id=doc.doc_id, key=k, value=v)
+                for k, v in flatten_metadata(doc.metadata).items()
+            )
+        session.flush()
+        for gen in generations:
+            seq = _bump_seq(session, gen.id)
+            if doc_ids:
+                old = list(
+                    session.scalars(
+                        sa.select(KbChunk.id).where(
+                            KbChunk.generation == gen.id,
+                            KbChunk.collection == collection,
+                            KbChunk.doc_id.in_(doc_ids),
+                        )
+                    )
+                )
+                if old:
+                    session.add_all(
+                        KbTombstone(generation=gen.id, chunk_pk=pk, seq=seq) for pk in old
+                    )
+                    session.execute(sa.delete(KbChunk).where(KbChunk.id.in_(old)))
+            chunks, vectors = prepared[gen.id]
+            session.add_all(
+                KbChunk(
+                    generation=gen.id,
+                    collection=collection,
+                    doc_id=c.doc_id,
+                    chunk_id=c.chunk_id,
+                    ordinal=c.ordinal,
+                    title=c.title,
+                    text=c.text,
+                    token_count=c.token_count,
+                    vector=encode_vector(vectors[i]),
+                    seq=seq,
+                )
+                for i, c in enumerate(chunks)
+            )
+    for gen in generations:
+        kb.refresh_index(gen)
+    timings.index_seconds = time.perf_counter() - started
+    return timings
+
+
+def ingest_source(
+    kb: KnowledgeBase,
+    source: Source,
+    collection: str,
+    *,
+    acl: Sequence[str],
+    private: bool,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Incremental sync of ``source`` into ``collection`` (see the module docstring)."""
+    started = time.perf_counter()
+    report = IngestReport(collection=collection, source=source.key)
+    docs: dict[str, SourceDocument] = {}
+    for item in source.read():
+        if isinstance(item, Skipped):
+            report.skipped.append(item)
+        elif item.doc_id in docs:
+            report.skipped.append(Skipped(item.doc_id, "duplicate id (the first one was kept)"))
+        elif not item.text.strip():
+            report.skipped.append(Skipped(item.doc_id, "empty text"))
+        else:
+            docs[item.doc_id] = item
+    kb.ensure_collection(collection)
+    with kb.store.session() as session:
+        known = {
+            doc_id: (digest, src)
+            for doc_id, digest, src in session.execute(
+                sa.select(KbDocument.doc_id, KbDocument.content_hash, KbDocument.source).where(
+                    KbDocument.collection == collection
+                )
+            )
+        }
+    writes: list[DocWrite] = []
+    for doc in docs.values():
+        digest = content_hash(doc.title, doc.text, doc.metadata, acl, private)
+        previous = known.get(doc.doc_id)
+        if previous is not None and previous[0] == digest and previous[1] == source.key:
+            report.unchanged += 1
+            continue
+        if previous is None:
+            report.added += 1
+        else:
+            report.updated += 1
+        writes.append(
+            DocWrite(
+                doc.doc_id,
+                doc.text,
+                doc.title,
+                doc.metadata,
+                list(acl),
+                private,
+                source.key,
+                digest,
+            )
+        )
+    skipped_items = {s.item for s in report.skipped}
+    vanished = sorted(
+        doc_id
+        for doc_id, (_digest, src) in known.items()
+        if src == source.key and doc_id not in docs and doc_id not in skipped_items
+    )
+    total = len(writes) + (1 if vanished else 0)
+    done = 0
+    if progress:
+        progress(0, total)
+    for i in range(0, len(writes), BATCH_DOCS):
+        batch = writes[i : i + BATCH_DOCS]
+        timings = apply_writes(kb, collection, upserts=batch)
+        report.chunks += timings.chunks
+        report.embed_seconds += timings.embed_seconds
+        report.index_seconds += timings.index_seconds
+        done += len(batch)
+        if progress:
+            progress(done, total)
+    if vanished:
+        timings = apply_writes(kb, collection, deletes=vanished)
+        report.index_seconds += timings.index_seconds
+        report.deleted = len(vanished)
+        if progress:
+            progress(total, total)
+    kb.save_indexes(collection)
+    report.seconds = time.perf_counter() - started
+    return report
