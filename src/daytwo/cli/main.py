@@ -11,6 +11,7 @@ import typer
 from daytwo._version import __version__
 from daytwo.cli import db, models
 from daytwo.cli import serve as serve_cli
+from daytwo.cli import tools as tools_cli
 from daytwo.cli._context import state
 from daytwo.cli._output import err_console, print_error
 from daytwo.cli.doctor import doctor
@@ -56,6 +57,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
 app.command("serve")(serve_cli.serve)
 app.add_typer(serve_cli.keys_app, name="keys")
+app.add_typer(tools_cli.app, name="tools")
 
 
 def run(argv: list[str] | None = None) -> int:
