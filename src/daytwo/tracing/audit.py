@@ -13,10 +13,11 @@ Never put erased content or secrets in ``data``: records are never deleted.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,10 @@ def record_body(
         "run_id": run_id,
         "data": dict(data),
     }
+
+
+# How both backends render a stored time as text; anything else was edited by hand.
+_STORED_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:\d{2})?)?")
 
 
 def _current_run_id() -> str | None:
@@ -296,12 +301,12 @@ class AuditLog:
             ]
 
     def chain_records(self, s: Session, *, since_seq: int = 0) -> Iterator[ChainRecord]:
-        """Records as verified (data read as raw text, so unreadable JSON is a finding)."""
+        """Records as verified (data and time read as raw text: unreadable ones are findings)."""
         q = (
             select(
                 AuditRecordRow.seq,
                 AuditRecordRow.id,
-                AuditRecordRow.at,
+                cast(AuditRecordRow.at, String),
                 AuditRecordRow.kind,
                 AuditRecordRow.actor,
                 AuditRecordRow.subject,
@@ -313,16 +318,27 @@ class AuditLog:
             .where(AuditRecordRow.seq > since_seq)
             .order_by(AuditRecordRow.seq)
         )
-        for seq, rid, at, kind, actor, subject, run_id, raw, prev_hash, hash_ in s.execute(
+        for seq, rid, at_raw, kind, actor, subject, run_id, raw, prev_hash, hash_ in s.execute(
             q.execution_options(yield_per=1000)
         ):
             try:
                 data = json.loads(raw)
+                if not _STORED_TIME.fullmatch(str(at_raw)):
+                    raise ValueError(at_raw)
+                at = datetime.fromisoformat(str(at_raw))
             except (TypeError, ValueError):
-                data = None
+                data = at = None
             body = (
-                record_body(rid, iso(at), kind, actor, subject, run_id, data)
-                if isinstance(data, dict)
+                record_body(
+                    rid,
+                    iso(at if at.tzinfo else at.replace(tzinfo=UTC)),
+                    kind,
+                    actor,
+                    subject,
+                    run_id,
+                    data,
+                )
+                if isinstance(data, dict) and at is not None
                 else None
             )
             yield ChainRecord(int(seq), prev_hash, hash_, body, None, rid)
