@@ -117,3 +117,50 @@ def py_tool(name: str, callable_ref: str, **extra: Any) -> dict[str, Any]:
         "backend": {"type": "python", "callable": callable_ref},
         **extra,
     }
+
+
+class AsgiServer:
+    """A real uvicorn server for an ASGI app on 127.0.0.1 (a free port), in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        import socket
+
+        import uvicorn
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        import time
+
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def asgi_server() -> Iterator[Callable[[Any], AsgiServer]]:
+    """Serve ASGI apps with uvicorn; stopped after the test."""
+    started: list[AsgiServer] = []
+
+    def start(app: Any) -> AsgiServer:
+        server = AsgiServer(app)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()

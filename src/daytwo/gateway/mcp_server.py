@@ -135,13 +135,50 @@ def mcp_asgi_app(
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True, allowed_hosts=allowed_hosts, allowed_origins=[]
         )
-    return server.streamable_http_app(
+    app = server.streamable_http_app(
         streamable_http_path=path,
         json_response=True,
         stateless_http=stateless,
         host=host,
         transport_security=security,
     )
+    app.add_middleware(_BearerAuth, gateway=gateway)
+    return app
+
+
+class _BearerAuth:
+    """Answers 401 before any MCP processing unless the request carries a valid agent key."""
+
+    def __init__(self, app: Any, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        import anyio
+        from starlette.responses import JSONResponse
+
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        value = headers.get("authorization", "")
+        key = value[7:].strip() if value.lower().startswith("bearer ") else ""
+        problem = "authentication required: send Authorization: Bearer <agent key>"
+        if key:
+            try:
+                await anyio.to_thread.run_sync(self.gateway.agents.authenticate, key)
+                problem = ""
+            except PermissionDenied as exc:
+                problem = exc.message
+        if problem:
+            response = JSONResponse(
+                {"error": "unauthorized", "detail": problem},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def serve_stdio(gateway: Gateway, *, api_key: str | None) -> None:

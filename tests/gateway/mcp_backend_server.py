@@ -1,0 +1,27 @@
+"""An external MCP server the gateway uses as a backend (stdio when run as a script)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("risk-backend")
+
+
+@server.tool()
+def risk_score(account: str) -> dict[str, Any]:
+    """Risk of an account between 0 and 1."""
+    return {"account": account, "risk_score": (sum(map(ord, account)) % 100) / 100}
+
+
+@server.tool()
+def broken(account: str) -> dict[str, Any]:
+    """Always fails."""
+    raise RuntimeError(f"no data for {account}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["stdio"]:
+        server.run("stdio")
