@@ -4,6 +4,26 @@ Each layer owns one module here and one Alembic branch (``branch_labels``) in
 ``store/migrations/versions`` whose first revision depends on ``0001_core``.
 """
 
-from daytwo.store.tables import core, evals, gateway, knowledge, models, runtime, server, tracing
+from daytwo.store.tables import (
+    core,
+    evals,
+    gateway,
+    knowledge,
+    knowledge_maintenance,
+    models,
+    runtime,
+    server,
+    tracing,
+)
 
-__all__ = ["core", "evals", "gateway", "knowledge", "models", "runtime", "server", "tracing"]
+__all__ = [
+    "core",
+    "evals",
+    "gateway",
+    "knowledge",
+    "knowledge_maintenance",
+    "models",
+    "runtime",
+    "server",
+    "tracing",
+]
