@@ -10,6 +10,8 @@ import typer
 
 from daytwo._version import __version__
 from daytwo.cli import db, models
+from daytwo.cli import audit as audit_cli
+from daytwo.cli import costs as costs_cli
 from daytwo.cli import serve as serve_cli
 from daytwo.cli import tools as tools_cli
 from daytwo.cli._context import state
@@ -58,6 +60,8 @@ app.add_typer(models.app, name="models")
 app.command("serve")(serve_cli.serve)
 app.add_typer(serve_cli.keys_app, name="keys")
 app.add_typer(tools_cli.app, name="tools")
+app.add_typer(audit_cli.app, name="audit")
+app.add_typer(costs_cli.app, name="costs")
 
 
 def run(argv: list[str] | None = None) -> int:

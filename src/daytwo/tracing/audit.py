@@ -41,7 +41,15 @@ from daytwo.tracing.chain import (
 )
 from daytwo.tracing.signing import KEY_FILE, AuditSigner
 
-__all__ = ["AuditLog", "AuditRecord", "record_body"]
+__all__ = ["AuditLog", "AuditRecord", "record_body", "set_default_signer"]
+
+_DEFAULT_SIGNER: AuditSigner | None = None
+
+
+def set_default_signer(signer: AuditSigner | None) -> None:
+    """The signer every ``AuditLog(store)`` created without one uses (set by setup_tracing)."""
+    global _DEFAULT_SIGNER
+    _DEFAULT_SIGNER = signer
 
 
 @dataclass(frozen=True)
@@ -113,8 +121,10 @@ class AuditLog:
     """Append and verify the audit log of one store.
 
     ``signer`` signs a checkpoint every ``checkpoint_every`` records (and on
-    :meth:`checkpoint`); without a signer no checkpoints are made. Use
-    :meth:`for_data_dir` to load (or create) the key in ``<data_dir>/audit_ed25519.key``.
+    :meth:`checkpoint`); it defaults to the process-wide signer that
+    ``setup_tracing(store, settings)`` loads from ``<data_dir>/audit_ed25519.key``.
+    Without any signer, no checkpoints are made. :meth:`for_data_dir` loads (or
+    creates) the key explicitly.
     """
 
     def __init__(
@@ -127,7 +137,7 @@ class AuditLog:
         if checkpoint_every < 1:
             raise InputError("checkpoint_every must be at least 1", hint="use e.g. 100")
         self.store = store
-        self.signer = signer
+        self.signer = signer if signer is not None else _DEFAULT_SIGNER
         self.checkpoint_every = checkpoint_every
 
     @classmethod

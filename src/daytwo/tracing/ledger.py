@@ -195,9 +195,18 @@ class RepriceReport:
 
 
 def reprice(
-    store: Store, prices: PriceSource | None, *, since: datetime, batch: int = 1000
+    store: Store,
+    prices: PriceSource | None,
+    *,
+    since: datetime | None = None,
+    only_unknown: bool = False,
+    batch: int = 1000,
 ) -> RepriceReport:
-    """Recompute the cost of every span started at or after ``since`` (one transaction)."""
+    """Recompute the cost of every span started at or after ``since`` (one transaction).
+
+    ``only_unknown`` prices just the spans still marked ``unknown`` (what ``daytwo
+    costs`` does before reporting, so spans stored without a price source get one).
+    """
     spans = changed = unpriced = 0
     with store.session() as s:
         rows = s.execute(
@@ -207,7 +216,10 @@ def reprice(
                 SpanRow.attributes,
                 SpanRow.cost_usd,
                 SpanRow.cost_status,
-            ).where(SpanRow.start_time >= since)
+            ).where(
+                SpanRow.cost_status == "unknown" if only_unknown else SpanRow.span_id.is_not(None),
+                SpanRow.start_time >= since if since is not None else SpanRow.span_id.is_not(None),
+            )
         ).all()
         updates: list[dict[str, Any]] = []
         for span_id, start, attrs, old_usd, old_status in rows:

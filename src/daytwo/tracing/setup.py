@@ -21,8 +21,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from daytwo._version import __version__
 from daytwo.store import Store
+from daytwo.tracing.audit import set_default_signer
 from daytwo.tracing.pricing import PriceSource
 from daytwo.tracing.processor import StoreSpanProcessor
+from daytwo.tracing.signing import KEY_FILE, AuditSigner
 
 if TYPE_CHECKING:
     from daytwo.settings import Settings
@@ -136,11 +138,16 @@ def setup_tracing(
     """Store spans in ``store`` (and export to OTLP); idempotent for the same arguments.
 
     ``otlp_endpoint`` (default ``settings.otlp_endpoint``) is an OTLP/HTTP base URL such
-    as ``http://127.0.0.1:4318``. ``prices`` prices model-call spans as they are stored;
+    as ``http://127.0.0.1:4318``. With ``settings``, the audit signing key in
+    ``<data_dir>/audit_ed25519.key`` is loaded (created when absent) and becomes the
+    default signer of :class:`~daytwo.tracing.audit.AuditLog`, so appends are
+    checkpointed periodically. ``prices`` prices model-call spans as they are stored;
     without it they are stored ``cost_unknown`` until ``daytwo costs reprice``.
     """
     global _HANDLE
     endpoint = otlp_endpoint or (settings.otlp_endpoint if settings is not None else None)
+    if settings is not None:
+        set_default_signer(AuditSigner.load_or_create(settings.data_dir / KEY_FILE))
     with _LOCK:
         provider = _provider()
         old = _HANDLE
