@@ -146,6 +146,7 @@ print(json.dumps({"ok": ok, "limited": limited}))
 
 
 @pytest.mark.redis
+@pytest.mark.slow
 def test_redis_rate_limit_shared_by_two_processes(
     sqlite_store: Store, sqlite_url: str, redis_url: str
 ) -> None:

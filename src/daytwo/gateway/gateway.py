@@ -630,7 +630,7 @@ class Gateway:
 
     def close(self) -> None:
         """Flush telemetry and close HTTP clients."""
-        self.telemetry.flush()
+        self.telemetry.close()
         if self._http is not None:
             self._http.close()
             self._http = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -16,6 +17,8 @@ from daytwo.store import Store, utcnow
 from daytwo.store.tables.gateway import GatewayCall
 
 __all__ = ["Telemetry", "ToolStats", "stats_from_db"]
+
+log = logging.getLogger("daytwo.gateway.telemetry")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,11 @@ def _stats(samples: Iterable[tuple[float, bool, float]]) -> ToolStats:
 
 
 class Telemetry:
-    """Sliding window per tool in memory; call rows are written to the DB in batches."""
+    """Sliding window per tool in memory; call rows are written to the DB in batches.
+
+    The rows are written by a daemon thread every ``flush_after_s`` seconds (and on
+    :meth:`close`), so a call never waits for the database.
+    """
 
     def __init__(
         self,
@@ -71,18 +78,17 @@ class Telemetry:
         *,
         window_s: float = 300.0,
         max_samples: int = 10_000,
-        flush_every: int = 200,
-        flush_after_s: float = 2.0,
+        flush_after_s: float = 1.0,
     ) -> None:
         self.store = store
         self.window_s = window_s
         self.max_samples = max_samples
-        self.flush_every = flush_every
         self.flush_after_s = flush_after_s
         self._samples: dict[str, deque[tuple[float, float, bool, float]]] = {}
         self._pending: list[dict[str, Any]] = []
-        self._last_flush = time.monotonic()
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
 
     def record(
         self,
@@ -115,13 +121,30 @@ class Telemetry:
                         "created_at": utcnow(),
                     }
                 )
-                due = len(self._pending) >= self.flush_every or (
-                    now - self._last_flush >= self.flush_after_s
-                )
-            else:
-                due = False
-        if due:
-            self.flush()
+                if self._flusher is None:
+                    self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        """Write call rows from a daemon thread, never on the call path."""
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.wait(self.flush_after_s):
+                try:
+                    self.flush()
+                except Exception:  # keep the loop alive; the next flush retries
+                    log.exception("writing tool call telemetry failed")
+
+        self._flusher = threading.Thread(target=loop, name="daytwo-gateway-telemetry", daemon=True)
+        self._flusher.start()
+
+    def close(self) -> None:
+        """Stop the background writer and flush what is pending."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=10)
+            self._flusher = None
+        self.flush()
 
     def snapshot(self, tool: str) -> ToolStats:
         """Stats of ``tool`` over the last ``window_s`` seconds in this process."""
@@ -144,7 +167,6 @@ class Telemetry:
         """Write pending call rows in one transaction; return how many."""
         with self._lock:
             rows, self._pending = self._pending, []
-            self._last_flush = time.monotonic()
         if not rows or self.store is None:
             return 0
         with self.store.session() as s:
