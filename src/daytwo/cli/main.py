@@ -9,7 +9,7 @@ import traceback
 import typer
 
 from daytwo._version import __version__
-from daytwo.cli import db, models
+from daytwo.cli import agents, db, models, runs
 from daytwo.cli import audit as audit_cli
 from daytwo.cli import costs as costs_cli
 from daytwo.cli import serve as serve_cli
@@ -57,6 +57,8 @@ app.command("doctor")(doctor)
 app.command("quickstart")(quickstart)
 app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
+app.add_typer(agents.app, name="agents")
+app.add_typer(runs.app, name="runs")
 app.command("serve")(serve_cli.serve)
 app.add_typer(serve_cli.keys_app, name="keys")
 app.add_typer(tools_cli.app, name="tools")

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from daytwo.exceptions import ConflictError, InputError, NotFoundError
-from daytwo.runtime.engine import run_agent_workflow, set_active_runtime
+from daytwo.runtime.engine import WORKFLOW_NAME, run_agent_workflow, set_active_runtime
 from daytwo.runtime.protocols import ToolInvoker
 from daytwo.runtime.registry import AgentRegistry
 from daytwo.runtime.spec import AgentSpec, MapStep, PlanStep, SpecError, ToolStep
@@ -84,8 +84,36 @@ def check_catalog(spec: AgentSpec, tools: ToolInvoker | None) -> None:
             )
 
 
+class _ClientOps:
+    """The DBOS operations the runtime needs, through a DBOSClient (no launch, no recovery)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def get_workflow_status(self, run_id: str) -> Any:
+        try:
+            return self.client.retrieve_workflow(run_id).get_status()
+        except Exception:
+            return None
+
+    def list_workflow_steps(self, run_id: str) -> list[Any]:
+        steps: list[Any] = self.client.list_workflow_steps(run_id)
+        return steps
+
+    def cancel_workflow(self, run_id: str) -> None:
+        self.client.cancel_workflow(run_id)
+
+    def send(self, run_id: str, message: Any, topic: str, idempotency_key: str) -> None:
+        self.client.send(run_id, message, topic, idempotency_key)
+
+
 class Runtime:
-    """Agent runs on DBOS for one process (a worker, the CLI, a test)."""
+    """Agent runs on DBOS for one process (a worker, the CLI, a test).
+
+    Reading and steering runs (show, list, cancel, approve) works without
+    launching DBOS, through a client; starting, resuming and forking runs need
+    :meth:`launch` (this process then executes them).
+    """
 
     def __init__(
         self,
@@ -114,6 +142,42 @@ class Runtime:
         self.sqlite_synchronous = sqlite_synchronous
         self._launched = False
         self._queue: Any = None
+        self._client: _ClientOps | None = None
+
+    def _ops(self) -> Any:
+        """DBOS itself when launched, else a client on the same system database."""
+        if self._launched:
+            from dbos import DBOS
+
+            return DBOS
+        if self._client is None:
+            from dbos import DBOS, DBOSClient
+
+            url = sa.engine.make_url(self.system_database_url)
+            if url.get_backend_name() == "sqlite":
+                Path(url.database or ".").expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # A client does not create the DBOS tables; make sure they exist.
+            DBOS.migrate(self.system_database_url, schema=self.dbos_schema)
+            if url.get_backend_name() == "sqlite":
+                client = DBOSClient(
+                    system_database_engine=sqlite_system_engine(
+                        self.system_database_url, synchronous=self.sqlite_synchronous
+                    ),
+                    dbos_system_schema=self.dbos_schema,
+                )
+            else:
+                client = DBOSClient(
+                    system_database_url=self.system_database_url,
+                    dbos_system_schema=self.dbos_schema,
+                )
+            self._client = _ClientOps(client)
+        return self._client
+
+    def close(self) -> None:
+        """Release the client connection (when one was opened)."""
+        if self._client is not None:
+            self._client.client.destroy()
+            self._client = None
 
     # -- lifecycle ---------------------------------------------------------
     def launch(self) -> Runtime:
@@ -151,6 +215,7 @@ class Runtime:
             DBOS.destroy(destroy_registry=False)
             self._launched = False
         set_active_runtime(None)
+        self.close()
 
     def __enter__(self) -> Runtime:
         return self.launch()
@@ -206,12 +271,32 @@ class Runtime:
         principal: str = "",
         run_id: str | None = None,
     ) -> str:
-        """Queue a run for any worker of this system database; returns its id."""
+        """Queue a run for any worker of this system database; returns its id.
+
+        Works without launching DBOS here (through a client), so a CLI or a web
+        process can hand runs to separate worker processes.
+        """
         from dbos import SetWorkflowID
 
         rid, number = self._new_run(agent, version, inputs, principal, run_id)
-        with SetWorkflowID(rid):
-            self._queue.enqueue(run_agent_workflow, agent, number, inputs, principal)
+        if self._launched:
+            with SetWorkflowID(rid):
+                self._queue.enqueue(run_agent_workflow, agent, number, inputs, principal)
+        else:
+            ops = self._ops()
+            ops.client.enqueue(
+                {
+                    "queue_name": QUEUE_NAME,
+                    "workflow_name": WORKFLOW_NAME,
+                    "workflow_id": rid,
+                    "app_version": APP_VERSION,
+                    "application_name": "daytwo",
+                },
+                agent,
+                number,
+                inputs,
+                principal,
+            )
         return rid
 
     def start(
@@ -249,27 +334,29 @@ class Runtime:
             time.sleep(0.01)
 
     def _workflow_done(self, run_id: str) -> bool:
-        if not self._launched:
-            return True
-        from dbos import DBOS
-
-        status = DBOS.get_workflow_status(run_id)
+        status = self._ops().get_workflow_status(run_id)
         return status is None or status.status not in {"PENDING", "ENQUEUED"}
 
     # -- recording (called from inside durable steps) ----------------------
     def finish_run(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Write the run's final status, partial results and decisions."""
+        # One UPDATE, no read first: on SQLite a read-then-write transaction cannot
+        # wait for the lock (its snapshot would be stale), a plain UPDATE can.
         with self.store.session() as s:
-            row = s.get(RunRecord, summary["run_id"])
-            if row is not None and row.status != "cancelled":
-                row.status = summary["status"]
-                row.outputs = {"answer": summary["answer"], "steps": summary["outputs"]}
-                row.decisions = summary["decisions"]
-                row.error = summary["error"]
-                row.steps_done = summary["steps"]
-                row.tokens = summary["tokens"]
-                row.cost_usd = summary["cost_usd"]
-                row.finished_at = utcnow()
+            s.execute(
+                sa.update(RunRecord)
+                .where(RunRecord.id == summary["run_id"], RunRecord.status != "cancelled")
+                .values(
+                    status=summary["status"],
+                    outputs={"answer": summary["answer"], "steps": summary["outputs"]},
+                    decisions=summary["decisions"],
+                    error=summary["error"],
+                    steps_done=summary["steps"],
+                    tokens=summary["tokens"],
+                    cost_usd=summary["cost_usd"],
+                    finished_at=utcnow(),
+                )
+            )
         self.audit(
             "run.end",
             "runtime",
@@ -281,10 +368,11 @@ class Runtime:
     def mark_waiting(self, run_id: str, step_id: str) -> dict[str, Any]:
         """Record that the run waits for an approval."""
         with self.store.session() as s:
-            row = s.get(RunRecord, run_id)
-            if row is not None:
-                row.status = "waiting"
-                row.error = f"waiting for approval {step_id!r}"
+            s.execute(
+                sa.update(RunRecord)
+                .where(RunRecord.id == run_id)
+                .values(status="waiting", error=f"waiting for approval {step_id!r}")
+            )
         return {"status": "ok", "output": step_id}
 
     def audit(self, kind: str, actor: str, subject: str, data: dict[str, Any]) -> None:
@@ -308,6 +396,10 @@ class Runtime:
         )
 
     # -- managing runs -----------------------------------------------------
+    def _set(self, run_id: str, **values: Any) -> None:
+        with self.store.session() as s:
+            s.execute(sa.update(RunRecord).where(RunRecord.id == run_id).values(**values))
+
     def _row(self, run_id: str) -> RunRecord:
         with self.store.session() as s:
             row = s.get(RunRecord, run_id)
@@ -319,18 +411,14 @@ class Runtime:
         """The run as recorded, with its checkpointed steps from DBOS."""
         row = self._row(run_id)
         out = _row_dict(row)
-        if row.status == "queued" and self._launched:
-            from dbos import DBOS
-
-            status = DBOS.get_workflow_status(run_id)
+        if row.status == "queued":
+            status = self._ops().get_workflow_status(run_id)
             if status is not None and status.status == "PENDING":
                 out["status"] = "running"
             elif status is not None and status.status == "ERROR":
                 out["status"] = "failed"
                 out["error"] = f"{type(status.error).__name__}: {status.error}"
-        if steps and self._launched:
-            from dbos import DBOS
-
+        if steps:
             out["checkpoints"] = [
                 {
                     "n": s["function_id"],
@@ -344,7 +432,7 @@ class Runtime:
                     "ms": (s["completed_at_epoch_ms"] or 0) - (s["started_at_epoch_ms"] or 0),
                     "error": str(s["error"]) if s["error"] else None,
                 }
-                for s in DBOS.list_workflow_steps(run_id)
+                for s in self._ops().list_workflow_steps(run_id)
             ]
         return out
 
@@ -362,17 +450,11 @@ class Runtime:
 
     def cancel(self, run_id: str) -> None:
         """Cancel a run: it stops before its next step."""
-        from dbos import DBOS
-
         row = self._row(run_id)
         if row.status in _FINAL:
             raise ConflictError(f"run {run_id} is already {row.status}", hint="nothing to cancel")
-        DBOS.cancel_workflow(run_id)
-        with self.store.session() as s:
-            rec = s.get(RunRecord, run_id)
-            assert rec is not None
-            rec.status = "cancelled"
-            rec.finished_at = utcnow()
+        self._ops().cancel_workflow(run_id)
+        self._set(run_id, status="cancelled", finished_at=utcnow())
         self.audit("run.cancel", "operator", run_id, {})
 
     def resume(self, run_id: str, *, wait: bool = True, timeout_s: float = 600.0) -> dict[str, Any]:
@@ -382,12 +464,7 @@ class Runtime:
         row = self._row(run_id)
         if row.status == "succeeded":
             raise ConflictError(f"run {run_id} already succeeded", hint="fork it to re-run")
-        with self.store.session() as s:
-            rec = s.get(RunRecord, run_id)
-            assert rec is not None
-            rec.status = "queued"
-            rec.error = None
-            rec.finished_at = None
+        self._set(run_id, status="queued", error=None, finished_at=None)
         DBOS.resume_workflow(run_id)
         return self.wait(run_id, timeout_s=timeout_s) if wait else self.show(run_id, steps=False)
 
@@ -439,24 +516,18 @@ class Runtime:
         self, run_id: str, step_id: str, *, approved: bool = True, by: str = "", note: str = ""
     ) -> None:
         """Answer a run waiting at an approval step."""
-        from dbos import DBOS
-
         row = self._row(run_id)
         if row.status != "waiting":
             raise ConflictError(
                 f"run {run_id} is not waiting for an approval (status {row.status})",
                 hint="see `daytwo runs show RUN`",
             )
-        with self.store.session() as s:
-            rec = s.get(RunRecord, run_id)
-            assert rec is not None
-            rec.status = "queued"
-            rec.error = None
-        DBOS.send(
+        self._set(run_id, status="queued", error=None)
+        self._ops().send(
             run_id,
             {"approved": approved, "by": by, "note": note},
-            topic=f"approval:{step_id}",
-            idempotency_key=f"{run_id}:{step_id}",
+            f"approval:{step_id}",
+            f"{run_id}:{step_id}",
         )
         self.audit(
             "run.approval", by or "operator", run_id, {"step": step_id, "approved": approved}

@@ -1,0 +1,232 @@
+"""Bind the runtime's protocols to the real layers: gateway, knowledge, models, tracing.
+
+Each adapter is small and imports its layer lazily, so the runtime works (with
+fewer step kinds) while a layer is absent. :func:`default_services` builds the
+set a worker or the CLI uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from daytwo.exceptions import InputError
+from daytwo.runtime.protocols import LLMResult, ToolOutcome, ToolStats
+from daytwo.runtime.steps import Services
+
+if TYPE_CHECKING:
+    from daytwo.settings import Settings
+    from daytwo.store import Store
+
+__all__ = [
+    "GatewayTelemetry",
+    "GatewayTools",
+    "KnowledgeRetriever",
+    "ModelLLM",
+    "TracingAudit",
+    "default_services",
+    "load_services_factory",
+]
+
+
+class GatewayTools:
+    """Tool calls through :class:`daytwo.gateway.Gateway` (auth, policies, idempotency)."""
+
+    def __init__(self, gateway: Any, *, as_agent: bool = True) -> None:
+        self.gateway = gateway
+        self.as_agent = as_agent
+
+    def tools(self, capability: str | None = None) -> list[str]:
+        names: list[str] = []
+        for record in self.gateway.tools(capability=capability):
+            if record.name not in names:
+                names.append(record.name)
+        return names
+
+    def call(
+        self, tool: str, arguments: dict[str, Any], *, agent: str, idempotency_key: str
+    ) -> ToolOutcome:
+        result = self.gateway.call(
+            tool,
+            arguments,
+            agent=agent if self.as_agent else None,
+            idempotency_key=idempotency_key,
+        )
+        return ToolOutcome(
+            output=result.output, cost_usd=result.cost_usd, latency_ms=result.latency_ms
+        )
+
+
+class GatewayTelemetry:
+    """Live per-tool figures from the gateway's telemetry window."""
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+
+    def snapshot(self, tool: str) -> ToolStats:
+        s = self.gateway.telemetry.snapshot(tool)
+        return ToolStats(
+            p50_ms=s.p50_ms,
+            p95_ms=s.p95_ms,
+            p99_ms=s.p99_ms,
+            error_rate=s.error_rate,
+            cost_usd=s.cost_usd,
+            calls=s.calls,
+        )
+
+
+class KnowledgeRetriever:
+    """Search through :class:`daytwo.knowledge.KnowledgeBase` with the principal's ACL."""
+
+    def __init__(self, kb: Any, *, groups: Sequence[str] = ()) -> None:
+        self.kb = kb
+        self.groups = tuple(groups)
+
+    def search(
+        self, collection: str, query: str, *, principal: str, k: int, mode: str
+    ) -> list[dict[str, Any]]:
+        hits = self.kb.search(
+            collection, query, principal or "anonymous", groups=self.groups, mode=mode, k=k
+        )
+        return [_hit_dict(h) for h in hits]
+
+
+def _hit_dict(hit: Any) -> dict[str, Any]:
+    if isinstance(hit, dict):
+        return hit
+    if hasattr(hit, "as_dict"):
+        out: dict[str, Any] = hit.as_dict()
+        return out
+    if hasattr(hit, "model_dump"):
+        dumped: dict[str, Any] = hit.model_dump(mode="json")
+        return dumped
+    fields = ("chunk_id", "document_id", "text", "score", "source", "title")
+    return {f: getattr(hit, f) for f in fields if hasattr(hit, f)}
+
+
+class ModelLLM:
+    """Chat through the models layer: a profiled model, structured output via its ladder."""
+
+    def __init__(self, model: Any = None, *, factory: Callable[[], Any] | None = None) -> None:
+        self._model = model
+        self._factory = factory
+
+    @property
+    def model(self) -> Any:
+        """The profiled model (built on first use: a local model loads only when needed)."""
+        if self._model is None:
+            if self._factory is None:
+                raise InputError("ModelLLM needs a model or a factory", hint="pass one")
+            self._model = self._factory()
+        return self._model
+
+    def complete(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+    ) -> LLMResult:
+        from daytwo.models.types import Message
+
+        msgs = [Message(role=m["role"], content=m["content"]) for m in messages]  # type: ignore[arg-type]
+        price = self.model.profile.price_at(datetime.now(UTC))
+        if schema is not None:
+            from daytwo.models.structured import generate
+
+            res = generate(self.model, msgs, schema)
+            usage = res.usage
+            text = ""
+            data = res.value.model_dump() if hasattr(res.value, "model_dump") else res.value
+        else:
+            reply = self.model.chat(msgs, max_tokens=max_tokens, temperature=0.0, seed=7)
+            usage = reply.usage
+            text = reply.text or ""
+            data = None
+        cost = price.cost(usage.input_tokens, usage.output_tokens) if price is not None else 0.0
+        return LLMResult(
+            text=text,
+            data=data,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=cost,
+            model=self.model.profile.name,
+        )
+
+
+class TracingAudit:
+    """Audit records in the tracing layer's hash-chained log."""
+
+    def __init__(self, store: Store) -> None:
+        from daytwo.tracing.audit import AuditLog
+
+        self.log = AuditLog(store)
+
+    def append(self, kind: str, actor: str, subject: str, data: dict[str, Any]) -> None:
+        self.log.append(kind=kind, actor=actor, subject=subject, data=data)
+
+
+def default_services(
+    settings: Settings,
+    store: Store,
+    *,
+    model_profile: str | None = None,
+    with_llm: bool = True,
+) -> Services:
+    """Services over the real layers that are installed (gateway, knowledge, models, audit)."""
+    services = Services()
+    try:
+        from daytwo.gateway import Gateway
+
+        gateway = Gateway(store, settings)
+        services.tools = GatewayTools(gateway)
+        services.telemetry = GatewayTelemetry(gateway)
+        services.extra["gateway"] = gateway
+    except ImportError:
+        pass
+    try:
+        from daytwo.knowledge import KnowledgeBase  # type: ignore[attr-defined]
+
+        services.retriever = KnowledgeRetriever(KnowledgeBase(store, settings.data_dir))
+    except ImportError:
+        pass
+    if with_llm:
+        try:
+            from daytwo.models import get_model
+
+            profile = model_profile or settings.default_model
+            services.llm = ModelLLM(factory=lambda: get_model(profile, settings))
+        except ImportError:
+            pass
+    with contextlib.suppress(ImportError):
+        services.audit = TracingAudit(store)
+    return services
+
+
+ServicesFactory = Callable[["Settings", "Store"], Services]
+
+
+def load_services_factory(spec: str) -> ServicesFactory:
+    """``module:function`` → the factory it names (workers load their tools this way)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise InputError(
+            f"services factory {spec!r} is not module:function",
+            hint="e.g. --services mypkg.agents:services",
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(
+            f"cannot import {module_name!r} for the services factory: {exc}",
+            hint="check PYTHONPATH and the module name",
+        ) from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise InputError(
+            f"{module_name} has no function {attr!r}", hint="name a function(settings, store)"
+        )
+    return factory  # type: ignore[no-any-return]
