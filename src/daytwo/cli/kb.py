@@ -1,0 +1,184 @@
+"""`daytwo kb`: ingest sources, search as a principal, collection stats."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from daytwo.cli._context import state
+from daytwo.cli._output import console, print_json
+
+if TYPE_CHECKING:
+    from daytwo.knowledge import KnowledgeBase
+
+__all__ = ["app", "open_kb"]
+
+app = typer.Typer(
+    help="Knowledge base: ingest, hybrid search with access control, stats.",
+    no_args_is_help=True,
+)
+
+
+def open_kb() -> KnowledgeBase:
+    """The knowledge base of the configured store and data directory."""
+    from daytwo.knowledge import KnowledgeBase
+
+    settings = state.settings()
+    return KnowledgeBase(state.store(), settings.data_dir, embedder=settings.embedder)
+
+
+def _parse_filters(values: list[str]) -> dict[str, str]:
+    from daytwo.exceptions import InputError
+
+    filters: dict[str, str] = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise InputError(f"filter {value!r} is not key=value", hint="e.g. --filter type=md")
+        filters[key] = val
+    return filters
+
+
+@app.command()
+def ingest(
+    target: str = typer.Argument(..., help="Folder, file (txt/md/html/pdf/jsonl/csv) or SQL URL."),
+    collection: str = typer.Option("default", "--collection", "-c", help="Collection name."),
+    acl: list[str] = typer.Option(  # noqa: B008
+        [], "--acl", help="Who may read: user:NAME or group:NAME (repeatable)."
+    ),
+    private: bool = typer.Option(
+        False, "--private", help="Deny everyone not in --acl (default: group:everyone)."
+    ),
+    table: str | None = typer.Option(None, "--table", help="SQL source: table to read."),
+    query: str | None = typer.Option(None, "--query", help="SQL source: query to read."),
+    id_column: str = typer.Option("id", "--id-column", help="SQL source: id column."),
+    text_column: str = typer.Option("text", "--text-column", help="SQL source: text column."),
+    title_column: str = typer.Option("title", "--title-column", help="SQL source: title column."),
+    json_out: bool = typer.Option(False, "--json", help="Print the ingest report as JSON."),
+) -> None:
+    """Sync a source into a collection: new and changed documents indexed, vanished ones deleted."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    sql: dict[str, Any] = {}
+    if "://" in target:
+        sql = {
+            "table": table,
+            "query": query,
+            "id_column": id_column,
+            "text_column": text_column,
+            "title_column": title_column,
+        }
+    kb = open_kb()
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=json_out,
+    ) as bar:
+        task = bar.add_task(f"ingesting into {collection}", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = kb.ingest_path(
+            target, collection, acl=acl or None, private=private, progress=progress, **sql
+        )
+    kb.close()
+    data = report.to_dict()
+    if json_out:
+        print_json(data)
+        return
+    console.print(
+        f"{collection}: {report.added} added, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.deleted} deleted, {len(report.skipped)} skipped; "
+        f"{report.chunks} chunks in {report.seconds:.1f}s "
+        f"(embedding {report.embed_seconds:.1f}s, indexing {report.index_seconds:.1f}s)",
+        markup=False,
+    )
+    for skip in report.skipped:
+        console.print(f"  skipped {skip.item}: {skip.reason}", style="yellow", markup=False)
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="The query text."),
+    principal: str = typer.Option(..., "--as", help="Search as this principal."),
+    group: list[str] = typer.Option([], "--group", "-g", help="Groups of the principal."),  # noqa: B008
+    collection: str = typer.Option("default", "--collection", "-c", help="Collection name."),
+    mode: str = typer.Option("hybrid", "--mode", help="bm25, dense or hybrid."),
+    k: int = typer.Option(10, "--k", "-k", help="Number of results."),
+    filters: list[str] = typer.Option(  # noqa: B008
+        [], "--filter", help="Metadata filter key=value (repeatable)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Search a collection as a principal: scores and which index contributed each hit."""
+    from rich.table import Table
+
+    kb = open_kb()
+    hits = kb.search(
+        collection, query, principal, groups=group, mode=mode, k=k, filters=_parse_filters(filters)
+    )
+    kb.close()
+    if json_out:
+        print_json(
+            {
+                "collection": collection,
+                "query": query,
+                "principal": principal,
+                "mode": mode,
+                "hits": [h.to_dict() for h in hits],
+            }
+        )
+        return
+    if not hits:
+        console.print(f"no results for {principal} in {collection}", markup=False)
+        return
+    table = Table(title=f"{mode} search of {collection} as {principal}")
+    for column in ("#", "doc", "score", "bm25", "dense", "text"):
+        table.add_column(column)
+    for rank, hit in enumerate(hits, start=1):
+        parts = hit.contributions
+
+        def cell(name: str, parts: dict[str, dict[str, float]] = parts) -> str:
+            part = parts.get(name)
+            return f"#{int(part['rank'])} {part['score']:.3f}" if part else "-"
+
+        table.add_row(
+            str(rank),
+            hit.doc_id,
+            f"{hit.score:.4f}",
+            cell("bm25"),
+            cell("dense"),
+            hit.text[:80].replace("\n", " "),
+        )
+    console.print(table)
+
+
+@app.command()
+def stats(
+    collection: str | None = typer.Option(None, "--collection", "-c", help="Only this one."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Documents, chunks, generations and index state per collection."""
+    kb = open_kb()
+    data = kb.stats(collection)
+    if json_out:
+        print_json(data)
+        return
+    if not data["collections"]:
+        console.print("no collections yet (daytwo kb ingest PATH)", markup=False)
+    for c in data["collections"]:
+        gens = ", ".join(
+            f"{g['id']} {g['state']} {g['embedder']} {g['chunks']} chunks seq {g['seq']}"
+            for g in c["generations"]
+        )
+        console.print(
+            f"{c['name']}: {c['documents']} documents ({c['private_documents']} private) "
+            f"from {c['sources']} sources; fusion {c['fusion']['method']}; {gens}",
+            markup=False,
+        )
