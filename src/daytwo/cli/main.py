@@ -12,6 +12,7 @@ from daytwo._version import __version__
 from daytwo.cli import agents, db, models, runs
 from daytwo.cli import audit as audit_cli
 from daytwo.cli import costs as costs_cli
+from daytwo.cli import kb as kb_cli
 from daytwo.cli import serve as serve_cli
 from daytwo.cli import tools as tools_cli
 from daytwo.cli._context import state
@@ -64,6 +65,7 @@ app.add_typer(serve_cli.keys_app, name="keys")
 app.add_typer(tools_cli.app, name="tools")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(costs_cli.app, name="costs")
+app.add_typer(kb_cli.app, name="kb")
 
 
 def run(argv: list[str] | None = None) -> int:
