@@ -176,3 +176,24 @@ def test_no_false_alarms_on_stable_responses() -> None:
         _, alerts, _ = monitor.check("t@1", out, exp, 100)
         alerts_total += len(alerts)
     assert alerts_total == 0
+
+
+def test_null_rate_jump_is_caught_and_new_fields_are_not_alarms() -> None:
+    monitor = DriftMonitor()
+    rng = random.Random(8)
+    for _ in range(100):
+        out = {"carrier": None if rng.random() < 0.1 else "DHL", "eta": rng.randint(0, 5)}
+        assert monitor.check("t@1", out, {}, 100)[1] == []
+    for _ in range(200):  # a new field appears: compatible, no alert
+        out = {"carrier": None if rng.random() < 0.1 else "DHL", "eta": 1, "extra": rng.random()}
+        assert monitor.check("t@1", out, {}, 100)[1] == []
+    found = None
+    for i in range(1, 101):
+        out = {"carrier": None if rng.random() < 0.9 else "DHL", "eta": 1}
+        alerts = monitor.check("t@1", out, {}, 100)[1]
+        if alerts:
+            found = (i, alerts[0].kind)
+            break
+    assert found is not None
+    assert found[1] == "null_rate"
+    assert found[0] <= 50

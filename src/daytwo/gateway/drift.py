@@ -30,6 +30,7 @@ __all__ = ["DriftMonitor", "FieldProfile", "Violation", "json_type"]
 Source = Literal["contract", "profile"]
 
 _MAX_CATEGORIES = 20
+_NULL_WINDOW = 50
 
 
 def json_type(value: Any) -> str:
@@ -88,6 +89,7 @@ class FieldProfile:
     high: float | None = None
     learned: bool = False
     categorical: bool = False
+    null_rate: float = 0.0
 
     def observe_warmup(self, value: Any) -> None:
         t = json_type(value)
@@ -101,6 +103,7 @@ class FieldProfile:
     def learn(self) -> None:
         """Freeze the profile after warm-up: range with a margin, categories."""
         self.learned = True
+        self.null_rate = self.types.get("null", 0) / max(self.seen, 1)
         if self.numbers:
             lo, hi = min(self.numbers), max(self.numbers)
             margin = 0.25 * (hi - lo) if hi > lo else max(abs(hi) * 0.25, 1e-9)
@@ -170,6 +173,7 @@ class _ToolState:
         self.profiles: dict[str, FieldProfile] = {}
         self.windows: dict[tuple[str, str], deque[bool]] = {}
         self.open: set[tuple[str, str]] = set()
+        self.nulls: dict[str, deque[bool]] = {}
 
 
 class DriftMonitor:
@@ -209,10 +213,10 @@ class DriftMonitor:
                     if (name, "contract:" + found[0]) not in state.open:
                         state.open.add((name, "contract:" + found[0]))
                         alerts.append(v)
-            names = set(expectations) | {
-                k for k, v in output.items() if not isinstance(v, (dict, list))
-            }
             if index <= state.warmup:
+                names = set(expectations) | {
+                    k for k, v in output.items() if not isinstance(v, (dict, list))
+                }
                 for name in names:
                     prof = state.profiles.setdefault(name, FieldProfile())
                     prof.observe_warmup(_get(output, name))
@@ -220,7 +224,8 @@ class DriftMonitor:
                     for prof in state.profiles.values():
                         prof.learn()
                 return drifting, alerts, index
-            for name in names:
+            # New fields are a compatible change: only known fields are judged.
+            for name in set(expectations) | set(state.profiles):
                 value = _get(output, name)
                 learned = state.profiles.get(name)
                 if learned is None:
@@ -229,7 +234,9 @@ class DriftMonitor:
                     learned.observe_warmup(None)  # absent during warm-up
                     learned.learn()
                 found = learned.check(value)
-                for kind in ("type", "range", "category"):
+                if found is None and learned.null_rate > 0:
+                    found = self._null_rate(state, name, learned.null_rate, value is None)
+                for kind in ("type", "range", "category", "null_rate"):
                     win = state.windows.get((name, kind))
                     hit = found is not None and found[0] == kind
                     if win is None:
@@ -249,6 +256,24 @@ class DriftMonitor:
                     drifting.append(v)
                     alerts.append(v)
             return drifting, alerts, index
+
+    def _null_rate(
+        self, state: _ToolState, name: str, learned: float, is_null: bool
+    ) -> tuple[str, str] | None:
+        """A null-rate jump: of the last 50 responses, 40 points more null than learned."""
+        win = state.nulls.get(name)
+        if win is None:
+            win = state.nulls[name] = deque(maxlen=_NULL_WINDOW)
+        win.append(is_null)
+        if not is_null or len(win) < _NULL_WINDOW:
+            return None
+        rate = sum(win) / _NULL_WINDOW
+        if rate >= learned + 0.4:
+            return (
+                "null_rate",
+                f"null in {rate:.0%} of the last {_NULL_WINDOW} (learned {learned:.0%})",
+            )
+        return None
 
     def profiles(self, key: str) -> dict[str, dict[str, Any]]:
         """The learned profile of every field of tool version ``key``."""
