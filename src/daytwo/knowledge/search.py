@@ -20,11 +20,11 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from opentelemetry import trace
 
-from daytwo.exceptions import InputError
+from daytwo.exceptions import InputError, NotFoundError
 from daytwo.knowledge.acl import permitted_clause, principal_entries
 from daytwo.knowledge.fts import keyword_search
 from daytwo.knowledge.fusion import FusionConfig, fuse
-from daytwo.store.tables.knowledge import KbChunk
+from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbGeneration
 
 if TYPE_CHECKING:
     from daytwo.knowledge.service import KnowledgeBase
@@ -68,11 +68,22 @@ class SearchTimings:
 
 
 class AllowedCache:
-    """Small LRU of permitted chunk-key arrays, keyed by generation seq and principal."""
+    """Small LRU of permitted chunk-key arrays (keyed by generation seq and principal),
+    plus the immutable parts of generations and parsed fusion configs."""
 
     def __init__(self, size: int = 64) -> None:
         self._data: OrderedDict[tuple[Any, ...], npt.NDArray[np.uint64]] = OrderedDict()
         self._size = size
+        self.generations: dict[str, KbGeneration] = {}
+        self._fusion: dict[str, FusionConfig] = {}
+
+    def fusion(self, data: dict[str, Any] | None) -> FusionConfig:
+        """The parsed fusion config of a collection row (parsed once per distinct value)."""
+        key = json.dumps(data or {}, sort_keys=True)
+        config = self._fusion.get(key)
+        if config is None:
+            config = self._fusion[key] = FusionConfig.from_dict(data)
+        return config
 
     def get(self, key: tuple[Any, ...]) -> npt.NDArray[np.uint64] | None:
         value = self._data.get(key)
@@ -98,8 +109,10 @@ def run_search(
     filters: Mapping[str, Any] | None = None,
     query_vector: npt.NDArray[np.float32] | None = None,
     timings: SearchTimings | None = None,
+    *,
+    generation: KbGeneration | None = None,
 ) -> list[Hit]:
-    """See :meth:`daytwo.knowledge.KnowledgeBase.search`."""
+    """See :meth:`daytwo.knowledge.KnowledgeBase.search` (``generation``: not the active one)."""
     if mode not in MODES:
         raise InputError(f"unknown search mode {mode!r}", hint="use bm25, dense or hybrid")
     if not 1 <= k <= MAX_K:
@@ -110,7 +123,17 @@ def run_search(
         span.set_attribute("daytwo.kb.mode", mode)
         span.set_attribute("daytwo.principal", principal)
         hits = _search(
-            kb, collection, query, principal, groups, mode, k, filters, query_vector, timings
+            kb,
+            collection,
+            query,
+            principal,
+            groups,
+            mode,
+            k,
+            filters,
+            query_vector,
+            timings,
+            generation,
         )
         span.set_attribute("daytwo.kb.hits", len(hits))
         span.add_event(
@@ -141,11 +164,12 @@ def _search(
     filters: Mapping[str, Any] | None,
     query_vector: npt.NDArray[np.float32] | None,
     timings: SearchTimings | None,
+    generation: KbGeneration | None = None,
 ) -> list[Hit]:
-    gen = kb.active_generation(collection)
-    fusion = kb.fusion_config(collection)
     if not query.strip() and query_vector is None:
         return []
+    cache = kb.allowed_cache
+    gen, fusion = _generation_and_fusion(kb, collection, generation)
     depth = k if mode != "hybrid" else max(k, fusion.depth)
     vector = query_vector
     if mode != "bm25" and vector is None:
@@ -157,6 +181,7 @@ def _search(
     index = kb.index_for(gen) if mode != "bm25" else None
     bm25: list[tuple[int, float]] = []
     dense: list[tuple[int, float]] = []
+    chunks = KbChunk.__table__.c
     with kb.store.session() as session:
         entries = principal_entries(session, collection, principal, groups)
         if not entries:
@@ -171,13 +196,13 @@ def _search(
                 tuple(entries),
                 json.dumps(dict(filters or {}), sort_keys=True, default=str),
             )
-            allowed = kb.allowed_cache.get(key)
+            allowed = cache.get(key)
             if allowed is None:
-                stmt = sa.select(KbChunk.id).where(
-                    KbChunk.generation == gen.id, permitted_clause(collection, entries, filters)
+                stmt = sa.select(chunks.id).where(
+                    chunks.generation == gen.id, permitted_clause(collection, entries, filters)
                 )
-                allowed = np.sort(np.fromiter(session.scalars(stmt), dtype=np.uint64))
-                kb.allowed_cache.put(key, allowed)
+                allowed = np.sort(np.fromiter(session.connection().scalars(stmt), dtype=np.uint64))
+                cache.put(key, allowed)
             dense = index.search(vector, depth, allowed)
         if mode == "bm25":
             fused = fuse(bm25, [], FusionConfig(method="rrf"))
@@ -188,10 +213,10 @@ def _search(
         fused = fused[:k]
         rows = {
             r.id: r
-            for r in session.execute(
+            for r in session.connection().execute(
                 sa.select(
-                    KbChunk.id, KbChunk.doc_id, KbChunk.chunk_id, KbChunk.title, KbChunk.text
-                ).where(KbChunk.id.in_([key for key, _, _ in fused]))
+                    chunks.id, chunks.doc_id, chunks.chunk_id, chunks.title, chunks.text
+                ).where(chunks.id.in_([key for key, _, _ in fused]))
             )
         }
     if timings:
@@ -207,3 +232,34 @@ def _search(
             score = parts["dense"]["score"]
         hits.append(Hit(row.doc_id, row.chunk_id, row.title, row.text, float(score), parts))
     return hits
+
+
+def _generation_and_fusion(
+    kb: KnowledgeBase, collection: str, generation: KbGeneration | None
+) -> tuple[KbGeneration, FusionConfig]:
+    """The generation to read (the active one unless given) and the collection's fusion."""
+    table = KbCollection.__table__.c
+    with kb.store.session() as session:
+        row = (
+            session.connection()
+            .execute(
+                sa.select(table.active_generation, table.fusion).where(table.name == collection)
+            )
+            .first()
+        )
+        if row is None or (generation is None and not row.active_generation):
+            raise NotFoundError(
+                f"collection {collection!r} does not exist",
+                hint=f"ingest into it first: daytwo kb ingest PATH --collection {collection}",
+            )
+        fusion = kb.allowed_cache.fusion(row.fusion)
+        if generation is not None:
+            return generation, fusion
+        gen = kb.allowed_cache.generations.get(row.active_generation)
+        if gen is None:
+            gen = session.get(KbGeneration, row.active_generation)
+            if gen is None:
+                raise NotFoundError(f"generation {row.active_generation} of {collection} is gone")
+            session.expunge(gen)
+            kb.allowed_cache.generations[gen.id] = gen
+        return gen, fusion

@@ -26,6 +26,7 @@ from daytwo.knowledge.chunking import ChunkingConfig
 from daytwo.knowledge.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from daytwo.knowledge.fts import ensure_fts
 from daytwo.knowledge.fusion import FusionConfig
+from daytwo.knowledge.generations import routed_search
 from daytwo.knowledge.ingest import (
     DocWrite,
     IngestReport,
@@ -33,7 +34,7 @@ from daytwo.knowledge.ingest import (
     content_hash,
     ingest_source,
 )
-from daytwo.knowledge.search import AllowedCache, Hit, SearchTimings, run_search
+from daytwo.knowledge.search import AllowedCache, Hit, SearchTimings
 from daytwo.knowledge.sources import open_source
 from daytwo.store import Store, new_id, utcnow
 from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbDocument, KbGeneration
@@ -231,6 +232,16 @@ class KnowledgeBase:
                 with self.store.session() as session:
                     self.catch_up(session, gen.id)
 
+    def forget_index(self, generation: str) -> None:
+        """Drop a generation's in-memory index (after it was pruned or replaced)."""
+        with self._lock:
+            self._indexes.pop(generation, None)
+
+    def replace_index(self, generation: str, index: AnnIndex) -> None:
+        """Swap in a rebuilt index (online vacuum); searches in flight keep the old one."""
+        with self._lock:
+            self._indexes[generation] = index
+
     def save_indexes(self, collection: str | None = None) -> None:
         """Persist the open ANN indexes (with their seq sidecars)."""
         with self._lock:
@@ -334,7 +345,7 @@ class KnowledgeBase:
         timings: SearchTimings | None = None,
     ) -> list[Hit]:
         """Search as ``principal`` (with ``groups``): ``mode`` is bm25, dense or hybrid."""
-        return run_search(
+        return routed_search(
             self, collection, query, principal, groups, mode, k, filters, query_vector, timings
         )
 

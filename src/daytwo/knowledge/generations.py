@@ -1,0 +1,854 @@
+"""Zero-downtime re-indexing: shadow generations, backfill, shadow reads, canary, cutover.
+
+A migration moves a collection from its active generation to a new one (another
+embedder, chunking or ANN parameters) while it keeps serving:
+
+1. :func:`start_migration` creates the *shadow* generation. From then on every upsert
+   and delete reaches both generations (the write path of :mod:`daytwo.knowledge.ingest`
+   writes to every live generation).
+2. :func:`backfill` fills the shadow from the system of record (``kb_documents``) in
+   document-id order. Each batch's chunks and the migration's ``checkpoint`` commit in
+   one transaction, so after a crash or ``kill -9`` the rerun continues after the last
+   committed batch: no duplicate and no missing chunk. Documents the dual write has
+   already put into the shadow are skipped; a final sweep re-writes the documents
+   changed since the migration began and any still missing (writes that were in flight
+   when the shadow appeared).
+3. :func:`routed_search` (the search path of ``KnowledgeBase.search``) runs a sampled
+   share of live queries on the shadow too, recording overlap@10 and both latencies,
+   and serves a canary percentage of queries from the shadow once it is complete.
+4. :func:`cutover` swaps the active pointer in one transaction; the old generation
+   stays live (still dual-written) so :func:`rollback` is one switch back, without loss.
+5. :func:`prune` deletes the generation that lost (chunks, tombstones, index files).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from daytwo.exceptions import ConflictError, InputError, NotFoundError, StoreError
+from daytwo.knowledge.ann import AnnParams, encode_vector
+from daytwo.knowledge.chunking import ChunkingConfig, chunk_document, embed_text
+from daytwo.knowledge.embedders import get_embedder
+from daytwo.knowledge.search import Hit, SearchTimings, run_search
+from daytwo.store import new_id, utcnow
+from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbDocument, KbGeneration
+from daytwo.store.tables.knowledge import KbTombstone as _KbTombstone
+from daytwo.store.tables.knowledge_maintenance import (
+    KbIndexMaintenance,
+    KbMigration,
+    KbShadowRead,
+)
+
+if TYPE_CHECKING:
+    from daytwo.knowledge.service import KnowledgeBase
+
+__all__ = [
+    "OPEN_STATES",
+    "MigrationStatus",
+    "backfill",
+    "cutover",
+    "generations_status",
+    "golden_ndcg",
+    "open_migration",
+    "parse_chunking",
+    "prune",
+    "rollback",
+    "routed_search",
+    "start_migration",
+]
+
+OPEN_STATES = ("backfilling", "ready", "cut_over", "rolled_back")
+"""States of a migration that is not finished (at most one per collection)."""
+SWEEP_MARGIN_SECONDS = 120.0
+Progress = Callable[[int, int], None]
+_rng = random.Random()
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """A migration as the CLI and the API show it."""
+
+    id: str
+    collection: str
+    source_generation: str
+    target_generation: str
+    state: str
+    done: int
+    total: int
+    checkpoint: str | None
+    shadow_read_rate: float
+    canary_percent: float
+
+    @classmethod
+    def of(cls, row: KbMigration) -> MigrationStatus:
+        """From the table row."""
+        return cls(
+            row.id,
+            row.collection,
+            row.source_generation,
+            row.target_generation,
+            row.state,
+            row.done,
+            row.total,
+            row.checkpoint,
+            row.shadow_read_rate,
+            row.canary_percent,
+        )
+
+    @property
+    def backfill_complete(self) -> bool:
+        """True once the shadow holds every document."""
+        return self.state != "backfilling"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "id": self.id,
+            "collection": self.collection,
+            "source_generation": self.source_generation,
+            "target_generation": self.target_generation,
+            "state": self.state,
+            "progress": {"done": self.done, "total": self.total},
+            "shadow_read_rate": self.shadow_read_rate,
+            "canary_percent": self.canary_percent,
+        }
+
+
+def parse_chunking(spec: str | None, base: Mapping[str, Any]) -> ChunkingConfig:
+    """``size=256,overlap=32`` on top of ``base`` (InputError naming the bad part)."""
+    values = dict(base)
+    for part in (spec or "").split(","):
+        if not part.strip():
+            continue
+        key, sep, raw = part.partition("=")
+        key = key.strip()
+        if not sep or key not in {"size", "overlap"}:
+            raise InputError(
+                f"chunking setting {part.strip()!r} is not size=N or overlap=N",
+                hint="for example --chunking size=256,overlap=32",
+            )
+        try:
+            values[key] = int(raw)
+        except ValueError:
+            raise InputError(
+                f"chunking {key} {raw.strip()!r} is not a whole number",
+                hint="for example --chunking size=256,overlap=32",
+            ) from None
+    return ChunkingConfig.from_dict(values)
+
+
+def _check_rates(shadow_read_rate: float | None, canary_percent: float | None) -> None:
+    if shadow_read_rate is not None and not 0.0 <= shadow_read_rate <= 1.0:
+        raise InputError(
+            f"shadow-read rate {shadow_read_rate} is outside 0..1", hint="for example 0.1"
+        )
+    if canary_percent is not None and not 0.0 <= canary_percent <= 100.0:
+        raise InputError(f"canary {canary_percent}% is outside 0..100", hint="for example 5")
+
+
+def open_migration(session: Session, collection: str) -> KbMigration | None:
+    """The unfinished migration of ``collection``, if any."""
+    return session.scalars(
+        sa.select(KbMigration)
+        .where(KbMigration.collection == collection, KbMigration.state.in_(OPEN_STATES))
+        .order_by(KbMigration.created_at.desc())
+        .limit(1)
+    ).first()
+
+
+def _require_open(session: Session, collection: str) -> KbMigration:
+    if session.get(KbCollection, collection) is None:
+        raise NotFoundError(f"collection {collection!r} does not exist", hint="see daytwo kb stats")
+    mig = open_migration(session, collection)
+    if mig is None:
+        raise NotFoundError(
+            f"collection {collection!r} has no migration in progress",
+            hint=f"start one: daytwo kb migrate --collection {collection} --embedder NAME",
+        )
+    return mig
+
+
+def start_migration(
+    kb: KnowledgeBase,
+    collection: str,
+    embedder: str,
+    *,
+    chunking: ChunkingConfig | None = None,
+    ann_params: AnnParams | None = None,
+    shadow_read_rate: float | None = None,
+    canary_percent: float | None = None,
+    actor: str = "cli",
+) -> MigrationStatus:
+    """Create the shadow generation (or return the same unfinished migration to resume).
+
+    Raises before changing anything: NotFoundError for an unknown collection,
+    ConfigError for an unknown embedder, ConflictError when another migration of the
+    collection is unfinished, InputError when the target equals the active generation.
+    """
+    _check_rates(shadow_read_rate, canary_percent)
+    active = kb.active_generation(collection)
+    target_embedder = get_embedder(embedder)  # ConfigError for an unknown name
+    config = chunking or ChunkingConfig.from_dict(active.chunking)
+    params = ann_params or AnnParams.from_dict(active.ann_params)
+    with kb.store.session() as session:
+        mig = open_migration(session, collection)
+        if mig is not None:
+            target = session.get(KbGeneration, mig.target_generation)
+            same = (
+                target is not None
+                and mig.state == "backfilling"
+                and target.embedder == target_embedder.name
+                and target.chunking == config.to_dict()
+                and target.ann_params == params.to_dict()
+            )
+            if not same:
+                raise ConflictError(
+                    f"collection {collection!r} already has a migration in progress "
+                    f"({mig.id}, {mig.state})",
+                    hint="finish it first: daytwo kb cutover, daytwo kb rollback, "
+                    "daytwo kb generations prune",
+                )
+            if shadow_read_rate is not None:
+                mig.shadow_read_rate = shadow_read_rate
+            if canary_percent is not None:
+                mig.canary_percent = canary_percent
+            return MigrationStatus.of(mig)
+    if (
+        target_embedder.name == active.embedder
+        and config.to_dict() == active.chunking
+        and params.to_dict() == active.ann_params
+    ):
+        raise InputError(
+            f"collection {collection!r} already uses {embedder} with these settings",
+            hint="choose another --embedder or --chunking",
+        )
+    dim = target_embedder.dim  # may ask a remote endpoint: before the transaction
+    with kb.store.session() as session:
+        row = session.get(KbCollection, collection, with_for_update=True)
+        if row is None or row.active_generation != active.id:
+            raise ConflictError(
+                f"collection {collection!r} changed while the migration was being set up",
+                hint="run the command again",
+            )
+        if open_migration(session, collection) is not None:
+            raise ConflictError(
+                f"collection {collection!r} already has a migration in progress",
+                hint="finish it first: daytwo kb cutover, daytwo kb rollback, "
+                "daytwo kb generations prune",
+            )
+        now = utcnow()
+        gen = KbGeneration(
+            id=f"g{new_id()[:15]}",
+            collection=collection,
+            embedder=target_embedder.name,
+            embedder_version=target_embedder.version,
+            dim=dim,
+            chunking=config.to_dict(),
+            ann_params=params.to_dict(),
+            state="shadow",
+            seq=0,
+            created_at=now,
+        )
+        total = int(
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(KbDocument)
+                .where(KbDocument.collection == collection)
+            )
+            or 0
+        )
+        mig = KbMigration(
+            id=new_id(),
+            collection=collection,
+            source_generation=active.id,
+            target_generation=gen.id,
+            state="backfilling",
+            checkpoint=None,
+            done=0,
+            total=total,
+            shadow_read_rate=0.1 if shadow_read_rate is None else shadow_read_rate,
+            canary_percent=0.0 if canary_percent is None else canary_percent,
+            actor=actor,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add_all([gen, mig])
+        session.flush()
+        return MigrationStatus.of(mig)
+
+
+# -- backfill -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _DocRow:
+    doc_id: str
+    title: str
+    text: str
+    content_hash: str
+
+
+def _embed_docs(
+    kb: KnowledgeBase, gen: KbGeneration, docs: Sequence[_DocRow]
+) -> dict[str, list[tuple[Any, npt.NDArray[np.float32]]]]:
+    embedder = kb.embedder_for(gen)
+    config = ChunkingConfig.from_dict(gen.chunking)
+    chunks = [
+        c
+        for d in docs
+        for c in chunk_document(d.doc_id, d.title, d.text, config, embedder.token_spans)
+    ]
+    vectors = embedder.embed([embed_text(c.title, c.text) for c in chunks])
+    out: dict[str, list[tuple[Any, npt.NDArray[np.float32]]]] = {d.doc_id: [] for d in docs}
+    for i, c in enumerate(chunks):
+        out[c.doc_id].append((c, vectors[i]))
+    return out
+
+
+def _bump(session: Session, generation: str) -> int:
+    session.execute(
+        sa.update(KbGeneration)
+        .where(KbGeneration.id == generation)
+        .values(seq=KbGeneration.seq + 1)
+    )
+    return int(
+        session.scalar(sa.select(KbGeneration.seq).where(KbGeneration.id == generation)) or 0
+    )
+
+
+def _write_chunks(
+    session: Session,
+    gen: KbGeneration,
+    seq: int,
+    pieces: Sequence[tuple[Any, npt.NDArray[np.float32]]],
+) -> None:
+    session.add_all(
+        KbChunk(
+            generation=gen.id,
+            collection=gen.collection,
+            doc_id=c.doc_id,
+            chunk_id=c.chunk_id,
+            ordinal=c.ordinal,
+            title=c.title,
+            text=c.text,
+            token_count=c.token_count,
+            vector=encode_vector(v),
+            seq=seq,
+        )
+        for c, v in pieces
+    )
+
+
+def _locked_docs(session: Session, collection: str, ids: Sequence[str]) -> dict[str, _DocRow]:
+    rows = session.execute(
+        sa.select(KbDocument.doc_id, KbDocument.title, KbDocument.text, KbDocument.content_hash)
+        .where(KbDocument.collection == collection, KbDocument.doc_id.in_(list(ids)))
+        .with_for_update()
+    )
+    return {r.doc_id: _DocRow(r.doc_id, r.title, r.text, r.content_hash) for r in rows}
+
+
+def _shadow_has(session: Session, gen: KbGeneration, ids: Sequence[str]) -> set[str]:
+    return set(
+        session.scalars(
+            sa.select(KbChunk.doc_id)
+            .where(
+                KbChunk.generation == gen.id,
+                KbChunk.collection == gen.collection,
+                KbChunk.doc_id.in_(list(ids)),
+            )
+            .distinct()
+        )
+    )
+
+
+def _migration_gen(kb: KnowledgeBase, migration_id: str) -> tuple[KbMigration, KbGeneration]:
+    with kb.store.session() as session:
+        mig = session.get(KbMigration, migration_id)
+        if mig is None:
+            raise NotFoundError(f"migration {migration_id!r} does not exist")
+        gen = session.get(KbGeneration, mig.target_generation)
+        if gen is None:
+            raise StoreError(f"generation {mig.target_generation} of migration {mig.id} is gone")
+        session.expunge_all()
+        return mig, gen
+
+
+def backfill(
+    kb: KnowledgeBase,
+    migration_id: str,
+    *,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+    max_batches: int | None = None,
+) -> MigrationStatus:
+    """Fill the shadow generation from the documents; resumable (see the module docstring).
+
+    ``max_batches`` stops early (for tests of resumption); the state stays ``backfilling``.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch size {batch_size} must be at least 1", hint="for example 32")
+    mig, gen = _migration_gen(kb, migration_id)
+    batches = 0
+    while mig.state == "backfilling":
+        if max_batches is not None and batches >= max_batches:
+            break
+        with kb.store.session() as session:
+            stmt = (
+                sa.select(
+                    KbDocument.doc_id, KbDocument.title, KbDocument.text, KbDocument.content_hash
+                )
+                .where(KbDocument.collection == gen.collection)
+                .order_by(KbDocument.doc_id)
+                .limit(batch_size)
+            )
+            if mig.checkpoint is not None:
+                stmt = stmt.where(KbDocument.doc_id > mig.checkpoint)
+            docs = [_DocRow(r[0], r[1], r[2], r[3]) for r in session.execute(stmt)]
+        if not docs:
+            _final_sweep(kb, mig, gen)
+            break
+        embedded = _embed_docs(kb, gen, docs)
+        with kb.store.session() as session:
+            # Write first: takes the SQLite write lock before any read of this transaction.
+            seq = _bump(session, gen.id)
+            row = session.get(KbMigration, mig.id, with_for_update=True)
+            if row is None or row.state != "backfilling" or row.checkpoint != mig.checkpoint:
+                raise ConflictError(
+                    f"migration {mig.id} is being backfilled by another process",
+                    hint="let that one finish, or rerun later",
+                )
+            current = _locked_docs(session, gen.collection, [d.doc_id for d in docs])
+            present = _shadow_has(session, gen, [d.doc_id for d in docs])
+            for doc in docs:
+                now_row = current.get(doc.doc_id)
+                if now_row is None or doc.doc_id in present:
+                    continue  # deleted since, or already dual-written
+                pieces = embedded[doc.doc_id]
+                if now_row.content_hash != doc.content_hash:
+                    pieces = _embed_docs(kb, gen, [now_row])[doc.doc_id]
+                _write_chunks(session, gen, seq, pieces)
+            row.checkpoint = docs[-1].doc_id
+            row.done += len(docs)
+            row.total = row.done + int(
+                session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(KbDocument)
+                    .where(
+                        KbDocument.collection == gen.collection,
+                        KbDocument.doc_id > row.checkpoint,
+                    )
+                )
+                or 0
+            )
+            row.updated_at = utcnow()
+            session.flush()
+            session.expunge(row)
+            mig = row
+        kb.refresh_index(gen)
+        batches += 1
+        if progress:
+            progress(mig.done, mig.total)
+    mig, gen = _migration_gen(kb, migration_id)
+    if mig.state != "backfilling":
+        kb.save_indexes(gen.collection)
+        if progress:
+            progress(mig.total, mig.total)
+    return MigrationStatus.of(mig)
+
+
+def _final_sweep(kb: KnowledgeBase, mig: KbMigration, gen: KbGeneration) -> None:
+    """Re-write documents changed since the migration began or missing in the shadow."""
+    since = mig.created_at.timestamp() - SWEEP_MARGIN_SECONDS
+    with kb.store.session() as session:
+        recent = [
+            doc_id
+            for doc_id, updated in session.execute(
+                sa.select(KbDocument.doc_id, KbDocument.updated_at).where(
+                    KbDocument.collection == gen.collection
+                )
+            )
+            if updated.timestamp() >= since
+        ]
+        covered = sa.select(KbChunk.doc_id).where(
+            KbChunk.generation == gen.id, KbChunk.collection == gen.collection
+        )
+        missing = list(
+            session.scalars(
+                sa.select(KbDocument.doc_id).where(
+                    KbDocument.collection == gen.collection, KbDocument.doc_id.not_in(covered)
+                )
+            )
+        )
+    todo = sorted(set(recent) | set(missing))
+    for start in range(0, len(todo), 64):
+        ids = todo[start : start + 64]
+        with kb.store.session() as session:
+            seq = _bump(session, gen.id)
+            current = _locked_docs(session, gen.collection, ids)
+            if current:
+                old = list(
+                    session.scalars(
+                        sa.select(KbChunk.id).where(
+                            KbChunk.generation == gen.id,
+                            KbChunk.collection == gen.collection,
+                            KbChunk.doc_id.in_(list(current)),
+                        )
+                    )
+                )
+                if old:
+                    session.add_all(
+                        _KbTombstone(generation=gen.id, chunk_pk=pk, seq=seq) for pk in old
+                    )
+                    session.execute(sa.delete(KbChunk).where(KbChunk.id.in_(old)))
+                embedded = _embed_docs(kb, gen, list(current.values()))
+                for pieces in embedded.values():
+                    _write_chunks(session, gen, seq, pieces)
+    with kb.store.session() as session:
+        row = session.get(KbMigration, mig.id, with_for_update=True)
+        if row is not None and row.state == "backfilling":
+            row.state = "ready"
+            row.total = row.done
+            row.updated_at = utcnow()
+    kb.refresh_index(gen)
+
+
+# -- reads: shadow reads and canary -----------------------------------------------------
+def _overlap(a: Sequence[Hit], b: Sequence[Hit], k: int = 10) -> float:
+    first = [h.doc_id for h in a[:k]]
+    second = {h.doc_id for h in b[:k]}
+    if not first:
+        return 1.0 if not second else 0.0
+    return len(set(first) & second) / len(set(first))
+
+
+def routed_search(
+    kb: KnowledgeBase,
+    collection: str,
+    query: str,
+    principal: str,
+    groups: Sequence[str] = (),
+    mode: str = "hybrid",
+    k: int = 10,
+    filters: Mapping[str, Any] | None = None,
+    query_vector: npt.NDArray[np.float32] | None = None,
+    timings: SearchTimings | None = None,
+) -> list[Hit]:
+    """Search the active generation; during a migration, shadow-read and canary-route."""
+    plan = _route(kb, collection)
+    if plan is None or query_vector is not None:
+        return run_search(
+            kb, collection, query, principal, groups, mode, k, filters, query_vector, timings
+        )
+    mig_id, active, other, rate, canary = plan
+    serve, compare, served = active, other, "active"
+    if canary > 0 and _rng.random() * 100.0 < canary:
+        serve, compare, served = other, active, "canary"
+    started = time.perf_counter()
+    hits = run_search(
+        kb, collection, query, principal, groups, mode, k, filters, None, timings, generation=serve
+    )
+    serve_ms = (time.perf_counter() - started) * 1000.0
+    if rate > 0 and _rng.random() < rate:
+        try:
+            started = time.perf_counter()
+            shadow = run_search(
+                kb, collection, query, principal, groups, mode, k, filters, generation=compare
+            )
+            compare_ms = (time.perf_counter() - started) * 1000.0
+            active_hits, shadow_hits = (hits, shadow) if served == "active" else (shadow, hits)
+            active_ms, shadow_ms = (
+                (serve_ms, compare_ms) if served == "active" else (compare_ms, serve_ms)
+            )
+            with kb.store.session() as session:
+                session.add(
+                    KbShadowRead(
+                        migration=mig_id,
+                        served=served,
+                        overlap=_overlap(active_hits, shadow_hits),
+                        active_ms=active_ms,
+                        shadow_ms=shadow_ms,
+                        at=utcnow(),
+                    )
+                )
+        except StoreError:
+            pass  # a busy store must not fail the live query; the sample is dropped
+    return hits
+
+
+def _route(
+    kb: KnowledgeBase, collection: str
+) -> tuple[str, KbGeneration, KbGeneration, float, float] | None:
+    with kb.store.session() as session:
+        mig = open_migration(session, collection)
+        if mig is None or mig.state == "backfilling":
+            return None
+        row = session.get(KbCollection, collection)
+        if row is None:
+            return None
+        other_id = (
+            mig.source_generation
+            if row.active_generation == mig.target_generation
+            else mig.target_generation
+        )
+        active = session.get(KbGeneration, row.active_generation)
+        other = session.get(KbGeneration, other_id)
+        if active is None or other is None or other.state != "shadow":
+            return None
+        session.expunge_all()
+        return mig.id, active, other, mig.shadow_read_rate, mig.canary_percent
+
+
+# -- cutover, rollback, prune --------------------------------------------------------------
+def _audit(
+    kb: KnowledgeBase, session: Session, kind: str, actor: str, data: dict[str, Any]
+) -> None:
+    from daytwo.tracing.audit import AuditLog
+
+    AuditLog(kb.store).append(
+        kind=kind, actor=actor, subject=str(data.get("collection")), data=data, session=session
+    )
+
+
+def cutover(kb: KnowledgeBase, collection: str, *, actor: str = "cli") -> MigrationStatus:
+    """Make the shadow generation active in one transaction (the old one stays live)."""
+    with kb.store.session() as session:
+        row = session.get(KbCollection, collection, with_for_update=True)
+        mig = _require_open(session, collection)
+        if mig.state == "backfilling":
+            raise ConflictError(
+                f"the backfill of {collection!r} is at {mig.done}/{mig.total} documents; "
+                "cutover needs it complete",
+                hint=f"finish it: daytwo kb migrate --collection {collection} --embedder ...",
+            )
+        if mig.state == "cut_over":
+            raise ConflictError(
+                f"collection {collection!r} is already cut over to {mig.target_generation}",
+                hint="daytwo kb rollback switches back; daytwo kb generations prune finishes",
+            )
+        _switch(session, row, mig, to=mig.target_generation, away=mig.source_generation)
+        mig.state = "cut_over"
+        mig.updated_at = utcnow()
+        _audit(kb, session, "kb.cutover", actor, _mig_data(mig))
+        session.flush()
+        return MigrationStatus.of(mig)
+
+
+def rollback(kb: KnowledgeBase, collection: str, *, actor: str = "cli") -> MigrationStatus:
+    """Switch back to the previous generation (the new one stays as the shadow)."""
+    with kb.store.session() as session:
+        row = session.get(KbCollection, collection, with_for_update=True)
+        mig = _require_open(session, collection)
+        if mig.state != "cut_over":
+            raise ConflictError(
+                f"collection {collection!r} is not cut over (migration state {mig.state})",
+                hint="rollback undoes a cutover; there is nothing to switch back",
+            )
+        _switch(session, row, mig, to=mig.source_generation, away=mig.target_generation)
+        mig.state = "rolled_back"
+        mig.updated_at = utcnow()
+        _audit(kb, session, "kb.rollback", actor, _mig_data(mig))
+        session.flush()
+        return MigrationStatus.of(mig)
+
+
+def _mig_data(mig: KbMigration) -> dict[str, Any]:
+    return {
+        "collection": mig.collection,
+        "migration": mig.id,
+        "source_generation": mig.source_generation,
+        "target_generation": mig.target_generation,
+        "state": mig.state,
+    }
+
+
+def _switch(
+    session: Session, row: KbCollection | None, mig: KbMigration, *, to: str, away: str
+) -> None:
+    if row is None:
+        raise NotFoundError(f"collection {mig.collection!r} does not exist")
+    new = session.get(KbGeneration, to, with_for_update=True)
+    old = session.get(KbGeneration, away, with_for_update=True)
+    if new is None or old is None:
+        raise StoreError(f"a generation of migration {mig.id} is missing")
+    row.active_generation = new.id
+    new.state = "active"
+    old.state = "shadow"
+
+
+def prune(
+    kb: KnowledgeBase, collection: str | None = None, *, actor: str = "cli"
+) -> list[dict[str, Any]]:
+    """Finish cut-over (or rolled-back) migrations: delete the losing generation.
+
+    Also removes the index directories of generations pruned earlier (a crash between
+    the commit and the file removal is completed by the rerun).
+    """
+    pruned: list[dict[str, Any]] = []
+    with kb.store.session() as session:
+        q = sa.select(KbMigration).where(KbMigration.state.in_(("cut_over", "rolled_back")))
+        if collection is not None:
+            if session.get(KbCollection, collection) is None:
+                raise NotFoundError(
+                    f"collection {collection!r} does not exist", hint="see daytwo kb stats"
+                )
+            q = q.where(KbMigration.collection == collection)
+        todo = [(m.id, m.state) for m in session.scalars(q)]
+    for mig_id, state in todo:
+        with kb.store.session() as session:
+            mig = session.get(KbMigration, mig_id, with_for_update=True)
+            if mig is None or mig.state != state:
+                continue
+            loser = mig.source_generation if state == "cut_over" else mig.target_generation
+            gen = session.get(KbGeneration, loser)
+            chunks = 0
+            if gen is not None:
+                chunks = int(
+                    session.scalar(
+                        sa.select(sa.func.count())
+                        .select_from(KbChunk)
+                        .where(KbChunk.generation == loser)
+                    )
+                    or 0
+                )
+                session.execute(sa.delete(KbChunk).where(KbChunk.generation == loser))
+                session.execute(sa.delete(_KbTombstone).where(_KbTombstone.generation == loser))
+                session.execute(
+                    sa.delete(KbIndexMaintenance).where(KbIndexMaintenance.generation == loser)
+                )
+                gen.state = "pruned"
+            mig.state = "done" if state == "cut_over" else "abandoned"
+            mig.updated_at = utcnow()
+            record = {**_mig_data(mig), "pruned_generation": loser, "chunks_deleted": chunks}
+            _audit(kb, session, "kb.prune", actor, record)
+            pruned.append(record)
+    _remove_pruned_files(kb, collection)
+    return pruned
+
+
+def _remove_pruned_files(kb: KnowledgeBase, collection: str | None) -> None:
+    with kb.store.session() as session:
+        q = sa.select(KbGeneration).where(KbGeneration.state.in_(("pruned", "retired")))
+        if collection is not None:
+            q = q.where(KbGeneration.collection == collection)
+        gens = list(session.scalars(q))
+        session.expunge_all()
+    for gen in gens:
+        kb.forget_index(gen.id)
+        directory = kb.index_dir(gen)
+        if directory.exists():
+            shutil.rmtree(directory, ignore_errors=False)
+
+
+# -- status -----------------------------------------------------------------------------------
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def generations_status(kb: KnowledgeBase, collection: str | None = None) -> dict[str, Any]:
+    """State, backfill progress and shadow-read figures of every collection's generations."""
+    stats = kb.stats(collection)
+    out: dict[str, Any] = {"collections": []}
+    with kb.store.session() as session:
+        for coll in stats["collections"]:
+            mig = open_migration(session, coll["name"])
+            if mig is None:
+                mig = session.scalars(
+                    sa.select(KbMigration)
+                    .where(KbMigration.collection == coll["name"])
+                    .order_by(KbMigration.created_at.desc())
+                    .limit(1)
+                ).first()
+            migration: dict[str, Any] | None = None
+            if mig is not None:
+                migration = MigrationStatus.of(mig).to_dict()
+                reads = session.execute(
+                    sa.select(
+                        KbShadowRead.overlap, KbShadowRead.active_ms, KbShadowRead.shadow_ms
+                    ).where(KbShadowRead.migration == mig.id)
+                ).all()
+                overlaps = [float(r[0]) for r in reads]
+                migration["shadow_reads"] = {
+                    "samples": len(reads),
+                    "overlap_at_10": round(sum(overlaps) / len(overlaps), 4) if reads else None,
+                    "active_p50_ms": _round(_percentile([r[1] for r in reads], 50)),
+                    "shadow_p50_ms": _round(_percentile([r[2] for r in reads], 50)),
+                    "active_p99_ms": _round(_percentile([r[1] for r in reads], 99)),
+                    "shadow_p99_ms": _round(_percentile([r[2] for r in reads], 99)),
+                }
+            out["collections"].append(
+                {
+                    "name": coll["name"],
+                    "active_generation": coll["active_generation"],
+                    "documents": coll["documents"],
+                    "generations": [
+                        {
+                            k: g[k]
+                            for k in ("id", "state", "embedder", "dim", "chunking", "seq", "chunks")
+                        }
+                        for g in coll["generations"]
+                    ],
+                    "migration": migration,
+                }
+            )
+    return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def golden_ndcg(
+    kb: KnowledgeBase,
+    collection: str,
+    golden: Path,
+    principal: str,
+    groups: Sequence[str] = (),
+    *,
+    mode: str = "hybrid",
+    k: int = 10,
+) -> dict[str, float]:
+    """nDCG@k of every live generation on a golden set (JSONL ``{"query", "relevant"}``)."""
+    cases: list[tuple[str, set[str]]] = []
+    try:
+        lines = golden.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read golden set {golden}: {exc.strerror}") from exc
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            query, relevant = str(item["query"]), {str(x) for x in item["relevant"]}
+        except (ValueError, KeyError, TypeError):
+            raise InputError(
+                f"{golden}:{number} is not a JSON object with 'query' and 'relevant' (a list)",
+                hint='for example {"query": "reset password", "relevant": ["faq-1"]}',
+            ) from None
+        cases.append((query, relevant))
+    if not cases:
+        raise InputError(f"golden set {golden} has no cases", hint="add JSONL lines")
+    out: dict[str, float] = {}
+    for gen in kb.live_generations(collection):
+        scores = []
+        for query, relevant in cases:
+            hits = run_search(kb, collection, query, principal, groups, mode, k, generation=gen)
+            docs = list(dict.fromkeys(h.doc_id for h in hits))[:k]
+            dcg = sum(1.0 / math.log2(i + 2) for i, d in enumerate(docs) if d in relevant)
+            ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), k)))
+            scores.append(dcg / ideal if ideal else 0.0)
+        out[gen.id] = round(sum(scores) / len(scores), 4)
+    return out
