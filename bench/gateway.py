@@ -207,22 +207,29 @@ def overhead_mcp(store: Store, n: int) -> dict[str, Any]:
         ),
     }
 
-    async def measure(url: str, headers: dict[str, str]) -> list[float]:
-        transport = streamable_http_client(url, http_client=httpx2.AsyncClient(headers=headers))
-        lat: list[float] = []
-        async with Client(transport, mode="legacy") as client:
+    async def measure() -> dict[str, list[float]]:
+        """Both clients open at once; calls alternate so both see the same machine load."""
+        from contextlib import AsyncExitStack
+
+        lat: dict[str, list[float]] = {label: [] for label in servers}
+        async with AsyncExitStack() as stack:
+            clients = {}
+            for label, (server, headers) in servers.items():
+                transport = streamable_http_client(
+                    server.url + "/mcp", http_client=httpx2.AsyncClient(headers=headers)
+                )
+                clients[label] = await stack.enter_async_context(Client(transport, mode="legacy"))
             for i in range(n + 50):
-                t0 = time.perf_counter()
-                res = await client.call_tool("orders_status_cached", {"order_id": "A-1001"})
-                if res.is_error:
-                    raise SystemExit(f"MCP call failed: {res.content}")
-                if i >= 50:
-                    lat.append((time.perf_counter() - t0) * 1000)
+                for label, client in clients.items():
+                    t0 = time.perf_counter()
+                    res = await client.call_tool("orders_status_cached", {"order_id": "A-1001"})
+                    if res.is_error:
+                        raise SystemExit(f"MCP call failed: {res.content}")
+                    if i >= 50:
+                        lat[label].append((time.perf_counter() - t0) * 1000)
         return lat
 
-    lat = {}
-    for label, (server, headers) in servers.items():
-        lat[label] = anyio.run(measure, server.url + "/mcp", headers)
+    lat = anyio.run(measure)
     for server, _ in servers.values():
         server.close()
     gw.close()
