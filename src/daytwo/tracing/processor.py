@@ -18,7 +18,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
-from sqlalchemy import insert
+from sqlalchemy import Table
 
 from daytwo.store import Store
 from daytwo.store.tables.tracing import DecisionRow, SpanRow
@@ -28,6 +28,9 @@ from daytwo.tracing.pricing import PriceSource, span_cost
 __all__ = ["StoreSpanProcessor", "span_to_rows"]
 
 log = logging.getLogger(__name__)
+
+_SPANS: Table = SpanRow.__table__  # type: ignore[assignment]
+_DECISIONS: Table = DecisionRow.__table__  # type: ignore[assignment]
 
 
 def _ts(ns: int | None) -> datetime:
@@ -168,10 +171,11 @@ class StoreSpanProcessor(SpanProcessor):
             row, decs = span_to_rows(span, self.prices)
             rows.append(row)
             decisions.extend(decs)
-        with self.store.session() as session:
-            session.execute(insert(SpanRow), rows)
+        # Core executemany (not the ORM's bulk path): spans are write-once rows.
+        with self.store.engine.begin() as conn:
+            conn.execute(_SPANS.insert(), rows)
             if decisions:
-                session.execute(insert(DecisionRow), decisions)
+                conn.execute(_DECISIONS.insert(), decisions)
 
     def _flush_once(self) -> bool:
         with self._write_lock:
