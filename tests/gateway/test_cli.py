@@ -147,3 +147,22 @@ def test_drift_agents_and_secrets(
     code, _, err = cli(capsys, "tools", "mcp-serve", "--transport", "ftp")
     assert code == 2
     assert "unknown transport" in err
+
+
+def test_shipped_yaml_sample_registers_and_adapts(
+    cli: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from daytwo.gateway.samples import sample_yaml_path
+
+    code, out, err = cli(capsys, "tools", "register", str(sample_yaml_path()), "--json")
+    assert code == 0, err
+    code, out, err = cli(
+        capsys, "tools", "call", "risk_score@1", "--args", '{"account": "acme"}', "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["adapted"] is True
+    assert result["output"]["risk_score"] in {0.2, 0.5, 0.85}
+    assert result["alerts"][0]["kind"] == "type"
+    code, out, _ = cli(capsys, "tools", "drift", "--tool", "risk_score", "--json")
+    assert json.loads(out)["alerts"][0]["action"] == "adapt"

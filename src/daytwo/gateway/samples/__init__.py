@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daytwo.gateway.contracts import ToolDefinition
@@ -25,7 +26,9 @@ __all__ = [
     "orders_status_cached",
     "orders_status_live",
     "register_samples",
+    "risk_backend",
     "sample_definitions",
+    "sample_yaml_path",
 ]
 
 ORDERS: dict[str, dict[str, Any]] = {
@@ -161,3 +164,15 @@ def sample_definitions() -> list[ToolDefinition]:
 def register_samples(gateway: Gateway) -> list[ToolRecord]:
     """Register the two ``orders.status`` tools (idempotent)."""
     return gateway.register_many(sample_definitions())
+
+
+def risk_backend(account: str) -> dict[str, Any]:
+    """A risk API after its silent change: categories instead of a 0-1 probability."""
+    score = (sum(map(ord, account)) % 100) / 100
+    label = "LOW" if score < 0.4 else "MEDIUM" if score < 0.8 else "HIGH"
+    return {"account": account, "risk_score": label}
+
+
+def sample_yaml_path() -> Path:
+    """The shipped example tool definition (``risk_score.yaml``)."""
+    return Path(__file__).with_name("risk_score.yaml")
