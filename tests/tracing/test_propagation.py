@@ -91,3 +91,25 @@ def test_empty_carrier_and_headers_are_harmless(sqlite_tracing: TracingHandle) -
         with tracer.start_as_current_span("alone") as span:
             assert span.get_span_context().is_valid
     assert not trace.get_current_span(extract_context({})).get_span_context().is_valid
+
+
+def test_context_follows_asyncio_tasks(sqlite_tracing: TracingHandle, sqlite_store: Store) -> None:
+    import asyncio
+
+    async def child() -> None:
+        await asyncio.sleep(0)
+        with tracer.start_as_current_span("async child"):
+            pass
+
+    async def main() -> str:
+        with tracer.start_as_current_span("async root") as root:
+            await asyncio.gather(asyncio.create_task(child()), asyncio.create_task(child()))
+            return format(root.get_span_context().span_id, "016x")
+
+    root_id = asyncio.run(main())
+    sqlite_tracing.flush()
+    with sqlite_store.session() as s:
+        parents = list(
+            s.scalars(sa.select(SpanRow.parent_span_id).where(SpanRow.name == "async child"))
+        )
+    assert parents == [root_id, root_id]

@@ -51,3 +51,21 @@ def test_setup_is_idempotent_and_repointable(sqlite_store: Store, tmp_path) -> N
     second.shutdown()
     assert not record_decision("x", "no span")
     other.dispose()
+
+
+def test_a_full_queue_drops_spans_instead_of_growing(sqlite_store: Store) -> None:
+    from daytwo.tracing.processor import StoreSpanProcessor
+
+    handle = setup_tracing(sqlite_store)
+    handle.store_processor.max_queue = 0
+    with trace.get_tracer("daytwo.test").start_as_current_span("dropped"):
+        pass
+    assert handle.store_processor.dropped == 1
+    handle.store_processor.max_queue = 10
+    with trace.get_tracer("daytwo.test").start_as_current_span("kept"):
+        pass
+    handle.flush()
+    with sqlite_store.session() as s:
+        assert list(s.scalars(sa.select(SpanRow.name))) == ["kept"]
+    handle.shutdown()
+    assert isinstance(handle.store_processor, StoreSpanProcessor)

@@ -129,11 +129,13 @@ class StoreSpanProcessor(SpanProcessor):
         prices: PriceSource | None = None,
         max_batch: int = 512,
         interval_s: float = 0.5,
+        max_queue: int = 100_000,
     ) -> None:
         self.store = store
         self.prices = prices
         self.max_batch = max_batch
         self.interval_s = interval_s
+        self.max_queue = max_queue
         self._queue: deque[ReadableSpan] = deque()
         self._wake = threading.Event()
         self._write_lock = threading.Lock()
@@ -148,6 +150,10 @@ class StoreSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         """Queue the span; the worker stores it."""
         if self._stopped:
+            return
+        if len(self._queue) >= self.max_queue:
+            # The DB cannot keep up (or is down): drop rather than grow without bound.
+            self.dropped += 1
             return
         self._queue.append(span)
         if len(self._queue) >= self.max_batch:
