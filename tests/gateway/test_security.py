@@ -314,6 +314,14 @@ def test_oauth2_client_credentials_cached_and_refreshed_and_secret_never_leaks(
     )
     gw.call("remote", {}, version="2")
     assert seen[-1] == f"Bearer {SECRET}"  # the secret was really used ...
+    echo = http_server(lambda m, p, h, b: (403, {}, f"bad key {h['authorization']}".encode()))
+    gw.register(
+        http_tool(echo.url + "/e", auth={"type": "bearer", "secret": "api-token"})
+        | {"version": "3.0.0"}
+    )
+    with pytest.raises(BackendError, match=r"HTTP 403: 'bad key Bearer \*\*\*'") as info:
+        gw.call("remote", {}, version="3")
+    assert SECRET not in str(info.value)
     gw.close()
     assert SECRET not in caplog.text  # ... but never logged
     for span in spans.get_finished_spans():

@@ -124,6 +124,14 @@ def _parse_json(text: str, where: str) -> Any:
         ) from exc
 
 
+def _redact(text: str, secrets: list[str]) -> str:
+    """``text`` with every credential value replaced (a backend may echo what it got)."""
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
 class HttpBackend:
     """An HTTP endpoint: SSRF-checked URL, timeouts, retries for idempotent methods only."""
 
@@ -142,7 +150,7 @@ class HttpBackend:
         self.tokens = tokens
         self.client = client
 
-    def _request(self, arguments: dict[str, Any]) -> httpx.Request:
+    def _request(self, arguments: dict[str, Any]) -> tuple[httpx.Request, list[str]]:
         spec = self.spec
         url = spec.url
         query: dict[str, Any] = {}
@@ -161,7 +169,9 @@ class HttpBackend:
             else:
                 body[name] = value
         self.guard.check(url)
-        headers.update(_auth_headers(spec.auth, self.vault, self.tokens, self.guard))
+        auth = _auth_headers(spec.auth, self.vault, self.tokens, self.guard)
+        headers.update(auth)
+        secrets = [v.split(" ", 1)[-1] for v in auth.values()]
         return self.client.build_request(
             spec.method,
             url,
@@ -169,10 +179,11 @@ class HttpBackend:
             headers=headers,
             json=body if body or spec.method in {"POST", "PUT", "PATCH"} else None,
             timeout=spec.timeout_s,
-        )
+        ), secrets
 
-    def _send_once(self, arguments: dict[str, Any]) -> httpx.Response:
-        request = self._request(arguments)
+    def _send_once(self, arguments: dict[str, Any], secrets: list[str]) -> httpx.Response:
+        request, fresh = self._request(arguments)
+        secrets[:] = fresh
         try:
             resp = self.client.send(request)
         except httpx.TimeoutException as exc:
@@ -188,6 +199,16 @@ class HttpBackend:
         return resp
 
     def call(self, arguments: dict[str, Any]) -> Any:
+        secrets: list[str] = []
+        try:
+            return self._call(arguments, secrets)
+        except BackendError as exc:
+            redacted = _redact(exc.message, secrets)
+            if redacted == exc.message:
+                raise
+            raise type(exc)(redacted, hint=exc.hint, **exc.context) from None
+
+    def _call(self, arguments: dict[str, Any], secrets: list[str]) -> Any:
         attempts = 1 + (self.spec.retries if self.spec.method in _IDEMPOTENT else 0)
         try:
             for attempt in Retrying(
@@ -197,7 +218,7 @@ class HttpBackend:
                 reraise=False,
             ):
                 with attempt:
-                    resp = self._send_once(arguments)
+                    resp = self._send_once(arguments, secrets)
         except RetryError as exc:
             cause = exc.last_attempt.exception()
             raise BackendError(
