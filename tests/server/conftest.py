@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from daytwo.server import create_app
+from daytwo.server.services import audit_log
 from daytwo.settings import Settings
 from daytwo.store import Store
+from daytwo.testing import ScriptedModelServer
 
-from .helpers import Keys, make_keys
+from .helpers import SUPPORT_ANSWER, Keys, make_keys, sample_services, support_spec
 
 
 @pytest.fixture
@@ -23,7 +28,8 @@ def settings(tmp_path: Path, store: Store) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings, store: Store) -> FastAPI:
-    return create_app(settings, store)
+    """The app without an agent runtime (fast: no DBOS)."""
+    return create_app(settings, store, with_runtime=False)
 
 
 @pytest.fixture
@@ -35,3 +41,36 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 @pytest.fixture
 def keys(store: Store) -> Keys:
     return make_keys(store)
+
+
+@pytest.fixture
+def model_server() -> Iterator[ScriptedModelServer]:
+    with ScriptedModelServer(default=SUPPORT_ANSWER) as server:
+        yield server
+
+
+def make_runtime(settings: Settings, store: Store, model_url: str) -> Any:
+    """A runtime (not launched) for the sample support agent, registered in ``store``."""
+    from daytwo.runtime import Runtime
+
+    services = sample_services(model_url, audit_log(settings, store))
+    schema = "dbos" if store.is_sqlite else f"dbos_{uuid.uuid4().hex[:10]}"
+    rt = Runtime(store, services, data_dir=settings.data_dir, dbos_schema=schema)  # type: ignore[arg-type]
+    rt.registry.register(support_spec())  # type: ignore[arg-type]
+    return rt
+
+
+@pytest.fixture
+def run_client(
+    settings: Settings, store: Store, model_server: ScriptedModelServer
+) -> Iterator[TestClient]:
+    """A client of the app with a launched runtime serving the sample support agent."""
+    rt = make_runtime(settings, store, model_server.base_url)
+    app = create_app(settings, store, runtime=rt)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as c:
+            yield c
+    finally:
+        if not store.is_sqlite:
+            with store.engine.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{rt.dbos_schema}" CASCADE'))

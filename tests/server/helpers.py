@@ -32,3 +32,47 @@ def make_keys(store: Store) -> Keys:
         other_admin=ks.create(role="admin", tenant="globex", name="globex admin")[1],
         other_viewer=ks.create(role="viewer", tenant="globex", name="globex viewer")[1],
     )
+
+
+SUPPORT_ANSWER = '{"answer": "Your order A-1001 ships tomorrow.", "needs_human": false}'
+
+
+def sample_services(model_base_url: str, audit: object) -> object:
+    """Services for the sample support agent: scripted LLM, Python tools, a tiny retriever."""
+    from daytwo.runtime import (
+        CallableRetriever,
+        OpenAICompatLLM,
+        PythonTools,
+        Services,
+        StaticTelemetry,
+    )
+
+    tools = PythonTools()
+    tools.add(
+        "orders_status_cached",
+        lambda order_id, idempotency_key: {"order_id": order_id, "status": "shipped"},
+        capability="orders.status",
+    )
+    tools.add(
+        "orders_status_live",
+        lambda order_id, idempotency_key: {"order_id": order_id, "status": "shipped"},
+        capability="orders.status",
+        cost_usd=0.001,
+    )
+    docs = [{"id": "d1", "text": "Orders ship within two days.", "score": 1.0}]
+    return Services(
+        tools=tools,
+        telemetry=StaticTelemetry(),
+        retriever=CallableRetriever(lambda collection, query, k: docs[:k]),
+        llm=OpenAICompatLLM(model_base_url, model="scripted"),
+        audit=audit,
+    )
+
+
+def support_spec() -> object:
+    from importlib import resources
+
+    from daytwo.runtime import parse_spec_text
+
+    text = (resources.files("daytwo.runtime.samples") / "support.yaml").read_text()
+    return parse_spec_text(text)

@@ -6,11 +6,14 @@ import re
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 
+from daytwo.server import create_app
 from daytwo.server.dashboard import NAV
+from daytwo.settings import Settings
 from daytwo.store import Store
+from daytwo.testing import ScriptedModelServer
 
+from .conftest import make_runtime
 from .helpers import make_keys
 from .live import chromium, live_server
 
@@ -29,8 +32,11 @@ def _slug(href: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", href.strip("/").lower()) or "overview"
 
 
-def test_login_pages_and_screenshots(app: FastAPI, store: Store) -> None:
+def test_login_run_waterfall_audit_and_screenshots(
+    settings: Settings, store: Store, model_server: ScriptedModelServer
+) -> None:
     keys = make_keys(store)
+    app = create_app(settings, store, runtime=make_runtime(settings, store, model_server.base_url))
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with live_server(app) as base, chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -51,13 +57,28 @@ def test_login_pages_and_screenshots(app: FastAPI, store: Store) -> None:
         assert "/login" not in page.url
         assert page.locator(".tenant").inner_text() == "acme"
 
-        for href, label in NAV:
+        # Start a run from the runs page, watch it complete, open its waterfall.
+        page.goto(f"{base}/runs")
+        page.click("#start-run button[type=submit]")
+        page.wait_for_url(re.compile(r".*/runs/[0-9a-f]{32}$"))
+        run_url = page.url
+        page.locator("#run-status", has_text="succeeded").wait_for(timeout=30_000)
+        assert page.locator("#waterfall .row").count() >= 3
+        assert page.locator("#waterfall .bar.kind-llm").count() >= 1
+        assert "ships tomorrow" in page.locator("#answer").inner_text()
+        page.click("#verify-audit")
+        page.locator("#audit-result", has_text="audit chain verified").wait_for()
+        page.screenshot(path=str(SCREENSHOTS / "run.png"), full_page=True)
+
+        for href, _label in NAV:
             resp = page.goto(f"{base}{href}")
             assert resp is not None
             assert resp.status == 200, f"{href}: {resp.status}"
             assert page.locator("h1").first.is_visible()
             page.screenshot(path=str(SCREENSHOTS / f"{_slug(href)}.png"), full_page=True)
 
+        page.goto(run_url)
+        assert page.locator("#decisions li").count() >= 1
         # Every asset is local: no request left the loopback server.
         assert errors == []
 

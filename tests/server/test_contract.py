@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from daytwo.server import create_app
 from daytwo.settings import Settings
@@ -17,7 +18,11 @@ from daytwo.store import Store
 
 from .helpers import Keys, make_keys
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # schemathesis' own strategies touch the `random` module, which Hypothesis deprecates.
+    pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning"),
+]
 
 MAX_EXAMPLES = 12
 
@@ -42,7 +47,10 @@ def test_api_contract(sqlite_store: Store, tmp_path: Path) -> None:
             suppress_health_check=list(HealthCheck),
         )
         def check(case: schemathesis.Case) -> None:
-            case.call_and_validate(headers=headers)
+            # Every other check runs (no 5xx, status codes, content types, response schemas,
+            # negative data rejected). A schema-valid body can still be semantically wrong
+            # (an agent spec that is not YAML, an unknown agent): those get a 4xx on purpose.
+            case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
 
         check()
         checked.append(operation.label)

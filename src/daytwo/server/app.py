@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
 
 from daytwo._version import __version__
@@ -32,12 +34,18 @@ def create_app(
     settings: Settings | None = None,
     store: Store | None = None,
     *,
+    runtime: Any = None,
+    with_runtime: bool = True,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     check_schema: bool = True,
 ) -> FastAPI:
     """Build the app over ``store`` (default: the store the settings point at).
 
-    The app disposes the store on shutdown only when it created it.
+    ``runtime`` is a :class:`daytwo.runtime.Runtime` not yet launched (default: one
+    built from the settings by :func:`daytwo.server.services.build_runtime`); the app
+    launches it at startup and shuts it down at shutdown. ``with_runtime=False`` serves
+    without one (run routes answer 501). The app disposes the store on shutdown only
+    when it created it.
     """
     settings = settings if settings is not None else load_settings()
     owns_store = store is None
@@ -45,11 +53,23 @@ def create_app(
     if check_schema:
         store.check_schema()
 
+    from daytwo.server import services
+
+    audit = services.audit_log(settings, store)
+    if runtime is None and with_runtime:
+        runtime = services.build_runtime(settings, store, audit)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            services.start_tracing(settings, store)
+            # DBOS refuses its sync API inside an event loop: launch from a thread.
+            await run_in_threadpool(runtime.launch)
         try:
             yield
         finally:
+            if runtime is not None:
+                await run_in_threadpool(runtime.shutdown)
             for close in app.state.on_shutdown:
                 close()
             if owns_store:
@@ -60,10 +80,16 @@ def create_app(
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        # The runtime and the layers record the spans that matter (runs, steps, model
+        # and tool calls); one span per HTTP request in the system of record would cost
+        # a write per request and bury them. OTLP users can wrap the app themselves.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.store = store
     app.state.keys = KeyStore(store)
+    app.state.runtime = runtime
+    app.state.audit = audit
     app.state.on_shutdown = []
     install_error_handlers(app)
 
@@ -84,7 +110,10 @@ def create_app(
 
 def _layer_routers() -> list[APIRouter]:
     """Routers of the layers (each module registers the routes of one layer)."""
-    return []
+    from daytwo.server import pages  # noqa: F401  (registers the dashboard pages)
+    from daytwo.server.routes import agents, runs
+
+    return [runs.router, agents.router]
 
 
 def _mount_mcp(app: FastAPI) -> None:

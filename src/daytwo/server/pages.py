@@ -1,0 +1,119 @@
+"""Dashboard pages of the runs and agents: list with filters, run page with waterfall and audit."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from daytwo.server.auth import Principal, role_at_least
+from daytwo.server.dashboard import OVERVIEW_CARDS, OverviewCard, page, render
+from daytwo.server.routes.runs import list_runs, owned_run, run_audit, run_waterfall
+
+__all__: list[str] = []
+
+STATUSES = ["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
+
+
+def _agent_names(request: Request) -> list[str]:
+    from daytwo.runtime.registry import AgentRegistry
+
+    return sorted({a.name for a in AgentRegistry(request.app.state.store).list()})
+
+
+@page("/runs", title="Runs", nav="Runs")
+def runs_page(request: Request, principal: Principal) -> Response:
+    agent = request.query_params.get("agent") or None
+    status = request.query_params.get("status") or None
+    if status not in STATUSES:
+        status = None
+    runs = list_runs(request.app.state.store, principal.tenant, agent=agent, status=status)
+    agents = _agent_names(request)
+    return render(
+        request,
+        "runs.html",
+        principal,
+        title="Runs",
+        runs=runs,
+        agents=agents,
+        agent=agent,
+        status=status,
+        statuses=STATUSES,
+        can_start=role_at_least(principal.role, "operator")
+        and request.app.state.runtime is not None,
+        default_inputs=json.dumps({"question": "Where is my order?", "order_id": "A-1001"}),
+    )
+
+
+def _kind_of(step: Any) -> str:
+    op = step.operation or ""
+    if op == "chat" or step.name.startswith("chat "):
+        return "llm"
+    if op == "execute_tool" or step.name.startswith("execute_tool "):
+        return "tool"
+    if op == "retrieval" or step.name.startswith("retrieve "):
+        return "retrieve"
+    return "other"
+
+
+@page("/runs/{run_id}", title="Run")
+def run_page(request: Request, principal: Principal, run_id: str) -> Response:
+    store = request.app.state.store
+    owned_run(store, principal, run_id)
+    runtime = request.app.state.runtime
+    if runtime is not None:
+        run = runtime.show(run_id, steps=False)
+    else:
+        run = next(r for r in list_runs(store, principal.tenant, limit=500) if r["id"] == run_id)
+    explanation = run_waterfall(store, run_id)
+    total = explanation.total_ms or 1.0
+    decisions: list[dict[str, Any]] = [
+        {"kind": d.kind, "summary": d.summary} for st in explanation.steps for d in st.decisions
+    ]
+    if not decisions:
+        decisions = [
+            {"kind": d.get("kind", ""), "summary": d.get("summary", "")}
+            for d in run.get("decisions") or []
+            if isinstance(d, dict)
+        ]
+    answer = (run.get("outputs") or {}).get("answer")
+    return render(
+        request,
+        "run.html",
+        principal,
+        title=f"Run {run_id[:12]}",
+        active="/runs",
+        run=run,
+        explanation=explanation,
+        decisions=decisions,
+        audit=run_audit(request, run_id),
+        answer=json.dumps(answer, indent=2, default=str) if answer is not None else "—",
+        can_operate=role_at_least(principal.role, "operator") and runtime is not None,
+        kind_of=_kind_of,
+        pct=lambda ms: round(max(0.0, min(100.0, 100.0 * ms / total)), 3),
+    )
+
+
+@page("/agents", title="Agents", nav="Agents")
+def agents_page(request: Request, principal: Principal) -> Response:
+    from daytwo.runtime.registry import AgentRegistry
+
+    agents = AgentRegistry(request.app.state.store).list()
+    return render(request, "agents.html", principal, title="Agents", agents=agents)
+
+
+def _runs_card(request: Request, principal: Principal) -> OverviewCard:
+    runs = list_runs(request.app.state.store, principal.tenant, limit=500)
+    done = [r for r in runs if r["status"] == "succeeded"]
+    failed = [r for r in runs if r["status"] == "failed"]
+    return OverviewCard(
+        title="Runs",
+        href="/runs",
+        value=str(len(runs)),
+        detail=f"{len(done)} succeeded, {len(failed)} failed (last {len(runs)})",
+    )
+
+
+OVERVIEW_CARDS.append(_runs_card)
