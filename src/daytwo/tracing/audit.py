@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
-from sqlalchemy import String, cast, select, update
+from sqlalchemy import String, Table, bindparam, cast, select, update
 from sqlalchemy.orm import Session
 
 from daytwo.exceptions import InputError, IntegrityError
@@ -44,6 +44,17 @@ from daytwo.tracing.signing import KEY_FILE, AuditSigner
 __all__ = ["AuditLog", "AuditRecord", "record_body", "set_default_signer"]
 
 _DEFAULT_SIGNER: AuditSigner | None = None
+
+_HEAD: Table = AuditHeadRow.__table__  # type: ignore[assignment]
+_RECORDS: Table = AuditRecordRow.__table__  # type: ignore[assignment]
+_BUMP_HEAD = (
+    _HEAD.update()
+    .where(_HEAD.c.id == 1)
+    .values(seq=_HEAD.c.seq + 1)
+    .returning(_HEAD.c.seq, _HEAD.c.hash)
+)
+_SET_HEAD_HASH = _HEAD.update().where(_HEAD.c.id == 1).values(hash=bindparam("new_hash"))
+_INSERT_RECORD = _RECORDS.insert()
 
 
 def set_default_signer(signer: AuditSigner | None) -> None:
@@ -178,13 +189,9 @@ class AuditLog:
         body = record_body(record_id, iso(at), kind[:64], actor[:255], subject, run_id, payload)
         digest = body_digest(body)  # validates data before any write
         with self._session(session) as s:
-            head = s.execute(
-                update(AuditHeadRow)
-                .where(AuditHeadRow.id == 1)
-                .values(seq=AuditHeadRow.seq + 1)
-                .returning(AuditHeadRow.seq, AuditHeadRow.hash)
-                .execution_options(synchronize_session=False)
-            ).one_or_none()
+            # Core statements built once: an append is three small statements.
+            conn = s.connection()
+            head = conn.execute(_BUMP_HEAD).one_or_none()
             if head is None:
                 raise IntegrityError(
                     "the audit chain head is missing",
@@ -193,26 +200,22 @@ class AuditLog:
                 )
             seq, prev_hash = int(head[0]), str(head[1])
             record_hash = link_hash(seq, prev_hash, digest)
-            s.add(
-                AuditRecordRow(
-                    seq=seq,
-                    id=record_id,
-                    at=at,
-                    kind=body["kind"],
-                    actor=body["actor"],
-                    subject=subject,
-                    run_id=run_id,
-                    data=payload,
-                    prev_hash=prev_hash,
-                    hash=record_hash,
-                )
+            conn.execute(
+                _INSERT_RECORD,
+                {
+                    "seq": seq,
+                    "id": record_id,
+                    "at": at,
+                    "kind": body["kind"],
+                    "actor": body["actor"],
+                    "subject": subject,
+                    "run_id": run_id,
+                    "data": payload,
+                    "prev_hash": prev_hash,
+                    "hash": record_hash,
+                },
             )
-            s.execute(
-                update(AuditHeadRow)
-                .where(AuditHeadRow.id == 1)
-                .values(hash=record_hash)
-                .execution_options(synchronize_session=False)
-            )
+            conn.execute(_SET_HEAD_HASH, {"new_hash": record_hash})
             if self.signer is not None and seq % self.checkpoint_every == 0:
                 self._write_checkpoint(s, seq, record_hash)
             s.flush()
