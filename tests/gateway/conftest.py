@@ -28,8 +28,9 @@ def spans() -> Iterator[InMemorySpanExporter]:
     if not _installed:
         provider = trace.get_tracer_provider()
         if not isinstance(provider, TracerProvider):
-            provider = TracerProvider()
-            trace.set_tracer_provider(provider)
+            trace.set_tracer_provider(TracerProvider())
+            provider = trace.get_tracer_provider()
+            assert isinstance(provider, TracerProvider)
         provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
         _installed = True
     _EXPORTER.clear()

@@ -266,7 +266,16 @@ class Gateway:
         idempotency_key: str | None = None,
         version: str | None = None,
     ) -> ToolResult:
-        """Call a tool through every policy; raises a typed ToolError/UserError on failure."""
+        """Call a tool through every policy; raises a typed ToolError/UserError on failure.
+
+        ``api_key`` authenticates an agent (MCP and other remote callers); ``agent``
+        alone names the agent of a trusted in-process caller (the runtime) and still
+        applies its permissions and rate limit; with neither, the call is anonymous
+        and refused when the gateway was built with ``require_auth``. ``version`` is
+        an exact version or a major to pin (``"1"``); ``tool`` may also be
+        ``name@1``. With ``idempotency_key`` a repeated call returns the stored
+        result without calling the backend again.
+        """
         with self._tracer.start_as_current_span(
             f"execute_tool {tool}",
             attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool},
