@@ -152,3 +152,60 @@ def test_prompt_injection_markers_are_flagged(
         gateway.call("notes_strict", {})
     data = [json.loads(str(e.attributes["daytwo.decision.data"])) for e in events]
     assert data[0]["fields"] == ["note"]
+
+
+def test_concurrent_calls_with_one_key_run_the_backend_once(sqlite_store: Store) -> None:
+    import threading
+    import time
+
+    gateway = Gateway(sqlite_store)
+    counter = Counter()
+
+    def slow(**kw: Any) -> dict[str, Any]:
+        time.sleep(0.3)
+        return counter(**kw)
+
+    gateway.register_python("slow", slow)
+    gateway.register(py_tool("slow", "slow"))
+    results: list[Any] = []
+
+    def worker() -> None:
+        results.append(gateway.call("slow", {"x": 1}, idempotency_key="run9:step1"))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counter.calls == 1
+    assert sorted(r.replayed for r in results) == [False, True, True]
+    assert len({json.dumps(r.output) for r in results}) == 1
+    gateway.close()
+
+
+def test_stale_claim_of_a_crashed_caller_is_taken_over(sqlite_store: Store) -> None:
+    from daytwo.store.tables.gateway import GatewayIdempotency
+
+    gateway = Gateway(sqlite_store, idempotency_lease_s=0.2, idempotency_wait_s=0.05)
+    counter = Counter()
+    gateway.register_python("c", counter)
+    record = gateway.register(py_tool("c", "c"))
+    with sqlite_store.session() as s:  # what a caller that crashed mid-call leaves behind
+        s.add(
+            GatewayIdempotency(
+                key="k",
+                tool="c",
+                version=record.version,
+                arguments_hash=gateway._args_hash({}),
+                status="pending",
+            )
+        )
+    with pytest.raises(ConflictError, match="still in progress"):
+        gateway.call("c", {}, idempotency_key="k")
+    import time
+
+    time.sleep(0.3)
+    assert gateway.call("c", {}, idempotency_key="k").replayed is False
+    assert gateway.call("c", {}, idempotency_key="k").replayed is True
+    assert counter.calls == 1
+    gateway.close()

@@ -24,7 +24,7 @@ import httpx
 import rfc8785
 from jsonschema import Draft202012Validator
 from opentelemetry import trace
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from daytwo.exceptions import (
@@ -50,7 +50,7 @@ from daytwo.gateway.drift import DriftMonitor, Violation, check_expectation
 from daytwo.gateway.policies import RateLimits, SsrfGuard, check_payload, find_injection_markers
 from daytwo.gateway.telemetry import Telemetry
 from daytwo.gateway.vault import CredentialVault, OAuth2TokenCache
-from daytwo.store import Store, new_id
+from daytwo.store import Store, new_id, utcnow
 from daytwo.store.tables.gateway import GatewayDriftAlert, GatewayIdempotency
 
 if TYPE_CHECKING:
@@ -166,12 +166,16 @@ class Gateway:
         require_auth: bool = False,
         telemetry_window_s: float = 300.0,
         audit: bool = True,
+        idempotency_wait_s: float = 30.0,
+        idempotency_lease_s: float = 600.0,
     ) -> None:
         self.store = store
         self.settings = settings
         self._vault = vault
         self.require_auth = require_auth
         self.audit = audit
+        self.idempotency_wait_s = idempotency_wait_s
+        self.idempotency_lease_s = idempotency_lease_s
         self.catalog = Catalog(store)
         self.agents = AgentRegistry(store)
         if rate_limit_storage is None:
@@ -553,36 +557,62 @@ class Gateway:
         return hashlib.sha256(rfc8785.dumps(arguments)).hexdigest()
 
     def _claim(self, key: str, record: ToolRecord, arguments: dict[str, Any]) -> ToolResult | None:
+        """Claim ``key`` (None: go ahead and call) or return the stored result.
+
+        A call still running elsewhere with the same key is waited for up to
+        ``idempotency_wait_s``; a claim older than ``idempotency_lease_s`` (its
+        caller crashed mid-call) is taken over, so a crash costs at most one
+        repeated backend call.
+        """
         digest = self._args_hash(arguments)
-        try:
-            with self.store.session() as s:
-                s.add(
-                    GatewayIdempotency(
-                        key=key,
-                        tool=record.name,
-                        version=record.version,
-                        arguments_hash=digest,
-                        status="pending",
+        deadline = time.monotonic() + self.idempotency_wait_s
+        while True:
+            try:
+                with self.store.session() as s:
+                    s.add(
+                        GatewayIdempotency(
+                            key=key,
+                            tool=record.name,
+                            version=record.version,
+                            arguments_hash=digest,
+                            status="pending",
+                        )
                     )
-                )
-            return None
-        except SAIntegrityError:
-            pass
-        with self.store.session() as s:
-            row = s.get(GatewayIdempotency, key)
-            if row is None:  # released in between: claim again
-                return self._claim(key, record, arguments)
-            if row.tool != record.name or row.arguments_hash != digest:
-                raise ConflictError(
-                    f"idempotency key {key!r} was used for another call ({row.tool})",
-                    hint="use one key per (run, step) and call",
-                )
-            if row.status != "done" or row.result is None:
+                return None
+            except SAIntegrityError:
+                pass
+            with self.store.session() as s:
+                row = s.get(GatewayIdempotency, key)
+                if row is None:  # released in between: claim again
+                    continue
+                if row.tool != record.name or row.arguments_hash != digest:
+                    raise ConflictError(
+                        f"idempotency key {key!r} was used for another call ({row.tool})",
+                        hint="use one key per (run, step) and call",
+                    )
+                if row.status == "done" and row.result is not None:
+                    data = row.result
+                    break
+                age = (utcnow() - row.created_at).total_seconds()
+                if age > self.idempotency_lease_s:  # take the stale claim over, once
+                    taken = s.execute(
+                        update(GatewayIdempotency)
+                        .where(
+                            GatewayIdempotency.key == key,
+                            GatewayIdempotency.status == "pending",
+                            GatewayIdempotency.created_at == row.created_at,
+                        )
+                        .values(created_at=utcnow())
+                    )
+                    if getattr(taken, "rowcount", 0) == 1:
+                        log.warning("took over the stale idempotency claim %r", key)
+                        return None
+            if time.monotonic() >= deadline:
                 raise ConflictError(
                     f"a call with idempotency key {key!r} is still in progress",
                     hint="wait for it and retry",
                 )
-            data = row.result
+            time.sleep(0.05)
         return ToolResult(
             output=data["output"],
             tool=data["tool"],
