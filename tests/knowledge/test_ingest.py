@@ -1,0 +1,168 @@
+"""Ingest: incremental sync, crash + rerun, read-your-writes, live generations, ANN catch-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from daytwo.knowledge import HashingEmbedder, KnowledgeBase
+from daytwo.store import Store, new_id, utcnow
+from daytwo.store.tables.knowledge import KbChunk, KbDocument, KbGeneration, KbTombstone
+
+from .conftest import write_docs
+
+EVERYONE = ("staff",)
+
+
+def _chunks(kb: KnowledgeBase, collection: str) -> list[tuple[str, str, int]]:
+    with kb.store.session() as s:
+        return sorted(
+            s.execute(
+                sa.select(KbChunk.doc_id, KbChunk.chunk_id, KbChunk.id).where(
+                    KbChunk.collection == collection
+                )
+            )
+        )
+
+
+def test_incremental_sync(kb: KnowledgeBase, tmp_path: Path) -> None:
+    root = write_docs(
+        tmp_path / "docs",
+        {"a.md": "# Alpha\napples and pears", "b.txt": "bananas", "c.txt": "cherries"},
+    )
+    first = kb.ingest_path(root, "fruit")
+    assert (first.added, first.updated, first.unchanged, first.deleted) == (3, 0, 0, 0)
+    before = _chunks(kb, "fruit")
+    write_docs(root, {"b.txt": "blueberries now"})
+    (root / "c.txt").unlink()
+    write_docs(root, {"d.txt": "dates"})
+    second = kb.ingest_path(root, "fruit")
+    assert (second.added, second.updated, second.unchanged, second.deleted) == (1, 1, 1, 1)
+    after = _chunks(kb, "fruit")
+    assert [c for c in after if c[0] == "a.md"] == [c for c in before if c[0] == "a.md"]
+    assert {c[0] for c in after} == {"a.md", "b.txt", "d.txt"}
+    assert kb.get_document("fruit", "c.txt") is None
+    hits = kb.search("fruit", "blueberries", "u", groups=EVERYONE, mode="bm25")
+    assert [h.doc_id for h in hits] == ["b.txt"]
+    assert kb.search("fruit", "cherries", "u", groups=EVERYONE, mode="bm25") == []
+    third = kb.ingest_path(root, "fruit")
+    assert (third.added, third.updated, third.deleted, third.chunks) == (0, 0, 0, 0)
+
+
+def test_corrupt_file_keeps_its_previous_version(kb: KnowledgeBase, tmp_path: Path) -> None:
+    root = write_docs(tmp_path / "docs", {"a.txt": "alpha", "b.txt": "bravo"})
+    kb.ingest_path(root, "c")
+    (root / "b.txt").write_bytes(b"\x00\x00 now binary")
+    report = kb.ingest_path(root, "c")
+    assert [s.item for s in report.skipped] == ["b.txt"]
+    assert report.deleted == 0
+    assert kb.get_document("c", "b.txt") is not None
+
+
+def test_crash_mid_ingest_then_rerun_finishes_without_duplicates(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    root = write_docs(tmp_path / "docs", {f"d{i:03}.txt": f"document {i} text" for i in range(150)})
+    calls = []
+
+    def crash_after_first_batch(done: int, total: int) -> None:
+        calls.append(done)
+        if done > 0:
+            raise KeyboardInterrupt  # the process dies after one committed batch
+
+    with pytest.raises(KeyboardInterrupt):
+        kb.ingest_path(root, "big", progress=crash_after_first_batch)
+    with kb.store.session() as s:
+        partial = s.scalar(sa.select(sa.func.count()).select_from(KbDocument))
+    assert 0 < partial < 150
+    # A new process: a fresh KnowledgeBase over the same store and data directory.
+    fresh = KnowledgeBase(kb.store, kb.data_dir, embedder=HashingEmbedder())
+    report = fresh.ingest_path(root, "big")
+    assert report.added == 150 - partial
+    assert report.unchanged == partial
+    chunks = _chunks(fresh, "big")
+    assert len(chunks) == 150
+    assert len({c[1] for c in chunks}) == 150
+    hits = fresh.search("big", "document 7 text", "u", groups=EVERYONE, mode="dense", k=200)
+    assert len(hits) == 150
+
+
+def test_read_your_writes_and_delete(kb: KnowledgeBase) -> None:
+    kb.upsert_document("notes", "n1", "the launch code is tangerine", title="Launch")
+    hits = kb.search("notes", "tangerine", "u", groups=EVERYONE, mode="dense", k=1)
+    assert hits[0].doc_id == "n1"
+    assert hits[0].title == "Launch"
+    assert kb.search("notes", "tangerine", "u", groups=EVERYONE, mode="bm25")[0].doc_id == "n1"
+    kb.upsert_document("notes", "n1", "the launch code is mandarin")
+    assert kb.search("notes", "tangerine", "u", groups=EVERYONE, mode="bm25") == []
+    assert kb.delete_document("notes", "n1") is True
+    assert kb.delete_document("notes", "n1") is False
+    assert kb.search("notes", "mandarin", "u", groups=EVERYONE, mode="hybrid") == []
+    with kb.store.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(KbTombstone)) == 2
+
+
+def test_writes_reach_every_live_generation(kb: KnowledgeBase) -> None:
+    kb.upsert_document("c", "a", "alpha")
+    active = kb.active_generation("c")
+    shadow_id = f"g{new_id()[:15]}"
+    with kb.store.session() as s:
+        s.add(
+            KbGeneration(
+                id=shadow_id,
+                collection="c",
+                embedder="hashing-384",
+                embedder_version="1",
+                dim=384,
+                chunking={"size": 50, "overlap": 5},
+                ann_params={},
+                state="shadow",
+                seq=0,
+                created_at=utcnow(),
+            )
+        )
+    kb.upsert_document("c", "b", "bravo")
+    kb.delete_document("c", "a")
+    with kb.store.session() as s:
+        rows = s.execute(sa.select(KbChunk.generation, KbChunk.doc_id)).all()
+        seqs = dict(s.execute(sa.select(KbGeneration.id, KbGeneration.seq)).all())
+    assert sorted(rows) == sorted([(active.id, "b"), (shadow_id, "b")])
+    assert seqs[shadow_id] == 2
+    assert seqs[active.id] == 3
+
+
+def test_ann_index_catches_up_and_rebuilds(store: Store, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    kb1 = KnowledgeBase(store, data, embedder=HashingEmbedder())
+    for i in range(5):
+        kb1.upsert_document("c", f"d{i}", f"doc number {i} about topic{i}")
+    kb1.close()  # index saved at seq 5
+    gen = kb1.active_generation("c")
+    kb2 = KnowledgeBase(store, data, embedder=HashingEmbedder())
+    kb2.upsert_document("c", "late", "a late document about zebras")  # kb1's file is stale now
+    kb2.delete_document("c", "d0")  # kb2 exits without saving its index (like a crash)
+    kb3 = KnowledgeBase(store, data, embedder=HashingEmbedder())
+    assert kb3.index_for(gen).seq == 7  # loaded at seq 5, caught up from the database
+    index = kb3.index_for(gen)
+    assert index.seq == 7
+    assert len(index) == 5
+    assert kb3.search("c", "zebras", "u", groups=EVERYONE, mode="dense", k=1)[0].doc_id == "late"
+    index_file = kb3.index_dir(gen) / "index.usearch"
+    kb3.close()
+    index_file.write_bytes(b"garbage")
+    kb4 = KnowledgeBase(store, data, embedder=HashingEmbedder())
+    assert len(kb4.index_for(gen)) == 5  # rebuilt from the database
+    assert kb4.rebuild_index("c") == 5
+
+
+def test_upsert_bad_input(kb: KnowledgeBase) -> None:
+    from daytwo.exceptions import InputError
+
+    with pytest.raises(InputError, match="collection name"):
+        kb.upsert_document("bad name!", "a", "x")
+    with pytest.raises(InputError, match="doc_id"):
+        kb.upsert_document("c", "", "x")
+    with pytest.raises(InputError, match="ACL entry"):
+        kb.upsert_document("c", "a", "x", acl=["role:admin"])
