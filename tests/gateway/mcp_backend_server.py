@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -14,6 +15,12 @@ server = MCPServer("risk-backend")
 def risk_score(account: str) -> dict[str, Any]:
     """Risk of an account between 0 and 1."""
     return {"account": account, "risk_score": (sum(map(ord, account)) % 100) / 100}
+
+
+@server.tool()
+def whoami() -> dict[str, Any]:
+    """The server's process id."""
+    return {"pid": os.getpid()}
 
 
 @server.tool()

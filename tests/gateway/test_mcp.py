@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,24 @@ def test_mcp_backend_over_stdio(gateway: Gateway) -> None:
     out = gateway.call("risk", {"account": "zeta"})
     assert out.output["account"] == "zeta"
     assert 0 <= out.output["risk_score"] <= 1
+    who = _mcp_tool(command=[sys.executable, str(HERE / "mcp_backend_server.py"), "stdio"])
+    who |= {"name": "whoami", "input_schema": {"type": "object"}, "expectations": {}}
+    who["backend"]["tool"] = "whoami"
+    gateway.register(who)
+    first = gateway.call("whoami", {}).output["pid"]
+    started = time.perf_counter()
+    assert gateway.call("whoami", {}).output["pid"] == first  # the session stays up
+    assert time.perf_counter() - started < 1.0
+    gateway.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(first, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the MCP server process outlived gateway.close()")
 
 
 def test_mcp_backend_needs_command_or_url(gateway: Gateway) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from daytwo.gateway.vault import CredentialVault, OAuth2TokenCache
 
 __all__ = ["Backend", "HttpBackend", "McpBackend", "PythonBackend", "resolve_callable"]
+
+log = logging.getLogger("daytwo.gateway.backends")
 
 _IDEMPOTENT = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
 
@@ -256,25 +260,30 @@ class McpBackend:
         self.guard = guard
         self.vault = vault
         self.tokens = tokens
+        self._lock = threading.Lock()
+        self._session: tuple[Any, Any, Any, Any] | None = None
 
-    async def _call(self, arguments: dict[str, Any]) -> Any:
+    def _target(self) -> Any:
         import httpx2
-        from mcp.client import Client
         from mcp.client.stdio import StdioServerParameters
         from mcp.client.streamable_http import streamable_http_client
 
         spec = self.spec
-        target: Any
         if spec.command:
-            target = StdioServerParameters(command=spec.command[0], args=list(spec.command[1:]))
-        else:
-            assert spec.url is not None
-            self.guard.check(spec.url)
-            headers = _auth_headers(spec.auth, self.vault, self.tokens, self.guard)
-            http = httpx2.AsyncClient(headers=headers, timeout=spec.timeout_s)
-            target = streamable_http_client(spec.url, http_client=http)
-        async with Client(target, read_timeout_seconds=spec.timeout_s, mode="legacy") as client:
-            result = await client.call_tool(spec.tool, arguments)
+            return StdioServerParameters(command=spec.command[0], args=list(spec.command[1:]))
+        assert spec.url is not None
+        self.guard.check(spec.url)
+        headers = _auth_headers(spec.auth, self.vault, self.tokens, self.guard)
+        http = httpx2.AsyncClient(headers=headers, timeout=spec.timeout_s)
+        return streamable_http_client(spec.url, http_client=http)
+
+    def _client(self) -> Any:
+        from mcp.client import Client
+
+        return Client(self._target(), read_timeout_seconds=self.spec.timeout_s, mode="legacy")
+
+    def _result(self, result: Any) -> Any:
+        spec = self.spec
         if getattr(result, "is_error", False):
             text = " ".join(getattr(c, "text", "") for c in result.content)
             raise BackendError(
@@ -287,12 +296,68 @@ class McpBackend:
         text = "".join(t for t in texts if t)
         return _parse_json(text, f"the MCP tool {spec.tool!r}")
 
+    async def _call_once(self, arguments: dict[str, Any]) -> Any:
+        """HTTP: one session per call, so fresh credentials (OAuth2 tokens) go with each."""
+        import anyio
+
+        with anyio.fail_after(self.spec.timeout_s):
+            async with self._client() as client:
+                return await client.call_tool(self.spec.tool, arguments)
+
+    async def _call_session(self, client: Any, arguments: dict[str, Any]) -> Any:
+        import anyio
+
+        with anyio.fail_after(self.spec.timeout_s):
+            return await client.call_tool(self.spec.tool, arguments)
+
+    def _stdio_call(self, arguments: dict[str, Any]) -> Any:
+        """stdio: the server process and its session stay up between calls."""
+        from anyio.from_thread import start_blocking_portal
+
+        with self._lock:
+            if self._session is None:
+                portal_cm = start_blocking_portal()
+                portal = portal_cm.__enter__()
+                try:
+                    client_cm = portal.wrap_async_context_manager(self._client())
+                    client = client_cm.__enter__()
+                except BaseException:
+                    portal_cm.__exit__(None, None, None)
+                    raise
+                self._session = (portal_cm, portal, client_cm, client)
+            _, portal, _, client = self._session
+            try:
+                return portal.call(self._call_session, client, arguments)
+            except BaseException:
+                self._disconnect()
+                raise
+
+    def _disconnect(self) -> None:
+        session, self._session = self._session, None
+        if session is None:
+            return
+        portal_cm, _, client_cm, _ = session
+        try:
+            client_cm.__exit__(None, None, None)
+        except Exception:  # the server may already be gone
+            log.debug("closing the MCP session failed", exc_info=True)
+        finally:
+            portal_cm.__exit__(None, None, None)
+
+    def close(self) -> None:
+        """Stop the stdio server process, if one is running."""
+        with self._lock:
+            self._disconnect()
+
     def call(self, arguments: dict[str, Any]) -> Any:
         import anyio
 
         started = time.monotonic()
         try:
-            return anyio.run(self._call, arguments)
+            if self.spec.command:
+                result = self._stdio_call(arguments)
+            else:
+                result = anyio.run(self._call_once, arguments)
         except (BackendError, InputError):
             raise
         except TimeoutError as exc:
@@ -306,3 +371,4 @@ class McpBackend:
                 f"the MCP backend for {self.spec.tool!r} failed: {type(exc).__name__}: {exc}",
                 hint="check the server command/url and that it serves this tool",
             ) from exc
+        return self._result(result)

@@ -119,6 +119,12 @@ class _Compiled:
         self._make_backend = make_backend
         self._backend: Backend | None = None
 
+    def close(self) -> None:
+        """Release the backend's resources (an MCP stdio server process)."""
+        closer = getattr(self._backend, "close", None)
+        if closer is not None:
+            closer()
+
     @property
     def backend(self) -> Backend:
         if self._backend is None:
@@ -670,6 +676,10 @@ class Gateway:
     def close(self) -> None:
         """Flush telemetry and close HTTP clients."""
         self.telemetry.close()
+        with self._lock:
+            compiled, self._compiled = list(self._compiled.values()), {}
+        for c in compiled:
+            c.close()
         if self._http is not None:
             self._http.close()
             self._http = None
