@@ -52,10 +52,6 @@ def _optional_int(value: Any) -> int | None:
         return None
 
 
-def _json_value(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
 def span_to_rows(
     span: ReadableSpan, prices: PriceSource | None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -64,7 +60,10 @@ def span_to_rows(
     assert ctx is not None
     trace_id = format(ctx.trace_id, "032x")
     span_id = format(ctx.span_id, "016x")
-    attrs: Mapping[str, Any] = span.attributes or {}
+    # One copy into a plain dict: BoundedAttributes lookups are slow.
+    attrs: dict[str, Any] = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in (span.attributes or {}).items()
+    }
     start = _ts(span.start_time)
     end = _ts(span.end_time or span.start_time)
     cost = span_cost(attrs, start, prices)
@@ -84,7 +83,7 @@ def span_to_rows(
         "duration_ms": ((span.end_time or 0) - (span.start_time or 0)) / 1e6,
         "status": "error" if status is StatusCode.ERROR else "ok",
         "status_message": span.status.description,
-        "attributes": {k: _json_value(v) for k, v in attrs.items()},
+        "attributes": attrs,
         "operation": _str(attrs.get(A.OPERATION), 32),
         "model": _str(attrs.get(A.RESPONSE_MODEL) or attrs.get(A.REQUEST_MODEL), 255),
         "run_id": _str(attrs.get(A.RUN_ID), 64),
