@@ -113,3 +113,43 @@ def test_context_follows_asyncio_tasks(sqlite_tracing: TracingHandle, sqlite_sto
             s.scalars(sa.select(SpanRow.parent_span_id).where(SpanRow.name == "async child"))
         )
     assert parents == [root_id, root_id]
+
+
+_WORKER = """
+import json, sys
+from opentelemetry import trace
+from daytwo.store import Store
+from daytwo.tracing import setup_tracing
+from daytwo.tracing.propagation import attached
+store = Store(sys.argv[1])
+handle = setup_tracing(store)
+with attached(json.loads(sys.argv[2])):
+    with trace.get_tracer("daytwo.worker").start_as_current_span("worker tool call"):
+        pass
+handle.shutdown()
+store.dispose()
+"""
+
+
+@pytest.mark.slow
+def test_worker_process_joins_the_initiating_trace(
+    sqlite_tracing: TracingHandle, sqlite_store: Store
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    with tracer.start_as_current_span("initiating query") as root:
+        carrier = context_carrier()
+        done = subprocess.run(
+            [sys.executable, "-c", _WORKER, sqlite_store.url, json.dumps(carrier)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    spans = _spans(sqlite_store)
+    assert spans["worker tool call"].trace_id == format(root.get_span_context().trace_id, "032x")
+    assert spans["worker tool call"].parent_span_id == format(
+        root.get_span_context().span_id, "016x"
+    )
