@@ -1,0 +1,207 @@
+"""Erase (GDPR): remove documents everywhere and leave a receipt without their content.
+
+:func:`erase` selects documents by id, by a metadata ``key=value`` or by a data subject
+(the scalar metadata keys in :data:`SUBJECT_KEYS`), then in ONE transaction deletes
+them from the system of record (documents, ACL, metadata), deletes their chunks from
+every generation that still holds chunks (active, shadow, not yet pruned) which also
+removes them from the keyword index (FTS triggers / the GIN expression index), leaves
+ANN tombstones, and appends an erase receipt to the audit log: what (selector, counts,
+SHA-256 of the document ids), when, by whom; never the text, title or metadata.
+
+After the commit the open ANN indexes apply the tombstones and are saved, so the index
+files no longer return the vectors. Physically removing the bytes (SQLite free pages,
+FTS segments, the WAL, usearch slots) is :func:`daytwo.knowledge.maintenance.vacuum`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from daytwo.exceptions import InputError, NotFoundError
+from daytwo.knowledge.search import AllowedCache
+from daytwo.store.tables.knowledge import (
+    KbAcl,
+    KbChunk,
+    KbCollection,
+    KbDocMeta,
+    KbDocument,
+    KbGeneration,
+    KbTombstone,
+)
+
+if TYPE_CHECKING:
+    from daytwo.knowledge.service import KnowledgeBase
+
+__all__ = ["SUBJECT_KEYS", "EraseReceipt", "erase", "parse_where"]
+
+SUBJECT_KEYS = ("subject", "subject_id", "data_subject")
+"""Metadata keys naming the data subject a document is about (``--subject ID``)."""
+
+
+@dataclass(frozen=True)
+class EraseReceipt:
+    """What an erase removed (no content), and the audit record that proves it."""
+
+    collection: str
+    selector: dict[str, str]
+    documents: int
+    chunks: dict[str, int] = field(default_factory=dict)
+    audit_seq: int = 0
+    audit_id: str = ""
+    at: str = ""
+    actor: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (CLI ``--json``)."""
+        return dict(self.__dict__)
+
+
+def parse_where(spec: str) -> tuple[str, str]:
+    """``key=value`` (InputError naming the fix otherwise)."""
+    key, sep, value = spec.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise InputError(
+            f"--where {spec!r} is not key=value", hint="for example --where customer=c-042"
+        )
+    return key.strip(), value.strip()
+
+
+def _select(
+    session: Any, collection: str, document: str | None, where: str | None, subject: str | None
+) -> tuple[dict[str, str], list[str]]:
+    given = [(k, v) for k, v in (("document", document), ("where", where), ("subject", subject))]
+    chosen = [(k, v) for k, v in given if v is not None]
+    if len(chosen) != 1:
+        raise InputError(
+            "give exactly one of --document, --where or --subject",
+            hint="for example daytwo kb erase --collection docs --document faq-1",
+        )
+    kind, value = chosen[0]
+    assert value is not None
+    if kind == "document":
+        ids = list(
+            session.scalars(
+                sa.select(KbDocument.doc_id).where(
+                    KbDocument.collection == collection, KbDocument.doc_id == value
+                )
+            )
+        )
+        missing = f"document {value!r} does not exist in collection {collection!r}"
+    elif kind == "where":
+        key, val = parse_where(value)
+        ids = list(
+            session.scalars(
+                sa.select(KbDocMeta.doc_id).where(
+                    KbDocMeta.collection == collection, KbDocMeta.key == key, KbDocMeta.value == val
+                )
+            )
+        )
+        missing = f"no document of {collection!r} has metadata {key}={val}"
+    else:
+        ids = list(
+            session.scalars(
+                sa.select(KbDocMeta.doc_id)
+                .where(
+                    KbDocMeta.collection == collection,
+                    KbDocMeta.key.in_(SUBJECT_KEYS),
+                    KbDocMeta.value == value,
+                )
+                .distinct()
+            )
+        )
+        missing = f"no document of {collection!r} is about subject {value!r}"
+    if not ids:
+        raise NotFoundError(missing, hint="nothing was erased; check the id (daytwo kb stats)")
+    return {"kind": kind, "value": value}, sorted(set(ids))
+
+
+def erase(
+    kb: KnowledgeBase,
+    collection: str,
+    *,
+    document: str | None = None,
+    where: str | None = None,
+    subject: str | None = None,
+    actor: str = "cli",
+) -> EraseReceipt:
+    """Erase the selected documents everywhere (see the module docstring); all or nothing."""
+    from daytwo.tracing.audit import AuditLog
+
+    with kb.store.session() as session:
+        if session.get(KbCollection, collection) is None:
+            raise NotFoundError(
+                f"collection {collection!r} does not exist", hint="see daytwo kb stats"
+            )
+        selector, ids = _select(session, collection, document, where, subject)
+        # First write takes the SQLite write lock before the rest of the transaction reads.
+        session.execute(
+            sa.delete(KbAcl).where(KbAcl.collection == collection, KbAcl.doc_id.in_(ids))
+        )
+        for table in (KbDocMeta, KbDocument):
+            session.execute(
+                sa.delete(table).where(table.collection == collection, table.doc_id.in_(ids))
+            )
+        gens = list(
+            session.scalars(
+                sa.select(KbGeneration).where(
+                    KbGeneration.collection == collection, KbGeneration.state != "pruned"
+                )
+            )
+        )
+        chunks: dict[str, int] = {}
+        for gen in gens:
+            pks = list(
+                session.scalars(
+                    sa.select(KbChunk.id).where(
+                        KbChunk.generation == gen.id,
+                        KbChunk.collection == collection,
+                        KbChunk.doc_id.in_(ids),
+                    )
+                )
+            )
+            chunks[gen.id] = len(pks)
+            if not pks:
+                continue
+            session.execute(
+                sa.update(KbGeneration)
+                .where(KbGeneration.id == gen.id)
+                .values(seq=KbGeneration.seq + 1)
+            )
+            seq = int(
+                session.scalar(sa.select(KbGeneration.seq).where(KbGeneration.id == gen.id)) or 0
+            )
+            session.add_all(KbTombstone(generation=gen.id, chunk_pk=pk, seq=seq) for pk in pks)
+            session.execute(sa.delete(KbChunk).where(KbChunk.id.in_(pks)))
+        record = AuditLog(kb.store).append(
+            kind="kb.erase",
+            actor=actor,
+            subject=collection,
+            data={
+                "collection": collection,
+                "selector": selector,
+                "documents": len(ids),
+                "doc_id_sha256": [hashlib.sha256(i.encode()).hexdigest() for i in ids],
+                "chunks": chunks,
+            },
+            session=session,
+        )
+        live = [g for g in gens if g.state in ("active", "shadow")]
+        session.expunge_all()
+    kb.allowed_cache = AllowedCache()
+    for gen in live:
+        kb.refresh_index(gen)
+    kb.save_indexes(collection)
+    return EraseReceipt(
+        collection,
+        selector,
+        len(ids),
+        chunks,
+        record.seq,
+        record.id,
+        record.at.isoformat(),
+        actor,
+    )
