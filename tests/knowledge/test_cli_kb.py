@@ -1,0 +1,89 @@
+"""`daytwo kb`: ingest with skip reasons, search as a principal, stats, bad input as one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from daytwo.cli.main import run
+
+from .conftest import write_docs
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DAYTWO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAYTWO_EMBEDDER", "hashing-384")
+    assert run(["db", "upgrade"]) == 0
+    return write_docs(
+        tmp_path / "docs",
+        {
+            "refunds.md": "# Refunds\nRefunds go back to the original card.",
+            "shipping.txt": "We ship worldwide.",
+            "logo.png": "png",
+        },
+    )
+
+
+def test_ingest_search_stats(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["kb", "ingest", str(cli_env), "-c", "help", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["added"] == 2
+    assert report["skipped"] == [{"item": "logo.png", "reason": "unsupported file type .png"}]
+    assert run(["kb", "ingest", str(cli_env), "-c", "help"]) == 0
+    out = capsys.readouterr().out
+    assert "0 added" in out
+    assert "2 unchanged" in out
+    assert "skipped logo.png: unsupported file type .png" in out
+    args = ["kb", "search", "refunds card", "--as", "ann", "-g", "staff", "-c", "help"]
+    assert run([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["hits"][0]["doc_id"] == "refunds.md"
+    assert set(data["hits"][0]["contributions"]) == {"bm25", "dense"}
+    assert run([*args, "--mode", "bm25"]) == 0
+    assert "refunds.md" in capsys.readouterr().out
+    assert run(["kb", "search", "refunds", "--as", "stranger", "-c", "help", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"] == []
+    assert run(["kb", "stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["collections"][0]["documents"] == 2
+    assert run(["kb", "stats"]) == 0
+    assert "help: 2 documents" in capsys.readouterr().out
+
+
+def test_private_ingest(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    private = write_docs(cli_env.parent / "hr", {"pay.txt": "salary bands"})
+    assert run(["kb", "ingest", str(private), "--private", "--acl", "group:hr", "--json"]) == 0
+    capsys.readouterr()
+    for groups, expected in ((["-g", "staff"], []), (["-g", "hr"], ["pay.txt"])):
+        assert run(["kb", "search", "salary", "--as", "x", *groups, "--json"]) == 0
+        hits = json.loads(capsys.readouterr().out)["hits"]
+        assert [h["doc_id"] for h in hits] == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["kb", "ingest", "/nonexistent/folder"], "does not exist"),
+        (["kb", "ingest", "DOCS", "--acl", "role:x"], "ACL entry"),
+        (["kb", "ingest", "DOCS", "-c", "bad name"], "collection name"),
+        (["kb", "ingest", "sqlite:///x.db"], "needs a table or a query"),
+        (["kb", "search", "q", "--as", "a", "-c", "missing"], "does not exist"),
+        (["kb", "search", "q", "--as", "a", "--mode", "fuzzy"], "unknown search mode"),
+        (["kb", "search", "q", "--as", "a", "--filter", "novalue"], "key=value"),
+        (["kb", "stats", "-c", "missing"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_red_line(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert run(["kb", "ingest", str(cli_env), "--json"]) == 0
+    capsys.readouterr()
+    args = [str(cli_env) if a == "DOCS" else a for a in args]
+    assert run(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2  # one line, possibly soft-wrapped by Rich

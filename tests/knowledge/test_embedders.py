@@ -1,0 +1,68 @@
+"""Embedders: registry, hashing, OpenAI-compatible endpoint, MiniLM ONNX with sorted batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daytwo.exceptions import ConfigError
+from daytwo.knowledge import HashingEmbedder, get_embedder
+from daytwo.knowledge.embedders import OpenAIEmbedder, available_embedders
+from daytwo.testing import ScriptedModelServer
+
+
+def test_registry_and_bad_names() -> None:
+    assert {"hashing-384", "minilm-l6-int8", "openai"} <= set(available_embedders())
+    assert get_embedder("hashing-384").dim == 384
+    with pytest.raises(ConfigError, match="unknown embedder"):
+        get_embedder("word2vec")
+    with pytest.raises(ConfigError, match="openai:<model>@<base_url>"):
+        get_embedder("openai:text-embedding-3-small")
+
+
+def test_hashing_embedder_is_deterministic_unit_vectors() -> None:
+    e = HashingEmbedder()
+    v = e.embed(["refund my card", "refund my card", "ship a parcel"])
+    assert v.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0)
+    assert np.array_equal(v[0], v[1])
+    assert e.embed([]).shape == (0, 384)
+
+
+def test_openai_compatible_endpoint() -> None:
+    with ScriptedModelServer() as server:
+        embedder = get_embedder(f"openai:emb-model@{server.base_url}")
+        assert isinstance(embedder, OpenAIEmbedder)
+        vectors = embedder.embed([f"text {i}" for i in range(70)])  # two requests of 64 + 6
+        assert vectors.shape == (70, 384)
+        assert embedder.dim == 384
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+        assert embedder.name == f"openai:emb-model@{server.base_url}"
+        bodies = [r for r in server.requests if "input" in r]
+        assert [len(b["input"]) for b in bodies] == [64, 6]
+
+
+def test_openai_endpoint_down_is_a_transport_error() -> None:
+    from daytwo.exceptions import TransportError
+
+    embedder = OpenAIEmbedder("m", "http://127.0.0.1:9", timeout=1.0)
+    with pytest.raises(TransportError, match="cannot reach"):
+        embedder.embed(["x"])
+
+
+@pytest.mark.embedder
+def test_minilm_sorted_batches_match_one_by_one() -> None:
+    from daytwo.knowledge.embedders import MiniLMEmbedder
+
+    e = get_embedder("minilm-l6-int8")
+    assert isinstance(e, MiniLMEmbedder)
+    texts = ["short", "a much longer passage about refunds " * 12, "medium length text here", ""]
+    batched = e.embed(texts)
+    single = np.stack([e.embed([t])[0] for t in texts])
+    assert batched.shape == (4, 384)
+    assert np.allclose(batched, single, atol=1e-4)
+    assert np.allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+    q, pos, neg = e.embed(["how do I get my money back", "refund policy", "shipping times"])
+    assert float(q @ pos) > float(q @ neg)
+    order = [i for batch in e.batches([5, 300, 7, 300, 6]) for i in batch]
+    assert order == [0, 4, 2, 1, 3]
