@@ -10,6 +10,7 @@ import typer
 
 from daytwo._version import __version__
 from daytwo.cli import agents, db, models, runs
+from daytwo.cli import eval as eval_cli
 from daytwo.cli import audit as audit_cli
 from daytwo.cli import costs as costs_cli
 from daytwo.cli import kb as kb_cli
@@ -60,6 +61,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
 app.add_typer(agents.app, name="agents")
 app.add_typer(runs.app, name="runs")
+app.add_typer(eval_cli.app, name="eval")
 app.command("serve")(serve_cli.serve)
 app.add_typer(serve_cli.keys_app, name="keys")
 app.add_typer(tools_cli.app, name="tools")

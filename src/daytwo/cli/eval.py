@@ -1,0 +1,576 @@
+"""`daytwo eval`: golden sets, runs, gates, drift watch, synthesis, review, promotion, reports."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from daytwo.cli._context import state
+from daytwo.cli._output import console, print_json
+
+app = typer.Typer(
+    help="Continuous evaluation: golden sets, runs, judges, gates.", no_args_is_help=True
+)
+sets_app = typer.Typer(help="Versioned golden sets.", no_args_is_help=True)
+app.add_typer(sets_app, name="sets")
+
+JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
+
+
+def _sets() -> Any:
+    from daytwo.evals.datasets import GoldenSets
+
+    return GoldenSets(state.store())
+
+
+def _runs() -> Any:
+    from daytwo.evals.runs import EvalRuns
+
+    return EvalRuns(state.store())
+
+
+def _progress(description: str) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+# -- sets ---------------------------------------------------------------------------------
+
+
+@sets_app.command("create")
+def sets_create(
+    name: str = typer.Argument(..., help="Name of the new set."),
+    description: str = typer.Option("", "--description", "-d", help="What the set covers."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Create an empty golden set."""
+    _sets().create(name, description)
+    if json_out:
+        print_json({"set": name, "created": True})
+    else:
+        console.print(f"created golden set {name}")
+
+
+@sets_app.command("list")
+def sets_list(json_out: bool = JSON_OPT) -> None:
+    """List the golden sets and their latest versions."""
+    gs = _sets()
+    rows = []
+    for name in gs.names():
+        versions = gs.versions(name)
+        last = versions[-1] if versions else None
+        rows.append(
+            {
+                "set": name,
+                "version": last.version if last else 0,
+                "cases": last.case_count if last else 0,
+            }
+        )
+    if json_out:
+        print_json(rows)
+        return
+    table = Table(title="golden sets")
+    for col in ("set", "latest version", "cases"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["set"], str(r["version"]), str(r["cases"]))
+    console.print(table)
+
+
+@sets_app.command("add")
+def sets_add(
+    name: str = typer.Argument(..., help="Set to add the case to."),
+    input_text: str = typer.Option(..., "--input", "-i", help="The user input."),
+    expected: str | None = typer.Option(None, "--expected", "-e", help="Expected output."),
+    fact: Annotated[list[str] | None, typer.Option("--fact", help="A reference fact.")] = None,
+    doc: Annotated[list[str] | None, typer.Option("--doc", help="A relevant doc id.")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", "-t", help="A failure-mode tag.")
+    ] = None,
+    key: str | None = typer.Option(None, "--key", help="Stable case key (default from input)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Add (or update by key) one case: writes a new version."""
+    from pydantic import ValidationError
+
+    from daytwo.evals.cases import Case
+    from daytwo.exceptions import InputError
+
+    try:
+        case = Case(
+            key=key,
+            input=input_text,
+            expected_output=expected,
+            reference_facts=fact or [],
+            relevant_doc_ids=doc or [],
+            tags=tag or [],
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(
+            f"invalid case: {err['loc'][0]}: {err['msg']}", hint="fix --input"
+        ) from exc
+    info = _sets().add(name, [case], note="add " + case.resolved_key())
+    _print_version(info, json_out)
+
+
+def _print_version(info: Any, json_out: bool) -> None:
+    if json_out:
+        print_json(info.as_dict())
+    elif info.changed:
+        console.print(f"{info.set_name}@{info.version}: {info.case_count} cases")
+    else:
+        console.print(f"{info.set_name}@{info.version} unchanged ({info.case_count} cases)")
+
+
+@sets_app.command("import")
+def sets_import(
+    name: Annotated[str, typer.Argument(help="Set to import into (created when missing).")],
+    file: Annotated[Path, typer.Argument(help="JSONL file, one case per line.")],
+    replace: bool = typer.Option(
+        False, "--replace", help="The new version holds exactly the file's cases."
+    ),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Import cases from JSONL as a new version (a bad line is named, nothing is written)."""
+    info = _sets().import_jsonl(name, file, replace=replace)
+    _print_version(info, json_out)
+
+
+@sets_app.command("export")
+def sets_export(
+    ref: str = typer.Argument(..., help="SET or SET@VERSION."),
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here, not stdout.")] = None,
+) -> None:
+    """Export a version as JSONL."""
+    import sys
+
+    from daytwo.evals.cases import cases_to_jsonl
+    from daytwo.evals.datasets import parse_set_ref
+
+    name, version = parse_set_ref(ref)
+    text = cases_to_jsonl(_sets().export(name, version))
+    if out:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {text.count(chr(10))} cases to {out}")
+    else:
+        sys.stdout.write(text)
+
+
+@sets_app.command("versions")
+def sets_versions(
+    name: str = typer.Argument(..., help="Set name."), json_out: bool = JSON_OPT
+) -> None:
+    """List every version of a set."""
+    versions = _sets().versions(name)
+    if json_out:
+        print_json([v.as_dict() for v in versions])
+        return
+    table = Table(title=f"versions of {name}")
+    for col in ("version", "cases", "created", "note", "hash"):
+        table.add_column(col)
+    for v in versions:
+        table.add_row(
+            str(v.version), str(v.case_count), v.created_at.isoformat(timespec="seconds"),
+            v.note, v.content_hash[:12],
+        )  # fmt: skip
+    console.print(table)
+
+
+@sets_app.command("diff")
+def sets_diff(
+    name: str = typer.Argument(..., help="Set name."),
+    old: int = typer.Argument(..., help="Old version."),
+    new: int | None = typer.Argument(None, help="New version (default latest)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show the cases added, removed and changed between two versions."""
+    d = _sets().diff(name, old, new)
+    if json_out:
+        print_json(d.as_dict())
+        return
+    console.print(f"{name}: v{d.old} → v{d.new}, {d.unchanged} unchanged")
+    for label, keys, colour in (
+        ("+", d.added, "green"),
+        ("-", d.removed, "red"),
+        ("~", d.changed, "yellow"),
+    ):
+        for k in keys:
+            console.print(f"[{colour}]{label} {k}[/]")
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+@app.command("run")
+def run_cmd(
+    agent: str = typer.Option(
+        ..., "--agent", "-a", help="AGENT@VERSION, model:local, python:mod:attr."
+    ),
+    set_ref: str = typer.Option(..., "--set", "-s", help="SET or SET@VERSION."),
+    repeats: int = typer.Option(1, "--repeats", "-k", min=1, max=100, help="Runs per case."),
+    concurrency: int = typer.Option(
+        2, "--concurrency", "-c", min=1, max=64, help="Parallel cases."
+    ),
+    judge: str | None = typer.Option(
+        None, "--judge", help="Model for LLM judges: 'local' or an OpenAI-compatible URL."
+    ),
+    k: int = typer.Option(5, "--k", min=1, help="Cut-off of retrieval metrics."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Run a golden set version through an agent version and store every metric."""
+    from daytwo.evals.bindings import open_chat_model, resolve_runner
+    from daytwo.evals.scoring import Scorer
+
+    store = state.store()
+    runs = _runs()
+    info = runs.sets.resolve(set_ref)  # unknown set/version fails before anything starts
+    with ExitStack() as stack:
+        runner = resolve_runner(agent, stack, settings=state.settings(), store=store)
+        judge_model = open_chat_model(judge, stack, settings=state.settings())[0] if judge else None
+        scorer = Scorer(k=k, judge_model=judge_model)
+        total = info.case_count * repeats
+        with _progress("eval run") as bar:
+            task = bar.add_task(
+                f"{runner.name}@{runner.version} on {info.set_name}@{info.version}", total=total
+            )
+            run = runs.run(
+                runner,
+                f"{info.set_name}@{info.version}",
+                repeats=repeats,
+                concurrency=concurrency,
+                scorer=scorer,
+                progress=lambda done, _t: bar.update(task, completed=done),
+                config={"agent_ref": agent, "judge": judge, "k": k, "concurrency": concurrency},
+            )
+    _print_run(run, json_out)
+
+
+def _print_run(run: Any, json_out: bool) -> None:
+    if json_out:
+        print_json(run.as_dict())
+        return
+    s = run.summary
+    console.print(
+        f"run {run.id} — {run.agent}@{run.agent_version} on {run.set_name}@{run.set_version}: "
+        f"{s.get('cases', 0)} cases × {run.repeats}, {s.get('errors', 0)} errors, {run.status}"
+    )
+    table = Table()
+    for col in ("component", "metric", "mean", "cases", "missing"):
+        table.add_column(col)
+    for name, m in sorted(s.get("metrics", {}).items(), key=lambda x: (x[1]["component"], x[0])):
+        mean = "–" if m["mean"] is None else f"{m['mean']:.4g}"
+        table.add_row(m["component"], name, mean, str(m["cases"]), str(m.get("missing", 0)))
+    console.print(table)
+
+
+@app.command("runs")
+def runs_cmd(
+    agent: str | None = typer.Option(None, "--agent", help="Only this agent."),
+    set_name: str | None = typer.Option(None, "--set", help="Only this set."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """List eval runs, newest first."""
+    rows = _runs().list_runs(agent=agent, set_name=set_name)
+    if json_out:
+        print_json([r.as_dict() for r in rows])
+        return
+    table = Table(title="eval runs")
+    for col in ("run", "kind", "agent", "set", "status", "cases", "started"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.id[:12], r.kind, f"{r.agent}@{r.agent_version}", f"{r.set_name}@{r.set_version}",
+            r.status, str(r.summary.get("cases", r.summary.get("runs", ""))), r.started_at[:19],
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command("show")
+def show_cmd(
+    run_id: str = typer.Argument(..., help="Run id (or prefix)."),
+    cases: bool = typer.Option(False, "--cases", help="Also list every case result."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show a run's metrics (and its case results)."""
+    runs = _runs()
+    run = runs.get(run_id)
+    results = runs.results(run.id) if cases else []
+    if json_out:
+        data = run.as_dict()
+        if cases:
+            data["results"] = [
+                {
+                    "id": r.id, "case": r.case_key, "repeat": r.repeat, "output": r.output,
+                    "error": r.error, "latency_ms": r.latency_ms,
+                }
+                for r in results
+            ]  # fmt: skip
+        print_json(data)
+        return
+    _print_run(run, False)
+    for r in results:
+        out = (r.output or {}).get("output")
+        console.print(f"{r.id[:12]} {r.case_key} #{r.repeat}: {r.error or out}", markup=False)
+
+
+# -- gates, watch -------------------------------------------------------------------------
+
+
+@app.command("gate")
+def gate_cmd(
+    candidate: str = typer.Option(..., "--candidate", help="Candidate run id."),
+    baseline: str = typer.Option(..., "--baseline", help="Baseline run id."),
+    metric: str = typer.Option(..., "--metric", "-m", help="Metric to gate on."),
+    max_drop: float = typer.Option(0.0, "--max-drop", min=0.0, help="Largest drop tolerated."),
+    confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.999),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Paired bootstrap gate: exit 1 when the candidate is significantly worse than allowed."""
+    from daytwo.evals.gates import gate
+
+    result = gate(
+        state.store(), candidate=candidate, baseline=baseline, metric=metric,
+        max_drop=max_drop, confidence=confidence, seed=seed,
+    )  # fmt: skip
+    if json_out:
+        print_json(result.as_dict())
+    else:
+        st = result.stats
+        table = Table(title=f"gate on {metric} (max drop {max_drop})")
+        for col in ("", "mean"):
+            table.add_column(col)
+        table.add_row(f"baseline {baseline[:12]}", f"{st.baseline_mean:.4f}")
+        table.add_row(f"candidate {candidate[:12]}", f"{st.candidate_mean:.4f}")
+        table.add_row("change (better > 0)", f"{st.mean_delta:+.4f}")
+        table.add_row(f"{st.confidence:.0%} CI", f"[{st.ci_low:+.4f}, {st.ci_high:+.4f}]")
+        table.add_row("paired cases", str(st.n))
+        console.print(table)
+        verdict = "[green]PASS[/]" if result.passed else "[red]FAIL: significant drop[/]"
+        console.print(f"verdict: {verdict}")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command("watch")
+def watch_cmd(
+    agent: str = typer.Option(..., "--agent", help="Agent name as recorded on its runs."),
+    set_name: str = typer.Option(..., "--set", help="Set name."),
+    metric: str = typer.Option(..., "--metric", "-m", help="Metric to watch."),
+    window: int = typer.Option(3, "--window", min=1, help="Recent runs compared."),
+    baseline_window: int = typer.Option(10, "--baseline-window", min=1, help="Runs before them."),
+    min_delta: float = typer.Option(0.0, "--min-delta", min=0.0, help="Ignore smaller shifts."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Drift alert: compare a metric's recent window with its baseline; exit 1 on an alert."""
+    from daytwo.evals.gates import watch
+
+    res = watch(
+        state.store(), agent=agent, set_name=set_name, metric=metric, window=window,
+        baseline_window=baseline_window, min_delta=min_delta,
+    )  # fmt: skip
+    if json_out:
+        print_json(res.as_dict())
+    else:
+        colour = "red" if res.alert else "green"
+        console.print(f"[{colour}]{'ALERT' if res.alert else 'ok'}[/]: {res.reason}")
+    raise typer.Exit(1 if res.alert else 0)
+
+
+# -- synthesis, review, promote -----------------------------------------------------------
+
+
+@app.command("synthesize")
+def synthesize_cmd(
+    set_name: str = typer.Option(..., "--set", help="Set that receives the proposed cases."),
+    kind: str = typer.Option(
+        ..., "--kind", help="ambiguous | out-of-scope | multi-hop | prompt-injection | typos."
+    ),
+    n: int = typer.Option(5, "--n", min=1, max=500, help="How many cases to propose."),
+    from_docs: str | None = typer.Option(
+        None, "--from-docs", help="Documents: JSONL file, folder, or knowledge collection."
+    ),
+    from_cases: bool = typer.Option(False, "--from-cases", help="Start from the set's cases."),
+    model: str = typer.Option("local", "--model", help="'local' or an OpenAI-compatible URL."),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Ask the LLM for adversarial cases; store the valid, non-duplicate ones as proposed."""
+    from daytwo.evals.bindings import open_chat_model
+    from daytwo.evals.dedup import default_embedder
+    from daytwo.evals.synthesis import KINDS, Synthesizer, load_docs
+    from daytwo.exceptions import InputError
+
+    if (from_docs is None) == (not from_cases):
+        raise InputError("give exactly one of --from-docs SOURCE or --from-cases")
+    if kind not in KINDS:
+        raise InputError(f"unknown kind {kind!r}", hint=f"use one of: {', '.join(KINDS)}")
+    sets = _sets()
+    sets.all_inputs(set_name)  # unknown set fails before the model loads
+    docs = load_docs(from_docs) if from_docs else None
+    with ExitStack() as stack:
+        chat, label = open_chat_model(model, stack, settings=state.settings())
+        synth = Synthesizer(
+            chat, model_name=label, embedder=default_embedder(state.settings().embedder), seed=seed
+        )
+        with _progress("synthesize") as bar:
+            task = bar.add_task(f"{kind} cases", total=n)
+            report = synth.synthesize(
+                sets, set_name, kind=kind, n=n, docs=docs,
+                progress=lambda done, _t: bar.update(task, completed=done),
+            )  # fmt: skip
+    if json_out:
+        print_json(report.as_dict())
+        return
+    console.print(
+        f"proposed {len(report.proposed)} cases in {report.attempts} attempts "
+        f"({report.invalid} invalid, {report.duplicates} duplicates); "
+        f"review with `daytwo eval review --set {set_name}`"
+    )
+    for c in report.proposed:
+        console.print(f"  {c.id[:10]}  {c.data['input']}", markup=False)
+
+
+@app.command("review")
+def review_cmd(
+    set_name: str = typer.Option(..., "--set", help="Set whose proposals to review."),
+    accept: Annotated[
+        list[str] | None, typer.Option("--accept", help="Case id/prefix or 'all'.")
+    ] = None,
+    reject: Annotated[
+        list[str] | None, typer.Option("--reject", help="Case id/prefix or 'all'.")
+    ] = None,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """List proposed cases, or accept/reject them (accepted ones form a new version)."""
+    sets = _sets()
+    accept, reject = accept or [], reject or []
+    if not accept and not reject:
+        pending = sets.proposed(set_name)
+        if json_out:
+            print_json(
+                [
+                    {
+                        "id": c.id,
+                        "input": c.data["input"],
+                        "tags": c.data.get("tags", []),
+                        "provenance": c.provenance,
+                    }
+                    for c in pending
+                ]
+            )
+            return
+        if not pending:
+            console.print(f"no proposed cases in {set_name}")
+        for c in pending:
+            console.print(
+                f"{c.id[:10]}  [{', '.join(c.data.get('tags', []))}] {c.data['input']}",
+                markup=False,
+            )
+        return
+    info, n_acc, n_rej = sets.review(set_name, accept=accept, reject=reject)
+    data = {"accepted": n_acc, "rejected": n_rej, "version": info.as_dict() if info else None}
+    if json_out:
+        print_json(data)
+    else:
+        where = f"; {info.set_name}@{info.version} has {info.case_count} cases" if info else ""
+        console.print(f"accepted {n_acc}, rejected {n_rej}{where}")
+
+
+@app.command("promote")
+def promote_cmd(
+    run_id: Annotated[str, typer.Argument(help="Traced run id (runtime run or eval result).")],
+    set_name: Annotated[str, typer.Option("--set", help="Set to add the case to.")],
+    tag: Annotated[list[str], typer.Option("--tag", "-t", help="Failure-mode tag (repeatable).")],
+    expected: str | None = typer.Option(None, "--expected", help="The answer it should give."),
+    force: bool = typer.Option(False, "--force", help="Add even a near-duplicate."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Turn a traced run into a golden case with provenance (near-duplicates refused)."""
+    from daytwo.evals.dedup import default_embedder
+    from daytwo.evals.promote import EvalResultSource, RuntimeRunSource, promote
+
+    store = state.store()
+    sources: list[Any] = [EvalResultSource(store)]
+    sources.append(RuntimeRunSource(store))
+    info, case = promote(
+        store, run_id, set_name=set_name, tags=tag, sources=sources, expected_output=expected,
+        embedder=default_embedder(state.settings().embedder), force=force,
+    )  # fmt: skip
+    if json_out:
+        print_json({"case": case.content(), "version": info.as_dict()})
+    else:
+        console.print(f"added {case.resolved_key()} to {info.set_name}@{info.version}")
+
+
+# -- load, report -------------------------------------------------------------------------
+
+
+@app.command("load")
+def load_cmd(
+    agent: str = typer.Option(
+        ..., "--agent", "-a", help="AGENT@VERSION, model:local, python:mod:attr."
+    ),
+    set_ref: str = typer.Option("sample-support", "--set", "-s", help="Inputs come from this set."),
+    concurrency: int = typer.Option(4, "--concurrency", "-c", min=1, max=256),
+    runs: int = typer.Option(20, "--runs", "-n", min=1, max=100_000),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Scale test: throughput, p50/p95/p99 latency, error rate and cost per run."""
+    from daytwo.evals.bindings import resolve_runner
+    from daytwo.evals.load import load_test
+    from daytwo.evals.runs import cases_for_load
+
+    store = state.store()
+    er = _runs()
+    info = er.sets.resolve(set_ref)
+    cases = cases_for_load(er.sets, f"{info.set_name}@{info.version}")
+    with ExitStack() as stack:
+        runner = resolve_runner(agent, stack, settings=state.settings(), store=store)
+        with _progress("load") as bar:
+            task = bar.add_task(f"load {runner.name}", total=runs)
+            summary = load_test(
+                runner, cases, concurrency=concurrency, runs=runs,
+                progress=lambda done, _t: bar.update(task, completed=done),
+            )  # fmt: skip
+    stored = er.record_load(
+        runner, summary, {"set": info.set_name, "set_version": info.version, "agent_ref": agent}
+    )
+    summary["run_id"] = stored.id
+    if json_out:
+        print_json(summary)
+        return
+    lat = summary["latency_ms"]
+    console.print(
+        f"{runs} runs at concurrency {concurrency}: {summary['throughput_rps']} runs/s, "
+        f"p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms, "
+        f"errors {summary['error_rate']:.1%}, cost/run ${summary['cost_per_run_usd']:.6f} "
+        f"(run {stored.id[:12]})"
+    )
+
+
+@app.command("report")
+def report_cmd(
+    run_id: Annotated[str, typer.Argument(help="Run id (or prefix).")],
+    html: Annotated[Path, typer.Option("--html", help="Write the HTML report here.")],
+    baseline: str | None = typer.Option(None, "--baseline", help="Compare with this run."),
+) -> None:
+    """Write a self-contained HTML report (tables and inline SVG plots)."""
+    from daytwo.evals.report import render_html
+
+    text = render_html(_runs(), run_id, baseline)
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(text, encoding="utf-8")
+    console.print(f"wrote {html}")

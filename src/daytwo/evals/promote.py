@@ -1,0 +1,179 @@
+"""Promote a traced production run (or an eval result) into a golden case, with provenance.
+
+The run is read through a ``RunSource``; :class:`EvalResultSource` reads the
+eval layer's own results, and :mod:`daytwo.evals.bindings` adds the runtime's
+runs when that layer is installed. A near-duplicate of an existing case (by
+embedding similarity) is refused unless forced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from daytwo.evals.cases import Case
+from daytwo.evals.datasets import GoldenSets, VersionInfo
+from daytwo.evals.dedup import Embedder, near_duplicates
+from daytwo.exceptions import ConflictError, InputError, NotFoundError
+from daytwo.store import Store
+from daytwo.store.tables.evals import EvalResult, EvalRun
+
+__all__ = ["EvalResultSource", "PromotedRun", "RunSource", "RuntimeRunSource", "promote"]
+
+
+@dataclass(frozen=True)
+class PromotedRun:
+    """What a run contributes to a golden case."""
+
+    run_id: str
+    input: str
+    output: str | None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    retrieved_ids: list[str] = field(default_factory=list)
+    trace_id: str | None = None
+    agent: str = ""
+    agent_version: str = ""
+    source: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+class RunSource(Protocol):
+    """Finds a run by id; returns None when it does not know the id."""
+
+    def fetch(self, run_id: str) -> PromotedRun | None:
+        """The run, or None."""
+        ...
+
+
+class EvalResultSource:
+    """Eval results (``eval_results.id``, or prefix) as promotable runs."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def fetch(self, run_id: str) -> PromotedRun | None:
+        """The eval result with this id (or unique prefix of at least 6 characters)."""
+        from daytwo.store.tables.evals import EvalCase, EvalMetric
+
+        with self.store.session() as s:
+            row = s.get(EvalResult, run_id)
+            if row is None and len(run_id) >= 6:
+                hits = list(s.scalars(select(EvalResult).where(EvalResult.id.startswith(run_id))))
+                row = hits[0] if len(hits) == 1 else None
+            if row is None:
+                return None
+            case = s.get(EvalCase, row.case_id)
+            run = s.get(EvalRun, row.run_id)
+            scores = {
+                m.name: m.value
+                for m in s.scalars(select(EvalMetric).where(EvalMetric.result_id == row.id))
+                if m.value is not None
+            }
+            out = row.output or {}
+            return PromotedRun(
+                run_id=row.id,
+                input=str(case.data["input"]) if case else "",
+                output=out.get("output"),
+                tool_calls=list(out.get("tool_calls") or []),
+                retrieved_ids=list(out.get("retrieved_ids") or []),
+                trace_id=row.trace_id,
+                agent=run.agent if run else "",
+                agent_version=run.agent_version if run else "",
+                source="eval_result",
+                scores=scores,
+            )
+
+
+class RuntimeRunSource:
+    """Runs of the durable runtime (``runs`` table of the runtime layer), when it is installed."""
+
+    def __init__(self, store: Store, *, input_key: str = "question") -> None:
+        self.store = store
+        self.input_key = input_key
+
+    def fetch(self, run_id: str) -> PromotedRun | None:
+        """The runtime run with this id, or None (also when the runtime layer is absent)."""
+        try:
+            from daytwo.store.tables.runtime import RunRecord
+        except ImportError:
+            return None
+        with self.store.session() as s:
+            row = s.get(RunRecord, run_id)
+            if row is None:
+                return None
+            inputs = dict(row.inputs or {})
+            answer = (row.outputs or {}).get("answer")
+            if isinstance(answer, dict):
+                answer = answer.get("answer", answer)
+            return PromotedRun(
+                run_id=row.id,
+                input=str(inputs.get(self.input_key, "")),
+                output=None if answer is None else str(answer),
+                trace_id=row.id,
+                agent=row.agent_name,
+                agent_version=str(row.agent_version),
+                source="runtime_run",
+                scores={},
+            )
+
+
+def promote(
+    store: Store,
+    run_id: str,
+    *,
+    set_name: str,
+    tags: list[str],
+    sources: list[RunSource] | None = None,
+    expected_output: str | None = None,
+    embedder: Embedder | None = None,
+    threshold: float = 0.9,
+    force: bool = False,
+) -> tuple[VersionInfo, Case]:
+    """Add the run as a case of ``set_name`` (new version); refuse near-duplicates unless forced."""
+    sets = GoldenSets(store)
+    existing = sets.cases(set_name)  # NotFoundError for an unknown set
+    run: PromotedRun | None = None
+    for src in sources or [EvalResultSource(store)]:
+        run = src.fetch(run_id)
+        if run is not None:
+            break
+    if run is None:
+        raise NotFoundError(
+            f"no traced run or eval result {run_id!r}",
+            hint="pass a run id from `daytwo eval show RUN --cases` or the runtime's run list",
+        )
+    if not run.input.strip():
+        raise InputError(f"run {run_id} has no user input to promote")
+    if not force and existing:
+        (_j, sim, other) = near_duplicates(
+            [run.input], [c.data["input"] for c in existing], embedder=embedder
+        )[0]
+        if sim >= threshold:
+            match = next(c.key for c in existing if c.data["input"] == other)
+            raise ConflictError(
+                f"run {run_id[:12]} is a near-duplicate (similarity {sim:.2f}) of case {match!r}",
+                hint="pass --force to add it anyway, or tag the existing case",
+            )
+    case = Case(
+        key=f"prod-{run.run_id[:12]}",
+        input=run.input,
+        expected_output=expected_output,
+        tags=sorted(set(tags) | {"promoted"}),
+        metadata={
+            "observed_output": run.output,
+            "observed_tool_calls": run.tool_calls,
+            "observed_retrieved_ids": run.retrieved_ids,
+        },
+    )
+    provenance = {
+        "source": run.source or "run",
+        "run_id": run.run_id,
+        "trace_id": run.trace_id,
+        "agent": run.agent,
+        "agent_version": run.agent_version,
+        "scores": run.scores,
+    }
+    info = sets.add(set_name, [case], note=f"promoted {run.run_id[:12]}", provenance=provenance)
+    return info, case

@@ -1,0 +1,351 @@
+"""Eval runs: cases × repeats through an ``AgentRunner``, concurrently, every metric stored.
+
+Each case result and each of its metrics is written as it completes (a long
+run that dies keeps what it measured; its status stays ``running`` →
+``failed``). The run summary aggregates per metric, per component and per
+failure-mode tag; a case's repeats are averaged before aggregating, so every
+case weighs the same.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from sqlalchemy import select
+
+from daytwo.evals.cases import Case
+from daytwo.evals.datasets import GoldenSets, StoredCase
+from daytwo.evals.runner import AgentResult, AgentRunner
+from daytwo.evals.scoring import MetricValue, Scorer
+from daytwo.exceptions import InputError, NotFoundError
+from daytwo.store import Store, utcnow
+from daytwo.store.tables.evals import EvalMetric, EvalResult, EvalRun
+
+__all__ = ["EvalRuns", "RunInfo"]
+
+_tracer = trace.get_tracer("daytwo.evals")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A stored run and its summary."""
+
+    id: str
+    kind: str
+    agent: str
+    agent_version: str
+    set_name: str
+    set_version: int
+    repeats: int
+    status: str
+    summary: dict[str, Any]
+    config: dict[str, Any]
+    started_at: str
+    finished_at: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly."""
+        return dict(self.__dict__)
+
+
+def _info(row: EvalRun) -> RunInfo:
+    return RunInfo(
+        row.id,
+        row.kind,
+        row.agent,
+        row.agent_version,
+        row.set_name,
+        row.set_version,
+        row.repeats,
+        row.status,
+        dict(row.summary or {}),
+        dict(row.config or {}),
+        row.started_at.isoformat(),
+        row.finished_at.isoformat() if row.finished_at else None,
+    )
+
+
+class EvalRuns:
+    """Run golden sets through agents and read the stored runs back."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.sets = GoldenSets(store)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        runner: AgentRunner,
+        set_ref: str,
+        *,
+        repeats: int = 1,
+        concurrency: int = 4,
+        scorer: Scorer | None = None,
+        progress: Progress | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> RunInfo:
+        """Run every case of the set version ``repeats`` times; return the finished run."""
+        if repeats < 1 or concurrency < 1:
+            raise InputError("repeats and concurrency must be at least 1")
+        version = self.sets.resolve(set_ref)
+        cases = self.sets.cases(version.set_name, version.version)
+        if not cases:
+            raise InputError(
+                f"golden set {version.set_name}@{version.version} has no cases",
+                hint="add cases before running it",
+            )
+        scorer = scorer or Scorer()
+        with self.store.session() as s:
+            row = EvalRun(
+                kind="eval",
+                agent=runner.name,
+                agent_version=runner.version,
+                set_name=version.set_name,
+                set_version=version.version,
+                repeats=repeats,
+                status="running",
+                config=config or {},
+                summary={},
+            )
+            s.add(row)
+        run_id = row.id
+        jobs = [(c, r) for r in range(repeats) for c in cases]
+        done = 0
+        lock = threading.Lock()
+        with _tracer.start_as_current_span("eval run") as span:
+            span.set_attribute("daytwo.eval.run_id", run_id)
+            span.set_attribute("daytwo.agent.name", runner.name)
+            span.set_attribute("daytwo.agent.version", runner.version)
+            span.set_attribute("daytwo.eval.set", f"{version.set_name}@{version.version}")
+            try:
+                with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                    futures = [
+                        pool.submit(self._one, run_id, runner, scorer, c, rep) for c, rep in jobs
+                    ]
+                    for fut in as_completed(futures):
+                        fut.result()
+                        with lock:
+                            done += 1
+                        if progress:
+                            progress(done, len(jobs))
+            except BaseException:
+                self._finish(run_id, "failed")
+                raise
+        return self._finish(run_id, "completed")
+
+    def _one(
+        self, run_id: str, runner: AgentRunner, scorer: Scorer, stored: StoredCase, repeat: int
+    ) -> None:
+        case = stored.case
+        try:
+            result = runner.run(case)
+        except Exception as exc:  # a runner that raises is an errored case, not a dead run
+            result = AgentResult(output=None, error=f"{type(exc).__name__}: {exc}")
+        values = scorer.score(case, result)
+        self._write(run_id, stored, repeat, result, values)
+
+    def _write(
+        self,
+        run_id: str,
+        stored: StoredCase,
+        repeat: int,
+        result: AgentResult,
+        values: list[MetricValue],
+    ) -> None:
+        with self.store.session() as s:
+            res = EvalResult(
+                run_id=run_id,
+                case_id=stored.id,
+                case_key=stored.key,
+                repeat=repeat,
+                output=result.as_output(),
+                error=result.error,
+                latency_ms=result.latency_ms,
+                input_tokens=result.input_tokens,
+                output_tokens=result.output_tokens,
+                cost_usd=result.cost_usd,
+                trace_id=result.trace_id,
+            )
+            s.add(res)
+            s.flush()
+            s.add_all(
+                EvalMetric(
+                    run_id=run_id,
+                    result_id=res.id,
+                    case_key=stored.key,
+                    repeat=repeat,
+                    component=v.component,
+                    name=v.name,
+                    value=v.value,
+                    detail=v.detail,
+                )
+                for v in values
+            )
+
+    def _finish(self, run_id: str, status: str) -> RunInfo:
+        summary = self.summarize(run_id)
+        with self.store.session() as s:
+            row = s.get(EvalRun, run_id)
+            assert row is not None
+            row.status = status
+            row.finished_at = utcnow()
+            row.summary = summary
+            s.flush()
+            return _info(row)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> RunInfo:
+        """The run with this id (or unique id prefix)."""
+        with self.store.session() as s:
+            row = s.get(EvalRun, run_id)
+            if row is None and len(run_id) >= 4:
+                hits = list(s.scalars(select(EvalRun).where(EvalRun.id.startswith(run_id))))
+                row = hits[0] if len(hits) == 1 else None
+            if row is None:
+                raise NotFoundError(
+                    f"eval run {run_id!r} does not exist",
+                    hint="list runs with `daytwo eval runs`",
+                )
+            return _info(row)
+
+    def list_runs(self, *, agent: str | None = None, set_name: str | None = None) -> list[RunInfo]:
+        """Runs, newest first."""
+        with self.store.session() as s:
+            q = select(EvalRun).order_by(EvalRun.started_at.desc(), EvalRun.id)
+            if agent:
+                q = q.where(EvalRun.agent == agent)
+            if set_name:
+                q = q.where(EvalRun.set_name == set_name)
+            return [_info(r) for r in s.scalars(q)]
+
+    def previous(self, run_id: str) -> RunInfo | None:
+        """The completed run of the same set just before this one (any agent version)."""
+        run = self.get(run_id)
+        with self.store.session() as s:
+            row = s.scalar(
+                select(EvalRun)
+                .where(
+                    EvalRun.set_name == run.set_name,
+                    EvalRun.kind == "eval",
+                    EvalRun.status == "completed",
+                    EvalRun.id != run.id,
+                    EvalRun.started_at <= run.started_at,
+                )
+                .order_by(EvalRun.started_at.desc())
+                .limit(1)
+            )
+            return _info(row) if row else None
+
+    def metric_rows(self, run_id: str) -> list[EvalMetric]:
+        """Every metric row of a run."""
+        with self.store.session() as s:
+            return list(s.scalars(select(EvalMetric).where(EvalMetric.run_id == run_id)))
+
+    def results(self, run_id: str) -> list[EvalResult]:
+        """Every result row of a run."""
+        with self.store.session() as s:
+            return list(
+                s.scalars(
+                    select(EvalResult)
+                    .where(EvalResult.run_id == run_id)
+                    .order_by(EvalResult.case_key, EvalResult.repeat)
+                )
+            )
+
+    def case_values(self, run_id: str, metric: str) -> dict[str, float]:
+        """Per-case value of a metric (mean over repeats; judge failures left out here)."""
+        sums: dict[str, list[float]] = defaultdict(list)
+        for row in self.metric_rows(run_id):
+            if row.name == metric and row.value is not None:
+                sums[row.case_key].append(row.value)
+        return {k: sum(v) / len(v) for k, v in sums.items()}
+
+    def summarize(self, run_id: str) -> dict[str, Any]:
+        """Means per metric (over cases), per component and per tag, plus counts."""
+        rows = self.metric_rows(run_id)
+        results = self.results(run_id)
+        tags_of = self._tags(results)
+        per_case: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+        nulls: dict[str, int] = defaultdict(int)
+        for r in rows:
+            if r.value is None:
+                nulls[r.name] += 1
+                continue
+            per_case[(r.component, r.name, r.case_key)].append(r.value)
+        metrics: dict[str, dict[str, Any]] = {}
+        by_tag: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        grouped: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for (component, name, key), vals in per_case.items():
+            mean = sum(vals) / len(vals)
+            grouped[(component, name)].append(mean)
+            for tag in tags_of.get(key, []):
+                by_tag[tag][name].append(mean)
+        for (component, name), vals in sorted(grouped.items()):
+            metrics[name] = {
+                "component": component,
+                "mean": sum(vals) / len(vals),
+                "cases": len(vals),
+                "missing": nulls.get(name, 0),
+            }
+        for name, count in nulls.items():
+            metrics.setdefault(name, {"component": "judge", "mean": None, "cases": 0})
+            metrics[name]["missing"] = count
+        return {
+            "cases": len({r.case_key for r in results}),
+            "results": len(results),
+            "errors": sum(1 for r in results if r.error),
+            "metrics": metrics,
+            "by_tag": {
+                tag: {n: sum(v) / len(v) for n, v in sorted(names.items())}
+                for tag, names in sorted(by_tag.items())
+            },
+        }
+
+    def _tags(self, results: list[EvalResult]) -> dict[str, list[str]]:
+        from daytwo.store.tables.evals import EvalCase
+
+        ids = {r.case_id for r in results}
+        if not ids:
+            return {}
+        with self.store.session() as s:
+            return {
+                c.case_key: list(c.data.get("tags", []))
+                for c in s.scalars(select(EvalCase).where(EvalCase.id.in_(ids)))
+            }
+
+    def record_load(
+        self, runner: AgentRunner, summary: dict[str, Any], config: dict[str, Any]
+    ) -> RunInfo:
+        """Store a load test's figures as a run of kind ``load``."""
+        with self.store.session() as s:
+            row = EvalRun(
+                kind="load",
+                agent=runner.name,
+                agent_version=runner.version,
+                set_name=str(config.get("set", "")),
+                set_version=int(config.get("set_version", 0)),
+                repeats=1,
+                status="completed",
+                config=config,
+                summary=summary,
+                finished_at=utcnow(),
+            )
+            s.add(row)
+            s.flush()
+            return _info(row)
+
+
+def cases_for_load(sets: GoldenSets, set_ref: str) -> list[Case]:
+    """The cases of a set version as plain cases (inputs for a load test)."""
+    info = sets.resolve(set_ref)
+    return [c.case for c in sets.cases(info.set_name, info.version)]
