@@ -349,3 +349,20 @@ def test_secret_key_from_settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert len(key) == 32
     assert not (tmp_path / "nd" / "secret.key").exists()
     assert os.environ["DAYTWO_SECRET_KEY"] not in repr(load_settings())
+
+
+def test_in_process_agent_names(gateway: Gateway, spans: InMemorySpanExporter) -> None:
+    register_samples(gateway)
+    gateway.create_agent("support", ["orders_status_cached"])
+    # a registered agent's permissions apply to trusted in-process calls too
+    with pytest.raises(PermissionDenied, match="may not call"):
+        gateway.call("orders_status_live", {"order_id": "A-1001"}, agent="support")
+    # an unregistered name gets what an anonymous call gets: allowed unless auth is required
+    out = gateway.call("orders_status_cached", {"order_id": "A-1001"}, agent="runtime-x")
+    assert out.output["status"] == "shipped"
+    span = [s for s in spans.get_finished_spans() if s.name.startswith("execute_tool")][-1]
+    assert span.attributes["daytwo.agent.name"] == "runtime-x"
+    strict = Gateway(gateway.store, require_auth=True)
+    with pytest.raises(PermissionDenied, match="unknown agent 'runtime-x'"):
+        strict.call("orders_status_cached", {"order_id": "A-1001"}, agent="runtime-x")
+    strict.close()

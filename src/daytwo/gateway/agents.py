@@ -116,8 +116,8 @@ class AgentRegistry:
             raise PermissionDenied("the API key is not valid", hint="ask an admin for an agent key")
         return hit[1]
 
-    def by_name(self, name: str) -> Agent:
-        """An agent by name (trusted in-process callers), or PermissionDenied."""
+    def find(self, name: str) -> Agent | None:
+        """An agent by name, or None (cached for ``cache_ttl_s``)."""
         now = time.monotonic()
         with self._lock:
             hit = self._by_name.get(name)
@@ -128,9 +128,14 @@ class AgentRegistry:
             hit = (now, agent)
             with self._lock:
                 self._by_name[name] = hit
-        if hit[1] is None:
+        return hit[1]
+
+    def by_name(self, name: str) -> Agent:
+        """An agent by name, or PermissionDenied."""
+        agent = self.find(name)
+        if agent is None:
             raise PermissionDenied(
                 f"unknown agent {name!r}",
                 hint="create it: daytwo tools agent-create NAME --tool PATTERN",
             )
-        return hit[1]
+        return agent

@@ -297,8 +297,9 @@ class Gateway:
             span.set_attribute("daytwo.tool.version", record.version)
             span.set_attribute("daytwo.tool.capability", record.capability)
             principal = self._admit(record, agent, api_key)
-            if principal is not None:
-                span.set_attribute("daytwo.agent.name", principal.name)
+            label = principal.name if principal is not None else agent
+            if label is not None:
+                span.set_attribute("daytwo.agent.name", label)
             check_payload(
                 arguments,
                 max_bytes=d.policy.max_input_bytes,
@@ -318,7 +319,7 @@ class Gateway:
                     span.set_attribute("daytwo.tool.replayed", True)
                     return replay
             try:
-                result = self._execute(compiled, arguments, principal)
+                result = self._execute(compiled, arguments, label)
             except BaseException:
                 if idempotency_key is not None:
                     self._release(idempotency_key)
@@ -339,7 +340,15 @@ class Gateway:
                         hint="call with the agent's own key",
                     )
             elif agent is not None:
-                principal = self.agents.by_name(agent)
+                # A trusted in-process caller names its agent: a registered agent's
+                # permissions and limits apply; an unregistered name gets no more than
+                # an anonymous call (refused when the gateway requires auth).
+                principal = self.agents.find(agent)
+                if principal is None and self.require_auth:
+                    raise PermissionDenied(
+                        f"unknown agent {agent!r}",
+                        hint="create it: daytwo tools agent-create NAME --tool PATTERN",
+                    )
             elif self.require_auth:
                 raise PermissionDenied(
                     "this gateway requires an API key",
@@ -389,7 +398,7 @@ class Gateway:
         )
 
     def _execute(
-        self, compiled: _Compiled, arguments: dict[str, Any], principal: Agent | None
+        self, compiled: _Compiled, arguments: dict[str, Any], label: str | None
     ) -> ToolResult:
         record = compiled.record
         d = record.definition
@@ -403,7 +412,7 @@ class Gateway:
                 record.version,
                 latency_ms=elapsed,
                 ok=False,
-                agent=principal.name if principal else None,
+                agent=label,
                 error=type(exc).__name__,
             )
             raise
@@ -416,7 +425,7 @@ class Gateway:
                 record.version,
                 latency_ms=backend_ms,
                 ok=False,
-                agent=principal.name if principal else None,
+                agent=label,
                 error=type(exc).__name__,
             )
             raise
@@ -428,7 +437,7 @@ class Gateway:
             latency_ms=backend_ms,
             ok=True,
             cost_usd=d.cost_usd,
-            agent=principal.name if principal else None,
+            agent=label,
         )
         return result
 
