@@ -6,6 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from daytwo.store import Store
+
 from .helpers import Keys
 
 
@@ -96,3 +98,9 @@ def test_another_tenants_id_is_not_found(client: TestClient, keys: Keys) -> None
 def test_viewer_cannot_write(client: TestClient, keys: Keys) -> None:
     r = client.post("/api/v1/keys", json={"role": "viewer"}, headers=Keys.header(keys.viewer))
     assert_error(r, 403, "permission_denied")
+
+
+@pytest.fixture
+def store(sqlite_store: Store) -> Store:
+    """Bad-input handling does not depend on the database: SQLite only (fast)."""
+    return sqlite_store

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import httpx
 import pytest
 
 from daytwo.server import create_app
@@ -16,6 +17,7 @@ from daytwo.testing import ScriptedModelServer
 from .conftest import make_runtime
 from .helpers import make_keys
 from .live import chromium, live_server
+from .test_tools_costs_audit import risk_definition
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -56,6 +58,17 @@ def test_login_run_waterfall_audit_and_screenshots(
         page.wait_for_load_state()
         assert "/login" not in page.url
         assert page.locator(".tenant").inner_text() == "acme"
+
+        # A tool of this tenant with some traffic and drift alerts, for the tools page.
+        r = httpx.post(
+            f"{base}/api/v1/tools",
+            json={"definition": risk_definition()},
+            headers={"Authorization": f"Bearer {keys.admin}"},
+        )
+        assert r.status_code == 201, r.text
+        for account in ("a1", "a2", "a3", "a4"):
+            app.state.gateway.call("risk_score", {"account": account})
+        app.state.gateway.telemetry.flush()
 
         # Start a run from the runs page, watch it complete, open its waterfall.
         page.goto(f"{base}/runs")

@@ -36,6 +36,8 @@ def create_app(
     *,
     runtime: Any = None,
     with_runtime: bool = True,
+    gateway: Any = None,
+    with_gateway: bool = True,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     check_schema: bool = True,
 ) -> FastAPI:
@@ -56,8 +58,12 @@ def create_app(
     from daytwo.server import services
 
     audit = services.audit_log(settings, store)
+    owns_gateway = gateway is None and with_gateway
+    if owns_gateway:
+        gateway = services.build_gateway(settings, store)
     if runtime is None and with_runtime:
-        runtime = services.build_runtime(settings, store, audit)
+        runtime = services.build_runtime(settings, store, audit, gateway)
+    mcp = services.mcp_app(gateway) if gateway is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,10 +72,16 @@ def create_app(
             # DBOS refuses its sync API inside an event loop: launch from a thread.
             await run_in_threadpool(runtime.launch)
         try:
-            yield
+            if mcp is not None:
+                async with mcp.router.lifespan_context(mcp):
+                    yield
+            else:
+                yield
         finally:
             if runtime is not None:
                 await run_in_threadpool(runtime.shutdown)
+            if owns_gateway:
+                gateway.close()
             for close in app.state.on_shutdown:
                 close()
             if owns_store:
@@ -90,6 +102,7 @@ def create_app(
     app.state.keys = KeyStore(store)
     app.state.runtime = runtime
     app.state.audit = audit
+    app.state.gateway = gateway
     app.state.on_shutdown = []
     install_error_handlers(app)
 
@@ -103,7 +116,9 @@ def create_app(
     app.include_router(dashboard.router)
     static = resources.files("daytwo.server") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
-    _mount_mcp(app)
+    if mcp is not None:
+        # MCP Streamable HTTP at /mcp/ (agent keys of the gateway as Bearer tokens).
+        app.mount("/mcp", mcp, name="mcp")
     app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes)
     return app
 
@@ -111,14 +126,9 @@ def create_app(
 def _layer_routers() -> list[APIRouter]:
     """Routers of the layers (each module registers the routes of one layer)."""
     from daytwo.server import pages  # noqa: F401  (registers the dashboard pages)
-    from daytwo.server.routes import agents, runs
+    from daytwo.server.routes import agents, audit, costs, runs, tools
 
-    return [runs.router, agents.router]
-
-
-def _mount_mcp(app: FastAPI) -> None:
-    """Mount the gateway's MCP Streamable HTTP endpoint at /mcp when the gateway has one."""
-    return None
+    return [runs.router, agents.router, tools.router, costs.router, audit.router]
 
 
 def app_from_env() -> FastAPI:

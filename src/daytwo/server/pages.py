@@ -117,3 +117,65 @@ def _runs_card(request: Request, principal: Principal) -> OverviewCard:
 
 
 OVERVIEW_CARDS.append(_runs_card)
+
+
+@page("/tools", title="Tools", nav="Tools")
+def tools_page(request: Request, principal: Principal) -> Response:
+    from daytwo.server.routes.tools import get_gateway, tool_alerts, tool_health
+
+    store = request.app.state.store
+    gateway = get_gateway(request)
+    window_s = 24 * 3600.0
+    health = {h.tool: h for h in tool_health(store, gateway, principal.tenant, window_s)}
+    latest: dict[str, Any] = {}
+    for t in gateway.tools():
+        if t.name in health:
+            latest[t.name] = t  # the catalog lists versions oldest first: keep the newest
+    return render(
+        request,
+        "tools.html",
+        principal,
+        title="Tools",
+        tools=[latest[n] for n in sorted(latest)],
+        health=health,
+        alerts=tool_alerts(store, gateway, principal.tenant),
+        window_label="24 h",
+    )
+
+
+@page("/costs", title="Costs", nav="Costs")
+def costs_page(request: Request, principal: Principal) -> Response:
+    from datetime import timedelta
+
+    from daytwo.server.charts import bar_chart
+    from daytwo.server.routes.costs import cost_report
+    from daytwo.store.base import utcnow
+
+    try:
+        days = int(request.query_params.get("days", "30"))
+    except ValueError:
+        days = 30
+    days = min(max(days, 1), 366)
+    report = cost_report(request.app.state.store, principal.tenant, utcnow() - timedelta(days=days))
+    chart = bar_chart([(g.key, float(g.cost_usd)) for g in report.by_day], unit=" $")
+    return render(
+        request, "costs.html", principal, title="Costs", report=report, days=days, day_chart=chart
+    )
+
+
+def _costs_card(request: Request, principal: Principal) -> OverviewCard:
+    from datetime import timedelta
+
+    from daytwo.server.routes.costs import cost_report
+    from daytwo.store.base import utcnow
+
+    report = cost_report(request.app.state.store, principal.tenant, utcnow() - timedelta(days=30))
+    return OverviewCard(
+        title="Costs (30 days)",
+        href="/costs",
+        value=f"${report.total_usd}",
+        detail=f"{report.unpriced_spans} unpriced call(s) not included",
+    )
+
+
+OVERVIEW_CARDS.append(_costs_card)

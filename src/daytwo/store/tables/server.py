@@ -15,7 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from daytwo.store.base import Base, UTCDateTime, utcnow
 
-__all__ = ["ApiKey", "DashboardSession"]
+__all__ = ["ApiKey", "DashboardSession", "Ownership"]
 
 
 class ApiKey(Base):
@@ -46,3 +46,20 @@ class DashboardSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_server_sessions_key_id", "key_id"),)
+
+
+class Ownership(Base):
+    """Which tenant owns a named object of another layer (a tool, a collection, an eval set).
+
+    Objects created through the API are claimed by the caller's tenant; objects with no
+    row here (created by the CLI or the quickstart) belong to tenant ``default``.
+    """
+
+    __tablename__ = "server_ownership"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_server_ownership_tenant", "tenant"),)

@@ -1,0 +1,88 @@
+"""Tools (catalog, health, drift alerts), costs and audit routes: tenant isolation."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from .helpers import Keys
+from .test_runs import start, wait_done
+
+
+def risk_definition() -> dict[str, Any]:
+    text = (resources.files("daytwo.gateway.samples") / "risk_score.yaml").read_text()
+    return dict(yaml.safe_load(text))
+
+
+def test_tools_are_tenant_scoped(client: TestClient, keys: Keys) -> None:
+    c = client
+    r = c.post(
+        "/api/v1/tools", json={"definition": risk_definition()}, headers=Keys.header(keys.admin)
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "risk_score"
+    gateway = c.app.state.gateway  # type: ignore[attr-defined]
+    for account in ("a1", "a2", "a3"):
+        gateway.call("risk_score", {"account": account})
+    gateway.telemetry.flush()
+
+    mine = Keys.header(keys.viewer)
+    assert [t["name"] for t in c.get("/api/v1/tools", headers=mine).json()] == ["risk_score"]
+    health = c.get("/api/v1/tools/health", headers=mine).json()
+    assert health[0]["tool"] == "risk_score"
+    assert health[0]["calls"] == 3
+    assert health[0]["p99_ms"] >= health[0]["p50_ms"] > 0
+    alerts = c.get("/api/v1/tools/drift-alerts", headers=mine).json()
+    assert alerts
+    assert {a["tool"] for a in alerts} == {"risk_score"}
+    assert c.get("/api/v1/tools/risk_score", headers=mine).status_code == 200
+
+    theirs = Keys.header(keys.other_admin)
+    assert c.get("/api/v1/tools", headers=theirs).json() == []
+    assert c.get("/api/v1/tools/health", headers=theirs).json() == []
+    assert c.get("/api/v1/tools/drift-alerts", headers=theirs).json() == []
+    assert c.get("/api/v1/tools/risk_score", headers=theirs).status_code == 404
+    # Nor can another tenant publish a version of it.
+    r = c.post("/api/v1/tools", json={"definition": risk_definition()}, headers=theirs)
+    assert r.status_code == 409
+    # A viewer cannot register tools; a broken definition is a 400 naming the problem.
+    r = c.post("/api/v1/tools", json={"definition": risk_definition()}, headers=mine)
+    assert r.status_code == 403
+    r = c.post("/api/v1/tools", json={"definition": {"name": "x"}}, headers=Keys.header(keys.admin))
+    assert r.status_code == 400
+    assert c.get("/api/v1/tools", headers=Keys.header(keys.admin)).json()[0]["name"] == "risk_score"
+
+
+@pytest.mark.slow
+def test_costs_and_audit_are_tenant_scoped(run_client: TestClient, keys: Keys) -> None:
+    c = run_client
+    run = start(c, keys.operator)
+    wait_done(c, run["id"], keys.operator)
+    deadline = time.monotonic() + 10
+    report: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        report = c.get("/api/v1/costs", headers=Keys.header(keys.viewer)).json()
+        if report["by_agent"]:
+            break
+        time.sleep(0.1)
+    assert [g["key"].split("@")[0] for g in report["by_agent"]] == ["support"]
+    spans = sum(g["priced_spans"] + g["unpriced_spans"] for g in report["by_model"])
+    assert spans >= 2  # the model call and the tool call
+    assert all(g["key"].startswith("acme/") for g in report["by_principal"])
+
+    other = c.get("/api/v1/costs", headers=Keys.header(keys.other_viewer)).json()
+    assert other["by_agent"] == []
+    assert other["total_usd"] == "0"
+
+    # Audit: admins only; the export holds the tenant's records only.
+    assert c.get("/api/v1/audit/verify", headers=Keys.header(keys.viewer)).status_code == 403
+    status = c.get("/api/v1/audit/verify", headers=Keys.header(keys.admin)).json()
+    assert status["ok"] is True
+    exported = c.get("/api/v1/audit/export", headers=Keys.header(keys.admin)).json()
+    assert {"run.start", "run.end"} <= {r["kind"] for r in exported}
+    assert c.get("/api/v1/audit/export", headers=Keys.header(keys.other_admin)).json() == []
