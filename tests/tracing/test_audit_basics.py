@@ -72,3 +72,12 @@ def test_data_json_cannot_carry_is_refused_before_writing(store: Store, data: di
         log.append("", "a")
     assert log.records() == []
     assert log.append("k", "a").seq == 1
+
+
+def test_long_fields_fit_the_columns(store: Store) -> None:
+    log = AuditLog(store)
+    rec = log.append("k", "a", subject="s" * 1000)
+    assert rec.subject == "s" * 255
+    with pytest.raises(InputError, match="longer than 64"):
+        log.append("k", "a", run_id="r" * 65)
+    assert log.verify().ok

@@ -184,6 +184,12 @@ class AuditLog:
         if run_id is None:
             found = payload.get("run_id")
             run_id = str(found) if found is not None else _current_run_id()
+        if run_id is not None and len(run_id) > 64:
+            raise InputError(
+                f"run id {run_id[:20]!r}... is longer than 64 characters", hint="use a shorter id"
+            )
+        if subject is not None:
+            subject = subject[:255]
         record_id = new_id()
         at = utcnow()
         body = record_body(record_id, iso(at), kind[:64], actor[:255], subject, run_id, payload)
