@@ -9,10 +9,16 @@ import traceback
 import typer
 
 from daytwo._version import __version__
-from daytwo.cli import agents, db, models, runs
-from daytwo.cli import eval as eval_cli
+from daytwo.cli import (
+    agents,
+    db,
+    kb_maintenance,  # noqa: F401  (adds migrate/erase/vacuum/... to kb)
+    models,
+    runs,
+)
 from daytwo.cli import audit as audit_cli
 from daytwo.cli import costs as costs_cli
+from daytwo.cli import eval as eval_cli
 from daytwo.cli import kb as kb_cli
 from daytwo.cli import serve as serve_cli
 from daytwo.cli import tools as tools_cli
