@@ -23,7 +23,8 @@ from .helpers import SUPPORT_ANSWER, Keys, make_keys, sample_services, support_s
 
 @pytest.fixture
 def settings(tmp_path: Path, store: Store) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=store.url)
+    # The hashing embedder keeps the knowledge tests fast (no ONNX model load).
+    return Settings(data_dir=tmp_path / "data", database_url=store.url, embedder="hashing-384")
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from daytwo.testing import ScriptedModelServer
 from .conftest import make_runtime
 from .helpers import make_keys
 from .live import chromium, live_server
+from .test_knowledge import DOCS
 from .test_tools_costs_audit import risk_definition
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -70,6 +71,14 @@ def test_login_run_waterfall_audit_and_screenshots(
             app.state.gateway.call("risk_score", {"account": account})
         app.state.gateway.telemetry.flush()
 
+        for doc_id, title, text in DOCS:
+            r = httpx.put(
+                f"{base}/api/v1/knowledge/collections/support/documents",
+                json={"doc_id": doc_id, "title": title, "text": text},
+                headers={"Authorization": f"Bearer {keys.admin}"},
+            )
+            assert r.status_code == 200, r.text
+
         # Start a run from the runs page, watch it complete, open its waterfall.
         page.goto(f"{base}/runs")
         page.click("#start-run button[type=submit]")
@@ -89,6 +98,11 @@ def test_login_run_waterfall_audit_and_screenshots(
             assert resp.status == 200, f"{href}: {resp.status}"
             assert page.locator("h1").first.is_visible()
             page.screenshot(path=str(SCREENSHOTS / f"{_slug(href)}.png"), full_page=True)
+
+        page.goto(f"{base}/knowledge")
+        page.fill("#collection-support input[name=query]", "shipping")
+        page.click("#collection-support button[type=submit]")
+        page.locator("#search-1", has_text="shipping").wait_for()
 
         page.goto(run_url)
         assert page.locator("#decisions li").count() >= 1

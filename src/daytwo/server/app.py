@@ -38,6 +38,8 @@ def create_app(
     with_runtime: bool = True,
     gateway: Any = None,
     with_gateway: bool = True,
+    knowledge: Any = None,
+    with_knowledge: bool = True,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     check_schema: bool = True,
 ) -> FastAPI:
@@ -46,8 +48,10 @@ def create_app(
     ``runtime`` is a :class:`daytwo.runtime.Runtime` not yet launched (default: one
     built from the settings by :func:`daytwo.server.services.build_runtime`); the app
     launches it at startup and shuts it down at shutdown. ``with_runtime=False`` serves
-    without one (run routes answer 501). The app disposes the store on shutdown only
-    when it created it.
+    without one (run routes answer 501). ``gateway`` (a :class:`daytwo.gateway.Gateway`)
+    and ``knowledge`` (a :class:`daytwo.knowledge.service.KnowledgeBase`) likewise default
+    to ones built from the settings; ``with_gateway``/``with_knowledge=False`` leave them
+    out. The app closes what it built, and disposes the store only when it created it.
     """
     settings = settings if settings is not None else load_settings()
     owns_store = store is None
@@ -58,6 +62,9 @@ def create_app(
     from daytwo.server import services
 
     audit = services.audit_log(settings, store)
+    owns_kb = knowledge is None and with_knowledge
+    if owns_kb:
+        knowledge = services.build_kb(settings, store)
     owns_gateway = gateway is None and with_gateway
     if owns_gateway:
         gateway = services.build_gateway(settings, store)
@@ -82,6 +89,8 @@ def create_app(
                 await run_in_threadpool(runtime.shutdown)
             if owns_gateway:
                 gateway.close()
+            if owns_kb:
+                knowledge.close()
             for close in app.state.on_shutdown:
                 close()
             if owns_store:
@@ -103,6 +112,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.audit = audit
     app.state.gateway = gateway
+    app.state.kb = knowledge
     app.state.on_shutdown = []
     install_error_handlers(app)
 
@@ -126,9 +136,9 @@ def create_app(
 def _layer_routers() -> list[APIRouter]:
     """Routers of the layers (each module registers the routes of one layer)."""
     from daytwo.server import pages  # noqa: F401  (registers the dashboard pages)
-    from daytwo.server.routes import agents, audit, costs, runs, tools
+    from daytwo.server.routes import agents, audit, costs, knowledge, runs, tools
 
-    return [runs.router, agents.router, tools.router, costs.router, audit.router]
+    return [runs.router, agents.router, tools.router, knowledge.router, costs.router, audit.router]
 
 
 def app_from_env() -> FastAPI:

@@ -179,3 +179,24 @@ def _costs_card(request: Request, principal: Principal) -> OverviewCard:
 
 
 OVERVIEW_CARDS.append(_costs_card)
+
+
+@page("/knowledge", title="Knowledge", nav="Knowledge")
+def knowledge_page(request: Request, principal: Principal) -> Response:
+    from daytwo.knowledge.maintenance import health as kb_health
+    from daytwo.server.routes.knowledge import collections_status, get_kb
+
+    kb = get_kb(request)
+    collections = collections_status(kb, request.app.state.store, principal.tenant)
+    health: dict[str, dict[str, Any]] = {}
+    for c in collections:
+        for g in kb_health(kb, c["name"], samples=20)["generations"]:
+            health[g["generation"]] = g
+    return render(
+        request,
+        "knowledge.html",
+        principal,
+        title="Knowledge",
+        collections=collections,
+        health=health,
+    )

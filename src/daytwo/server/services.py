@@ -8,7 +8,7 @@ from typing import Any
 from daytwo.settings import Settings
 from daytwo.store import Store
 
-__all__ = ["audit_log", "build_gateway", "build_runtime", "mcp_app", "start_tracing"]
+__all__ = ["audit_log", "build_gateway", "build_kb", "build_runtime", "mcp_app", "start_tracing"]
 
 
 def audit_log(settings: Settings, store: Store) -> Any:
@@ -30,6 +30,13 @@ def build_gateway(settings: Settings, store: Store) -> Any:
     from daytwo.gateway import Gateway
 
     return Gateway(store, settings)
+
+
+def build_kb(settings: Settings, store: Store) -> Any:
+    """The knowledge base of this server process (embedders load on first use)."""
+    from daytwo.knowledge.service import KnowledgeBase
+
+    return KnowledgeBase(store, settings.data_dir, settings.embedder)
 
 
 def mcp_app(gateway: Any) -> Any:

@@ -1,0 +1,224 @@
+"""Knowledge: collections with their generations and migration progress, documents, search,
+erase, and index health (tombstones, recall probe).
+
+A collection belongs to the tenant that first writes to it through the API (collections
+made by the CLI belong to ``default``); searches run as the caller's principal, so the
+documents' ACLs apply inside the tenant too.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from daytwo.exceptions import MissingDependency, NotFoundError
+from daytwo.server.auth import Principal
+from daytwo.server.deps import Operator, Viewer, get_store
+from daytwo.server.errors import ERROR_RESPONSES
+from daytwo.server.ownership import check_visible, claim, release, visible
+from daytwo.server.tenancy import principal_string
+from daytwo.store import Store
+
+__all__ = ["collections_status", "get_kb", "router"]
+
+router = APIRouter(prefix="/api/v1/knowledge", tags=["knowledge"], responses=ERROR_RESPONSES)
+KIND = "collection"
+
+Collection = Annotated[
+    str,
+    Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+]
+DocId = Annotated[str, Path(min_length=1, max_length=512)]
+StoreDep = Annotated[Store, Depends(get_store)]
+
+
+def get_kb(request: Request) -> Any:
+    """The app's knowledge base (MissingDependency when the server runs without one)."""
+    kb = getattr(request.app.state, "kb", None)
+    if kb is None:
+        raise MissingDependency("this server has no knowledge base", hint="start daytwo serve")
+    return kb
+
+
+KbDep = Annotated[Any, Depends(get_kb)]
+
+
+def _groups(principal: Principal) -> list[str]:
+    return [f"tenant:{principal.tenant}", f"role:{principal.role}"]
+
+
+def collections_status(kb: Any, store: Store, tenant: str) -> list[dict[str, Any]]:
+    """Generations and migration progress of the tenant's collections."""
+    from daytwo.knowledge.generations import generations_status
+
+    status = generations_status(kb)["collections"]
+    names = set(visible(store, KIND, [c["name"] for c in status], tenant))
+    return [c for c in status if c["name"] in names]
+
+
+class GenerationOut(BaseModel):
+    id: str
+    state: str
+    embedder: str
+    dim: int
+    chunking: Any = None
+    seq: int
+    chunks: int
+
+
+class CollectionOut(BaseModel):
+    """A collection: its generations and the migration in progress (or last one)."""
+
+    name: str
+    active_generation: str | None
+    documents: int
+    generations: list[GenerationOut]
+    migration: dict[str, Any] | None
+
+
+class DocumentIn(BaseModel):
+    """A document to insert or replace."""
+
+    doc_id: str = Field(min_length=1, max_length=512)
+    text: str = Field(max_length=500_000)
+    title: str = Field(default="", max_length=1000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    acl: list[str] | None = Field(
+        default=None, description="ACL entries (user:X, group:Y); default: everyone."
+    )
+    private: bool = False
+
+
+class Written(BaseModel):
+    collection: str
+    doc_id: str
+    status: str
+
+
+class SearchIn(BaseModel):
+    query: str = Field(min_length=1, max_length=2000)
+    mode: Literal["bm25", "dense", "hybrid"] = "hybrid"
+    k: int = Field(default=10, ge=1, le=100)
+
+
+class HitOut(BaseModel):
+    doc_id: str
+    chunk_id: str
+    title: str
+    text: str
+    score: float
+
+
+@router.get("/collections", response_model=list[CollectionOut], summary="Collections")
+def collections(principal: Viewer, store: StoreDep, kb: KbDep) -> list[CollectionOut]:
+    return [CollectionOut(**c) for c in collections_status(kb, store, principal.tenant)]
+
+
+@router.put(
+    "/collections/{collection}/documents",
+    response_model=Written,
+    summary="Insert or replace a document (searchable when this returns)",
+)
+def upsert(
+    collection: Collection, body: DocumentIn, principal: Operator, store: StoreDep, kb: KbDep
+) -> Written:
+    exists = collection in {c["name"] for c in kb.stats()["collections"]}
+    new = claim(store, KIND, collection, principal.tenant, "collection", exists=exists)
+    try:
+        kb.upsert_document(
+            collection,
+            body.doc_id,
+            body.text,
+            title=body.title,
+            metadata=body.metadata,
+            acl=body.acl,
+            private=body.private,
+        )
+    except BaseException:
+        if new:
+            release(store, KIND, collection)
+        raise
+    return Written(collection=collection, doc_id=body.doc_id, status="stored")
+
+
+@router.delete(
+    "/collections/{collection}/documents/{doc_id}",
+    response_model=Written,
+    summary="Erase a document from every generation",
+)
+def erase(
+    collection: Collection, doc_id: DocId, principal: Operator, store: StoreDep, kb: KbDep
+) -> Written:
+    check_visible(store, KIND, collection, principal.tenant, "collection")
+    if not kb.delete_document(collection, doc_id):
+        raise NotFoundError(f"no document {doc_id!r} in {collection!r}", hint="check the id")
+    return Written(collection=collection, doc_id=doc_id, status="erased")
+
+
+@router.post("/collections/{collection}/search", response_model=list[HitOut], summary="Search")
+def search(
+    collection: Collection, body: SearchIn, principal: Viewer, store: StoreDep, kb: KbDep
+) -> list[HitOut]:
+    check_visible(store, KIND, collection, principal.tenant, "collection")
+    hits = kb.search(
+        collection,
+        body.query,
+        principal_string(principal),
+        _groups(principal),
+        mode=body.mode,
+        k=body.k,
+    )
+    return [
+        HitOut(doc_id=h.doc_id, chunk_id=h.chunk_id, title=h.title, text=h.text, score=h.score)
+        for h in hits
+    ]
+
+
+class GenerationHealth(BaseModel):
+    collection: str
+    generation: str
+    state: str
+    embedder: str
+    recall_at_10: float | None = None
+    probe_queries: int
+    probe_seconds: float
+    extra: dict[str, Any] = Field(default_factory=dict, description="Tombstone figures.")
+
+
+@router.get(
+    "/collections/{collection}/health",
+    response_model=list[GenerationHealth],
+    summary="Tombstones and recall probe of the live generations",
+)
+def health(
+    collection: Collection,
+    principal: Viewer,
+    store: StoreDep,
+    kb: KbDep,
+    samples: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[GenerationHealth]:
+    from daytwo.knowledge.maintenance import health as kb_health
+
+    check_visible(store, KIND, collection, principal.tenant, "collection")
+    out = []
+    known = {
+        "collection",
+        "generation",
+        "state",
+        "embedder",
+        "recall_at_10",
+        "probe_queries",
+        "probe_seconds",
+    }
+    for g in kb_health(kb, collection, samples=samples)["generations"]:
+        recall = g.get("recall_at_10")
+        out.append(
+            GenerationHealth(
+                **{k: v for k, v in g.items() if k in known and k != "recall_at_10"},
+                recall_at_10=recall if isinstance(recall, (int, float)) else None,
+                extra={k: v for k, v in g.items() if k not in known},
+            )
+        )
+    return out
