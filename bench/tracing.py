@@ -12,6 +12,7 @@
      span exporter, so nothing goes to the network.
    ``hot_us`` is the time in the traced thread per span; ``e2e_us`` adds the final
    flush (for daytwo: rows written to the DB; for Langfuse: its batch export).
+   Ratios are medians of per-round ratios (contenders of a round run back to back).
    Target: daytwo within 1.5x of bare OTel, and faster than Langfuse.
 2. **Audit append throughput**: sequential appends (one transaction each) and 4
    threads appending concurrently, on SQLite (file, WAL) and PostgreSQL (127.0.0.1).
@@ -34,8 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SPANS = 5000
-ROUNDS = 5
+SPANS = 4000
+ROUNDS = 7
 APPENDS = 1000
 PG_URL = os.environ.get("DAYTWO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
