@@ -184,6 +184,7 @@ def test_concurrent_calls_with_one_key_run_the_backend_once(sqlite_store: Store)
 
 
 def test_stale_claim_of_a_crashed_caller_is_taken_over(sqlite_store: Store) -> None:
+    from daytwo.gateway.idempotency import arguments_hash
     from daytwo.store.tables.gateway import GatewayIdempotency
 
     gateway = Gateway(sqlite_store, idempotency_lease_s=0.2, idempotency_wait_s=0.05)
@@ -196,7 +197,7 @@ def test_stale_claim_of_a_crashed_caller_is_taken_over(sqlite_store: Store) -> N
                 key="k",
                 tool="c",
                 version=record.version,
-                arguments_hash=gateway._args_hash({}),
+                arguments_hash=arguments_hash({}),
                 status="pending",
             )
         )

@@ -197,3 +197,14 @@ def test_null_rate_jump_is_caught_and_new_fields_are_not_alarms() -> None:
     assert found is not None
     assert found[1] == "null_rate"
     assert found[0] <= 50
+
+
+def test_output_schema_violations_alert_once(gateway: Gateway) -> None:
+    gateway.register_python("risk", lambda: {"risk_score": "HIGH"})
+    tool = risk_tool("flag", expectations=False)
+    tool["output_schema"] = {"type": "object", "properties": {"risk_score": {"type": "number"}}}
+    gateway.register(tool)
+    first = gateway.call("risk", {})
+    assert [(a.field, a.kind) for a in first.alerts] == [("(schema)", "schema")]
+    assert all(gateway.call("risk", {}).alerts == [] for _ in range(5))
+    assert len(gateway.drift_alerts("risk")) == 1

@@ -275,6 +275,17 @@ class DriftMonitor:
             )
         return None
 
+    def open_alert(self, key: str, name: str, kind: str) -> bool:
+        """Mark an alert on ``name``/``kind`` of ``key`` open; True when it was not yet."""
+        with self._lock:
+            state = self._states.get(key)
+            if state is None:
+                return True
+            if (name, kind) in state.open:
+                return False
+            state.open.add((name, kind))
+            return True
+
     def profiles(self, key: str) -> dict[str, dict[str, Any]]:
         """The learned profile of every field of tool version ``key``."""
         with self._lock:

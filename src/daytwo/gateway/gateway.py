@@ -11,7 +11,6 @@ appended to the audit log.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -21,15 +20,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import rfc8785
 from jsonschema import Draft202012Validator
 from opentelemetry import trace
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy import select
 
 from daytwo.exceptions import (
     BackendError,
-    ConflictError,
     ContractViolation,
     DriftBlocked,
     PermissionDenied,
@@ -47,11 +43,12 @@ from daytwo.gateway.contracts import (
     parse_definitions,
 )
 from daytwo.gateway.drift import DriftMonitor, Violation, check_expectation
+from daytwo.gateway.idempotency import IdempotencyLedger
 from daytwo.gateway.policies import RateLimits, SsrfGuard, check_payload, find_injection_markers
 from daytwo.gateway.telemetry import Telemetry
 from daytwo.gateway.vault import CredentialVault, OAuth2TokenCache
-from daytwo.store import Store, new_id, utcnow
-from daytwo.store.tables.gateway import GatewayDriftAlert, GatewayIdempotency
+from daytwo.store import Store, new_id
+from daytwo.store.tables.gateway import GatewayDriftAlert
 
 if TYPE_CHECKING:
     from daytwo.settings import Settings
@@ -180,8 +177,9 @@ class Gateway:
         self._vault = vault
         self.require_auth = require_auth
         self.audit = audit
-        self.idempotency_wait_s = idempotency_wait_s
-        self.idempotency_lease_s = idempotency_lease_s
+        self.idempotency = IdempotencyLedger(
+            store, wait_s=idempotency_wait_s, lease_s=idempotency_lease_s
+        )
         self.catalog = Catalog(store)
         self.agents = AgentRegistry(store)
         if rate_limit_storage is None:
@@ -314,18 +312,39 @@ class Gateway:
                     hint="fix the arguments (see `daytwo tools show`)",
                 )
             if idempotency_key is not None:
-                replay = self._claim(idempotency_key, record, arguments)
-                if replay is not None:
+                stored = self.idempotency.claim(
+                    idempotency_key, record.name, record.version, arguments
+                )
+                if stored is not None:
+                    replay = ToolResult(
+                        output=stored["output"],
+                        tool=stored["tool"],
+                        version=stored["version"],
+                        latency_ms=0.0,
+                        cost_usd=0.0,
+                        flags=list(stored.get("flags", [])),
+                        adapted=bool(stored.get("adapted")),
+                        replayed=True,
+                    )
                     span.set_attribute("daytwo.tool.replayed", True)
                     return replay
             try:
                 result = self._execute(compiled, arguments, label)
             except BaseException:
                 if idempotency_key is not None:
-                    self._release(idempotency_key)
+                    self.idempotency.release(idempotency_key)
                 raise
             if idempotency_key is not None:
-                self._complete(idempotency_key, result)
+                self.idempotency.complete(
+                    idempotency_key,
+                    {
+                        "output": result.output,
+                        "tool": result.tool,
+                        "version": result.version,
+                        "flags": result.flags,
+                        "adapted": result.adapted,
+                    },
+                )
             span.set_attribute("daytwo.tool.cost_usd", result.cost_usd)
             return result
 
@@ -467,7 +486,8 @@ class Gateway:
         if schema_problem is not None:
             v = Violation("(schema)", "schema", "contract", schema_problem)
             drifting.append(v)
-            new_alerts.append(v)
+            if self.drift.open_alert(compiled.key, v.field, "contract:schema"):
+                new_alerts.append(v)
         adapted = False
         action = d.policy.drift
         if drifting and action == "adapt":
@@ -564,99 +584,6 @@ class Gateway:
             log.warning(
                 "drift on %s %s field %s (%s): %s", a.tool, a.version, a.field, a.kind, a.detail
             )
-
-    # -- idempotency -------------------------------------------------------------------------
-
-    @staticmethod
-    def _args_hash(arguments: dict[str, Any]) -> str:
-        return hashlib.sha256(rfc8785.dumps(arguments)).hexdigest()
-
-    def _claim(self, key: str, record: ToolRecord, arguments: dict[str, Any]) -> ToolResult | None:
-        """Claim ``key`` (None: go ahead and call) or return the stored result.
-
-        A call still running elsewhere with the same key is waited for up to
-        ``idempotency_wait_s``; a claim older than ``idempotency_lease_s`` (its
-        caller crashed mid-call) is taken over, so a crash costs at most one
-        repeated backend call.
-        """
-        digest = self._args_hash(arguments)
-        deadline = time.monotonic() + self.idempotency_wait_s
-        while True:
-            try:
-                with self.store.session() as s:
-                    s.add(
-                        GatewayIdempotency(
-                            key=key,
-                            tool=record.name,
-                            version=record.version,
-                            arguments_hash=digest,
-                            status="pending",
-                        )
-                    )
-                return None
-            except SAIntegrityError:
-                pass
-            with self.store.session() as s:
-                row = s.get(GatewayIdempotency, key)
-                if row is None:  # released in between: claim again
-                    continue
-                if row.tool != record.name or row.arguments_hash != digest:
-                    raise ConflictError(
-                        f"idempotency key {key!r} was used for another call ({row.tool})",
-                        hint="use one key per (run, step) and call",
-                    )
-                if row.status == "done" and row.result is not None:
-                    data = row.result
-                    break
-                age = (utcnow() - row.created_at).total_seconds()
-                if age > self.idempotency_lease_s:  # take the stale claim over, once
-                    taken = s.execute(
-                        update(GatewayIdempotency)
-                        .where(
-                            GatewayIdempotency.key == key,
-                            GatewayIdempotency.status == "pending",
-                            GatewayIdempotency.created_at == row.created_at,
-                        )
-                        .values(created_at=utcnow())
-                    )
-                    if getattr(taken, "rowcount", 0) == 1:
-                        log.warning("took over the stale idempotency claim %r", key)
-                        return None
-            if time.monotonic() >= deadline:
-                raise ConflictError(
-                    f"a call with idempotency key {key!r} is still in progress",
-                    hint="wait for it and retry",
-                )
-            time.sleep(0.05)
-        return ToolResult(
-            output=data["output"],
-            tool=data["tool"],
-            version=data["version"],
-            latency_ms=0.0,
-            cost_usd=0.0,
-            flags=list(data.get("flags", [])),
-            adapted=bool(data.get("adapted")),
-            replayed=True,
-        )
-
-    def _complete(self, key: str, result: ToolResult) -> None:
-        with self.store.session() as s:
-            row = s.get(GatewayIdempotency, key)
-            if row is not None:
-                row.status = "done"
-                row.result = {
-                    "output": result.output,
-                    "tool": result.tool,
-                    "version": result.version,
-                    "flags": result.flags,
-                    "adapted": result.adapted,
-                }
-
-    def _release(self, key: str) -> None:
-        with self.store.session() as s:
-            row = s.get(GatewayIdempotency, key)
-            if row is not None and row.status == "pending":
-                s.delete(row)
 
     # -- reporting ---------------------------------------------------------------------------
 

@@ -1,0 +1,114 @@
+"""Idempotency ledger: one stored result per key, so tool side effects happen once.
+
+The runtime passes a key per (run, step). The first caller claims the key with a
+``pending`` row (the primary key makes the claim atomic on SQLite and
+PostgreSQL), calls the backend and stores the result; later callers with the
+same key get the stored result. A caller that finds the key pending waits for
+it; a claim older than the lease (its caller crashed mid-call) is taken over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+import rfc8785
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from daytwo.exceptions import ConflictError
+from daytwo.store import Store, utcnow
+from daytwo.store.tables.gateway import GatewayIdempotency
+
+__all__ = ["IdempotencyLedger", "arguments_hash"]
+
+log = logging.getLogger("daytwo.gateway.idempotency")
+
+
+def arguments_hash(arguments: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a call's arguments."""
+    return hashlib.sha256(rfc8785.dumps(arguments)).hexdigest()
+
+
+class IdempotencyLedger:
+    """Claims, completes and releases idempotency keys in the system of record."""
+
+    def __init__(self, store: Store, *, wait_s: float = 30.0, lease_s: float = 600.0) -> None:
+        self.store = store
+        self.wait_s = wait_s
+        self.lease_s = lease_s
+
+    def claim(
+        self, key: str, tool: str, version: str, arguments: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """None: the caller owns the key and calls the backend; else the stored result.
+
+        A call still running elsewhere with the same key is waited for up to
+        ``wait_s``; a claim older than ``lease_s`` is taken over, so a crash costs
+        at most one repeated backend call.
+        """
+        digest = arguments_hash(arguments)
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                with self.store.session() as s:
+                    s.add(
+                        GatewayIdempotency(
+                            key=key,
+                            tool=tool,
+                            version=version,
+                            arguments_hash=digest,
+                            status="pending",
+                        )
+                    )
+                return None
+            except SAIntegrityError:
+                pass
+            with self.store.session() as s:
+                row = s.get(GatewayIdempotency, key)
+                if row is None:  # released in between: claim again
+                    continue
+                if row.tool != tool or row.arguments_hash != digest:
+                    raise ConflictError(
+                        f"idempotency key {key!r} was used for another call ({row.tool})",
+                        hint="use one key per (run, step) and call",
+                    )
+                if row.status == "done" and row.result is not None:
+                    return dict(row.result)
+                age = (utcnow() - row.created_at).total_seconds()
+                if age > self.lease_s:  # take the stale claim over, once
+                    taken = s.execute(
+                        update(GatewayIdempotency)
+                        .where(
+                            GatewayIdempotency.key == key,
+                            GatewayIdempotency.status == "pending",
+                            GatewayIdempotency.created_at == row.created_at,
+                        )
+                        .values(created_at=utcnow())
+                    )
+                    if getattr(taken, "rowcount", 0) == 1:
+                        log.warning("took over the stale idempotency claim %r", key)
+                        return None
+            if time.monotonic() >= deadline:
+                raise ConflictError(
+                    f"a call with idempotency key {key!r} is still in progress",
+                    hint="wait for it and retry",
+                )
+            time.sleep(0.05)
+
+    def complete(self, key: str, result: dict[str, Any]) -> None:
+        """Store the result of the call that owns ``key``."""
+        with self.store.session() as s:
+            row = s.get(GatewayIdempotency, key)
+            if row is not None:
+                row.status = "done"
+                row.result = result
+
+    def release(self, key: str) -> None:
+        """Give up a claim after a failed call, so a retry calls the backend again."""
+        with self.store.session() as s:
+            row = s.get(GatewayIdempotency, key)
+            if row is not None and row.status == "pending":
+                s.delete(row)
