@@ -72,6 +72,10 @@ class AnnIndex:
         self.seq = -1  # -1: nothing loaded yet, rebuild from the database
         self._lock = threading.RLock()
         self._index = self._new()
+        # Vectors of the last permitted-key array searched exactly (the search cache hands
+        # out the same array object per principal and seq); dropped on every write.
+        self._exact_keys: npt.NDArray[np.uint64] | None = None
+        self._exact_cache: tuple[npt.NDArray[np.uint64], Vector] | None = None
 
     @property
     def path(self) -> Path:
@@ -142,6 +146,7 @@ class AnnIndex:
     ) -> None:
         """Remove tombstoned keys, (re)add vectors, and remember the seq reached."""
         with self._lock:
+            self._exact_keys, self._exact_cache = None, None
             gone = np.fromiter(removed, dtype=np.uint64)
             if gone.size:
                 self._index.remove(gone)
@@ -212,6 +217,8 @@ class AnnIndex:
             if size == 0 or k <= 0 or (allowed is not None and allowed.size == 0):
                 return []
             q = query.astype(np.float32, copy=False).reshape(-1)
+            if allowed is not None and allowed.size >= size:
+                allowed = None  # the principal may see every chunk: no filter needed
             if allowed is not None and (
                 allowed.size <= self.params.exact_below or allowed.size * 20 < size
             ):
@@ -219,7 +226,7 @@ class AnnIndex:
             count = k if allowed is None else math.ceil(k * size / allowed.size * 1.5) + k
             while True:
                 count = min(count, size)
-                matches = self._index.search(q, count)
+                matches = self._index.search(q, count, exact=count >= size)
                 keys = np.asarray(matches.keys, dtype=np.uint64)
                 dists = np.asarray(matches.distances, dtype=np.float32)
                 if allowed is not None:
@@ -232,14 +239,22 @@ class AnnIndex:
                 count *= 4
 
     def _exact(self, q: Vector, k: int, allowed: npt.NDArray[np.uint64]) -> list[tuple[int, float]]:
-        present = np.asarray(self._index.contains(allowed), dtype=bool).reshape(-1)
-        keys = allowed[present]
+        if self._exact_cache is not None and self._exact_keys is allowed:
+            keys, unit = self._exact_cache
+        else:
+            present = np.asarray(self._index.contains(allowed), dtype=bool).reshape(-1)
+            keys = allowed[present]
+            if keys.size == 0:
+                return []
+            vectors = np.asarray(self._index.get(keys), dtype=np.float32)
+            vectors = vectors.reshape(keys.size, self.dim)
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            norms[norms == 0.0] = 1.0
+            unit = (vectors / norms).astype(np.float32)
+            self._exact_keys, self._exact_cache = allowed, (keys, unit)
         if keys.size == 0:
             return []
-        vectors = np.asarray(self._index.get(keys), dtype=np.float32).reshape(keys.size, self.dim)
-        norms = np.linalg.norm(vectors, axis=1)
-        norms[norms == 0.0] = 1.0
-        scores = (vectors @ q) / norms / max(float(np.linalg.norm(q)), 1e-12)
+        scores = (unit @ q) / max(float(np.linalg.norm(q)), 1e-12)
         top = np.argsort(-scores)[:k]
         return [(int(keys[i]), float(scores[i])) for i in top]
 

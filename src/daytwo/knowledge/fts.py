@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from daytwo.knowledge.acl import permitted_clause
+from daytwo.knowledge.acl import flatten_metadata, permitted_clause
 from daytwo.store.tables.knowledge import KbChunk
 
 __all__ = ["MAX_QUERY_TERMS", "ensure_fts", "keyword_search", "query_terms"]
@@ -155,24 +155,10 @@ def keyword_search(
     terms = query_terms(query)
     if not terms or not entries or k <= 0:
         return []
-    permitted = permitted_clause(collection, entries, filters)
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
-        match = " OR ".join('"' + t.replace('"', "") + '"' for t in terms)
-        bm25: sa.ColumnElement[float] = sa.literal_column("bm25(kb_chunks_fts)")
-        stmt = (
-            sa.select(KbChunk.id, bm25)
-            .select_from(
-                sa.table("kb_chunks_fts").join(
-                    KbChunk, KbChunk.id == sa.literal_column("kb_chunks_fts.rowid")
-                )
-            )
-            .where(sa.text("kb_chunks_fts MATCH :match").bindparams(match=match))
-            .where(KbChunk.generation == generation, permitted)
-            .order_by(bm25)
-            .limit(k)
-        )
-        return [(int(pk), -float(score)) for pk, score in session.execute(stmt)]
+        return _sqlite_search(session, generation, collection, terms, k, entries, filters)
+    permitted = permitted_clause(collection, entries, filters)
     tsquery = " | ".join(terms)
     doc: sa.ColumnElement[Any] = sa.literal_column(_PG_DOC)
     q = sa.func.to_tsquery(sa.literal_column("'english'::regconfig"), tsquery)
@@ -184,3 +170,41 @@ def keyword_search(
         .limit(k)
     )
     return [(int(pk), float(score)) for pk, score in session.execute(stmt)]
+
+
+def _sqlite_search(
+    session: Session,
+    generation: str,
+    collection: str,
+    terms: list[str],
+    k: int,
+    entries: Sequence[str],
+    filters: Mapping[str, Any] | None,
+) -> list[tuple[int, float]]:
+    """FTS5 bm25 with the ACL and filters as EXISTS, in plain SQL (hot path, no ORM)."""
+    params: dict[str, Any] = {
+        "match": " OR ".join('"' + t.replace('"', "") + '"' for t in terms),
+        "gen": generation,
+        "coll": collection,
+        "k": k,
+    }
+    names = []
+    for i, entry in enumerate(entries):
+        params[f"e{i}"] = entry
+        names.append(f":e{i}")
+    sql = [
+        "SELECT c.id, bm25(kb_chunks_fts) AS s FROM kb_chunks_fts "
+        "JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid "
+        "WHERE kb_chunks_fts MATCH :match AND c.generation = :gen AND c.collection = :coll "
+        "AND EXISTS (SELECT 1 FROM kb_acl a WHERE a.collection = :coll "
+        f"AND a.doc_id = c.doc_id AND a.entry IN ({', '.join(names)}))"
+    ]
+    for i, (key, value) in enumerate(flatten_metadata(filters or {}).items()):
+        params[f"k{i}"], params[f"v{i}"] = key, value
+        sql.append(
+            " AND EXISTS (SELECT 1 FROM kb_doc_meta m WHERE m.collection = :coll "
+            f"AND m.doc_id = c.doc_id AND m.key = :k{i} AND m.value = :v{i})"
+        )
+    sql.append(" ORDER BY s LIMIT :k")
+    rows = session.connection().exec_driver_sql("".join(sql), params)
+    return [(int(pk), -float(score)) for pk, score in rows]
