@@ -232,6 +232,7 @@ class EvalRuns:
         """The completed run of the same set just before this one (any agent version)."""
         run = self.get(run_id)
         with self.store.session() as s:
+            started = s.scalar(select(EvalRun.started_at).where(EvalRun.id == run.id))
             row = s.scalar(
                 select(EvalRun)
                 .where(
@@ -239,7 +240,7 @@ class EvalRuns:
                     EvalRun.kind == "eval",
                     EvalRun.status == "completed",
                     EvalRun.id != run.id,
-                    EvalRun.started_at <= run.started_at,
+                    EvalRun.started_at <= started,
                 )
                 .order_by(EvalRun.started_at.desc())
                 .limit(1)

@@ -1,0 +1,240 @@
+"""Eval runs through AgentRunners, metrics per case/component, gates, drift watch, report, load."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from daytwo.evals.cases import Case
+from daytwo.evals.datasets import GoldenSets
+from daytwo.evals.gates import gate, watch
+from daytwo.evals.load import load_test
+from daytwo.evals.promote import promote
+from daytwo.evals.report import render_html
+from daytwo.evals.runner import AgentResult, CallableRunner
+from daytwo.evals.runs import EvalRuns
+from daytwo.evals.scoring import Scorer
+from daytwo.exceptions import ConflictError, InputError, NotFoundError
+from daytwo.store import Store
+from daytwo.store.tables.evals import EvalAlert, EvalMetric
+
+CASES = [
+    Case(
+        key=f"k{i}",
+        input=f"question number {i} about refunds",
+        expected_output=f"answer {i}",
+        reference_facts=[f"answer {i}"],
+        relevant_doc_ids=[f"d{i}"],
+        expected_tool_calls=[{"name": "lookup", "arguments": {"n": i}}] if i % 2 else [],
+        tags=["odd" if i % 2 else "even"],
+    )
+    for i in range(12)
+]
+
+
+def good(case: Case) -> AgentResult:
+    i = int(case.key[1:])  # type: ignore[index]
+    return AgentResult(
+        output=f"answer {i}",
+        retrieved_ids=[f"d{i}", "x"],
+        tool_calls=[{"name": "lookup", "arguments": {"n": i}}] if i % 2 else [],
+        input_tokens=10,
+        output_tokens=5,
+        cost_usd=0.001,
+    )
+
+
+def bad(case: Case) -> AgentResult:
+    i = int(case.key[1:])  # type: ignore[index]
+    if i == 3:
+        raise RuntimeError("tool backend down")
+    return AgentResult(output="no idea", retrieved_ids=["x", f"d{i}"], input_tokens=30)
+
+
+def _seed(store: Store) -> Store:
+    gs = GoldenSets(store)
+    gs.create("s")
+    gs.add("s", CASES)
+    return store
+
+
+@pytest.fixture
+def seeded(sqlite_store: Store) -> Store:
+    """Most tests run on SQLite only; the first runs on both backends."""
+    return _seed(sqlite_store)
+
+
+def test_run_records_every_metric_per_case_and_component(store: Store) -> None:
+    seeded = _seed(store)
+    runs = EvalRuns(seeded)
+    seen: list[int] = []
+    run = runs.run(
+        CallableRunner(good, name="agent", version="1"),
+        "s@1",
+        repeats=2,
+        concurrency=3,
+        progress=lambda done, total: seen.append(done),
+    )
+    assert run.status == "completed"
+    assert seen[-1] == 24
+    m = run.summary["metrics"]
+    assert m["fuzzy_match"]["mean"] == pytest.approx(1.0)
+    assert m["precision@5"]["mean"] == pytest.approx(0.2)
+    assert m["mrr"]["mean"] == 1.0
+    assert m["tool_call_accuracy"]["cases"] == 6
+    assert m["tool_call_accuracy"]["component"] == "tools"
+    assert m["cost_usd"]["component"] == "cost"
+    assert run.summary["cases"] == 12
+    assert run.summary["results"] == 24
+    assert set(run.summary["by_tag"]) == {"odd", "even"}
+    with seeded.session() as s:
+        components = set(s.scalars(sa.select(EvalMetric.component).distinct()))
+    assert {"retrieval", "tools", "output", "cost"} <= components
+    assert runs.case_values(run.id, "fuzzy_match") == {c.key: 1.0 for c in CASES}
+
+
+def test_gate_fails_on_a_significant_drop_and_passes_on_noise(seeded: Store) -> None:
+    runs = EvalRuns(seeded)
+    base = runs.run(CallableRunner(good, name="agent", version="1"), "s")
+    same = runs.run(CallableRunner(good, name="agent", version="2"), "s")
+    worse = runs.run(CallableRunner(bad, name="agent", version="3"), "s")
+    assert worse.summary["errors"] == 1
+    ok = gate(seeded, candidate=same.id, baseline=base.id, metric="fuzzy_match", max_drop=0.05)
+    assert ok.passed
+    assert ok.exit_code == 0
+    fail = gate(seeded, candidate=worse.id, baseline=base.id, metric="fuzzy_match", max_drop=0.05)
+    assert not fail.passed
+    assert fail.exit_code == 1
+    assert fail.stats.ci_high < -0.05
+    # Lower-is-better metrics flip: more tokens is a drop.
+    tokens = gate(seeded, candidate=worse.id, baseline=base.id, metric="input_tokens")
+    assert not tokens.passed
+    assert tokens.stats.candidate_mean > tokens.stats.baseline_mean
+    # A tolerated drop passes.
+    lenient = gate(
+        seeded, candidate=worse.id, baseline=base.id, metric="fuzzy_match", max_drop=0.99
+    )
+    assert lenient.passed
+    with pytest.raises(NotFoundError, match="no values of metric 'nope'"):
+        gate(seeded, candidate=worse.id, baseline=base.id, metric="nope")
+    with pytest.raises(NotFoundError, match="does not exist"):
+        gate(seeded, candidate="missing", baseline=base.id, metric="fuzzy_match")
+    with pytest.raises(InputError):
+        gate(seeded, candidate=worse.id, baseline=base.id, metric="fuzzy_match", max_drop=-1)
+
+
+def test_watch_raises_a_stored_alert_on_drift(seeded: Store) -> None:
+    runs = EvalRuns(seeded)
+    agent = CallableRunner(good, name="agent", version="1")
+    with pytest.raises(NotFoundError):
+        watch(seeded, agent="agent", set_name="s", metric="fuzzy_match")
+    for _ in range(3):
+        runs.run(agent, "s")
+    calm = watch(seeded, agent="agent", set_name="s", metric="fuzzy_match", window=1)
+    assert not calm.alert
+    last = runs.run(CallableRunner(bad, name="agent", version="2"), "s")
+    alert = watch(seeded, agent="agent", set_name="s", metric="fuzzy_match", window=1)
+    assert alert.alert
+    assert alert.change is not None
+    assert alert.change.delta < -0.5
+    with seeded.session() as s:
+        row = s.scalar(sa.select(EvalAlert))
+    assert row is not None
+    assert row.run_id == last.id
+    assert row.metric == "fuzzy_match"
+
+
+def test_report_is_self_contained_html_with_svg(seeded: Store, tmp_path: Path) -> None:
+    runs = EvalRuns(seeded)
+    base = runs.run(CallableRunner(good, name="agent", version="1"), "s")
+    cand = runs.run(CallableRunner(bad, name="agent", version="2"), "s")
+    html = render_html(runs, cand.id)
+    assert base.id[:12] in html  # previous run is the default baseline
+    assert html.count("<svg") >= 2
+    assert "fuzzy_match" in html
+    assert "odd" in html
+    assert "RuntimeError: tool backend down" in html
+    assert not re.search(r"<script|https?://(?!www\.w3\.org)", html)
+
+
+def test_load_test_figures() -> None:
+    import time
+
+    def slowish(case: Case) -> AgentResult:
+        time.sleep(0.01)
+        if case.key == "k0":
+            return AgentResult(output=None, error="boom", cost_usd=0.0)
+        return AgentResult(output="x", cost_usd=0.002, input_tokens=3)
+
+    out = load_test(CallableRunner(slowish, name="a"), CASES[:4], concurrency=4, runs=20)
+    assert out["runs"] == 20
+    assert out["errors"] == 5
+    assert out["error_rate"] == 0.25
+    assert out["latency_ms"]["p50"] >= 10
+    assert out["latency_ms"]["p50"] <= out["latency_ms"]["p95"] <= out["latency_ms"]["p99"]
+    assert out["throughput_rps"] > 0
+    assert out["cost_per_run_usd"] == pytest.approx(0.0015)
+    with pytest.raises(InputError):
+        load_test(CallableRunner(slowish, name="a"), CASES, concurrency=0, runs=1)
+
+
+def test_promote_an_eval_result_with_provenance_and_dedup(seeded: Store) -> None:
+    runs = EvalRuns(seeded)
+    gs = GoldenSets(seeded)
+    gs.create("prod")
+    gs.add("prod", [Case(key="seed", input="something unrelated entirely")])
+    run = runs.run(CallableRunner(bad, name="agent", version="2"), "s")
+    result = next(r for r in runs.results(run.id) if r.case_key == "k5")
+    info, case = promote(seeded, result.id, set_name="prod", tags=["low-score"])
+    assert info.version == 2
+    stored = next(c for c in gs.cases("prod") if c.key == case.resolved_key())
+    assert stored.data["input"] == "question number 5 about refunds"
+    assert set(stored.data["tags"]) == {"low-score", "promoted"}
+    assert stored.data["metadata"]["observed_output"] == "no idea"
+    assert stored.provenance["run_id"] == result.id
+    assert stored.provenance["agent"] == "agent"
+    # a near-duplicate (same question, another case number) is refused, unless forced
+    other = next(r for r in runs.results(run.id) if r.case_key == "k6")
+    with pytest.raises(ConflictError, match="near-duplicate"):
+        promote(seeded, other.id, set_name="prod", tags=["x"], threshold=0.8)
+    forced, _ = promote(seeded, other.id, set_name="prod", tags=["x"], threshold=0.8, force=True)
+    assert forced.version == 3
+    with pytest.raises(NotFoundError, match="no traced run"):
+        promote(seeded, "deadbeef", set_name="prod", tags=["x"])
+
+
+def test_judge_metrics_and_failures_are_recorded(sqlite_store: Store) -> None:
+    from daytwo.models import OpenAICompatProvider
+    from daytwo.testing import ScriptedModelServer
+
+    gs = GoldenSets(sqlite_store)
+    gs.create("j")
+    gs.add("j", [Case(key="a", input="q1"), Case(key="b", input="q2")])
+
+    def agent(case: Case) -> AgentResult:
+        return AgentResult(output="ans", retrieved_context=["ctx"])
+
+    # relevance for a: 5; faithfulness for a: junk twice (failure); b: 3 and 4.
+    script = ['{"score": 5}', "junk", "junk", '{"score": 3}', '{"score": 4}']
+    with ScriptedModelServer(script) as server:
+        scorer = Scorer(judge_model=OpenAICompatProvider(server.base_url, max_retries=0))
+        run = EvalRuns(sqlite_store).run(
+            CallableRunner(agent, name="j"), "j", scorer=scorer, concurrency=1
+        )
+    m = run.summary["metrics"]
+    assert m["faithfulness"]["missing"] == 1  # the failure is counted, not dropped
+    assert m["judge_failure"]["mean"] == 0.5
+    assert m["answer_relevance"]["mean"] == pytest.approx((1.0 + 0.5) / 2)
+
+
+def test_run_input_errors(seeded: Store) -> None:
+    runs = EvalRuns(seeded)
+    with pytest.raises(NotFoundError):
+        runs.run(CallableRunner(good, name="a"), "nope")
+    with pytest.raises(NotFoundError):
+        runs.run(CallableRunner(good, name="a"), "s@9")
+    with pytest.raises(InputError):
+        runs.run(CallableRunner(good, name="a"), "s", repeats=0)
