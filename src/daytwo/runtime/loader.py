@@ -68,6 +68,9 @@ def _describe(exc: ValidationError, node: yaml.Node | None, source: str = "<agen
     path: list[str | int] = []
     cursor = node
     for part in loc:
+        kind = _child(cursor, "kind")
+        if isinstance(kind, yaml.ScalarNode) and kind.value == part:
+            continue  # the tag of the step union (its kind), not a key
         nxt = _child(cursor, part) if cursor is not None else None
         if cursor is not None and nxt is None and isinstance(part, str):
             continue  # a union tag, not a key of the document

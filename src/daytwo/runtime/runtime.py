@@ -23,7 +23,7 @@ from daytwo.exceptions import ConflictError, InputError, NotFoundError
 from daytwo.runtime.engine import WORKFLOW_NAME, run_agent_workflow, set_active_runtime
 from daytwo.runtime.protocols import ToolInvoker
 from daytwo.runtime.registry import AgentRegistry
-from daytwo.runtime.spec import AgentSpec, MapStep, PlanStep, SpecError, ToolStep
+from daytwo.runtime.spec import AgentSpec, ApprovalStep, MapStep, PlanStep, SpecError, ToolStep
 from daytwo.runtime.steps import Services
 from daytwo.store import Store, utcnow
 from daytwo.store.tables.runtime import RunRecord
@@ -49,6 +49,8 @@ def sqlite_system_engine(url: str, *, synchronous: str = "NORMAL") -> sa.Engine:
         dbapi_conn.isolation_level = "IMMEDIATE"
         dbapi_conn.execute("PRAGMA journal_mode=WAL")
         dbapi_conn.execute(f"PRAGMA synchronous={synchronous}")
+        dbapi_conn.execute("PRAGMA cache_size=-16000")
+        dbapi_conn.execute("PRAGMA temp_store=MEMORY")
         dbapi_conn.execute("PRAGMA busy_timeout=30000")
         dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
@@ -103,7 +105,7 @@ class _ClientOps:
     def cancel_workflow(self, run_id: str) -> None:
         self.client.cancel_workflow(run_id)
 
-    def send(self, run_id: str, message: Any, topic: str, idempotency_key: str) -> None:
+    def send(self, run_id: str, message: Any, topic: str, *, idempotency_key: str) -> None:
         self.client.send(run_id, message, topic, idempotency_key)
 
 
@@ -243,9 +245,11 @@ class Runtime:
         number = self.registry.resolve(agent, version)
         check_catalog(self.registry.spec(agent, number), self.services.tools)
         rid = run_id or uuid.uuid4().hex
+        if run_id is not None:
+            with self.store.session() as s:
+                if s.get(RunRecord, rid) is not None:
+                    raise ConflictError(f"run {rid} exists already", hint="use another run id")
         with self.store.session() as s:
-            if s.get(RunRecord, rid) is not None:
-                raise ConflictError(f"run {rid} exists already", hint="use another run id")
             s.add(
                 RunRecord(
                     id=rid,
@@ -314,6 +318,12 @@ class Runtime:
         from dbos import DBOS, SetWorkflowID
 
         rid, number = self._new_run(agent, version, inputs, principal, run_id)
+        spec = self.registry.spec(agent, number)
+        if wait and not any(isinstance(s, ApprovalStep) for s in spec.steps):
+            # Run the workflow in this thread: no hand-off to DBOS's pool, no polling.
+            with SetWorkflowID(rid):
+                run_agent_workflow(agent, number, inputs, principal)
+            return self.show(rid, steps=False)
         with SetWorkflowID(rid):
             DBOS.start_workflow(run_agent_workflow, agent, number, inputs, principal)
         if not wait:
@@ -527,7 +537,7 @@ class Runtime:
             run_id,
             {"approved": approved, "by": by, "note": note},
             f"approval:{step_id}",
-            f"{run_id}:{step_id}",
+            idempotency_key=f"{run_id}:{step_id}",
         )
         self.audit(
             "run.approval", by or "operator", run_id, {"step": step_id, "approved": approved}
