@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import sqlalchemy as sa
 from opentelemetry import trace
 
 from daytwo.store import Store
@@ -171,3 +172,47 @@ def test_without_prices_model_calls_are_unknown_not_zero(sqlite_store: Store) ->
     (r,) = rollup(sqlite_store, "query")
     assert r.priced_spans == 0
     assert r.unpriced_spans == 1
+
+
+def test_nested_model_call_spans_count_once(sqlite_store: Store) -> None:
+    """A runtime step's "chat" span around the model client's "chat" span is a wrapper."""
+    from daytwo.store.tables.tracing import SpanRow
+
+    handle = setup_tracing(sqlite_store, prices=DictPrices(PRICES))
+    tracer = trace.get_tracer("daytwo.runtime")
+    try:
+        with tracer.start_as_current_span("chat gpt-x") as outer:
+            outer.set_attributes({"gen_ai.operation.name": "chat", "daytwo.model.profile": "gpt-x"})
+            with tracer.start_as_current_span("retry"):
+                _chat("gpt-x", 1000, 100)
+            outer.set_attributes(
+                {"gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100}
+            )
+        # A child that ends after its parent (as one stored later by a worker process).
+        parent = tracer.start_span("chat gpt-x")
+        parent.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-x"})
+        ctx = trace.set_span_in_context(parent)
+        child = tracer.start_span("chat gpt-x", context=ctx)
+        child.set_attributes(
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "gpt-x",
+                "gen_ai.usage.input_tokens": 7,
+            }
+        )
+        parent.end()
+        handle.flush()
+        child.end()
+        handle.flush()
+    finally:
+        handle.shutdown()
+    with sqlite_store.session() as s:
+        statuses = sorted(str(x) for x in s.scalars(sa.select(SpanRow.cost_status)))
+    assert statuses == ["None", "priced", "priced", "priced", "wrapper"]
+    grand = total(rollup(sqlite_store, "query"))
+    assert grand.cost_usd == _expected("gpt-x", 1000, 100) + _expected("gpt-x", 7, 0)
+    assert grand.priced_spans == 2
+    # Repricing leaves wrappers alone.
+    report = reprice(sqlite_store, DictPrices(PRICES), since=datetime(2000, 1, 1, tzinfo=UTC))
+    assert report.spans == 3
+    assert total(rollup(sqlite_store, "query")).cost_usd == grand.cost_usd

@@ -1,7 +1,8 @@
 """The cost ledger: roll-ups of span costs and repricing after a price change.
 
-Only spans that carry a cost (model calls, paid tools; ``cost_status`` not NULL)
-are summed, so wrapper spans are never counted twice. Dimensions that live on run
+Only spans that carry a cost (model calls, paid tools; ``cost_status`` priced or
+unknown) are summed, and of nested cost spans only the innermost, so wrapper spans
+are never counted twice. Dimensions that live on run
 or step spans (session, agent version, principal, tenant) are inherited from the
 nearest ancestor span that sets them. Sums are exact ``Decimal``; unpriced spans
 are counted, never treated as $0.
@@ -15,14 +16,26 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from daytwo.exceptions import InputError
 from daytwo.store import Store
 from daytwo.store.tables.tracing import SpanRow
 from daytwo.tracing.pricing import PriceSource, span_cost
 
-__all__ = ["DIMENSIONS", "Dimension", "RepriceReport", "Rollup", "reprice", "rollup", "total"]
+COUNTED = ("priced", "unknown")
+"""``cost_status`` values a roll-up counts (``wrapper`` and NULL spans are never counted)."""
+
+__all__ = [
+    "COUNTED",
+    "DIMENSIONS",
+    "Dimension",
+    "RepriceReport",
+    "Rollup",
+    "reprice",
+    "rollup",
+    "total",
+]
 
 Dimension = Literal[
     "query", "trace", "run", "session", "agent", "principal", "tenant", "model", "day"
@@ -93,7 +106,7 @@ def rollup(
     """
     _check_dimension(by)
     with store.session() as s:
-        q = select(SpanRow).where(SpanRow.cost_status.is_not(None))
+        q = select(SpanRow).where(SpanRow.cost_status.in_(COUNTED))
         if since is not None:
             q = q.where(SpanRow.start_time >= since)
         if until is not None:
@@ -144,7 +157,19 @@ def rollup(
             current = node.parent
         return None
 
+    # A cost span with another cost span below it is a wrapper (e.g. a runtime step's
+    # "chat" span around the model client's): only the innermost one counts. The
+    # processor marks these at ingest; this also catches children stored by another
+    # process after their parent.
+    wrappers: set[str] = set()
     for sp in cost_spans:
+        current = nodes[sp.span_id].parent if sp.span_id in nodes else None
+        while current is not None and current in nodes and current not in wrappers:
+            wrappers.add(current)
+            current = nodes[current].parent
+    for sp in cost_spans:
+        if sp.span_id in wrappers:
+            continue
         key: str | None
         label: str | None = None
         if by in ("query", "trace"):
@@ -217,7 +242,9 @@ def reprice(
                 SpanRow.cost_usd,
                 SpanRow.cost_status,
             ).where(
-                SpanRow.cost_status == "unknown" if only_unknown else SpanRow.span_id.is_not(None),
+                SpanRow.cost_status == "unknown"
+                if only_unknown
+                else or_(SpanRow.cost_status.is_(None), SpanRow.cost_status.in_(COUNTED)),
                 SpanRow.start_time >= since if since is not None else SpanRow.span_id.is_not(None),
             )
         ).all()

@@ -25,7 +25,10 @@ from daytwo.store.tables.tracing import DecisionRow, SpanRow
 from daytwo.tracing import attributes as A
 from daytwo.tracing.pricing import PriceSource, span_cost
 
-__all__ = ["StoreSpanProcessor", "span_to_rows"]
+__all__ = ["WRAPPER", "StoreSpanProcessor", "span_to_rows"]
+
+WRAPPER = "wrapper"
+"""``cost_status`` of a cost-looking span that wraps another one (never counted)."""
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,7 @@ class StoreSpanProcessor(SpanProcessor):
         self.interval_s = interval_s
         self.max_queue = max_queue
         self._queue: deque[ReadableSpan] = deque()
+        self._cost_below: set[str] = set()
         self._wake = threading.Event()
         self._write_lock = threading.Lock()
         self._stopped = False
@@ -167,6 +171,24 @@ class StoreSpanProcessor(SpanProcessor):
                 break
         return batch
 
+    def _mark_wrapper(self, row: dict[str, Any]) -> None:
+        """A cost span with a cost span inside it is a wrapper: its cost is not counted.
+
+        Spans arrive in end order, so children come before their parents: remember
+        which parents have a cost span below them.
+        """
+        span_id, parent = row["span_id"], row["parent_span_id"]
+        below = span_id in self._cost_below
+        self._cost_below.discard(span_id)
+        if row["cost_status"] is not None:
+            if below:
+                row["cost_status"], row["cost_usd"] = WRAPPER, None
+            below = True
+        if below and parent is not None:
+            if len(self._cost_below) > 100_000:  # parents in other processes never end here
+                self._cost_below.clear()
+            self._cost_below.add(parent)
+
     def _write(self, spans: Sequence[ReadableSpan]) -> None:
         if not spans:
             return
@@ -174,6 +196,7 @@ class StoreSpanProcessor(SpanProcessor):
         decisions: list[dict[str, Any]] = []
         for span in spans:
             row, decs = span_to_rows(span, self.prices)
+            self._mark_wrapper(row)
             rows.append(row)
             decisions.extend(decs)
         # Core executemany (not the ORM's bulk path): spans are write-once rows.

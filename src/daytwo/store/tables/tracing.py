@@ -50,7 +50,8 @@ class SpanRow(Base):
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     # Exact decimal text (USD); NULL on spans that carry no cost (wrappers).
     cost_usd: Mapped[str | None] = mapped_column(String(48))
-    # "priced", "unknown" (no price for the model at that time) or NULL (not a cost span).
+    # "priced", "unknown" (no price for the model at that time), "wrapper" (a model-call
+    # span with another model-call span inside: counted there) or NULL (not a cost span).
     cost_status: Mapped[str | None] = mapped_column(String(16))
 
 
