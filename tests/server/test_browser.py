@@ -17,6 +17,7 @@ from daytwo.testing import ScriptedModelServer
 from .conftest import make_runtime
 from .helpers import make_keys
 from .live import chromium, live_server
+from .test_evals import make_runs
 from .test_knowledge import DOCS
 from .test_tools_costs_audit import risk_definition
 
@@ -78,6 +79,8 @@ def test_login_run_waterfall_audit_and_screenshots(
                 headers={"Authorization": f"Bearer {keys.admin}"},
             )
             assert r.status_code == 200, r.text
+
+        make_runs(store)  # two eval runs of a golden set owned by acme
 
         # Start a run from the runs page, watch it complete, open its waterfall.
         page.goto(f"{base}/runs")

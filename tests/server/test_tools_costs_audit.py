@@ -86,3 +86,21 @@ def test_costs_and_audit_are_tenant_scoped(run_client: TestClient, keys: Keys) -
     exported = c.get("/api/v1/audit/export", headers=Keys.header(keys.admin)).json()
     assert {"run.start", "run.end"} <= {r["kind"] for r in exported}
     assert c.get("/api/v1/audit/export", headers=Keys.header(keys.other_admin)).json() == []
+
+
+def test_mcp_endpoint_is_mounted(client: TestClient, keys: Keys) -> None:
+    c = client
+    # The MCP transport guards against DNS rebinding: only loopback Host headers pass.
+    c.base_url = "http://127.0.0.1:8765"  # type: ignore[assignment]
+    r = c.post(
+        "/api/v1/tools", json={"definition": risk_definition()}, headers=Keys.header(keys.admin)
+    )
+    assert r.status_code == 201
+    agent_key = c.app.state.gateway.create_agent("mcp-agent", ["risk_score"])  # type: ignore[attr-defined]
+    rpc = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    accept = {"Accept": "application/json, text/event-stream"}
+    r = c.post("/mcp/", json=rpc, headers=accept)
+    assert r.status_code == 401
+    r = c.post("/mcp/", json=rpc, headers={**accept, "Authorization": f"Bearer {agent_key}"})
+    assert r.status_code == 200, r.text
+    assert [t["name"] for t in r.json()["result"]["tools"]] == ["risk_score"]

@@ -136,9 +136,17 @@ def create_app(
 def _layer_routers() -> list[APIRouter]:
     """Routers of the layers (each module registers the routes of one layer)."""
     from daytwo.server import pages  # noqa: F401  (registers the dashboard pages)
-    from daytwo.server.routes import agents, audit, costs, knowledge, runs, tools
+    from daytwo.server.routes import agents, audit, costs, evals, knowledge, runs, tools
 
-    return [runs.router, agents.router, tools.router, knowledge.router, costs.router, audit.router]
+    return [
+        runs.router,
+        agents.router,
+        tools.router,
+        knowledge.router,
+        evals.router,
+        costs.router,
+        audit.router,
+    ]
 
 
 def app_from_env() -> FastAPI:

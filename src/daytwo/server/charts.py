@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 __all__ = ["bar_chart", "line_chart"]
@@ -18,7 +18,7 @@ def bar_chart(points: Sequence[tuple[str, float]], *, unit: str = "") -> str:
     top = max(v for _, v in points) or 1.0
     n = len(points)
     step = (_W - 2 * _PAD) / n
-    parts = [f'<svg class="chart" viewBox="0 0 {_W} {_H}" role="img">']
+    parts = [f'<svg class="chart" viewBox="0 0 {_W} {_H}" preserveAspectRatio="none" role="img">']
     for i, (label, value) in enumerate(points):
         h = (_H - 2 * _PAD) * value / top
         x = _PAD + i * step + step * 0.15
@@ -33,12 +33,12 @@ def bar_chart(points: Sequence[tuple[str, float]], *, unit: str = "") -> str:
     return "".join(parts)
 
 
-def line_chart(series: dict[str, Sequence[float]], *, lo: float = 0.0, hi: float = 1.0) -> str:
+def line_chart(series: Mapping[str, Sequence[float]], *, lo: float = 0.0, hi: float = 1.0) -> str:
     """One polyline per named series over equally spaced points, with a legend."""
     if not series or not any(series.values()):
         return '<p class="muted">No data yet.</p>'
     span = (hi - lo) or 1.0
-    parts = [f'<svg class="chart" viewBox="0 0 {_W} {_H}" role="img">']
+    parts = [f'<svg class="chart" viewBox="0 0 {_W} {_H}" preserveAspectRatio="none" role="img">']
     legend = []
     for k, (name, values) in enumerate(series.items()):
         color = PALETTE[k % len(PALETTE)]

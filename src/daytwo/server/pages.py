@@ -200,3 +200,62 @@ def knowledge_page(request: Request, principal: Principal) -> Response:
         collections=collections,
         health=health,
     )
+
+
+_NOT_SCORES = {"cost_usd", "error", "latency_ms"}
+
+
+def _score_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """Quality scores in [0, 1] (usage, latency, cost and error counts are left to the report)."""
+    out = {}
+    for name, m in (summary.get("metrics") or {}).items():
+        if name in _NOT_SCORES or name.endswith("tokens"):
+            continue
+        mean = m.get("mean") if isinstance(m, dict) else None
+        if isinstance(mean, (int, float)) and 0.0 <= mean <= 1.0:
+            out[name] = float(mean)
+    return out
+
+
+@page("/evals", title="Evals", nav="Evals")
+def evals_page(request: Request, principal: Principal) -> Response:
+    from daytwo.evals.datasets import GoldenSets
+    from daytwo.server.charts import line_chart
+    from daytwo.server.routes.evals import eval_runs_of, visible_sets
+
+    store = request.app.state.store
+    gs = GoldenSets(store)
+    sets = []
+    for name in visible_sets(store, principal.tenant):
+        versions = gs.versions(name)
+        runs = [r for r in eval_runs_of(store, principal.tenant, name) if r.status == "completed"]
+        runs.reverse()  # oldest first for the chart
+        scores = [_score_metrics(r.summary) for r in runs]
+        metrics = sorted({m for s in scores for m in s})
+        series = {m: [s[m] for s in scores if m in s] for m in metrics}
+        compare = None
+        if len(runs) >= 2:
+            base, cand = runs[-2], runs[-1]
+            bs, cs = scores[-2], scores[-1]
+            compare = {
+                "baseline": base.id,
+                "candidate": cand.id,
+                "baseline_agent": f"{base.agent}@{base.agent_version}",
+                "candidate_agent": f"{cand.agent}@{cand.agent_version}",
+                "metrics": [
+                    {"name": m, "base": bs[m], "cand": cs[m], "delta": cs[m] - bs[m]}
+                    for m in metrics
+                    if m in bs and m in cs
+                ],
+            }
+        sets.append(
+            {
+                "name": name,
+                "latest_version": versions[-1].version if versions else 0,
+                "cases": versions[-1].case_count if versions else 0,
+                "runs": runs,
+                "chart": line_chart(series),
+                "compare": compare,
+            }
+        )
+    return render(request, "evals.html", principal, title="Evals", sets=sets)

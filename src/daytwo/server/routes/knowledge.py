@@ -49,11 +49,24 @@ def _groups(principal: Principal) -> list[str]:
     return [f"tenant:{principal.tenant}", f"role:{principal.role}"]
 
 
+def _generations_status(kb: Any) -> dict[str, Any]:
+    import importlib
+
+    # The knowledge layer moved this report between modules; accept either home.
+    for module in ("daytwo.knowledge.shadow_reads", "daytwo.knowledge.generations"):
+        try:
+            fn = getattr(importlib.import_module(module), "generations_status", None)
+        except ImportError:
+            continue
+        if fn is not None:
+            result: dict[str, Any] = fn(kb)
+            return result
+    raise MissingDependency("the knowledge layer has no generations report", hint="upgrade daytwo")
+
+
 def collections_status(kb: Any, store: Store, tenant: str) -> list[dict[str, Any]]:
     """Generations and migration progress of the tenant's collections."""
-    from daytwo.knowledge.generations import generations_status
-
-    status = generations_status(kb)["collections"]
+    status = _generations_status(kb)["collections"]
     names = set(visible(store, KIND, [c["name"] for c in status], tenant))
     return [c for c in status if c["name"] in names]
 

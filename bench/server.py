@@ -1,0 +1,400 @@
+"""Server load benchmark: N concurrent HTTP clients against `uvicorn --workers 1|2`.
+
+    python bench/server.py --json bench/results/server.json
+
+For each backend (SQLite file, PostgreSQL schema) and each worker count (1, 2):
+
+- a real uvicorn server (``--workers N``, separate processes) serves
+  ``daytwo.server.create_app`` with an agent runtime whose services are the
+  scripted OpenAI-compatible model (one server in this process, shared by all
+  workers), Python tools for the sample support agent, and the knowledge base
+  (hashing embedder) as its retriever;
+- ``--clients`` concurrent asyncio clients (httpx), each in a loop for
+  ``--seconds``: start a run of the sample support agent (``POST /api/v1/runs``),
+  then query the knowledge API (``POST /api/v1/knowledge/.../search``);
+- afterwards every started run is awaited; a run that does not succeed counts
+  as an error.
+
+Reported per configuration: requests/s, runs started/s, p50/p99 latency per
+route, error counts and rate, runs succeeded. Targets (issue 10): zero errors at
+50 concurrent clients; near-linear gain from the second worker on PostgreSQL.
+This machine has 2 cores shared with other work, so the gain is bounded by
+the cores actually free; the JSON records ``os.cpu_count()`` and the load.
+
+The factory ``bench_app`` below is what each uvicorn worker imports (the
+settings come from ``DAYTWO_*`` variables and ``BENCH_*`` variables set by the
+parent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_URL = os.environ.get("DAYTWO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+ANSWER = '{"answer": "Your order ships tomorrow.", "needs_human": false}'
+DOCS = [
+    ("shipping", "Shipping", "Orders ship within two business days from our warehouse."),
+    ("returns", "Returns", "You can return any item within 30 days for a full refund."),
+    ("warranty", "Warranty", "Electronics carry a two year warranty against defects."),
+    ("tracking", "Tracking", "Track your order with the link in the confirmation email."),
+]
+
+
+# -- the app each uvicorn worker builds ---------------------------------------------------
+
+
+def bench_app() -> Any:
+    """uvicorn factory: the daytwo app with a runtime for the sample agent (scripted model)."""
+    from daytwo.knowledge.service import KnowledgeBase
+    from daytwo.runtime import (
+        CallableRetriever,
+        OpenAICompatLLM,
+        PythonTools,
+        Runtime,
+        Services,
+        StaticTelemetry,
+    )
+    from daytwo.server import create_app
+    from daytwo.server.services import audit_log
+    from daytwo.settings import load_settings
+    from daytwo.store import Store
+
+    settings = load_settings()
+    store = Store.from_settings(settings)
+    kb = KnowledgeBase(store, settings.data_dir, settings.embedder)
+    tools = PythonTools()
+    for name in ("orders_status_cached", "orders_status_live"):
+        tools.add(
+            name,
+            lambda order_id, idempotency_key: {"order_id": order_id, "status": "shipped"},
+            capability="orders.status",
+        )
+
+    def retrieve(collection: str, query: str, k: int) -> list[dict[str, Any]]:
+        hits = kb.search(collection, query, "bench", [], mode="bm25", k=k)
+        return [h.to_dict() for h in hits]
+
+    services = Services(
+        tools=tools,
+        telemetry=StaticTelemetry(),
+        retriever=CallableRetriever(retrieve),
+        llm=OpenAICompatLLM(os.environ["BENCH_MODEL_URL"], model="scripted"),
+        audit=audit_log(settings, store),
+    )
+    runtime = Runtime(
+        store,
+        services,
+        data_dir=settings.data_dir,
+        dbos_schema=os.environ.get("BENCH_DBOS_SCHEMA", "dbos"),
+        executor_id=f"bench-{os.getpid()}",
+    )
+    return create_app(settings, store, runtime=runtime, knowledge=kb)
+
+
+# -- the parent: set up, serve, load, measure --------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    idx = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return round(ordered[idx], 2)
+
+
+def _prepare(env: dict[str, str]) -> tuple[str, str]:
+    """Migrate, create a key, register the sample agent; return (admin key, collection)."""
+    from importlib import resources
+
+    from daytwo.runtime import parse_spec_text
+    from daytwo.runtime.registry import AgentRegistry
+    from daytwo.server import KeyStore
+    from daytwo.settings import load_settings
+    from daytwo.store import Store
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        settings = load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    store = Store.from_settings(settings)
+    try:
+        store.upgrade()
+        _, key = KeyStore(store).create(role="admin", tenant="bench", name="bench")
+        text = (resources.files("daytwo.runtime.samples") / "support.yaml").read_text()
+        AgentRegistry(store).register(parse_spec_text(text))
+    finally:
+        store.dispose()
+    return key, "support"
+
+
+def _start_server(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "server:bench_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
+    full_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).parent)}
+    proc = subprocess.Popen(
+        cmd, env=full_env, cwd=str(ROOT), start_new_session=True, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                time.sleep(1.0 * workers)  # let every worker finish its own start-up
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    _stop(proc)
+    raise RuntimeError("server did not start")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+async def _load(url: str, key: str, clients: int, seconds: float) -> dict[str, Any]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"}
+    lat: dict[str, list[float]] = {"start_run": [], "search": []}
+    errors: dict[str, int] = {"start_run": 0, "search": 0}
+    examples: list[str] = []
+    run_ids: list[str] = []
+    stop_at = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def one(client: httpx.AsyncClient, route: str, method: str, path: str, body: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            r = await client.request(method, path, json=body, headers=headers)
+            ok = r.status_code < 400
+            data = r.json() if ok else None
+            if not ok and len(examples) < 5:
+                examples.append(f"{route}: {r.status_code} {r.text[:200]}")
+        except Exception as exc:
+            ok, data = False, None
+            if len(examples) < 5:
+                examples.append(f"{route}: {type(exc).__name__}: {exc}")
+        lat[route].append((time.perf_counter() - t0) * 1000)
+        if not ok:
+            errors[route] += 1
+        return data
+
+    async def client_loop(i: int) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+            n = 0
+            while time.monotonic() < stop_at:
+                body = {
+                    "agent": "support",
+                    "inputs": {"question": "when will my order ship?", "order_id": f"A-{i}-{n}"},
+                }
+                data = await one(client, "start_run", "POST", "/api/v1/runs", body)
+                if data:
+                    run_ids.append(data["id"])
+                await one(
+                    client,
+                    "search",
+                    "POST",
+                    "/api/v1/knowledge/collections/support/search",
+                    {"query": "shipping time", "mode": "bm25", "k": 3},
+                )
+                n += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client_loop(i) for i in range(clients)))
+    elapsed = time.perf_counter() - t0
+
+    # Every started run must finish successfully.
+    run_status: dict[str, int] = {}
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        deadline = time.monotonic() + 180
+        pending = set(run_ids)
+        while pending and time.monotonic() < deadline:
+            listed = await client.get("/api/v1/runs?limit=500", headers=headers)
+            # The list holds the newest 500; fetch the others one by one.
+            by_id = {r["id"]: r["status"] for r in listed.json()}
+            for rid in list(pending):
+                status = by_id.get(rid)
+                if status is None:
+                    r = await client.get(f"/api/v1/runs/{rid}", headers=headers)
+                    status = r.json().get("status") if r.status_code == 200 else "missing"
+                if status in {"succeeded", "failed", "cancelled", "missing"}:
+                    run_status[status] = run_status.get(status, 0) + 1
+                    pending.discard(rid)
+            if pending:
+                await asyncio.sleep(0.5)
+        if pending:
+            run_status["unfinished"] = len(pending)
+    requests = sum(len(v) for v in lat.values())
+    failed_runs = sum(v for k, v in run_status.items() if k != "succeeded")
+    total_errors = sum(errors.values()) + failed_runs
+    return {
+        "seconds": round(elapsed, 2),
+        "requests": requests,
+        "requests_per_s": round(requests / elapsed, 1),
+        "runs_started": len(run_ids),
+        "runs_started_per_s": round(len(run_ids) / elapsed, 1),
+        "runs": run_status,
+        "latency_ms": {
+            route: {"p50": _pct(v, 50), "p99": _pct(v, 99), "mean": round(statistics.mean(v), 2)}
+            for route, v in lat.items()
+            if v
+        },
+        "http_errors": errors,
+        "failed_runs": failed_runs,
+        "errors": total_errors,
+        "error_rate": round(total_errors / max(requests, 1), 5),
+        "error_examples": examples,
+    }
+
+
+def _config(backend: str, workers: int, args: argparse.Namespace, model_url: str) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-server-{backend}-"))
+    env = {
+        "DAYTWO_DATA_DIR": str(tmp / "data"),
+        "DAYTWO_EMBEDDER": "hashing-384",
+        "BENCH_MODEL_URL": model_url,
+    }
+    schema = None
+    if backend == "postgres":
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        admin = sa.create_engine(PG_URL)
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        env["DAYTWO_DATABASE_URL"] = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        env["BENCH_DBOS_SCHEMA"] = f"{schema}_dbos"
+    try:
+        key, collection = _prepare(env)
+        proc, url = _start_server(env, workers)
+        try:
+            import httpx
+
+            for doc_id, title, text in DOCS:
+                r = httpx.put(
+                    f"{url}/api/v1/knowledge/collections/{collection}/documents",
+                    json={"doc_id": doc_id, "title": title, "text": text},
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=60,
+                )
+                r.raise_for_status()
+            load1 = os.getloadavg()[0]
+            result = asyncio.run(_load(url, key, args.clients, args.seconds))
+        finally:
+            _stop(proc)
+    finally:
+        if schema is not None:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}_dbos" CASCADE'))
+            admin.dispose()
+    return {
+        "backend": backend,
+        "workers": workers,
+        "clients": args.clients,
+        "load_avg_before": round(load1, 2),
+        **result,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
+    parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    args = parser.parse_args()
+
+    from daytwo.testing import ScriptedModelServer
+
+    configs = []
+    with ScriptedModelServer(default=ANSWER) as model:
+        for backend in args.backends:
+            for workers in args.workers:
+                print(f"{backend}, {workers} worker(s), {args.clients} clients ...", flush=True)
+                res = _config(backend, workers, args, model.base_url)
+                print(json.dumps(res), flush=True)
+                configs.append(res)
+    gains = {}
+    for backend in args.backends:
+        by_w = {c["workers"]: c for c in configs if c["backend"] == backend}
+        if 1 in by_w and 2 in by_w and by_w[1]["requests_per_s"]:
+            gains[backend] = round(by_w[2]["requests_per_s"] / by_w[1]["requests_per_s"], 2)
+    out = {
+        "benchmark": "server",
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "params": {"clients": args.clients, "seconds": args.seconds},
+        "configs": configs,
+        "two_worker_gain": gains,
+        "targets": {
+            "zero_errors_at_50_clients": all(
+                c["errors"] == 0 for c in configs if c["clients"] >= 50
+            ),
+            "note": "near-linear gain means two_worker_gain close to 2.0 on postgres",
+        },
+    }
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
