@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from opentelemetry import trace
 
@@ -69,3 +70,24 @@ def test_a_full_queue_drops_spans_instead_of_growing(sqlite_store: Store) -> Non
         assert list(s.scalars(sa.select(SpanRow.name))) == ["kept"]
     handle.shutdown()
     assert isinstance(handle.store_processor, StoreSpanProcessor)
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_stores_its_own_spans(sqlite_store: Store) -> None:
+    import os
+
+    handle = setup_tracing(sqlite_store)
+    pid = os.fork()
+    if pid == 0:  # the child: trace, flush, leave without running pytest's teardown
+        code = 1
+        try:
+            with trace.get_tracer("daytwo.test").start_as_current_span("in child"):
+                pass
+            code = 0 if handle.flush() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with sqlite_store.session() as s:
+        assert list(s.scalars(sa.select(SpanRow.name))) == ["in child"]
+    handle.shutdown()

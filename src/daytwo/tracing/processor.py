@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -144,6 +145,19 @@ class StoreSpanProcessor(SpanProcessor):
         self._write_lock = threading.Lock()
         self._stopped = False
         self.dropped = 0
+        self._worker = threading.Thread(target=self._run, name="daytwo-span-store", daemon=True)
+        self._worker.start()
+        # A forked child (pre-fork servers) has no worker thread: start its own.
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        if self._stopped:
+            return
+        self._queue = deque()
+        self._cost_below = set()
+        self._wake = threading.Event()
+        self._write_lock = threading.Lock()
+        self.store.engine.dispose(close=False)  # never share the parent's connections
         self._worker = threading.Thread(target=self._run, name="daytwo-span-store", daemon=True)
         self._worker.start()
 
