@@ -64,6 +64,8 @@ def _cost_phrase(row: SpanRow) -> str:
         return f"cost ${row.cost_usd}"
     if row.cost_status == "unknown":
         return "cost unknown (no price for this model)"
+    if row.cost_status == "wrapper":
+        return "cost counted in the call inside it"
     return ""
 
 
