@@ -19,9 +19,10 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
-from sqlalchemy import Table
+from sqlalchemy import JSON, Connection, Table
 
 from daytwo.store import Store
+from daytwo.store.base import UTCDateTime
 from daytwo.store.tables.tracing import DecisionRow, SpanRow
 from daytwo.tracing import attributes as A
 from daytwo.tracing.pricing import PriceSource, span_cost
@@ -54,6 +55,41 @@ def _optional_int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """executemany straight to the driver: per-row SQLAlchemy bind processing costs more
+    than the insert itself. Values are converted exactly as the column types would
+    (UTC datetimes; JSON text on SQLite, jsonb on PostgreSQL); tests read them back
+    through the ORM on both backends."""
+    columns = list(rows[0])
+    json_idx = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
+    time_idx = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
+    sqlite = conn.dialect.name == "sqlite"
+    if not sqlite:
+        from psycopg.types.json import Jsonb
+    params: list[list[Any]] = []
+    for row in rows:
+        values = [row[c] for c in columns]
+        for i in json_idx:
+            if values[i] is not None:
+                values[i] = json.dumps(values[i]) if sqlite else Jsonb(values[i])
+        if sqlite:
+            for i in time_idx:
+                if values[i] is not None:
+                    values[i] = (
+                        values[i]
+                        .astimezone(UTC)
+                        .replace(tzinfo=None)
+                        .isoformat(" ", "microseconds")
+                    )
+        params.append(values)
+    mark = "?" if sqlite else "%s"
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(mark for _ in columns)})"
+    )
+    conn.exec_driver_sql(sql, [tuple(v) for v in params])
 
 
 def span_to_rows(
@@ -215,9 +251,9 @@ class StoreSpanProcessor(SpanProcessor):
             decisions.extend(decs)
         # Core executemany (not the ORM's bulk path): spans are write-once rows.
         with self.store.engine.begin() as conn:
-            conn.execute(_SPANS.insert(), rows)
+            _insert_many(conn, _SPANS, rows)
             if decisions:
-                conn.execute(_DECISIONS.insert(), decisions)
+                _insert_many(conn, _DECISIONS, decisions)
 
     def _flush_once(self) -> bool:
         with self._write_lock:
