@@ -21,13 +21,12 @@ from daytwo.knowledge import KnowledgeBase
 from daytwo.knowledge.generations import (
     backfill,
     cutover,
-    generations_status,
-    golden_ndcg,
     parse_chunking,
     prune,
     rollback,
     start_migration,
 )
+from daytwo.knowledge.shadow_reads import generations_status, golden_ndcg
 from daytwo.store import Store
 from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbGeneration
 from daytwo.store.tables.knowledge_maintenance import KbMigration, KbShadowRead

@@ -90,7 +90,7 @@ def test_searches_keep_working_during_vacuum(kb: KnowledgeBase) -> None:
         thread.join()
     assert failures == []
     assert count >= 10
-    assert kb.search("c", "uniqlate", "bob", groups=["g"], mode="dense", k=1)[0].doc_id == "late"
+    assert kb.search("c", "uniqlate", "bob", groups=["g"], k=1)[0].doc_id == "late"
 
 
 def test_auto_vacuum_threshold(kb: KnowledgeBase) -> None:

@@ -112,7 +112,7 @@ def generations(
     if ctx.invoked_subcommand is not None:
         return
     from daytwo.exceptions import InputError
-    from daytwo.knowledge.generations import generations_status, golden_ndcg
+    from daytwo.knowledge.shadow_reads import generations_status, golden_ndcg
 
     kb = open_kb()
     data = generations_status(kb, collection)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from daytwo.exceptions import InputError, NotFoundError
+from daytwo.knowledge.generations import write_lock
 from daytwo.knowledge.search import AllowedCache
 from daytwo.store.tables.knowledge import (
     KbAcl,
@@ -132,6 +133,7 @@ def erase(
     from daytwo.tracing.audit import AuditLog
 
     with kb.store.session() as session:
+        write_lock(session, collection)
         if session.get(KbCollection, collection) is None:
             raise NotFoundError(
                 f"collection {collection!r} does not exist", hint="see daytwo kb stats"

@@ -13,7 +13,7 @@ embedder, chunking or ANN parameters) while it keeps serving:
    already put into the shadow are skipped; a final sweep re-writes the documents
    changed since the migration began and any still missing (writes that were in flight
    when the shadow appeared).
-3. :func:`routed_search` (the search path of ``KnowledgeBase.search``) runs a sampled
+3. :func:`daytwo.knowledge.shadow_reads.routed_search` (the search path) runs a sampled
    share of live queries on the shadow too, recording overlap@10 and both latencies,
    and serves a canary percentage of queries from the shadow once it is complete.
 4. :func:`cutover` swaps the active pointer in one transaction; the old generation
@@ -23,14 +23,9 @@ embedder, chunking or ANN parameters) while it keeps serving:
 
 from __future__ import annotations
 
-import json
-import math
-import random
 import shutil
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,14 +37,12 @@ from daytwo.exceptions import ConflictError, InputError, NotFoundError, StoreErr
 from daytwo.knowledge.ann import AnnParams, encode_vector
 from daytwo.knowledge.chunking import ChunkingConfig, chunk_document, embed_text
 from daytwo.knowledge.embedders import get_embedder
-from daytwo.knowledge.search import Hit, SearchTimings, run_search
 from daytwo.store import new_id, utcnow
 from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbDocument, KbGeneration
 from daytwo.store.tables.knowledge import KbTombstone as _KbTombstone
 from daytwo.store.tables.knowledge_maintenance import (
     KbIndexMaintenance,
     KbMigration,
-    KbShadowRead,
 )
 
 if TYPE_CHECKING:
@@ -60,21 +53,18 @@ __all__ = [
     "MigrationStatus",
     "backfill",
     "cutover",
-    "generations_status",
-    "golden_ndcg",
     "open_migration",
     "parse_chunking",
     "prune",
     "rollback",
-    "routed_search",
     "start_migration",
+    "write_lock",
 ]
 
 OPEN_STATES = ("backfilling", "ready", "cut_over", "rolled_back")
 """States of a migration that is not finished (at most one per collection)."""
 SWEEP_MARGIN_SECONDS = 120.0
 Progress = Callable[[int, int], None]
-_rng = random.Random()
 
 
 @dataclass(frozen=True)
@@ -159,6 +149,17 @@ def _check_rates(shadow_read_rate: float | None, canary_percent: float | None) -
         raise InputError(f"canary {canary_percent}% is outside 0..100", hint="for example 5")
 
 
+def write_lock(session: Session, collection: str) -> None:
+    """Take the write lock first (SQLite: before any read of the transaction, so a
+    concurrent commit cannot turn the later write into ``database is locked``;
+    PostgreSQL: the collection row's lock serialises migrations of one collection)."""
+    session.execute(
+        sa.update(KbCollection)
+        .where(KbCollection.name == collection)
+        .values(tenant=KbCollection.tenant)
+    )
+
+
 def open_migration(session: Session, collection: str) -> KbMigration | None:
     """The unfinished migration of ``collection``, if any."""
     return session.scalars(
@@ -204,6 +205,7 @@ def start_migration(
     config = chunking or ChunkingConfig.from_dict(active.chunking)
     params = ann_params or AnnParams.from_dict(active.ann_params)
     with kb.store.session() as session:
+        write_lock(session, collection)
         mig = open_migration(session, collection)
         if mig is not None:
             target = session.get(KbGeneration, mig.target_generation)
@@ -237,6 +239,7 @@ def start_migration(
         )
     dim = target_embedder.dim  # may ask a remote endpoint: before the transaction
     with kb.store.session() as session:
+        write_lock(session, collection)
         row = session.get(KbCollection, collection, with_for_update=True)
         if row is None or row.active_generation != active.id:
             raise ConflictError(
@@ -516,98 +519,13 @@ def _final_sweep(kb: KnowledgeBase, mig: KbMigration, gen: KbGeneration) -> None
                 for pieces in embedded.values():
                     _write_chunks(session, gen, seq, pieces)
     with kb.store.session() as session:
+        write_lock(session, gen.collection)
         row = session.get(KbMigration, mig.id, with_for_update=True)
         if row is not None and row.state == "backfilling":
             row.state = "ready"
             row.total = row.done
             row.updated_at = utcnow()
     kb.refresh_index(gen)
-
-
-# -- reads: shadow reads and canary -----------------------------------------------------
-def _overlap(a: Sequence[Hit], b: Sequence[Hit], k: int = 10) -> float:
-    first = [h.doc_id for h in a[:k]]
-    second = {h.doc_id for h in b[:k]}
-    if not first:
-        return 1.0 if not second else 0.0
-    return len(set(first) & second) / len(set(first))
-
-
-def routed_search(
-    kb: KnowledgeBase,
-    collection: str,
-    query: str,
-    principal: str,
-    groups: Sequence[str] = (),
-    mode: str = "hybrid",
-    k: int = 10,
-    filters: Mapping[str, Any] | None = None,
-    query_vector: npt.NDArray[np.float32] | None = None,
-    timings: SearchTimings | None = None,
-) -> list[Hit]:
-    """Search the active generation; during a migration, shadow-read and canary-route."""
-    plan = _route(kb, collection)
-    if plan is None or query_vector is not None:
-        return run_search(
-            kb, collection, query, principal, groups, mode, k, filters, query_vector, timings
-        )
-    mig_id, active, other, rate, canary = plan
-    serve, compare, served = active, other, "active"
-    if canary > 0 and _rng.random() * 100.0 < canary:
-        serve, compare, served = other, active, "canary"
-    started = time.perf_counter()
-    hits = run_search(
-        kb, collection, query, principal, groups, mode, k, filters, None, timings, generation=serve
-    )
-    serve_ms = (time.perf_counter() - started) * 1000.0
-    if rate > 0 and _rng.random() < rate:
-        try:
-            started = time.perf_counter()
-            shadow = run_search(
-                kb, collection, query, principal, groups, mode, k, filters, generation=compare
-            )
-            compare_ms = (time.perf_counter() - started) * 1000.0
-            active_hits, shadow_hits = (hits, shadow) if served == "active" else (shadow, hits)
-            active_ms, shadow_ms = (
-                (serve_ms, compare_ms) if served == "active" else (compare_ms, serve_ms)
-            )
-            with kb.store.session() as session:
-                session.add(
-                    KbShadowRead(
-                        migration=mig_id,
-                        served=served,
-                        overlap=_overlap(active_hits, shadow_hits),
-                        active_ms=active_ms,
-                        shadow_ms=shadow_ms,
-                        at=utcnow(),
-                    )
-                )
-        except StoreError:
-            pass  # a busy store must not fail the live query; the sample is dropped
-    return hits
-
-
-def _route(
-    kb: KnowledgeBase, collection: str
-) -> tuple[str, KbGeneration, KbGeneration, float, float] | None:
-    with kb.store.session() as session:
-        mig = open_migration(session, collection)
-        if mig is None or mig.state == "backfilling":
-            return None
-        row = session.get(KbCollection, collection)
-        if row is None:
-            return None
-        other_id = (
-            mig.source_generation
-            if row.active_generation == mig.target_generation
-            else mig.target_generation
-        )
-        active = session.get(KbGeneration, row.active_generation)
-        other = session.get(KbGeneration, other_id)
-        if active is None or other is None or other.state != "shadow":
-            return None
-        session.expunge_all()
-        return mig.id, active, other, mig.shadow_read_rate, mig.canary_percent
 
 
 # -- cutover, rollback, prune --------------------------------------------------------------
@@ -624,6 +542,7 @@ def _audit(
 def cutover(kb: KnowledgeBase, collection: str, *, actor: str = "cli") -> MigrationStatus:
     """Make the shadow generation active in one transaction (the old one stays live)."""
     with kb.store.session() as session:
+        write_lock(session, collection)
         row = session.get(KbCollection, collection, with_for_update=True)
         mig = _require_open(session, collection)
         if mig.state == "backfilling":
@@ -648,6 +567,7 @@ def cutover(kb: KnowledgeBase, collection: str, *, actor: str = "cli") -> Migrat
 def rollback(kb: KnowledgeBase, collection: str, *, actor: str = "cli") -> MigrationStatus:
     """Switch back to the previous generation (the new one stays as the shadow)."""
     with kb.store.session() as session:
+        write_lock(session, collection)
         row = session.get(KbCollection, collection, with_for_update=True)
         mig = _require_open(session, collection)
         if mig.state != "cut_over":
@@ -704,9 +624,10 @@ def prune(
                     f"collection {collection!r} does not exist", hint="see daytwo kb stats"
                 )
             q = q.where(KbMigration.collection == collection)
-        todo = [(m.id, m.state) for m in session.scalars(q)]
-    for mig_id, state in todo:
+        todo = [(m.id, m.state, m.collection) for m in session.scalars(q)]
+    for mig_id, state, coll in todo:
         with kb.store.session() as session:
+            write_lock(session, coll)
             mig = session.get(KbMigration, mig_id, with_for_update=True)
             if mig is None or mig.state != state:
                 continue
@@ -749,106 +670,3 @@ def _remove_pruned_files(kb: KnowledgeBase, collection: str | None) -> None:
         directory = kb.index_dir(gen)
         if directory.exists():
             shutil.rmtree(directory, ignore_errors=False)
-
-
-# -- status -----------------------------------------------------------------------------------
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
-
-
-def generations_status(kb: KnowledgeBase, collection: str | None = None) -> dict[str, Any]:
-    """State, backfill progress and shadow-read figures of every collection's generations."""
-    stats = kb.stats(collection)
-    out: dict[str, Any] = {"collections": []}
-    with kb.store.session() as session:
-        for coll in stats["collections"]:
-            mig = open_migration(session, coll["name"])
-            if mig is None:
-                mig = session.scalars(
-                    sa.select(KbMigration)
-                    .where(KbMigration.collection == coll["name"])
-                    .order_by(KbMigration.created_at.desc())
-                    .limit(1)
-                ).first()
-            migration: dict[str, Any] | None = None
-            if mig is not None:
-                migration = MigrationStatus.of(mig).to_dict()
-                reads = session.execute(
-                    sa.select(
-                        KbShadowRead.overlap, KbShadowRead.active_ms, KbShadowRead.shadow_ms
-                    ).where(KbShadowRead.migration == mig.id)
-                ).all()
-                overlaps = [float(r[0]) for r in reads]
-                migration["shadow_reads"] = {
-                    "samples": len(reads),
-                    "overlap_at_10": round(sum(overlaps) / len(overlaps), 4) if reads else None,
-                    "active_p50_ms": _round(_percentile([r[1] for r in reads], 50)),
-                    "shadow_p50_ms": _round(_percentile([r[2] for r in reads], 50)),
-                    "active_p99_ms": _round(_percentile([r[1] for r in reads], 99)),
-                    "shadow_p99_ms": _round(_percentile([r[2] for r in reads], 99)),
-                }
-            out["collections"].append(
-                {
-                    "name": coll["name"],
-                    "active_generation": coll["active_generation"],
-                    "documents": coll["documents"],
-                    "generations": [
-                        {
-                            k: g[k]
-                            for k in ("id", "state", "embedder", "dim", "chunking", "seq", "chunks")
-                        }
-                        for g in coll["generations"]
-                    ],
-                    "migration": migration,
-                }
-            )
-    return out
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-def golden_ndcg(
-    kb: KnowledgeBase,
-    collection: str,
-    golden: Path,
-    principal: str,
-    groups: Sequence[str] = (),
-    *,
-    mode: str = "hybrid",
-    k: int = 10,
-) -> dict[str, float]:
-    """nDCG@k of every live generation on a golden set (JSONL ``{"query", "relevant"}``)."""
-    cases: list[tuple[str, set[str]]] = []
-    try:
-        lines = golden.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read golden set {golden}: {exc.strerror}") from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            query, relevant = str(item["query"]), {str(x) for x in item["relevant"]}
-        except (ValueError, KeyError, TypeError):
-            raise InputError(
-                f"{golden}:{number} is not a JSON object with 'query' and 'relevant' (a list)",
-                hint='for example {"query": "reset password", "relevant": ["faq-1"]}',
-            ) from None
-        cases.append((query, relevant))
-    if not cases:
-        raise InputError(f"golden set {golden} has no cases", hint="add JSONL lines")
-    out: dict[str, float] = {}
-    for gen in kb.live_generations(collection):
-        scores = []
-        for query, relevant in cases:
-            hits = run_search(kb, collection, query, principal, groups, mode, k, generation=gen)
-            docs = list(dict.fromkeys(h.doc_id for h in hits))[:k]
-            dcg = sum(1.0 / math.log2(i + 2) for i, d in enumerate(docs) if d in relevant)
-            ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), k)))
-            scores.append(dcg / ideal if ideal else 0.0)
-        out[gen.id] = round(sum(scores) / len(scores), 4)
-    return out

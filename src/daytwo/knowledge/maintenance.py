@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from daytwo.exceptions import InputError, NotFoundError
 from daytwo.knowledge.ann import AnnIndex, AnnParams
+from daytwo.knowledge.generations import write_lock
 from daytwo.store import utcnow
 from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbGeneration, KbTombstone
 from daytwo.store.tables.knowledge_maintenance import KbIndexMaintenance
@@ -192,6 +193,7 @@ def vacuum_generation(kb: KnowledgeBase, gen: KbGeneration) -> dict[str, Any]:
     fresh.save()
     seconds = time.perf_counter() - started
     with kb.store.session() as session:
+        write_lock(session, gen.collection)
         row = session.get(KbIndexMaintenance, gen.id)
         if row is None:
             row = KbIndexMaintenance(generation=gen.id)

@@ -26,7 +26,6 @@ from daytwo.knowledge.chunking import ChunkingConfig
 from daytwo.knowledge.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from daytwo.knowledge.fts import ensure_fts
 from daytwo.knowledge.fusion import FusionConfig
-from daytwo.knowledge.generations import routed_search
 from daytwo.knowledge.ingest import (
     DocWrite,
     IngestReport,
@@ -35,6 +34,7 @@ from daytwo.knowledge.ingest import (
     ingest_source,
 )
 from daytwo.knowledge.search import AllowedCache, Hit, SearchTimings
+from daytwo.knowledge.shadow_reads import routed_search
 from daytwo.knowledge.sources import open_source
 from daytwo.store import Store, new_id, utcnow
 from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbDocument, KbGeneration

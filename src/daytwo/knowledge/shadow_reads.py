@@ -1,0 +1,225 @@
+"""Shadow reads, canary routing and migration status (the read side of a migration).
+
+:func:`routed_search` is the search path of ``KnowledgeBase.search``: without an
+unfinished, backfilled migration it searches the active generation; during one it
+serves a ``canary_percent`` share of queries from the other generation, and runs a
+``shadow_read_rate`` share on both, recording overlap@10 of the two result lists and
+both latencies (``kb_shadow_reads``; never the query text). A failure to record a
+sample never fails the live query. :func:`generations_status` and :func:`golden_ndcg`
+report on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+
+from daytwo.exceptions import InputError, StoreError
+from daytwo.knowledge.generations import MigrationStatus, open_migration
+from daytwo.knowledge.search import Hit, SearchTimings, run_search
+from daytwo.store import utcnow
+from daytwo.store.tables.knowledge import KbCollection, KbGeneration
+from daytwo.store.tables.knowledge_maintenance import KbMigration, KbShadowRead
+
+if TYPE_CHECKING:
+    from daytwo.knowledge.service import KnowledgeBase
+
+__all__ = ["generations_status", "golden_ndcg", "routed_search"]
+
+_rng = random.Random()
+
+
+def _overlap(a: Sequence[Hit], b: Sequence[Hit], k: int = 10) -> float:
+    first = [h.doc_id for h in a[:k]]
+    second = {h.doc_id for h in b[:k]}
+    if not first:
+        return 1.0 if not second else 0.0
+    return len(set(first) & second) / len(set(first))
+
+
+def routed_search(
+    kb: KnowledgeBase,
+    collection: str,
+    query: str,
+    principal: str,
+    groups: Sequence[str] = (),
+    mode: str = "hybrid",
+    k: int = 10,
+    filters: Mapping[str, Any] | None = None,
+    query_vector: npt.NDArray[np.float32] | None = None,
+    timings: SearchTimings | None = None,
+) -> list[Hit]:
+    """Search the active generation; during a migration, shadow-read and canary-route."""
+    plan = _route(kb, collection)
+    if plan is None or query_vector is not None:
+        return run_search(
+            kb, collection, query, principal, groups, mode, k, filters, query_vector, timings
+        )
+    mig_id, active, other, rate, canary = plan
+    serve, compare, served = active, other, "active"
+    if canary > 0 and _rng.random() * 100.0 < canary:
+        serve, compare, served = other, active, "canary"
+    started = time.perf_counter()
+    hits = run_search(
+        kb, collection, query, principal, groups, mode, k, filters, None, timings, generation=serve
+    )
+    serve_ms = (time.perf_counter() - started) * 1000.0
+    if rate > 0 and _rng.random() < rate:
+        try:
+            started = time.perf_counter()
+            shadow = run_search(
+                kb, collection, query, principal, groups, mode, k, filters, generation=compare
+            )
+            compare_ms = (time.perf_counter() - started) * 1000.0
+            active_hits, shadow_hits = (hits, shadow) if served == "active" else (shadow, hits)
+            active_ms, shadow_ms = (
+                (serve_ms, compare_ms) if served == "active" else (compare_ms, serve_ms)
+            )
+            with kb.store.session() as session:
+                session.add(
+                    KbShadowRead(
+                        migration=mig_id,
+                        served=served,
+                        overlap=_overlap(active_hits, shadow_hits),
+                        active_ms=active_ms,
+                        shadow_ms=shadow_ms,
+                        at=utcnow(),
+                    )
+                )
+        except StoreError:
+            pass  # a busy store must not fail the live query; the sample is dropped
+    return hits
+
+
+def _route(
+    kb: KnowledgeBase, collection: str
+) -> tuple[str, KbGeneration, KbGeneration, float, float] | None:
+    with kb.store.session() as session:
+        mig = open_migration(session, collection)
+        if mig is None or mig.state == "backfilling":
+            return None
+        row = session.get(KbCollection, collection)
+        if row is None:
+            return None
+        other_id = (
+            mig.source_generation
+            if row.active_generation == mig.target_generation
+            else mig.target_generation
+        )
+        active = session.get(KbGeneration, row.active_generation)
+        other = session.get(KbGeneration, other_id)
+        if active is None or other is None or other.state != "shadow":
+            return None
+        session.expunge_all()
+        return mig.id, active, other, mig.shadow_read_rate, mig.canary_percent
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def generations_status(kb: KnowledgeBase, collection: str | None = None) -> dict[str, Any]:
+    """State, backfill progress and shadow-read figures of every collection's generations."""
+    stats = kb.stats(collection)
+    out: dict[str, Any] = {"collections": []}
+    with kb.store.session() as session:
+        for coll in stats["collections"]:
+            mig = open_migration(session, coll["name"])
+            if mig is None:
+                mig = session.scalars(
+                    sa.select(KbMigration)
+                    .where(KbMigration.collection == coll["name"])
+                    .order_by(KbMigration.created_at.desc())
+                    .limit(1)
+                ).first()
+            migration: dict[str, Any] | None = None
+            if mig is not None:
+                migration = MigrationStatus.of(mig).to_dict()
+                reads = session.execute(
+                    sa.select(
+                        KbShadowRead.overlap, KbShadowRead.active_ms, KbShadowRead.shadow_ms
+                    ).where(KbShadowRead.migration == mig.id)
+                ).all()
+                overlaps = [float(r[0]) for r in reads]
+                migration["shadow_reads"] = {
+                    "samples": len(reads),
+                    "overlap_at_10": round(sum(overlaps) / len(overlaps), 4) if reads else None,
+                    "active_p50_ms": _round(_percentile([r[1] for r in reads], 50)),
+                    "shadow_p50_ms": _round(_percentile([r[2] for r in reads], 50)),
+                    "active_p99_ms": _round(_percentile([r[1] for r in reads], 99)),
+                    "shadow_p99_ms": _round(_percentile([r[2] for r in reads], 99)),
+                }
+            out["collections"].append(
+                {
+                    "name": coll["name"],
+                    "active_generation": coll["active_generation"],
+                    "documents": coll["documents"],
+                    "generations": [
+                        {
+                            k: g[k]
+                            for k in ("id", "state", "embedder", "dim", "chunking", "seq", "chunks")
+                        }
+                        for g in coll["generations"]
+                    ],
+                    "migration": migration,
+                }
+            )
+    return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def golden_ndcg(
+    kb: KnowledgeBase,
+    collection: str,
+    golden: Path,
+    principal: str,
+    groups: Sequence[str] = (),
+    *,
+    mode: str = "hybrid",
+    k: int = 10,
+) -> dict[str, float]:
+    """nDCG@k of every live generation on a golden set (JSONL ``{"query", "relevant"}``)."""
+    cases: list[tuple[str, set[str]]] = []
+    try:
+        lines = golden.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read golden set {golden}: {exc.strerror}") from exc
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            query, relevant = str(item["query"]), {str(x) for x in item["relevant"]}
+        except (ValueError, KeyError, TypeError):
+            raise InputError(
+                f"{golden}:{number} is not a JSON object with 'query' and 'relevant' (a list)",
+                hint='for example {"query": "reset password", "relevant": ["faq-1"]}',
+            ) from None
+        cases.append((query, relevant))
+    if not cases:
+        raise InputError(f"golden set {golden} has no cases", hint="add JSONL lines")
+    out: dict[str, float] = {}
+    for gen in kb.live_generations(collection):
+        scores = []
+        for query, relevant in cases:
+            hits = run_search(kb, collection, query, principal, groups, mode, k, generation=gen)
+            docs = list(dict.fromkeys(h.doc_id for h in hits))[:k]
+            dcg = sum(1.0 / math.log2(i + 2) for i, d in enumerate(docs) if d in relevant)
+            ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), k)))
+            scores.append(dcg / ideal if ideal else 0.0)
+        out[gen.id] = round(sum(scores) / len(scores), 4)
+    return out
