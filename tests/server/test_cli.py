@@ -127,20 +127,6 @@ def _setup_db(env: dict[str, str], tenant: str) -> str:
 
 
 @pytest.mark.slow
-def test_serve_one_worker_sqlite(tmp_path: Path) -> None:
-    env = {"DAYTWO_DATA_DIR": str(tmp_path / "data")}
-    key = _setup_db(env, "acme")
-    proc, url = start_server(env)
-    try:
-        r = httpx.get(f"{url}/api/v1/me", headers={"Authorization": f"Bearer {key}"})
-        assert r.json()["tenant"] == "acme"
-        assert httpx.get(f"{url}/static/app.js").status_code == 200
-    finally:
-        stop_server(proc)
-    assert proc.returncode == 0
-
-
-@pytest.mark.slow
 @pytest.mark.postgres
 def test_two_workers_over_postgres_act_as_one(pg_url: str) -> None:
     env = {"DAYTWO_DATABASE_URL": pg_url}
@@ -162,3 +148,48 @@ def test_two_workers_over_postgres_act_as_one(pg_url: str) -> None:
                 assert r.json()["role"] == "viewer"
     finally:
         stop_server(proc)
+
+
+@pytest.mark.slow
+def test_serve_dashboard_prints_url_and_first_key(tmp_path: Path) -> None:
+    """What `make demo` ends with: a URL, a first admin key, Ctrl-C stops cleanly."""
+    env = {**os.environ, "DAYTWO_DATA_DIR": str(tmp_path / "data")}
+    subprocess.run([sys.executable, "-m", "daytwo", "db", "upgrade"], env=env, check=True)
+    port = free_port()
+    code = (
+        "from daytwo.settings import load_settings\n"
+        "from daytwo.server import serve_dashboard\n"
+        f"serve_dashboard(load_settings(), '127.0.0.1', {port})\n"
+        "print('stopped', flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**env, "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)  # type: ignore[arg-type]
+        with httpx.Client(base_url=url) as c:
+            assert c.get("/", follow_redirects=False).headers["location"].startswith("/login")
+            assert c.get("/static/app.js").status_code == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert f"dashboard: {url}/" in out
+    key = next(w for line in out.splitlines() for w in line.split() if w.startswith("dt_"))
+    assert "stopped" in out, err
+    assert proc.returncode == 0
+    # The printed key logs in.
+    from daytwo.server import KeyStore
+    from daytwo.settings import Settings
+    from daytwo.store import Store
+
+    store = Store.from_settings(Settings(data_dir=tmp_path / "data"))
+    try:
+        assert KeyStore(store).authenticate(key).role == "admin"
+    finally:
+        store.dispose()

@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning"),
 ]
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 8
 
 
 def test_api_contract(sqlite_store: Store, tmp_path: Path) -> None:

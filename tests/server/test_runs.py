@@ -79,6 +79,7 @@ def test_run_lifecycle_and_isolation(run_client: TestClient, keys: Keys) -> None
         assert r.json()["error"]["code"] == "not_found"
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_run_roles_and_bad_input(run_client: TestClient, keys: Keys) -> None:
     c = run_client
     r = c.post(
@@ -99,6 +100,7 @@ def test_run_roles_and_bad_input(run_client: TestClient, keys: Keys) -> None:
     assert r.json()["error"]["code"] == "conflict"
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_agents_routes(run_client: TestClient, keys: Keys) -> None:
     c = run_client
     listed = c.get("/api/v1/agents", headers=Keys.header(keys.viewer)).json()
