@@ -97,9 +97,10 @@ class KnowledgeRetriever:
 def _hit_dict(hit: Any) -> dict[str, Any]:
     if isinstance(hit, dict):
         return hit
-    if hasattr(hit, "as_dict"):
-        out: dict[str, Any] = hit.as_dict()
-        return out
+    for method in ("to_dict", "as_dict"):
+        if hasattr(hit, method):
+            out: dict[str, Any] = getattr(hit, method)()
+            return out
     if hasattr(hit, "model_dump"):
         dumped: dict[str, Any] = hit.model_dump(mode="json")
         return dumped
@@ -110,9 +111,16 @@ def _hit_dict(hit: Any) -> dict[str, Any]:
 class ModelLLM:
     """Chat through the models layer: a profiled model, structured output via its ladder."""
 
-    def __init__(self, model: Any = None, *, factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        factory: Callable[[], Any] | None = None,
+        max_reasks: int = 1,
+    ) -> None:
         self._model = model
         self._factory = factory
+        self.max_reasks = max_reasks
 
     @property
     def model(self) -> Any:
@@ -135,9 +143,10 @@ class ModelLLM:
         msgs = [Message(role=m["role"], content=m["content"]) for m in messages]  # type: ignore[arg-type]
         price = self.model.profile.price_at(datetime.now(UTC))
         if schema is not None:
-            from daytwo.models.structured import generate
+            from daytwo.models.structured import Ladder, generate
 
-            res = generate(self.model, msgs, schema)
+            ladder = Ladder(max_tokens=max_tokens, max_reasks=self.max_reasks, seed=7)
+            res = generate(self.model, msgs, schema, ladder=ladder)
             usage = res.usage
             text = ""
             data = res.value.model_dump() if hasattr(res.value, "model_dump") else res.value
@@ -188,9 +197,11 @@ def default_services(
     except ImportError:
         pass
     try:
-        from daytwo.knowledge import KnowledgeBase  # type: ignore[attr-defined]
+        from daytwo.knowledge import KnowledgeBase
 
-        services.retriever = KnowledgeRetriever(KnowledgeBase(store, settings.data_dir))
+        kb = KnowledgeBase(store, settings.data_dir, embedder=settings.embedder)
+        services.retriever = KnowledgeRetriever(kb)
+        services.extra["kb"] = kb
     except ImportError:
         pass
     if with_llm:

@@ -104,7 +104,7 @@ class RetrievalStep(_StepBase):
     collection: str
     query: str
     k: int = Field(default=4, ge=1, le=100)
-    mode: Literal["hybrid", "bm25", "vector"] = "hybrid"
+    mode: Literal["hybrid", "bm25", "dense"] = "hybrid"
 
 
 class LLMStep(_StepBase):

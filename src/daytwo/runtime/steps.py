@@ -248,9 +248,9 @@ def _llm_step(ctx: StepContext, step: LLMStep) -> dict[str, Any]:
     prompt = render(step.prompt, ctx.context)
     messages = _llm_messages(ctx, step.system, str(prompt))
     attempts = Attempts()
+    # Invalid structured output is repaired by the LLM's own ladder; it is retried
+    # here only when the spec lists StructuredOutputError in retry_on.
     policy = _policy(ctx, step)
-    if "StructuredOutputError" not in policy.retry_on and step.output_schema is not None:
-        policy = policy.model_copy(update={"retry_on": (*policy.retry_on, "StructuredOutputError")})
     with _tracer.start_as_current_span(f"chat {ctx.spec.model}") as span:
         span.set_attribute("gen_ai.operation.name", "chat")
         span.set_attribute("daytwo.model.profile", ctx.spec.model)
