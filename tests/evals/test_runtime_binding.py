@@ -1,0 +1,133 @@
+"""The eval machinery bound to the real durable runtime (DBOS) with a scripted LLM."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daytwo.evals.bindings import RuntimeRunner, parse_agent_ref
+from daytwo.evals.cases import Case
+from daytwo.evals.datasets import GoldenSets
+from daytwo.evals.promote import RuntimeRunSource, promote
+from daytwo.evals.runs import EvalRuns
+from daytwo.runtime import (
+    CallableRetriever,
+    OpenAICompatLLM,
+    PythonTools,
+    Runtime,
+    Services,
+    load_spec,
+)
+from daytwo.store import Store
+from daytwo.testing import ScriptedModelServer
+
+SPEC = {
+    "name": "mini",
+    "steps": [
+        {
+            "id": "docs",
+            "kind": "retrieve",
+            "collection": "kb",
+            "query": "{{ input.question }}",
+            "k": 2,
+        },
+        {
+            "id": "answer",
+            "kind": "llm",
+            "prompt": "Passages: {{ steps.docs[*].text }} Question: {{ input.question }}",
+            "schema": {
+                "type": "object",
+                "properties": {"answer": {"type": "string"}},
+                "required": ["answer"],
+            },
+            "max_tokens": 32,
+        },
+        {
+            "id": "order",
+            "kind": "tool",
+            "capability": "orders.status",
+            "prefer": ["status_cached"],
+            "arguments": {"order_id": "{{ input.order_id }}"},
+        },
+    ],
+    "output": "answer",
+}
+
+
+def _hits(collection: str, query: str, k: int) -> list[dict[str, Any]]:
+    return [{"id": "kb-shipping", "text": "Orders ship in 3 days."}, {"id": "kb-x", "text": "x"}][
+        :k
+    ]
+
+
+@pytest.fixture
+def runtime(sqlite_store: Store, tmp_path: Path) -> Iterator[tuple[Runtime, ScriptedModelServer]]:
+    tools = PythonTools()
+    tools.add(
+        "status_cached",
+        lambda order_id, idempotency_key: {"order_id": order_id, "status": "shipped"},
+        capability="orders.status",
+    )
+    server = ScriptedModelServer(default=json.dumps({"answer": "Your order has shipped."})).start()
+    llm = OpenAICompatLLM(server.base_url)
+    services = Services(tools=tools, llm=llm, retriever=CallableRetriever(_hits))
+    rt = Runtime(sqlite_store, services, data_dir=tmp_path)
+    rt.registry.register(load_spec(SPEC))
+    rt.launch()
+    try:
+        yield rt, server
+    finally:
+        rt.shutdown()
+        llm.close()
+        server.stop()
+
+
+def test_eval_run_through_the_runtime(
+    runtime: tuple[Runtime, ScriptedModelServer], sqlite_store: Store
+) -> None:
+    rt, server = runtime
+    gs = GoldenSets(sqlite_store)
+    gs.create("mini")
+    gs.add(
+        "mini",
+        [
+            Case(
+                key="ship",
+                input="Where is my order?",
+                expected_output="Your order has shipped.",
+                relevant_doc_ids=["kb-shipping"],
+                expected_tool_calls=[{"name": "status_cached", "arguments": {"order_id": "A-1"}}],
+                metadata={"inputs": {"order_id": "A-1"}},
+            )
+        ],
+    )
+    assert parse_agent_ref("mini@1") == ("mini", "1")
+    runner = RuntimeRunner(rt, "mini", "1")
+    run = EvalRuns(sqlite_store).run(runner, "mini", concurrency=1)
+    m = run.summary["metrics"]
+    assert run.summary["errors"] == 0, EvalRuns(sqlite_store).results(run.id)[0].error
+    assert m["exact_match"]["mean"] == 1.0
+    assert m["recall@5"]["mean"] == 1.0
+    assert m["mrr"]["mean"] == 1.0
+    assert m["tool_args_accuracy"]["mean"] == 1.0
+    assert len(server.requests) >= 1
+    result = EvalRuns(sqlite_store).results(run.id)[0]
+    assert result.trace_id  # the runtime run id: its spans and decisions are in the trace
+    # promote the runtime run itself into another set, with provenance
+    gs.create("prod")
+    info, _case = promote(
+        sqlite_store,
+        result.trace_id,
+        set_name="prod",
+        tags=["complaint"],
+        sources=[RuntimeRunSource(sqlite_store)],
+    )
+    assert info.version == 1
+    stored = gs.cases("prod")[0]
+    assert stored.data["input"] == "Where is my order?"
+    assert stored.provenance["source"] == "runtime_run"
+    assert stored.provenance["agent"] == "mini"
