@@ -146,6 +146,7 @@ def test_two_workers_over_postgres_act_as_one(pg_url: str) -> None:
             for _ in range(10):
                 r = httpx.get(f"{url}/api/v1/me", headers={"X-API-Key": new})
                 assert r.json()["role"] == "viewer"
+            _runs_across_workers(url, key, pg_url)
     finally:
         stop_server(proc)
 
@@ -193,3 +194,56 @@ def test_serve_dashboard_prints_url_and_first_key(tmp_path: Path) -> None:
         assert KeyStore(store).authenticate(key).role == "admin"
     finally:
         store.dispose()
+
+
+SCORER = {
+    "name": "scorer",
+    "steps": [
+        {
+            "id": "score",
+            "kind": "tool",
+            "tool": "risk_score",
+            "arguments": {"account": "{{ input.account }}"},
+        }
+    ],
+    "output": "score",
+}
+
+
+def _runs_across_workers(url: str, key: str, db_url: str) -> None:
+    """Runs started through any worker are seen, with the same state, through every worker."""
+    from daytwo.gateway import Gateway
+    from daytwo.store import Store
+
+    from .test_tools_costs_audit import risk_definition
+
+    auth = {"Authorization": f"Bearer {key}"}
+    r = httpx.post(f"{url}/api/v1/tools", json={"definition": risk_definition()}, headers=auth)
+    assert r.status_code == 201, r.text
+    store = Store(db_url)
+    try:
+        Gateway(store).create_agent("scorer", ["risk_score"])
+    finally:
+        store.dispose()
+    r = httpx.post(f"{url}/api/v1/agents", json={"spec": SCORER}, headers=auth)
+    assert r.status_code == 201, r.text
+    started = []
+    for i in range(6):  # a new connection each time: the kernel spreads them over workers
+        r = httpx.post(
+            f"{url}/api/v1/runs",
+            json={"agent": "scorer", "inputs": {"account": f"acct-{i}"}},
+            headers=auth,
+        )
+        assert r.status_code == 202, r.text
+        started.append(r.json()["id"])
+    deadline = time.monotonic() + 60
+    done: dict[str, dict[str, object]] = {}
+    while len(done) < len(started) and time.monotonic() < deadline:
+        for rid in started:
+            run = httpx.get(f"{url}/api/v1/runs/{rid}", headers=auth).json()
+            if run["status"] in {"succeeded", "failed"}:
+                done[rid] = run
+        time.sleep(0.2)
+    assert {rid: run["status"] for rid, run in done.items()} == dict.fromkeys(started, "succeeded")
+    listed = {r["id"] for r in httpx.get(f"{url}/api/v1/runs", headers=auth).json()}
+    assert set(started) <= listed

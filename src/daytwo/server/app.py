@@ -69,7 +69,7 @@ def create_app(
     if owns_gateway:
         gateway = services.build_gateway(settings, store)
     if runtime is None and with_runtime:
-        runtime = services.build_runtime(settings, store, audit, gateway)
+        runtime = services.build_runtime(settings, store, audit, gateway, knowledge)
     mcp = services.mcp_app(gateway) if gateway is not None else None
 
     @asynccontextmanager

@@ -48,31 +48,41 @@ def mcp_app(gateway: Any) -> Any:
     return mcp_asgi_app(gateway, path="/")
 
 
-def build_runtime(settings: Settings, store: Store, audit: Any, gateway: Any = None) -> Any:
-    """The agent runtime of this server process (not launched yet).
+def build_runtime(
+    settings: Settings, store: Store, audit: Any, gateway: Any = None, kb: Any = None
+) -> Any:
+    """The agent runtime of this server process (not launched yet), over the real layers.
 
-    Each worker process gets its own DBOS executor id; with PostgreSQL every worker
-    shares the runs through the same system database.
+    Tools and telemetry come from ``gateway``, retrieval from ``kb``, model calls from
+    the models layer (``settings.default_model``), audit records go to ``audit``. Each
+    worker process gets its own DBOS executor id; with PostgreSQL every worker shares
+    the runs through the same system database.
     """
     from daytwo.runtime import Runtime, Services
 
     services = Services(audit=audit)
-    if gateway is not None:
-        adapters = _runtime_adapters()
-        if adapters is not None:
-            services = adapters(gateway=gateway, audit=audit, settings=settings, store=store)
+    try:
+        from daytwo.runtime import adapters
+    except ImportError:  # pragma: no cover - the runtime ships its adapters
+        adapters = None  # type: ignore[assignment]
+    if adapters is not None:
+        if gateway is not None:
+            services.tools = adapters.GatewayTools(gateway)
+            services.telemetry = adapters.GatewayTelemetry(gateway)
+            services.extra["gateway"] = gateway
+        if kb is not None:
+            services.retriever = adapters.KnowledgeRetriever(kb)
+            services.extra["kb"] = kb
+        try:
+            from daytwo.models import get_model
+
+            profile = settings.default_model
+            services.llm = adapters.ModelLLM(factory=lambda: get_model(profile, settings))
+        except ImportError:  # pragma: no cover - the models layer is part of daytwo
+            pass
     return Runtime(
         store,
         services,
         data_dir=settings.data_dir,
         executor_id=f"server-{os.getpid()}",
     )
-
-
-def _runtime_adapters() -> Any:
-    """The runtime layer's binding of the other layers, when it ships one."""
-    try:
-        from daytwo.runtime import adapters  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return getattr(adapters, "build_services", None)
