@@ -80,7 +80,7 @@ def test_live_gateway_telemetry_switches_tools_and_back(
 def test_gateway_replays_a_tool_call_with_the_same_key(
     gw_runtime: tuple[Runtime, Gateway],
 ) -> None:
-    rt, gateway = gw_runtime
+    rt, _ = gw_runtime
     tools = rt.services.tools
     assert tools is not None
     first = tools.call(
