@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 
 from daytwo.knowledge import KnowledgeBase
@@ -47,6 +48,7 @@ def test_erase_committed_but_index_not_saved(sqlite_store: Store, tmp_path: Path
     assert "d07" not in {h.doc_id for h in hits}
 
 
+@pytest.mark.slow
 def test_kill_9_during_vacuum_then_rerun(sqlite_store: Store, tmp_path: Path) -> None:
     data = tmp_path / "data"
     kb = KnowledgeBase(sqlite_store, data, embedder="hashing-384")
