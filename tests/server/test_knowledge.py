@@ -74,3 +74,42 @@ def test_knowledge_flow_and_isolation(client: TestClient, keys: Keys) -> None:
     assert "shipping" not in {h["doc_id"] for h in hits}
     r = c.delete("/api/v1/knowledge/collections/help/documents/shipping", headers=op)
     assert r.status_code == 404
+
+
+def test_migration_cutover_and_rollback(client: TestClient, keys: Keys) -> None:
+    c = client
+    admin = Keys.header(keys.admin)
+    for doc_id, title, text in DOCS:
+        c.put(
+            "/api/v1/knowledge/collections/help/documents",
+            json={"doc_id": doc_id, "title": title, "text": text},
+            headers=admin,
+        )
+    body = {"embedder": "hashing-384", "chunking": "size=64,overlap=8"}
+    assert (
+        c.post(
+            "/api/v1/knowledge/collections/help/migration",
+            json=body,
+            headers=Keys.header(keys.operator),
+        ).status_code
+        == 403
+    )
+    theirs = Keys.header(keys.other_admin)
+    r = c.post("/api/v1/knowledge/collections/help/migration", json=body, headers=theirs)
+    assert r.status_code == 404
+    r = c.post("/api/v1/knowledge/collections/help/migration", json=body, headers=admin)
+    assert r.status_code == 200, r.text
+    mig = r.json()
+    assert (mig["done"], mig["total"]) == (3, 3)
+    r = c.post("/api/v1/knowledge/collections/help/migration/cutover", headers=admin)
+    assert r.status_code == 200, r.text
+    cols = c.get("/api/v1/knowledge/collections", headers=admin).json()
+    assert cols[0]["active_generation"] == mig["target_generation"]
+    r = c.post("/api/v1/knowledge/collections/help/migration/rollback", headers=admin)
+    assert r.status_code == 200, r.text
+    cols = c.get("/api/v1/knowledge/collections", headers=admin).json()
+    assert cols[0]["active_generation"] == mig["source_generation"]
+    r = c.post(
+        "/api/v1/knowledge/collections/help/migration", json={"embedder": "nope"}, headers=admin
+    )
+    assert r.status_code == 400

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from daytwo.exceptions import MissingDependency, NotFoundError
 from daytwo.server.auth import Principal
-from daytwo.server.deps import Operator, Viewer, get_store
+from daytwo.server.deps import Admin, Operator, Viewer, get_store
 from daytwo.server.errors import ERROR_RESPONSES
 from daytwo.server.ownership import check_visible, claim, release, visible
 from daytwo.server.tenancy import principal_string
@@ -235,3 +235,94 @@ def health(
             )
         )
     return out
+
+
+class MigrationIn(BaseModel):
+    """Start (or resume) a shadow-index migration and backfill it."""
+
+    embedder: str = Field(min_length=1, max_length=200)
+    chunking: str | None = Field(default=None, max_length=100, description="size=N,overlap=N")
+    shadow_read_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    canary_percent: float | None = Field(default=None, ge=0.0, le=100.0)
+    max_batches: int | None = Field(
+        default=None, ge=1, le=100_000, description="Stop after this many batches (resumable)."
+    )
+
+
+class MigrationOut(BaseModel):
+    """A migration's state and backfill progress."""
+
+    id: str
+    collection: str
+    source_generation: str
+    target_generation: str
+    state: str
+    done: int
+    total: int
+    shadow_read_rate: float
+    canary_percent: float
+
+
+def _migration_out(status: Any) -> MigrationOut:
+    return MigrationOut(
+        id=status.id,
+        collection=status.collection,
+        source_generation=status.source_generation,
+        target_generation=status.target_generation,
+        state=status.state,
+        done=status.done,
+        total=status.total,
+        shadow_read_rate=status.shadow_read_rate,
+        canary_percent=status.canary_percent,
+    )
+
+
+@router.post(
+    "/collections/{collection}/migration",
+    response_model=MigrationOut,
+    summary="Start or resume a shadow-index migration and backfill it",
+)
+def migrate(
+    collection: Collection, body: MigrationIn, principal: Admin, store: StoreDep, kb: KbDep
+) -> MigrationOut:
+    from daytwo.knowledge import generations as gen
+
+    check_visible(store, KIND, collection, principal.tenant, "collection")
+    chunking = None
+    if body.chunking:
+        chunking = gen.parse_chunking(body.chunking, kb.active_generation(collection).chunking)
+    status = gen.start_migration(
+        kb,
+        collection,
+        body.embedder,
+        chunking=chunking,
+        shadow_read_rate=body.shadow_read_rate,
+        canary_percent=body.canary_percent,
+        actor=principal_string(principal),
+    )
+    status = gen.backfill(kb, status.id, max_batches=body.max_batches)
+    return _migration_out(status)
+
+
+@router.post(
+    "/collections/{collection}/migration/cutover",
+    response_model=MigrationOut,
+    summary="Make the backfilled shadow generation active",
+)
+def cutover(collection: Collection, principal: Admin, store: StoreDep, kb: KbDep) -> MigrationOut:
+    from daytwo.knowledge import generations as gen
+
+    check_visible(store, KIND, collection, principal.tenant, "collection")
+    return _migration_out(gen.cutover(kb, collection, actor=principal_string(principal)))
+
+
+@router.post(
+    "/collections/{collection}/migration/rollback",
+    response_model=MigrationOut,
+    summary="Go back to the previous generation",
+)
+def rollback(collection: Collection, principal: Admin, store: StoreDep, kb: KbDep) -> MigrationOut:
+    from daytwo.knowledge import generations as gen
+
+    check_visible(store, KIND, collection, principal.tenant, "collection")
+    return _migration_out(gen.rollback(kb, collection, actor=principal_string(principal)))
