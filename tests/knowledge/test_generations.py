@@ -139,13 +139,22 @@ def test_shadow_reads_canary_and_golden_ndcg(
         "hashing-384",
         chunking=parse_chunking("size=16,overlap=4", {}),
         shadow_read_rate=1.0,
-        canary_percent=50.0,
+        canary_percent=0.0,
     )
     # While backfilling, nothing is sampled or routed to the incomplete shadow.
     assert findable(kb, 3)
     with store.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(KbShadowRead)) == 0
     backfill(kb, status.id)
+    # Rerunning the same migrate adjusts the rates of the running migration.
+    same = start_migration(
+        kb,
+        "docs",
+        "hashing-384",
+        chunking=parse_chunking("size=16,overlap=4", {}),
+        canary_percent=50.0,
+    )
+    assert (same.id, same.state, same.canary_percent) == (status.id, "ready", 50.0)
     for i in range(40):
         assert findable(kb, i % 20)
     with store.session() as s:

@@ -193,7 +193,8 @@ def start_migration(
     canary_percent: float | None = None,
     actor: str = "cli",
 ) -> MigrationStatus:
-    """Create the shadow generation (or return the same unfinished migration to resume).
+    """Create the shadow generation, or return the unfinished migration to the same target
+    (to resume its backfill, or to change its shadow-read rate and canary percentage).
 
     Raises before changing anything: NotFoundError for an unknown collection,
     ConfigError for an unknown embedder, ConflictError when another migration of the
@@ -211,7 +212,6 @@ def start_migration(
             target = session.get(KbGeneration, mig.target_generation)
             same = (
                 target is not None
-                and mig.state == "backfilling"
                 and target.embedder == target_embedder.name
                 and target.chunking == config.to_dict()
                 and target.ann_params == params.to_dict()
