@@ -108,6 +108,11 @@ def test_login_run_waterfall_audit_and_screenshots(
             assert page.locator("h1").first.is_visible()
             page.screenshot(path=str(SCREENSHOTS / f"{_slug(href)}.png"), full_page=True)
 
+        page.goto(f"{base}/agents")
+        page.fill("#promote-support input[name=version]", "1")
+        page.click("#promote-support button[type=submit]")
+        page.locator("#alias-1", has_text='"to_version": 1').wait_for()
+
         page.goto(f"{base}/knowledge")
         page.fill("#collection-support input[name=query]", "shipping")
         page.click("#collection-support button[type=submit]")

@@ -121,6 +121,10 @@ def test_agents_routes(run_client: TestClient, keys: Keys) -> None:
     c.post("/api/v1/agents/support/promote", json={"version": 2}, headers=Keys.header(keys.admin))
     r = c.post("/api/v1/agents/support/rollback", json={}, headers=Keys.header(keys.admin))
     assert (r.json()["from_version"], r.json()["to_version"]) == (2, 1)
+    c.post("/api/v1/agents/support/promote", json={"version": 2}, headers=Keys.header(keys.admin))
+    r = c.post("/api/v1/agents/support/rollback", headers=Keys.header(keys.admin))  # no body
+    assert r.status_code == 200, r.text
+    assert r.json()["to_version"] == 1
     r = c.post("/api/v1/agents", json={"spec_yaml": "name: [oops"}, headers=Keys.header(keys.admin))
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_input"

@@ -101,7 +101,15 @@ def agents_page(request: Request, principal: Principal) -> Response:
     from daytwo.runtime.registry import AgentRegistry
 
     agents = AgentRegistry(request.app.state.store).list()
-    return render(request, "agents.html", principal, title="Agents", agents=agents)
+    return render(
+        request,
+        "agents.html",
+        principal,
+        title="Agents",
+        agents=agents,
+        names=sorted({a.name for a in agents}),
+        can_admin=role_at_least(principal.role, "admin"),
+    )
 
 
 def _runs_card(request: Request, principal: Principal) -> OverviewCard:

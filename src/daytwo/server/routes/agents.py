@@ -120,6 +120,9 @@ def promote(name: Name, body: Promote, principal: Admin, store: StoreDep) -> Ali
 
 
 @router.post("/{name}/rollback", response_model=AliasMove, summary="Move an alias back")
-def rollback(name: Name, body: Rollback, principal: Admin, store: StoreDep) -> AliasMove:
+def rollback(
+    name: Name, principal: Admin, store: StoreDep, body: Rollback | None = None
+) -> AliasMove:
+    body = body or Rollback()
     current, previous = _registry(store).rollback(name, body.alias)
     return AliasMove(name=name, alias=body.alias, from_version=current, to_version=previous)
