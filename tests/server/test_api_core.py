@@ -66,3 +66,27 @@ def test_create_and_revoke_key(client: TestClient, keys: Keys) -> None:
     assert r.status_code == 401
     assert r.json()["error"]["message"] == "the API key was revoked"
     assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_health_is_503_when_the_schema_is_behind(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from daytwo.server import create_app
+    from daytwo.settings import Settings
+    from daytwo.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        app = create_app(
+            Settings(data_dir=tmp_path),
+            store,
+            check_schema=False,
+            with_runtime=False,
+            with_gateway=False,
+            with_knowledge=False,
+        )
+        with TestClient(app) as c:
+            r = c.get("/health")
+        assert r.status_code == 503
+        assert r.json()["status"] == "degraded"
+        assert "daytwo db upgrade" in r.json()["database"]
+    finally:
+        store.dispose()

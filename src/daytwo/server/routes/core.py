@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, Field
 
 from daytwo._version import __version__
+from daytwo.exceptions import DaytwoError
 from daytwo.server.auth import KeyInfo, KeyStore, Role
 from daytwo.server.deps import Admin, CurrentPrincipal, get_keys, get_store
 from daytwo.server.errors import ERROR_RESPONSES
@@ -28,14 +29,21 @@ class Health(BaseModel):
     database: str = Field(description="`ok`, or why the database cannot be used.")
 
 
-@public.get("/health", response_model=Health, summary="Liveness and database readiness")
-def health(store: Annotated[Store, Depends(get_store)]) -> Health:
+@public.get(
+    "/health",
+    response_model=Health,
+    summary="Liveness and database readiness",
+    responses={503: {"model": Health, "description": "The database cannot be used"}},
+)
+def health(store: Annotated[Store, Depends(get_store)], response: Response) -> Health:
     try:
         store.ping()
         store.check_schema()
         db = "ok"
-    except Exception as exc:
+    except DaytwoError as exc:
         db = str(exc)
+    if db != "ok":
+        response.status_code = 503  # load balancers take the worker out of rotation
     return Health(status="ok" if db == "ok" else "degraded", version=__version__, database=db)
 
 
