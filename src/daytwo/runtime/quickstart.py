@@ -106,7 +106,7 @@ def quickstart_stage(summary: _Summary, settings: Settings, store: Store) -> Non
         }
         for r in runs
     ]
-    first = trace[0] if trace else {}
+    first = next((t for t in trace if t["status"] == "succeeded"), trace[0] if trace else {})
     detail = (
         f"{sum(r['status'] == 'succeeded' for r in runs)}/{len(runs)} runs of "
         f"{spec.name} v{info.version} succeeded; run {first.get('run')}: "
