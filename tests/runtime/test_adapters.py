@@ -91,3 +91,19 @@ def test_gateway_replays_a_tool_call_with_the_same_key(
     )
     assert first.output == again.output
     assert sorted(tools.tools("orders.status")) == ["orders_status_cached", "orders_status_live"]
+
+
+def test_runs_are_audited_in_the_hash_chained_log(
+    gw_runtime: tuple[Runtime, Gateway], sqlite_store: Store
+) -> None:
+    from daytwo.runtime.adapters import TracingAudit
+    from daytwo.tracing.audit import AuditLog
+
+    rt, _ = gw_runtime
+    rt.services.audit = TracingAudit(sqlite_store)
+    run = rt.start("orders", {"order_id": "A-1003"})
+    assert run["status"] == "succeeded"
+    log = AuditLog(sqlite_store)
+    kinds = [r.kind for r in log.records(run_id=run["id"])]
+    assert kinds == ["run.start", "run.step", "run.end"]
+    assert log.verify().ok

@@ -175,7 +175,8 @@ class TracingAudit:
         self.log = AuditLog(store)
 
     def append(self, kind: str, actor: str, subject: str, data: dict[str, Any]) -> None:
-        self.log.append(kind=kind, actor=actor, subject=subject, data=data)
+        # Every runtime record's subject is the run id.
+        self.log.append(kind=kind, actor=actor, subject=subject, data=data, run_id=subject)
 
 
 def default_services(
