@@ -149,3 +149,38 @@ def test_erase_health_vacuum(cli: Any, capsys: pytest.CaptureFixture[str]) -> No
     code, _, err = cli(capsys, "kb", "health", "-c", "nope")
     assert code == 2
     assert "collection 'nope' does not exist" in error_line(err)
+
+
+def test_follow_references(cli: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    wiki = tmp_path / "wiki.jsonl"
+    wiki.write_text(
+        '{"id": "p1", "text": "Shipping zones overview, see [[p2]]"}\n'
+        '{"id": "p2", "text": "Zone rates, back to [[p1]] and ref:p3"}\n'
+        '{"id": "p3", "text": "Customs notes"}\n'
+    )
+    assert run(["kb", "ingest", str(wiki), "-c", "wiki"]) == 0
+    capsys.readouterr()
+    code, out, _ = cli(
+        capsys,
+        "kb",
+        "follow",
+        "shipping zones overview",
+        "--as",
+        "a",
+        "-g",
+        "x",
+        "-c",
+        "wiki",
+        "-k",
+        "1",
+        "--max-depth",
+        "1",
+        "--json",
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert [n["doc_id"] for n in data["nodes"]] == ["p1", "p2"]
+    assert data["stop_reason"] == "depth"
+    code, _, err = cli(capsys, "kb", "follow", "x", "--as", "a", "--max-nodes", "0")
+    assert code == 2
+    assert "max_nodes=0" in error_line(err)

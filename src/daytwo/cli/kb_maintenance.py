@@ -302,3 +302,50 @@ def health(
             f"recall@10 {gen['recall_at_10']}",
             markup=False,
         )
+
+
+@app.command()
+def follow(
+    query: str = typer.Argument(..., help="The query text."),
+    principal: str = typer.Option(..., "--as", help="Retrieve as this principal."),
+    group: list[str] = typer.Option([], "--group", "-g", help="Groups of the principal."),  # noqa: B008
+    collection: str = _COLLECTION,
+    max_depth: int = typer.Option(2, "--max-depth", help="Reference hops to follow."),
+    max_tokens: int = typer.Option(4000, "--max-tokens", help="Token budget of the result."),
+    max_nodes: int = typer.Option(50, "--max-nodes", help="Documents at most."),
+    k: int = typer.Option(5, "--k", "-k", help="Search results to start from."),
+    model: str | None = typer.Option(
+        None, "--model", help="Count tokens with this model profile's tokenizer."
+    ),
+    json_out: bool = _JSON,
+) -> None:
+    """Search, then follow references between documents (cycle-safe, budgeted)."""
+    from daytwo.knowledge.recursive import retrieve_recursive
+
+    kb = open_kb()
+    result = retrieve_recursive(
+        kb,
+        collection,
+        query,
+        principal,
+        group,
+        max_depth=max_depth,
+        max_tokens=max_tokens,
+        max_nodes=max_nodes,
+        k=k,
+        model=model,
+    )
+    kb.close()
+    if json_out:
+        print_json(result.to_dict())
+        return
+    for node in result.nodes:
+        console.print(
+            f"{'  ' * node.depth}{node.doc_id} (depth {node.depth}, {node.tokens} tokens)",
+            markup=False,
+        )
+    console.print(
+        f"stopped: {result.stop_reason}; {len(result.nodes)} documents, {result.tokens} tokens "
+        f"({result.tokenizer}, {'exact' if result.exact_tokens else 'estimate'})",
+        markup=False,
+    )
