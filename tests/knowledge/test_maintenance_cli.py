@@ -184,3 +184,50 @@ def test_follow_references(cli: Any, capsys: pytest.CaptureFixture[str], tmp_pat
     code, _, err = cli(capsys, "kb", "follow", "x", "--as", "a", "--max-nodes", "0")
     assert code == 2
     assert "max_nodes=0" in error_line(err)
+
+
+def test_generations_with_golden_set(
+    cli: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = cli(
+        capsys,
+        "kb",
+        "migrate",
+        "-c",
+        "kb1",
+        "--embedder",
+        "hashing-384",
+        "--chunking",
+        "size=16,overlap=2",
+        "--shadow-reads",
+        "1",
+        "--json",
+    )
+    assert code == 0
+    assert json.loads(out)["state"] == "ready"
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text(
+        '{"query": "uniq3", "relevant": ["n3"]}\n{"query": "uniq5", "relevant": ["n5"]}\n'
+    )
+    code, _, err = cli(capsys, "kb", "generations", "--golden", str(golden), "--json")
+    assert code == 2
+    assert "--golden needs --collection" in error_line(err)
+    code, out, _ = cli(
+        capsys,
+        "kb",
+        "generations",
+        "-c",
+        "kb1",
+        "--golden",
+        str(golden),
+        "--as",
+        "a",
+        "-g",
+        "x",
+        "--json",
+    )
+    gens = json.loads(out)["collections"][0]["generations"]
+    assert [g["ndcg_at_10"] for g in gens] == [1.0, 1.0]
+    code, out, _ = cli(capsys, "kb", "generations")
+    assert "migration" in out
+    assert "overlap@10" in out
