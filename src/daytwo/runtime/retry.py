@@ -53,10 +53,24 @@ def run_with_retries(
     sleep: Callable[[float], Any] = time.sleep,
 ) -> T:
     """Call ``fn`` under the policy; the last error propagates when tries run out."""
+    # Fast path: most calls succeed first time; build the retry machinery only on failure.
+    try:
+        return fn()
+    except BaseException as exc:
+        first: BaseException = exc
+    if policy.attempts == 1 or not is_retryable(first, policy):
+        attempts.errors.append(f"{type(first).__name__}: {first}"[:300])
+        raise first
+    attempts.errors.append(f"{type(first).__name__}: {first}"[:300])
+    seconds = wait_for(policy, 1, first)
+    attempts.waited_s += seconds
+    sleep(seconds)
+    policy = policy.model_copy(update={"attempts": policy.attempts - 1})
+    offset = 1
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
-        seconds = wait_for(policy, state.attempt_number, exc)
+        seconds = wait_for(policy, state.attempt_number + offset, exc)
         attempts.waited_s += seconds
         return seconds
 
@@ -69,15 +83,13 @@ def run_with_retries(
         stop=stop_after_attempt(policy.attempts),
         wait=wait,
         retry=retry_if_exception(lambda e: is_retryable(e, policy)),
-        after=record,
+        before_sleep=record,
         sleep=sleep,
         reraise=True,
     )
     try:
         return retrying(fn)
     except BaseException as exc:
-        # Non-retryable errors skip the ``after`` hook; record them too.
-        text = f"{type(exc).__name__}: {exc}"[:300]
-        if not attempts.errors or attempts.errors[-1] != text:
-            attempts.errors.append(text)
+        # ``before_sleep`` saw every failure that was retried; this is the last one.
+        attempts.errors.append(f"{type(exc).__name__}: {exc}"[:300])
         raise

@@ -322,13 +322,41 @@ class Runtime:
         if wait and not any(isinstance(s, ApprovalStep) for s in spec.steps):
             # Run the workflow in this thread: no hand-off to DBOS's pool, no polling.
             with SetWorkflowID(rid):
-                run_agent_workflow(agent, number, inputs, principal)
-            return self.show(rid, steps=False)
+                summary = run_agent_workflow(agent, number, inputs, principal)
+            return self._from_summary(rid, agent, number, inputs, principal, summary)
         with SetWorkflowID(rid):
             DBOS.start_workflow(run_agent_workflow, agent, number, inputs, principal)
         if not wait:
             return self.show(rid, steps=False)
         return self.wait(rid, timeout_s=timeout_s)
+
+    def _from_summary(
+        self,
+        run_id: str,
+        agent: str,
+        version: int,
+        inputs: dict[str, Any],
+        principal: str,
+        summary: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The run as :meth:`show` would read it back, built from the workflow's result."""
+        if summary.get("run_id") != run_id or summary.get("status") not in _FINAL:
+            return self.show(run_id, steps=False)
+        return {
+            "id": run_id,
+            "agent": agent,
+            "version": version,
+            "status": summary["status"],
+            "principal": principal,
+            "inputs": inputs,
+            "outputs": {"answer": summary["answer"], "steps": summary["outputs"]},
+            "decisions": summary["decisions"],
+            "error": summary["error"],
+            "forked_from": None,
+            "steps_done": summary["steps"],
+            "tokens": summary["tokens"],
+            "cost_usd": summary["cost_usd"],
+        }
 
     def wait(self, run_id: str, *, timeout_s: float = 600.0) -> dict[str, Any]:
         """Block until the run is final (or waiting for approval); return it."""
