@@ -46,7 +46,8 @@ def keys(store: Store) -> Keys:
 
 @pytest.fixture
 def model_server() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer(default=SUPPORT_ANSWER) as server:
+    # A model id the profiles price, so the cost ledger shows real dollars.
+    with ScriptedModelServer(default=SUPPORT_ANSWER, model="gpt-4o-mini") as server:
         yield server
 
 

@@ -64,7 +64,7 @@ def sample_services(model_base_url: str, audit: object) -> object:
         tools=tools,
         telemetry=StaticTelemetry(),
         retriever=CallableRetriever(lambda collection, query, k: docs[:k]),
-        llm=OpenAICompatLLM(model_base_url, model="scripted"),
+        llm=OpenAICompatLLM(model_base_url, model="gpt-4o-mini"),
         audit=audit,
     )
 
@@ -75,4 +75,7 @@ def support_spec() -> object:
     from daytwo.runtime import parse_spec_text
 
     text = (resources.files("daytwo.runtime.samples") / "support.yaml").read_text()
+    # The scripted model stands in for a priced profile, so costs show real dollars.
+    text = text.replace("model: local/smollm2-135m", "model: openai/gpt-4o-mini")
+    assert "openai/gpt-4o-mini" in text
     return parse_spec_text(text)

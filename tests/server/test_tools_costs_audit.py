@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
@@ -74,6 +75,10 @@ def test_costs_and_audit_are_tenant_scoped(run_client: TestClient, keys: Keys) -
     spans = sum(g["priced_spans"] + g["unpriced_spans"] for g in report["by_model"])
     assert spans >= 2  # the model call and the tool call
     assert all(g["key"].startswith("acme/") for g in report["by_principal"])
+    # The model call is priced from the models layer's profiles (gpt-4o-mini).
+    model = next(g for g in report["by_model"] if g["key"] == "gpt-4o-mini")
+    assert model["priced_spans"] == 1
+    assert Decimal(report["total_usd"]) > 0, report["by_model"]
 
     other = c.get("/api/v1/costs", headers=Keys.header(keys.other_viewer)).json()
     assert other["by_agent"] == []

@@ -19,10 +19,21 @@ def audit_log(settings: Settings, store: Store) -> Any:
 
 
 def start_tracing(settings: Settings, store: Store) -> None:
-    """Store this process's spans in ``store`` (and export them to OTLP when set)."""
+    """Store this process's spans in ``store`` (and export to OTLP when set), priced as stored.
+
+    Model calls are priced from the models layer's profiles (a model without a known
+    price stays ``cost_unknown``, never $0).
+    """
     from daytwo.tracing import setup_tracing
 
-    setup_tracing(store, settings)
+    prices: Any = None
+    try:
+        from daytwo.models.profiles import PriceBook, load_profiles
+
+        prices = PriceBook(load_profiles(settings))
+    except ImportError:  # pragma: no cover - the models layer is part of daytwo
+        prices = None
+    setup_tracing(store, settings, prices=prices)
 
 
 def build_gateway(settings: Settings, store: Store) -> Any:
