@@ -66,7 +66,7 @@ def run_page(request: Request, principal: Principal, run_id: str) -> Response:
     if runtime is not None:
         run = runtime.show(run_id, steps=False)
     else:
-        run = next(r for r in list_runs(store, principal.tenant, limit=500) if r["id"] == run_id)
+        run = list_runs(store, principal.tenant, run_id=run_id)[0]  # owned_run checked it
     explanation = run_waterfall(store, run_id)
     total = explanation.total_ms or 1.0
     decisions: list[dict[str, Any]] = [

@@ -107,8 +107,9 @@ def list_runs(
     status: str | None = None,
     since: datetime | None = None,
     limit: int = 50,
+    run_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The tenant's runs, newest first."""
+    """The tenant's runs (or the one with ``run_id``), newest first."""
     from daytwo.store.tables.runtime import RunRecord
 
     q = (
@@ -123,6 +124,8 @@ def list_runs(
         q = q.where(RunRecord.status == status)
     if since is not None:
         q = q.where(RunRecord.created_at >= since)
+    if run_id is not None:
+        q = q.where(RunRecord.id == run_id)
     with store.session() as s:
         return [
             {
