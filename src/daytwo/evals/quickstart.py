@@ -29,14 +29,27 @@ _WORD = re.compile(r"\w+")
 
 
 def keyword_retriever(k: int = 3) -> Any:
-    """Top-``k`` sample documents by word overlap with the case input (a plain, real retriever)."""
+    """Top-``k`` sample documents by IDF-weighted word overlap (a plain, real retriever)."""
+    import math
+
     docs = [json.loads(line) for line in sample_docs_path().read_text().splitlines() if line]
-    index = [(d["id"], d["text"], set(_WORD.findall(d["text"].lower()))) for d in docs]
+    index = [
+        (d["id"], d["text"], set(_WORD.findall(f"{d.get('title', '')} {d['text']}".lower())))
+        for d in docs
+    ]
+    df: dict[str, int] = {}
+    for _, _, terms in index:
+        for t in terms:
+            df[t] = df.get(t, 0) + 1
+    idf = {t: math.log((len(index) + 1) / (n + 0.5)) for t, n in df.items()}
 
     def retrieve(case: Case) -> list[tuple[str, str]]:
         words = set(_WORD.findall(case.input.lower()))
-        scored = sorted(index, key=lambda d: (-len(words & d[2]), d[0]))
-        return [(doc_id, text) for doc_id, text, terms in scored[:k] if words & terms]
+        scored = [
+            (sum(idf[w] for w in words & terms), doc_id, text) for doc_id, text, terms in index
+        ]
+        scored.sort(key=lambda x: (-x[0], x[1]))
+        return [(doc_id, text) for score, doc_id, text in scored[:k] if score > 0.5]
 
     return retrieve
 
