@@ -145,10 +145,15 @@ def _prepare(env: dict[str, str]) -> tuple[str, str]:
         store.upgrade()
         _, key = KeyStore(store).create(role="admin", tenant="bench", name="bench")
         text = (resources.files("daytwo.runtime.samples") / "support.yaml").read_text()
-        AgentRegistry(store).register(parse_spec_text(text))
+        spec = parse_spec_text(text)
+        AgentRegistry(store).register(spec)
     finally:
         store.dispose()
-    return key, "support"
+    # The collection the sample agent's retrieve step reads (the bench fills it).
+    collection = next(
+        str(step.collection) for step in spec.steps if getattr(step, "kind", "") == "retrieve"
+    )
+    return key, collection
 
 
 def _start_server(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -202,7 +207,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-async def _load(url: str, key: str, clients: int, seconds: float) -> dict[str, Any]:
+async def _load(
+    url: str, key: str, collection: str, clients: int, seconds: float
+) -> dict[str, Any]:
     import httpx
 
     headers = {"Authorization": f"Bearer {key}"}
@@ -245,7 +252,7 @@ async def _load(url: str, key: str, clients: int, seconds: float) -> dict[str, A
                     client,
                     "search",
                     "POST",
-                    "/api/v1/knowledge/collections/support/search",
+                    f"/api/v1/knowledge/collections/{collection}/search",
                     {"query": "shipping time", "mode": "bm25", "k": 3},
                 )
                 n += 1
@@ -271,6 +278,9 @@ async def _load(url: str, key: str, clients: int, seconds: float) -> dict[str, A
                 if status in {"succeeded", "failed", "cancelled", "missing"}:
                     run_status[status] = run_status.get(status, 0) + 1
                     pending.discard(rid)
+                    if status != "succeeded" and len(examples) < 5:
+                        r = await client.get(f"/api/v1/runs/{rid}", headers=headers)
+                        examples.append(f"run {status}: {str(r.json().get('error'))[:200]}")
             if pending:
                 await asyncio.sleep(0.5)
         if pending:
@@ -330,7 +340,7 @@ def _config(backend: str, workers: int, args: argparse.Namespace, model_url: str
                 )
                 r.raise_for_status()
             load1 = os.getloadavg()[0]
-            result = asyncio.run(_load(url, key, args.clients, args.seconds))
+            result = asyncio.run(_load(url, key, collection, args.clients, args.seconds))
         finally:
             _stop(proc)
     finally:
