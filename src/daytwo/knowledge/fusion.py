@@ -29,7 +29,7 @@ class FusionConfig:
     rrf_k: int = 60
     bm25_weight: float = 1.0
     dense_weight: float = 1.0
-    alpha: float = 0.5
+    alpha: float = 0.7
     depth: int = 100
 
     def __post_init__(self) -> None:
