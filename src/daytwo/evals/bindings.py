@@ -227,11 +227,13 @@ def resolve_runner(
         ) from exc
     if store is None:
         raise InputError("running a runtime agent needs the store")
+    from daytwo.runtime.registry import AgentRegistry
+
+    AgentRegistry(store).resolve(name, version)  # unknown agent: fail before loading models
     if services is None:
         services = default_services(stack, settings)
     data_dir = getattr(settings, "data_dir", None)
     runtime = Runtime(store, services, **({"data_dir": data_dir} if data_dir else {}))
-    runtime.registry.resolve(name, version)  # NotFoundError before DBOS starts
     stack.enter_context(runtime)
     return RuntimeRunner(runtime, name, version)
 
