@@ -279,13 +279,19 @@ def run_instructor(
     except Exception as exc:  # instructor's retry, incomplete-output and validation errors
         if type(exc).__module__.startswith(("openai", "httpx")):
             raise
-        usage = getattr(exc, "total_usage", None)
+        # Sum the usage of every failed attempt (InstructorRetryException.failed_attempts;
+        # an IncompleteOutputException at max_tokens carries only last_completion).
+        completions = [a.completion for a in getattr(exc, "failed_attempts", None) or []]
+        if not completions:
+            completions = [getattr(exc, "last_completion", None)]
+        usages = [getattr(c, "usage", None) for c in completions]
         return {
             "value": None,
-            "calls": int(getattr(exc, "n_attempts", retries + 1)),
-            "in": int(getattr(usage, "prompt_tokens", 0) or 0),
-            "out": int(getattr(usage, "completion_tokens", 0) or 0),
+            "calls": int(getattr(exc, "n_attempts", 1)),
+            "in": sum(int(getattr(u, "prompt_tokens", 0) or 0) for u in usages),
+            "out": sum(int(getattr(u, "completion_tokens", 0) or 0) for u in usages),
             "rung": None,
+            "error": type(exc).__name__,
         }
     usage = completion.usage
     return {
@@ -365,6 +371,8 @@ def merge(args: argparse.Namespace) -> int:
     args.threads = parts[0]["llama_cpp_threads"]
     out = summarise(rows, args, planned, max(p["wall_s"] for p in parts))
     out["shards"] = len(parts)
+    if args.note:
+        out["notes"] = args.note
     write(args.json_out, out)
     print(json.dumps(out, indent=2))
     return 0
@@ -383,6 +391,7 @@ def main() -> int:
         help="llama.cpp threads; 1 is ~10x faster than 2 on a shared, oversubscribed machine",
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--note", action="append", help="a note added to a merged result")
     parser.add_argument("--round", type=int, default=4, help="prompts per schema per round")
     parser.add_argument("--shard", default="0/1", help="I/N: run every N-th prompt from I")
     parser.add_argument(
