@@ -84,7 +84,65 @@ def _stage_local_model(summary: Summary) -> None:
     )
 
 
-STAGES = [_stage_doctor, _stage_store, _stage_local_model]
+def _stage_tracing(summary: Summary) -> None:
+    from daytwo.models.profiles import PriceBook, load_profiles
+    from daytwo.tracing import setup_tracing
+
+    settings = state.settings()
+    setup_tracing(state.store(), settings, prices=PriceBook(load_profiles(settings)))
+    summary.add("tracing", True, "spans, costs and decisions stored; audit log signed")
+
+
+def _stage_knowledge(summary: Summary) -> None:
+    from daytwo.knowledge.quickstart import quickstart_stage
+
+    quickstart_stage(summary, state.settings(), state.store())
+
+
+def _stage_runtime(summary: Summary) -> None:
+    from daytwo.runtime.quickstart import quickstart_stage
+
+    quickstart_stage(summary, state.settings(), state.store())
+
+
+def _stage_evals(summary: Summary) -> None:
+    from daytwo.evals.quickstart import quickstart_stage
+
+    quickstart_stage(summary, state.settings(), state.store())
+
+
+def _flush_tracing() -> None:
+    from daytwo.tracing import current_handle
+
+    handle = current_handle()
+    if handle is not None:
+        handle.flush()
+
+
+STAGES = [
+    _stage_doctor,
+    _stage_store,
+    _stage_tracing,
+    _stage_local_model,
+    _stage_knowledge,
+    _stage_runtime,
+    _stage_evals,
+]
+
+
+def _print_table(summary: Summary, elapsed: float) -> None:
+    table = Table(title=f"daytwo quickstart — done in {elapsed:.1f} s")
+    table.add_column("stage")
+    table.add_column("result")
+    table.add_column("figures")
+    for st in summary.stages:
+        figures = ", ".join(
+            f"{k}={v}"
+            for k, v in st.items()
+            if k not in {"stage", "ok", "detail", "applied"} and not isinstance(v, (dict, list))
+        )
+        table.add_row(st["stage"], st["detail"], figures)
+    console.print(table)
 
 
 def quickstart(
@@ -92,25 +150,33 @@ def quickstart(
     serve: bool = typer.Option(
         True, "--serve/--no-serve", help="Serve the dashboard afterwards (Ctrl-C stops)."
     ),
+    host: str = typer.Option("127.0.0.1", help="Dashboard host (with --serve)."),
+    port: int = typer.Option(8765, min=1, max=65535, help="Dashboard port (with --serve)."),
 ) -> None:
-    """Run the main job end to end on the embedded defaults and print a summary."""
+    """Run the main job end to end on the embedded defaults, print a summary, serve the dashboard.
+
+    Stages: doctor, store migration, tracing, one local-model completion, the sample
+    knowledge base searched as two principals, the sample support agent run durably,
+    and its golden set evaluated and gated against the previous run.
+    """
+    if serve:
+        from daytwo.server.launch import check_port
+
+        check_port(host, port)  # fail before the work, not after it
     summary = Summary()
     started = time.perf_counter()
     with console.status("running the quickstart…") as status:
         for stage in STAGES:
             status.update(f"quickstart: {stage.__name__.removeprefix('_stage_')}…")
             stage(summary)
+        _flush_tracing()
     elapsed = time.perf_counter() - started
     if json_out:
         print_json({"ok": True, "seconds": round(elapsed, 2), "stages": summary.stages})
-        return
-    table = Table(title=f"daytwo quickstart — done in {elapsed:.1f} s")
-    table.add_column("stage")
-    table.add_column("result")
-    table.add_column("figures")
-    for st in summary.stages:
-        figures = ", ".join(
-            f"{k}={v}" for k, v in st.items() if k not in {"stage", "ok", "detail", "applied"}
-        )
-        table.add_row(st["stage"], st["detail"], figures)
-    console.print(table)
+    else:
+        _print_table(summary, elapsed)
+    if serve:
+        from daytwo.server.launch import serve_dashboard
+
+        state.reset()  # the server opens its own store
+        serve_dashboard(state.settings(), host=host, port=port)

@@ -87,12 +87,14 @@ def _groups(accs: dict[str, _Acc], *, by_key: bool = False) -> list[CostGroup]:
 def cost_report(store: Store, tenant: str, since: datetime) -> CostReport:
     """Sum the tenant's cost spans since ``since``."""
     from daytwo.store.tables.tracing import SpanRow
+    from daytwo.tracing.ledger import COUNTED
 
     with store.session() as s:
+        # Only spans the ledger counts: a wrapper around a model call is never priced again.
         spans = list(
             s.scalars(
                 sa.select(SpanRow).where(
-                    SpanRow.cost_status.is_not(None), SpanRow.start_time >= since
+                    SpanRow.cost_status.in_(COUNTED), SpanRow.start_time >= since
                 )
             )
         )
