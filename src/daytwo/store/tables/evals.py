@@ -62,9 +62,7 @@ class EvalCase(Base):
     __tablename__ = "eval_cases"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    set_id: Mapped[str] = mapped_column(
-        ForeignKey("eval_sets.id", ondelete="CASCADE"), index=True
-    )
+    set_id: Mapped[str] = mapped_column(ForeignKey("eval_sets.id", ondelete="CASCADE"), index=True)
     case_key: Mapped[str] = mapped_column(String(200))
     content_hash: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
