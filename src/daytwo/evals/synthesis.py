@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,9 @@ _SYSTEM = (
     'Reply with only JSON: {"input": "<the user message>", '
     '"expected_behavior": "<what a good assistant does>"}.'
 )
+
+_ECHO = re.compile(r"^\s*<|user message|customer message|expected[_ ]behavio", re.IGNORECASE)
+"""Replies that echo the instructions instead of writing a case (small models do)."""
 
 
 def load_docs(source: str, *, limit: int = 500) -> list[tuple[str, str]]:
@@ -209,9 +213,9 @@ class Synthesizer:
                 report.rejected.append({"reason": "invalid", "error": parsed.error})
                 continue
             text = str(parsed.value["input"]).strip()
-            if not text or text.lower() in material.lower():
+            if not text or text.lower() in material.lower() or _ECHO.search(text):
                 report.invalid += 1
-                report.rejected.append({"reason": "copied the material", "input": text})
+                report.rejected.append({"reason": "copied the material or prompt", "input": text})
                 continue
             (_j, sim, other_text) = near_duplicates(
                 [text],
