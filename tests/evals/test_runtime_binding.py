@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from daytwo.evals.bindings import RuntimeRunner, parse_agent_ref
+from daytwo.evals.bindings import parse_agent_ref
 from daytwo.evals.cases import Case
 from daytwo.evals.datasets import GoldenSets
 from daytwo.evals.promote import RuntimeRunSource, promote
@@ -22,6 +22,7 @@ from daytwo.runtime import (
     Services,
     load_spec,
 )
+from daytwo.runtime.eval_runner import RuntimeRunner
 from daytwo.store import Store
 from daytwo.testing import ScriptedModelServer
 

@@ -12,6 +12,14 @@ from rich.table import Table
 from daytwo.cli._context import state
 from daytwo.cli._output import console, print_json
 
+
+def _agents(store: Any) -> Any:
+    """Registered agents run through the durable runtime (the layer above evals)."""
+    from daytwo.runtime.eval_runner import agent_runner_factory
+
+    return agent_runner_factory(state.settings(), store)
+
+
 app = typer.Typer(
     help="Continuous evaluation: golden sets, runs, judges, gates.", no_args_is_help=True
 )
@@ -238,7 +246,7 @@ def run_cmd(
     runs = _runs()
     info = runs.sets.resolve(set_ref)  # unknown set/version fails before anything starts
     with ExitStack() as stack:
-        runner = resolve_runner(agent, stack, settings=state.settings(), store=store)
+        runner = resolve_runner(agent, stack, settings=state.settings(), agents=_agents(store))
         judge_model = open_chat_model(judge, stack, settings=state.settings())[0] if judge else None
         scorer = Scorer(k=k, judge_model=judge_model)
         total = info.case_count * repeats
@@ -538,7 +546,7 @@ def load_cmd(
     info = er.sets.resolve(set_ref)
     cases = cases_for_load(er.sets, f"{info.set_name}@{info.version}")
     with ExitStack() as stack:
-        runner = resolve_runner(agent, stack, settings=state.settings(), store=store)
+        runner = resolve_runner(agent, stack, settings=state.settings(), agents=_agents(store))
         with _progress("load") as bar:
             task = bar.add_task(f"load {runner.name}", total=runs)
             summary = load_test(

@@ -106,9 +106,15 @@ def _stage_runtime(summary: Summary) -> None:
 
 
 def _stage_evals(summary: Summary) -> None:
-    from daytwo.evals.quickstart import quickstart_stage
+    from contextlib import ExitStack
 
-    quickstart_stage(summary, state.settings(), state.store())
+    from daytwo.evals.quickstart import quickstart_stage
+    from daytwo.runtime.eval_runner import agent_runner_factory
+
+    settings, store = state.settings(), state.store()
+    with ExitStack() as stack:
+        runner = agent_runner_factory(settings, store)("support", None, stack)
+        quickstart_stage(summary, settings, store, runner=runner)
 
 
 def _flush_tracing() -> None:

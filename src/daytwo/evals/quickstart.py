@@ -2,9 +2,9 @@
 
 The sample set (``evals/samples/support_golden.jsonl``) is stored as
 ``sample-support`` (a new version only when the shipped file changed), run
-through the sample support agent (the runtime's ``support`` agent when it is
-registered, else the local model with a keyword retriever over the sample
-help-centre documents), and gated against the previous run of the set.
+through the given runner (the quickstart passes the runtime's ``support`` agent;
+without one, the local model with a keyword retriever over the sample help-centre
+documents), and gated against the previous run of the set.
 """
 
 from __future__ import annotations
@@ -54,22 +54,15 @@ def keyword_retriever(k: int = 3) -> Any:
     return retrieve
 
 
-def _runner(stack: ExitStack, settings: Any, store: Store, agent: str) -> AgentRunner:
-    try:
-        from daytwo.runtime.registry import AgentRegistry
+def _model_runner(stack: ExitStack, settings: Any) -> AgentRunner:
+    """The bare local model with a keyword retriever, when no runtime agent is given."""
+    from daytwo.evals.bindings import open_chat_model
 
-        AgentRegistry(store).resolve(agent)
-    except Exception:  # the runtime or the agent is missing: use the bare local model
-        from daytwo.evals.bindings import open_chat_model
-
-        model, label = open_chat_model("local", stack, settings=settings)
-        return ModelAgentRunner(
-            model, name="sample-support-model", version=label, retrieve=keyword_retriever(),
-            max_tokens=64,
-        )  # fmt: skip
-    from daytwo.evals.bindings import resolve_runner
-
-    return resolve_runner(agent, stack, settings=settings, store=store)
+    model, label = open_chat_model("local", stack, settings=settings)
+    return ModelAgentRunner(
+        model, name="sample-support-model", version=label, retrieve=keyword_retriever(),
+        max_tokens=64,
+    )  # fmt: skip
 
 
 def quickstart_stage(
@@ -89,7 +82,7 @@ def quickstart_stage(
     version = sets.add(SAMPLE_SET_NAME, cases, replace=True, note="sample set shipped with daytwo")
     runs = EvalRuns(store)
     with ExitStack() as stack:
-        active = runner or _runner(stack, settings, store, agent)
+        active = runner or _model_runner(stack, settings)
         run = runs.run(active, f"{SAMPLE_SET_NAME}@{version.version}", concurrency=1)
     metrics = run.summary.get("metrics", {})
     scores = {
