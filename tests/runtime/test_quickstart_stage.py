@@ -32,6 +32,6 @@ def test_quickstart_runs_the_support_agent(tmp_path: Path, sqlite_store: Store) 
     assert stage["runs"] == len(QUESTIONS)
     assert stage["ok"], stage
     for run in stage["trace"]:
-        assert [s.split(":")[0] for s in run["steps"]] == ["docs", "answer", "order"]
+        assert [s.split(":")[0] for s in run["steps"]] == ["docs", "order", "answer"]
         assert run["choice"] == "orders_status_cached"
     assert stage["tokens"] > 0

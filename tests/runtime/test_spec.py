@@ -45,7 +45,7 @@ def test_sample_support_agent_is_valid() -> None:
     spec, text = load_spec_file(Path(samples.__file__).with_name("support.yaml"))
     assert spec.name == "support"
     assert "retrieve" in text
-    assert [spec.step(s).kind for s in spec.plan()][:3] == ["retrieve", "llm", "tool"]
+    assert [spec.step(s).kind for s in spec.plan()][:3] == ["retrieve", "tool", "llm"]
 
 
 def test_invalid_yaml_points_at_the_line() -> None:

@@ -136,9 +136,17 @@ def _json(value: Any) -> str:
 
 
 def agent_runner_factory(
-    settings: Settings, store: Store, *, services: Services | None = None
+    settings: Settings,
+    store: Store,
+    *,
+    services: Services | None = None,
+    groups: tuple[str, ...] = ("customers",),
 ) -> Any:
-    """A factory ``(name, version, stack) -> RuntimeRunner`` for ``resolve_runner``."""
+    """A factory ``(name, version, stack) -> RuntimeRunner`` for ``resolve_runner``.
+
+    Cases run as principal ``eval`` searching with ``groups`` (a customer by default):
+    a principal without groups is unknown to the knowledge layer and would see nothing.
+    """
 
     def build(name: str, version: str | None, stack: ExitStack) -> AgentRunner:
         from daytwo.runtime.adapters import default_services
@@ -146,7 +154,13 @@ def agent_runner_factory(
         from daytwo.runtime.runtime import Runtime
 
         AgentRegistry(store).resolve(name, version)  # unknown agent: fail before loading models
-        svc = services if services is not None else default_services(settings, store)
+        svc = services
+        if svc is None:
+            from daytwo.runtime.adapters import KnowledgeRetriever
+
+            svc = default_services(settings, store)
+            if isinstance(svc.retriever, KnowledgeRetriever):
+                svc.retriever.groups = groups
         runtime = Runtime(store, svc, data_dir=settings.data_dir)
         stack.enter_context(runtime)
         return RuntimeRunner(runtime, name, version)
