@@ -38,7 +38,10 @@ def _stage_doctor(summary: Summary) -> None:
         from daytwo.exceptions import MissingDependency
 
         raise MissingDependency(f"{first.component}: {first.detail}", hint=first.fix)
-    summary.add("doctor", True, f"{sum(c.ok for c in checks)}/{len(checks)} components ok")
+    detail = f"{sum(c.ok for c in checks)}/{len(checks)} components ok"
+    if any(c.component == "schema" and not c.ok for c in checks):
+        detail += " (schema migrated by the next stage)"
+    summary.add("doctor", True, detail)
 
 
 def _stage_store(summary: Summary) -> None:
