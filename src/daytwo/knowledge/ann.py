@@ -226,7 +226,10 @@ class AnnIndex:
             count = k if allowed is None else math.ceil(k * size / allowed.size * 1.5) + k
             while True:
                 count = min(count, size)
-                matches = self._index.search(q, count, exact=count >= size)
+                # Small indexes are searched exactly: cheap, and a graph over sparse or
+                # tied vectors can leave nodes unreachable after a rebuild.
+                exact = count >= size or size <= self.params.exact_below
+                matches = self._index.search(q, count, exact=exact)
                 keys = np.asarray(matches.keys, dtype=np.uint64)
                 dists = np.asarray(matches.distances, dtype=np.float32)
                 if allowed is not None:
