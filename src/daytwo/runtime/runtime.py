@@ -249,8 +249,9 @@ class Runtime:
             with self.store.session() as s:
                 if s.get(RunRecord, rid) is not None:
                     raise ConflictError(f"run {rid} exists already", hint="use another run id")
-        with self.store.session() as s:
-            s.add(
+        # A write transaction, retried while SQLite stays locked (the insert is all it does).
+        self.store.write(
+            lambda s: s.add(
                 RunRecord(
                     id=rid,
                     agent_name=agent,
@@ -263,6 +264,7 @@ class Runtime:
                     forked_from=forked_from,
                 )
             )
+        )
         self.audit("run.start", principal or "anonymous", rid, {"agent": agent, "version": number})
         return rid, number
 
@@ -380,21 +382,21 @@ class Runtime:
         """Write the run's final status, partial results and decisions."""
         # One UPDATE, no read first: on SQLite a read-then-write transaction cannot
         # wait for the lock (its snapshot would be stale), a plain UPDATE can.
-        with self.store.session() as s:
-            s.execute(
-                sa.update(RunRecord)
-                .where(RunRecord.id == summary["run_id"], RunRecord.status != "cancelled")
-                .values(
-                    status=summary["status"],
-                    outputs={"answer": summary["answer"], "steps": summary["outputs"]},
-                    decisions=summary["decisions"],
-                    error=summary["error"],
-                    steps_done=summary["steps"],
-                    tokens=summary["tokens"],
-                    cost_usd=summary["cost_usd"],
-                    finished_at=utcnow(),
-                )
+        final = (
+            sa.update(RunRecord)
+            .where(RunRecord.id == summary["run_id"], RunRecord.status != "cancelled")
+            .values(
+                status=summary["status"],
+                outputs={"answer": summary["answer"], "steps": summary["outputs"]},
+                decisions=summary["decisions"],
+                error=summary["error"],
+                steps_done=summary["steps"],
+                tokens=summary["tokens"],
+                cost_usd=summary["cost_usd"],
+                finished_at=utcnow(),
             )
+        )
+        self.store.write(lambda s: s.execute(final))
         self.audit(
             "run.end",
             "runtime",
@@ -405,12 +407,12 @@ class Runtime:
 
     def mark_waiting(self, run_id: str, step_id: str) -> dict[str, Any]:
         """Record that the run waits for an approval."""
-        with self.store.session() as s:
-            s.execute(
-                sa.update(RunRecord)
-                .where(RunRecord.id == run_id)
-                .values(status="waiting", error=f"waiting for approval {step_id!r}")
-            )
+        waiting = (
+            sa.update(RunRecord)
+            .where(RunRecord.id == run_id)
+            .values(status="waiting", error=f"waiting for approval {step_id!r}")
+        )
+        self.store.write(lambda s: s.execute(waiting))
         return {"status": "ok", "output": step_id}
 
     def audit(self, kind: str, actor: str, subject: str, data: dict[str, Any]) -> None:
@@ -435,8 +437,8 @@ class Runtime:
 
     # -- managing runs -----------------------------------------------------
     def _set(self, run_id: str, **values: Any) -> None:
-        with self.store.session() as s:
-            s.execute(sa.update(RunRecord).where(RunRecord.id == run_id).values(**values))
+        change = sa.update(RunRecord).where(RunRecord.id == run_id).values(**values)
+        self.store.write(lambda s: s.execute(change))
 
     def _row(self, run_id: str) -> RunRecord:
         with self.store.session() as s:
@@ -502,9 +504,27 @@ class Runtime:
         row = self._row(run_id)
         if row.status == "succeeded":
             raise ConflictError(f"run {run_id} already succeeded", hint="fork it to re-run")
+        self._release_claims(run_id, row.agent_name, row.agent_version)
         self._set(run_id, status="queued", error=None, finished_at=None)
         DBOS.resume_workflow(run_id)
         return self.wait(run_id, timeout_s=timeout_s) if wait else self.show(run_id, steps=False)
+
+    def _release_claims(self, run_id: str, agent: str, version: int) -> None:
+        """Drop the run's pending tool-call claims (its worker died in the middle of a call).
+
+        Resuming says the run's worker is gone: without this, the interrupted step's
+        idempotency claim would block the resumed call until its lease expires. Done
+        calls keep their stored results, so a finished side effect still happens once.
+        """
+        from daytwo.runtime.steps import idempotency_key
+        from daytwo.store.tables.gateway import GatewayIdempotency
+
+        spec = self.registry.spec(agent, version)
+        keys = [idempotency_key(run_id, step.id) for step in (*spec.steps, *spec.degraded)]
+        release = sa.delete(GatewayIdempotency).where(
+            GatewayIdempotency.key.in_(keys), GatewayIdempotency.status == "pending"
+        )
+        self.store.write(lambda s: s.execute(release))
 
     def fork(
         self, run_id: str, from_step: int | str, *, wait: bool = True, timeout_s: float = 600.0

@@ -113,7 +113,8 @@ async def _daytwo_error(request: Request, error: Exception) -> JSONResponse:
     if isinstance(error, exc.RateLimited) and error.retry_after is not None:
         headers["Retry-After"] = str(int(error.retry_after + 0.999))
     if status >= 500:
-        log.warning("%s %s: %s", request.method, request.url.path, error)
+        # The traceback names the statement or backend call that failed (server log only).
+        log.warning("%s %s: %s", request.method, request.url.path, error, exc_info=error)
     return error_response(status, code, error.message, error.hint, **headers)
 
 

@@ -18,7 +18,7 @@ from daytwo.exceptions import (
     StoreError,
 )
 
-__all__ = ["is_sqlite", "make_engine", "map_db_error"]
+__all__ = ["WRITE_OPTION", "is_sqlite", "make_engine", "map_db_error"]
 
 
 def is_sqlite(engine_or_url: Engine | str) -> bool:
@@ -41,10 +41,17 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
     return on_connect
 
 
+WRITE_OPTION = "daytwo_write"
+"""Execution option of connections whose transactions write (``Store.session(write=True)``)."""
+
+
 def _sqlite_begin(conn: Any) -> None:
-    # BEGIN IMMEDIATE would serialise readers too; a plain BEGIN plus the busy
-    # timeout gives readers WAL concurrency and writers a clear lock error.
-    conn.exec_driver_sql("BEGIN")
+    # Readers: a plain (deferred) BEGIN keeps WAL's concurrent reads. Writers: BEGIN
+    # IMMEDIATE takes the write lock first, so SQLite's busy handler waits for it; a
+    # deferred transaction that reads before it writes gets SQLITE_BUSY at once when
+    # another connection holds the lock (the busy handler cannot apply to an upgrade).
+    immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 5000, **kwargs: Any) -> Engine:

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from daytwo.exceptions import SchemaOutdated
+from daytwo.exceptions import DatabaseLocked, SchemaOutdated
 from daytwo.store import migrate
-from daytwo.store.engine import is_sqlite, make_engine, map_db_error
+from daytwo.store.engine import WRITE_OPTION, is_sqlite, make_engine, map_db_error
 
 if TYPE_CHECKING:
     from daytwo.settings import Settings
 
 __all__ = ["Store"]
+
+T = TypeVar("T")
 
 
 class Store:
@@ -27,6 +29,8 @@ class Store:
         self.url = url
         self.engine: Engine = make_engine(url, busy_timeout_ms=busy_timeout_ms)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._write_sessions = sessionmaker(writer, expire_on_commit=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -39,13 +43,46 @@ class Store:
         return is_sqlite(self.engine)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in one transaction: committed when the block ends, rolled back on error."""
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A session in one transaction: committed when the block ends, rolled back on error.
+
+        ``write=True`` for a transaction that writes: on SQLite it starts with
+        ``BEGIN IMMEDIATE``, so it waits up to the busy timeout for another process's
+        write lock instead of failing at its first write after a read.
+        """
+        maker = self._write_sessions if write else self._sessions
         try:
-            with self._sessions.begin() as session:
+            with maker.begin() as session:
                 yield session
         except OperationalError as exc:
             raise map_db_error(exc, self.url) from exc
+
+    def write(self, work: Callable[[Session], T], *, attempts: int = 4) -> T:
+        """Run ``work`` in a write transaction; retry it while SQLite stays locked.
+
+        A transaction that waited the whole busy timeout rolled back entirely, so
+        running ``work`` again is safe when ``work`` only touches its session (no
+        side effects outside the transaction). Retries wait a random, growing pause
+        (up to 2 s) so that waiting writers do not collide again.
+        """
+        from tenacity import (
+            retry,
+            retry_if_exception_type,
+            stop_after_attempt,
+            wait_random_exponential,
+        )
+
+        @retry(
+            retry=retry_if_exception_type(DatabaseLocked),
+            stop=stop_after_attempt(attempts),
+            wait=wait_random_exponential(multiplier=0.1, max=2.0),
+            reraise=True,
+        )
+        def once() -> T:
+            with self.session(write=True) as s:
+                return work(s)
+
+        return once()
 
     def ping(self) -> None:
         """Connect once, or raise DatabaseUnavailable/DatabaseLocked."""

@@ -194,7 +194,8 @@ class AuditLog:
         at = utcnow()
         body = record_body(record_id, iso(at), kind[:64], actor[:255], subject, run_id, payload)
         digest = body_digest(body)  # validates data before any write
-        with self._session(session) as s:
+
+        def write(s: Session) -> tuple[int, str, str]:
             # Core statements built once: an append is three small statements.
             conn = s.connection()
             head = conn.execute(_BUMP_HEAD).one_or_none()
@@ -225,6 +226,13 @@ class AuditLog:
             if self.signer is not None and seq % self.checkpoint_every == 0:
                 self._write_checkpoint(s, seq, record_hash)
             s.flush()
+            return seq, prev_hash, record_hash
+
+        if session is not None:
+            seq, prev_hash, record_hash = write(session)
+        else:
+            # Its own write transaction, retried while SQLite stays locked (it rolled back).
+            seq, prev_hash, record_hash = self.store.write(write)
         return AuditRecord(
             seq,
             record_id,
