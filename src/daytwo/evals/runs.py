@@ -9,6 +9,7 @@ case weighs the same.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -16,13 +17,16 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.trace import Link
 from sqlalchemy import select
 
 from daytwo.evals.cases import Case
 from daytwo.evals.datasets import GoldenSets, StoredCase
 from daytwo.evals.runner import AgentResult, AgentRunner
 from daytwo.evals.scoring import MetricValue, Scorer
+from daytwo.evals.trace_costs import CASE_SPAN, ensure_tracing, trace_costs
 from daytwo.exceptions import InputError, NotFoundError
 from daytwo.store import Store, utcnow
 from daytwo.store.tables.evals import EvalMetric, EvalResult, EvalRun
@@ -30,6 +34,7 @@ from daytwo.store.tables.evals import EvalMetric, EvalResult, EvalRun
 __all__ = ["EvalRuns", "RunInfo"]
 
 _tracer = trace.get_tracer("daytwo.evals")
+_log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
@@ -94,16 +99,29 @@ class EvalRuns:
         config: dict[str, Any] | None = None,
     ) -> RunInfo:
         """Run every case of the set version ``repeats`` times; return the finished run."""
+        info = self.start(runner, set_ref, repeats=repeats, concurrency=concurrency, config=config)
+        return self.execute(
+            info.id, runner, concurrency=concurrency, scorer=scorer, progress=progress
+        )
+
+    def start(
+        self,
+        runner: AgentRunner,
+        set_ref: str,
+        *,
+        repeats: int = 1,
+        concurrency: int = 4,
+        config: dict[str, Any] | None = None,
+    ) -> RunInfo:
+        """Record a ``running`` run of ``runner`` on the set version (nothing executes yet)."""
         if repeats < 1 or concurrency < 1:
             raise InputError("repeats and concurrency must be at least 1")
         version = self.sets.resolve(set_ref)
-        cases = self.sets.cases(version.set_name, version.version)
-        if not cases:
+        if not version.case_count:
             raise InputError(
                 f"golden set {version.set_name}@{version.version} has no cases",
                 hint="add cases before running it",
             )
-        scorer = scorer or Scorer()
         with self.store.session() as s:
             row = EvalRun(
                 kind="eval",
@@ -117,19 +135,61 @@ class EvalRuns:
                 summary={},
             )
             s.add(row)
-        run_id = row.id
-        jobs = [(c, r) for r in range(repeats) for c in cases]
+            s.flush()
+            return _info(row)
+
+    def start_in_background(
+        self,
+        runner: AgentRunner,
+        set_ref: str,
+        *,
+        repeats: int = 1,
+        concurrency: int = 4,
+        scorer: Scorer | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> RunInfo:
+        """Record the run and execute it on a thread; poll :meth:`get` for its status."""
+        info = self.start(runner, set_ref, repeats=repeats, concurrency=concurrency, config=config)
+
+        def work() -> None:
+            try:
+                self.execute(info.id, runner, concurrency=concurrency, scorer=scorer)
+            except Exception:  # recorded as status "failed" by execute
+                _log.exception("eval run %s failed", info.id)
+
+        threading.Thread(target=work, name=f"eval-run-{info.id[:8]}", daemon=True).start()
+        return info
+
+    def execute(
+        self,
+        run_id: str,
+        runner: AgentRunner,
+        *,
+        concurrency: int = 4,
+        scorer: Scorer | None = None,
+        progress: Progress | None = None,
+    ) -> RunInfo:
+        """Execute a started run: every case x repeat, metrics stored as they complete."""
+        info = self.get(run_id)
+        cases = self.sets.cases(info.set_name, info.set_version)
+        scorer = scorer or Scorer()
+        ensure_tracing(self.store)
+        with self.store.session() as s:
+            started = s.scalar(select(EvalRun.started_at).where(EvalRun.id == run_id))
+        jobs = [(c, r) for r in range(info.repeats) for c in cases]
         done = 0
         lock = threading.Lock()
         with _tracer.start_as_current_span("eval run") as span:
             span.set_attribute("daytwo.eval.run_id", run_id)
             span.set_attribute("daytwo.agent.name", runner.name)
             span.set_attribute("daytwo.agent.version", runner.version)
-            span.set_attribute("daytwo.eval.set", f"{version.set_name}@{version.version}")
+            span.set_attribute("daytwo.eval.set", f"{info.set_name}@{info.set_version}")
+            link = Link(span.get_span_context())
             try:
                 with ThreadPoolExecutor(max_workers=concurrency) as pool:
                     futures = [
-                        pool.submit(self._one, run_id, runner, scorer, c, rep) for c, rep in jobs
+                        pool.submit(self._one, run_id, runner, scorer, c, rep, link)
+                        for c, rep in jobs
                     ]
                     for fut in as_completed(futures):
                         fut.result()
@@ -140,18 +200,82 @@ class EvalRuns:
             except BaseException:
                 self._finish(run_id, "failed")
                 raise
+        self._record_trace_costs(run_id, started)
         return self._finish(run_id, "completed")
 
     def _one(
-        self, run_id: str, runner: AgentRunner, scorer: Scorer, stored: StoredCase, repeat: int
+        self,
+        run_id: str,
+        runner: AgentRunner,
+        scorer: Scorer,
+        stored: StoredCase,
+        repeat: int,
+        link: Link,
     ) -> None:
         case = stored.case
-        try:
-            result = runner.run(case)
-        except Exception as exc:  # a runner that raises is an errored case, not a dead run
-            result = AgentResult(output=None, error=f"{type(exc).__name__}: {exc}")
+        # Each case is the root of its own trace, so the ledger can cost it alone.
+        with _tracer.start_as_current_span(
+            f"{CASE_SPAN} {stored.key}",
+            context=otel_context.Context(),
+            links=[link],
+            attributes={
+                "daytwo.eval.run_id": run_id,
+                "daytwo.eval.case": stored.key,
+                "daytwo.eval.repeat": repeat,
+            },
+        ) as span:
+            trace_id = format(span.get_span_context().trace_id, "032x")
+            try:
+                result = runner.run(case)
+            except Exception as exc:  # a runner that raises is an errored case, not a dead run
+                result = AgentResult(output=None, error=f"{type(exc).__name__}: {exc}")
+        if result.trace_id and result.trace_id != trace_id:
+            result.extra.setdefault("run_id", result.trace_id)  # e.g. the durable run's id
+        result.trace_id = trace_id
         values = scorer.score(case, result)
         self._write(run_id, stored, repeat, result, values)
+
+    def _record_trace_costs(self, run_id: str, since: Any) -> None:
+        """Latency, tokens and cost of every case from its stored trace (cost component)."""
+        results = self.results(run_id)
+        costs = trace_costs(
+            self.store,
+            [(r.id, r.trace_id, (r.output.get("extra") or {}).get("run_id")) for r in results],
+            since,
+        )
+        with self.store.session() as s:
+            for r in results:
+                c = costs[r.id]
+                row = s.get(EvalResult, r.id)
+                assert row is not None
+                row.latency_ms = c.latency_ms or 0.0
+                row.input_tokens = c.input_tokens or 0
+                row.output_tokens = c.output_tokens or 0
+                row.cost_usd = c.cost_usd or 0.0
+                total = (
+                    None
+                    if c.input_tokens is None or c.output_tokens is None
+                    else float(c.input_tokens + c.output_tokens)
+                )
+                for name, value in (
+                    ("latency_ms", c.latency_ms),
+                    ("input_tokens", None if c.input_tokens is None else float(c.input_tokens)),
+                    ("output_tokens", None if c.output_tokens is None else float(c.output_tokens)),
+                    ("total_tokens", total),
+                    ("cost_usd", c.cost_usd),
+                ):
+                    s.add(
+                        EvalMetric(
+                            run_id=run_id,
+                            result_id=r.id,
+                            case_key=r.case_key,
+                            repeat=r.repeat,
+                            component="cost",
+                            name=name,
+                            value=value,
+                            detail=c.detail(),
+                        )
+                    )
 
     def _write(
         self,
@@ -169,10 +293,6 @@ class EvalRuns:
                 repeat=repeat,
                 output=result.as_output(),
                 error=result.error,
-                latency_ms=result.latency_ms,
-                input_tokens=result.input_tokens,
-                output_tokens=result.output_tokens,
-                cost_usd=result.cost_usd,
                 trace_id=result.trace_id,
             )
             s.add(res)

@@ -331,6 +331,28 @@ class KnowledgeBase:
                 row.tenant,
             )
 
+    def documents(
+        self, collection: str, *, limit: int = 500, include_private: bool = False
+    ) -> list[Document]:
+        """Up to ``limit`` documents of ``collection`` by id (public ones unless asked).
+
+        For tools that read the corpus itself (e.g. eval synthesis seeds); answers to
+        principals go through :meth:`search`, which enforces ACLs.
+        """
+        with self.store.session() as session:
+            if (
+                session.scalar(sa.select(KbCollection.name).where(KbCollection.name == collection))
+                is None
+            ):
+                raise NotFoundError(
+                    f"collection {collection!r} does not exist", hint="see daytwo kb stats"
+                )
+            q = sa.select(KbDocument.doc_id).where(KbDocument.collection == collection)
+            if not include_private:
+                q = q.where(KbDocument.private.is_(False))
+            ids = list(session.scalars(q.order_by(KbDocument.doc_id).limit(limit)))
+        return [d for d in (self.get_document(collection, i) for i in ids) if d is not None]
+
     def search(
         self,
         collection: str,

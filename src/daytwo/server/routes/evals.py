@@ -2,23 +2,28 @@
 
 A golden set belongs to a tenant through the server's ownership table (sets made by
 the CLI belong to ``default``); an eval run belongs to the tenant of its set.
-Running evals stays with the CLI and CI (``daytwo eval run``): it needs the agent's
-code and models on the machine that runs it.
+An operator starts a run of a registered agent version on one of the tenant's sets
+(``POST /runs``): it executes in the background through the server's agent runtime,
+each case as a durable run of that operator; ``GET /runs/{id}`` shows its status and,
+once completed, its scores.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from daytwo.exceptions import NotFoundError
+from daytwo.evals.runs import RunInfo
+from daytwo.exceptions import InputError, NotFoundError
 from daytwo.server.auth import Principal
-from daytwo.server.deps import Viewer, get_store
+from daytwo.server.deps import Operator, Viewer, get_store
 from daytwo.server.errors import ERROR_RESPONSES
 from daytwo.server.ownership import check_visible, visible
+from daytwo.server.routes.runs import get_runtime
+from daytwo.server.tenancy import principal_string
 from daytwo.store import Store
 
 __all__ = ["eval_runs_of", "router", "visible_sets"]
@@ -46,20 +51,14 @@ class EvalSetOut(BaseModel):
     versions: list[SetVersionOut]
 
 
-class EvalRunOut(BaseModel):
-    """An eval run and its summary (metric means per component and tag)."""
+class EvalRunStart(BaseModel):
+    """Run a golden set version through a registered agent version."""
 
-    id: str
-    kind: str
-    agent: str
-    agent_version: str
-    set_name: str
-    set_version: int
-    repeats: int
-    status: str
-    summary: dict[str, Any]
-    started_at: str
-    finished_at: str | None
+    agent: str = Field(min_length=1, max_length=200, description="AGENT or AGENT@VERSION.")
+    set: str = Field(min_length=1, max_length=200, description="SET or SET@VERSION.")
+    repeats: int = Field(default=1, ge=1, le=20)
+    concurrency: int = Field(default=2, ge=1, le=16)
+    k: int = Field(default=5, ge=1, le=100, description="Cut-off of retrieval metrics.")
 
 
 class GateIn(BaseModel):
@@ -84,7 +83,7 @@ def visible_sets(store: Store, tenant: str) -> list[str]:
     return visible(store, KIND, GoldenSets(store).names(), tenant)
 
 
-def eval_runs_of(store: Store, tenant: str, set_name: str | None = None) -> list[Any]:
+def eval_runs_of(store: Store, tenant: str, set_name: str | None = None) -> list[RunInfo]:
     """The tenant's eval runs (newest first)."""
     from daytwo.evals.runs import EvalRuns
 
@@ -92,18 +91,12 @@ def eval_runs_of(store: Store, tenant: str, set_name: str | None = None) -> list
     return [r for r in EvalRuns(store).list_runs(set_name=set_name) if r.set_name in names]
 
 
-def _run(store: Store, principal: Principal, run_id: str) -> Any:
+def _run(store: Store, principal: Principal, run_id: str) -> RunInfo:
     from daytwo.evals.runs import EvalRuns
 
     run = EvalRuns(store).get(run_id)
     check_visible(store, KIND, run.set_name, principal.tenant, "eval run set")
     return run
-
-
-def _run_out(run: Any) -> EvalRunOut:
-    data = run.as_dict()
-    data.pop("config", None)
-    return EvalRunOut(**data)
 
 
 @router.get("/sets", response_model=list[EvalSetOut], summary="Golden sets and versions")
@@ -125,19 +118,50 @@ def sets(principal: Viewer, store: StoreDep) -> list[EvalSetOut]:
     return out
 
 
-@router.get("/runs", response_model=list[EvalRunOut], summary="Eval runs (newest first)")
+@router.get("/runs", response_model=list[RunInfo], summary="Eval runs (newest first)")
 def runs(
     principal: Viewer,
     store: StoreDep,
     set_name: Annotated[str | None, Query(alias="set", max_length=200)] = None,
-) -> list[EvalRunOut]:
-    return [_run_out(r) for r in eval_runs_of(store, principal.tenant, set_name)]
+) -> list[RunInfo]:
+    return eval_runs_of(store, principal.tenant, set_name)
 
 
-@router.get("/runs/{run_id}", response_model=EvalRunOut, summary="One eval run")
-def run(run_id: RunId, principal: Viewer, store: StoreDep) -> EvalRunOut:
+@router.post("/runs", response_model=RunInfo, status_code=202, summary="Start an eval run")
+def start_run(
+    body: EvalRunStart, principal: Operator, store: StoreDep, request: Request
+) -> RunInfo:
+    """Start the run in the background; poll ``GET /runs/{id}`` until it is ``completed``."""
+    from daytwo.evals.bindings import parse_agent_ref
+    from daytwo.evals.runs import EvalRuns
+    from daytwo.evals.scoring import Scorer
+    from daytwo.runtime.eval_runner import RuntimeRunner
+
+    name, version = parse_agent_ref(body.agent)
+    if name.startswith(("python:", "model:")):
+        raise InputError(
+            f"agent {body.agent!r} is not a registered agent",
+            hint="the server runs registered agents only: AGENT or AGENT@VERSION",
+        )
+    runs = EvalRuns(store)
+    info = runs.sets.resolve(body.set)
+    check_visible(store, KIND, info.set_name, principal.tenant, "eval set")
+    who = principal_string(principal)
+    runner = RuntimeRunner(get_runtime(request), name, version, principal=who)
+    return runs.start_in_background(
+        runner,
+        f"{info.set_name}@{info.version}",
+        repeats=body.repeats,
+        concurrency=body.concurrency,
+        scorer=Scorer(k=body.k),
+        config={"agent_ref": body.agent, "k": body.k, "started_by": who, "via": "api"},
+    )
+
+
+@router.get("/runs/{run_id}", response_model=RunInfo, summary="One eval run")
+def run(run_id: RunId, principal: Viewer, store: StoreDep) -> RunInfo:
     try:
-        return _run_out(_run(store, principal, run_id))
+        return _run(store, principal, run_id)
     except NotFoundError as exc:
         raise NotFoundError(
             f"no eval run {run_id!r}", hint="list them: GET /api/v1/evals/runs"
