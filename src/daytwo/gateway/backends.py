@@ -28,6 +28,7 @@ from tenacity import (
 from daytwo.exceptions import BackendError, InputError, NotFoundError
 from daytwo.gateway.contracts import HttpAuth, HttpBackendSpec, McpBackendSpec, PythonBackendSpec
 from daytwo.gateway.errors import BackendTimeout
+from daytwo.tracing.propagation import context_carrier, inject_context
 
 if TYPE_CHECKING:
     from daytwo.gateway.policies import SsrfGuard
@@ -158,7 +159,9 @@ class HttpBackend:
         spec = self.spec
         url = spec.url
         query: dict[str, Any] = {}
-        headers: dict[str, str] = {}
+        # W3C traceparent of the current (execute_tool) span: the backend's spans join
+        # the initiating query's trace. Argument headers and credentials come after.
+        headers: dict[str, str] = dict(inject_context({}))
         body: dict[str, Any] = {}
         for name, value in arguments.items():
             where = spec.params.get(
@@ -273,7 +276,10 @@ class McpBackend:
             return StdioServerParameters(command=spec.command[0], args=list(spec.command[1:]))
         assert spec.url is not None
         self.guard.check(spec.url)
-        headers = _auth_headers(spec.auth, self.vault, self.tokens, self.guard)
+        headers = {
+            **inject_context({}),  # traceparent: the server's spans join this trace
+            **_auth_headers(spec.auth, self.vault, self.tokens, self.guard),
+        }
         http = httpx2.AsyncClient(headers=headers, timeout=spec.timeout_s)
         return streamable_http_client(spec.url, http_client=http)
 
@@ -296,21 +302,21 @@ class McpBackend:
         text = "".join(t for t in texts if t)
         return _parse_json(text, f"the MCP tool {spec.tool!r}")
 
-    async def _call_once(self, arguments: dict[str, Any]) -> Any:
+    async def _call_once(self, arguments: dict[str, Any], meta: dict[str, str]) -> Any:
         """HTTP: one session per call, so fresh credentials (OAuth2 tokens) go with each."""
         import anyio
 
         with anyio.fail_after(self.spec.timeout_s):
             async with self._client() as client:
-                return await client.call_tool(self.spec.tool, arguments)
+                return await client.call_tool(self.spec.tool, arguments, meta=meta or None)
 
-    async def _call_session(self, client: Any, arguments: dict[str, Any]) -> Any:
+    async def _call_session(self, client: Any, arguments: dict[str, Any], meta: Any) -> Any:
         import anyio
 
         with anyio.fail_after(self.spec.timeout_s):
-            return await client.call_tool(self.spec.tool, arguments)
+            return await client.call_tool(self.spec.tool, arguments, meta=meta or None)
 
-    def _stdio_call(self, arguments: dict[str, Any]) -> Any:
+    def _stdio_call(self, arguments: dict[str, Any], meta: dict[str, str]) -> Any:
         """stdio: the server process and its session stay up between calls."""
         from anyio.from_thread import start_blocking_portal
 
@@ -327,7 +333,7 @@ class McpBackend:
                 self._session = (portal_cm, portal, client_cm, client)
             _, portal, _, client = self._session
             try:
-                return portal.call(self._call_session, client, arguments)
+                return portal.call(self._call_session, client, arguments, meta)
             except BaseException:
                 self._disconnect()
                 raise
@@ -353,11 +359,14 @@ class McpBackend:
         import anyio
 
         started = time.monotonic()
+        # The trace context also rides in the request's ``_meta`` (``traceparent``), the
+        # one carrier stdio has; the session's event loop runs in another thread.
+        meta = context_carrier()
         try:
             if self.spec.command:
-                result = self._stdio_call(arguments)
+                result = self._stdio_call(arguments, meta)
             else:
-                result = anyio.run(self._call_once, arguments)
+                result = anyio.run(self._call_once, arguments, meta)
         except (BackendError, InputError):
             raise
         except TimeoutError as exc:

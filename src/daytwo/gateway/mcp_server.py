@@ -20,7 +20,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import trace
+
 from daytwo.exceptions import DaytwoError, PermissionDenied
+from daytwo.tracing.propagation import attached, context_carrier
 
 if TYPE_CHECKING:
     from mcp.server.lowlevel import Server
@@ -40,6 +43,24 @@ def _bearer(ctx: Any) -> str | None:
     if value.lower().startswith("bearer "):
         return str(value[7:].strip())
     return None
+
+
+def _trace_carrier(ctx: Any, params: Any) -> dict[str, str]:
+    """The trace context the call runs in (the gateway's call runs in a worker thread).
+
+    The MCP SDK's own server span when it made one (it continues the caller's trace
+    from ``params._meta``); else the caller's W3C context from ``params._meta``
+    (``traceparent``, any transport) or from the HTTP request's headers.
+    """
+    if trace.get_current_span().get_span_context().is_valid:
+        return context_carrier()
+    meta = getattr(params, "meta", None)
+    if isinstance(meta, dict) and isinstance(meta.get("traceparent"), str):
+        return {k: str(meta[k]) for k in ("traceparent", "tracestate") if k in meta}
+    headers = getattr(getattr(ctx, "request", None), "headers", None)
+    if headers is None:
+        return {}
+    return {k: str(headers[k]) for k in ("traceparent", "tracestate") if headers.get(k)}
 
 
 def build_mcp_server(
@@ -93,9 +114,12 @@ def build_mcp_server(
     async def on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         key = key_for(ctx)
         arguments = dict(params.arguments or {})
+        carrier = _trace_carrier(ctx, params)
 
         def run() -> dict[str, Any]:
-            return gateway.call(params.name, arguments, api_key=key).output
+            # The caller's trace: the gateway's execute_tool span becomes its child.
+            with attached(carrier):
+                return gateway.call(params.name, arguments, api_key=key).output
 
         try:
             output = await anyio.to_thread.run_sync(run)

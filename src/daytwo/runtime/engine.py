@@ -35,6 +35,7 @@ from daytwo.runtime.steps import (
     run_step_kind,
 )
 from daytwo.runtime.templating import evaluate
+from daytwo.tracing.propagation import attached, context_carrier
 
 if TYPE_CHECKING:
     from daytwo.runtime.runtime import Runtime
@@ -64,14 +65,23 @@ def _runtime() -> Runtime:
 
 @DBOS.workflow(name=WORKFLOW_NAME)
 def run_agent_workflow(
-    agent_name: str, version: int, inputs: dict[str, Any], principal: str
+    agent_name: str,
+    version: int,
+    inputs: dict[str, Any],
+    principal: str,
+    trace_context: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Run one agent version on ``inputs``; the run id is the workflow id."""
+    """Run one agent version on ``inputs``; the run id is the workflow id.
+
+    ``trace_context`` (``context_carrier()`` of the caller, stored with the workflow's
+    inputs) makes the run span a child of the initiating query's span, whichever
+    worker thread or process runs -- or recovers -- the workflow.
+    """
     rt = _runtime()
     run_id = DBOS.workflow_id
     assert run_id is not None
     spec = rt.registry.spec(agent_name, version)
-    with _tracer.start_as_current_span(f"run {agent_name}") as span:
+    with attached(trace_context), _tracer.start_as_current_span(f"run {agent_name}") as span:
         span.set_attribute("daytwo.run.id", run_id)
         span.set_attribute("daytwo.agent.name", agent_name)
         span.set_attribute("daytwo.agent.version", version)
@@ -123,9 +133,11 @@ class _Execution:
     def _step(self, name: str, step: Any, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
         ctx = self._ctx()
         rt = self.rt
+        carrier = context_carrier()  # the run span: the step's spans are its children
 
         def body() -> dict[str, Any]:
-            result = run_step_kind(ctx, step, exclude)
+            with attached(carrier):
+                result = run_step_kind(ctx, step, exclude)
             rt.audit_step(self.run_id, step.id, result)
             return result
 

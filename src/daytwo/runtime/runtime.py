@@ -27,6 +27,7 @@ from daytwo.runtime.spec import AgentSpec, ApprovalStep, MapStep, PlanStep, Spec
 from daytwo.runtime.steps import Services
 from daytwo.store import Store, utcnow
 from daytwo.store.tables.runtime import RunRecord
+from daytwo.tracing.propagation import context_carrier
 
 __all__ = ["QUEUE_NAME", "Runtime", "check_catalog", "sqlite_system_engine"]
 
@@ -287,7 +288,9 @@ class Runtime:
         rid, number = self._new_run(agent, version, inputs, principal, run_id)
         if self._launched:
             with SetWorkflowID(rid):
-                self._queue.enqueue(run_agent_workflow, agent, number, inputs, principal)
+                self._queue.enqueue(
+                    run_agent_workflow, agent, number, inputs, principal, context_carrier()
+                )
         else:
             ops = self._ops()
             ops.client.enqueue(
@@ -302,6 +305,7 @@ class Runtime:
                 number,
                 inputs,
                 principal,
+                context_carrier(),  # the worker's run span joins the caller's trace
             )
         return rid
 
@@ -324,10 +328,12 @@ class Runtime:
         if wait and not any(isinstance(s, ApprovalStep) for s in spec.steps):
             # Run the workflow in this thread: no hand-off to DBOS's pool, no polling.
             with SetWorkflowID(rid):
-                summary = run_agent_workflow(agent, number, inputs, principal)
+                summary = run_agent_workflow(agent, number, inputs, principal, context_carrier())
             return self._from_summary(rid, agent, number, inputs, principal, summary)
         with SetWorkflowID(rid):
-            DBOS.start_workflow(run_agent_workflow, agent, number, inputs, principal)
+            DBOS.start_workflow(
+                run_agent_workflow, agent, number, inputs, principal, context_carrier()
+            )
         if not wait:
             return self.show(rid, steps=False)
         return self.wait(rid, timeout_s=timeout_s)

@@ -32,6 +32,7 @@ from daytwo.runtime.spec import (
     ToolStep,
 )
 from daytwo.runtime.templating import evaluate, render
+from daytwo.tracing.propagation import bind_context
 
 __all__ = ["Services", "StepContext", "idempotency_key", "record_decision", "run_step_kind"]
 
@@ -308,7 +309,8 @@ def _map_step(ctx: StepContext, step: MapStep) -> dict[str, Any]:
     # a crash mid-map re-runs the map, and the per-item idempotency keys keep the
     # tools' side effects exactly-once.
     with ThreadPoolExecutor(max_workers=min(step.concurrency, max(1, len(items)))) as pool:
-        rows = list(pool.map(lambda p: one(*p), enumerate(items)))
+        # bind_context: the items' tool calls stay in this step's trace.
+        rows = list(pool.map(bind_context(one), range(len(items)), items))
     ok = [r for r in rows if r["ok"]]
     cost = sum(r.get("cost_usd", 0.0) for r in ok)
     errors = [f"item {i}: {r['error']}" for i, r in enumerate(rows) if not r["ok"]]

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 
 __all__ = ["attached", "bind_context", "context_carrier", "extract_context", "inject_context"]
@@ -47,11 +47,24 @@ def context_carrier() -> dict[str, str]:
 
 @contextmanager
 def attached(carrier: Mapping[str, str] | None) -> Iterator[Context]:
-    """Make the context in ``carrier`` current for the block (no-op for an empty carrier)."""
+    """Make the context in ``carrier`` current for the block.
+
+    A no-op for an empty or invalid carrier, and when the carrier names the span that
+    is already current (the step ran in the thread that serialised it): the live
+    span stays current, so events recorded on it are not lost on a stand-in.
+    """
+    current = otel_context.get_current()
     if not carrier:
-        yield otel_context.get_current()
+        yield current
         return
     ctx = extract_context(carrier)
+    incoming = trace.get_current_span(ctx).get_span_context()
+    here = trace.get_current_span(current).get_span_context()
+    if not incoming.is_valid or (
+        incoming.trace_id == here.trace_id and incoming.span_id == here.span_id
+    ):
+        yield current
+        return
     token = otel_context.attach(ctx)
     try:
         yield ctx
