@@ -174,79 +174,11 @@ def bench_lancedb(
     return out
 
 
-def bench_scale(n: int, budget_s: float, queries: int = 500) -> dict[str, Any]:
-    """Random 384-d unit vectors in usearch HNSW: recall@10 vs exact, latency."""
-    from usearch.index import Index
+def bench_scale(n: int, queries: int = 500, lock: Path | None = None) -> dict[str, Any]:
+    """The ANN scale run of ``bench/ann_scale.py`` (daytwo's AnnIndex, its defaults there)."""
+    from ann_scale import parse_args, run
 
-    from daytwo.knowledge.ann import AnnParams
-
-    rng = np.random.default_rng(7)
-    dim = 384
-    params = AnnParams()
-    index = Index(
-        ndim=dim,
-        metric="cos",
-        dtype="f32",
-        connectivity=params.connectivity,
-        expansion_add=params.expansion_add,
-    )
-    step = 50_000
-    data_parts: list[np.ndarray] = []
-    started = time.perf_counter()
-    added = 0
-    capped = False
-    while added < n:
-        m = min(step, n - added)
-        part = rng.standard_normal((m, dim), dtype=np.float32)
-        part /= np.linalg.norm(part, axis=1, keepdims=True)
-        index.add(np.arange(added, added + m, dtype=np.uint64), part)
-        data_parts.append(part)
-        added += m
-        elapsed = time.perf_counter() - started
-        if added < n and elapsed / added * (added + step) > budget_s:
-            capped = True
-            break
-    build = time.perf_counter() - started
-    data = np.concatenate(data_parts)
-    q = rng.standard_normal((queries, dim), dtype=np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    truth = np.zeros((queries, 10), dtype=np.int64)
-    for i in range(0, queries, 100):
-        sims = q[i : i + 100] @ data.T
-        part_idx = np.argpartition(-sims, 10, axis=1)[:, :10]
-        order = np.argsort(-np.take_along_axis(sims, part_idx, axis=1), axis=1)
-        truth[i : i + 100] = np.take_along_axis(part_idx, order, axis=1)
-    results = []
-    for ef in (64, 128, 256, 512, 1024):
-        index.expansion_search = ef
-        lat: list[float] = []
-        hits = 0
-        for i in range(queries):
-            t0 = time.perf_counter()
-            m = index.search(q[i], 10)
-            lat.append(time.perf_counter() - t0)
-            hits += len(set(np.asarray(m.keys).tolist()) & set(truth[i].tolist()))
-        results.append(
-            {
-                "expansion_search": ef,
-                "recall@10": round(hits / (queries * 10), 4),
-                "p50_ms": pct(lat, 50),
-                "p99_ms": pct(lat, 99),
-            }
-        )
-    meeting = [r for r in results if r["recall@10"] >= 0.95]
-    return {
-        "vectors_requested": n,
-        "vectors": int(added),
-        "capped_by_time_budget": capped,
-        "build_s": round(build, 1),
-        "build_vectors_per_s": round(added / build, 1),
-        "connectivity": params.connectivity,
-        "expansion_add": params.expansion_add,
-        "queries": queries,
-        "sweep": results,
-        "best_meeting_recall_0.95": min(meeting, key=lambda r: r["p50_ms"]) if meeting else None,
-    }
+    return run(parse_args(["--size", str(n), "--queries", str(queries)]), lock)
 
 
 def main() -> int:
@@ -255,7 +187,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--embedder", default="minilm-l6-int8")
     ap.add_argument("--scale", type=int, default=0, help="random vectors for the ANN scale run")
-    ap.add_argument("--scale-budget", type=float, default=420.0, help="seconds for the build")
+    ap.add_argument(
+        "--scale-lock", type=Path, help="flock this file while the scale run measures latency"
+    )
     ap.add_argument("--skip-embedding-bench", action="store_true")
     ap.add_argument("--embedding-only", action="store_true", help="only the embedding speed-up")
     args = ap.parse_args()
@@ -328,7 +262,7 @@ def main() -> int:
                     "bench",
                     groups=("all",),
                     mode=mode,
-                    k=2 * K_EVAL,
+                    k=K_EVAL,  # the same number of chunks LanceDB is asked for
                     query_vector=qvecs[qid],
                     timings=timings,
                 )
@@ -394,7 +328,7 @@ def main() -> int:
     if "embedding" in result:
         result["targets"]["embedding_speedup_ge_3x"] = result["embedding"]["speedup"] >= 3.0
     if args.scale:
-        result["scale"] = bench_scale(args.scale, args.scale_budget)
+        result["scale"] = bench_scale(args.scale, lock=args.scale_lock)
         best = result["scale"]["best_meeting_recall_0.95"]
         result["targets"]["ann_recall_ge_0.95_at_p50_le_5ms"] = bool(best and best["p50_ms"] <= 5.0)
         print("scale", result["scale"], file=sys.stderr, flush=True)

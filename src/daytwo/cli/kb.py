@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from daytwo.cli._context import state
-from daytwo.cli._output import console, print_json
+from daytwo.cli._output import console, print_json, progress_bar
 
 if TYPE_CHECKING:
     from daytwo.knowledge import KnowledgeBase
@@ -58,8 +58,6 @@ def ingest(
     json_out: bool = typer.Option(False, "--json", help="Print the ingest report as JSON."),
 ) -> None:
     """Sync a source into a collection: new and changed documents indexed, vanished ones deleted."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     sql: dict[str, Any] = {}
     if "://" in target:
         sql = {
@@ -70,15 +68,7 @@ def ingest(
             "title_column": title_column,
         }
     kb = open_kb()
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=json_out,
-    ) as bar:
+    with progress_bar(disable=json_out) as bar:
         task = bar.add_task(f"ingesting into {collection}", total=None)
 
         def progress(done: int, total: int) -> None:

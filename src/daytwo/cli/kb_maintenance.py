@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from daytwo.cli._output import console, print_json
+from daytwo.cli._output import console, print_json, progress_bar
 from daytwo.cli.kb import app, open_kb
 
 __all__ = ["generations_app"]
@@ -48,8 +48,6 @@ def migrate(
     json_out: bool = _JSON,
 ) -> None:
     """Create a shadow generation and backfill it (rerun to resume after a crash)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from daytwo.knowledge.generations import backfill, parse_chunking, start_migration
 
     kb = open_kb()
@@ -64,15 +62,7 @@ def migrate(
         canary_percent=canary,
         actor=_actor(actor),
     )
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=json_out,
-    ) as bar:
+    with progress_bar(disable=json_out) as bar:
         task = bar.add_task(
             f"backfilling {status.target_generation}", total=status.total, completed=status.done
         )

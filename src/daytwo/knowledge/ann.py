@@ -6,6 +6,10 @@
   index catches up from the database (chunks written and tombstones left after that
   seq), and when the file is missing, corrupt or built for other parameters it is
   rebuilt from the vectors stored in the database.
+- Builds and rebuilds hand usearch whole batches (numpy arrays, all cores); vectors are
+  read from the database as float32 blobs in keyset pages. The graph stores ``f16`` by
+  default: on unit vectors it measured the same recall@10 as ``f32`` for ~40% less
+  build CPU and half the memory (a generation keeps the dtype it was created with).
 - Searches take the set of keys the principal may see and keep searching until ``k``
   permitted keys are found (small permitted sets are searched exactly), so access
   control never shrinks a result list.
@@ -18,8 +22,8 @@ import json
 import math
 import os
 import threading
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,8 @@ from usearch.index import Index
 __all__ = ["AnnIndex", "AnnParams", "encode_vector"]
 
 Vector = npt.NDArray[np.float32]
+Keys = npt.NDArray[np.uint64]
+_READ_BATCH = 20_000  # vectors read (and added) per database round trip in rebuilds
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class AnnParams:
     connectivity: int = 16
     expansion_add: int = 128
     expansion_search: int = 96
-    dtype: str = "f32"
+    dtype: str = "f16"
     exact_below: int = 2048
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,38 +148,69 @@ class AnnIndex:
 
     # -- writes --------------------------------------------------------------
     def apply(
-        self, removed: Iterable[int], keys: list[int], vectors: Vector | None, seq: int
+        self,
+        removed: Iterable[int],
+        keys: Sequence[int] | Keys,
+        vectors: Vector | None,
+        seq: int,
+        *,
+        threads: int = 0,
     ) -> None:
-        """Remove tombstoned keys, (re)add vectors, and remember the seq reached."""
+        """Remove tombstoned keys, (re)add vectors, and remember the seq reached.
+
+        ``vectors`` is one ``(len(keys), dim)`` array added in a single usearch call on
+        ``threads`` cores (0: all).
+        """
         with self._lock:
             self._exact_keys, self._exact_cache = None, None
             gone = np.fromiter(removed, dtype=np.uint64)
             if gone.size:
                 self._index.remove(gone)
-            if keys and vectors is not None:
-                arr = np.asarray(keys, dtype=np.uint64)
-                present = np.asarray(self._index.contains(arr), dtype=bool).reshape(-1)
-                if present.any():
-                    self._index.remove(arr[present])
-                self._index.add(arr, vectors.astype(np.float32, copy=False))
+            arr = np.asarray(keys, dtype=np.uint64).reshape(-1)
+            if arr.size and vectors is not None:
+                if len(self._index):
+                    present = np.asarray(self._index.contains(arr), dtype=bool).reshape(-1)
+                    if present.any():
+                        self._index.remove(arr[present])
+                self._index.add(arr, vectors.astype(np.float32, copy=False), threads=threads)
             self.seq = max(self.seq, seq)
 
-    def rebuild(self, session: Session, seq: int) -> None:
-        """Rebuild from the vectors stored in the database (compacts tombstones)."""
-        stmt = sa.select(KbChunk.id, KbChunk.vector).where(
-            KbChunk.generation == self.generation, KbChunk.vector.is_not(None)
-        )
-        keys: list[int] = []
-        rows: list[bytes] = []
-        for key, blob in session.execute(stmt):
-            if blob is not None:
-                keys.append(int(key))
-                rows.append(blob)
+    def set_expansion_search(self, value: int) -> None:
+        """Change the search beam width (a runtime knob: the graph stays as built)."""
+        if value < 1:
+            raise ValueError("expansion_search must be >= 1")
         with self._lock:
-            self._index = self._new()
-            self.seq = -1
-            vectors = _decode(rows, self.dim) if rows else None
-            self.apply((), keys, vectors, seq)
+            self.params = replace(self.params, expansion_search=value)
+            self._index.expansion_search = value  # type: ignore[misc]  # a setter at runtime
+
+    def rebuild(self, session: Session, seq: int) -> None:
+        """Rebuild from the vectors stored in the database (compacts tombstones).
+
+        The new graph is built aside and swapped in at the end, so searches on this
+        object keep answering from the old one meanwhile.
+        """
+        fresh = AnnIndex(self.directory, self.generation, self.dim, self.params)
+        last = 0
+        while True:  # keyset pages of float32 blobs, each added in one threaded call
+            rows = session.execute(
+                sa.select(KbChunk.id, KbChunk.vector)
+                .where(
+                    KbChunk.generation == self.generation,
+                    KbChunk.vector.is_not(None),
+                    KbChunk.id > last,
+                )
+                .order_by(KbChunk.id)
+                .limit(_READ_BATCH)
+            ).all()
+            if not rows:
+                break
+            last = int(rows[-1][0])
+            keys = np.fromiter((int(r[0]) for r in rows), dtype=np.uint64, count=len(rows))
+            fresh.apply((), keys, _decode([bytes(r[1] or b"") for r in rows], self.dim), -1)
+        with self._lock:
+            self._index = fresh._index
+            self._exact_keys, self._exact_cache = None, None
+            self.seq = seq
 
     def catch_up(self, session: Session, target_seq: int) -> int:
         """Apply the database changes after ``self.seq`` up to ``target_seq``; return how many."""
@@ -202,10 +239,10 @@ class AnnIndex:
                     KbChunk.vector.is_not(None),
                 )
             ).all()
-            keys = [int(r[0]) for r in rows]
+            keys = np.fromiter((int(r[0]) for r in rows), dtype=np.uint64, count=len(rows))
             vectors = _decode([bytes(r[1] or b"") for r in rows], self.dim) if rows else None
             self.apply(removed, keys, vectors, target_seq)
-            return len(removed) + len(keys)
+            return len(removed) + len(rows)
 
     # -- reads ---------------------------------------------------------------
     def search(
@@ -229,7 +266,8 @@ class AnnIndex:
                 # Small indexes are searched exactly: cheap, and a graph over sparse or
                 # tied vectors can leave nodes unreachable after a rebuild.
                 exact = count >= size or size <= self.params.exact_below
-                matches = self._index.search(q, count, exact=exact)
+                # One query: no worker pool (threads=0 costs ~0.1 ms per call to start one).
+                matches = self._index.search(q, count, exact=exact, threads=1)
                 keys = np.asarray(matches.keys, dtype=np.uint64)
                 dists = np.asarray(matches.distances, dtype=np.float32)
                 if allowed is not None:
