@@ -115,6 +115,70 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks() -> dict[int, tuple[str, int, int]]:
+    """pid -> (command, session id, user+system clock ticks) of every process."""
+    out: dict[int, tuple[str, int, int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        out[int(entry.name)] = (comm, int(fields[3]), int(fields[11]) + int(fields[12]))
+    return out
+
+
+def _machine_busy_ticks() -> int:
+    """Ticks all CPUs spent not idle (nor waiting for I/O), from /proc/stat."""
+    parts = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(parts) - parts[3] - parts[4]
+
+
+def _cpu_split(
+    before: dict[int, tuple[str, int, int]],
+    after: dict[int, tuple[str, int, int]],
+    server_sid: int,
+    model_pid: int,
+) -> dict[str, float]:
+    """CPU seconds spent during the load by the server, the model, PostgreSQL, this client."""
+    groups = {"server_workers": 0, "scripted_model": 0, "postgres": 0}
+    for pid, (comm, sid, ticks) in after.items():
+        delta = ticks - (before[pid][2] if pid in before else 0)
+        if sid == server_sid:
+            groups["server_workers"] += delta
+        elif pid == model_pid:
+            groups["scripted_model"] += delta
+        elif comm == "postgres":
+            groups["postgres"] += delta
+    return {k: round(v / _TICK, 2) for k, v in groups.items()}
+
+
+def _start_model() -> tuple[subprocess.Popen[str], str]:
+    """The scripted model server in its own process (so its CPU is counted apart)."""
+    code = (
+        "import sys\n"
+        "from daytwo.testing import ScriptedModelServer\n"
+        "s = ScriptedModelServer(default=sys.argv[1]).start()\n"
+        "print(s.base_url, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, ANSWER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
 def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -156,7 +220,9 @@ def _prepare(env: dict[str, str]) -> tuple[str, str]:
     return key, collection
 
 
-def _start_server(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(
+    env: dict[str, str], workers: int, log_path: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     cmd = [
         sys.executable,
@@ -176,16 +242,18 @@ def _start_server(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[b
         "5",
     ]
     full_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).parent)}
-    proc = subprocess.Popen(
-        cmd, env=full_env, cwd=str(ROOT), start_new_session=True, stderr=subprocess.PIPE
-    )
+    # The server's log goes to a file: an unread pipe would block the workers once full.
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd, env=full_env, cwd=str(ROOT), start_new_session=True, stderr=log
+        )
     url = f"http://127.0.0.1:{port}"
     import httpx
 
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 time.sleep(1.0 * workers)  # let every worker finish its own start-up
@@ -208,8 +276,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def _load(
-    url: str, key: str, collection: str, clients: int, seconds: float
+    url: str, key: str, collection: str, clients: int, seconds: float, pids: tuple[int, int]
 ) -> dict[str, Any]:
+    import resource
+
     import httpx
 
     headers = {"Authorization": f"Bearer {key}"}
@@ -257,9 +327,19 @@ async def _load(
                 )
                 n += 1
 
+    server_sid, model_pid = pids
+    ticks0, busy0 = _cpu_ticks(), _machine_busy_ticks()
+    self0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     await asyncio.gather(*(client_loop(i) for i in range(clients)))
     elapsed = time.perf_counter() - t0
+    self1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = _cpu_split(ticks0, _cpu_ticks(), server_sid, model_pid)
+    cpu["load_client"] = round(self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime, 2)
+    cpu["machine_busy"] = round((_machine_busy_ticks() - busy0) / _TICK, 2)
+    cpu["everything_else"] = round(
+        cpu["machine_busy"] - sum(v for k, v in cpu.items() if k != "machine_busy"), 2
+    )
 
     # Every started run must finish successfully.
     run_status: dict[str, int] = {}
@@ -305,17 +385,23 @@ async def _load(
         "errors": total_errors,
         "error_rate": round(total_errors / max(requests, 1), 5),
         "error_examples": examples,
+        # CPU seconds during the load phase (wall time ``seconds``; 2 cores = 2 s per s).
+        "cpu_s": cpu,
+        "server_cores_used": round(cpu["server_workers"] / elapsed, 2),
+        "server_cpu_ms_per_request": round(1000 * cpu["server_workers"] / max(requests, 1), 1),
     }
 
 
-def _config(backend: str, workers: int, args: argparse.Namespace, model_url: str) -> dict[str, Any]:
+def _config(
+    backend: str, workers: int, args: argparse.Namespace, model: tuple[int, str]
+) -> dict[str, Any]:
     import sqlalchemy as sa
 
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-server-{backend}-"))
     env = {
         "DAYTWO_DATA_DIR": str(tmp / "data"),
         "DAYTWO_EMBEDDER": "hashing-384",
-        "BENCH_MODEL_URL": model_url,
+        "BENCH_MODEL_URL": model[1],
     }
     schema = None
     if backend == "postgres":
@@ -327,7 +413,7 @@ def _config(backend: str, workers: int, args: argparse.Namespace, model_url: str
         env["BENCH_DBOS_SCHEMA"] = f"{schema}_dbos"
     try:
         key, collection = _prepare(env)
-        proc, url = _start_server(env, workers)
+        proc, url = _start_server(env, workers, tmp / "server.log")
         try:
             import httpx
 
@@ -340,7 +426,9 @@ def _config(backend: str, workers: int, args: argparse.Namespace, model_url: str
                 )
                 r.raise_for_status()
             load1 = os.getloadavg()[0]
-            result = asyncio.run(_load(url, key, collection, args.clients, args.seconds))
+            result = asyncio.run(
+                _load(url, key, collection, args.clients, args.seconds, (proc.pid, model[0]))
+            )
         finally:
             _stop(proc)
     finally:
@@ -367,21 +455,28 @@ def main() -> None:
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     args = parser.parse_args()
 
-    from daytwo.testing import ScriptedModelServer
-
     configs = []
-    with ScriptedModelServer(default=ANSWER) as model:
+    model_proc, model_url = _start_model()
+    try:
         for backend in args.backends:
             for workers in args.workers:
                 print(f"{backend}, {workers} worker(s), {args.clients} clients ...", flush=True)
-                res = _config(backend, workers, args, model.base_url)
+                res = _config(backend, workers, args, (model_proc.pid, model_url))
                 print(json.dumps(res), flush=True)
                 configs.append(res)
-    gains = {}
+    finally:
+        assert model_proc.stdin is not None
+        model_proc.stdin.close()
+        model_proc.wait(timeout=30)
+    gains: dict[str, float] = {}
+    core_gains: dict[str, float] = {}
     for backend in args.backends:
         by_w = {c["workers"]: c for c in configs if c["backend"] == backend}
         if 1 in by_w and 2 in by_w and by_w[1]["requests_per_s"]:
             gains[backend] = round(by_w[2]["requests_per_s"] / by_w[1]["requests_per_s"], 2)
+            core_gains[backend] = round(
+                by_w[2]["server_cores_used"] / max(by_w[1]["server_cores_used"], 0.01), 2
+            )
     out = {
         "benchmark": "server",
         "machine": {
@@ -392,6 +487,9 @@ def main() -> None:
         "params": {"clients": args.clients, "seconds": args.seconds},
         "configs": configs,
         "two_worker_gain": gains,
+        # How much more CPU the server got with two workers: a CPU-bound server can only
+        # gain what it is given; compare with two_worker_gain.
+        "two_worker_server_cpu_gain": core_gains,
         "targets": {
             "zero_errors_at_50_clients": all(
                 c["errors"] == 0 for c in configs if c["clients"] >= 50

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import struct
 from pathlib import Path
 
 import httpx
@@ -21,7 +24,13 @@ from .test_evals import make_runs
 from .test_knowledge import DOCS
 from .test_tools_costs_audit import risk_definition
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Read at import: the root conftest removes DAYTWO_* variables before each test.
+# `DAYTWO_UPDATE_SCREENSHOTS=1 pytest tests/server/test_browser.py` refreshes the
+# README's screenshots; every other run writes them to a temporary directory only,
+# so `make test` leaves the tree clean (times and ids differ on every run).
+UPDATE_DOCS = os.environ.get("DAYTWO_UPDATE_SCREENSHOTS") == "1"
+PAGES = ("login", "run", "overview", "runs", "agents", "tools", "knowledge", "evals", "costs")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -36,12 +45,22 @@ def _slug(href: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", href.strip("/").lower()) or "overview"
 
 
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height of a PNG file (AssertionError when it is not one)."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", path
+    assert head[12:16] == b"IHDR", path
+    width, height = struct.unpack(">II", head[16:24])
+    return int(width), int(height)
+
+
 def test_login_run_waterfall_audit_and_screenshots(
-    settings: Settings, store: Store, model_server: ScriptedModelServer
+    settings: Settings, store: Store, model_server: ScriptedModelServer, tmp_path: Path
 ) -> None:
     keys = make_keys(store)
     app = create_app(settings, store, runtime=make_runtime(settings, store, model_server.base_url))
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    SCREENSHOTS = tmp_path / "screenshots"
+    SCREENSHOTS.mkdir()
     with live_server(app) as base, chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         errors: list[str] = []
@@ -129,3 +148,16 @@ def test_login_run_waterfall_audit_and_screenshots(
         page.wait_for_url(re.compile(r".*/login$"))
         page.goto(base)
         assert "/login" in page.url
+
+    # Every page has its screenshot, a real page-sized image.
+    shots = {p.stem: p for p in SCREENSHOTS.glob("*.png")}
+    assert set(PAGES) <= set(shots), sorted(shots)
+    for name in PAGES:
+        width, height = _png_size(shots[name])
+        assert width == 1280, (name, width)
+        assert height >= 800, (name, height)
+        assert shots[name].stat().st_size > 10_000, name  # not a blank page
+    if UPDATE_DOCS:
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for name in PAGES:
+            shutil.copyfile(shots[name], DOCS_SCREENSHOTS / f"{name}.png")
