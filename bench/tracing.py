@@ -11,8 +11,17 @@
    - ``langfuse``: the Langfuse SDK (v3+ is OpenTelemetry based) with an in-memory
      span exporter, so nothing goes to the network.
    ``hot_us`` is the time in the traced thread per span; ``e2e_us`` adds the final
-   flush (for daytwo: rows written to the DB; for Langfuse: its batch export).
-   Ratios are medians of per-round ratios (contenders of a round run back to back).
+   flush. End points differ by design: for daytwo, e2e ends when every span is a
+   committed row in the SQLite file (durable, queryable); bare OTel's in-memory
+   exporter only holds the span objects (its e2e equals its hot time); Langfuse's
+   ends when its batch exporter has handed the spans to the in-memory exporter.
+   Every contender runs the same spans with the same 8 attributes under the same
+   root span. Each round runs every contender twice, in fresh processes:
+   ``gc_default`` (``gc.collect()`` after warm-up, then the loop) and ``gc_frozen``
+   (``gc.collect(); gc.freeze()`` after warm-up): full collections during the loop
+   then scan only the objects the loop made, not each process's import-time heap
+   (daytwo's process holds SQLAlchemy and Alembic: about twice the objects of the
+   bare-OTel process, so one full collection costs it more).
    Target: daytwo within 1.5x of bare OTel, and faster than Langfuse.
 2. **Audit append throughput**: sequential appends (one transaction each) and 4
    threads appending concurrently, on SQLite (file, WAL) and PostgreSQL (127.0.0.1).
@@ -21,6 +30,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -54,6 +64,13 @@ def _attrs(i: int) -> dict[str, Any]:
     }
 
 
+def _settle(freeze: bool) -> None:
+    """Same for every contender, right before the measured loop (see the docstring)."""
+    gc.collect()
+    if freeze:
+        gc.freeze()
+
+
 def _otel_loop(tracer: Any, n: int) -> float:
     start = time.perf_counter()
     with tracer.start_as_current_span("invoke_agent bench"):
@@ -64,7 +81,7 @@ def _otel_loop(tracer: Any, n: int) -> float:
     return time.perf_counter() - start
 
 
-def _run_otel(n: int) -> dict[str, float]:
+def _run_otel(n: int, freeze: bool) -> dict[str, float]:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -75,12 +92,13 @@ def _run_otel(n: int) -> dict[str, float]:
     tracer = provider.get_tracer("bench")
     _otel_loop(tracer, 200)
     exporter.clear()
+    _settle(freeze)
     hot = _otel_loop(tracer, n)
     assert len(exporter.get_finished_spans()) == n + 1
     return {"hot_s": hot, "e2e_s": hot}
 
 
-def _run_daytwo(n: int) -> dict[str, float]:
+def _run_daytwo(n: int, freeze: bool) -> dict[str, float]:
     from decimal import Decimal
 
     from opentelemetry import trace
@@ -101,6 +119,7 @@ def _run_daytwo(n: int) -> dict[str, float]:
         tracer = trace.get_tracer("bench")
         _otel_loop(tracer, 200)
         handle.flush()
+        _settle(freeze)
         hot = _otel_loop(tracer, n)
         t0 = time.perf_counter()
         handle.flush()
@@ -113,7 +132,7 @@ def _run_daytwo(n: int) -> dict[str, float]:
     return {"hot_s": hot, "e2e_s": hot + flush}
 
 
-def _run_langfuse(n: int) -> dict[str, float]:
+def _run_langfuse(n: int, freeze: bool) -> dict[str, float]:
     from langfuse import Langfuse
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -153,6 +172,7 @@ def _run_langfuse(n: int) -> dict[str, float]:
     loop(200)
     lf.flush()
     exporter.clear()
+    _settle(freeze)
     hot = loop(n)
     t0 = time.perf_counter()
     lf.flush()
@@ -163,37 +183,25 @@ def _run_langfuse(n: int) -> dict[str, float]:
     return {"hot_s": hot, "e2e_s": hot + flush}
 
 
-CONTENDERS: dict[str, Callable[[int], dict[str, float]]] = {
+CONTENDERS: dict[str, Callable[[int, bool], dict[str, float]]] = {
     "otel_inmemory": _run_otel,
     "daytwo": _run_daytwo,
     "langfuse": _run_langfuse,
 }
 
 
-def _child(name: str, n: int, queue: Any) -> None:
+def _child(name: str, n: int, freeze: bool, queue: Any) -> None:
     try:
-        queue.put((name, CONTENDERS[name](n), None))
+        queue.put((name, CONTENDERS[name](n, freeze), None))
     except BaseException as exc:  # report, do not hang the parent
         queue.put((name, None, f"{type(exc).__name__}: {exc}"))
 
 
-def bench_spans(n: int, rounds: int) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    samples: dict[str, list[dict[str, float]]] = {k: [] for k in CONTENDERS}
-    errors: dict[str, str] = {}
-    for r in range(rounds):
-        for name in CONTENDERS:
-            queue = ctx.Queue()
-            proc = ctx.Process(target=_child, args=(name, n, queue))
-            proc.start()
-            _name, result, error = queue.get(timeout=600)
-            proc.join()
-            if error:
-                errors[name] = error
-            else:
-                samples[name].append(result)
-            print(f"  round {r + 1} {name}: {result or error}", file=sys.stderr)
-    out: dict[str, Any] = {"spans_per_round": n, "rounds": rounds, "errors": errors}
+GC_MODES = {"gc_default": False, "gc_frozen": True}
+
+
+def _summary(samples: dict[str, list[dict[str, float]]], n: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for name, runs in samples.items():
         if not runs:
             continue
@@ -201,6 +209,7 @@ def bench_spans(n: int, rounds: int) -> dict[str, Any]:
             "hot_us": round(statistics.median(x["hot_s"] for x in runs) / n * 1e6, 2),
             "e2e_us": round(statistics.median(x["e2e_s"] for x in runs) / n * 1e6, 2),
             "hot_us_all": [round(x["hot_s"] / n * 1e6, 2) for x in runs],
+            "e2e_us_all": [round(x["e2e_s"] / n * 1e6, 2) for x in runs],
         }
     if "daytwo" in out and "otel_inmemory" in out:
         ref = out["otel_inmemory"]["hot_us"]
@@ -216,6 +225,47 @@ def bench_spans(n: int, rounds: int) -> dict[str, Any]:
             out["daytwo"]["e2e_us"] / out["langfuse"]["e2e_us"], 3
         )
         out["target_faster_than_langfuse"] = out["daytwo"]["hot_us"] < out["langfuse"]["hot_us"]
+    return out
+
+
+def bench_spans(n: int, rounds: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    samples: dict[str, dict[str, list[dict[str, float]]]] = {
+        mode: {k: [] for k in CONTENDERS} for mode in GC_MODES
+    }
+    errors: dict[str, str] = {}
+    for r in range(rounds):
+        for mode, freeze in GC_MODES.items():
+            for name in CONTENDERS:
+                queue = ctx.Queue()
+                proc = ctx.Process(target=_child, args=(name, n, freeze, queue))
+                proc.start()
+                _name, result, error = queue.get(timeout=600)
+                proc.join()
+                if error:
+                    errors[f"{mode}/{name}"] = error
+                else:
+                    samples[mode][name].append(result)
+                print(f"  round {r + 1} {mode} {name}: {result or error}", file=sys.stderr)
+    out: dict[str, Any] = {
+        "spans_per_round": n,
+        "rounds": rounds,
+        "errors": errors,
+        "workload": "per span: start a 'chat' span under one root span, set 8 attributes "
+        "(gen_ai.* usage + run/step ids), end it; same spans and attributes in every contender",
+        "e2e_means": {
+            "otel_inmemory": "spans held in memory by InMemorySpanExporter (e2e = hot)",
+            "daytwo": "spans committed as rows (with cost) in the SQLite store: durable",
+            "langfuse": "spans handed by Langfuse's batch processor to an in-memory exporter",
+        },
+        "gc_modes": {
+            "gc_default": "gc.collect() after warm-up; full collections scan the whole heap",
+            "gc_frozen": "gc.collect(); gc.freeze() after warm-up, in every contender: full "
+            "collections scan only objects made during the loop",
+        },
+    }
+    for mode in GC_MODES:
+        out[mode] = _summary(samples[mode], n)
     return out
 
 
@@ -292,13 +342,14 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=SPANS)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--appends", type=int, default=APPENDS)
+    parser.add_argument("--no-audit", action="store_true", help="Skip the audit benchmark.")
     args = parser.parse_args()
     started = time.time()
     result = {
         "benchmark": "tracing",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "span_overhead": bench_spans(args.spans, args.rounds),
-        "audit_append": bench_audit(args.appends),
+        "audit_append": None if args.no_audit else bench_audit(args.appends),
     }
     result["seconds"] = round(time.time() - started, 1)
     text = json.dumps(result, indent=2)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
+
 import pytest
 import sqlalchemy as sa
 from opentelemetry import trace
 
 from daytwo.store import Store
 from daytwo.store.tables.tracing import DecisionRow, SpanRow
-from daytwo.tracing import TracingHandle, record_decision, setup_tracing
+from daytwo.tracing import Price, TracingHandle, record_decision, setup_tracing
 
 
 def test_spans_and_decisions_are_stored(tracing: TracingHandle, store: Store) -> None:
@@ -91,3 +94,55 @@ def test_a_forked_child_stores_its_own_spans(sqlite_store: Store) -> None:
     with sqlite_store.session() as s:
         assert list(s.scalars(sa.select(SpanRow.name))) == ["in child"]
     handle.shutdown()
+
+
+class _CountingPrices:
+    """A price source that records every question it is asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, datetime]] = []
+
+    def price(self, model: str, at: datetime, /) -> Price:
+        self.asked.append((model, at))
+        return Price(Decimal("1"), Decimal("2"))
+
+
+def test_rows_keep_times_and_attributes_and_prices_are_asked_once_a_second(store: Store) -> None:
+    prices = _CountingPrices()
+    handle = setup_tracing(store, prices=prices)
+    tracer = trace.get_tracer("daytwo.test")
+    t0 = 1_700_000_000_123_456_789  # ns: 2023-11-14 22:13:20.123456789 UTC
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "m",
+        "gen_ai.usage.input_tokens": 1000,
+        "gen_ai.usage.output_tokens": 10,
+        "daytwo.agent.name": "support",
+        "daytwo.agent.version": 3,
+        "daytwo.session.id": "café ☕",
+        "tags": ("a", "b"),
+    }
+    try:
+        for i, start in enumerate([t0, t0 + 1_000, t0 + 2_000, t0 + 1_000_000_000]):
+            span = tracer.start_span(f"chat m {i}", start_time=start, attributes=attributes)
+            span.end(end_time=start + 2_500_000)
+        assert handle.flush()
+        with store.session() as s:
+            rows = {r.name: r for r in s.scalars(sa.select(SpanRow))}
+    finally:
+        handle.shutdown()
+    first = rows["chat m 0"]
+    assert first.start_time == datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
+    assert first.end_time == datetime(2023, 11, 14, 22, 13, 20, 125956, tzinfo=UTC)
+    assert first.duration_ms == pytest.approx(2.5)
+    assert rows["chat m 3"].start_time == datetime(2023, 11, 14, 22, 13, 21, 123456, tzinfo=UTC)
+    assert first.attributes == {**attributes, "tags": ["a", "b"]}
+    assert first.session_id == "café ☕"
+    assert first.agent == "support@3"
+    assert (first.input_tokens, first.output_tokens) == (1000, 10)
+    assert {r.cost_usd for r in rows.values()} == {"0.00102"}  # (1000 * 1 + 10 * 2) / 1e6
+    # one question per model and second, at the whole second
+    assert prices.asked == [
+        ("m", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+        ("m", datetime(2023, 11, 14, 22, 13, 21, tzinfo=UTC)),
+    ]

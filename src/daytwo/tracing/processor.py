@@ -11,23 +11,30 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import StatusCode
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import JSON, Connection, Table
 
 from daytwo.store import Store
 from daytwo.store.base import UTCDateTime
 from daytwo.store.tables.tracing import DecisionRow, SpanRow
 from daytwo.tracing import attributes as A
-from daytwo.tracing.pricing import PriceSource, span_cost
+from daytwo.tracing.pricing import Price, PriceSource, SpanCost, as_price, span_cost
 
-__all__ = ["WRAPPER", "StoreSpanProcessor", "span_to_rows"]
+_orjson_dumps: Callable[[Any], bytes] | None
+try:
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover - orjson is a dependency; json still works
+    _orjson_dumps = None
+
+__all__ = ["COLUMNS", "WRAPPER", "StoreSpanProcessor", "span_to_rows"]
 
 WRAPPER = "wrapper"
 """``cost_status`` of a cost-looking span that wraps another one (never counted)."""
@@ -38,17 +45,56 @@ _SPANS: Table = SpanRow.__table__  # type: ignore[assignment]
 _DECISIONS: Table = DecisionRow.__table__  # type: ignore[assignment]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _ts(ns: int | None) -> datetime:
-    return datetime.fromtimestamp((ns or 0) / 1e9, UTC)
+    """Nanoseconds since the epoch, truncated to the microsecond (exact, no float)."""
+    return _EPOCH + timedelta(microseconds=(ns or 0) // 1000)
+
+
+class _SqliteTime:
+    """Nanoseconds since the epoch as SQLAlchemy stores a UTC datetime on SQLite.
+
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` (naive UTC), built from a cached per-second prefix:
+    two datetime objects and two ``isoformat`` calls per span cost more than the insert.
+    Used only under the processor's write lock.
+    """
+
+    def __init__(self) -> None:
+        self._prefixes: dict[int, str] = {}
+
+    def __call__(self, ns: int) -> str:
+        sec, rem = divmod(ns, 1_000_000_000)
+        prefix = self._prefixes.get(sec)
+        if prefix is None:
+            if len(self._prefixes) > 64:
+                self._prefixes.clear()
+            prefix = self._prefixes[sec] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sec))
+        return f"{prefix}.{rem // 1000:06d}"
+
+
+def _dumps(value: Any) -> str:
+    """JSON text (orjson when installed: several times faster than ``json``)."""
+    if _orjson_dumps is not None:
+        try:
+            return _orjson_dumps(value).decode()
+        except TypeError:  # a value orjson refuses (e.g. an int beyond 64 bits)
+            pass
+    return json.dumps(value, default=str)
 
 
 def _str(value: Any, limit: int) -> str | None:
     if value is None:
         return None
+    if type(value) is str:
+        return value if len(value) <= limit else value[:limit]
     return str(value)[:limit]
 
 
 def _optional_int(value: Any) -> int | None:
+    if type(value) is int:
+        return value
     if isinstance(value, bool) or value is None:
         return None
     try:
@@ -57,85 +103,144 @@ def _optional_int(value: Any) -> int | None:
         return None
 
 
-def _insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """executemany straight to the driver: per-row SQLAlchemy bind processing costs more
-    than the insert itself. Values are converted exactly as the column types would
-    (UTC datetimes; JSON text on SQLite, jsonb on PostgreSQL); tests read them back
-    through the ORM on both backends."""
-    columns = list(rows[0])
-    json_idx = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
-    time_idx = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
-    sqlite = conn.dialect.name == "sqlite"
-    if not sqlite:
-        from psycopg.types.json import Jsonb
-    params: list[list[Any]] = []
-    for row in rows:
-        values = [row[c] for c in columns]
-        for i in json_idx:
-            if values[i] is not None:
-                values[i] = json.dumps(values[i]) if sqlite else Jsonb(values[i])
-        if sqlite:
-            for i in time_idx:
-                if values[i] is not None:
-                    values[i] = (
-                        values[i]
-                        .astimezone(UTC)
-                        .replace(tzinfo=None)
-                        .isoformat(" ", "microseconds")
-                    )
-        params.append(values)
-    mark = "?" if sqlite else "%s"
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join(mark for _ in columns)})"
-    )
-    conn.exec_driver_sql(sql, [tuple(v) for v in params])
+def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes without copying them.
+
+    ``span.attributes`` is a read-only proxy over ``BoundedAttributes``, whose every
+    lookup takes a lock and goes through ``collections.abc``; an ended span's attributes
+    are immutable, so reading the SDK's own dict is safe and several times faster.
+    """
+    raw = getattr(span, "_attributes", None)
+    if isinstance(raw, BoundedAttributes):
+        return raw._dict
+    return span.attributes or {}
 
 
-def span_to_rows(
-    span: ReadableSpan, prices: PriceSource | None
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The ``trace_spans`` row and ``trace_decisions`` rows of one finished span."""
+_MISS = object()
+
+
+class _PriceCache:
+    """Asks the price source once per model and second, not once per span.
+
+    A price source such as the model layer's ``PriceBook`` scans the profile's dated
+    prices and builds a new price object per call; a batch of spans mostly falls in
+    the same second. Prices are looked up at the span's start time truncated to the
+    second (price changes take effect on whole seconds, in practice on dates).
+    """
+
+    def __init__(self, source: PriceSource) -> None:
+        self.source = source
+        self._prices: dict[tuple[str, datetime], Price | None] = {}
+        self._seconds: dict[int, datetime] = {}
+
+    def second(self, ns: int) -> datetime:
+        """The UTC datetime of the whole second ``ns`` falls in (cached)."""
+        sec = ns // 1_000_000_000
+        at = self._seconds.get(sec)
+        if at is None:
+            if len(self._seconds) > 64:
+                self._seconds.clear()
+            at = self._seconds[sec] = datetime.fromtimestamp(sec, UTC)
+        return at
+
+    def price(self, model: str, at: datetime, /) -> Price | None:
+        """The source's price of ``model`` at ``at``, asked once per (model, ``at``)."""
+        key = (model, at)
+        found = self._prices.get(key, _MISS)
+        if found is _MISS:
+            if len(self._prices) > 4096:
+                self._prices.clear()
+            found = self._prices[key] = as_price(self.source.price(model, at))
+        assert found is None or isinstance(found, Price)
+        return found
+
+
+COLUMNS = (
+    "span_id",
+    "trace_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "scope",
+    "start_time",
+    "end_time",
+    "duration_ms",
+    "status",
+    "status_message",
+    "attributes",
+    "operation",
+    "model",
+    "run_id",
+    "session_id",
+    "agent",
+    "principal",
+    "tenant",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cost_status",
+)
+"""``trace_spans`` columns in the order of :func:`_span_values`."""
+_SPAN_ID, _PARENT, _COST_USD, _COST_STATUS = 0, 2, 21, 22
+_KINDS = {kind: kind.name.lower() for kind in SpanKind}
+
+
+def _span_values(
+    span: ReadableSpan,
+    prices: PriceSource | None,
+    stamp: Callable[[int], Any],
+    encode: Callable[[Mapping[str, Any]], Any],
+) -> list[Any]:
+    """One ``trace_spans`` row in :data:`COLUMNS` order; ``stamp`` converts nanosecond
+    times and ``encode`` the attribute mapping into what the driver takes."""
     ctx = span.get_span_context()
     assert ctx is not None
-    trace_id = format(ctx.trace_id, "032x")
-    span_id = format(ctx.span_id, "016x")
-    # One copy into a plain dict: BoundedAttributes lookups are slow.
-    attrs: dict[str, Any] = {
-        k: list(v) if isinstance(v, tuple) else v for k, v in (span.attributes or {}).items()
-    }
-    start = _ts(span.start_time)
-    end = _ts(span.end_time or span.start_time)
-    cost = span_cost(attrs, start, prices)
-    agent = attrs.get(A.AGENT_NAME)
-    if agent is not None and attrs.get(A.AGENT_VERSION) is not None:
-        agent = f"{agent}@{attrs.get(A.AGENT_VERSION)}"
-    status = span.status.status_code
-    row = {
-        "span_id": span_id,
-        "trace_id": trace_id,
-        "parent_span_id": format(span.parent.span_id, "016x") if span.parent else None,
-        "name": span.name[:255],
-        "kind": span.kind.name.lower(),
-        "scope": _str(span.instrumentation_scope.name if span.instrumentation_scope else None, 128),
-        "start_time": start,
-        "end_time": end,
-        "duration_ms": ((span.end_time or 0) - (span.start_time or 0)) / 1e6,
-        "status": "error" if status is StatusCode.ERROR else "ok",
-        "status_message": span.status.description,
-        "attributes": attrs,
-        "operation": _str(attrs.get(A.OPERATION), 32),
-        "model": _str(attrs.get(A.RESPONSE_MODEL) or attrs.get(A.REQUEST_MODEL), 255),
-        "run_id": _str(attrs.get(A.RUN_ID), 64),
-        "session_id": _str(attrs.get(A.SESSION_ID), 128),
-        "agent": _str(agent, 255),
-        "principal": _str(attrs.get(A.PRINCIPAL), 255),
-        "tenant": _str(attrs.get(A.TENANT), 255),
-        "input_tokens": _optional_int(attrs.get(A.USAGE_INPUT)),
-        "output_tokens": _optional_int(attrs.get(A.USAGE_OUTPUT)),
-        "cost_usd": None if cost is None or cost.usd is None else str(cost.usd),
-        "cost_status": None if cost is None else cost.status,
-    }
+    attrs = _attributes(span)
+    get = attrs.get
+    start_ns = span.start_time or 0
+    end_ns = span.end_time or start_ns
+    cost: SpanCost | None = None
+    if get(A.OPERATION) in A.COST_OPERATIONS or A.TOOL_COST_USD in attrs:
+        at = prices.second(start_ns) if isinstance(prices, _PriceCache) else _ts(start_ns)
+        cost = span_cost(attrs, at, prices)
+    agent = get(A.AGENT_NAME)
+    if agent is not None and get(A.AGENT_VERSION) is not None:
+        agent = f"{agent}@{get(A.AGENT_VERSION)}"
+    status = span.status
+    parent = span.parent
+    scope = span.instrumentation_scope
+    return [
+        ctx.span_id.to_bytes(8, "big").hex(),
+        ctx.trace_id.to_bytes(16, "big").hex(),
+        parent.span_id.to_bytes(8, "big").hex() if parent is not None else None,
+        span.name[:255],
+        _KINDS[span.kind],
+        _str(scope.name if scope is not None else None, 128),
+        stamp(start_ns),
+        stamp(end_ns),
+        (end_ns - start_ns) / 1e6,
+        "error" if status.status_code is StatusCode.ERROR else "ok",
+        status.description,
+        encode(attrs),
+        _str(get(A.OPERATION), 32),
+        _str(get(A.RESPONSE_MODEL) or get(A.REQUEST_MODEL), 255),
+        _str(get(A.RUN_ID), 64),
+        _str(get(A.SESSION_ID), 128),
+        _str(agent, 255),
+        _str(get(A.PRINCIPAL), 255),
+        _str(get(A.TENANT), 255),
+        _optional_int(get(A.USAGE_INPUT)),
+        _optional_int(get(A.USAGE_OUTPUT)),
+        None if cost is None or cost.usd is None else str(cost.usd),
+        None if cost is None else cost.status,
+    ]
+
+
+def _plain(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()}
+
+
+def _decision_rows(span: ReadableSpan, trace_id: str, span_id: str) -> list[dict[str, Any]]:
     decisions: list[dict[str, Any]] = []
     for event in span.events:
         if event.name != A.DECISION_EVENT:
@@ -155,7 +260,52 @@ def span_to_rows(
                 "data": data if isinstance(data, dict) else {"value": data},
             }
         )
-    return row, decisions
+    return decisions
+
+
+def span_to_rows(
+    span: ReadableSpan, prices: PriceSource | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``trace_spans`` row and ``trace_decisions`` rows of one finished span."""
+    row = dict(zip(COLUMNS, _span_values(span, prices, _ts, _plain), strict=True))
+    return row, _decision_rows(span, row["trace_id"], row["span_id"])
+
+
+def _insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """executemany of dict rows (decision records), converted as the column types would."""
+    columns = list(rows[0])
+    json_idx = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
+    time_idx = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
+    sqlite = conn.dialect.name == "sqlite"
+    if not sqlite:
+        from psycopg.types.json import Jsonb
+    params: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = [row[c] for c in columns]
+        for i in json_idx:
+            if values[i] is not None:
+                values[i] = _dumps(values[i]) if sqlite else Jsonb(values[i], dumps=_dumps)
+        if sqlite:
+            for i in time_idx:
+                if values[i] is not None:
+                    values[i] = (
+                        values[i]
+                        .astimezone(UTC)
+                        .replace(tzinfo=None)
+                        .isoformat(" ", "microseconds")
+                    )
+        params.append(tuple(values))
+    _execute_many(conn, table.name, columns, params)
+
+
+def _execute_many(
+    conn: Connection, table: str, columns: Sequence[str], params: list[tuple[Any, ...]]
+) -> None:
+    """executemany straight to the driver: per-row SQLAlchemy bind processing costs more
+    than the insert itself. Tests read the rows back through the ORM on both backends."""
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(mark for _ in columns)})"
+    conn.exec_driver_sql(sql, params)
 
 
 class StoreSpanProcessor(SpanProcessor):
@@ -177,6 +327,7 @@ class StoreSpanProcessor(SpanProcessor):
         self.max_queue = max_queue
         self._queue: deque[ReadableSpan] = deque()
         self._cost_below: set[str] = set()
+        self._sqlite_time = _SqliteTime()
         self._wake = threading.Event()
         self._write_lock = threading.Lock()
         self._stopped = False
@@ -185,6 +336,16 @@ class StoreSpanProcessor(SpanProcessor):
         self._worker.start()
         # A forked child (pre-fork servers) has no worker thread: start its own.
         os.register_at_fork(after_in_child=self._after_fork)
+
+    @property
+    def prices(self) -> PriceSource | None:
+        """The price source model-call spans are priced from as they are stored."""
+        return self._prices
+
+    @prices.setter
+    def prices(self, prices: PriceSource | None) -> None:
+        self._prices = prices
+        self._price_cache = None if prices is None else _PriceCache(prices)
 
     def _after_fork(self) -> None:
         if self._stopped:
@@ -196,9 +357,6 @@ class StoreSpanProcessor(SpanProcessor):
         self.store.engine.dispose(close=False)  # never share the parent's connections
         self._worker = threading.Thread(target=self._run, name="daytwo-span-store", daemon=True)
         self._worker.start()
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Nothing to do when a span starts."""
 
     def on_end(self, span: ReadableSpan) -> None:
         """Queue the span; the worker stores it."""
@@ -221,18 +379,19 @@ class StoreSpanProcessor(SpanProcessor):
                 break
         return batch
 
-    def _mark_wrapper(self, row: dict[str, Any]) -> None:
+    def _mark_wrapper(self, row: list[Any]) -> None:
         """A cost span with a cost span inside it is a wrapper: its cost is not counted.
 
         Spans arrive in end order, so children come before their parents: remember
         which parents have a cost span below them.
         """
-        span_id, parent = row["span_id"], row["parent_span_id"]
+        span_id, parent = row[_SPAN_ID], row[_PARENT]
         below = span_id in self._cost_below
-        self._cost_below.discard(span_id)
-        if row["cost_status"] is not None:
+        if below:
+            self._cost_below.discard(span_id)
+        if row[_COST_STATUS] is not None:
             if below:
-                row["cost_status"], row["cost_usd"] = WRAPPER, None
+                row[_COST_STATUS], row[_COST_USD] = WRAPPER, None
             below = True
         if below and parent is not None:
             if len(self._cost_below) > 100_000:  # parents in other processes never end here
@@ -242,16 +401,31 @@ class StoreSpanProcessor(SpanProcessor):
     def _write(self, spans: Sequence[ReadableSpan]) -> None:
         if not spans:
             return
-        rows: list[dict[str, Any]] = []
+        engine = self.store.engine
+        stamp: Callable[[int], Any]
+        encode: Callable[[Mapping[str, Any]], Any]
+        if engine.dialect.name == "sqlite":
+            stamp, encode = self._sqlite_time, _dumps
+        else:
+            from psycopg.types.json import Jsonb
+
+            stamp = _ts
+
+            def encode(attrs: Mapping[str, Any]) -> Any:
+                return Jsonb(attrs, dumps=_dumps)
+
+        rows: list[tuple[Any, ...]] = []
         decisions: list[dict[str, Any]] = []
+        prices, mark = self._price_cache, self._mark_wrapper
         for span in spans:
-            row, decs = span_to_rows(span, self.prices)
-            self._mark_wrapper(row)
-            rows.append(row)
-            decisions.extend(decs)
+            row = _span_values(span, prices, stamp, encode)
+            mark(row)
+            rows.append(tuple(row))
+            if span.events:
+                decisions.extend(_decision_rows(span, row[1], row[0]))
         # Core executemany (not the ORM's bulk path): spans are write-once rows.
-        with self.store.engine.begin() as conn:
-            _insert_many(conn, _SPANS, rows)
+        with engine.begin() as conn:
+            _execute_many(conn, _SPANS.name, COLUMNS, rows)
             if decisions:
                 _insert_many(conn, _DECISIONS, decisions)
 

@@ -36,10 +36,23 @@ class _SwitchProcessor(SpanProcessor):
     """Forwards to the processors of the active handle (replaceable at run time)."""
 
     def __init__(self) -> None:
-        self.targets: tuple[SpanProcessor, ...] = ()
+        self._targets: tuple[SpanProcessor, ...] = ()
+        self._starters: tuple[SpanProcessor, ...] = ()
+
+    @property
+    def targets(self) -> tuple[SpanProcessor, ...]:
+        """The processors spans go to."""
+        return self._targets
+
+    @targets.setter
+    def targets(self, targets: tuple[SpanProcessor, ...]) -> None:
+        # on_start runs for every span in the traced thread: skip processors that
+        # do not override it (the store's and the OTLP batch processor's).
+        self._starters = tuple(t for t in targets if type(t).on_start is not SpanProcessor.on_start)
+        self._targets = targets
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        for target in self.targets:
+        for target in self._starters:
             target.on_start(span, parent_context=parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
