@@ -44,6 +44,9 @@ def test_make_test_recipe() -> None:
         assert tool in out.stdout
 
 
+# The whole quickstart (local model, embedder, evals) runs inside this one test: about
+# two minutes on a quiet machine, far more on a loaded one, so it gets its own budget.
+@pytest.mark.timeout(1800)
 def test_every_readme_command_runs(tmp_path: Path) -> None:
     env = {
         **os.environ,
