@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["high_priority", "measuring", "write_result"]
+__all__ = ["add_lock_options", "high_priority", "measuring", "run_locked", "write_result"]
 
 
 _AUTOGROUP = Path("/proc/self/autogroup")
@@ -56,6 +57,31 @@ def measuring(lock: Path | None, priority: int = -15) -> Iterator[dict[str, Any]
         info["load_avg_start"] = [round(x, 2) for x in os.getloadavg()]
         yield info
         info["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+
+
+def add_lock_options(parser: argparse.ArgumentParser) -> None:
+    """``--lock FILE`` and ``--lock-scope measure|all``."""
+    parser.add_argument("--lock", type=Path, help="flock this file while measuring latency")
+    parser.add_argument(
+        "--lock-scope",
+        choices=("measure", "all"),
+        default="measure",
+        help="hold the lock (and high priority) only while measuring, or for the whole run",
+    )
+
+
+def run_locked(
+    args: argparse.Namespace, run: Callable[[argparse.Namespace, Path | None], dict[str, Any]]
+) -> dict[str, Any]:
+    """``run(args, lock)`` with the lock for each measurement, or around all of it."""
+    if args.lock is not None and args.lock_scope == "all":
+        with measuring(args.lock) as measured:
+            result = run(args, None)
+        result["lock_scope"] = {"scope": "all", **measured}
+    else:
+        result = run(args, args.lock)
+        result["lock_scope"] = {"scope": "measure", "lock": str(args.lock) if args.lock else None}
+    return result
 
 
 def write_result(path: Path | None, result: dict[str, Any]) -> None:

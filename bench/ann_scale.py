@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import onnxruntime  # noqa: F401  (must load before usearch)
 
-from _common import measuring, write_result
+from _common import add_lock_options, measuring, run_locked, write_result
 from daytwo.knowledge.ann import AnnIndex, AnnParams
 
 DIM = 384
@@ -188,13 +188,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=0, help="build threads (0: all cores)")
     ap.add_argument("--batch", type=int, default=100_000, help="vectors per add call")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--lock", type=Path, help="flock this file while measuring latency")
-    ap.add_argument(
-        "--lock-scope",
-        choices=("measure", "all"),
-        default="measure",
-        help="hold the lock (and high priority) only while measuring, or for the whole run",
-    )
+    add_lock_options(ap)
     ap.add_argument("--index-dir", type=Path, help="keep/reuse the built index here")
     ap.add_argument("--json", type=Path, help="where to write the results")
     return ap.parse_args(argv)
@@ -202,13 +196,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    if args.lock is not None and args.lock_scope == "all":
-        with measuring(args.lock) as measured:
-            result = run(args, None)
-        result["lock_scope"] = {"scope": "all", **measured}
-    else:
-        result = run(args, args.lock)
-    write_result(args.json, result)
+    write_result(args.json, run_locked(args, run))
     return 0
 
 

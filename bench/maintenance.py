@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from _common import measuring, write_result
+from _common import add_lock_options, measuring, run_locked, write_result
 from daytwo.knowledge import KnowledgeBase
 from daytwo.knowledge.ann import AnnIndex, AnnParams, encode_vector
 from daytwo.knowledge.ingest import apply_writes
@@ -97,22 +97,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data", choices=("clustered", "random"), default="clustered")
     parser.add_argument("--clusters", type=int, default=200, help="Topics of clustered data.")
-    parser.add_argument("--lock", type=Path, help="flock this file while measuring latency")
-    parser.add_argument(
-        "--lock-scope",
-        choices=("measure", "all"),
-        default="measure",
-        help="hold the lock (and high priority) only while measuring, or for the whole run",
-    )
+    add_lock_options(parser)
     args = parser.parse_args()
-    if args.lock is not None and args.lock_scope == "all":
-        with measuring(args.lock) as measured:
-            result = run(args, None)
-        result["lock_scope"] = {"scope": "all", **measured}
-    else:
-        result = run(args, args.lock)
-        result["lock_scope"] = {"scope": "measure", "lock": str(args.lock) if args.lock else None}
-    write_result(args.json, result)
+    write_result(args.json, run_locked(args, run))
     return 0
 
 
