@@ -347,10 +347,17 @@ def main() -> None:
     started = time.time()
     result = {
         "benchmark": "tracing",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            # Other work on the machine skews the ratios (daytwo stores from a second
+            # thread, which an oversubscribed CPU starves): compare runs at similar load.
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        },
         "span_overhead": bench_spans(args.spans, args.rounds),
         "audit_append": None if args.no_audit else bench_audit(args.appends),
     }
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["seconds"] = round(time.time() - started, 1)
     text = json.dumps(result, indent=2)
     print(text)
