@@ -6,8 +6,11 @@ groups, plus ``group:everyone`` when the principal is *known*: it has groups, or
 ACL names it. A principal that is neither sees nothing.
 
 Sources not marked private get ``group:everyone`` by default; private sources get
-only the entries given (default deny). The permission test is a SQL ``EXISTS`` inside
-the keyword and vector searches (never a filter applied to a finished top-k).
+only the entries given (default deny). The permission test is a SQL ``EXISTS``
+(:func:`permitted_clause`): it computes the set of chunks a principal may see, which
+the vector search and SQLite's keyword search walk their ranked candidates through
+until they have ``k`` (PostgreSQL's keyword query carries the ``EXISTS`` itself); never
+a filter applied to a finished top-k.
 """
 
 from __future__ import annotations

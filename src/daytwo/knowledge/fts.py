@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -150,13 +152,23 @@ def keyword_search(
     k: int,
     entries: Sequence[str],
     filters: Mapping[str, Any] | None = None,
+    allowed: npt.NDArray[np.uint64] | None = None,
 ) -> list[tuple[int, float]]:
-    """Top-``k`` (chunk pk, score; higher is better) visible with ``entries``."""
+    """Top-``k`` (chunk pk, score; higher is better) visible with ``entries``.
+
+    ``allowed``: the sorted chunk pks of ``generation`` visible with ``entries`` and
+    ``filters`` (the search's cached permitted set). On SQLite the ranked FTS5 matches
+    are then streamed through it until ``k`` are found, instead of testing the ACL with
+    a correlated ``EXISTS`` on every match (the filter still runs inside the search:
+    never fewer than ``k`` results when ``k`` permitted ones match).
+    """
     terms = query_terms(query)
     if not terms or not entries or k <= 0:
         return []
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
+        if allowed is not None:
+            return _sqlite_ranked_in(session, terms, k, allowed)
         return _sqlite_search(session, generation, collection, terms, k, entries, filters)
     permitted = permitted_clause(collection, entries, filters)
     tsquery = " | ".join(terms)
@@ -172,6 +184,42 @@ def keyword_search(
     return [(int(pk), float(score)) for pk, score in session.execute(stmt)]
 
 
+def _match(terms: Sequence[str]) -> str:
+    return " OR ".join('"' + t.replace('"', "") + '"' for t in terms)
+
+
+def _sqlite_ranked_in(
+    session: Session, terms: Sequence[str], k: int, allowed: npt.NDArray[np.uint64]
+) -> list[tuple[int, float]]:
+    """FTS5 matches best first, kept when their pk is in ``allowed``, until ``k`` are kept."""
+    out: list[tuple[int, float]] = []
+    if allowed.size == 0:
+        return out
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(
+            "SELECT rowid, bm25(kb_chunks_fts) AS s FROM kb_chunks_fts "
+            "WHERE kb_chunks_fts MATCH ? ORDER BY s",
+            (_match(terms),),
+        )
+        step = max(64, 2 * k)
+        while len(out) < k:
+            rows = cursor.fetchmany(step)
+            if not rows:
+                break
+            keys = np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
+            pos = np.minimum(np.searchsorted(allowed, keys), allowed.size - 1)
+            for (pk, score), keep in zip(rows, (allowed[pos] == keys).tolist(), strict=True):
+                if keep:
+                    out.append((int(pk), -float(score)))
+                    if len(out) >= k:
+                        break
+            step *= 2
+    finally:
+        cursor.close()
+    return out
+
+
 def _sqlite_search(
     session: Session,
     generation: str,
@@ -183,7 +231,7 @@ def _sqlite_search(
 ) -> list[tuple[int, float]]:
     """FTS5 bm25 with the ACL and filters as EXISTS, in plain SQL (hot path, no ORM)."""
     params: dict[str, Any] = {
-        "match": " OR ".join('"' + t.replace('"', "") + '"' for t in terms),
+        "match": _match(terms),
         "gen": generation,
         "coll": collection,
         "k": k,
@@ -206,5 +254,5 @@ def _sqlite_search(
             f"AND m.doc_id = c.doc_id AND m.key = :k{i} AND m.value = :v{i})"
         )
     sql.append(" ORDER BY s LIMIT :k")
-    rows = session.connection().exec_driver_sql("".join(sql), params)
+    rows = session.connection().exec_driver_sql("".join(sql), params).all()
     return [(int(pk), -float(score)) for pk, score in rows]

@@ -64,25 +64,34 @@ def _normalised(results: Ranked) -> dict[int, float]:
     low, high = min(scores), max(scores)
     if high - low <= 1e-12:
         return {key: 1.0 for key, _ in results}
-    return {key: (s - low) / (high - low) for key, s in results}
+    span = high - low
+    return {key: (s - low) / span for key, s in results}
 
 
-def fuse(bm25: Ranked, dense: Ranked, config: FusionConfig) -> list[Fused]:
-    """Fused (key, score, contributions), best first; ties broken by key for stability."""
-    contributions: dict[int, dict[str, Contribution]] = {}
-    for name, results in (("bm25", bm25), ("dense", dense)):
-        for rank, (key, score) in enumerate(results, start=1):
-            contributions.setdefault(key, {})[name] = {"rank": float(rank), "score": score}
+def fuse(
+    bm25: Ranked, dense: Ranked, config: FusionConfig, limit: int | None = None
+) -> list[Fused]:
+    """Fused (key, score, contributions), best first; ties broken by key for stability.
+
+    ``limit``: only the best ``limit`` (the contributions of the rest are not built).
+    """
     fused: dict[int, float] = {}
     if config.method == "rrf":
-        weights = {"bm25": config.bm25_weight, "dense": config.dense_weight}
-        for key, parts in contributions.items():
-            fused[key] = sum(
-                weights[name] / (config.rrf_k + part["rank"]) for name, part in parts.items()
-            )
+        for weight, results in ((config.bm25_weight, bm25), (config.dense_weight, dense)):
+            for rank, (key, _score) in enumerate(results, start=1):
+                fused[key] = fused.get(key, 0.0) + weight / (config.rrf_k + rank)
     else:
-        nb, nd = _normalised(bm25), _normalised(dense)
-        for key in contributions:
-            fused[key] = config.alpha * nd.get(key, 0.0) + (1 - config.alpha) * nb.get(key, 0.0)
-    order = sorted(fused, key=lambda key: (-fused[key], key))
-    return [(key, fused[key], contributions[key]) for key in order]
+        alpha = config.alpha
+        for weight, norm in ((1.0 - alpha, _normalised(bm25)), (alpha, _normalised(dense))):
+            for key, value in norm.items():
+                fused[key] = fused.get(key, 0.0) + weight * value
+    items = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+    if limit is not None:
+        items = items[:limit]
+    wanted = {key for key, _ in items}
+    contributions: dict[int, dict[str, Contribution]] = {key: {} for key in wanted}
+    for name, results in (("bm25", bm25), ("dense", dense)):
+        for rank, (key, score) in enumerate(results, start=1):
+            if key in wanted:
+                contributions[key][name] = {"rank": float(rank), "score": score}
+    return [(key, score, contributions[key]) for key, score in items]

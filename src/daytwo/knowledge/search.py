@@ -1,17 +1,22 @@
 """Search: keyword, vector or hybrid, always as a principal, with a retrieval span.
 
-Both paths enforce the ACL inside the search: the keyword query carries the ACL as
-a SQL ``EXISTS``; the vector search gets the set of chunk keys the principal may see
-(computed by the same SQL and cached per generation ``seq``) and searches until it
-has ``k`` of them. Metadata filters work the same way.
+Both paths enforce the ACL inside the search with the set of chunk keys the principal
+may see (computed by SQL and cached per generation ``seq``): the vector search and the
+keyword search (SQLite: ranked FTS5 matches streamed through the set; PostgreSQL: the
+ACL as a SQL ``EXISTS``) go on until they have ``k`` of them. Metadata filters work the
+same way. A search is one read transaction: one statement reads the collection's state
+(:func:`read_state`), so no cached routing can go stale.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,17 +24,29 @@ import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
 from opentelemetry import trace
+from sqlalchemy.orm import Session
 
 from daytwo.exceptions import InputError, NotFoundError
 from daytwo.knowledge.acl import permitted_clause, principal_entries
 from daytwo.knowledge.fts import keyword_search
 from daytwo.knowledge.fusion import FusionConfig, fuse
+from daytwo.knowledge.generations import OPEN_STATES
 from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbGeneration
+from daytwo.store.tables.knowledge_maintenance import KbMigration
 
 if TYPE_CHECKING:
     from daytwo.knowledge.service import KnowledgeBase
 
-__all__ = ["MODES", "Hit", "SearchTimings", "run_search"]
+__all__ = [
+    "MODES",
+    "CollectionState",
+    "Hit",
+    "Route",
+    "SearchTimings",
+    "generation",
+    "read_state",
+    "run_search",
+]
 
 MODES = ("bm25", "dense", "hybrid")
 MAX_K = 1000
@@ -98,6 +115,127 @@ class AllowedCache:
             self._data.popitem(last=False)
 
 
+@dataclass(frozen=True)
+class Route:
+    """An unfinished, backfilled migration whose other generation can serve reads."""
+
+    migration: str
+    other: str
+    shadow_read_rate: float
+    canary_percent: float
+
+
+@dataclass(frozen=True)
+class CollectionState:
+    """What one search needs to know about its collection, read in one statement:
+    the active generation, the fusion, the seq of the generations it may read, and the
+    migration route (so a cutover, rollback or fusion change by any process is seen by
+    the next search, with no cache to invalidate)."""
+
+    active: str
+    fusion: FusionConfig
+    seqs: dict[str, int]
+    route: Route | None
+
+
+@functools.cache
+def _state_statement() -> sa.Select[Any]:
+    coll = KbCollection.__table__.c
+    gens = KbGeneration.__table__
+    active, other = gens.alias("active"), gens.alias("other")
+    mig = KbMigration.__table__.alias("open_migration").c
+    open_mig = (
+        sa.select(mig.id)
+        .where(mig.collection == coll.name, mig.state.in_(OPEN_STATES))
+        .order_by(mig.created_at.desc())
+        .limit(1)
+        .correlate(KbCollection.__table__)
+        .scalar_subquery()
+    )
+    migs = KbMigration.__table__
+    other_id = sa.case(
+        (coll.active_generation == migs.c.target_generation, migs.c.source_generation),
+        else_=migs.c.target_generation,
+    )
+    return (
+        sa.select(
+            coll.active_generation,
+            coll.fusion,
+            active.c.seq,
+            migs.c.id,
+            migs.c.state,
+            migs.c.shadow_read_rate,
+            migs.c.canary_percent,
+            other.c.id,
+            other.c.state,
+            other.c.seq,
+        )
+        .select_from(
+            KbCollection.__table__.join(active, active.c.id == coll.active_generation)
+            .outerjoin(migs, migs.c.id == open_mig)
+            .outerjoin(other, other.c.id == other_id)
+        )
+        .where(coll.name == sa.bindparam("collection"))
+    )
+
+
+@functools.cache
+def _rows_statement() -> sa.Select[Any]:
+    chunks = KbChunk.__table__.c
+    return sa.select(chunks.id, chunks.doc_id, chunks.chunk_id, chunks.title, chunks.text).where(
+        chunks.id.in_(sa.bindparam("ids", expanding=True))
+    )
+
+
+def _chunk_rows(session: Session, pks: list[int]) -> Sequence[Sequence[Any]]:
+    """(pk, doc_id, chunk_id, title, text) of the given chunks (any order)."""
+    if not pks:
+        return []
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":  # hot path: one bind, no statement expansion
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(
+                "SELECT id, doc_id, chunk_id, title, text FROM kb_chunks "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(pks),),
+            )
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+    return connection.execute(_rows_statement(), {"ids": pks}).all()
+
+
+def read_state(kb: KnowledgeBase, session: Session, collection: str) -> CollectionState:
+    """The collection's :class:`CollectionState` (NotFoundError for an unknown collection)."""
+    row = session.connection().execute(_state_statement(), {"collection": collection}).first()
+    if row is None:
+        raise NotFoundError(
+            f"collection {collection!r} does not exist",
+            hint=f"ingest into it first: daytwo kb ingest PATH --collection {collection}",
+        )
+    active_id, fusion, active_seq, mig_id, mig_state, rate, canary, other_id_, ostate, oseq = row
+    seqs = {active_id: int(active_seq or 0)}
+    route = None
+    if other_id_ is not None:
+        seqs[other_id_] = int(oseq or 0)
+        if mig_id is not None and mig_state != "backfilling" and ostate == "shadow":
+            route = Route(mig_id, other_id_, float(rate), float(canary))
+    return CollectionState(active_id, kb.allowed_cache.fusion(fusion), seqs, route)
+
+
+def generation(kb: KnowledgeBase, session: Session, generation_id: str) -> KbGeneration:
+    """A generation's row, detached and cached (only its immutable columns are used)."""
+    gen = kb.allowed_cache.generations.get(generation_id)
+    if gen is None:
+        gen = session.get(KbGeneration, generation_id)
+        if gen is None:
+            raise NotFoundError(f"generation {generation_id} is gone")
+        session.expunge(gen)
+        kb.allowed_cache.generations[gen.id] = gen
+    return gen
+
+
 def run_search(
     kb: KnowledgeBase,
     collection: str,
@@ -111,19 +249,25 @@ def run_search(
     timings: SearchTimings | None = None,
     *,
     generation: KbGeneration | None = None,
+    session: Session | None = None,
+    state: CollectionState | None = None,
 ) -> list[Hit]:
-    """See :meth:`daytwo.knowledge.KnowledgeBase.search` (``generation``: not the active one)."""
+    """See :meth:`daytwo.knowledge.KnowledgeBase.search` (``generation``: not the active
+    one; ``session`` and ``state``: the caller's, when it has read them already)."""
     if mode not in MODES:
         raise InputError(f"unknown search mode {mode!r}", hint="use bm25, dense or hybrid")
     if not 1 <= k <= MAX_K:
         raise InputError(f"k={k} is out of range", hint=f"use 1 to {MAX_K}")
-    with _tracer.start_as_current_span(f"retrieve {collection}") as span:
+    owned = kb.store.session() if session is None else contextlib.nullcontext(session)
+    with owned as session, _tracer.start_as_current_span(f"retrieve {collection}") as span:
         span.set_attribute("gen_ai.operation.name", "retrieval")
         span.set_attribute("daytwo.kb.collection", collection)
         span.set_attribute("daytwo.kb.mode", mode)
         span.set_attribute("daytwo.principal", principal)
         hits = _search(
             kb,
+            session,
+            state,
             collection,
             query,
             principal,
@@ -136,25 +280,32 @@ def run_search(
             generation,
         )
         span.set_attribute("daytwo.kb.hits", len(hits))
-        span.add_event(
-            "daytwo.decision",
-            {
-                "daytwo.decision.kind": "retrieval",
-                "daytwo.decision.summary": (
-                    f"{mode} search of {collection} as {principal or '(nobody)'} "
-                    f"returned {len(hits)} chunks"
-                ),
-                "daytwo.decision.data": json.dumps(
-                    {"doc_ids": [h.doc_id for h in hits], "k": k, "filters": dict(filters or {})},
-                    default=str,
-                ),
-            },
-        )
+        if span.is_recording():
+            span.add_event(
+                "daytwo.decision",
+                {
+                    "daytwo.decision.kind": "retrieval",
+                    "daytwo.decision.summary": (
+                        f"{mode} search of {collection} as {principal or '(nobody)'} "
+                        f"returned {len(hits)} chunks"
+                    ),
+                    "daytwo.decision.data": json.dumps(
+                        {
+                            "doc_ids": [h.doc_id for h in hits],
+                            "k": k,
+                            "filters": dict(filters or {}),
+                        },
+                        default=str,
+                    ),
+                },
+            )
         return hits
 
 
 def _search(
     kb: KnowledgeBase,
+    session: Session,
+    state: CollectionState | None,
     collection: str,
     query: str,
     principal: str,
@@ -164,12 +315,15 @@ def _search(
     filters: Mapping[str, Any] | None,
     query_vector: npt.NDArray[np.float32] | None,
     timings: SearchTimings | None,
-    generation: KbGeneration | None = None,
+    gen: KbGeneration | None = None,
 ) -> list[Hit]:
     if not query.strip() and query_vector is None:
         return []
-    cache = kb.allowed_cache
-    gen, fusion = _generation_and_fusion(kb, collection, generation)
+    if state is None:
+        state = read_state(kb, session, collection)
+    if gen is None:
+        gen = generation(kb, session, state.active)
+    fusion = state.fusion
     depth = k if mode != "hybrid" else max(k, fusion.depth)
     vector = query_vector
     if mode != "bm25" and vector is None:
@@ -178,47 +332,36 @@ def _search(
         if timings:
             timings.embed_seconds += time.perf_counter() - started
     started = time.perf_counter()
+    entries = principal_entries(session, collection, principal, groups)
+    if not entries:
+        return []
+    seq = state.seqs.get(gen.id)
     index = kb.index_for(gen) if mode != "bm25" else None
+    seq = kb.catch_up(session, gen.id, seq)
+    allowed = (  # PostgreSQL's keyword search tests the ACL in its own SQL instead
+        _allowed(kb, session, gen.id, seq, collection, entries, filters)
+        if index is not None or session.get_bind().dialect.name == "sqlite"
+        else None
+    )
     bm25: list[tuple[int, float]] = []
     dense: list[tuple[int, float]] = []
-    chunks = KbChunk.__table__.c
-    with kb.store.session() as session:
-        entries = principal_entries(session, collection, principal, groups)
-        if not entries:
-            return []
-        if mode != "dense":
-            bm25 = keyword_search(session, gen.id, collection, query, depth, entries, filters)
-        if index is not None and vector is not None:
-            seq = kb.catch_up(session, gen.id)
-            key = (
-                gen.id,
-                seq,
-                tuple(entries),
-                json.dumps(dict(filters or {}), sort_keys=True, default=str),
-            )
-            allowed = cache.get(key)
-            if allowed is None:
-                stmt = sa.select(chunks.id).where(
-                    chunks.generation == gen.id, permitted_clause(collection, entries, filters)
-                )
-                allowed = np.sort(np.fromiter(session.connection().scalars(stmt), dtype=np.uint64))
-                cache.put(key, allowed)
-            dense = index.search(vector, depth, allowed)
-        if mode == "bm25":
-            fused = fuse(bm25, [], FusionConfig(method="rrf"))
-        elif mode == "dense":
-            fused = fuse([], dense, FusionConfig(method="rrf"))
+    pending: Future[list[tuple[int, float]]] | None = None
+    if index is not None and vector is not None:
+        if mode == "hybrid":  # the vector search runs while SQLite ranks the keyword matches
+            pending = _pool().submit(index.search, vector, depth, allowed)
         else:
-            fused = fuse(bm25, dense, fusion)
-        fused = fused[:k]
-        rows = {
-            r.id: r
-            for r in session.connection().execute(
-                sa.select(
-                    chunks.id, chunks.doc_id, chunks.chunk_id, chunks.title, chunks.text
-                ).where(chunks.id.in_([key for key, _, _ in fused]))
-            )
-        }
+            dense = index.search(vector, depth, allowed)
+    if mode != "dense":
+        bm25 = keyword_search(session, gen.id, collection, query, depth, entries, filters, allowed)
+    if pending is not None:
+        dense = pending.result()
+    if mode == "bm25":
+        fused = fuse(bm25, [], _SINGLE, limit=k)
+    elif mode == "dense":
+        fused = fuse([], dense, _SINGLE, limit=k)
+    else:
+        fused = fuse(bm25, dense, fusion, limit=k)
+    rows = {r[0]: r for r in _chunk_rows(session, [key for key, _, _ in fused])}
     if timings:
         timings.search_seconds += time.perf_counter() - started
     hits: list[Hit] = []
@@ -230,36 +373,42 @@ def _search(
             score = parts["bm25"]["score"]
         elif mode == "dense":
             score = parts["dense"]["score"]
-        hits.append(Hit(row.doc_id, row.chunk_id, row.title, row.text, float(score), parts))
+        hits.append(Hit(row[1], row[2], row[3], row[4], float(score), parts))
     return hits
 
 
-def _generation_and_fusion(
-    kb: KnowledgeBase, collection: str, generation: KbGeneration | None
-) -> tuple[KbGeneration, FusionConfig]:
-    """The generation to read (the active one unless given) and the collection's fusion."""
-    table = KbCollection.__table__.c
-    with kb.store.session() as session:
-        row = (
-            session.connection()
-            .execute(
-                sa.select(table.active_generation, table.fusion).where(table.name == collection)
-            )
-            .first()
+_SINGLE = FusionConfig(method="rrf")
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """Threads for the vector half of hybrid searches (usearch and SQLite release the GIL)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="daytwo-ann")
+
+
+def _allowed(
+    kb: KnowledgeBase,
+    session: Session,
+    generation_id: str,
+    seq: int,
+    collection: str,
+    entries: Sequence[str],
+    filters: Mapping[str, Any] | None,
+) -> npt.NDArray[np.uint64]:
+    """Sorted pks of the generation's chunks visible with ``entries`` and ``filters``
+    (computed by SQL, cached per generation seq: any write moves the seq)."""
+    key = (
+        generation_id,
+        seq,
+        tuple(entries),
+        json.dumps(dict(filters), sort_keys=True, default=str) if filters else "",
+    )
+    allowed = kb.allowed_cache.get(key)
+    if allowed is None:
+        chunks = KbChunk.__table__.c
+        stmt = sa.select(chunks.id).where(
+            chunks.generation == generation_id, permitted_clause(collection, entries, filters)
         )
-        if row is None or (generation is None and not row.active_generation):
-            raise NotFoundError(
-                f"collection {collection!r} does not exist",
-                hint=f"ingest into it first: daytwo kb ingest PATH --collection {collection}",
-            )
-        fusion = kb.allowed_cache.fusion(row.fusion)
-        if generation is not None:
-            return generation, fusion
-        gen = kb.allowed_cache.generations.get(row.active_generation)
-        if gen is None:
-            gen = session.get(KbGeneration, row.active_generation)
-            if gen is None:
-                raise NotFoundError(f"generation {row.active_generation} of {collection} is gone")
-            session.expunge(gen)
-            kb.allowed_cache.generations[gen.id] = gen
-        return gen, fusion
+        allowed = np.sort(np.fromiter(session.connection().scalars(stmt), dtype=np.uint64))
+        kb.allowed_cache.put(key, allowed)
+    return allowed

@@ -213,11 +213,14 @@ class KnowledgeBase:
                     self.catch_up(session, gen.id)
             return index
 
-    def catch_up(self, session: Session, generation: str) -> int:
-        """Bring the in-memory index of ``generation`` to the database seq; return that seq."""
-        seq = int(
-            session.scalar(sa.select(KbGeneration.seq).where(KbGeneration.id == generation)) or 0
-        )
+    def catch_up(self, session: Session, generation: str, seq: int | None = None) -> int:
+        """Bring the in-memory index of ``generation`` to the database seq (``seq`` when the
+        caller read it already in this transaction); return that seq."""
+        if seq is None:
+            seq = int(
+                session.scalar(sa.select(KbGeneration.seq).where(KbGeneration.id == generation))
+                or 0
+            )
         index = self._indexes.get(generation)
         if index is not None and index.seq != seq:
             index.catch_up(session, seq)

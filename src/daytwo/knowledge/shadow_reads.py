@@ -11,6 +11,7 @@ report on it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -25,9 +26,8 @@ import sqlalchemy as sa
 
 from daytwo.exceptions import InputError, StoreError
 from daytwo.knowledge.generations import MigrationStatus, open_migration
-from daytwo.knowledge.search import Hit, SearchTimings, run_search
+from daytwo.knowledge.search import Hit, SearchTimings, generation, read_state, run_search
 from daytwo.store import utcnow
-from daytwo.store.tables.knowledge import KbCollection, KbGeneration
 from daytwo.store.tables.knowledge_maintenance import KbMigration, KbShadowRead
 
 if TYPE_CHECKING:
@@ -58,69 +58,53 @@ def routed_search(
     query_vector: npt.NDArray[np.float32] | None = None,
     timings: SearchTimings | None = None,
 ) -> list[Hit]:
-    """Search the active generation; during a migration, shadow-read and canary-route."""
-    plan = _route(kb, collection)
-    if plan is None or query_vector is not None:
-        return run_search(
-            kb, collection, query, principal, groups, mode, k, filters, query_vector, timings
-        )
-    mig_id, active, other, rate, canary = plan
-    serve, compare, served = active, other, "active"
-    if canary > 0 and _rng.random() * 100.0 < canary:
-        serve, compare, served = other, active, "canary"
-    started = time.perf_counter()
-    hits = run_search(
-        kb, collection, query, principal, groups, mode, k, filters, None, timings, generation=serve
-    )
-    serve_ms = (time.perf_counter() - started) * 1000.0
-    if rate > 0 and _rng.random() < rate:
-        try:
-            started = time.perf_counter()
-            shadow = run_search(
-                kb, collection, query, principal, groups, mode, k, filters, generation=compare
-            )
-            compare_ms = (time.perf_counter() - started) * 1000.0
-            active_hits, shadow_hits = (hits, shadow) if served == "active" else (shadow, hits)
-            active_ms, shadow_ms = (
-                (serve_ms, compare_ms) if served == "active" else (compare_ms, serve_ms)
-            )
-            with kb.store.session() as session:
-                session.add(
-                    KbShadowRead(
-                        migration=mig_id,
-                        served=served,
-                        overlap=_overlap(active_hits, shadow_hits),
-                        active_ms=active_ms,
-                        shadow_ms=shadow_ms,
-                        at=utcnow(),
-                    )
-                )
-        except StoreError:
-            pass  # a busy store must not fail the live query; the sample is dropped
-    return hits
+    """Search the active generation; during a migration, shadow-read and canary-route.
 
-
-def _route(
-    kb: KnowledgeBase, collection: str
-) -> tuple[str, KbGeneration, KbGeneration, float, float] | None:
+    The route is part of the collection state each search reads in its first statement
+    (:func:`daytwo.knowledge.search.read_state`): a cutover, rollback or a change of the
+    rates by another process is seen by the next search.
+    """
     with kb.store.session() as session:
-        mig = open_migration(session, collection)
-        if mig is None or mig.state == "backfilling":
-            return None
-        row = session.get(KbCollection, collection)
-        if row is None:
-            return None
-        other_id = (
-            mig.source_generation
-            if row.active_generation == mig.target_generation
-            else mig.target_generation
+        state = read_state(kb, session, collection)
+        route = state.route
+        search = functools.partial(
+            run_search, kb, collection, query, principal, groups, mode, k, filters, state=state
         )
-        active = session.get(KbGeneration, row.active_generation)
-        other = session.get(KbGeneration, other_id)
-        if active is None or other is None or other.state != "shadow":
-            return None
-        session.expunge_all()
-        return mig.id, active, other, mig.shadow_read_rate, mig.canary_percent
+        if route is None or query_vector is not None:
+            return search(query_vector, timings, session=session)
+        active = generation(kb, session, state.active)
+        other = generation(kb, session, route.other)
+        serve, compare, served = active, other, "active"
+        if route.canary_percent > 0 and _rng.random() * 100.0 < route.canary_percent:
+            serve, compare, served = other, active, "canary"
+        started = time.perf_counter()
+        hits = search(None, timings, generation=serve, session=session)
+        serve_ms = (time.perf_counter() - started) * 1000.0
+    if not (route.shadow_read_rate > 0 and _rng.random() < route.shadow_read_rate):
+        return hits
+    try:  # in a transaction of its own, so that a failure cannot touch the live one
+        started = time.perf_counter()
+        shadow = search(generation=compare)
+        compare_ms = (time.perf_counter() - started) * 1000.0
+    except StoreError:
+        return hits  # a busy store must not fail the live query; the sample is dropped
+    active_hits, shadow_hits = (hits, shadow) if served == "active" else (shadow, hits)
+    active_ms, shadow_ms = (serve_ms, compare_ms) if served == "active" else (compare_ms, serve_ms)
+    try:
+        with kb.store.session() as session:
+            session.add(
+                KbShadowRead(
+                    migration=route.migration,
+                    served=served,
+                    overlap=_overlap(active_hits, shadow_hits),
+                    active_ms=active_ms,
+                    shadow_ms=shadow_ms,
+                    at=utcnow(),
+                )
+            )
+    except StoreError:
+        pass  # likewise
+    return hits
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
