@@ -69,13 +69,16 @@ def doc_run(hits: list[tuple[str, float]], limit: int = K_EVAL) -> dict[str, flo
 
 
 def bench_embedding(texts: list[str]) -> dict[str, Any]:
-    """Same model, same texts: naive unsorted batches of 32 with default ORT options vs ours."""
+    """Same model, same texts: ours vs naive unsorted batches of 32 padded to the batch max,
+    once with onnxruntime's default session options (the issue's naive) and once with our
+    session options (so the batching alone is measured too)."""
     import onnxruntime as ort
 
     from daytwo._resources import package_file
     from daytwo.knowledge.embedders import MiniLMEmbedder
 
     ours = MiniLMEmbedder()
+    naive_same = MiniLMEmbedder()  # our session options, naive batching
     naive = MiniLMEmbedder()
     naive._session = ort.InferenceSession(
         str(
@@ -86,11 +89,11 @@ def bench_embedding(texts: list[str]) -> dict[str, Any]:
         providers=["CPUExecutionProvider"],
     )
 
-    def run_naive() -> float:
+    def run_naive(embedder: MiniLMEmbedder) -> float:
         started = time.perf_counter()
-        ids = [e.ids for e in naive._tokenizer.encode_batch(texts)]
+        ids = [e.ids for e in embedder._tokenizer.encode_batch(texts)]
         for i in range(0, len(ids), 32):
-            naive._run(ids[i : i + 32])
+            embedder._run(ids[i : i + 32])
         return time.perf_counter() - started
 
     def run_ours() -> float:
@@ -99,18 +102,33 @@ def bench_embedding(texts: list[str]) -> dict[str, Any]:
         return time.perf_counter() - started
 
     ours.embed(texts[:16])
-    run_naive_t, run_ours_t = [], []
-    for _ in range(2):  # interleaved so machine load hits both alike
-        run_naive_t.append(run_naive())
-        run_ours_t.append(run_ours())
-    t_naive, t_ours = min(run_naive_t), min(run_ours_t)
+    naive.embed(texts[:16])
+    naive_same.embed(texts[:16])
+    t_naive, t_same, t_ours = [], [], []
+    for _ in range(2):  # interleaved so machine load hits all alike
+        t_naive.append(run_naive(naive))
+        t_same.append(run_naive(naive_same))
+        t_ours.append(run_ours())
+    lengths = [len(e.ids) for e in ours._tokenizer.encode_batch(texts)]
+    padded_naive = sum(32 * max(lengths[i : i + 32]) for i in range(0, len(lengths), 32))
+    padded_ours = sum(len(b) * max(lengths[i] for i in b) for b in ours.batches(lengths))
     return {
         "passages": len(texts),
-        "naive_unsorted_batch32_per_s": round(len(texts) / t_naive, 1),
-        "ours_sorted_dynamic_per_s": round(len(texts) / t_ours, 1),
-        "speedup": round(t_naive / t_ours, 2),
+        "tokens": sum(lengths),
+        "padded_tokens_naive": padded_naive,
+        "padded_tokens_ours": padded_ours,
+        "naive_unsorted_batch32_per_s": round(len(texts) / min(t_naive), 1),
+        "naive_unsorted_batch32_our_session_options_per_s": round(len(texts) / min(t_same), 1),
+        "ours_sorted_dynamic_per_s": round(len(texts) / min(t_ours), 1),
+        "speedup": round(min(t_naive) / min(t_ours), 2),
+        "speedup_vs_naive_with_our_session_options": round(min(t_same) / min(t_ours), 2),
         "token_budget": ours.token_budget,
         "max_batch": ours.max_batch,
+        "runs_s": {
+            "naive": [round(t, 2) for t in t_naive],
+            "naive_our_session_options": [round(t, 2) for t in t_same],
+            "ours": [round(t, 2) for t in t_ours],
+        },
     }
 
 
@@ -274,22 +292,45 @@ def main() -> int:
         run_mode("hybrid")  # warm-up: opens the index, fills the ACL cache
         modes: dict[str, Any] = {}
         grid: dict[str, Any] = {}
+        grid_runs: dict[str, dict[str, dict[str, float]]] = {}
         for config in [{"method": "rrf", "rrf_k": 60}, {"method": "rrf", "rrf_k": 20}] + [
             {"method": "convex", "alpha": a} for a in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
         ]:
             kb.set_fusion("bench", **config)
             run, _excl, _incl = run_mode("hybrid")
-            grid[json.dumps(config, sort_keys=True)] = evaluate(qrels, run)
+            name = json.dumps(config, sort_keys=True)
+            grid[name], grid_runs[name] = evaluate(qrels, run), run
         result["fusion_grid"] = grid
+        result["fusion_grid_note"] = (
+            "evaluated on the test queries: its best is tuned on the test set and reported as "
+            "hybrid_grid_best_tuned_on_test; hybrid_cross_validated picks the fusion on one "
+            "half of the queries and scores it on the other half (2 folds)"
+        )
         best = max(grid, key=lambda c: (grid[c]["ndcg@10"], grid[c]["recall@100"]))
+        modes["hybrid_grid_best_tuned_on_test"] = {**grid[best], "fusion": json.loads(best)}
+        qids = sorted(queries)
+        folds = [set(qids[0::2]), set(qids[1::2])]
+        cv_run: dict[str, dict[str, float]] = {}
+        cv_picks = []
+        for i, fold in enumerate(folds):
+            tune = folds[1 - i]
+            tune_qrels = {q: r for q, r in qrels.items() if q in tune}
+            scores = {
+                c: evaluate(tune_qrels, {q: r for q, r in grid_runs[c].items() if q in tune})
+                for c in grid_runs
+            }
+            pick = max(scores, key=lambda c: (scores[c]["ndcg@10"], scores[c]["recall@100"]))
+            cv_picks.append(json.loads(pick))
+            cv_run.update({q: r for q, r in grid_runs[pick].items() if q in fold})
+        modes["hybrid_cross_validated"] = {**evaluate(qrels, cv_run), "fusion_per_fold": cv_picks}
+        # The headline hybrid uses the collection default, not a fusion picked on these queries.
         default = FusionConfig()
         result["fusion_default"] = default.to_dict()
+        result["fusion_default_note"] = (
+            "the default (convex, alpha 0.7) was chosen on the msmarco test queries in an "
+            "earlier session: on msmarco the headline hybrid is therefore tuned on its test set"
+        )
         kb.set_fusion("bench", **default.to_dict())
-        run, excl, incl = run_mode("hybrid")
-        modes["hybrid_default_fusion"] = {**evaluate(qrels, run), "fusion": default.to_dict()}
-        # The fusion is configured per collection: use the best of the grid for this one.
-        kb.set_fusion("bench", **json.loads(best))
-        result["fusion_tuned"] = kb.fusion_config("bench").to_dict()
         for mode in ("bm25", "dense", "hybrid"):
             run, excl, incl = run_mode(mode)
             modes[mode] = {
@@ -322,11 +363,17 @@ def main() -> int:
         "hybrid_ndcg_ge_max_bm25_dense": d["hybrid"]["ndcg@10"]
         >= max(d["bm25"]["ndcg@10"], d["dense"]["ndcg@10"]),
         "hybrid_ndcg_ge_lancedb_hybrid": d["hybrid"]["ndcg@10"] >= lance["hybrid"]["ndcg@10"],
+        "hybrid_cross_validated_ndcg_ge_max_bm25_dense": d["hybrid_cross_validated"]["ndcg@10"]
+        >= max(d["bm25"]["ndcg@10"], d["dense"]["ndcg@10"]),
         "hybrid_p50_excl_embedding_le_lancedb": d["hybrid"]["p50_ms_excl_embedding"]
         <= lance["hybrid"]["p50_ms"],
     }
     if "embedding" in result:
-        result["targets"]["embedding_speedup_ge_3x"] = result["embedding"]["speedup"] >= 3.0
+        emb = result["embedding"]
+        result["targets"]["embedding_speedup_ge_3x"] = emb["speedup"] >= 3.0
+        result["targets"]["embedding_speedup_ge_3x_vs_naive_with_our_session_options"] = (
+            emb["speedup_vs_naive_with_our_session_options"] >= 3.0
+        )
     if args.scale:
         result["scale"] = bench_scale(args.scale, lock=args.scale_lock)
         best = result["scale"]["best_meeting_recall_0.95"]
