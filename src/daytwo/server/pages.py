@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from fastapi import Request
@@ -79,6 +80,17 @@ def run_page(request: Request, principal: Principal, run_id: str) -> Response:
             if isinstance(d, dict)
         ]
     answer = (run.get("outputs") or {}).get("answer")
+    # The cost ledger prices the run's model and tool spans as they are stored; the run
+    # record only knows what the runtime priced itself (nothing for an unpriced client).
+    priced = [
+        Decimal(st.cost_usd)
+        for st in explanation.steps
+        if st.cost_status == "priced" and st.cost_usd is not None
+    ]
+    unknown = any(st.cost_status == "unknown" for st in explanation.steps)
+    cost = f"${sum(priced, Decimal(0)):.6f}" if priced else f"${float(run['cost_usd']):.6f}"
+    if unknown:
+        cost += " + calls without a known price"
     return render(
         request,
         "run.html",
@@ -86,6 +98,7 @@ def run_page(request: Request, principal: Principal, run_id: str) -> Response:
         title=f"Run {run_id[:12]}",
         active="/runs",
         run=run,
+        cost=cost,
         explanation=explanation,
         decisions=decisions,
         audit=run_audit(request, run_id),

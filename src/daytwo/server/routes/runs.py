@@ -214,6 +214,10 @@ class WaterfallStep(BaseModel):
     status: str
     text: str
     cost_usd: str | None = None
+    cost_status: str | None = Field(
+        default=None,
+        description="priced, unknown (no price for the model), or wrapper (counted inside)",
+    )
     input_tokens: int | None = None
     output_tokens: int | None = None
     decisions: list[ExplainedDecisionOut] = Field(default_factory=list)
@@ -258,6 +262,7 @@ def run_waterfall(store: Store, run_id: str) -> Explanation:
                 status=st.status,
                 text=st.text,
                 cost_usd=st.cost_usd,
+                cost_status=st.cost_status,
                 input_tokens=st.input_tokens,
                 output_tokens=st.output_tokens,
                 decisions=[
