@@ -150,3 +150,27 @@ def test_bad_input_is_one_red_line(tmp_path: Path, capsys: pytest.CaptureFixture
         assert code == 2, (args, err)
         assert message in err
         assert "Traceback" not in err
+
+
+def test_synthesize_typos_from_cases_then_review(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "db", "upgrade")[0] == 0
+    assert cli(capsys, "eval", "sets", "import", "sup", str(sample_golden_path()))[0] == 0
+    code, out = cli(
+        capsys,
+        "eval", "synthesize", "--set", "sup", "--kind", "typos", "--from-cases", "--n", "3",
+        "--json",
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out)
+    assert report["requested"] == 3
+    assert report["usable"] == 3
+    assert report["model_calls"] == 0  # a deterministic perturbation: no model loads
+    code, out = cli(capsys, "eval", "review", "--set", "sup", "--accept", "all", "--json")
+    assert code == 0, out
+    code, out = cli(capsys, "eval", "sets", "versions", "sup", "--json")
+    versions = json.loads(out)
+    assert versions[-1]["cases"] == versions[0]["cases"] + 3
+    state.reset()
+    args = ["eval", "synthesize", "--set", "sup", "--kind", "typos", "--from-docs", "nope"]
+    assert run(args) == 2
+    assert "neither a knowledge collection" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from daytwo.cli._context import state
-from daytwo.cli._output import console, print_json
+from daytwo.cli._output import console, print_json, progress_bar
 
 
 def _agents(store: Any) -> Any:
@@ -39,19 +39,6 @@ def _runs() -> Any:
     from daytwo.evals.runs import EvalRuns
 
     return EvalRuns(state.store())
-
-
-def _progress(description: str) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
 
 
 # -- sets ---------------------------------------------------------------------------------
@@ -251,7 +238,7 @@ def run_cmd(
         judge_model = open_chat_model(judge, stack, settings=state.settings())[0] if judge else None
         scorer = Scorer(k=k, judge_model=judge_model)
         total = info.case_count * repeats
-        with _progress("eval run") as bar:
+        with progress_bar(disable=json_out) as bar:
             task = bar.add_task(
                 f"{runner.name}@{runner.version} on {info.set_name}@{info.version}", total=total
             )
@@ -455,7 +442,7 @@ def synthesize_cmd(
         synth = Synthesizer(
             chat, model_name=label, embedder=default_embedder(state.settings().embedder), seed=seed
         )
-        with _progress("synthesize") as bar:
+        with progress_bar(disable=json_out) as bar:
             task = bar.add_task(f"{kind} cases", total=n)
             report = synth.synthesize(
                 sets, set_name, kind=kind, n=n, docs=docs, max_attempts=max_attempts,
@@ -579,7 +566,7 @@ def load_cmd(
     cases = cases_for_load(er.sets, f"{info.set_name}@{info.version}")
     with ExitStack() as stack:
         runner = resolve_runner(agent, stack, settings=state.settings(), agents=_agents(store))
-        with _progress("load") as bar:
+        with progress_bar(disable=json_out) as bar:
             task = bar.add_task(f"load {runner.name}", total=runs)
             summary = load_test(
                 runner, cases, concurrency=concurrency, runs=runs,

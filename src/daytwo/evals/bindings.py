@@ -13,11 +13,11 @@ Agent references (``--agent``):
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
+from daytwo._imports import import_attr
 from daytwo.evals.runner import AgentRunner, CallableRunner, ModelAgentRunner
 from daytwo.exceptions import InputError, NotFoundError
 
@@ -103,21 +103,7 @@ def open_profiled_model(spec: str, stack: ExitStack, *, settings: Any = None) ->
 
 
 def _python_runner(target: str, label: str | None) -> AgentRunner:
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        raise InputError(
-            f"python agent {target!r} must look like package.module:attr",
-            hint="e.g. --agent python:my_agents:support@2",
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise NotFoundError(
-            f"cannot import {module_name!r}: {exc}", hint="check PYTHONPATH"
-        ) from exc
-    obj = getattr(module, attr, None)
-    if obj is None:
-        raise NotFoundError(f"{module_name} has no attribute {attr!r}")
+    obj = import_attr(target, what="python agent", example="--agent python:my_agents:support@2")
     if isinstance(obj, AgentRunner):
         return obj
     if isinstance(obj, type) or getattr(obj, "__daytwo_factory__", False):

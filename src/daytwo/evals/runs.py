@@ -138,27 +138,23 @@ class EvalRuns:
             s.flush()
             return _info(row)
 
-    def start_in_background(
+    def execute_in_background(
         self,
+        run_id: str,
         runner: AgentRunner,
-        set_ref: str,
         *,
-        repeats: int = 1,
         concurrency: int = 4,
         scorer: Scorer | None = None,
-        config: dict[str, Any] | None = None,
-    ) -> RunInfo:
-        """Record the run and execute it on a thread; poll :meth:`get` for its status."""
-        info = self.start(runner, set_ref, repeats=repeats, concurrency=concurrency, config=config)
+    ) -> None:
+        """:meth:`execute` a started run on a thread; poll :meth:`get` for its status."""
 
         def work() -> None:
             try:
-                self.execute(info.id, runner, concurrency=concurrency, scorer=scorer)
+                self.execute(run_id, runner, concurrency=concurrency, scorer=scorer)
             except Exception:  # recorded as status "failed" by execute
-                _log.exception("eval run %s failed", info.id)
+                _log.exception("eval run %s failed", run_id)
 
-        threading.Thread(target=work, name=f"eval-run-{info.id[:8]}", daemon=True).start()
-        return info
+        threading.Thread(target=work, name=f"eval-run-{run_id[:8]}", daemon=True).start()
 
     def execute(
         self,

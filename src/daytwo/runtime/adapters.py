@@ -8,11 +8,11 @@ set a worker or the CLI uses.
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from daytwo._imports import import_attr
 from daytwo.exceptions import InputError
 from daytwo.runtime.protocols import LLMResult, ToolOutcome, ToolStats
 from daytwo.runtime.steps import Services
@@ -223,22 +223,7 @@ ServicesFactory = Callable[["Settings", "Store"], Services]
 
 def load_services_factory(spec: str) -> ServicesFactory:
     """``module:function`` → the factory it names (workers load their tools this way)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise InputError(
-            f"services factory {spec!r} is not module:function",
-            hint="e.g. --services mypkg.agents:services",
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(
-            f"cannot import {module_name!r} for the services factory: {exc}",
-            hint="check PYTHONPATH and the module name",
-        ) from exc
-    factory = getattr(module, attr, None)
+    factory = import_attr(spec, what="services factory", example="--services mypkg.agents:services")
     if not callable(factory):
-        raise InputError(
-            f"{module_name} has no function {attr!r}", hint="name a function(settings, store)"
-        )
+        raise InputError(f"{spec} is not a function", hint="name a function(settings, store)")
     return factory  # type: ignore[no-any-return]

@@ -148,14 +148,17 @@ def start_run(
     check_visible(store, KIND, info.set_name, principal.tenant, "eval set")
     who = principal_string(principal)
     runner = RuntimeRunner(get_runtime(request), name, version, principal=who)
-    return runs.start_in_background(
+    started = runs.start(
         runner,
         f"{info.set_name}@{info.version}",
         repeats=body.repeats,
         concurrency=body.concurrency,
-        scorer=Scorer(k=body.k),
         config={"agent_ref": body.agent, "k": body.k, "started_by": who, "via": "api"},
     )
+    runs.execute_in_background(
+        started.id, runner, concurrency=body.concurrency, scorer=Scorer(k=body.k)
+    )
+    return started
 
 
 @router.get("/runs/{run_id}", response_model=RunInfo, summary="One eval run")
