@@ -174,6 +174,7 @@ def test_synthesis_bad_input(sqlite_store: Store, tmp_path: Path) -> None:
 
 @pytest.mark.local_model
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a few model calls each; ~1-2 s on a quiet machine, 30-70 s loaded
 @pytest.mark.parametrize("kind", ["ambiguous", "out-of-scope", "multi-hop", "prompt-injection"])
 def test_local_model_synthesizes_usable_cases(
     sqlite_store: Store, kind: str, local_chat: object
@@ -182,7 +183,7 @@ def test_local_model_synthesizes_usable_cases(
     gs.import_jsonl("s", sample_golden_path())
     started = time.perf_counter()
     report = Synthesizer(local_chat, model_name="local/smollm2-135m").synthesize(  # type: ignore[arg-type]
-        gs, "s", kind=kind, n=2, docs=load_docs(str(sample_docs_path())), max_attempts=6
+        gs, "s", kind=kind, n=2, docs=load_docs(str(sample_docs_path())), max_attempts=5
     )
     print(kind, f"{time.perf_counter() - started:.1f}s", json.dumps(report.as_dict())[:2000])
     assert len(report.proposed) >= 1, report.rejected
