@@ -498,10 +498,10 @@ def main() -> None:
         },
     }
     text = json.dumps(out, indent=2)
-    print(text)
-    if args.json:
+    if args.json:  # before printing: a closed stdout must not lose the results
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":
