@@ -23,6 +23,7 @@ class Recorder:
 @pytest.mark.slow
 @pytest.mark.local_model
 @pytest.mark.embedder
+@pytest.mark.timeout(1200)  # several real local-model runs; minutes on a loaded machine
 def test_quickstart_runs_the_support_agent(tmp_path: Path, sqlite_store: Store) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     summary = Recorder()
