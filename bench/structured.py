@@ -7,15 +7,19 @@ Five schemas of increasing difficulty (flat enum; numeric ranges; arrays with
 bounds; nested objects with enums; arrays of nested objects with bounds); the
 prompts are generated from seeded random records, so the ground truth is known.
 
-Methods (temperature 0, same max_tokens, same retries):
-- ``raw``: one call, schema in the prompt, strict validation;
+Methods (temperature 0, same first max_tokens, same retries: at most 1 + retries calls):
+- ``raw``: one call, the JSON Schema in the system prompt, strict validation;
 - ``instructor``: ``instructor.from_openai(..., mode=Mode.JSON)`` with ``max_retries``
-  (the mode instructor documents for OpenAI-compatible local servers);
-- ``ladder_no_grammar``: ``generate`` with rungs (repair, reask), ``max_reasks`` = retries;
-- ``ladder_grammar``: ``generate`` with rungs (constrained, repair, reask).
+  (JSON mode: ``response_format: json_object``, the schema in the system prompt);
+- ``instructor_json_schema``: ``mode=Mode.JSON_SCHEMA`` (``response_format: json_schema``,
+  which llama.cpp compiles to a grammar: the peer configuration closest to ours);
+- ``ladder_no_grammar``: ``generate`` with rungs (repair, bounded, reask),
+  ``max_reasks`` = retries;
+- ``ladder_grammar``: ``generate`` with rungs (constrained, repair, bounded, reask).
 
 Reported per method: schema-valid rate (overall and per schema), field accuracy
-against the ground truth (valid outputs that equal the record), tokens and latency.
+against the ground truth (valid outputs that equal the record), tokens and latency,
+and sample outputs (the first prompts of every schema, every attempt's text).
 """
 
 from __future__ import annotations
@@ -231,7 +235,12 @@ def run_raw(model: Any, schema: type[BaseModel], prompt: str, max_tokens: int) -
         "in": reply.usage.input_tokens,
         "out": reply.usage.output_tokens,
         "rung": "raw" if value else None,
+        "texts": [_attempt("raw", reply.text, reply.finish_reason, value is not None)],
     }
+
+
+def _attempt(step: str, text: str | None, finish: str | None, valid: bool) -> dict[str, Any]:
+    return {"step": step, "finish_reason": finish, "valid": valid, "text": (text or "")[:300]}
 
 
 def run_ladder(model: Any, schema: type[BaseModel], prompt: str, ladder: Ladder) -> Result:
@@ -246,6 +255,7 @@ def run_ladder(model: Any, schema: type[BaseModel], prompt: str, ladder: Ladder)
             "in": usage.input_tokens,
             "out": usage.output_tokens,
             "rung": None,
+            "texts": [_attempt(a.rung, a.text, a.finish_reason, a.valid) for a in attempts],
         }
     return {
         "value": res.value,
@@ -253,15 +263,24 @@ def run_ladder(model: Any, schema: type[BaseModel], prompt: str, ladder: Ladder)
         "in": res.usage.input_tokens,
         "out": res.usage.output_tokens,
         "rung": res.rung,
+        "texts": [_attempt(a.rung, a.text, a.finish_reason, a.valid) for a in res.attempts],
     }
 
 
-def make_instructor(base_url: str) -> Any:
+def make_instructor(base_url: str, mode: str) -> Any:
     import instructor
     from openai import OpenAI
 
-    client = OpenAI(base_url=base_url, api_key="not-needed", max_retries=0, timeout=300)
-    return instructor.from_openai(client, mode=instructor.Mode.JSON)
+    client = OpenAI(base_url=base_url, api_key="not-needed", max_retries=0, timeout=600)
+    return instructor.from_openai(client, mode=instructor.Mode[mode])
+
+
+def _completion_text(completion: Any) -> tuple[str | None, str | None]:
+    try:
+        choice = completion.choices[0]
+        return choice.message.content, choice.finish_reason
+    except (AttributeError, IndexError, TypeError):
+        return None, None
 
 
 def run_instructor(
@@ -292,6 +311,9 @@ def run_instructor(
             "out": sum(int(getattr(u, "completion_tokens", 0) or 0) for u in usages),
             "rung": None,
             "error": type(exc).__name__,
+            "texts": [
+                _attempt(type(exc).__name__, *_completion_text(c), False) for c in completions
+            ],
         }
     usage = completion.usage
     return {
@@ -300,6 +322,7 @@ def run_instructor(
         "in": int(usage.prompt_tokens or 0),
         "out": int(usage.completion_tokens or 0),
         "rung": "instructor",
+        "texts": [_attempt("instructor", *_completion_text(completion), True)],
     }
 
 
@@ -335,6 +358,19 @@ def summarise(
             "latency_p50_s": round(statistics.median(lat), 3),
             "latency_mean_s": round(statistics.fmean(lat), 3),
             "latency_p95_s": round(sorted(lat)[int(0.95 * (len(lat) - 1))], 3),
+            "calls_max": max((r["calls"] or 1) for r in rs),
+            "finish_length_rate": round(
+                sum(any(t["finish_reason"] == "length" for t in r["texts"]) for r in rs) / len(rs),
+                4,
+            ),
+            "samples": {
+                schema.__name__: [
+                    {"prompt": r["prompt"], "valid": r["valid"], "attempts": r["texts"]}
+                    for r in rs
+                    if r["schema"] == schema.__name__
+                ][:3]
+                for schema, _ in SCHEMAS
+            },
         }
     done = min((len(rs) for rs in rows.values()), default=0)
     return {
@@ -347,9 +383,40 @@ def summarise(
         "max_tokens": args.max_tokens,
         "temperature": 0.0,
         "llama_cpp_threads": args.threads,
-        "instructor_mode": "JSON",
+        "llama_cpp_n_ctx": args.n_ctx,
+        "instructor_modes": {"instructor": "JSON", "instructor_json_schema": "JSON_SCHEMA"},
+        "ladders": {
+            "ladder_no_grammar": _ladder_config(no_grammar_ladder(args)),
+            "ladder_grammar": _ladder_config(grammar_ladder(args)),
+        },
         "wall_s": round(wall, 1),
         "methods": summary,
+    }
+
+
+def no_grammar_ladder(args: argparse.Namespace) -> Ladder:
+    return Ladder(
+        rungs=("repair", "bounded", "reask"), max_reasks=args.retries, max_tokens=args.max_tokens
+    )
+
+
+def grammar_ladder(args: argparse.Namespace) -> Ladder:
+    return Ladder(
+        rungs=("constrained", "repair", "bounded", "reask"),
+        max_reasks=args.retries,
+        max_tokens=args.max_tokens,
+    )
+
+
+def _ladder_config(lad: Ladder) -> dict[str, Any]:
+    return {
+        "rungs": list(lad.rungs),
+        "max_reasks": lad.max_reasks,
+        "max_tokens_first": lad.max_tokens,
+        "instruction": lad.instruction,
+        "instruction_in": lad.instruction_in,
+        "bound_string": lad.bound_string,
+        "bound_items": lad.bound_items,
     }
 
 
@@ -366,14 +433,20 @@ def merge(args: argparse.Namespace) -> int:
     for part in parts:
         for m, rs in part["rows"].items():
             rows.setdefault(m, []).extend(rs)
-    planned = sum(p["prompts_planned"] for p in parts)
+    # Shards of one run may be split by method into several files (--methods): count the
+    # prompts of each shard once.
+    planned = sum(
+        {p.get("shard", str(i)): p["prompts_planned"] for i, p in enumerate(parts)}.values()
+    )
     args.retries, args.max_tokens = parts[0]["retries"], parts[0]["max_tokens"]
     args.threads = parts[0]["llama_cpp_threads"]
+    args.n_ctx = parts[0]["llama_cpp_n_ctx"]
     out = summarise(rows, args, planned, max(p["wall_s"] for p in parts))
-    out["shards"] = len(parts)
+    out["shards"] = len({p.get("shard", str(i)) for i, p in enumerate(parts)})
+    out["files_merged"] = len(parts)
     if args.note:
         out["notes"] = args.note
-    write(args.json_out, out)
+    write(args.json_out, {**out, "rows": rows})
     print(json.dumps(out, indent=2))
     return 0
 
@@ -390,14 +463,23 @@ def main() -> int:
         default=1,
         help="llama.cpp threads; 1 is ~10x faster than 2 on a shared, oversubscribed machine",
     )
+    parser.add_argument("--n-ctx", type=int, default=2048, help="llama.cpp context size")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--note", action="append", help="a note added to a merged result")
+    parser.add_argument(
+        "--write-every-prompt",
+        action="store_true",
+        help="write the JSON after every prompt (a run cut short keeps every measured prompt)",
+    )
     parser.add_argument("--round", type=int, default=4, help="prompts per schema per round")
     parser.add_argument("--shard", default="0/1", help="I/N: run every N-th prompt from I")
     parser.add_argument(
         "--merge", nargs="+", type=Path, help="merge the JSON files of shards into --json"
     )
-    parser.add_argument("--methods", default="raw,instructor,ladder_no_grammar,ladder_grammar")
+    parser.add_argument(
+        "--methods",
+        default="raw,instructor,instructor_json_schema,ladder_no_grammar,ladder_grammar",
+    )
     args = parser.parse_args()
 
     if args.merge:
@@ -405,21 +487,18 @@ def main() -> int:
     rng = random.Random(args.seed)
     cases = [(schema, *make(rng)) for schema, make in SCHEMAS for _ in range(args.per_schema)]
     methods = args.methods.split(",")
-    local = LocalModelSettings(threads=args.threads, n_ctx=4096)
+    local = LocalModelSettings(threads=args.threads, n_ctx=args.n_ctx)
     model = get_model("local/smollm2-135m", registry=ProfileRegistry.load(), local=local)
     base_url = model.provider.base_url  # type: ignore[attr-defined]  # starts the engine once
-    client = make_instructor(base_url)
-    no_grammar = Ladder(
-        rungs=("repair", "reask"), max_reasks=args.retries, max_tokens=args.max_tokens
-    )
-    grammar = Ladder(
-        rungs=("constrained", "repair", "reask"),
-        max_reasks=args.retries,
-        max_tokens=args.max_tokens,
-    )
+    client = make_instructor(base_url, "JSON")
+    client_js = make_instructor(base_url, "JSON_SCHEMA")
+    no_grammar, grammar = no_grammar_ladder(args), grammar_ladder(args)
     runners: dict[str, Callable[[type[BaseModel], str], Result]] = {
         "raw": lambda s, p: run_raw(model, s, p, args.max_tokens),
         "instructor": lambda s, p: run_instructor(client, s, p, args.retries, args.max_tokens),
+        "instructor_json_schema": lambda s, p: run_instructor(
+            client_js, s, p, args.retries, args.max_tokens
+        ),
         "ladder_no_grammar": lambda s, p: run_ladder(model, s, p, no_grammar),
         "ladder_grammar": lambda s, p: run_ladder(model, s, p, grammar),
     }
@@ -456,10 +535,16 @@ def main() -> int:
                             "in": res["in"],
                             "out": res["out"],
                             "latency_s": time.perf_counter() - t0,
+                            "texts": res["texts"],
                         }
                     )
+                    if args.write_every_prompt:
+                        out = summarise(
+                            rows, args, len(cases) // shards, time.perf_counter() - started
+                        )
+                        write(args.json_out, {**out, "shard": args.shard, "rows": rows})
         out = summarise(rows, args, len(cases) // shards, time.perf_counter() - started)
-        write(args.json_out, {**out, "rows": rows})
+        write(args.json_out, {**out, "shard": args.shard, "rows": rows})
         print(
             f"round {start // args.round + 1}: "
             + ", ".join(f"{m} {sum(r['valid'] for r in rows[m])}/{len(rows[m])}" for m in methods)
@@ -469,7 +554,7 @@ def main() -> int:
         )
     model.close()
     out = summarise(rows, args, len(cases) // shards, time.perf_counter() - started)
-    write(args.json_out, {**out, "rows": rows})
+    write(args.json_out, {**out, "shard": args.shard, "rows": rows})
     print(json.dumps(out, indent=2))
     return 0
 

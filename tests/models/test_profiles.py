@@ -99,3 +99,13 @@ def test_price_book_dated_prices_and_unknown(caplog: pytest.LogCaptureFixture) -
     assert (
         book.cost("ollama/llama3.2-3b", datetime.now(UTC), input_tokens=5, output_tokens=5) is None
     )
+
+
+def test_sonnet_prices_only_what_its_source_states() -> None:
+    sonnet = ProfileRegistry.load().get("anthropic/claude-sonnet-4-6")
+    (price,) = sonnet.prices
+    assert (price.input, price.output, price.cached) == (3.0, 15.0, None)
+    assert price.note is not None
+    assert "sonnet-4-6" in price.note
+    # No cached price was sourced: cached input is billed at the input price, never $0.
+    assert price.cost(1_000_000, 0, cached_tokens=1_000_000) == pytest.approx(3.0)

@@ -17,10 +17,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
-
 from daytwo.exceptions import InputError, RateLimited, TransportError
-from daytwo.models.openai_compat import _parse_retry_after, _wait
+from daytwo.models.openai_compat import _parse_retry_after, transport_retrying
 from daytwo.models.types import ChatResponse, Message, ToolCall, Usage
 
 __all__ = ["AnthropicProvider", "to_anthropic_messages"]
@@ -151,13 +149,7 @@ class AnthropicProvider:
         """One completion."""
         req = self._request(messages, options)
         started = time.perf_counter()
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransportError),
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=_wait,
-            reraise=True,
-        )
-        msg = retrying(self._call, req)
+        msg = transport_retrying(self.max_retries)(self._call, req)
         latency = time.perf_counter() - started
         texts = [b.text for b in msg.content if b.type == "text"]
         calls = [

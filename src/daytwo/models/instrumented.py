@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from daytwo.exceptions import ConfigError, InputError
 from daytwo.models.base import Provider
@@ -79,6 +80,17 @@ class ProfiledModel:
             options["top_logprobs"] = logprobs
         return options
 
+    @contextmanager
+    def _span(self) -> Iterator[Span]:
+        """The LLM-call span (``chat {model}``) with the request attributes every call has."""
+        p = self.profile
+        with _tracer.start_as_current_span(f"chat {p.model}", kind=SpanKind.CLIENT) as span:
+            span.set_attribute("gen_ai.operation.name", "chat")
+            span.set_attribute("gen_ai.provider.name", p.provider)
+            span.set_attribute("gen_ai.request.model", p.model)
+            span.set_attribute("daytwo.model.profile", p.name)
+            yield span
+
     def chat(
         self,
         messages: Sequence[Message],
@@ -92,11 +104,7 @@ class ProfiledModel:
         """One completion, budget-checked, feature-checked and traced."""
         options = self._options(tools, response_format, temperature, seed, logprobs, max_tokens)
         p = self.profile
-        with _tracer.start_as_current_span(f"chat {p.model}", kind=SpanKind.CLIENT) as span:
-            span.set_attribute("gen_ai.operation.name", "chat")
-            span.set_attribute("gen_ai.provider.name", p.provider)
-            span.set_attribute("gen_ai.request.model", p.model)
-            span.set_attribute("daytwo.model.profile", p.name)
+        with self._span() as span:
             if temperature is not None:
                 span.set_attribute("gen_ai.request.temperature", temperature)
             if max_tokens is not None:
@@ -151,11 +159,7 @@ class ProfiledModel:
             strategy=self.budget_strategy,
             summariser=self.summariser,
         )
-        with _tracer.start_as_current_span(f"chat {p.model}", kind=SpanKind.CLIENT) as span:
-            span.set_attribute("gen_ai.operation.name", "chat")
-            span.set_attribute("gen_ai.provider.name", p.provider)
-            span.set_attribute("gen_ai.request.model", p.model)
-            span.set_attribute("daytwo.model.profile", p.name)
+        with self._span():
             yield from self.provider.stream(msgs, **options)
 
     def close(self) -> None:

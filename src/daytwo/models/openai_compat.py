@@ -46,6 +46,24 @@ def _parse_retry_after(value: str | None) -> float | None:
         return None
 
 
+def transport_retrying(max_retries: int) -> Retrying:
+    """The retry policy of every provider: transport errors only, ``Retry-After`` honoured."""
+    return Retrying(
+        retry=retry_if_exception_type(TransportError),
+        stop=stop_after_attempt(max_retries + 1),
+        wait=_wait,
+        reraise=True,
+    )
+
+
+def _raise_if_rate_limited(response: httpx.Response, url: str) -> None:
+    if response.status_code == 429:
+        raise RateLimited(
+            f"rate limited by {url}",
+            retry_after=_parse_retry_after(response.headers.get("retry-after")),
+        )
+
+
 class OpenAICompatProvider:
     """Chat completions over the OpenAI protocol with httpx."""
 
@@ -87,11 +105,7 @@ class OpenAICompatProvider:
             raise TransportError(
                 f"cannot reach {url}: {exc}", hint="check that the model server is running"
             ) from exc
-        if response.status_code == 429:
-            raise RateLimited(
-                f"rate limited by {url}",
-                retry_after=_parse_retry_after(response.headers.get("retry-after")),
-            )
+        _raise_if_rate_limited(response, url)
         if response.status_code >= 500:
             raise TransportError(f"{url} answered HTTP {response.status_code}")
         if response.status_code >= 400:
@@ -103,12 +117,7 @@ class OpenAICompatProvider:
         return response
 
     def _retrying(self) -> Retrying:
-        return Retrying(
-            retry=retry_if_exception_type(TransportError),
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=_wait,
-            reraise=True,
-        )
+        return transport_retrying(self.max_retries)
 
     def chat(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
         """One chat completion; options are OpenAI request fields (max_tokens, tools, ...)."""
@@ -128,11 +137,7 @@ class OpenAICompatProvider:
         url = f"{self.base_url}/chat/completions"
         try:
             with self._client.stream("POST", url, json=payload) as response:
-                if response.status_code == 429:
-                    raise RateLimited(
-                        f"rate limited by {url}",
-                        retry_after=_parse_retry_after(response.headers.get("retry-after")),
-                    )
+                _raise_if_rate_limited(response, url)
                 if response.status_code >= 400:
                     raise TransportError(f"{url} answered HTTP {response.status_code}")
                 for line in response.iter_lines():

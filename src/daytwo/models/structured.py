@@ -5,9 +5,17 @@ The ladder, configurable per call (:class:`Ladder`), in order:
 1. ``constrained``: ask with ``response_format: json_schema`` where the profile supports
    it (llama.cpp compiles it to a grammar; OpenAI enforces it); plain prompting otherwise;
 2. ``repair``: deterministic repair of the text with ``json-repair`` (no model call);
-3. ``reask``: ask the same model again, quoting the validation errors (``max_reasks``);
-4. ``repair_model``: ask a separate repair model to fix the text against the schema;
-5. ``fallback``: ask a fallback model the original question.
+3. ``bounded``: when an answer was cut off by ``max_tokens`` (``finish_reason ==
+   "length"``), ask again with a token budget derived from the schema
+   (:func:`~daytwo.models._schemas.token_budget`) and, under constrained decoding, a
+   grammar whose strings and arrays are bounded (a model looping inside a string must
+   close it); it takes the place of one re-ask, so ``max_reasks`` bounds both;
+4. ``reask``: ask the same model again, quoting the validation errors (``max_reasks``);
+5. ``repair_model``: ask a separate repair model to fix the text against the schema;
+6. ``fallback``: ask a fallback model the original question.
+
+The instruction shows the schema as a compact template (``Ladder.instruction="shape"``,
+what small models can follow) or as the JSON Schema itself (``"json_schema"``).
 
 The answer is *always* validated (a Pydantic model or a JSON Schema). Every attempt is
 recorded (:class:`Attempt`: rung, model, text, errors, tokens, latency) and the rung
@@ -27,6 +35,7 @@ from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
 from daytwo.exceptions import SchemaDefinitionError, StructuredOutputError
+from daytwo.models._schemas import bounded_schema, render_shape, token_budget
 from daytwo.models.base import ChatModel
 from daytwo.models.types import ChatResponse, Message, Usage, add_usage
 
@@ -40,15 +49,27 @@ __all__ = [
     "schema_validator",
 ]
 
-Rung = Literal["constrained", "repair", "reask", "repair_model", "fallback"]
-DEFAULT_RUNGS: tuple[Rung, ...] = ("constrained", "repair", "reask", "repair_model", "fallback")
+Rung = Literal["constrained", "repair", "bounded", "reask", "repair_model", "fallback"]
+DEFAULT_RUNGS: tuple[Rung, ...] = (
+    "constrained",
+    "repair",
+    "bounded",
+    "reask",
+    "repair_model",
+    "fallback",
+)
 
 _tracer = trace.get_tracer("daytwo.models")
 
 
 @dataclass(frozen=True)
 class Ladder:
-    """Which rungs to climb, and the models of the last two."""
+    """Which rungs to climb, and the models of the last two.
+
+    ``max_tokens`` is the first attempt's budget; the ``bounded`` rung raises it to the
+    schema's budget with strings bounded to ``bound_string`` characters and arrays to
+    ``bound_items`` items (where the schema leaves them unbounded).
+    """
 
     rungs: tuple[Rung, ...] = DEFAULT_RUNGS
     max_reasks: int = 2
@@ -57,6 +78,10 @@ class Ladder:
     max_tokens: int = 512
     temperature: float = 0.0
     seed: int | None = None
+    instruction: Literal["shape", "json_schema"] = "shape"
+    instruction_in: Literal["system", "user"] = "user"
+    bound_string: int = 64
+    bound_items: int = 8
 
 
 class Attempt(BaseModel):
@@ -70,6 +95,8 @@ class Attempt(BaseModel):
     errors: list[str] = []
     usage: Usage = Usage()
     latency_s: float = 0.0
+    finish_reason: str | None = None
+    max_tokens: int | None = None
 
 
 @dataclass
@@ -143,16 +170,26 @@ def schema_validator(schema: type[BaseModel] | dict[str, Any]) -> _Validator:
     return _Validator(str(schema.get("title") or "schema"), schema, None)
 
 
-def _instruction(v: _Validator) -> str:
+def _instruction(v: _Validator, kind: str) -> str:
+    if kind == "json_schema":
+        return (
+            "Answer with a single JSON value that validates against this JSON Schema, and "
+            f"nothing else (no prose, no code fences):\n{json.dumps(v.json_schema)}"
+        )
     return (
-        "Answer with a single JSON value that validates against this JSON Schema, and "
-        f"nothing else (no prose, no code fences):\n{json.dumps(v.json_schema)}"
+        "Answer with JSON only (no prose, no code fences), filling in this shape "
+        f"with the values from the request:\n{render_shape(v.json_schema)}"
     )
 
 
-def _with_instruction(messages: Sequence[Message], v: _Validator) -> list[Message]:
+def _with_instruction(messages: Sequence[Message], v: _Validator, ladder: Ladder) -> list[Message]:
     msgs = list(messages)
-    text = _instruction(v)
+    text = _instruction(v, ladder.instruction)
+    last = len(msgs) - 1
+    if ladder.instruction_in == "user" and msgs and msgs[last].role == "user":
+        # Small models follow an instruction right after the request more than a system one.
+        msgs[last] = msgs[last].model_copy(update={"content": f"{msgs[last].content}\n\n{text}"})
+        return msgs
     if msgs and msgs[0].role == "system":
         msgs[0] = msgs[0].model_copy(update={"content": f"{msgs[0].content or ''}\n\n{text}"})
     else:
@@ -160,10 +197,10 @@ def _with_instruction(messages: Sequence[Message], v: _Validator) -> list[Messag
     return msgs
 
 
-def _response_format(v: _Validator) -> dict[str, Any]:
+def _response_format(v: _Validator, schema: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "json_schema",
-        "json_schema": {"name": v.name[:64] or "answer", "schema": v.json_schema, "strict": True},
+        "json_schema": {"name": v.name[:64] or "answer", "schema": schema, "strict": True},
     }
 
 
@@ -175,18 +212,36 @@ class _Run:
         self.ladder = ladder
         self.attempts: list[Attempt] = []
         self.value: Any = None
+        # Set by the ``bounded`` rung: every later ask uses the bounded grammar and budget.
+        self.bounded: dict[str, Any] | None = None
+
+    def bound(self, model: ChatModel) -> None:
+        """Switch to the bounded schema (grammar) and the token budget derived from it."""
+        lad = self.ladder
+        schema = bounded_schema(self.v.json_schema, lad.bound_string, lad.bound_items)
+        window = model.profile.context_window // 2
+        budget = min(token_budget(schema), model.profile.max_output_tokens, window)
+        if not ("constrained" in lad.rungs and model.profile.features.json_schema):
+            # Without a grammar nothing bounds the answer (a looping model fills any
+            # budget): give it twice the room, at most what the bounded schema needs.
+            budget = min(budget, 2 * lad.max_tokens)
+        self.bounded = {"schema": schema, "max_tokens": max(lad.max_tokens, budget)}
 
     def ask(self, model: ChatModel, rung: str, messages: Sequence[Message]) -> Attempt:
         constrained = "constrained" in self.ladder.rungs and model.profile.features.json_schema
+        grammar = self.bounded["schema"] if self.bounded else self.v.json_schema
+        max_tokens = self.bounded["max_tokens"] if self.bounded else self.ladder.max_tokens
         started = time.perf_counter()
         reply: ChatResponse = model.chat(
             messages,
-            response_format=_response_format(self.v) if constrained else None,
+            response_format=_response_format(self.v, grammar) if constrained else None,
             temperature=self.ladder.temperature,
             seed=self.ladder.seed,
-            max_tokens=self.ladder.max_tokens,
+            max_tokens=max_tokens,
         )
         value, errors = self.v.check(reply.text)
+        if errors and reply.finish_reason == "length":
+            errors.insert(0, f"the answer was cut off at max_tokens={max_tokens}: it is too long")
         attempt = Attempt(
             rung=rung,
             model=model.profile.name,
@@ -196,6 +251,8 @@ class _Run:
             errors=errors,
             usage=reply.usage,
             latency_s=time.perf_counter() - started,
+            finish_reason=reply.finish_reason,
+            max_tokens=max_tokens,
         )
         return self._keep(attempt, value)
 
@@ -235,7 +292,7 @@ class _Run:
         return attempt
 
 
-def _reask_messages(base: list[Message], bad: Attempt) -> list[Message]:
+def _reask_messages(base: list[Message], bad: Attempt, extra: str = "") -> list[Message]:
     errors = "\n".join(f"- {e}" for e in bad.errors)
     return [
         *base,
@@ -243,9 +300,19 @@ def _reask_messages(base: list[Message], bad: Attempt) -> list[Message]:
         Message(
             role="user",
             content=f"That answer is not valid against the schema:\n{errors}\n"
-            "Reply with the corrected JSON only.",
+            f"{extra}Reply with the corrected JSON only.",
         ),
     ]
+
+
+def _bounded_messages(run: _Run, base: list[Message], bad: Attempt) -> list[Message]:
+    """The ``bounded`` rung's request: the question again under a bounded grammar; the
+    re-ask with a length hint when there is no grammar to bound the answer."""
+    if bad.constrained:
+        # A looping answer in the context invites the loop again: ask afresh.
+        return base
+    hint = f"Keep every string under {run.ladder.bound_string} characters. "
+    return _reask_messages(base, bad, hint)
 
 
 def _repair_messages(v: _Validator, bad: Attempt) -> list[Message]:
@@ -274,11 +341,17 @@ def _climb(run: _Run, model: ChatModel, messages: list[Message]) -> Attempt:
     last = run.ask_and_repair(model, first_rung, messages)
     if last.valid:
         return last
-    if "reask" in ladder.rungs:
-        for _ in range(ladder.max_reasks):
-            last = run.ask_and_repair(model, "reask", _reask_messages(messages, _last_said(run)))
-            if last.valid:
-                return last
+    for _ in range(ladder.max_reasks):
+        said = _last_said(run)
+        if "bounded" in ladder.rungs and run.bounded is None and said.finish_reason == "length":
+            run.bound(model)
+            last = run.ask_and_repair(model, "bounded", _bounded_messages(run, messages, said))
+        elif "reask" in ladder.rungs:
+            last = run.ask_and_repair(model, "reask", _reask_messages(messages, said))
+        else:
+            break
+        if last.valid:
+            return last
     if "repair_model" in ladder.rungs and ladder.repair_model is not None:
         last = run.ask_and_repair(
             ladder.repair_model, "repair_model", _repair_messages(run.v, _last_said(run))
@@ -300,7 +373,7 @@ def generate(
     v = schema_validator(schema)
     lad = ladder or Ladder()
     run = _Run(v, lad)
-    base = _with_instruction(messages, v)
+    base = _with_instruction(messages, v, lad)
     with _tracer.start_as_current_span(f"structured {v.name}") as span:
         span.set_attribute("daytwo.model.profile", model.profile.name)
         last = _climb(run, model, base)
