@@ -109,3 +109,16 @@ def test_sonnet_prices_only_what_its_source_states() -> None:
     assert "sonnet-4-6" in price.note
     # No cached price was sourced: cached input is billed at the input price, never $0.
     assert price.cost(1_000_000, 0, cached_tokens=1_000_000) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("embedder", ["minilm-l6-int8", "hashing-384"])
+def test_local_embedders_are_known_to_cost_nothing(embedder: str) -> None:
+    # Embedding spans carry the embedder's name as gen_ai.request.model; a local one is
+    # free (an explicit 0, so cost roll-ups are known), a remote one stays unknown.
+    book = PriceBook(ProfileRegistry.load())
+    now = datetime.now(UTC)
+    assert book.cost(embedder, now, input_tokens=1_000, output_tokens=0) == 0.0
+    assert (
+        book.cost("openai:text-embedding-3-small@http://x", now, input_tokens=1, output_tokens=0)
+        is None
+    )
