@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
@@ -22,6 +21,8 @@ from daytwo.tracing.propagation import (
     extract_context,
     inject_context,
 )
+
+from ._loopback import loopback_server
 
 tracer = trace.get_tracer("daytwo.test")
 
@@ -41,14 +42,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with loopback_server(_Handler, "/") as url:
+        yield url
 
 
 def _spans(store: Store) -> dict[str, SpanRow]:

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ from daytwo.store.tables.tracing import SpanRow
 from daytwo.testing import Reply, ScriptedModelServer
 from daytwo.tracing import TracingHandle
 from daytwo.tracing.propagation import bind_context, extract_context
+
+from ._loopback import loopback_server
 
 tracer = trace.get_tracer("daytwo.test")
 
@@ -82,14 +84,8 @@ class _RiskService(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def risk_service() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _RiskService)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/risk"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with loopback_server(_RiskService, "/risk") as url:
+        yield url
 
 
 SPEC = {
