@@ -183,7 +183,7 @@ def test_local_model_synthesizes_usable_cases(
     gs.import_jsonl("s", sample_golden_path())
     started = time.perf_counter()
     report = Synthesizer(local_chat, model_name="local/smollm2-135m").synthesize(  # type: ignore[arg-type]
-        gs, "s", kind=kind, n=2, docs=load_docs(str(sample_docs_path())), max_attempts=5
+        gs, "s", kind=kind, n=2, docs=load_docs(str(sample_docs_path())), max_attempts=12
     )
     print(kind, f"{time.perf_counter() - started:.1f}s", json.dumps(report.as_dict())[:2000])
     assert len(report.proposed) >= 1, report.rejected

@@ -359,6 +359,10 @@ class Synthesizer:
         ladder = Ladder(
             rungs=("constrained", "repair", "reask"),
             max_reasks=1,
+            # The grammar already fixes the shape; a shape template after the request made
+            # SmolLM2 copy the worked example's answer, the schema in the system turn did not.
+            instruction="json_schema",
+            instruction_in="user",
             max_tokens=self.max_tokens,
             temperature=self.temperature,
             seed=self.seed * 7919 + attempt,
