@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -64,9 +65,21 @@ class Settings(BaseSettings):
         default=None, description="OTLP/HTTP endpoint to export spans to (in addition to the DB)."
     )
     trace_ttl_days: int = Field(default=30, ge=1, description="Days traces are kept.")
+    egress_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Internal hosts and networks tool backends may reach (comma-separated "
+        "names, '.suffix' for subdomains, addresses or CIDRs); other non-global ones are refused.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="WARNING", description="Log level of daytwo's own loggers."
     )
+
+    @field_validator("egress_allow", mode="before")
+    @classmethod
+    def _split_allow(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -212,7 +212,10 @@ def http_tool(url: str, method: str = "GET", **backend: Any) -> dict[str, Any]:
 def test_http_backend_blocked_without_allow_list(sqlite_store: Store, http_server: Any) -> None:
     server = http_server(lambda *a: json_response({"ok": True}))
     gw = Gateway(sqlite_store)
-    gw.register(http_tool(server.url + "/x"))
+    with pytest.raises(SsrfBlocked):
+        gw.register(http_tool(server.url + "/x"))
+    with Gateway(sqlite_store, ssrf_allow=["127.0.0.1"]) as allowed:
+        allowed.register(http_tool(server.url + "/x"))
     with pytest.raises(SsrfBlocked):
         gw.call("remote", {})
     assert server.requests == []

@@ -101,13 +101,14 @@ def show(
 @app.command()
 def register(
     file: Annotated[Path, typer.Argument(help="YAML file with one tool or `tools: [...]`.")],
+    allow: list[str] = _ALLOW,
     json_out: bool = _JSON,
 ) -> None:
     """Register tool definitions (all or nothing; a changed definition needs a new version)."""
     from daytwo.gateway import load_definitions
 
     definitions = load_definitions(file)
-    records = _gateway().register_many(definitions)
+    records = _gateway(allow).register_many(definitions)
     if json_out:
         print_json([r.as_dict() for r in records])
     else:
@@ -133,6 +134,7 @@ def import_openapi_cmd(
     spec: Annotated[Path, typer.Argument(help="OpenAPI 3 document (YAML or JSON).")],
     base_url: str = typer.Option(..., "--base-url", help="Base URL the operations are served at."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the tools, register nothing."),
+    allow: list[str] = _ALLOW,
     json_out: bool = _JSON,
 ) -> None:
     """Turn each operation of an OpenAPI 3 spec into a tool ($refs resolved)."""
@@ -142,7 +144,7 @@ def import_openapi_cmd(
     if dry_run:
         data = [d.model_dump(mode="json") for d in definitions]
     else:
-        data = [r.as_dict() for r in _gateway().register_many(definitions)]
+        data = [r.as_dict() for r in _gateway(allow).register_many(definitions)]
     if json_out:
         print_json(data)
     else:

@@ -31,7 +31,7 @@ from daytwo.gateway.errors import BackendTimeout
 from daytwo.tracing.propagation import context_carrier, inject_context
 
 if TYPE_CHECKING:
-    from daytwo.gateway.policies import SsrfGuard
+    from daytwo.gateway.egress import EgressPolicy
     from daytwo.gateway.vault import CredentialVault, OAuth2TokenCache
 
 __all__ = ["Backend", "HttpBackend", "McpBackend", "PythonBackend", "resolve_callable"]
@@ -97,7 +97,8 @@ def _auth_headers(
     auth: HttpAuth | None,
     vault: CredentialVault | None,
     tokens: OAuth2TokenCache,
-    guard: SsrfGuard,
+    guard: EgressPolicy,
+    client: httpx.Client | None = None,
 ) -> dict[str, str]:
     if auth is None:
         return {}
@@ -114,8 +115,10 @@ def _auth_headers(
             "oauth2_client_credentials needs token_url, client_id and client_secret",
             hint="complete the backend's auth section",
         )
-    guard.check(auth.token_url)
-    token = tokens.token(auth.token_url, auth.client_id, vault.get(auth.client_secret), auth.scope)
+    guard.check_static(auth.token_url)
+    token = tokens.token(
+        auth.token_url, auth.client_id, vault.get(auth.client_secret), auth.scope, client=client
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -144,7 +147,7 @@ class HttpBackend:
         self,
         spec: HttpBackendSpec,
         *,
-        guard: SsrfGuard,
+        guard: EgressPolicy,
         vault: CredentialVault | None,
         tokens: OAuth2TokenCache,
         client: httpx.Client,
@@ -175,8 +178,10 @@ class HttpBackend:
                 headers[name] = str(value)
             else:
                 body[name] = value
-        self.guard.check(url)
-        auth = _auth_headers(spec.auth, self.vault, self.tokens, self.guard)
+        # The client connects only to addresses the policy allows (one resolution,
+        # checked and pinned); here what needs no network: scheme, literal address.
+        self.guard.check_static(url)
+        auth = _auth_headers(spec.auth, self.vault, self.tokens, self.guard, self.client)
         headers.update(auth)
         secrets = [v.split(" ", 1)[-1] for v in auth.values()]
         return self.client.build_request(
@@ -250,9 +255,10 @@ class McpBackend:
         self,
         spec: McpBackendSpec,
         *,
-        guard: SsrfGuard,
+        guard: EgressPolicy,
         vault: CredentialVault | None,
         tokens: OAuth2TokenCache,
+        client: httpx.Client | None = None,
     ) -> None:
         if bool(spec.command) == bool(spec.url):
             raise InputError(
@@ -263,11 +269,11 @@ class McpBackend:
         self.guard = guard
         self.vault = vault
         self.tokens = tokens
+        self.client = client
         self._lock = threading.Lock()
         self._session: tuple[Any, Any, Any, Any] | None = None
 
     def _target(self) -> Any:
-        import httpx2
         from mcp.client.stdio import StdioServerParameters
         from mcp.client.streamable_http import streamable_http_client
 
@@ -275,12 +281,14 @@ class McpBackend:
         if spec.command:
             return StdioServerParameters(command=spec.command[0], args=list(spec.command[1:]))
         assert spec.url is not None
-        self.guard.check(spec.url)
+        from daytwo.gateway.egress import pinned_async_client
+
+        self.guard.check_static(spec.url)
         headers = {
             **inject_context({}),  # traceparent: the server's spans join this trace
-            **_auth_headers(spec.auth, self.vault, self.tokens, self.guard),
+            **_auth_headers(spec.auth, self.vault, self.tokens, self.guard, self.client),
         }
-        http = httpx2.AsyncClient(headers=headers, timeout=spec.timeout_s)
+        http = pinned_async_client(self.guard, headers=headers, timeout=spec.timeout_s)
         return streamable_http_client(spec.url, http_client=http)
 
     def _client(self) -> Any:

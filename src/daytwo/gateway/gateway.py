@@ -43,8 +43,9 @@ from daytwo.gateway.contracts import (
     parse_definitions,
 )
 from daytwo.gateway.drift import DriftMonitor, Violation, check_expectation
+from daytwo.gateway.egress import EgressPolicy, pinned_client
 from daytwo.gateway.idempotency import IdempotencyLedger
-from daytwo.gateway.policies import RateLimits, SsrfGuard, check_payload, find_injection_markers
+from daytwo.gateway.policies import RateLimits, check_payload, find_injection_markers
 from daytwo.gateway.telemetry import Telemetry
 from daytwo.gateway.vault import CredentialVault, OAuth2TokenCache
 from daytwo.store import Store, new_id
@@ -129,6 +130,17 @@ class _Compiled:
         return self._backend
 
 
+def _backend_urls(definition: ToolDefinition) -> list[str]:
+    """Every URL the definition's backend reaches (endpoint, OAuth2 token URL)."""
+    spec = definition.backend
+    if not isinstance(spec, (HttpBackendSpec, McpBackendSpec)):
+        return []
+    urls = [spec.url] if spec.url else []
+    if spec.auth is not None and spec.auth.token_url:
+        urls.append(spec.auth.token_url)
+    return urls
+
+
 def _first_error(validator: Draft202012Validator, value: Any) -> str | None:
     for err in validator.iter_errors(value):
         where = "/".join(str(p) for p in err.absolute_path) or "(root)"
@@ -185,7 +197,8 @@ class Gateway:
         if rate_limit_storage is None:
             rate_limit_storage = (settings.redis_url if settings else None) or "memory://"
         self.rate_limits = RateLimits(rate_limit_storage, namespace=namespace)
-        self.guard = SsrfGuard(ssrf_allow)
+        allow = [*(settings.egress_allow if settings is not None else ()), *ssrf_allow]
+        self.guard = EgressPolicy(allow)
         self.tokens = OAuth2TokenCache()
         self.drift = DriftMonitor()
         self.telemetry = Telemetry(store, window_s=telemetry_window_s)
@@ -208,10 +221,17 @@ class Gateway:
         """Register one tool version (ConflictError if the version exists with another hash)."""
         if not isinstance(definition, ToolDefinition):
             definition = parse_definitions(definition)[0]
-        return self.catalog.register_many([definition])[0]
+        return self.register_many([definition])[0]
 
     def register_many(self, definitions: list[ToolDefinition]) -> list[ToolRecord]:
-        """Register several versions in one transaction (nothing half-registered)."""
+        """Register several versions in one transaction (nothing half-registered).
+
+        Every URL a definition points at passes the egress policy first (SsrfBlocked
+        for an internal target not allow-listed, InputError for a non-http(s) URL).
+        """
+        for definition in definitions:
+            for url in _backend_urls(definition):
+                self.guard.check_registration(url)
         return self.catalog.register_many(definitions)
 
     def register_python(self, name: str, fn: Callable[..., Any]) -> None:
@@ -245,13 +265,20 @@ class Gateway:
         if isinstance(spec, PythonBackendSpec):
             return PythonBackend(spec, self._python)
         if isinstance(spec, HttpBackendSpec):
-            if self._http is None:
-                self._http = httpx.Client(follow_redirects=False)
             return HttpBackend(
-                spec, guard=self.guard, vault=self.vault, tokens=self.tokens, client=self._http
+                spec, guard=self.guard, vault=self.vault, tokens=self.tokens, client=self._client()
             )
         assert isinstance(spec, McpBackendSpec)
-        return McpBackend(spec, guard=self.guard, vault=self.vault, tokens=self.tokens)
+        return McpBackend(
+            spec, guard=self.guard, vault=self.vault, tokens=self.tokens, client=self._client()
+        )
+
+    def _client(self) -> httpx.Client:
+        """The HTTP client of the backends: connects only where the egress policy allows."""
+        with self._lock:
+            if self._http is None:
+                self._http = pinned_client(self.guard)
+            return self._http
 
     def _compiled_for(self, record: ToolRecord) -> _Compiled:
         key = f"{record.name}@{record.version}"

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
-import socket
 import time
-from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from daytwo.exceptions import InputError
-from daytwo.gateway.errors import PayloadTooLarge, SsrfBlocked, ToolRateLimited
+from daytwo.gateway.egress import EgressPolicy
+from daytwo.gateway.errors import PayloadTooLarge, ToolRateLimited
 
 __all__ = [
     "RateLimits",
@@ -102,50 +99,8 @@ def check_payload(value: Any, *, max_bytes: int, max_depth: int, what: str) -> i
     return size
 
 
-class SsrfGuard:
-    """Refuses HTTP targets that resolve to private, loopback, link-local or reserved addresses."""
-
-    def __init__(self, allow: Iterable[str] = ()) -> None:
-        self._hosts: set[str] = set()
-        self._nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for entry in allow:
-            try:
-                self._nets.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                self._hosts.add(entry.lower())
-
-    def check(self, url: str) -> None:
-        """Raise SsrfBlocked (or InputError for a malformed URL) unless the URL is allowed."""
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise InputError(
-                f"backend URL {url!r} is not an http(s) URL", hint="fix the tool's url"
-            )
-        host = parts.hostname.lower()
-        if host in self._hosts:
-            return
-        try:
-            infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
-        except socket.gaierror as exc:
-            raise SsrfBlocked(
-                f"backend host {host!r} does not resolve", hint="check the tool's url"
-            ) from exc
-        for info in infos:
-            addr = ipaddress.ip_address(info[4][0])
-            if any(addr in net for net in self._nets):
-                continue
-            if (
-                addr.is_private
-                or addr.is_loopback
-                or addr.is_link_local
-                or addr.is_reserved
-                or addr.is_multicast
-                or addr.is_unspecified
-            ):
-                raise SsrfBlocked(
-                    f"backend host {host!r} resolves to the internal address {addr}",
-                    hint="allow-list it in the gateway (ssrf_allow) if this is intended",
-                )
+SsrfGuard = EgressPolicy
+"""The egress policy under its former name (see :mod:`daytwo.gateway.egress`)."""
 
 
 _INJECTION = re.compile(

@@ -150,28 +150,40 @@ class OAuth2TokenCache:
         self.fetches = 0
 
     def token(
-        self, token_url: str, client_id: str, client_secret: str, scope: str | None = None
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scope: str | None = None,
+        *,
+        client: httpx.Client | None = None,
     ) -> str:
-        """A valid access token, fetched when missing or about to expire."""
+        """A valid access token, fetched (through ``client`` when given) when missing or stale."""
         key = (token_url, client_id, scope or "")
         with self._lock:
             tok = self._tokens.get(key)
             now = time.monotonic()
             if tok is not None and now < tok.expires_at:
                 return tok.value
-            tok = self._fetch(token_url, client_id, client_secret, scope)
+            tok = self._fetch(token_url, client_id, client_secret, scope, client)
             self._tokens[key] = tok
             return tok.value
 
     def _fetch(
-        self, token_url: str, client_id: str, client_secret: str, scope: str | None
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scope: str | None,
+        client: httpx.Client | None = None,
     ) -> _Token:
         data = {"grant_type": "client_credentials"}
         if scope:
             data["scope"] = scope
         self.fetches += 1
         try:
-            resp = httpx.post(
+            post = client.post if client is not None else httpx.post
+            resp = post(
                 token_url, data=data, auth=(client_id, client_secret), timeout=self.timeout_s
             )
         except httpx.HTTPError as exc:
