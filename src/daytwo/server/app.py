@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from daytwo._version import __version__
 from daytwo.server.auth import KeyStore
 from daytwo.server.errors import install_error_handlers
-from daytwo.server.middleware import DEFAULT_MAX_BODY_BYTES, RequestGuard
+from daytwo.server.middleware import DEFAULT_MAX_BODY_BYTES, PathLimit, RequestGuard
 from daytwo.settings import Settings, load_settings
 from daytwo.store import Store
 
@@ -129,16 +129,23 @@ def create_app(
     if mcp is not None:
         # MCP Streamable HTTP at /mcp/ (agent keys of the gateway as Bearer tokens).
         app.mount("/mcp", mcp, name="mcp")
-    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes)
+    from daytwo.server.routes import otlp
+
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=max_body_bytes,
+        path_limits={otlp.OTLP_PATH: PathLimit(otlp.MAX_OTLP_BYTES, otlp.too_large_body)},
+    )
     return app
 
 
 def _layer_routers() -> list[APIRouter]:
     """Routers of the layers (each module registers the routes of one layer)."""
     from daytwo.server import pages  # noqa: F401  (registers the dashboard pages)
-    from daytwo.server.routes import agents, audit, costs, evals, knowledge, runs, tools
+    from daytwo.server.routes import agents, audit, costs, evals, knowledge, otlp, runs, tools
 
     return [
+        otlp.router,
         runs.router,
         agents.router,
         tools.router,

@@ -8,11 +8,13 @@ on ``/api/`` that is not JSON (multipart is allowed on upload routes).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "RequestGuard"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "PathLimit", "RequestGuard"]
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 """Default largest request body (1 MiB); uploads get ``max_upload_bytes``."""
@@ -25,6 +27,18 @@ def _error(status: int, code: str, message: str, hint: str) -> tuple[int, bytes]
     return status, json.dumps(body).encode()
 
 
+@dataclass(frozen=True)
+class PathLimit:
+    """Another body limit for one path, and how to answer 413 there.
+
+    ``answer(content_type)`` returns the body and its content type (a protocol with
+    its own error shape, such as OTLP's, answers in it).
+    """
+
+    limit: int
+    answer: Callable[[str], tuple[bytes, str]] | None = None
+
+
 class RequestGuard:
     """Refuse oversized bodies (413) and non-JSON bodies on the JSON API (415)."""
 
@@ -35,11 +49,13 @@ class RequestGuard:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_upload_bytes: int = 32 << 20,
         api_prefix: str = "/api/",
+        path_limits: Mapping[str, PathLimit] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
         self.api_prefix = api_prefix
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
@@ -50,6 +66,9 @@ class RequestGuard:
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         is_upload = path.endswith("/upload") and ctype == "multipart/form-data"
         limit = self.max_upload_bytes if is_upload else self.max_body_bytes
+        special = self.path_limits.get(path)
+        if special is not None:
+            limit = special.limit
         length = headers.get("content-length")
         if length is not None:
             try:
@@ -58,7 +77,7 @@ class RequestGuard:
                 await self._answer(send, *_error(400, "bad_request", "bad Content-Length", ""))
                 return
             if declared > limit:
-                await self._answer(send, *self._too_large(limit))
+                await self._answer(send, *self._too_large(limit, special, ctype))
                 return
         # Read the whole (bounded) body first, so a lying or absent Content-Length
         # cannot make the application buffer more than the limit.
@@ -72,7 +91,7 @@ class RequestGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await self._answer(send, *self._too_large(limit))
+                await self._answer(send, *self._too_large(limit, special, ctype))
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -105,7 +124,12 @@ class RequestGuard:
         await self.app(scope, replay, send)
 
     @staticmethod
-    def _too_large(limit: int) -> tuple[int, bytes]:
+    def _too_large(
+        limit: int, special: PathLimit | None = None, ctype: str = ""
+    ) -> tuple[int, bytes] | tuple[int, bytes, str]:
+        if special is not None and special.answer is not None:
+            body, answer_type = special.answer(ctype)
+            return 413, body, answer_type
         return _error(
             413,
             "body_too_large",
@@ -114,9 +138,11 @@ class RequestGuard:
         )
 
     @staticmethod
-    async def _answer(send: Send, status: int, body: bytes) -> None:
+    async def _answer(
+        send: Send, status: int, body: bytes, content_type: str = "application/json"
+    ) -> None:
         headers: list[Any] = [
-            (b"content-type", b"application/json"),
+            (b"content-type", content_type.encode("latin-1")),
             (b"content-length", str(len(body)).encode()),
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})

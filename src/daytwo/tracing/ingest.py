@@ -1,0 +1,445 @@
+"""Store spans sent by external agents (OTLP) in the span store, priced by the ledger.
+
+:func:`parse_request` turns an ``ExportTraceServiceRequest`` into ``trace_spans`` rows
+(validating ids and the types of the fields the ledger counts, mapping OpenInference
+onto the GenAI conventions); :func:`store_batch` writes them inside the caller's
+transaction. Every span is attributed to the sender's tenant and principal, whatever
+its own attributes claim, and carries the external run id of its trace
+(:func:`external_run_id`), so each external trace can be listed and explained as a run.
+
+Cost is counted once per model call: a cost span with another cost span below it
+(a framework's LLM span around the model gateway's ``chat`` span) becomes a
+``wrapper``, here at ingest across batches, and in the ledger's roll-ups at read time.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Table, select, update
+
+from daytwo.exceptions import ConflictError, InputError
+from daytwo.store.tables.tracing import DecisionRow, SpanRow
+from daytwo.tracing import attributes as A
+from daytwo.tracing.conventions import normalize
+from daytwo.tracing.otlp import ExportTraceServiceRequest
+from daytwo.tracing.pricing import PriceSource, SpanCost, span_cost
+from daytwo.tracing.processor import (
+    COLUMNS,
+    WRAPPER,
+    _dumps,
+    _execute_many,
+    _insert_many,
+    _PriceCache,
+    _SqliteTime,
+    _ts,
+)
+
+__all__ = [
+    "EXTERNAL_RUN_PREFIX",
+    "IngestResult",
+    "ParsedBatch",
+    "TraceSummary",
+    "external_run_id",
+    "parse_request",
+    "store_batch",
+]
+
+EXTERNAL_RUN_PREFIX = "otlp-"
+_SPANS: Table = SpanRow.__table__  # type: ignore[assignment]
+_DECISIONS: Table = DecisionRow.__table__  # type: ignore[assignment]
+_KINDS = ("internal", "internal", "server", "client", "producer", "consumer")
+# Attributes that bind a span to a run, tenant or principal: set by the server only.
+_RESERVED = (A.RUN_ID, A.TENANT, A.PRINCIPAL)
+_COUNTED = ("priced", "unknown")
+_I = {name: i for i, name in enumerate(COLUMNS)}
+
+
+def external_run_id(trace_id: str) -> str:
+    """The run id under which an external trace is listed (``otlp-<trace id>``)."""
+    return f"{EXTERNAL_RUN_PREFIX}{trace_id}"
+
+
+def _value(v: Any) -> Any:
+    which = v.WhichOneof("value")
+    if which == "string_value":
+        return v.string_value
+    if which == "int_value":
+        return v.int_value
+    if which == "double_value":
+        return v.double_value
+    if which == "bool_value":
+        return v.bool_value
+    if which == "array_value":
+        return [_value(x) for x in v.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _value(kv.value) for kv in v.kvlist_value.values}
+    if which == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode("ascii")
+    return None
+
+
+def _attrs(kvs: Iterable[Any]) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in kvs}
+
+
+@dataclass
+class ParsedBatch:
+    """The rows of one export request, ready for :func:`store_batch`."""
+
+    tenant: str
+    principal: str
+    rows: list[list[Any]] = field(default_factory=list)
+    """``trace_spans`` values in :data:`~daytwo.tracing.processor.COLUMNS` order, with
+    nanosecond times and attribute dicts (encoded for the driver when stored)."""
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    io: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    """Input and output values of each span that has them (by span id)."""
+    unpriced_models: set[str] = field(default_factory=set)
+
+
+def _check_id(raw: bytes, size: int, what: str, where: str, *, optional: bool = False) -> str:
+    if not raw and optional:
+        return ""
+    if len(raw) != size or not any(raw):
+        raise InputError(
+            f"{where} has {'no' if not raw else 'an invalid'} {what}"
+            + (f" ({len(raw)} bytes)" if raw else ""),
+            hint=f"every span needs a non-zero {size}-byte {what}",
+        )
+    return raw.hex()
+
+
+def parse_request(
+    request: ExportTraceServiceRequest,
+    *,
+    tenant: str,
+    principal: str,
+    prices: PriceSource | None,
+) -> ParsedBatch:
+    """Validate and convert every span of ``request``; InputError on the first bad one."""
+    batch = ParsedBatch(tenant, principal)
+    cache = _PriceCache(prices) if prices is not None else None
+    n = 0
+    for rs in request.resource_spans:
+        resource = _attrs(rs.resource.attributes)
+        service = resource.get("service.name")
+        if not isinstance(service, str) or service.startswith("unknown_service"):
+            service = None
+        for ss in rs.scope_spans:
+            scope = ss.scope.name[:128] or None
+            for span in ss.spans:
+                where = f"span {n} ({span.name[:60]!r})"
+                n += 1
+                trace_id = _check_id(span.trace_id, 16, "trace id", where)
+                span_id = _check_id(span.span_id, 8, "span id", where)
+                parent = _check_id(span.parent_span_id, 8, "parent span id", where, optional=True)
+                if not span.start_time_unix_nano:
+                    raise InputError(f"{where} has no start time", hint="set startTimeUnixNano")
+                attrs = normalize(_attrs(span.attributes), where)
+                for key in _RESERVED:
+                    attrs.pop(key, None)
+                if service is not None:
+                    attrs.setdefault("service.name", service)
+                batch.rows.append(
+                    _row(span, trace_id, span_id, parent or None, scope, attrs, batch, cache)
+                )
+                if A.TOOL_COST_USD in attrs or attrs.get(A.OPERATION) in A.COST_OPERATIONS:
+                    row = batch.rows[-1]
+                    if row[_I["cost_status"]] == "unknown":
+                        batch.unpriced_models.add(str(row[_I["model"]] or "(no model name)"))
+                if "input.value" in attrs or "output.value" in attrs:
+                    batch.io[span_id] = (attrs.get("input.value"), attrs.get("output.value"))
+                for event in span.events:
+                    if event.name == A.DECISION_EVENT:
+                        batch.decisions.append(_decision(event, trace_id, span_id))
+    return batch
+
+
+def _row(
+    span: Any,
+    trace_id: str,
+    span_id: str,
+    parent: str | None,
+    scope: str | None,
+    attrs: dict[str, Any],
+    batch: ParsedBatch,
+    cache: _PriceCache | None,
+) -> list[Any]:
+    start = span.start_time_unix_nano
+    end = max(span.end_time_unix_nano, start)
+    get = attrs.get
+    cost: SpanCost | None = None
+    if get(A.OPERATION) in A.COST_OPERATIONS or A.TOOL_COST_USD in attrs:
+        at = cache.second(start) if cache is not None else _ts(start)
+        cost = span_cost(attrs, at, cache)
+    model = get(A.RESPONSE_MODEL) or get(A.REQUEST_MODEL)
+    tokens_in, tokens_out = get(A.USAGE_INPUT), get(A.USAGE_OUTPUT)
+    failed = span.status.code == 2
+    values = [
+        span_id,
+        trace_id,
+        parent,
+        span.name[:255],
+        _KINDS[span.kind] if 0 <= span.kind < len(_KINDS) else "internal",
+        scope,
+        start,
+        end,
+        (end - start) / 1e6,
+        "error" if failed else "ok",
+        span.status.message or None,
+        attrs,
+        str(get(A.OPERATION))[:32] if get(A.OPERATION) is not None else None,
+        str(model)[:255] if model else None,
+        external_run_id(trace_id),
+        str(get(A.SESSION_ID))[:128] if get(A.SESSION_ID) is not None else None,
+        str(get("service.name"))[:255] if get("service.name") else None,
+        batch.principal,
+        batch.tenant,
+        int(tokens_in) if tokens_in is not None else None,
+        int(tokens_out) if tokens_out is not None else None,
+        None if cost is None or cost.usd is None else str(cost.usd),
+        None if cost is None else cost.status,
+    ]
+    return values
+
+
+def _decision(event: Any, trace_id: str, span_id: str) -> dict[str, Any]:
+    import json
+
+    ev = _attrs(event.attributes)
+    try:
+        data = json.loads(str(ev.get(A.DECISION_DATA) or "{}"))
+    except json.JSONDecodeError:
+        data = {"raw": str(ev.get(A.DECISION_DATA))}
+    return {
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "at": _ts(event.time_unix_nano),
+        "kind": str(ev.get(A.DECISION_KIND) or "unknown")[:64],
+        "summary": str(ev.get(A.DECISION_SUMMARY) or ""),
+        "data": data if isinstance(data, dict) else {"value": data},
+    }
+
+
+@dataclass
+class TraceSummary:
+    """What one external trace adds up to after a request (for its run record)."""
+
+    trace_id: str
+    run_id: str
+    new: bool
+    spans: int = 0
+    agent: str | None = None
+    root_name: str | None = None
+    status: str = "running"
+    error: str | None = None
+    started_at: Any = None
+    finished_at: Any = None
+    input: Any = None
+    output: Any = None
+    session_id: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    unpriced_spans: int = 0
+
+
+@dataclass
+class IngestResult:
+    """What :func:`store_batch` stored."""
+
+    accepted: int
+    duplicates: int
+    traces: list[TraceSummary]
+    unpriced_models: set[str]
+
+
+@dataclass
+class _Node:
+    span_id: str
+    trace_id: str
+    parent: str | None
+    cost_status: str | None
+    cost_usd: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    name: str
+    status: str
+    status_message: str | None
+    start: Any
+    end: Any
+    agent: str | None
+    session: str | None
+    stored: bool
+
+
+def _existing(conn: Connection, trace_ids: Sequence[str]) -> list[Any]:
+    cols = (
+        SpanRow.span_id,
+        SpanRow.trace_id,
+        SpanRow.parent_span_id,
+        SpanRow.cost_status,
+        SpanRow.cost_usd,
+        SpanRow.input_tokens,
+        SpanRow.output_tokens,
+        SpanRow.name,
+        SpanRow.status,
+        SpanRow.status_message,
+        SpanRow.start_time,
+        SpanRow.end_time,
+        SpanRow.agent,
+        SpanRow.session_id,
+        SpanRow.tenant,
+        SpanRow.principal,
+    )
+    found: list[Any] = []
+    for i in range(0, len(trace_ids), 500):
+        chunk = trace_ids[i : i + 500]
+        found.extend(conn.execute(select(*cols).where(SpanRow.trace_id.in_(chunk))).all())
+    return found
+
+
+def store_batch(
+    conn: Connection,
+    batch: ParsedBatch,
+    *,
+    tenant_of: Callable[[str | None], str],
+) -> IngestResult:
+    """Write ``batch`` in ``conn``'s transaction; ConflictError when a trace is another's.
+
+    ``tenant_of`` maps a recorded principal string to its tenant (the server's
+    convention). A span already stored under the same trace is skipped, so an exporter
+    retrying a request stores nothing twice.
+    """
+    trace_ids = sorted({r[1] for r in batch.rows})
+    existing = _existing(conn, trace_ids)
+    for row in existing:
+        owner = row.tenant or (tenant_of(row.principal) if row.principal else None)
+        if owner is not None and owner != batch.tenant:
+            raise ConflictError(
+                f"trace {row.trace_id} is in use by another tenant; none of the spans were stored",
+                hint="send this tenant's spans in traces of their own (new trace ids)",
+            )
+    nodes: dict[str, _Node] = {}
+    for r in existing:
+        nodes[r.span_id] = _Node(
+            r.span_id, r.trace_id, r.parent_span_id, r.cost_status, r.cost_usd,
+            r.input_tokens, r.output_tokens, r.name, r.status, r.status_message,
+            r.start_time, r.end_time, r.agent, r.session_id, True,
+        )  # fmt: skip
+    rows: list[list[Any]] = []
+    duplicates = 0
+    for row in batch.rows:
+        if row[0] in nodes:
+            duplicates += 1
+            continue
+        nodes[row[0]] = _Node(
+            row[0], row[1], row[2], row[_I["cost_status"]], row[_I["cost_usd"]],
+            row[_I["input_tokens"]], row[_I["output_tokens"]], row[3], row[_I["status"]],
+            row[_I["status_message"]], _ts(row[6]), _ts(row[7]), row[_I["agent"]],
+            row[_I["session_id"]], False,
+        )  # fmt: skip
+        rows.append(row)
+    demoted = _mark_wrappers(nodes)
+    by_id = {row[0]: row for row in rows}
+    for span_id in demoted:
+        if span_id in by_id:
+            by_id[span_id][_I["cost_status"]] = WRAPPER
+            by_id[span_id][_I["cost_usd"]] = None
+    _insert(conn, rows)
+    stored_demoted = [s for s in demoted if nodes[s].stored]
+    for span_id in stored_demoted:
+        conn.execute(
+            update(SpanRow)
+            .where(SpanRow.span_id == span_id)
+            .values(cost_status=WRAPPER, cost_usd=None)
+            .execution_options(synchronize_session=False)
+        )
+    new_ids = {row[0] for row in rows}
+    decisions = [d for d in batch.decisions if d["span_id"] in new_ids]
+    if decisions:
+        _insert_many(conn, _DECISIONS, decisions)
+    existing_traces = {r.trace_id for r in existing}
+    traces = _summaries(nodes, trace_ids, existing_traces, batch)
+    return IngestResult(len(rows), duplicates, traces, batch.unpriced_models)
+
+
+def _mark_wrappers(nodes: Mapping[str, _Node]) -> set[str]:
+    """Cost spans (priced or unknown) with a cost span below them: they become wrappers."""
+    demoted: set[str] = set()
+    for node in nodes.values():
+        if node.cost_status not in (*_COUNTED, WRAPPER):
+            continue
+        seen: set[str] = set()
+        current = node.parent
+        while current is not None and current in nodes and current not in seen:
+            seen.add(current)
+            above = nodes[current]
+            if above.cost_status in _COUNTED:
+                demoted.add(current)
+                above.cost_status, above.cost_usd = WRAPPER, None
+            current = above.parent
+    return demoted
+
+
+def _insert(conn: Connection, rows: list[list[Any]]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        stamp: Callable[[int], Any] = _SqliteTime()
+
+        def encode(attrs: Mapping[str, Any]) -> Any:
+            return _dumps(attrs)
+    else:
+        from psycopg.types.json import Jsonb
+
+        stamp = _ts
+
+        def encode(attrs: Mapping[str, Any]) -> Any:
+            return Jsonb(attrs, dumps=_dumps)
+
+    params = []
+    for row in rows:
+        values = list(row)
+        values[6], values[7] = stamp(values[6]), stamp(values[7])
+        values[11] = encode(values[11])
+        params.append(tuple(values))
+    _execute_many(conn, _SPANS.name, COLUMNS, params)
+
+
+def _summaries(
+    nodes: Mapping[str, _Node],
+    trace_ids: Sequence[str],
+    existing_traces: set[str],
+    batch: ParsedBatch,
+) -> list[TraceSummary]:
+    out = {t: TraceSummary(t, external_run_id(t), new=t not in existing_traces) for t in trace_ids}
+    for node in nodes.values():
+        s = out[node.trace_id]
+        s.spans += 1
+        if s.started_at is None or node.start < s.started_at:
+            s.started_at = node.start
+        s.agent = s.agent or node.agent
+        s.session_id = s.session_id or node.session
+        if node.cost_status in _COUNTED:
+            s.input_tokens += node.input_tokens or 0
+            s.output_tokens += node.output_tokens or 0
+            if node.cost_status == "priced" and node.cost_usd is not None:
+                s.cost_usd += Decimal(node.cost_usd)
+            else:
+                s.unpriced_spans += 1
+        if node.parent is None:
+            s.root_name = node.name
+            s.finished_at = node.end
+            s.status = "failed" if node.status == "error" else "succeeded"
+            s.error = node.status_message if node.status == "error" else None
+            if node.span_id in batch.io:
+                s.input, s.output = batch.io[node.span_id]
+        elif node.parent not in nodes and s.root_name is None:
+            s.root_name = node.name  # the root has not arrived yet: the run is running
+    return list(out.values())
