@@ -218,7 +218,6 @@ class EgressPolicy:
                     raise self._refuse(host, addr, problem, verb)
         return addrs
 
-
     def lookup(self, host: str, port: int) -> list[str]:
         """The DNS answer for ``host`` (the one place names are resolved)."""
         try:

@@ -142,10 +142,21 @@ def create_app(
 def _layer_routers() -> list[APIRouter]:
     """Routers of the layers (each module registers the routes of one layer)."""
     from daytwo.server import pages  # noqa: F401  (registers the dashboard pages)
-    from daytwo.server.routes import agents, audit, costs, evals, knowledge, otlp, runs, tools
+    from daytwo.server.routes import (
+        agents,
+        audit,
+        costs,
+        evals,
+        knowledge,
+        otlp,
+        runs,
+        tools,
+        traces,
+    )
 
     return [
         otlp.router,
+        traces.router,
         runs.router,
         agents.router,
         tools.router,

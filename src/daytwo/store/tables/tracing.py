@@ -14,7 +14,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from daytwo.store.base import Base, JSONType, UTCDateTime
 
-__all__ = ["AuditCheckpointRow", "AuditHeadRow", "AuditRecordRow", "DecisionRow", "SpanRow"]
+__all__ = [
+    "AuditCheckpointRow",
+    "AuditHeadRow",
+    "AuditRecordRow",
+    "DecisionRow",
+    "ScoreRow",
+    "SpanRow",
+]
 
 
 class SpanRow(Base):
@@ -113,3 +120,21 @@ class AuditCheckpointRow(Base):
     key_id: Mapped[str] = mapped_column(String(64))
     public_key: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
+
+
+class ScoreRow(Base):
+    """A score of a trace: user feedback or a label (``daytwo.sdk.score``), per tenant."""
+
+    __tablename__ = "trace_scores"
+    __table_args__ = (Index("ix_trace_scores_trace_id", "trace_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    trace_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(64))
+    # A number (booleans as 0/1) or a category label; exactly one is set.
+    value_num: Mapped[float | None] = mapped_column(Float)
+    value_text: Mapped[str | None] = mapped_column(String(255))
+    comment: Mapped[str | None] = mapped_column(Text)
+    principal: Mapped[str] = mapped_column(String(255))
+    tenant: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
