@@ -70,6 +70,23 @@ class Settings(BaseSettings):
         description="Internal hosts and networks tool backends may reach (comma-separated "
         "names, '.suffix' for subdomains, addresses or CIDRs); other non-global ones are refused.",
     )
+    audit_checkpoint_every: int = Field(
+        default=100,
+        ge=1,
+        description="Sign an audit checkpoint every this many records; `audit verify` fails "
+        "when this many newest records or more are unsealed.",
+    )
+    audit_key_fingerprint: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{16}$",
+        description="Pinned key id of the audit signing key (`daytwo audit key`): a replaced "
+        "key file is refused and checkpoints signed by another key fail verification.",
+    )
+    audit_anchor_file: Path | None = Field(
+        default=None,
+        description="Append-only file outside the store that receives a copy of every audit "
+        "checkpoint; `audit verify` checks the store against it.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="WARNING", description="Log level of daytwo's own loggers."
     )

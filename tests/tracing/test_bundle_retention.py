@@ -16,7 +16,7 @@ from daytwo.store.tables.tracing import DecisionRow, SpanRow
 from daytwo.tracing import TracingHandle, record_decision
 from daytwo.tracing.audit import AuditLog
 from daytwo.tracing.bundle import export_bundle, verify_bundle
-from daytwo.tracing.chain import body_digest, checkpoint_message, link_hash
+from daytwo.tracing.chain import body_digest, canonical, checkpoint_message, link_hash, marks_of
 from daytwo.tracing.retention import purge_traces
 from daytwo.tracing.signing import AuditSigner
 
@@ -68,10 +68,19 @@ def test_bundle_verifies_offline_and_hides_other_runs(sqlite_store: Store, tmp_p
             r["prev_hash"], r["hash"] = prev, link_hash(r["seq"], prev, digest)
             prev = r["hash"]
         cp = d["checkpoint"]
-        cp.update(hash=prev, public_key=other.public_key_b64, key_id=other.key_id)
-        msg = checkpoint_message(cp["seq"], cp["hash"], cp["prev_seq"], cp["at"], cp["key_id"])
+        by_seq = {r["seq"]: r["hash"] for r in d["records"]}
+        marks = marks_of(by_seq[s] for s in range(cp["prev_seq"] + 1, cp["seq"] + 1))
+        cp.update(hash=prev, public_key=other.public_key_b64, key_id=other.key_id, marks=marks)
+        msg = checkpoint_message(
+            cp["seq"], cp["hash"], cp["prev_seq"], cp["at"], cp["key_id"], marks
+        )
         cp["signature"] = other.sign(msg)
         d["public_key"] = other.public_key_b64
+        manifest = d["manifest"]
+        del manifest["signature"]
+        manifest["records"][0][1] = body_digest(d["records"][0]["body"])
+        manifest["key_id"] = other.key_id
+        manifest["signature"] = other.sign(canonical(manifest))
 
     assert tampered(resign)
     target = tmp_path / "t"

@@ -98,3 +98,78 @@ def test_audit_cli(populated: Store, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "modified" in err
     assert run(["audit", "purge-traces", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["spans"] == 0
+
+
+def test_audit_cli_catches_the_reported_rewrites(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22 from the CLI: rehash + delete checkpoints, replaced key, anchoring."""
+    monkeypatch.setenv("DAYTWO_AUDIT_CHECKPOINT_EVERY", "5")
+    monkeypatch.setenv("DAYTWO_AUDIT_ANCHOR_FILE", str(tmp_path / "anchor" / "audit.jsonl"))
+    assert run(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    assert run(["audit", "key", "--out", "trusted.pem", "--json"]) == 0
+    fingerprint = json.loads(capsys.readouterr().out)["key_id"]
+    settings = load_settings()
+    store = Store.from_settings(settings)
+    try:
+        from daytwo.tracing.audit import configure_audit, reset_audit_defaults
+
+        configure_audit(settings)
+        log = AuditLog(store)
+        for i in range(12):
+            log.append("step", "agent:support", data={"i": i}, run_id="r1")
+        reset_audit_defaults()
+    finally:
+        store.dispose()
+    assert run(["audit", "verify", "--public-key", "trusted.pem", "--sealed"]) == 1
+    assert "records 11..12 are not yet sealed" in " ".join(capsys.readouterr().err.split())
+    assert run(["audit", "anchor", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["seq"] == 12
+    assert run(["audit", "verify", "--public-key", "trusted.pem", "--sealed", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["anchors"] == 3  # 5, 10, 12
+
+    db = sqlite3.connect(tmp_path / ".daytwo" / "daytwo.db")
+    rows = db.execute("SELECT seq, id, at, kind, actor, subject, run_id, data FROM audit_records "
+                      "WHERE seq >= 2 ORDER BY seq").fetchall()  # fmt: skip
+    (prev,) = db.execute("SELECT prev_hash FROM audit_records WHERE seq=2").fetchone()
+    from datetime import UTC, datetime
+
+    from daytwo.tracing.audit import record_body
+    from daytwo.tracing.chain import body_digest, iso, link_hash
+
+    for seq, rid, at, kind, actor, subject, run_id, data in rows:
+        body = record_body(
+            rid, iso(datetime.fromisoformat(at).replace(tzinfo=UTC)), kind,
+            "mallory" if seq == 2 else actor, subject, run_id, json.loads(data),
+        )  # fmt: skip
+        h = link_hash(seq, prev, body_digest(body))
+        db.execute(
+            "UPDATE audit_records SET actor=?, prev_hash=?, hash=? WHERE seq=?",
+            (body["actor"], prev, h, seq),
+        )
+        prev = h
+    db.execute("UPDATE audit_head SET hash=? WHERE id=1", (prev,))
+    db.execute("DELETE FROM audit_checkpoints")
+    db.commit()
+    db.close()
+    assert run(["audit", "verify"]) == 1
+    assert "first bad record 2" in capsys.readouterr().err  # named through the anchor file
+    # Without the anchor the cadence still fails the log.
+    monkeypatch.delenv("DAYTWO_AUDIT_ANCHOR_FILE")
+    assert run(["audit", "verify", "--json"]) == 1
+    assert "not sealed" in json.loads(capsys.readouterr().out)["problem"]["reason"]
+
+    # A replaced key file: refused for signing, and its checkpoints fail verification.
+    (tmp_path / ".daytwo" / "audit_ed25519.key").unlink()
+    monkeypatch.setenv("DAYTWO_AUDIT_KEY_FINGERPRINT", fingerprint)
+    assert run(["audit", "checkpoint"]) == 2
+    assert "the key file was replaced" in " ".join(capsys.readouterr().err.split())
+    monkeypatch.delenv("DAYTWO_AUDIT_KEY_FINGERPRINT")
+    assert run(["audit", "checkpoint"]) == 0  # signs the forged head with the new key
+    capsys.readouterr()
+    assert run(["audit", "verify", "--public-key", "trusted.pem"]) == 1
+    assert "untrusted key" in " ".join(capsys.readouterr().err.split())
+    monkeypatch.setenv("DAYTWO_AUDIT_KEY_FINGERPRINT", fingerprint)
+    assert run(["audit", "verify"]) == 1
+    assert f"not by the pinned key {fingerprint}" in " ".join(capsys.readouterr().err.split())

@@ -12,10 +12,11 @@ __all__ = ["audit_log", "build_gateway", "build_kb", "build_runtime", "mcp_app",
 
 
 def audit_log(settings: Settings, store: Store) -> Any:
-    """The signed audit log of the store (key file in the data directory)."""
-    from daytwo.tracing.audit import AuditLog
+    """The signed audit log of the store (key file in the data directory, settings' cadence)."""
+    from daytwo.tracing.audit import AuditLog, configure_audit
 
-    return AuditLog.for_data_dir(store, settings.data_dir)
+    configure_audit(settings)
+    return AuditLog(store)
 
 
 def start_tracing(settings: Settings, store: Store) -> None:

@@ -7,6 +7,12 @@ hash is read, so concurrent appends from threads or processes never fork the
 chain. Pass ``session=`` to append inside the caller's transaction: the record
 then commits or rolls back with the caller's own writes.
 
+A checkpoint is signed every ``checkpoint_every`` records (it signs the head and a
+mark of every record since the previous one, so verification names the first
+rewritten record) and, when an anchor file is configured, copied there once its
+transaction commits. :func:`configure_audit` sets the process-wide defaults (signer,
+cadence, anchor file, pinned key fingerprint) from the settings.
+
 Never put erased content or secrets in ``data``: records are never deleted.
 """
 
@@ -19,31 +25,56 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from sqlalchemy import String, Table, bindparam, cast, select, update
+from sqlalchemy import String, Table, bindparam, cast, event, select, update
 from sqlalchemy.orm import Session
 
-from daytwo.exceptions import InputError, IntegrityError
+from daytwo.exceptions import ConfigError, InputError, IntegrityError
 from daytwo.store import Store, new_id, utcnow
 from daytwo.store.tables.tracing import AuditCheckpointRow, AuditHeadRow, AuditRecordRow
 from daytwo.tracing.attributes import RUN_ID
 from daytwo.tracing.chain import (
     ChainRecord,
     Checkpoint,
+    Problem,
     VerifyReport,
     body_digest,
     checkpoint_message,
     iso,
     link_hash,
+    marks_of,
     verify_chain,
 )
 from daytwo.tracing.signing import KEY_FILE, AuditSigner
 
-__all__ = ["AuditLog", "AuditRecord", "record_body", "set_default_signer"]
+if TYPE_CHECKING:
+    from daytwo.settings import Settings
 
-_DEFAULT_SIGNER: AuditSigner | None = None
+__all__ = [
+    "AuditDefaults",
+    "AuditLog",
+    "AuditRecord",
+    "check_pinned",
+    "configure_audit",
+    "record_body",
+    "reset_audit_defaults",
+    "set_default_signer",
+]
+
+
+@dataclass(frozen=True)
+class AuditDefaults:
+    """What every ``AuditLog(store)`` created without explicit arguments uses."""
+
+    signer: AuditSigner | None = None
+    checkpoint_every: int = 100
+    anchor_file: Path | None = None
+    key_fingerprint: str | None = None
+
+
+_DEFAULTS = AuditDefaults()
 
 _HEAD: Table = AuditHeadRow.__table__  # type: ignore[assignment]
 _RECORDS: Table = AuditRecordRow.__table__  # type: ignore[assignment]
@@ -58,9 +89,50 @@ _INSERT_RECORD = _RECORDS.insert()
 
 
 def set_default_signer(signer: AuditSigner | None) -> None:
-    """The signer every ``AuditLog(store)`` created without one uses (set by setup_tracing)."""
-    global _DEFAULT_SIGNER
-    _DEFAULT_SIGNER = signer
+    """The signer every ``AuditLog(store)`` created without one uses."""
+    global _DEFAULTS
+    _DEFAULTS = AuditDefaults(
+        signer,
+        _DEFAULTS.checkpoint_every,
+        _DEFAULTS.anchor_file,
+        _DEFAULTS.key_fingerprint,
+    )
+
+
+def reset_audit_defaults() -> None:
+    """Forget the process-wide audit defaults (no signer, cadence 100, no anchor, no pin)."""
+    global _DEFAULTS
+    _DEFAULTS = AuditDefaults()
+
+
+def check_pinned(signer: AuditSigner, fingerprint: str | None) -> None:
+    """ConfigError when ``signer`` is not the key the settings pin (the key file was replaced)."""
+    if fingerprint is not None and signer.key_id != fingerprint:
+        raise ConfigError(
+            f"the audit signing key has fingerprint {signer.key_id} but audit_key_fingerprint "
+            f"pins {fingerprint}: the key file was replaced",
+            hint="restore the original key file; only change the pin for a deliberate key rotation",
+        )
+
+
+def configure_audit(settings: Settings, *, create_key: bool = True) -> AuditDefaults:
+    """Set the process-wide audit defaults from ``settings`` (called by setup_tracing and the CLI).
+
+    Loads ``<data_dir>/audit_ed25519.key`` (created when absent and ``create_key``) and
+    refuses it when ``audit_key_fingerprint`` pins another key.
+    """
+    global _DEFAULTS
+    key = settings.data_dir / KEY_FILE
+    signer = AuditSigner.load_or_create(key) if create_key or key.exists() else None
+    if signer is not None:
+        check_pinned(signer, settings.audit_key_fingerprint)
+    _DEFAULTS = AuditDefaults(
+        signer,
+        settings.audit_checkpoint_every,
+        settings.audit_anchor_file,
+        settings.audit_key_fingerprint,
+    )
+    return _DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -119,6 +191,20 @@ def record_body(
 _STORED_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:\d{2})?)?")
 
 
+_PENDING_ANCHORS = "daytwo.audit.pending_anchors"
+
+
+def _write_pending_anchors(session: Session) -> None:
+    from daytwo.tracing.anchor import append_anchor
+
+    for path, cp in session.info.pop(_PENDING_ANCHORS, []):
+        append_anchor(path, cp)
+
+
+def _drop_pending_anchors(session: Session, _previous: Any) -> None:
+    session.info.pop(_PENDING_ANCHORS, None)
+
+
 def _current_run_id() -> str | None:
     span = trace.get_current_span()
     attrs = getattr(span, "attributes", None)
@@ -135,7 +221,9 @@ class AuditLog:
     :meth:`checkpoint`); it defaults to the process-wide signer that
     ``setup_tracing(store, settings)`` loads from ``<data_dir>/audit_ed25519.key``.
     Without any signer, no checkpoints are made. :meth:`for_data_dir` loads (or
-    creates) the key explicitly.
+    creates) the key explicitly. ``anchor_file`` receives a copy of every checkpoint
+    (see :mod:`daytwo.tracing.anchor`); ``key_fingerprint`` pins the key that
+    :meth:`verify` trusts. Unset arguments take the :func:`configure_audit` defaults.
     """
 
     def __init__(
@@ -143,13 +231,21 @@ class AuditLog:
         store: Store,
         *,
         signer: AuditSigner | None = None,
-        checkpoint_every: int = 100,
+        checkpoint_every: int | None = None,
+        anchor_file: Path | None = None,
+        key_fingerprint: str | None = None,
     ) -> None:
-        if checkpoint_every < 1:
+        defaults = _DEFAULTS
+        every = defaults.checkpoint_every if checkpoint_every is None else checkpoint_every
+        if every < 1:
             raise InputError("checkpoint_every must be at least 1", hint="use e.g. 100")
         self.store = store
-        self.signer = signer if signer is not None else _DEFAULT_SIGNER
-        self.checkpoint_every = checkpoint_every
+        self.signer = signer if signer is not None else defaults.signer
+        self.checkpoint_every = every
+        self.anchor_file = anchor_file if anchor_file is not None else defaults.anchor_file
+        self.key_fingerprint = (
+            key_fingerprint if key_fingerprint is not None else defaults.key_fingerprint
+        )
 
     @classmethod
     def for_data_dir(cls, store: Store, data_dir: Path, **kw: Any) -> AuditLog:
@@ -254,17 +350,25 @@ class AuditLog:
             .order_by(AuditCheckpointRow.seq.desc())
             .limit(1)
         )
+        prev = int(prev_seq or 0)
+        marks = marks_of(
+            s.scalars(
+                select(AuditRecordRow.hash)
+                .where(AuditRecordRow.seq > prev, AuditRecordRow.seq <= seq)
+                .order_by(AuditRecordRow.seq)
+            )
+        )
         at = iso(utcnow())
+        key = self.signer.key_id
         cp = Checkpoint(
             seq=seq,
             hash=record_hash,
-            prev_seq=int(prev_seq or 0),
+            prev_seq=prev,
             at=at,
-            key_id=self.signer.key_id,
+            key_id=key,
             public_key=self.signer.public_key_b64,
-            signature=self.signer.sign(
-                checkpoint_message(seq, record_hash, int(prev_seq or 0), at, self.signer.key_id)
-            ),
+            signature=self.signer.sign(checkpoint_message(seq, record_hash, prev, at, key, marks)),
+            marks=marks,
         )
         s.add(
             AuditCheckpointRow(
@@ -275,9 +379,21 @@ class AuditLog:
                 key_id=cp.key_id,
                 public_key=cp.public_key,
                 signature=cp.signature,
+                marks=cp.marks,
             )
         )
+        if self.anchor_file is not None:
+            self._anchor_after_commit(s, cp)
         return cp
+
+    def _anchor_after_commit(self, s: Session, cp: Checkpoint) -> None:
+        """Copy ``cp`` to the anchor file once (and only if) its transaction commits."""
+        assert self.anchor_file is not None
+        pending: list[tuple[Path, Checkpoint]] = s.info.setdefault(_PENDING_ANCHORS, [])
+        pending.append((self.anchor_file, cp))
+        if not event.contains(s, "after_commit", _write_pending_anchors):
+            event.listen(s, "after_commit", _write_pending_anchors)
+            event.listen(s, "after_soft_rollback", _drop_pending_anchors)
 
     def checkpoint(self, session: Session | None = None) -> Checkpoint | None:
         """Sign the current head now (None when the log is empty or already sealed)."""
@@ -373,17 +489,36 @@ class AuditLog:
     def checkpoints(self, s: Session) -> list[Checkpoint]:
         """Every checkpoint, by seq."""
         return [
-            Checkpoint(r.seq, r.hash, r.prev_seq, iso(r.at), r.key_id, r.public_key, r.signature)
+            Checkpoint(
+                r.seq, r.hash, r.prev_seq, iso(r.at), r.key_id, r.public_key, r.signature, r.marks
+            )
             for r in s.scalars(select(AuditCheckpointRow).order_by(AuditCheckpointRow.seq))
         ]
 
-    def verify(self, *, trusted_key: str | None = None) -> VerifyReport:
-        """Verify the whole chain, its head and its checkpoints; name the first bad record.
+    def verify(
+        self,
+        *,
+        trusted_key: str | None = None,
+        trusted_fingerprint: str | None = None,
+        anchor_file: Path | None = None,
+    ) -> VerifyReport:
+        """Verify the chain, its head, its checkpoints and their cadence; name the first bad record.
 
-        ``trusted_key`` defaults to the signer's public key when a signer is loaded.
+        ``trusted_key`` (base64 raw Ed25519) defaults to the signer's public key when a
+        signer is loaded; ``trusted_fingerprint`` (default: the pinned
+        ``key_fingerprint``) must match the key of every checkpoint, so a replaced key
+        file is caught. ``anchor_file`` (default: the configured one) holds checkpoints
+        copied outside the store; each must still be in the store, unchanged.
         """
-        if trusted_key is None and self.signer is not None:
+        fingerprint = trusted_fingerprint or self.key_fingerprint
+        if trusted_key is None and self.signer is not None and fingerprint is None:
             trusted_key = self.signer.public_key_b64
+        anchors_path = anchor_file if anchor_file is not None else self.anchor_file
+        anchored: list[Checkpoint] = []
+        if anchors_path is not None and (anchor_file is not None or anchors_path.exists()):
+            from daytwo.tracing.anchor import read_anchors
+
+            anchored = read_anchors(anchors_path)
         with self.store.session() as s:
             head_row = s.get(AuditHeadRow, 1)
             head = None if head_row is None else (int(head_row.seq), head_row.hash)
@@ -392,10 +527,20 @@ class AuditLog:
                 self.checkpoints(s),
                 head=head,
                 trusted_key=trusted_key,
+                trusted_fingerprint=fingerprint,
+                every=self.checkpoint_every,
+                anchored=anchored,
+                anchor_name=str(anchors_path),
             )
         if head is None and report.ok:
-            from daytwo.tracing.chain import Problem
-
             report.ok = False
             report.problem = Problem(0, "the audit chain head row is missing")
+        if report.ok and anchors_path is not None and not anchored and report.checkpoints:
+            report.ok = False
+            report.problem = Problem(
+                report.sealed_seq,
+                f"the audit anchor file {anchors_path} is missing or empty although the log "
+                "has checkpoints: restore it (or run `daytwo audit anchor` if anchoring was "
+                "only just configured)",
+            )
         return report

@@ -3,13 +3,15 @@
 A bundle holds the chain segment from the run's first record up to the first
 checkpoint at or after its last record. The run's records are complete; records of
 other runs in between carry only their body digest (their content stays private),
-which is enough to check every link up to the signed checkpoint. ``bundle.json`` +
-``public_key.pem`` are all a verifier needs (``daytwo audit verify-bundle DIR``).
+which is enough to check every link up to the signed checkpoint. A *manifest* signed
+with the same key lists the seq and body digest of every record of the run, so a
+bundle that hides one of the run's records (drops its body, or swaps it for its
+digest) fails. ``bundle.json`` + ``public_key.pem`` are all a verifier needs
+(``daytwo audit verify-bundle DIR``).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -18,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select
 
 from daytwo.exceptions import ConflictError, InputError, NotFoundError
@@ -32,14 +32,16 @@ from daytwo.tracing.chain import (
     Problem,
     VerifyReport,
     body_digest,
+    canonical,
     dumps,
     iso,
     verify_chain,
 )
+from daytwo.tracing.signing import load_public_key, public_key_pem, verify_signature
 
 __all__ = ["BUNDLE_FILE", "FORMAT", "BundleInfo", "export_bundle", "verify_bundle"]
 
-FORMAT = "daytwo-audit-bundle/1"
+FORMAT = "daytwo-audit-bundle/2"
 BUNDLE_FILE = "bundle.json"
 _README = """daytwo audit evidence bundle ({format})
 
@@ -47,9 +49,14 @@ Run: {run_id}
 Records {first}..{last} of the audit chain; {full} belong to the run (complete),
 the others carry only their body digest. The last record is sealed by the Ed25519
 checkpoint in bundle.json, signed with the key in public_key.pem (key id {key_id}).
+The signed "manifest" lists [seq, body digest] of every record of the run.
 
-Verify offline:  daytwo audit verify-bundle {dirname} --public-key public_key.pem
+Verify offline:  daytwo audit verify-bundle {dirname} --public-key TRUSTED.pem
+(use the key you obtained from the operator, not the copy in this directory).
 Each record hash = SHA-256(RFC 8785 JSON of {{seq, prev_hash, body: SHA-256(RFC 8785 body)}}).
+The checkpoint signature covers RFC 8785 JSON of {{v: 2, seq, hash, prev_seq, at, key_id,
+marks: SHA-256(marks)}}; the manifest signature covers RFC 8785 JSON of the manifest
+without its "signature" field.
 """
 
 
@@ -87,16 +94,30 @@ def _checkpoint_at_or_after(log: AuditLog, seq: int) -> Checkpoint | None:
         if row is None:
             return None
         return Checkpoint(
-            row.seq, row.hash, row.prev_seq, iso(row.at), row.key_id, row.public_key, row.signature
+            row.seq,
+            row.hash,
+            row.prev_seq,
+            iso(row.at),
+            row.key_id,
+            row.public_key,
+            row.signature,
+            row.marks,
         )
 
 
 def export_bundle(log: AuditLog, run_id: str, out: Path) -> BundleInfo:
     """Write the evidence bundle of ``run_id`` into the new directory ``out``.
 
-    Signs a checkpoint first when none covers the run's last record yet (needs the
-    signing key). The directory appears complete or not at all.
+    Signs a checkpoint first when none covers the run's last record yet, and the
+    manifest of the run's records (needs the signing key that signed that checkpoint).
+    The directory appears complete or not at all.
     """
+    signer = log.signer
+    if signer is None:
+        raise InputError(
+            "exporting an evidence bundle needs the audit signing key",
+            hint="run it where <data_dir>/audit_ed25519.key is (`daytwo audit export`)",
+        )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConflictError(
             f"{out} already exists and is not an empty directory",
@@ -115,15 +136,17 @@ def export_bundle(log: AuditLog, run_id: str, out: Path) -> BundleInfo:
         )
     cp = _checkpoint_at_or_after(log, int(last))
     if cp is None:
-        if log.signer is None:
-            raise InputError(
-                "no checkpoint covers this run yet and no signing key is loaded",
-                hint="run `daytwo audit checkpoint` with the key, then export again",
-            )
         log.checkpoint()
         cp = _checkpoint_at_or_after(log, int(last))
         assert cp is not None
+    if cp.public_key != signer.public_key_b64:
+        raise ConflictError(
+            f"checkpoint {cp.seq}, which seals this run, was signed with key {cp.key_id}, "
+            f"but the loaded signing key is {signer.key_id}",
+            hint="export with the key that signed it (the manifest must be signed by the same key)",
+        )
     records: list[dict[str, Any]] = []
+    listed: list[list[Any]] = []
     with log.store.session() as s:
         for rec in log.chain_records(s, since_seq=int(first) - 1):
             if rec.seq > cp.seq:
@@ -133,16 +156,22 @@ def export_bundle(log: AuditLog, run_id: str, out: Path) -> BundleInfo:
                 records.append(
                     {"seq": rec.seq, "prev_hash": rec.prev_hash, "hash": rec.hash, "body": body}
                 )
+                listed.append([rec.seq, body_digest(body)])
             else:
                 digest = body_digest(body) if body is not None else "unreadable"
                 records.append(
                     {"seq": rec.seq, "prev_hash": rec.prev_hash, "hash": rec.hash, "digest": digest}
                 )
-    pem = (
-        Ed25519PublicKey.from_public_bytes(base64.b64decode(cp.public_key))
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    pem = public_key_pem(cp.public_key)
+    manifest: dict[str, Any] = {
+        "v": 1,
+        "run_id": run_id,
+        "first_seq": records[0]["seq"],
+        "checkpoint_seq": cp.seq,
+        "key_id": signer.key_id,
+        "records": listed,
+    }
+    manifest["signature"] = signer.sign(canonical(manifest))
     bundle = {
         "format": FORMAT,
         "run_id": run_id,
@@ -150,6 +179,7 @@ def export_bundle(log: AuditLog, run_id: str, out: Path) -> BundleInfo:
         "records": records,
         "checkpoint": cp.to_dict(),
         "public_key": cp.public_key,
+        "manifest": manifest,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
@@ -177,21 +207,54 @@ def export_bundle(log: AuditLog, run_id: str, out: Path) -> BundleInfo:
     return BundleInfo(out, run_id, int(first), cp.seq, int(count), cp.seq)
 
 
-def _load_public_key(path: Path) -> str:
-    try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"cannot read the public key {path}: {exc}", hint="pass an Ed25519 PEM public key"
-        ) from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise InputError(f"{path} is not an Ed25519 public key", hint="pass the audit key")
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b64encode(raw).decode()
-
-
 def _bad(reason: str) -> VerifyReport:
     return VerifyReport(False, 0, 0, 0, 0, Problem(0, reason))
+
+
+def _check_manifest(
+    manifest: Any, run_id: Any, chain: list[ChainRecord], cp: Checkpoint, trusted: str
+) -> Problem | None:
+    """The signed list of the run's records must match the records the bundle shows in full."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("signature"), str):
+        return Problem(0, "the bundle has no signed manifest of the run's records")
+    unsigned = {k: v for k, v in manifest.items() if k != "signature"}
+    try:
+        message = canonical(unsigned)
+    except ValueError:
+        return Problem(0, "the bundle's manifest is malformed")
+    if not verify_signature(trusted, manifest["signature"], message):
+        return Problem(0, "the manifest's signature is invalid (or not made with the trusted key)")
+    if (unsigned.get("run_id"), unsigned.get("checkpoint_seq"), unsigned.get("first_seq")) != (
+        run_id,
+        cp.seq,
+        chain[0].seq,
+    ):
+        return Problem(0, "the manifest is for another run or another part of the chain")
+    try:
+        listed = {int(seq): str(digest) for seq, digest in unsigned["records"]}
+    except (KeyError, TypeError, ValueError):
+        return Problem(0, "the manifest's record list is malformed")
+    shown = {c.seq: c for c in chain if c.body is not None}
+    for seq in sorted(set(listed) | set(shown)):
+        rec = shown.get(seq)
+        if rec is None:
+            return Problem(
+                seq,
+                f"record {seq} of run {run_id!r} is listed in the signed manifest but its body "
+                "is missing from the bundle (hidden or replaced by its digest)",
+            )
+        assert rec.body is not None
+        if seq not in listed:
+            return Problem(seq, f"record {seq} is not in the signed manifest of run {run_id!r}")
+        try:
+            digest = body_digest(rec.body)
+        except InputError:
+            digest = "unreadable"
+        if digest != listed[seq]:
+            return Problem(
+                seq, f"record {seq} differs from its digest in the signed manifest", rec.record_id
+            )
+    return None
 
 
 def verify_bundle(path: Path, public_key: Path | None = None) -> VerifyReport:
@@ -207,7 +270,7 @@ def verify_bundle(path: Path, public_key: Path | None = None) -> VerifyReport:
         return _bad(f"{file} is not readable JSON: {exc}")
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         return _bad(f"{file} is not a {FORMAT} bundle")
-    trusted = _load_public_key(public_key) if public_key is not None else None
+    trusted = load_public_key(public_key) if public_key is not None else None
     run_id = bundle.get("run_id")
     try:
         cp = Checkpoint(**bundle["checkpoint"])
@@ -244,6 +307,9 @@ def verify_bundle(path: Path, public_key: Path | None = None) -> VerifyReport:
         return _bad("the bundle holds no records")
     if not any(c.body is not None for c in chain):
         return _bad(f"the bundle holds no record of run {run_id!r}")
+    manifest_problem = _check_manifest(bundle.get("manifest"), run_id, chain, cp, trusted)
+    if manifest_problem is not None:
+        return VerifyReport(False, len(chain), 0, chain[-1].seq, 0, manifest_problem)
     return verify_chain(
         chain,
         [cp],

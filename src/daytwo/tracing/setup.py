@@ -21,10 +21,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from daytwo._version import __version__
 from daytwo.store import Store
-from daytwo.tracing.audit import set_default_signer
+from daytwo.tracing.audit import configure_audit
 from daytwo.tracing.pricing import PriceSource
 from daytwo.tracing.processor import StoreSpanProcessor
-from daytwo.tracing.signing import KEY_FILE, AuditSigner
 
 if TYPE_CHECKING:
     from daytwo.settings import Settings
@@ -152,7 +151,8 @@ def setup_tracing(
 
     ``otlp_endpoint`` (default ``settings.otlp_endpoint``) is an OTLP/HTTP base URL such
     as ``http://127.0.0.1:4318``. With ``settings``, the audit signing key in
-    ``<data_dir>/audit_ed25519.key`` is loaded (created when absent) and becomes the
+    ``<data_dir>/audit_ed25519.key`` is loaded (created when absent; refused when
+    ``audit_key_fingerprint`` pins another key) and becomes the
     default signer of :class:`~daytwo.tracing.audit.AuditLog`, so appends are
     checkpointed periodically. ``prices`` prices model-call spans as they are stored;
     without it they are stored ``cost_unknown`` until ``daytwo costs reprice``.
@@ -160,7 +160,7 @@ def setup_tracing(
     global _HANDLE
     endpoint = otlp_endpoint or (settings.otlp_endpoint if settings is not None else None)
     if settings is not None:
-        set_default_signer(AuditSigner.load_or_create(settings.data_dir / KEY_FILE))
+        configure_audit(settings)
     with _LOCK:
         provider = _provider()
         old = _HANDLE

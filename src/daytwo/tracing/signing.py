@@ -11,9 +11,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from daytwo.exceptions import ConfigError
+from daytwo.exceptions import ConfigError, InputError
 
-__all__ = ["KEY_FILE", "AuditSigner", "key_id", "verify_signature"]
+__all__ = [
+    "KEY_FILE",
+    "AuditSigner",
+    "key_id",
+    "load_public_key",
+    "public_key_pem",
+    "verify_signature",
+]
 
 KEY_FILE = "audit_ed25519.key"
 """Name of the signing key file in the data directory."""
@@ -32,6 +39,30 @@ def verify_signature(public_key_b64: str, signature_b64: str, message: bytes) ->
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def load_public_key(path: Path) -> str:
+    """The raw Ed25519 public key (base64) in the PEM file ``path`` (InputError otherwise)."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"cannot read the public key {path}: {exc}",
+            hint="pass the Ed25519 PEM public key printed by `daytwo audit key`",
+        ) from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise InputError(f"{path} is not an Ed25519 public key", hint="pass the audit key")
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def public_key_pem(public_key_b64: str) -> str:
+    """PEM text of a raw Ed25519 public key (base64)."""
+    return (
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 class AuditSigner:

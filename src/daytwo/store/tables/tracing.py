@@ -120,6 +120,8 @@ class AuditCheckpointRow(Base):
     key_id: Mapped[str] = mapped_column(String(64))
     public_key: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
+    # First 16 hex of each record hash in (prev_seq, seq], signed (NULL: version-1 checkpoint).
+    marks: Mapped[str | None] = mapped_column(Text)
 
 
 class ScoreRow(Base):
