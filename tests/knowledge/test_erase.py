@@ -146,3 +146,51 @@ def test_marker_gone_from_db_fts_and_index_files_after_erase_and_vacuum(
         audit = conn.exec_driver_sql("SELECT data FROM audit_records").fetchall()
     assert fts == 0
     assert MARKER not in str(audit)
+
+
+def test_receipt_names_no_id_and_decisions_are_scrubbed(kb: KnowledgeBase, store: Store) -> None:
+    """The hash-chained receipt holds salted hashes of the selector and the ids, never the
+    ids; the erased ids are gone from stored decision records (and nothing else is)."""
+    from daytwo.knowledge.erase import salted_sha256
+    from daytwo.store.tables.tracing import DecisionRow
+    from daytwo.tracing import setup_tracing
+
+    seed(kb)
+    handle = setup_tracing(store)
+    try:
+        hits = kb.search("crm", "billing refunds account 10", "alice", groups=["x"], k=12)
+        assert {"note-10", "note-1"} <= {h.doc_id for h in hits}
+        assert handle.flush()
+    finally:
+        handle.shutdown()
+    with store.session() as s:
+        before = [str(r.data) for r in s.scalars(sa.select(DecisionRow))]
+    assert any("'note-10'" in d for d in before)
+    receipt = erase(kb, "crm", document="note-10", actor="dpo")
+    receipt_s = erase(kb, "crm", subject="person-3", actor="dpo")  # note-3, note-7, note-11
+    with store.session() as s:
+        records = list(
+            s.scalars(sa.select(AuditRecordRow).where(AuditRecordRow.kind == "kb.erase"))
+        )
+        after = [(str(r.data), r.summary) for r in s.scalars(sa.select(DecisionRow))]
+    for record, value, ids in (
+        (records[0], "note-10", ["note-10"]),
+        (records[1], "person-3", ["note-11", "note-3", "note-7"]),
+    ):
+        text = str(record.data) + str(record.subject)
+        assert value not in text
+        assert not any(i in text for i in ids)
+        salt = record.data["selector"]["salt"]
+        assert len(salt) == 32
+        # whoever knows the id can check the receipt covers it
+        assert record.data["selector"]["value_sha256"] == salted_sha256(salt, value)
+        assert sorted(record.data["doc_id_sha256"]) == sorted(salted_sha256(salt, i) for i in ids)
+    assert records[0].data["selector"]["salt"] != records[1].data["selector"]["salt"]
+    assert "note-10" not in str(receipt.to_dict())
+    assert "person-3" not in str(receipt_s.to_dict())
+    assert AuditLog(store).verify().ok
+    joined = " ".join(d + s for d, s in after)
+    for gone in ("'note-10'", "'note-3'", "'note-7'", "'note-11'"):
+        assert gone not in joined
+    assert "[erased]" in joined
+    assert "'note-1'" in joined  # note-1 was not erased: its mention stays (no prefix match)

@@ -60,8 +60,12 @@ def test_cycles_are_safe_and_hops_are_recorded(kb: KnowledgeBase, tmp_path: Path
     assert [n.depth for n in result.nodes] == [0, 1, 1]
     skipped = {(h.doc_id, h.skipped) for h in result.hops if h.skipped}
     assert ("a", "visited") in skipped
-    assert ("x", "forbidden") in skipped
+    # A forbidden id answers like one that does not exist (existence is not revealed).
+    assert ("x", "missing") in skipped
     assert ("ghost", "missing") in skipped
+    assert not any(h.skipped == "forbidden" for h in result.hops)
+    hops = {h.doc_id: h for h in result.hops if h.skipped == "missing"}
+    assert (hops["x"].tokens, hops["x"].depth) == (hops["ghost"].tokens, hops["ghost"].depth)
     assert all(n.doc_id != "x" for n in result.nodes)
     hr = retrieve_recursive(kb, "wiki", "zebras", "ann", ["staff", "hr"], k=1, max_depth=5)
     assert "x" in [n.doc_id for n in hr.nodes]

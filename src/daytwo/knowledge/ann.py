@@ -12,7 +12,10 @@
   build CPU and half the memory (a generation keeps the dtype it was created with).
 - Searches take the set of keys the principal may see and keep searching until ``k``
   permitted keys are found (small permitted sets are searched exactly), so access
-  control never shrinks a result list.
+  control never shrinks a result list. The filter is never skipped, not even when the
+  permitted set is as large as the index: the in-memory index is shared by concurrent
+  searches and may already hold chunks written after the snapshot the permitted set
+  was read in (a key the set does not name is never returned).
 """
 
 from __future__ import annotations
@@ -254,8 +257,6 @@ class AnnIndex:
             if size == 0 or k <= 0 or (allowed is not None and allowed.size == 0):
                 return []
             q = query.astype(np.float32, copy=False).reshape(-1)
-            if allowed is not None and allowed.size >= size:
-                allowed = None  # the principal may see every chunk: no filter needed
             if allowed is not None and (
                 allowed.size <= self.params.exact_below or allowed.size * 20 < size
             ):
@@ -271,7 +272,7 @@ class AnnIndex:
                 keys = np.asarray(matches.keys, dtype=np.uint64)
                 dists = np.asarray(matches.distances, dtype=np.float32)
                 if allowed is not None:
-                    keep = np.isin(keys, allowed, assume_unique=False)
+                    keep = _members(keys, allowed)
                     keys, dists = keys[keep], dists[keep]
                 if len(keys) >= k or count >= size:
                     return [
@@ -298,6 +299,14 @@ class AnnIndex:
         scores = (unit @ q) / max(float(np.linalg.norm(q)), 1e-12)
         top = np.argsort(-scores)[:k]
         return [(int(keys[i]), float(scores[i])) for i in top]
+
+
+def _members(keys: Keys, allowed: Keys) -> npt.NDArray[np.bool_]:
+    """Which of ``keys`` are in the sorted array ``allowed`` (binary search, no copy)."""
+    if allowed.size == 0 or keys.size == 0:
+        return np.zeros(keys.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(allowed, keys), allowed.size - 1)
+    return np.asarray(allowed[pos] == keys, dtype=bool)
 
 
 def encode_vector(vector: Vector) -> bytes:

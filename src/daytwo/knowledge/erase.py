@@ -5,8 +5,13 @@
 them from the system of record (documents, ACL, metadata), deletes their chunks from
 every generation that still holds chunks (active, shadow, not yet pruned) which also
 removes them from the keyword index (FTS triggers / the GIN expression index), leaves
-ANN tombstones, and appends an erase receipt to the audit log: what (selector, counts,
-SHA-256 of the document ids), when, by whom; never the text, title or metadata.
+ANN tombstones, and appends an erase receipt to the audit log: what (the kind of
+selector, counts, salted SHA-256 hashes of the selector value and of the document
+ids), when, by whom; never an id, the text, title or metadata. The salt is random per
+receipt and kept in it: whoever knows an id (the data subject, an auditor) can check
+that a receipt covers it, while the hash-chained record (which can never be changed
+afterwards) does not name it. In the same transaction the erased ids are replaced by
+``[erased]`` in stored decision records (:func:`daytwo.tracing.decisions.scrub_decisions`).
 
 After the commit the open ANN indexes apply the tombstones and are saved, so the index
 files no longer return the vectors. Physically removing the bytes (SQLite free pages,
@@ -16,6 +21,7 @@ FTS segments, the WAL, usearch slots) is :func:`daytwo.knowledge.maintenance.vac
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +39,12 @@ from daytwo.store.tables.knowledge import (
     KbGeneration,
     KbTombstone,
 )
+from daytwo.tracing.decisions import scrub_decisions
 
 if TYPE_CHECKING:
     from daytwo.knowledge.service import KnowledgeBase
 
-__all__ = ["SUBJECT_KEYS", "EraseReceipt", "erase", "parse_where"]
+__all__ = ["SUBJECT_KEYS", "EraseReceipt", "erase", "parse_where", "salted_sha256"]
 
 SUBJECT_KEYS = ("subject", "subject_id", "data_subject")
 """Metadata keys naming the data subject a document is about (``--subject ID``)."""
@@ -48,7 +55,7 @@ class EraseReceipt:
     """What an erase removed (no content), and the audit record that proves it."""
 
     collection: str
-    selector: dict[str, str]
+    selector: dict[str, str]  # kind, salt, value_sha256 (never the value)
     documents: int
     chunks: dict[str, int] = field(default_factory=dict)
     audit_seq: int = 0
@@ -59,6 +66,11 @@ class EraseReceipt:
     def to_dict(self) -> dict[str, Any]:
         """JSON form (CLI ``--json``)."""
         return dict(self.__dict__)
+
+
+def salted_sha256(salt: str, value: str) -> str:
+    """SHA-256 hex of ``salt`` and ``value`` (how receipts name selectors and documents)."""
+    return hashlib.sha256(f"{salt}\x00{value}".encode()).hexdigest()
 
 
 def parse_where(spec: str) -> tuple[str, str]:
@@ -73,7 +85,7 @@ def parse_where(spec: str) -> tuple[str, str]:
 
 def _select(
     session: Any, collection: str, document: str | None, where: str | None, subject: str | None
-) -> tuple[dict[str, str], list[str]]:
+) -> tuple[tuple[str, str], list[str]]:
     given = [(k, v) for k, v in (("document", document), ("where", where), ("subject", subject))]
     chosen = [(k, v) for k, v in given if v is not None]
     if len(chosen) != 1:
@@ -117,7 +129,7 @@ def _select(
         missing = f"no document of {collection!r} is about subject {value!r}"
     if not ids:
         raise NotFoundError(missing, hint="nothing was erased; check the id (daytwo kb stats)")
-    return {"kind": kind, "value": value}, sorted(set(ids))
+    return (kind, value), sorted(set(ids))
 
 
 def erase(
@@ -138,7 +150,9 @@ def erase(
             raise NotFoundError(
                 f"collection {collection!r} does not exist", hint="see daytwo kb stats"
             )
-        selector, ids = _select(session, collection, document, where, subject)
+        (kind, value), ids = _select(session, collection, document, where, subject)
+        salt = secrets.token_hex(16)
+        selector = {"kind": kind, "salt": salt, "value_sha256": salted_sha256(salt, value)}
         # First write takes the SQLite write lock before the rest of the transaction reads.
         session.execute(
             sa.delete(KbAcl).where(KbAcl.collection == collection, KbAcl.doc_id.in_(ids))
@@ -186,11 +200,12 @@ def erase(
                 "collection": collection,
                 "selector": selector,
                 "documents": len(ids),
-                "doc_id_sha256": [hashlib.sha256(i.encode()).hexdigest() for i in ids],
+                "doc_id_sha256": [salted_sha256(salt, i) for i in ids],
                 "chunks": chunks,
             },
             session=session,
         )
+        scrub_decisions(session, ids + ([value] if kind != "where" else []))
         live = [g for g in gens if g.state in ("active", "shadow")]
         session.expunge_all()
     kb.allowed_cache = AllowedCache()

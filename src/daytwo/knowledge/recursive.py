@@ -8,9 +8,10 @@ Guards: a visited set (cycles are safe), a depth counter (``max_depth`` hops fro
 search results), a token budget counted with the *target model's* tokenizer
 (:mod:`daytwo.models.tokens`; a profile name or a tokenizer id), and ``max_nodes``.
 It stops with a reason: ``exhausted`` (nothing left to follow), ``depth``, ``budget``
-or ``max_nodes``. Every hop (also the skipped ones: visited, missing, forbidden) is
-recorded in the result and on the retrieval span, for the trace. Documents the
-principal may not read are never returned or counted (same ACL as the search).
+or ``max_nodes``. Every hop (also the skipped ones: visited, missing) is recorded in
+the result and on the retrieval span, for the trace. Documents the principal may not
+read are never returned or counted (same ACL as the search), and are reported as
+``missing`` like ids that do not exist: existence is not revealed.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Hop:
     via: str | None
     tokens: int
     total_tokens: int
-    skipped: str | None = None  # visited | missing | forbidden | depth | budget | max_nodes
+    skipped: str | None = None  # visited | missing | depth | budget | max_nodes
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,9 @@ def retrieve_recursive(
             doc_id, depth, via = queue.popleft()
             doc = kb.get_document(collection, doc_id)
             if doc is None or not entries & set(doc.acl):
-                reason = "missing" if doc is None else "forbidden"
-                result.hops.append(Hop(depth, doc_id, via, 0, result.tokens, reason))
+                # The same answer for both: "forbidden" would tell the principal that a
+                # document it may not read exists under that id.
+                result.hops.append(Hop(depth, doc_id, via, 0, result.tokens, "missing"))
                 continue
             tokens = tok.count(_node_text(doc))
             if result.tokens + tokens > max_tokens:

@@ -4,8 +4,13 @@ Both paths enforce the ACL inside the search with the set of chunk keys the prin
 may see (computed by SQL and cached per generation ``seq``): the vector search and the
 keyword search (SQLite: ranked FTS5 matches streamed through the set; PostgreSQL: the
 ACL as a SQL ``EXISTS``) go on until they have ``k`` of them. Metadata filters work the
-same way. A search is one read transaction: one statement reads the collection's state
-(:func:`read_state`), so no cached routing can go stale.
+same way. A search is one read transaction over one snapshot (REPEATABLE READ on
+PostgreSQL; a SQLite read transaction is one already): one statement reads the
+collection's state (:func:`read_state`), so no cached routing can go stale, and the
+permitted set, its cache key (the generation ``seq``) and the rows returned all come
+from that snapshot. The statement that reads a hit's text tests the ACL once more, so
+a chunk the snapshot does not permit is never returned, whatever the shared in-memory
+ANN index holds.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from opentelemetry import trace
 from sqlalchemy.orm import Session
 
 from daytwo.exceptions import InputError, NotFoundError
-from daytwo.knowledge.acl import permitted_clause, principal_entries
+from daytwo.knowledge.acl import flatten_metadata, permitted_clause, principal_entries
 from daytwo.knowledge.fts import keyword_search
 from daytwo.knowledge.fusion import FusionConfig, fuse
 from daytwo.knowledge.generations import OPEN_STATES
@@ -179,31 +184,49 @@ def _state_statement() -> sa.Select[Any]:
     )
 
 
-@functools.cache
-def _rows_statement() -> sa.Select[Any]:
-    chunks = KbChunk.__table__.c
-    return sa.select(chunks.id, chunks.doc_id, chunks.chunk_id, chunks.title, chunks.text).where(
-        chunks.id.in_(sa.bindparam("ids", expanding=True))
-    )
+def _chunk_rows(
+    session: Session,
+    pks: list[int],
+    collection: str,
+    entries: Sequence[str],
+    filters: Mapping[str, Any] | None,
+) -> Sequence[Sequence[Any]]:
+    """(pk, doc_id, chunk_id, title, text) of the given chunks that are visible with
+    ``entries`` and ``filters`` (any order).
 
-
-def _chunk_rows(session: Session, pks: list[int]) -> Sequence[Sequence[Any]]:
-    """(pk, doc_id, chunk_id, title, text) of the given chunks (any order)."""
-    if not pks:
+    The ACL is tested again in the statement that reads the text, so a chunk is returned
+    only when the same snapshot that yields its text permits it: whatever the index
+    handed over (an ANN index shared by concurrent searches, a cached permitted set),
+    no text leaves without this check.
+    """
+    if not pks or not entries:
         return []
     connection = session.connection()
-    if connection.dialect.name == "sqlite":  # hot path: one bind, no statement expansion
+    if connection.dialect.name == "sqlite":  # hot path: few binds, no statement expansion
+        sql = [
+            "SELECT c.id, c.doc_id, c.chunk_id, c.title, c.text FROM kb_chunks c "
+            "WHERE c.id IN (SELECT value FROM json_each(?)) AND c.collection = ? "
+            "AND EXISTS (SELECT 1 FROM kb_acl a WHERE a.collection = c.collection "
+            "AND a.doc_id = c.doc_id AND a.entry IN (SELECT value FROM json_each(?)))"
+        ]
+        params: list[Any] = [json.dumps(pks), collection, json.dumps(list(entries))]
+        for key, value in flatten_metadata(filters or {}).items():
+            sql.append(
+                " AND EXISTS (SELECT 1 FROM kb_doc_meta m WHERE m.collection = c.collection "
+                "AND m.doc_id = c.doc_id AND m.key = ? AND m.value = ?)"
+            )
+            params += [key, value]
         cursor = connection.connection.cursor()
         try:
-            cursor.execute(
-                "SELECT id, doc_id, chunk_id, title, text FROM kb_chunks "
-                "WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(pks),),
-            )
+            cursor.execute("".join(sql), params)
             return list(cursor.fetchall())
         finally:
             cursor.close()
-    return connection.execute(_rows_statement(), {"ids": pks}).all()
+    chunks = KbChunk.__table__.c
+    stmt = sa.select(chunks.id, chunks.doc_id, chunks.chunk_id, chunks.title, chunks.text).where(
+        chunks.id.in_(pks), permitted_clause(collection, entries, filters)
+    )
+    return connection.execute(stmt).all()
 
 
 def read_state(kb: KnowledgeBase, session: Session, collection: str) -> CollectionState:
@@ -258,7 +281,7 @@ def run_search(
         raise InputError(f"unknown search mode {mode!r}", hint="use bm25, dense or hybrid")
     if not 1 <= k <= MAX_K:
         raise InputError(f"k={k} is out of range", hint=f"use 1 to {MAX_K}")
-    owned = kb.store.session() if session is None else contextlib.nullcontext(session)
+    owned = kb.store.session(snapshot=True) if session is None else contextlib.nullcontext(session)
     with owned as session, _tracer.start_as_current_span(f"retrieve {collection}") as span:
         span.set_attribute("gen_ai.operation.name", "retrieval")
         span.set_attribute("daytwo.kb.collection", collection)
@@ -361,13 +384,14 @@ def _search(
         fused = fuse([], dense, _SINGLE, limit=k)
     else:
         fused = fuse(bm25, dense, fusion, limit=k)
-    rows = {r[0]: r for r in _chunk_rows(session, [key for key, _, _ in fused])}
+    pks = [key for key, _, _ in fused]
+    rows = {r[0]: r for r in _chunk_rows(session, pks, collection, entries, filters)}
     if timings:
         timings.search_seconds += time.perf_counter() - started
     hits: list[Hit] = []
     for pk, score, parts in fused:
         row = rows.get(pk)
-        if row is None:  # deleted between the index read and the row read
+        if row is None:  # not in this snapshot, or not permitted in it
             continue
         if mode == "bm25":
             score = parts["bm25"]["score"]

@@ -311,7 +311,7 @@ class KnowledgeBase:
         """A stored document, or None."""
         from daytwo.store.tables.knowledge import KbAcl
 
-        with self.store.session() as session:
+        with self.store.session(snapshot=True) as session:  # text and ACL of one commit
             row = session.get(KbDocument, (collection, doc_id))
             if row is None:
                 return None

@@ -64,7 +64,7 @@ def routed_search(
     (:func:`daytwo.knowledge.search.read_state`): a cutover, rollback or a change of the
     rates by another process is seen by the next search.
     """
-    with kb.store.session() as session:
+    with kb.store.session(snapshot=True) as session:
         state = read_state(kb, session, collection)
         route = state.route
         search = functools.partial(

@@ -31,6 +31,14 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         writer = self.engine.execution_options(**{WRITE_OPTION: True})
         self._write_sessions = sessionmaker(writer, expire_on_commit=False)
+        # A SQLite read transaction in WAL mode is one snapshot from its first read already;
+        # PostgreSQL's default READ COMMITTED takes a new one per statement.
+        reader = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="REPEATABLE READ")
+        )
+        self._snapshot_sessions = sessionmaker(reader, expire_on_commit=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -43,14 +51,25 @@ class Store:
         return is_sqlite(self.engine)
 
     @contextmanager
-    def session(self, *, write: bool = False) -> Iterator[Session]:
+    def session(self, *, write: bool = False, snapshot: bool = False) -> Iterator[Session]:
         """A session in one transaction: committed when the block ends, rolled back on error.
 
         ``write=True`` for a transaction that writes: on SQLite it starts with
         ``BEGIN IMMEDIATE``, so it waits up to the busy timeout for another process's
         write lock instead of failing at its first write after a read.
+        ``snapshot=True`` for a read whose statements must all see the same committed
+        state (REPEATABLE READ on PostgreSQL; what every SQLite read transaction gets):
+        e.g. a search that reads the permitted set and then the rows it returns.
         """
-        maker = self._write_sessions if write else self._sessions
+        if write and snapshot:
+            raise ValueError("a session is either a write or a snapshot read")
+        maker = (
+            self._write_sessions
+            if write
+            else self._snapshot_sessions
+            if snapshot
+            else self._sessions
+        )
         try:
             with maker.begin() as session:
                 yield session
