@@ -19,7 +19,7 @@ from typing import Any
 
 from daytwo.exceptions import InputError, RateLimited, TransportError
 from daytwo.models.openai_compat import _parse_retry_after, transport_retrying
-from daytwo.models.types import ChatResponse, Message, ToolCall, Usage
+from daytwo.models.types import ChatResponse, Message, StreamChunk, ToolCall, Usage
 
 __all__ = ["AnthropicProvider", "to_anthropic_messages"]
 
@@ -72,6 +72,16 @@ def _tools(tools: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _usage(usage: Any) -> Usage:
+    """Anthropic usage as ours: cache reads are part of the input tokens."""
+    cached = int(getattr(usage, "cache_read_input_tokens", 0) or 0)
+    return Usage(
+        input_tokens=int(usage.input_tokens) + cached,
+        output_tokens=int(usage.output_tokens),
+        cached_tokens=cached,
+    )
 
 
 class AnthropicProvider:
@@ -157,30 +167,26 @@ class AnthropicProvider:
             for b in msg.content
             if b.type == "tool_use"
         ]
-        usage = msg.usage
-        cached = int(getattr(usage, "cache_read_input_tokens", 0) or 0)
         return ChatResponse(
             text="".join(texts) if texts else None,
             tool_calls=calls,
-            usage=Usage(
-                input_tokens=int(usage.input_tokens) + cached,
-                output_tokens=int(usage.output_tokens),
-                cached_tokens=cached,
-            ),
+            usage=_usage(msg.usage),
             model=msg.model,
             finish_reason=msg.stop_reason,
             latency_s=latency,
             raw=msg.model_dump(mode="json"),
         )
 
-    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[str]:
-        """The text of one completion, piece by piece."""
+    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[StreamChunk]:
+        """One completion, piece by piece; the last chunk carries the usage."""
         import anthropic
 
         req = self._request(messages, options)
         try:
             with self._client.messages.stream(**req) as stream:
-                yield from stream.text_stream
+                for text in stream.text_stream:
+                    yield StreamChunk(text=text)
+                msg = stream.get_final_message()
         except anthropic.APIConnectionError as exc:
             raise TransportError(f"cannot reach Anthropic: {exc}") from exc
         except anthropic.APIStatusError as exc:
@@ -190,3 +196,4 @@ class AnthropicProvider:
                     retry_after=_parse_retry_after(exc.response.headers.get("retry-after")),
                 ) from exc
             raise TransportError(f"Anthropic answered HTTP {exc.status_code}") from exc
+        yield StreamChunk(finish_reason=msg.stop_reason, usage=_usage(msg.usage), model=msg.model)

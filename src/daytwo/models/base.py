@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from daytwo.models.profiles import Profile
-from daytwo.models.types import ChatResponse, Message
+from daytwo.models.types import ChatResponse, Message, StreamChunk
 
 __all__ = ["ChatModel", "Provider"]
 
@@ -25,8 +25,8 @@ class Provider(Protocol):
         """One completion."""
         ...
 
-    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[str]:
-        """The text of one completion, piece by piece."""
+    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[StreamChunk]:
+        """One completion, piece by piece (the last pieces carry finish reason and usage)."""
         ...
 
     def close(self) -> None:

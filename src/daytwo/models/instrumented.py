@@ -9,18 +9,20 @@ against the profile's context window *before* it is sent (see
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from daytwo.exceptions import ConfigError, InputError
 from daytwo.models.base import Provider
 from daytwo.models.budget import BudgetReport, BudgetStrategy, fit_to_budget
 from daytwo.models.profiles import Profile, ProfileRegistry, load_profiles
-from daytwo.models.types import ChatResponse, Message
+from daytwo.models.tokens import count_text
+from daytwo.models.types import ChatResponse, Message, StreamChunk, Usage
 
 if TYPE_CHECKING:
     from daytwo.models.local import LocalModelSettings
@@ -56,6 +58,7 @@ class ProfiledModel:
         seed: int | None,
         logprobs: int | None,
         max_tokens: int | None,
+        extra: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         f = self.profile.features
         name = self.profile.name
@@ -78,17 +81,25 @@ class ProfiledModel:
         if logprobs is not None:
             options["logprobs"] = True
             options["top_logprobs"] = logprobs
+        if extra:
+            options.update({k: v for k, v in extra.items() if k not in options})
         return options
+
+    def _span_attributes(self) -> dict[str, AttributeValue]:
+        p = self.profile
+        return {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": p.provider,
+            "gen_ai.request.model": p.model,
+            "daytwo.model.profile": p.name,
+        }
 
     @contextmanager
     def _span(self) -> Iterator[Span]:
         """The LLM-call span (``chat {model}``) with the request attributes every call has."""
-        p = self.profile
-        with _tracer.start_as_current_span(f"chat {p.model}", kind=SpanKind.CLIENT) as span:
-            span.set_attribute("gen_ai.operation.name", "chat")
-            span.set_attribute("gen_ai.provider.name", p.provider)
-            span.set_attribute("gen_ai.request.model", p.model)
-            span.set_attribute("daytwo.model.profile", p.name)
+        with _tracer.start_as_current_span(
+            f"chat {self.profile.model}", kind=SpanKind.CLIENT, attributes=self._span_attributes()
+        ) as span:
             yield span
 
     def chat(
@@ -100,17 +111,19 @@ class ProfiledModel:
         seed: int | None = None,
         logprobs: int | None = None,
         max_tokens: int | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> ChatResponse:
-        """One completion, budget-checked, feature-checked and traced."""
-        options = self._options(tools, response_format, temperature, seed, logprobs, max_tokens)
+        """One completion, budget-checked, feature-checked and traced.
+
+        ``extra`` holds further OpenAI request options passed as given (``stop``,
+        ``top_p``, ``tool_choice``, ...); the named arguments win over it.
+        """
+        options = self._options(
+            tools, response_format, temperature, seed, logprobs, max_tokens, extra
+        )
         p = self.profile
         with self._span() as span:
-            if temperature is not None:
-                span.set_attribute("gen_ai.request.temperature", temperature)
-            if max_tokens is not None:
-                span.set_attribute("gen_ai.request.max_tokens", max_tokens)
-            if seed is not None:
-                span.set_attribute("gen_ai.request.seed", seed)
+            self._request_attributes(span, temperature, max_tokens, seed)
             try:
                 msgs, report = fit_to_budget(
                     messages,
@@ -132,12 +145,7 @@ class ProfiledModel:
                 raise
             response.profile = p.name
             span.set_attribute("gen_ai.response.model", response.model or p.model)
-            span.set_attribute("gen_ai.usage.input_tokens", response.usage.input_tokens)
-            span.set_attribute("gen_ai.usage.output_tokens", response.usage.output_tokens)
-            span.set_attribute("gen_ai.usage.cache_read.input_tokens", response.usage.cached_tokens)
-            span.set_attribute(
-                "gen_ai.usage.reasoning.output_tokens", response.usage.reasoning_tokens
-            )
+            self._usage_attributes(span, response.usage)
             if response.finish_reason:
                 span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
             return response
@@ -149,18 +157,103 @@ class ProfiledModel:
         seed: int | None = None,
         max_tokens: int | None = None,
     ) -> Iterator[str]:
-        """Stream one completion (budget-checked; the span covers the whole stream)."""
-        options = self._options(None, None, temperature, seed, None, max_tokens)
+        """Stream the text of one completion (see :meth:`stream_chunks`)."""
+        for chunk in self.stream_chunks(
+            messages, temperature=temperature, seed=seed, max_tokens=max_tokens
+        ):
+            if chunk.text:
+                yield chunk.text
+
+    def stream_chunks(
+        self,
+        messages: Sequence[Message],
+        *,
+        response_format: dict[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        max_tokens: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+        on_usage: Callable[[Usage, Profile], None] | None = None,
+    ) -> Generator[StreamChunk, None, None]:
+        """Stream one completion, budget-checked, as one ``chat`` span.
+
+        The budget check runs at the first ``next()`` (a :class:`ContextOverflow`
+        is raised before anything is sent). The span is started then, in the
+        current context, and never made current, so the stream may be consumed
+        from several threads in turn. Its usage is what the server reported, or
+        else (a server without ``include_usage``, or a consumer that closed the
+        stream early) the prompt count of the budget check and the tokens of the
+        text actually received (``daytwo.model.usage.source`` says which).
+        ``on_usage(usage, profile)`` is called with that usage when the stream ends,
+        however it ends (for budgets).
+        """
+        options = self._options(None, response_format, temperature, seed, None, max_tokens, extra)
         p = self.profile
-        msgs, _ = fit_to_budget(
+        msgs, report = fit_to_budget(
             messages,
             p,
             max_tokens=max_tokens,
             strategy=self.budget_strategy,
             summariser=self.summariser,
         )
-        with self._span():
-            yield from self.provider.stream(msgs, **options)
+        self.last_budget = report
+        span = _tracer.start_span(
+            f"chat {p.model}", kind=SpanKind.CLIENT, attributes=self._span_attributes()
+        )
+        self._request_attributes(span, temperature, max_tokens, seed)
+        span.set_attribute("gen_ai.request.stream", True)
+        span.set_attribute("daytwo.model.budget.prompt_tokens", report.prompt.tokens)
+        parts: list[str] = []
+        usage: Usage | None = None
+        finish: str | None = None
+        model: str | None = None
+        try:
+            for chunk in self.provider.stream(msgs, **options):
+                if chunk.text:
+                    parts.append(chunk.text)
+                usage = chunk.usage or usage
+                finish = chunk.finish_reason or finish
+                model = chunk.model or model
+                yield chunk
+        except GeneratorExit:
+            span.set_attribute("daytwo.model.stream.cancelled", True)
+            raise
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            source = "provider"
+            if usage is None or finish is None:
+                source = "tokenizer"
+                out = count_text("".join(parts), p.tokenizer).tokens if parts else 0
+                usage = Usage(input_tokens=report.prompt.tokens, output_tokens=out)
+            span.set_attribute("daytwo.model.usage.source", source)
+            span.set_attribute("gen_ai.response.model", model or p.model)
+            self._usage_attributes(span, usage)
+            if finish:
+                span.set_attribute("gen_ai.response.finish_reasons", [finish])
+            span.end()
+            if on_usage is not None:
+                on_usage(usage, p)
+
+    @staticmethod
+    def _request_attributes(
+        span: Span, temperature: float | None, max_tokens: int | None, seed: int | None
+    ) -> None:
+        if temperature is not None:
+            span.set_attribute("gen_ai.request.temperature", temperature)
+        if max_tokens is not None:
+            span.set_attribute("gen_ai.request.max_tokens", max_tokens)
+        if seed is not None:
+            span.set_attribute("gen_ai.request.seed", seed)
+
+    @staticmethod
+    def _usage_attributes(span: Span, usage: Usage) -> None:
+        span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+        span.set_attribute("gen_ai.usage.cache_read.input_tokens", usage.cached_tokens)
+        span.set_attribute("gen_ai.usage.reasoning.output_tokens", usage.reasoning_tokens)
 
     def close(self) -> None:
         """Close the provider (stops a local engine)."""

@@ -18,7 +18,7 @@ from typing import Any
 from daytwo._resources import package_file
 from daytwo.exceptions import MissingDependency, NotFoundError
 from daytwo.models.openai_compat import OpenAICompatProvider
-from daytwo.models.types import ChatResponse, Message
+from daytwo.models.types import ChatResponse, Message, StreamChunk
 
 __all__ = [
     "LOCAL_MODEL_PACKAGE",
@@ -204,7 +204,7 @@ class LocalProvider:
         """One completion from the local engine."""
         return self._provider().chat(messages, **options)
 
-    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[str]:
+    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[StreamChunk]:
         """Stream one completion from the local engine."""
         return self._provider().stream(messages, **options)
 

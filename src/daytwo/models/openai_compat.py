@@ -22,9 +22,9 @@ from tenacity import (
 )
 
 from daytwo.exceptions import InputError, ModelError, RateLimited, TransportError
-from daytwo.models.types import ChatResponse, Message, ToolCall, Usage
+from daytwo.models.types import ChatResponse, Message, StreamChunk, ToolCall, Usage
 
-__all__ = ["OpenAICompatProvider"]
+__all__ = ["OpenAICompatProvider", "parse_chat_completion", "parse_stream_chunk"]
 
 
 _BACKOFF = wait_random_exponential(multiplier=0.2, max=8.0)
@@ -131,28 +131,71 @@ class OpenAICompatProvider:
             raise ModelError(f"model server answered non-JSON: {response.text[:200]!r}") from exc
         return parse_chat_completion(body, latency)
 
-    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[str]:
-        """Stream the text of one completion, chunk by chunk (server-sent events)."""
-        payload = self._payload(messages, stream=True, **options)
+    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[StreamChunk]:
+        """Stream one completion chunk by chunk (server-sent events).
+
+        The server is asked for the usage of the whole completion
+        (``stream_options.include_usage``); it arrives on the last chunk when the
+        server supports it.
+        """
+        payload = self._payload(
+            messages, stream=True, stream_options={"include_usage": True}, **options
+        )
         url = f"{self.base_url}/chat/completions"
         try:
             with self._client.stream("POST", url, json=payload) as response:
                 _raise_if_rate_limited(response, url)
-                if response.status_code >= 400:
+                if response.status_code >= 500:
                     raise TransportError(f"{url} answered HTTP {response.status_code}")
+                if response.status_code >= 400:
+                    response.read()
+                    raise InputError(
+                        f"{url} refused the request (HTTP {response.status_code}): "
+                        f"{response.text[:300]}",
+                        hint="check the model name, API key and request options",
+                    )
                 for line in response.iter_lines():
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
                         return
-                    chunk = json.loads(data)
-                    for choice in chunk.get("choices", []):
-                        piece = (choice.get("delta") or {}).get("content")
-                        if piece:
-                            yield piece
+                    try:
+                        chunk = json.loads(data)
+                    except json.JSONDecodeError as exc:
+                        raise ModelError(f"model server streamed non-JSON: {data[:200]!r}") from exc
+                    yield parse_stream_chunk(chunk)
         except httpx.TransportError as exc:
             raise TransportError(f"cannot reach {url}: {exc}") from exc
+
+
+def _usage(raw: dict[str, Any]) -> Usage:
+    details = raw.get("prompt_tokens_details") or {}
+    out_details = raw.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=int(raw.get("prompt_tokens") or 0),
+        output_tokens=int(raw.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0),
+        reasoning_tokens=int(out_details.get("reasoning_tokens") or 0),
+    )
+
+
+def parse_stream_chunk(chunk: dict[str, Any]) -> StreamChunk:
+    """One ``chat.completion.chunk`` as a :class:`StreamChunk` (first choice only)."""
+    text = ""
+    finish = None
+    choices = chunk.get("choices") or []
+    if choices:
+        choice = choices[0]
+        text = (choice.get("delta") or {}).get("content") or ""
+        finish = choice.get("finish_reason")
+    usage_raw = chunk.get("usage")
+    return StreamChunk(
+        text=text,
+        finish_reason=finish,
+        usage=_usage(usage_raw) if usage_raw else None,
+        model=chunk.get("model"),
+    )
 
 
 def parse_chat_completion(body: dict[str, Any], latency_s: float) -> ChatResponse:
@@ -163,8 +206,6 @@ def parse_chat_completion(body: dict[str, Any], latency_s: float) -> ChatRespons
     except (KeyError, IndexError, TypeError) as exc:
         raise ModelError(f"model server answered without choices: {str(body)[:200]}") from exc
     usage_raw = body.get("usage") or {}
-    details = usage_raw.get("prompt_tokens_details") or {}
-    out_details = usage_raw.get("completion_tokens_details") or {}
     calls = [
         ToolCall(
             id=str(c.get("id", "")),
@@ -177,12 +218,7 @@ def parse_chat_completion(body: dict[str, Any], latency_s: float) -> ChatRespons
     return ChatResponse(
         text=message.get("content"),
         tool_calls=calls,
-        usage=Usage(
-            input_tokens=int(usage_raw.get("prompt_tokens") or 0),
-            output_tokens=int(usage_raw.get("completion_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0),
-            reasoning_tokens=int(out_details.get("reasoning_tokens") or 0),
-        ),
+        usage=_usage(usage_raw),
         model=str(body.get("model", "")),
         finish_reason=choice.get("finish_reason"),
         latency_s=latency_s,

@@ -48,6 +48,8 @@ class Features(BaseModel):
     logprobs: bool = False
     seed: bool = False
     streaming: bool = True
+    embeddings: bool = False
+    """An embedding model (served by ``/v1/embeddings``), not a chat model."""
 
 
 class Price(BaseModel):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["ChatResponse", "Message", "ToolCall", "Usage", "add_usage"]
+__all__ = ["ChatResponse", "Message", "StreamChunk", "ToolCall", "Usage", "add_usage"]
 
 
 class ToolCall(BaseModel):
@@ -76,6 +76,16 @@ class ChatResponse(BaseModel):
     logprobs: list[dict[str, Any]] | None = None
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
     profile: str | None = None
+
+
+class StreamChunk(BaseModel):
+    """One piece of a streamed completion: text, and on the last pieces the finish
+    reason and (when the server reports it) the usage of the whole completion."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    model: str | None = None
 
 
 def add_usage(a: Usage, b: Usage) -> Usage:

@@ -72,10 +72,16 @@ def create_app(
         runtime = services.build_runtime(settings, store, audit, gateway, knowledge)
     mcp = services.mcp_app(gateway) if gateway is not None else None
 
+    from daytwo.server.llm import ModelGateway
+    from daytwo.server.llm import router as llm_router
+
+    model_gateway = ModelGateway(settings, store)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Model-gateway calls and runs record spans: store them (idempotent).
+        services.start_tracing(settings, store)
         if runtime is not None:
-            services.start_tracing(settings, store)
             # DBOS refuses its sync API inside an event loop: launch from a thread.
             await run_in_threadpool(runtime.launch)
         try:
@@ -91,6 +97,7 @@ def create_app(
                 gateway.close()
             if owns_kb:
                 knowledge.close()
+            await run_in_threadpool(model_gateway.close)
             for close in app.state.on_shutdown:
                 close()
             if owns_store:
@@ -113,6 +120,7 @@ def create_app(
     app.state.audit = audit
     app.state.gateway = gateway
     app.state.kb = knowledge
+    app.state.model_gateway = model_gateway
     app.state.on_shutdown = []
     install_error_handlers(app)
 
@@ -124,6 +132,8 @@ def create_app(
     for router in _layer_routers():
         app.include_router(router)
     app.include_router(dashboard.router)
+    # The model gateway (OpenAI-compatible + Anthropic Messages) at /v1/.
+    app.include_router(llm_router)
     static = resources.files("daytwo.server") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     if mcp is not None:

@@ -6,6 +6,7 @@ workers) makes their spans land in the system of record. The audit log lives in
 :mod:`daytwo.tracing.audit`.
 """
 
+from daytwo.tracing.attribution import attributed
 from daytwo.tracing.audit import AuditLog, AuditRecord
 from daytwo.tracing.decisions import record_decision
 from daytwo.tracing.pricing import Price, PriceSource, SpanCost
@@ -18,6 +19,7 @@ __all__ = [
     "PriceSource",
     "SpanCost",
     "TracingHandle",
+    "attributed",
     "current_handle",
     "record_decision",
     "setup_tracing",

@@ -30,6 +30,7 @@ __all__ = [
     "USAGE_INPUT",
     "USAGE_OUTPUT",
     "USAGE_REASONING_OUTPUT",
+    "USER_ID",
 ]
 
 OPERATION = "gen_ai.operation.name"
@@ -54,6 +55,7 @@ AGENT_VERSION = "daytwo.agent.version"
 PRINCIPAL = "daytwo.principal"
 TENANT = "daytwo.tenant"
 SESSION_ID = "daytwo.session.id"
+USER_ID = "daytwo.user.id"
 
 DECISION_EVENT = "daytwo.decision"
 DECISION_KIND = "daytwo.decision.kind"

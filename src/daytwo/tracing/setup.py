@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from daytwo._version import __version__
 from daytwo.store import Store
+from daytwo.tracing.attribution import current_attribution
 from daytwo.tracing.audit import configure_audit
 from daytwo.tracing.pricing import PriceSource
 from daytwo.tracing.processor import StoreSpanProcessor
@@ -51,6 +52,11 @@ class _SwitchProcessor(SpanProcessor):
         self._targets = targets
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        attribution = current_attribution()
+        if attribution:
+            # Attributes the span was created with, or sets later, win.
+            own = span.attributes or {}
+            span.set_attributes({k: v for k, v in attribution.items() if k not in own})
         for target in self._starters:
             target.on_start(span, parent_context=parent_context)
 

@@ -1,4 +1,4 @@
-"""Server tables: API keys (stored hashed) and dashboard sessions.
+"""Server tables: API keys (stored hashed), dashboard sessions, model routes and budgets.
 
 A key belongs to one tenant and has one role (admin, operator, viewer). Only a
 SHA-256 digest of the key's secret part is stored; the full key is shown once,
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String
+from sqlalchemy import BigInteger, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from daytwo.store.base import Base, UTCDateTime, utcnow
+from daytwo.store.base import Base, JSONType, UTCDateTime, utcnow
 
-__all__ = ["ApiKey", "DashboardSession", "Ownership"]
+__all__ = ["ApiKey", "DashboardSession", "ModelBudget", "ModelRoute", "Ownership"]
 
 
 class ApiKey(Base):
@@ -63,3 +63,36 @@ class Ownership(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_server_ownership_tenant", "tenant"),)
+
+
+class ModelRoute(Base):
+    """A tenant's model alias for the model gateway: an ordered fallback chain of profiles."""
+
+    __tablename__ = "server_model_routes"
+
+    tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    targets: Mapped[list[str]] = mapped_column(JSONType)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ModelBudget(Base):
+    """Daily model budgets and a rate limit of one tenant or one API key (gateway calls).
+
+    ``scope`` is ``tenant`` (``subject`` = the tenant) or ``key`` (``subject`` = the
+    key id); ``None`` means no limit of that kind.
+    """
+
+    __tablename__ = "server_model_budgets"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100))
+    usd_per_day: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tokens_per_day: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_server_model_budgets_tenant", "tenant"),)

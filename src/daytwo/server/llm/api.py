@@ -1,0 +1,244 @@
+"""The model gateway's HTTP routes under ``/v1/`` (OpenAI-compatible, plus Anthropic Messages).
+
+Each route authenticates itself (``Authorization: Bearer dt_...``, or ``x-api-key``)
+and answers errors in the vendor's own shape (:mod:`daytwo.server.llm.errors`)
+instead of daytwo's common error body, so the official SDKs raise their usual
+exceptions. Bodies are parsed here rather than by FastAPI so that a malformed one
+gets the vendor's 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
+from typing import Any, TypeVar
+
+import anyio
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
+
+from daytwo.exceptions import InputError
+from daytwo.models.types import StreamChunk, Usage
+from daytwo.server.llm import anthropic_wire, embeddings
+from daytwo.server.llm.errors import Wire, error_response
+from daytwo.server.llm.openai_wire import (
+    DONE_EVENT,
+    ChatRequest,
+    EmbeddingsRequest,
+    chat_completion,
+    chunk_event,
+    completion_id,
+    parse_body,
+)
+from daytwo.server.llm.service import CallContext, ModelGateway, ModelStream, StreamResult
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["model gateway"])
+
+R = TypeVar("R")
+_END = StreamChunk()
+
+
+def gateway_of(request: Request) -> ModelGateway:
+    """The app's model gateway."""
+    gw: ModelGateway = request.app.state.model_gateway
+    return gw
+
+
+def api_key(request: Request, *, anthropic: bool = False) -> str | None:
+    """The key from ``Authorization: Bearer`` or ``x-api-key`` (Anthropic SDKs send the latter)."""
+    auth = request.headers.get("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+async def in_thread(call: CallContext, fn: Callable[..., R], *args: Any) -> R:
+    """Run blocking ``fn`` in the thread pool, inside the request's context."""
+    return await anyio.to_thread.run_sync(call.run, fn, *args)
+
+
+def _next(it: ModelStream) -> StreamChunk:
+    return next(it, _END)
+
+
+class SSEResponse(StreamingResponse):
+    """A server-sent-event stream that always closes its body iterator, and treats a
+    client that went away as the normal end of the stream (the iterator's ``finally``
+    then closes the model stream, which records what was produced)."""
+
+    media_type = "text/event-stream"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except (ClientDisconnect, OSError):
+            pass
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+
+async def pump(
+    call: CallContext, it: ModelStream, first: StreamChunk
+) -> AsyncGenerator[StreamChunk, None]:
+    """The model stream's chunks, each fetched in the thread pool; closes the stream
+    (in its context, shielded from cancellation) when the consumer stops early."""
+    done = False
+    try:
+        chunk = first
+        while chunk is not _END:
+            yield chunk
+            chunk = await in_thread(call, _next, it)
+        done = True
+    finally:
+        if not done:
+            with anyio.CancelScope(shield=True):
+                await in_thread(call, it.close)
+
+
+async def open_stream(
+    gw: ModelGateway, call: CallContext, stream: Callable[[], tuple[ModelStream, Any]]
+) -> tuple[ModelStream, StreamChunk, Any]:
+    """Start a model stream and fetch its first chunk (errors before it become HTTP errors)."""
+
+    def start() -> tuple[ModelStream, StreamChunk, Any]:
+        it, result = stream()
+        return it, next(it, _END), result
+
+    return await in_thread(call, start)
+
+
+@router.post(
+    "/chat/completions",
+    summary="Create a chat completion (OpenAI-compatible)",
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}
+    },
+)
+async def chat_completions(request: Request) -> Response:
+    """OpenAI ``POST /v1/chat/completions``, non-streaming and SSE streaming."""
+    gw = gateway_of(request)
+    try:
+        principal = gw.authenticate(api_key(request))
+        req = parse_body(await request.body(), ChatRequest)
+        model = gw.chat_model(principal.tenant, req.model)
+        call = gw.call_context(principal, request.headers)
+        if req.stream:
+            if req.tools:
+                raise InputError(
+                    "streaming with tools is not supported by the gateway",
+                    hint="set stream to false for requests with tools",
+                    param="stream",
+                )
+            it, first, result = await open_stream(gw, call, lambda: gw.stream(call, model, req))
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            return SSEResponse(
+                _openai_events(call, it, first, result, req.model, include_usage),
+                headers={"cache-control": "no-cache"},
+            )
+        response = await in_thread(call, gw.complete, call, model, req)
+    except Exception as exc:
+        return error_response(exc)
+    return Response(
+        chat_completion(response, req.model),
+        media_type="application/json",
+        headers={"x-daytwo-model-profile": response.profile or ""},
+    )
+
+
+async def _openai_events(
+    call: CallContext,
+    it: ModelStream,
+    first: StreamChunk,
+    result: StreamResult,
+    model: str,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    cid, created = completion_id(), int(time.time())
+    role_sent = False
+    async with aclosing(pump(call, it, first)) as chunks:
+        async for chunk in chunks:
+            if not (chunk.text or chunk.finish_reason or not role_sent):
+                continue
+            yield chunk_event(cid, created, model, chunk=chunk, role=not role_sent)
+            role_sent = True
+    if include_usage:
+        yield chunk_event(cid, created, model, usage=result.usage or Usage())
+    yield DONE_EVENT
+
+
+@router.post(
+    "/embeddings",
+    summary="Create embeddings (OpenAI-compatible)",
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}
+    },
+)
+async def create_embeddings(request: Request) -> Response:
+    """OpenAI ``POST /v1/embeddings`` over daytwo's embedders."""
+    gw = gateway_of(request)
+    try:
+        principal = gw.authenticate(api_key(request))
+        req = parse_body(await request.body(), EmbeddingsRequest)
+        profile = gw.embedding_profile(req.model)
+        call = gw.call_context(principal, request.headers)
+        body = await in_thread(call, embeddings.embed, gw, call, profile, req)
+    except Exception as exc:
+        return error_response(exc)
+    return Response(body, media_type="application/json")
+
+
+@router.get("/models", summary="List the models a key may use (OpenAI-compatible)")
+async def list_models(request: Request) -> Response:
+    """OpenAI ``GET /v1/models``: chat and embedding profiles, and the tenant's routes."""
+    gw = gateway_of(request)
+    try:
+        principal = gw.authenticate(api_key(request))
+        names = gw.chat_names(principal.tenant) + gw.embedding_names()
+    except Exception as exc:
+        return error_response(exc)
+    data = [{"id": n, "object": "model", "created": 0, "owned_by": "daytwo"} for n in names]
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+
+
+@router.post(
+    "/messages",
+    summary="Create a message (Anthropic Messages API)",
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}
+    },
+)
+async def messages(request: Request) -> Response:
+    """Anthropic ``POST /v1/messages``, non-streaming and streaming."""
+    gw = gateway_of(request)
+    wire: Wire = "anthropic"
+    try:
+        principal = gw.authenticate(api_key(request, anthropic=True))
+        req = anthropic_wire.parse(await request.body())
+        model = gw.chat_model(principal.tenant, req.model)
+        call = gw.call_context(principal, request.headers)
+        chat_req = anthropic_wire.to_chat_request(req)
+        if req.stream:
+            it, first, result = await open_stream(
+                gw, call, lambda: gw.stream(call, model, chat_req)
+            )
+            return SSEResponse(
+                anthropic_wire.events(pump(call, it, first), result, req.model),
+                headers={"cache-control": "no-cache"},
+            )
+        response = await in_thread(call, gw.complete, call, model, chat_req)
+    except Exception as exc:
+        return error_response(exc, wire)
+    return Response(
+        anthropic_wire.message(response, req.model),
+        media_type="application/json",
+        headers={"x-daytwo-model-profile": response.profile or ""},
+    )
