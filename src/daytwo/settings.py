@@ -87,6 +87,16 @@ class Settings(BaseSettings):
         description="Append-only file outside the store that receives a copy of every audit "
         "checkpoint; `audit verify` checks the store against it.",
     )
+    allowed_python_backends: tuple[str, ...] | None = Field(
+        default=None,
+        description="Shell-style patterns of the python tool callables (module:function) "
+        "that may run; unset: every operator-registered one. Checked at registration and call.",
+    )
+    allowed_mcp_commands: tuple[str, ...] | None = Field(
+        default=None,
+        description="Shell-style patterns of the MCP stdio command lines that may be started; "
+        "unset: every operator-registered one. Checked at registration and call.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="WARNING", description="Log level of daytwo's own loggers."
     )

@@ -33,6 +33,7 @@ from daytwo.exceptions import (
 )
 from daytwo.gateway.adapters import CompiledAdapter
 from daytwo.gateway.agents import Agent, AgentRegistry
+from daytwo.gateway.authority import CodeExecutionDenied, check_allowed, runs_code
 from daytwo.gateway.backends import Backend, HttpBackend, McpBackend, PythonBackend
 from daytwo.gateway.catalog import Catalog, ToolRecord
 from daytwo.gateway.contracts import (
@@ -116,6 +117,7 @@ class _Compiled:
         self.adapter = CompiledAdapter(d.adapter) if d.adapter else None
         self._make_backend = make_backend
         self._backend: Backend | None = None
+        self.code_checked = False
 
     def close(self) -> None:
         """Release the backend's resources (an MCP stdio server process)."""
@@ -183,8 +185,12 @@ class Gateway:
         audit: bool = True,
         idempotency_wait_s: float = 30.0,
         idempotency_lease_s: float = 600.0,
+        tenant_registered: Callable[[str], bool] | None = None,
     ) -> None:
+        """``tenant_registered(name)`` says whether a tenant registered the tool ``name``
+        (over the API): such a tool never runs a code backend (see :mod:`.authority`)."""
         self.store = store
+        self.tenant_registered = tenant_registered
         self.settings = settings
         self._vault = vault
         self.require_auth = require_auth
@@ -228,11 +234,38 @@ class Gateway:
 
         Every URL a definition points at passes the egress policy first (SsrfBlocked
         for an internal target not allow-listed, InputError for a non-http(s) URL).
+        CodeExecutionDenied when a code backend is outside the operator's allow-lists.
         """
         for definition in definitions:
+            self._check_allow_lists(definition)
             for url in _backend_urls(definition):
                 self.guard.check_registration(url)
         return self.catalog.register_many(definitions)
+
+    def _check_allow_lists(self, definition: ToolDefinition) -> None:
+        settings = self.settings
+        check_allowed(
+            definition,
+            python=settings.allowed_python_backends if settings else None,
+            mcp_commands=settings.allowed_mcp_commands if settings else None,
+        )
+
+    def _authorize_code(self, compiled: _Compiled) -> None:
+        """Refuse to run a code backend a tenant registered or the allow-lists do not admit."""
+        if compiled.code_checked:
+            return
+        d = compiled.record.definition
+        what = runs_code(d)
+        if what is not None:
+            self._check_allow_lists(d)
+            if self.tenant_registered is not None and self.tenant_registered(d.name):
+                raise CodeExecutionDenied(
+                    f"tool {d.name!r} was registered by a tenant and its {what} would run "
+                    "code on the server (rule: no code execution from the API)",
+                    hint="a server operator re-registers it from the CLI, or the tenant "
+                    "replaces it with an http or mcp url backend",
+                )
+        compiled.code_checked = True
 
     def register_python(self, name: str, fn: Callable[..., Any]) -> None:
         """Make ``fn`` the callable that python backends named ``name`` call."""
@@ -322,6 +355,11 @@ class Gateway:
             span.set_attribute("daytwo.tool.version", record.version)
             span.set_attribute("daytwo.tool.capability", record.capability)
             principal = self._admit(record, agent, api_key)
+            try:
+                self._authorize_code(compiled)
+            except PermissionDenied as exc:
+                self._deny(record, principal.name if principal else agent, exc)
+                raise
             label = principal.name if principal is not None else agent
             if label is not None:
                 span.set_attribute("daytwo.agent.name", label)

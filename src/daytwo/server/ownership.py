@@ -12,7 +12,7 @@ from daytwo.store import Store
 from daytwo.store.base import utcnow
 from daytwo.store.tables.server import Ownership
 
-__all__ = ["check_visible", "claim", "owners", "release", "visible"]
+__all__ = ["check_visible", "claim", "claimed", "owners", "release", "visible"]
 
 
 def owners(store: Store, kind: str, names: Iterable[str]) -> dict[str, str]:
@@ -27,6 +27,12 @@ def owners(store: Store, kind: str, names: Iterable[str]) -> dict[str, str]:
             )
             found.update({n: t for n, t in s.execute(q)})
     return {n: found.get(n, DEFAULT_TENANT) for n in wanted}
+
+
+def claimed(store: Store, kind: str, name: str) -> bool:
+    """True when a tenant claimed ``name`` through the API (it was not made on the host)."""
+    with store.session() as s:
+        return s.get(Ownership, (kind, name)) is not None
 
 
 def visible(store: Store, kind: str, names: Iterable[str], tenant: str) -> list[str]:

@@ -40,8 +40,11 @@ def start_tracing(settings: Settings, store: Store) -> None:
 def build_gateway(settings: Settings, store: Store) -> Any:
     """The tool gateway of this server process."""
     from daytwo.gateway import Gateway
+    from daytwo.server.ownership import claimed
 
-    return Gateway(store, settings)
+    # A tool a tenant registered over the API never runs a code backend, even a row
+    # written before that rule existed (gateway/authority.py).
+    return Gateway(store, settings, tenant_registered=lambda name: claimed(store, "tool", name))
 
 
 def build_kb(settings: Settings, store: Store) -> Any:

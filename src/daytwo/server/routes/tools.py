@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from daytwo.exceptions import MissingDependency
 from daytwo.server.deps import Admin, Viewer, get_store
 from daytwo.server.errors import ERROR_RESPONSES
+from daytwo.server.events import audit_event
 from daytwo.server.ownership import check_visible, claim, release, visible
 from daytwo.store import Store
 
@@ -149,10 +150,24 @@ def versions(
 
 
 @router.post("", response_model=ToolOut, status_code=201, summary="Register a tool version")
-def register(body: ToolRegister, principal: Admin, store: StoreDep, gateway: GatewayDep) -> ToolOut:
+def register(
+    body: ToolRegister, principal: Admin, store: StoreDep, gateway: GatewayDep, request: Request
+) -> ToolOut:
+    from daytwo.gateway.authority import CodeExecutionDenied, refuse_from_api
     from daytwo.gateway.contracts import parse_definitions
 
     definition = parse_definitions(body.definition, source="request body")[0]
+    try:
+        refuse_from_api(definition)
+    except CodeExecutionDenied as exc:
+        audit_event(
+            request,
+            principal,
+            "tool.register.denied",
+            definition.name,
+            {"reason": exc.message, "backend": definition.backend.type},
+        )
+        raise
     exists = any(t.name == definition.name for t in gateway.tools())
     new = claim(store, KIND, definition.name, principal.tenant, "tool", exists=exists)
     try:
@@ -161,4 +176,15 @@ def register(body: ToolRegister, principal: Admin, store: StoreDep, gateway: Gat
         if new:
             release(store, KIND, definition.name)
         raise
+    audit_event(
+        request,
+        principal,
+        "tool.register",
+        record.name,
+        {
+            "version": record.version,
+            "backend": definition.backend.type,
+            "hash": record.definition_hash,
+        },
+    )
     return ToolOut(**record.as_dict())
