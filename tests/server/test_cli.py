@@ -39,6 +39,23 @@ def test_keys_create_list_revoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert listed[0]["revoked_at"] is not None
 
 
+def test_grants_add_list_remove(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "db", "upgrade")[0] == 0
+    code, out, _ = cli(capsys, "grants", "add", "tool", "risk_score", "--tenant", "acme", "--json")
+    assert code == 0, out
+    assert json.loads(out)["tenant"] == "acme"
+    listed = json.loads(cli(capsys, "grants", "list", "--json")[1])
+    assert [(g["kind"], g["name"], g["tenant"]) for g in listed] == [("tool", "risk_score", "acme")]
+    assert cli(capsys, "grants", "remove", "tool", "risk_score", "--tenant", "acme")[0] == 0
+    assert json.loads(cli(capsys, "grants", "list", "--json")[1]) == []
+    code, _, err = cli(capsys, "grants", "add", "robot", "x", "--tenant", "acme")
+    assert code == 2
+    assert "unknown kind 'robot'" in err
+    code, _, err = cli(capsys, "grants", "remove", "tool", "x", "--tenant", "acme")
+    assert code == 2
+    assert "not granted" in err
+
+
 def test_keys_bad_input_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, "db", "upgrade")[0] == 0
     code, _, err = cli(capsys, "keys", "create", "--role", "root")
@@ -213,16 +230,20 @@ SCORER = {
 def _runs_across_workers(url: str, key: str, db_url: str) -> None:
     """Runs started through any worker are seen, with the same state, through every worker."""
     from daytwo.gateway import Gateway
+    from daytwo.server.ownership import grant
     from daytwo.store import Store
 
     from .test_tools_costs_audit import risk_definition
 
     auth = {"Authorization": f"Bearer {key}"}
-    r = httpx.post(f"{url}/api/v1/tools", json={"definition": risk_definition()}, headers=auth)
-    assert r.status_code == 201, r.text
     store = Store(db_url)
     try:
-        Gateway(store).create_agent("scorer", ["risk_score"])
+        # A python backend: registered by the server operator on the host, shared with
+        # the key's tenant (never over the API).
+        gateway = Gateway(store)
+        gateway.register(risk_definition())
+        grant(store, "tool", "risk_score", "acme")
+        gateway.create_agent("scorer", ["risk_score"])
     finally:
         store.dispose()
     r = httpx.post(f"{url}/api/v1/agents", json={"spec": SCORER}, headers=auth)

@@ -34,8 +34,9 @@ def make_runs(store: Store) -> tuple[str, str]:
     def worse(case: Case) -> str:
         return str(case.expected_output) if case.key in {"c0", "c1", "c2"} else "no idea"
 
-    base = runs.run(CallableRunner(good, name="calc", version="1"), "arith")
-    cand = runs.run(CallableRunner(worse, name="calc", version="2"), "arith")
+    by = {"started_by": "acme/key:0123456789ab"}  # as if started through the API
+    base = runs.run(CallableRunner(good, name="calc", version="1"), "arith", config=by)
+    cand = runs.run(CallableRunner(worse, name="calc", version="2"), "arith", config=by)
     return base.id, cand.id
 
 

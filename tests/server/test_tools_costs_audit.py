@@ -11,6 +11,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from daytwo.server.ownership import grant
+from daytwo.store import Store
+
 from .helpers import Keys
 from .test_runs import start, wait_done
 
@@ -20,14 +23,26 @@ def risk_definition() -> dict[str, Any]:
     return dict(yaml.safe_load(text))
 
 
-def test_tools_are_tenant_scoped(client: TestClient, keys: Keys) -> None:
+def http_definition(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "capability": "risk.score",
+        "version": "1.0.0",
+        "backend": {"type": "http", "url": "https://risk.example.com/score"},
+    }
+
+
+def test_tools_are_tenant_scoped(client: TestClient, keys: Keys, store: Store) -> None:
     c = client
+    # risk_score runs a python callable: a server operator registers it on the host and
+    # shares it with acme (a tenant cannot register code backends over the API).
     r = c.post(
         "/api/v1/tools", json={"definition": risk_definition()}, headers=Keys.header(keys.admin)
     )
-    assert r.status_code == 201, r.text
-    assert r.json()["name"] == "risk_score"
+    assert r.status_code == 403, r.text
     gateway = c.app.state.gateway  # type: ignore[attr-defined]
+    gateway.register(risk_definition())
+    grant(store, "tool", "risk_score", "acme")
     for account in ("a1", "a2", "a3"):
         gateway.call("risk_score", {"account": account})
     gateway.telemetry.flush()
@@ -48,15 +63,30 @@ def test_tools_are_tenant_scoped(client: TestClient, keys: Keys) -> None:
     assert c.get("/api/v1/tools/health", headers=theirs).json() == []
     assert c.get("/api/v1/tools/drift-alerts", headers=theirs).json() == []
     assert c.get("/api/v1/tools/risk_score", headers=theirs).status_code == 404
-    # Nor can another tenant publish a version of it.
-    r = c.post("/api/v1/tools", json={"definition": risk_definition()}, headers=theirs)
+    # Nor can another tenant publish a version of it, nor the tenant it is shared with.
+    r = c.post("/api/v1/tools", json={"definition": http_definition("risk_score")}, headers=theirs)
+    assert r.status_code == 409
+    assert "acme" not in r.text
+    r = c.post(
+        "/api/v1/tools",
+        json={"definition": http_definition("risk_score")},
+        headers=Keys.header(keys.admin),
+    )
     assert r.status_code == 409
     # A viewer cannot register tools; a broken definition is a 400 naming the problem.
-    r = c.post("/api/v1/tools", json={"definition": risk_definition()}, headers=mine)
+    r = c.post("/api/v1/tools", json={"definition": http_definition("mine")}, headers=mine)
     assert r.status_code == 403
     r = c.post("/api/v1/tools", json={"definition": {"name": "x"}}, headers=Keys.header(keys.admin))
     assert r.status_code == 400
-    assert c.get("/api/v1/tools", headers=Keys.header(keys.admin)).json()[0]["name"] == "risk_score"
+    r = c.post(
+        "/api/v1/tools",
+        json={"definition": http_definition("acme_risk")},
+        headers=Keys.header(keys.admin),
+    )
+    assert r.status_code == 201, r.text
+    names = [t["name"] for t in c.get("/api/v1/tools", headers=Keys.header(keys.admin)).json()]
+    assert names == ["acme_risk", "risk_score"]
+    assert c.get("/api/v1/tools", headers=theirs).json() == []
 
 
 @pytest.mark.slow
@@ -97,10 +127,7 @@ def test_mcp_endpoint_is_mounted(client: TestClient, keys: Keys) -> None:
     c = client
     # The MCP transport guards against DNS rebinding: only loopback Host headers pass.
     c.base_url = "http://127.0.0.1:8765"  # type: ignore[assignment]
-    r = c.post(
-        "/api/v1/tools", json={"definition": risk_definition()}, headers=Keys.header(keys.admin)
-    )
-    assert r.status_code == 201
+    c.app.state.gateway.register(risk_definition())  # type: ignore[attr-defined]
     agent_key = c.app.state.gateway.create_agent("mcp-agent", ["risk_score"])  # type: ignore[attr-defined]
     rpc = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     accept = {"Accept": "application/json, text/event-stream"}

@@ -95,18 +95,22 @@ def test_run_killed_on_one_server_resumes_on_another(pg_url: str, tmp_path: Path
     second = None
     try:
         second, url_b = start_server(env)
-        for definition in (
-            _tool("mark_account", "mark", "seen"),
-            _tool("gated_approval", "gated", "approved"),
-        ):
-            r = httpx.post(f"{url_a}/api/v1/tools", json={"definition": definition}, headers=auth)
-            assert r.status_code == 201, r.text
         from daytwo.gateway import Gateway
+        from daytwo.server.ownership import grant
         from daytwo.store import Store
 
         store = Store(pg_url)
         try:
-            Gateway(store).create_agent("gatekeeper", ["mark_account", "gated_approval"])
+            # Python backends: the server operator registers them on the host and shares
+            # them with the tenant (never over the API).
+            gateway = Gateway(store)
+            for definition in (
+                _tool("mark_account", "mark", "seen"),
+                _tool("gated_approval", "gated", "approved"),
+            ):
+                gateway.register(definition)
+                grant(store, "tool", definition["name"], "acme")
+            gateway.create_agent("gatekeeper", ["mark_account", "gated_approval"])
         finally:
             store.dispose()
         r = httpx.post(f"{url_b}/api/v1/agents", json={"spec": AGENT}, headers=auth)

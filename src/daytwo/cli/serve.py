@@ -7,7 +7,7 @@ import typer
 from daytwo.cli._context import state
 from daytwo.cli._output import console, print_json
 
-__all__ = ["keys_app", "serve"]
+__all__ = ["grants_app", "keys_app", "serve"]
 
 keys_app = typer.Typer(help="Create, list and revoke API keys of the server.", no_args_is_help=True)
 
@@ -92,3 +92,71 @@ def revoke(
         print_json(info.__dict__)
         return
     console.print(f"revoked key {info.id} ({info.role}, tenant {info.tenant})")
+
+
+grants_app = typer.Typer(
+    help="Share host-made objects (sample tools, public collections) with tenants.",
+    no_args_is_help=True,
+)
+
+_KIND = typer.Argument(..., help="agent, tool, collection or eval_set.")
+
+
+def _audit_cli(kind: str, subject: str, data: dict[str, str]) -> None:
+    from daytwo.tracing.audit import AuditLog
+
+    AuditLog.for_data_dir(state.store(), state.settings().data_dir).append(
+        kind=kind, actor="operator:cli", subject=subject, data=data
+    )
+
+
+@grants_app.command("add")
+def grant_add(
+    kind: str = _KIND,
+    name: str = typer.Argument(..., help="The object's name."),
+    tenant: str = typer.Option(..., "--tenant", help="Tenant to share it with."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Let a tenant see NAME and reference it from its agents (it cannot change it)."""
+    from daytwo.server.ownership import grant
+
+    info = grant(state.store(), kind, name, tenant)
+    _audit_cli("grant.add", f"{kind}:{name}", {"tenant": tenant})
+    if json_out:
+        print_json({**info.__dict__, "created_at": info.created_at.isoformat()})
+        return
+    console.print(f"granted {kind} {name!r} to tenant {tenant}")
+
+
+@grants_app.command("remove")
+def grant_remove(
+    kind: str = _KIND,
+    name: str = typer.Argument(..., help="The object's name."),
+    tenant: str = typer.Option(..., "--tenant", help="Tenant to stop sharing it with."),
+) -> None:
+    """Stop sharing NAME with a tenant."""
+    from daytwo.server.ownership import revoke_grant
+
+    revoke_grant(state.store(), kind, name, tenant)
+    _audit_cli("grant.remove", f"{kind}:{name}", {"tenant": tenant})
+    console.print(f"{kind} {name!r} is no longer shared with tenant {tenant}")
+
+
+@grants_app.command("list")
+def grant_list(
+    tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's grants."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the grants."""
+    from rich.table import Table
+
+    from daytwo.server.ownership import list_grants
+
+    infos = list_grants(state.store(), tenant)
+    if json_out:
+        print_json([{**i.__dict__, "created_at": i.created_at.isoformat()} for i in infos])
+        return
+    table = Table("tenant", "kind", "name", "granted")
+    for i in infos:
+        table.add_row(i.tenant, i.kind, i.name, i.created_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(table)

@@ -23,7 +23,7 @@ from daytwo.server.deps import Operator, Viewer, get_store
 from daytwo.server.errors import ERROR_RESPONSES
 from daytwo.server.ownership import check_visible, visible
 from daytwo.server.routes.runs import get_runtime
-from daytwo.server.tenancy import principal_string
+from daytwo.server.tenancy import principal_string, tenant_of
 from daytwo.store import Store
 
 __all__ = ["eval_runs_of", "router", "visible_sets"]
@@ -88,14 +88,23 @@ def eval_runs_of(store: Store, tenant: str, set_name: str | None = None) -> list
     from daytwo.evals.runs import EvalRuns
 
     names = set(visible_sets(store, tenant))
-    return [r for r in EvalRuns(store).list_runs(set_name=set_name) if r.set_name in names]
+    return [
+        r
+        for r in EvalRuns(store).list_runs(set_name=set_name)
+        if r.set_name in names and tenant_of(r.config.get("started_by")) == tenant
+    ]
 
 
 def _run(store: Store, principal: Principal, run_id: str) -> RunInfo:
     from daytwo.evals.runs import EvalRuns
 
-    run = EvalRuns(store).get(run_id)
-    check_visible(store, KIND, run.set_name, principal.tenant, "eval run set")
+    missing = NotFoundError(f"no eval run {run_id!r}", hint="list your eval runs first")
+    try:
+        run = EvalRuns(store).get(run_id)
+    except NotFoundError:
+        raise missing from None
+    if tenant_of(run.config.get("started_by")) != principal.tenant:
+        raise missing  # another tenant's run (even on a set shared with this one)
     return run
 
 

@@ -17,7 +17,7 @@ from daytwo.exceptions import MissingDependency, NotFoundError
 from daytwo.server.auth import Principal
 from daytwo.server.deps import Admin, Operator, Viewer, get_store
 from daytwo.server.errors import ERROR_RESPONSES
-from daytwo.server.ownership import check_visible, claim, release, visible
+from daytwo.server.ownership import check_owned, check_visible, claim, release, visible
 from daytwo.server.tenancy import principal_string
 from daytwo.store import Store
 
@@ -164,7 +164,7 @@ def upsert(
 def erase(
     collection: Collection, doc_id: DocId, principal: Operator, store: StoreDep, kb: KbDep
 ) -> Written:
-    check_visible(store, KIND, collection, principal.tenant, "collection")
+    check_owned(store, KIND, collection, principal.tenant, "collection")
     if not kb.delete_document(collection, doc_id):
         raise NotFoundError(f"no document {doc_id!r} in {collection!r}", hint="check the id")
     return Written(collection=collection, doc_id=doc_id, status="erased")
@@ -287,7 +287,7 @@ def migrate(
 ) -> MigrationOut:
     from daytwo.knowledge import generations as gen
 
-    check_visible(store, KIND, collection, principal.tenant, "collection")
+    check_owned(store, KIND, collection, principal.tenant, "collection")
     chunking = None
     if body.chunking:
         chunking = gen.parse_chunking(body.chunking, kb.active_generation(collection).chunking)
@@ -312,7 +312,7 @@ def migrate(
 def cutover(collection: Collection, principal: Admin, store: StoreDep, kb: KbDep) -> MigrationOut:
     from daytwo.knowledge import generations as gen
 
-    check_visible(store, KIND, collection, principal.tenant, "collection")
+    check_owned(store, KIND, collection, principal.tenant, "collection")
     return _migration_out(gen.cutover(kb, collection, actor=principal_string(principal)))
 
 
@@ -324,5 +324,5 @@ def cutover(collection: Collection, principal: Admin, store: StoreDep, kb: KbDep
 def rollback(collection: Collection, principal: Admin, store: StoreDep, kb: KbDep) -> MigrationOut:
     from daytwo.knowledge import generations as gen
 
-    check_visible(store, KIND, collection, principal.tenant, "collection")
+    check_owned(store, KIND, collection, principal.tenant, "collection")
     return _migration_out(gen.rollback(kb, collection, actor=principal_string(principal)))

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from daytwo.store.base import Base, JSONType, UTCDateTime, utcnow
 
-__all__ = ["ApiKey", "DashboardSession", "ModelBudget", "ModelRoute", "Ownership"]
+__all__ = ["ApiKey", "DashboardSession", "Grant", "ModelBudget", "ModelRoute", "Ownership"]
 
 
 class ApiKey(Base):
@@ -96,3 +96,20 @@ class ModelBudget(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_server_model_budgets_tenant", "tenant"),)
+
+
+class Grant(Base):
+    """A named object shared with a tenant that does not own it (a sample tool, a public
+    collection): read and referenced by the tenant's agents, never changed by it.
+
+    Grants are made by a server operator from the CLI (``daytwo grants add``).
+    """
+
+    __tablename__ = "server_grants"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_server_grants_tenant", "tenant"),)
