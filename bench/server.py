@@ -63,16 +63,17 @@ def bench_app() -> Any:
     from daytwo.knowledge.service import KnowledgeBase
     from daytwo.runtime import (
         CallableRetriever,
-        OpenAICompatLLM,
         PythonTools,
         Runtime,
         Services,
         StaticTelemetry,
     )
+    from daytwo.runtime.adapters import ModelLLM
     from daytwo.server import create_app
     from daytwo.server.services import audit_log
     from daytwo.settings import load_settings
     from daytwo.store import Store
+    from daytwo.testing import scripted_chat_model
 
     settings = load_settings()
     store = Store.from_settings(settings)
@@ -93,7 +94,7 @@ def bench_app() -> Any:
         tools=tools,
         telemetry=StaticTelemetry(),
         retriever=CallableRetriever(retrieve),
-        llm=OpenAICompatLLM(os.environ["BENCH_MODEL_URL"], model="scripted"),
+        llm=ModelLLM(scripted_chat_model(os.environ["BENCH_MODEL_URL"])),
         audit=audit_log(settings, store),
     )
     runtime = Runtime(

@@ -110,7 +110,7 @@ def _run_daytwo(n: int, freeze: bool) -> dict[str, float]:
 
     class Prices:
         def price(self, model: str, at: Any, /) -> Price:
-            return Price(Decimal("0.15"), Decimal("0.6"), Decimal("0.075"))
+            return Price(input=Decimal("0.15"), output=Decimal("0.6"), cached=Decimal("0.075"))
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'bench.db'}")

@@ -16,15 +16,15 @@ from daytwo.evals.promote import RuntimeRunSource, promote
 from daytwo.evals.runs import EvalRuns
 from daytwo.runtime import (
     CallableRetriever,
-    OpenAICompatLLM,
     PythonTools,
     Runtime,
     Services,
     load_spec,
 )
+from daytwo.runtime.adapters import ModelLLM
 from daytwo.runtime.eval_runner import RuntimeRunner
 from daytwo.store import Store
-from daytwo.testing import ScriptedModelServer
+from daytwo.testing import ScriptedModelServer, scripted_chat_model
 
 SPEC = {
     "name": "mini",
@@ -74,8 +74,8 @@ def runtime(sqlite_store: Store, tmp_path: Path) -> Iterator[tuple[Runtime, Scri
         capability="orders.status",
     )
     server = ScriptedModelServer(default=json.dumps({"answer": "Your order has shipped."})).start()
-    llm = OpenAICompatLLM(server.base_url)
-    services = Services(tools=tools, llm=llm, retriever=CallableRetriever(_hits))
+    llm = scripted_chat_model(server.base_url)
+    services = Services(tools=tools, llm=ModelLLM(llm), retriever=CallableRetriever(_hits))
     rt = Runtime(sqlite_store, services, data_dir=tmp_path)
     rt.registry.register(load_spec(SPEC))
     rt.launch()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,7 @@ def test_price_book_dated_prices_and_unknown(caplog: pytest.LogCaptureFixture) -
         output_tokens=1_000_000,
         cached_tokens=500_000,
     )
-    assert cost == pytest.approx(0.5 * 0.15 + 0.5 * 0.075 + 0.60)
+    assert cost == Decimal("0.075") + Decimal("0.0375") + Decimal("0.60")
     assert (
         book.cost("ollama/llama3.2-3b", datetime.now(UTC), input_tokens=5, output_tokens=5) is None
     )
@@ -108,7 +109,7 @@ def test_sonnet_prices_only_what_its_source_states() -> None:
     assert price.note is not None
     assert "sonnet-4-6" in price.note
     # No cached price was sourced: cached input is billed at the input price, never $0.
-    assert price.cost(1_000_000, 0, cached_tokens=1_000_000) == pytest.approx(3.0)
+    assert price.cost(1_000_000, 0, cached_tokens=1_000_000) == Decimal(3)
 
 
 @pytest.mark.parametrize("embedder", ["minilm-l6-int8", "hashing-384"])

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 
 from daytwo.runtime import (
-    OpenAICompatLLM,
     PythonTools,
     Runtime,
     StaticTelemetry,
     ToolStats,
     load_spec,
 )
+from daytwo.runtime.adapters import ModelLLM
 from daytwo.runtime.choice import NoToolAvailable, choose_tool
-from daytwo.testing import Reply, ScriptedModelServer
+from daytwo.testing import Reply, ScriptedModelServer, scripted_chat_model
 
 STATUS_SPEC = {
     "name": "status",
@@ -92,8 +92,8 @@ def test_llm_step_structured_answer_and_retry_on_429(runtime: Runtime) -> None:
         Reply(content='{"answer": "Reset it in settings", "needs_human": false'),
     ]
     with ScriptedModelServer(script) as server:
-        llm = OpenAICompatLLM(server.base_url, price_per_1k_in=0.001, price_per_1k_out=0.002)
-        runtime.services.llm = llm
+        llm = scripted_chat_model(server.base_url, price_in="1", price_out="2")
+        runtime.services.llm = ModelLLM(llm)
         spec = {
             "name": "asker",
             "steps": [
@@ -132,8 +132,8 @@ def test_planner_replans_with_a_validated_llm_plan(runtime: Runtime, tools: Pyth
     bad_plan = json.dumps({"calls": [{"tool": "rm_rf", "arguments": {}}]})
     good_plan = json.dumps({"calls": [{"tool": "lookup_v2", "arguments": {"sku": "A1"}}]})
     with ScriptedModelServer([bad_plan, good_plan]) as server:
-        llm = OpenAICompatLLM(server.base_url)
-        runtime.services.llm = llm
+        llm = scripted_chat_model(server.base_url)
+        runtime.services.llm = ModelLLM(llm)
         spec = {
             "name": "planned",
             "planner": True,
@@ -172,8 +172,8 @@ def test_plan_step_runs_the_accepted_calls(runtime: Runtime, tools: PythonTools)
         }
     )
     with ScriptedModelServer([plan]) as server:
-        llm = OpenAICompatLLM(server.base_url)
-        runtime.services.llm = llm
+        llm = scripted_chat_model(server.base_url)
+        runtime.services.llm = ModelLLM(llm)
         runtime.registry.register(
             load_spec(
                 {

@@ -39,14 +39,12 @@ SUPPORT_ANSWER = '{"answer": "Your order A-1001 ships tomorrow.", "needs_human":
 
 def sample_services(model_base_url: str, audit: object) -> object:
     """Services for the sample support agent: scripted LLM, Python tools, a tiny retriever."""
-    from daytwo.runtime import (
-        CallableRetriever,
-        OpenAICompatLLM,
-        PythonTools,
-        Services,
-        StaticTelemetry,
-    )
+    from daytwo.models import load_profiles
+    from daytwo.runtime import CallableRetriever, PythonTools, Services, StaticTelemetry
+    from daytwo.runtime.adapters import ModelLLM
+    from daytwo.testing import scripted_chat_model
 
+    priced = load_profiles().get("openai/gpt-4o-mini")
     tools = PythonTools()
     tools.add(
         "orders_status_cached",
@@ -64,7 +62,7 @@ def sample_services(model_base_url: str, audit: object) -> object:
         tools=tools,
         telemetry=StaticTelemetry(),
         retriever=CallableRetriever(lambda collection, query, k: docs[:k]),
-        llm=OpenAICompatLLM(model_base_url, model="gpt-4o-mini"),
+        llm=ModelLLM(scripted_chat_model(model_base_url, profile=priced)),
         audit=audit,
     )
 

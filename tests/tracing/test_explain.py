@@ -16,7 +16,7 @@ from daytwo.tracing.explain import explain_run, render_text
 
 class OnePrice:
     def price(self, model: str, at: object, /) -> Price | None:
-        return Price(Decimal(1), Decimal(2)) if model == "m1" else None
+        return Price(input=Decimal(1), output=Decimal(2)) if model == "m1" else None
 
 
 def test_explain_run(sqlite_store: Store) -> None:

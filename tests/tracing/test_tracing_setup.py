@@ -104,7 +104,7 @@ class _CountingPrices:
 
     def price(self, model: str, at: datetime, /) -> Price:
         self.asked.append((model, at))
-        return Price(Decimal("1"), Decimal("2"))
+        return Price(input=Decimal("1"), output=Decimal("2"))
 
 
 def test_rows_keep_times_and_attributes_and_prices_are_asked_once_a_second(store: Store) -> None:

@@ -20,7 +20,6 @@ from daytwo.models.local import (
 from daytwo.models.openai_compat import OpenAICompatProvider
 from daytwo.models.profiles import (
     Features,
-    Price,
     PriceBook,
     Profile,
     ProfileRegistry,
@@ -43,7 +42,6 @@ __all__ = [
     "LocalProvider",
     "Message",
     "OpenAICompatProvider",
-    "Price",
     "PriceBook",
     "Profile",
     "ProfileRegistry",

@@ -213,13 +213,15 @@ def _run_row(
     except ContextOverflow as exc:
         ans.overflow, ans.error = True, exc.message
     ans.latency_s = time.perf_counter() - started
-    ans.cost = prices.cost(
+    cost = prices.cost(
         p.name,
         datetime.now(UTC),
         input_tokens=ans.usage.input_tokens,
         output_tokens=ans.usage.output_tokens,
         cached_tokens=ans.usage.cached_tokens,
+        reasoning_tokens=ans.usage.reasoning_tokens,
     )
+    ans.cost = None if cost is None else float(cost)
     if row.expected is not None and ans.error is None:
         ans.expected_match = _matches(ans.value, row.expected)
     return ans

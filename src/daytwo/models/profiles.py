@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import difflib
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from daytwo.exceptions import ConfigError, NotFoundError
+from daytwo.tracing.pricing import Price
 
 if TYPE_CHECKING:
     from daytwo.settings import Settings
 
 __all__ = [
     "Features",
-    "Price",
     "PriceBook",
     "Profile",
     "ProfileRegistry",
@@ -52,27 +53,6 @@ class Features(BaseModel):
     """An embedding model (served by ``/v1/embeddings``), not a chat model."""
 
 
-class Price(BaseModel):
-    """USD (or ``currency``) per 1M tokens, in effect from ``effective_from``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
-    cached: float | None = Field(default=None, ge=0)
-    currency: str = "USD"
-    effective_from: date
-    note: str | None = None
-
-    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> float:
-        """Cost of one call (cached input tokens at the cached price when known)."""
-        cached_price = self.cached if self.cached is not None else self.input
-        fresh = max(0, input_tokens - cached_tokens)
-        return (
-            fresh * self.input + cached_tokens * cached_price + output_tokens * self.output
-        ) / 1_000_000
-
-
 class Profile(BaseModel):
     """One deployed model."""
 
@@ -92,11 +72,18 @@ class Profile(BaseModel):
     features: Features = Field(default_factory=Features)
     prices: list[Price] = Field(default_factory=list)
 
+    @field_validator("prices")
+    @classmethod
+    def _dated(cls, prices: list[Price]) -> list[Price]:
+        if any(p.effective_from is None for p in prices):
+            raise ValueError("every price needs an effective_from date")
+        return prices
+
     def price_at(self, at: datetime) -> Price | None:
         """The price in effect at ``at`` (None when no price is known for that date)."""
         day = at.astimezone(UTC).date() if at.tzinfo else at.date()
-        current = [p for p in self.prices if p.effective_from <= day]
-        return max(current, key=lambda p: p.effective_from) if current else None
+        current = [p for p in self.prices if p.effective_from and p.effective_from <= day]
+        return max(current, key=lambda p: p.effective_from or day) if current else None
 
 
 def _read_file(path: Path) -> dict[str, dict[str, Any]]:
@@ -222,9 +209,10 @@ class PriceBook:
         input_tokens: int,
         output_tokens: int,
         cached_tokens: int = 0,
-    ) -> float | None:
+        reasoning_tokens: int = 0,
+    ) -> Decimal | None:
         """Cost of one call in the price's currency, or None when the price is unknown."""
         price = self.price(model_or_profile, at)
         if price is None:
             return None
-        return price.cost(input_tokens, output_tokens, cached_tokens)
+        return price.cost(input_tokens, output_tokens, cached_tokens, reasoning_tokens)

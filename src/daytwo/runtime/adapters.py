@@ -155,7 +155,20 @@ class ModelLLM:
             usage = reply.usage
             text = reply.text or ""
             data = None
-        cost = price.cost(usage.input_tokens, usage.output_tokens) if price is not None else 0.0
+        # The ledger prices the call's span with the same Price.cost: the run's cost
+        # (its budget meter) and the ledger's agree, cached and reasoning tokens included.
+        cost = (
+            float(
+                price.cost(
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cached_tokens,
+                    usage.reasoning_tokens,
+                )
+            )
+            if price is not None
+            else 0.0
+        )
         return LLMResult(
             text=text,
             data=data,

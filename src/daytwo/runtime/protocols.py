@@ -3,26 +3,27 @@
 The engine only talks to these; :mod:`daytwo.runtime.adapters` binds them to the
 knowledge base, the model layer, the gateway and the tracing layer. The plain
 implementations here (python callables as tools, a telemetry table filled by the
-caller, an OpenAI-compatible LLM) are real and used by tests and benchmarks.
+caller, a retriever over a function) are real and used by tests and benchmarks; an
+LLM is always the models layer's (:class:`daytwo.runtime.adapters.ModelLLM`).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from daytwo.exceptions import NotFoundError, StructuredOutputError
+from opentelemetry import trace
+
+from daytwo.exceptions import NotFoundError
 
 __all__ = [
     "LLM",
     "AuditSink",
     "CallableRetriever",
     "LLMResult",
-    "OpenAICompatLLM",
     "PythonTools",
     "Retriever",
     "StaticTelemetry",
@@ -114,6 +115,7 @@ class AuditSink(Protocol):
 
 
 ToolFn = Callable[..., Any]
+_tracer = trace.get_tracer("daytwo.runtime")
 
 
 @dataclass
@@ -149,13 +151,16 @@ class PythonTools:
         fn = self.functions.get(tool)
         if fn is None:
             raise NotFoundError(f"unknown tool {tool!r}", hint="register it first")
-        started = time.perf_counter()
-        output = fn(**arguments, idempotency_key=idempotency_key)
-        return ToolOutcome(
-            output=output,
-            cost_usd=self.cost.get(tool, 0.0),
-            latency_ms=(time.perf_counter() - started) * 1000,
-        )
+        cost = self.cost.get(tool, 0.0)
+        # This is the layer that makes the call: it opens the call's one span.
+        with _tracer.start_as_current_span(f"execute_tool {tool}") as span:
+            span.set_attribute("gen_ai.operation.name", "execute_tool")
+            span.set_attribute("gen_ai.tool.name", tool)
+            started = time.perf_counter()
+            output = fn(**arguments, idempotency_key=idempotency_key)
+            latency_ms = (time.perf_counter() - started) * 1000
+            span.set_attribute("daytwo.tool.cost_usd", cost)
+        return ToolOutcome(output=output, cost_usd=cost, latency_ms=latency_ms)
 
 
 class StaticTelemetry:
@@ -185,85 +190,3 @@ class CallableRetriever:
         self, collection: str, query: str, *, principal: str, k: int, mode: str
     ) -> list[dict[str, Any]]:
         return self.fn(collection, query, k)
-
-
-class OpenAICompatLLM:
-    """An LLM over any OpenAI-compatible endpoint (local llama.cpp, vLLM, the scripted server).
-
-    With a schema it asks for JSON, repairs near-JSON with ``json-repair`` and
-    validates with ``jsonschema``; the models layer's repair ladder is used
-    instead when the adapters bind it.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        model: str = "default",
-        price_per_1k_in: float = 0.0,
-        price_per_1k_out: float = 0.0,
-        timeout_s: float = 60.0,
-    ) -> None:
-        from daytwo.models.openai_compat import OpenAICompatProvider
-
-        self.model = model
-        self._provider = OpenAICompatProvider(
-            base_url, model=model, timeout=timeout_s, max_retries=0
-        )
-        self._prices = (price_per_1k_in, price_per_1k_out)
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self._provider.close()
-
-    def complete(
-        self,
-        messages: Sequence[Mapping[str, str]],
-        *,
-        schema: dict[str, Any] | None,
-        max_tokens: int,
-    ) -> LLMResult:
-        from daytwo.models.types import Message
-
-        msgs = [Message(role=m["role"], content=m["content"]) for m in messages]  # type: ignore[arg-type]
-        if schema is not None:
-            msgs.insert(
-                0,
-                Message(
-                    role="system",
-                    content="Answer with one JSON object valid against this JSON Schema, "
-                    "nothing else: " + json.dumps(schema),
-                ),
-            )
-        reply = self._provider.chat(msgs, max_tokens=max_tokens, temperature=0.0, seed=7)
-        text = reply.text or ""
-        data = parse_json_answer(text, schema) if schema is not None else None
-        usage = reply.usage
-        cost = (usage.input_tokens * self._prices[0] + usage.output_tokens * self._prices[1]) / 1000
-        return LLMResult(
-            text=text,
-            data=data,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cost_usd=cost,
-            model=reply.model,
-        )
-
-
-def parse_json_answer(text: str, schema: dict[str, Any]) -> Any:
-    """Parse (and if needed repair) a JSON answer and validate it against ``schema``."""
-    import jsonschema
-    from json_repair import repair_json
-
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = repair_json(text, return_objects=True)
-    try:
-        jsonschema.validate(data, schema)
-    except jsonschema.ValidationError as exc:
-        raise StructuredOutputError(
-            f"the model's answer does not match the schema: {exc.message}",
-            hint="simplify the schema or use a stronger model profile",
-        ) from exc
-    return data

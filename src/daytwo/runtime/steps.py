@@ -134,26 +134,22 @@ def call_tool(
     tools: ToolInvoker = _need(ctx.services.tools, "tool invoker", "tool")
     key = idempotency_key(ctx.run_id, key_scope or step_id)
     attempts = Attempts()
-    with _tracer.start_as_current_span(f"execute_tool {tool}") as span:
-        span.set_attribute("gen_ai.operation.name", "execute_tool")
-        span.set_attribute("gen_ai.tool.name", tool)
-        span.set_attribute("daytwo.run.id", ctx.run_id)
-        span.set_attribute("daytwo.step.id", step_id)
-        try:
-            outcome = run_with_retries(
-                lambda: tools.call(tool, arguments, agent=ctx.spec.name, idempotency_key=key),
-                policy,
-                attempts,
-            )
-        except Exception as exc:
-            return _result(
-                "failed",
-                tool=tool,
-                attempts=attempts.count,
-                errors=attempts.errors,
-                error_type=type(exc).__name__,
-            )
-        span.set_attribute("daytwo.tool.cost_usd", outcome.cost_usd)
+    # The gateway opens the call's ``execute_tool`` span (with its cost); the step
+    # span around it is a plain step span.
+    try:
+        outcome = run_with_retries(
+            lambda: tools.call(tool, arguments, agent=ctx.spec.name, idempotency_key=key),
+            policy,
+            attempts,
+        )
+    except Exception as exc:
+        return _result(
+            "failed",
+            tool=tool,
+            attempts=attempts.count,
+            errors=attempts.errors,
+            error_type=type(exc).__name__,
+        )
     return _result(
         "ok",
         outcome.output,
@@ -212,26 +208,22 @@ def _retrieve_step(ctx: StepContext, step: RetrievalStep) -> dict[str, Any]:
     retriever: Retriever = _need(ctx.services.retriever, "retriever", "retrieve")
     query = str(render(step.query, ctx.context))
     attempts = Attempts()
-    with _tracer.start_as_current_span(f"retrieve {step.collection}") as span:
-        span.set_attribute("gen_ai.operation.name", "retrieval")
-        span.set_attribute("daytwo.kb.collection", step.collection)
-        span.set_attribute("daytwo.kb.mode", step.mode)
-        try:
-            hits = run_with_retries(
-                lambda: retriever.search(
-                    step.collection, query, principal=ctx.principal, k=step.k, mode=step.mode
-                ),
-                _policy(ctx, step),
-                attempts,
-            )
-        except Exception as exc:
-            return _result(
-                "failed",
-                attempts=attempts.count,
-                errors=attempts.errors,
-                error_type=type(exc).__name__,
-            )
-        span.set_attribute("daytwo.kb.hits", len(hits))
+    # The knowledge layer opens the ``retrieve`` span of each search.
+    try:
+        hits = run_with_retries(
+            lambda: retriever.search(
+                step.collection, query, principal=ctx.principal, k=step.k, mode=step.mode
+            ),
+            _policy(ctx, step),
+            attempts,
+        )
+    except Exception as exc:
+        return _result(
+            "failed",
+            attempts=attempts.count,
+            errors=attempts.errors,
+            error_type=type(exc).__name__,
+        )
     return _result("ok", hits, attempts=attempts.count + 1, errors=attempts.errors)
 
 
@@ -252,27 +244,21 @@ def _llm_step(ctx: StepContext, step: LLMStep) -> dict[str, Any]:
     # Invalid structured output is repaired by the LLM's own ladder; it is retried
     # here only when the spec lists StructuredOutputError in retry_on.
     policy = _policy(ctx, step)
-    with _tracer.start_as_current_span(f"chat {ctx.spec.model}") as span:
-        span.set_attribute("gen_ai.operation.name", "chat")
-        span.set_attribute("daytwo.model.profile", ctx.spec.model)
-        try:
-            res = run_with_retries(
-                lambda: llm.complete(
-                    messages, schema=step.output_schema, max_tokens=step.max_tokens
-                ),
-                policy,
-                attempts,
-            )
-        except Exception as exc:
-            return _result(
-                "failed",
-                attempts=attempts.count,
-                errors=attempts.errors,
-                error_type=type(exc).__name__,
-            )
-        span.set_attribute("gen_ai.usage.input_tokens", res.input_tokens)
-        span.set_attribute("gen_ai.usage.output_tokens", res.output_tokens)
-        span.set_attribute("gen_ai.response.model", res.model)
+    # The models layer opens one ``chat`` span per model call (with its usage); the
+    # step span around them is a plain step span.
+    try:
+        res = run_with_retries(
+            lambda: llm.complete(messages, schema=step.output_schema, max_tokens=step.max_tokens),
+            policy,
+            attempts,
+        )
+    except Exception as exc:
+        return _result(
+            "failed",
+            attempts=attempts.count,
+            errors=attempts.errors,
+            error_type=type(exc).__name__,
+        )
     output = res.data if step.output_schema is not None else res.text
     return _result(
         "ok",

@@ -1,8 +1,10 @@
 """The cost ledger: roll-ups of span costs and repricing after a price change.
 
 Only spans that carry a cost (model calls, paid tools; ``cost_status`` priced or
-unknown) are summed, and of nested cost spans only the innermost, so wrapper spans
-are never counted twice. Dimensions that live on run
+unknown) are summed. Each model call and each tool call has one such span, opened by
+the layer that makes the call (``models``, ``gateway``); foreign spans that wrap one
+(a framework's LLM span sent over OTLP) are marked ``wrapper`` when they are stored,
+so a roll-up is a plain sum. Dimensions that live on run
 or step spans (session, agent version, principal, tenant) are inherited from the
 nearest ancestor span that sets them. Sums are exact ``Decimal``; unpriced spans
 are counted, never treated as $0.
@@ -157,19 +159,7 @@ def rollup(
             current = node.parent
         return None
 
-    # A cost span with another cost span below it is a wrapper (e.g. a runtime step's
-    # "chat" span around the model client's): only the innermost one counts. The
-    # processor marks these at ingest; this also catches children stored by another
-    # process after their parent.
-    wrappers: set[str] = set()
     for sp in cost_spans:
-        current = nodes[sp.span_id].parent if sp.span_id in nodes else None
-        while current is not None and current in nodes and current not in wrappers:
-            wrappers.add(current)
-            current = nodes[current].parent
-    for sp in cost_spans:
-        if sp.span_id in wrappers:
-            continue
         key: str | None
         label: str | None = None
         if by in ("query", "trace"):

@@ -1,20 +1,23 @@
-"""Prices and the cost of one span (exact ``Decimal`` arithmetic).
+"""Prices and the cost of one call or span (exact ``Decimal`` arithmetic).
 
-Prices belong to the model layer, which sits above tracing: it implements
-:class:`PriceSource` (``daytwo.models.profiles.PriceBook``) and the tracing layer
-takes one as a parameter. Only model-call spans (``gen_ai.operation.name`` in
+:class:`Price` is the one price type of daytwo: the model layer's profiles hold
+them (``profiles.yaml``), its ``PriceBook`` implements :class:`PriceSource`, and
+:meth:`Price.cost` is the one cost function -- the runtime's budget meter and the
+ledger (:func:`span_cost`) both call it, so a run's cost and the ledger's agree.
+Only model-call spans (``gen_ai.operation.name`` in
 :data:`~daytwo.tracing.attributes.COST_OPERATIONS`) and tool spans that report
-``daytwo.tool.cost_usd`` carry a cost; wrapper spans never do, so roll-ups cannot
-count anything twice.
+``daytwo.tool.cost_usd`` carry a cost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from daytwo.tracing.attributes import (
     COST_OPERATIONS,
@@ -35,7 +38,6 @@ __all__ = [
     "Price",
     "PriceSource",
     "SpanCost",
-    "as_price",
     "span_cost",
     "token_cost",
 ]
@@ -44,62 +46,59 @@ MILLION = Decimal(1_000_000)
 
 CostStatus = Literal["priced", "unknown"]
 
+_Rate = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+"""USD per million tokens: exact in Python, a plain number in JSON (as written in YAML)."""
 
-@dataclass(frozen=True)
-class Price:
-    """USD per million tokens, in force from ``effective_from`` (set by the price source).
 
-    ``cached_input_per_mtok`` prices input tokens read from the provider's prompt
-    cache (default: the input price); ``reasoning_per_mtok`` prices reasoning tokens,
-    which providers count inside the output tokens (default: the output price).
+class Price(BaseModel):
+    """USD (or ``currency``) per million tokens, in force from ``effective_from``.
+
+    ``cached`` prices input tokens read from the provider's prompt cache (default:
+    the input price); ``reasoning`` prices reasoning tokens, which providers count
+    inside the output tokens (default: the output price). Floats from YAML become
+    the exact decimals of their shortest repr.
     """
 
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal = Decimal(0)
-    cached_input_per_mtok: Decimal | None = None
-    reasoning_per_mtok: Decimal | None = None
-    effective_from: datetime | None = None
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: _Rate = Field(ge=0)
+    output: _Rate = Field(default=Decimal(0), ge=0)
+    cached: _Rate | None = Field(default=None, ge=0)
+    reasoning: _Rate | None = Field(default=None, ge=0)
+    currency: str = "USD"
+    effective_from: date | None = None
+    note: str | None = None
+
+    def cost(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> Decimal:
+        """Cost of one call: cached input at the cached rate, reasoning at its rate."""
+        tokens_in = max(input_tokens, 0)
+        tokens_out = max(output_tokens, 0)
+        cached = min(max(cached_tokens, 0), tokens_in)
+        reasoning = min(max(reasoning_tokens, 0), tokens_out)
+        cached_rate = self.cached if self.cached is not None else self.input
+        reasoning_rate = self.reasoning if self.reasoning is not None else self.output
+        total = (
+            (tokens_in - cached) * self.input
+            + cached * cached_rate
+            + (tokens_out - reasoning) * self.output
+            + reasoning * reasoning_rate
+        )
+        return total / MILLION
 
 
 @runtime_checkable
 class PriceSource(Protocol):
-    """Whatever knows model prices with effective dates (the model layer's PriceBook).
+    """Whatever knows model prices with effective dates (the model layer's PriceBook)."""
 
-    ``price`` may return a :class:`Price` or any object with per-million-token fields
-    named ``input``/``output``/``cached``/``reasoning`` (the model layer's pydantic
-    ``Price``) or ``input_per_mtok``/...; see :func:`as_price`.
-    """
-
-    def price(self, model: str, at: datetime, /) -> Any:
+    def price(self, model: str, at: datetime, /) -> Price | None:
         """The price of ``model`` in force at ``at``, or None when unknown."""
         ...
-
-
-def _field(obj: Any, *names: str) -> Decimal | None:
-    for name in names:
-        value = getattr(obj, name, None)
-        if value is not None:
-            return _decimal(value)
-    return None
-
-
-def as_price(obj: Any) -> Price | None:
-    """A :class:`Price` from any price-like object (floats become exact decimals of their
-    shortest repr), or None when it has no input price."""
-    if obj is None or isinstance(obj, Price):
-        return obj
-    currency = getattr(obj, "currency", "USD")
-    if currency not in (None, "USD"):
-        return None  # the ledger is in USD; another currency is an unknown price
-    price_in = _field(obj, "input_per_mtok", "input")
-    if price_in is None:
-        return None
-    return Price(
-        input_per_mtok=price_in,
-        output_per_mtok=_field(obj, "output_per_mtok", "output") or Decimal(0),
-        cached_input_per_mtok=_field(obj, "cached_input_per_mtok", "cached"),
-        reasoning_per_mtok=_field(obj, "reasoning_per_mtok", "reasoning"),
-    )
 
 
 @dataclass(frozen=True)
@@ -132,31 +131,18 @@ def _decimal(value: Any) -> Decimal | None:
 
 def token_cost(price: Price, attributes: Mapping[str, Any]) -> Decimal:
     """Cost of the token usage recorded in ``attributes`` at ``price``."""
-    tokens_in = _int(attributes.get(USAGE_INPUT))
-    tokens_out = _int(attributes.get(USAGE_OUTPUT))
-    cached = min(_int(attributes.get(USAGE_CACHE_READ_INPUT)), tokens_in)
-    reasoning = min(_int(attributes.get(USAGE_REASONING_OUTPUT)), tokens_out)
-    cached_rate = (
-        price.cached_input_per_mtok
-        if price.cached_input_per_mtok is not None
-        else price.input_per_mtok
+    return price.cost(
+        _int(attributes.get(USAGE_INPUT)),
+        _int(attributes.get(USAGE_OUTPUT)),
+        _int(attributes.get(USAGE_CACHE_READ_INPUT)),
+        _int(attributes.get(USAGE_REASONING_OUTPUT)),
     )
-    reasoning_rate = (
-        price.reasoning_per_mtok if price.reasoning_per_mtok is not None else price.output_per_mtok
-    )
-    total = (
-        (tokens_in - cached) * price.input_per_mtok
-        + cached * cached_rate
-        + (tokens_out - reasoning) * price.output_per_mtok
-        + reasoning * reasoning_rate
-    )
-    return total / MILLION
 
 
 def span_cost(
     attributes: Mapping[str, Any], at: datetime, prices: PriceSource | None
 ) -> SpanCost | None:
-    """The cost of a span, or None when the span carries no cost (a wrapper).
+    """The cost of a span, or None when the span carries no cost.
 
     Model calls are priced from ``prices`` by ``daytwo.model.profile``, else the
     response model, else the requested model; with no price known they are
@@ -170,9 +156,11 @@ def span_cost(
             for key in (MODEL_PROFILE, RESPONSE_MODEL, REQUEST_MODEL):
                 model = attributes.get(key)
                 if isinstance(model, str) and model:
-                    price = as_price(prices.price(model, at))
+                    price = prices.price(model, at)
                     if price is not None:
                         break
+        if price is not None and price.currency != "USD":
+            price = None  # the ledger is in USD: another currency is an unknown price
         if price is None:
             return SpanCost("unknown", None)
         return SpanCost("priced", token_cost(price, attributes))

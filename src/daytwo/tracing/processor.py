@@ -26,7 +26,7 @@ from daytwo.store import Store
 from daytwo.store.base import UTCDateTime
 from daytwo.store.tables.tracing import DecisionRow, SpanRow
 from daytwo.tracing import attributes as A
-from daytwo.tracing.pricing import Price, PriceSource, SpanCost, as_price, span_cost
+from daytwo.tracing.pricing import Price, PriceSource, SpanCost, span_cost
 
 _orjson_dumps: Callable[[Any], bytes] | None
 try:
@@ -123,7 +123,7 @@ class _PriceCache:
     """Asks the price source once per model and second, not once per span.
 
     A price source such as the model layer's ``PriceBook`` scans the profile's dated
-    prices and builds a new price object per call; a batch of spans mostly falls in
+    prices on each call; a batch of spans mostly falls in
     the same second. Prices are looked up at the span's start time truncated to the
     second (price changes take effect on whole seconds, in practice on dates).
     """
@@ -150,7 +150,7 @@ class _PriceCache:
         if found is _MISS:
             if len(self._prices) > 4096:
                 self._prices.clear()
-            found = self._prices[key] = as_price(self.source.price(model, at))
+            found = self._prices[key] = self.source.price(model, at)
         assert found is None or isinstance(found, Price)
         return found
 
@@ -382,8 +382,11 @@ class StoreSpanProcessor(SpanProcessor):
     def _mark_wrapper(self, row: list[Any]) -> None:
         """A cost span with a cost span inside it is a wrapper: its cost is not counted.
 
-        Spans arrive in end order, so children come before their parents: remember
-        which parents have a cost span below them.
+        daytwo's own layers never nest cost spans (each call has one span, opened by
+        the layer that makes it); this guards against third-party instrumentation in
+        the same process (a framework's LLM span around daytwo's ``chat`` span, or an
+        instrumented SDK's span inside it). Spans arrive in end order, so children come
+        before their parents: remember which parents have a cost span below them.
         """
         span_id, parent = row[_SPAN_ID], row[_PARENT]
         below = span_id in self._cost_below
