@@ -278,7 +278,9 @@ class GatewayLimits:
         nano = 0
         price = profile.price_at(now) if profile is not None else None
         if price is not None:
-            usd = price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+            usd = price.cost(
+                usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.reasoning_tokens
+            )
             nano = round(usd * _NANO)
         elif profile is not None and profile.name not in self._unpriced:
             self._unpriced.add(profile.name)
