@@ -151,23 +151,58 @@ def test_init_refuses_bad_arguments() -> None:
         dt.score("a" * 32, "x", 1)
 
 
-def test_http_client_sends_the_trace_context() -> None:
-    import httpx
+def test_http_client_sends_the_trace_context_through_the_openai_sdk() -> None:
+    """dt.http_client() in the official openai SDK: each request carries traceparent."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    seen: list[str | None] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.headers.get("traceparent"))
-        return httpx.Response(200)
-
+    import openai
     from opentelemetry.sdk.trace import TracerProvider
 
-    tracer = TracerProvider().get_tracer("t")
-    with dt.http_client(transport=httpx.MockTransport(handler)) as client:
+    seen: list[str | None] = []
+    reply = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append(self.headers.get("traceparent"))
+            body = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
+            api_key="dt_x",
+            http_client=dt.http_client(),
+        )
+        tracer = TracerProvider().get_tracer("t")
         with tracer.start_as_current_span("x") as span:
-            client.get("http://127.0.0.1:9/")
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "q"}])
             tid = f"{span.get_span_context().trace_id:032x}"
-        client.get("http://127.0.0.1:9/")
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "q"}])
+        client.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
     assert seen[0] is not None
     assert seen[0].split("-")[1] == tid
     assert seen[1] is None

@@ -211,10 +211,39 @@ def sets_diff(
 
 @app.command("run")
 def run_cmd(
-    agent: str = typer.Option(
-        ..., "--agent", "-a", help="AGENT@VERSION, model:local, python:mod:attr."
-    ),
     set_ref: str = typer.Option(..., "--set", "-s", help="SET or SET@VERSION."),
+    agent: str | None = typer.Option(
+        None, "--agent", "-a", help="AGENT@VERSION, model:local, python:mod:attr."
+    ),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        help="An external agent: http(s)://URL, module:function, or gateway:MODEL.",
+    ),
+    request: str | None = typer.Option(
+        None,
+        "--request",
+        help='HTTP target: JSON body template, e.g. \'{"question": "{{input}}"}\'.',
+    ),
+    response: str | None = typer.Option(
+        None, "--response", help="HTTP target: JSONPath of the answer (default $.output)."
+    ),
+    header: Annotated[
+        list[str] | None, typer.Option("--header", "-H", help="HTTP target: 'Name: value'.")
+    ] = None,
+    url: str | None = typer.Option(
+        None, "--url", help="gateway target: the daytwo server (default DAYTWO_URL)."
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="DAYTWO_API_KEY", help="gateway target: a daytwo API key."
+    ),
+    trace_wait: float | None = typer.Option(
+        None,
+        "--trace-wait",
+        min=0,
+        max=600,
+        help="Seconds to wait for an external agent's spans (default: 5 for HTTP, 3 gateway).",
+    ),
     repeats: int = typer.Option(1, "--repeats", "-k", min=1, max=100, help="Runs per case."),
     concurrency: int = typer.Option(
         2, "--concurrency", "-c", min=1, max=64, help="Parallel cases."
@@ -228,13 +257,26 @@ def run_cmd(
     """Run a golden set version through an agent version and store every metric."""
     from daytwo.evals.bindings import open_chat_model, resolve_runner
     from daytwo.evals.scoring import Scorer
+    from daytwo.exceptions import InputError
 
+    if (agent is None) == (target is None):
+        raise InputError(
+            "pass exactly one of --agent and --target",
+            hint="--agent for daytwo agents and models, --target for an external agent",
+        )
     store = state.store()
     runs = _runs()
     info = runs.sets.resolve(set_ref)  # unknown set/version fails before anything starts
     _trace_with_prices(store)
     with ExitStack() as stack:
-        runner = resolve_runner(agent, stack, settings=state.settings(), agents=_agents(store))
+        if target is not None:
+            runner = _target(target, request, response, header, url, api_key, stack)
+            if trace_wait is not None:
+                runner.trace_wait_s = trace_wait  # type: ignore[attr-defined]
+            agent = target
+        else:
+            assert agent is not None
+            runner = resolve_runner(agent, stack, settings=state.settings(), agents=_agents(store))
         judge_model = open_chat_model(judge, stack, settings=state.settings())[0] if judge else None
         scorer = Scorer(k=k, judge_model=judge_model)
         total = info.case_count * repeats
@@ -252,6 +294,41 @@ def run_cmd(
                 config={"agent_ref": agent, "judge": judge, "k": k, "concurrency": concurrency},
             )
     _print_run(run, json_out)
+
+
+def _target(
+    spec: str,
+    request: str | None,
+    response: str | None,
+    header: list[str] | None,
+    url: str | None,
+    api_key: str | None,
+    stack: ExitStack,
+) -> Any:
+    """The runner of an external agent (``daytwo.evals.targets``), closed with ``stack``."""
+    import os
+
+    from daytwo.evals.targets import resolve_target
+    from daytwo.exceptions import InputError
+
+    headers: dict[str, str] = {}
+    for h in header or []:
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip():
+            raise InputError(f"header {h!r} is not 'Name: value'", hint="e.g. -H 'X-Team: a'")
+        headers[name.strip()] = value.strip()
+    runner = resolve_target(
+        spec,
+        request=request,
+        response=response,
+        headers=headers,
+        url=url or os.environ.get("DAYTWO_URL"),
+        api_key=api_key,
+    )
+    close = getattr(runner, "close", None)
+    if close is not None:
+        stack.callback(close)
+    return runner
 
 
 def _trace_with_prices(store: Any) -> None:
@@ -518,7 +595,12 @@ def review_cmd(
 
 @app.command("promote")
 def promote_cmd(
-    run_id: Annotated[str, typer.Argument(help="Traced run id (runtime run or eval result).")],
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="Run id: a runtime run, an eval result, or an external trace (otlp-…)."
+        ),
+    ],
     set_name: Annotated[str, typer.Option("--set", help="Set to add the case to.")],
     tag: Annotated[list[str], typer.Option("--tag", "-t", help="Failure-mode tag (repeatable).")],
     expected: str | None = typer.Option(None, "--expected", help="The answer it should give."),
@@ -527,11 +609,19 @@ def promote_cmd(
 ) -> None:
     """Turn a traced run into a golden case with provenance (near-duplicates refused)."""
     from daytwo.evals.dedup import default_embedder
-    from daytwo.evals.promote import EvalResultSource, RuntimeRunSource, promote
+    from daytwo.evals.promote import (
+        EvalResultSource,
+        RuntimeRunSource,
+        TraceRunSource,
+        promote,
+    )
 
     store = state.store()
     sources: list[Any] = [EvalResultSource(store)]
+    if run_id.startswith("otlp-"):
+        sources.insert(0, TraceRunSource(store))  # an external agent's trace
     sources.append(RuntimeRunSource(store))
+    sources.append(TraceRunSource(store))
     info, case = promote(
         store, run_id, set_name=set_name, tags=tag, sources=sources, expected_output=expected,
         embedder=default_embedder(state.settings().embedder), force=force,

@@ -20,7 +20,14 @@ from daytwo.exceptions import ConflictError, InputError, NotFoundError
 from daytwo.store import Store
 from daytwo.store.tables.evals import EvalResult, EvalRun
 
-__all__ = ["EvalResultSource", "PromotedRun", "RunSource", "RuntimeRunSource", "promote"]
+__all__ = [
+    "EvalResultSource",
+    "PromotedRun",
+    "RunSource",
+    "RuntimeRunSource",
+    "TraceRunSource",
+    "promote",
+]
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,74 @@ class RuntimeRunSource:
                 source="runtime_run",
                 scores={},
             )
+
+
+def _as_text(value: Any, keys: tuple[str, ...] = ("question", "input", "query", "message")) -> str:
+    """The user's text from a recorded input (a string, or a dict holding one)."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        for key in keys:
+            if isinstance(value.get(key), str):
+                return str(value[key])
+        strings = [v for v in value.values() if isinstance(v, str)]
+        if len(strings) == 1:
+            return strings[0]
+    if isinstance(value, str):
+        return value
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+class TraceRunSource:
+    """Traces sent by external agents (OTLP): ``otlp-<trace id>`` or the bare trace id.
+
+    Input and output come from the spans' ``input.value``/``output.value`` (the root's
+    first), tool calls and retrieved ids from tool and retrieval spans, scores from
+    the trace's scores (``daytwo.sdk.score``).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def fetch(self, run_id: str) -> PromotedRun | None:
+        """The trace as a promotable run, or None when no span of it is stored."""
+        import re
+
+        from daytwo.evals.trace_components import read_components
+        from daytwo.store.tables.tracing import ScoreRow, SpanRow
+
+        trace_id = run_id.removeprefix("otlp-").lower()
+        if not re.fullmatch(r"[0-9a-f]{32}", trace_id):
+            return None
+        comp = read_components(self.store, [trace_id])[trace_id]
+        if comp.spans == 0:
+            return None
+        with self.store.session() as s:
+            agent = s.scalar(
+                select(SpanRow.agent)
+                .where(SpanRow.trace_id == trace_id, SpanRow.agent.is_not(None))
+                .limit(1)
+            )
+            scores = {
+                r.name: r.value_num
+                for r in s.scalars(select(ScoreRow).where(ScoreRow.trace_id == trace_id))
+                if r.value_num is not None
+            }
+        output = comp.output
+        return PromotedRun(
+            run_id=f"otlp-{trace_id}",
+            input=_as_text(comp.input),
+            output=None if output is None else _as_text(output, ("answer", "output")),
+            tool_calls=comp.tool_calls,
+            retrieved_ids=comp.retrieved_ids,
+            trace_id=trace_id,
+            agent=agent or "",
+            agent_version="external",
+            source="otlp_trace",
+            scores=scores,
+        )
 
 
 def promote(

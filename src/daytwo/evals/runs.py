@@ -196,6 +196,9 @@ class EvalRuns:
             except BaseException:
                 self._finish(run_id, "failed")
                 raise
+        self._record_trace_components(
+            run_id, cases, scorer, float(getattr(runner, "trace_wait_s", 0.0) or 0.0)
+        )
         self._record_trace_costs(run_id, started)
         return self._finish(run_id, "completed")
 
@@ -230,6 +233,70 @@ class EvalRuns:
         result.trace_id = trace_id
         values = scorer.score(case, result)
         self._write(run_id, stored, repeat, result, values)
+
+    def _record_trace_components(
+        self, run_id: str, cases: list[StoredCase], scorer: Scorer, wait_s: float
+    ) -> None:
+        """Tool calls and retrieved documents an agent did not return, from its trace.
+
+        An external agent exports its spans into the case's trace; they may land after
+        it answered, so wait up to ``wait_s`` for them. Results that already carry tool
+        calls or retrieved ids keep them; the others get the trace's, and their
+        retrieval and tool metrics are recomputed (``detail.source = "trace"``).
+        """
+        from sqlalchemy import delete
+
+        from daytwo.evals.trace_components import read_components, wait_for_spans
+
+        results = [r for r in self.results(run_id) if r.trace_id]
+        if not results:
+            return
+        trace_ids = [r.trace_id for r in results if r.trace_id]
+        wait_for_spans(self.store, trace_ids, wait_s)  # flushes this process's spans too
+        found = read_components(self.store, trace_ids)
+        by_case = {c.id: c for c in cases}
+        with self.store.session() as s:
+            for r in results:
+                comp = found.get(r.trace_id or "")
+                stored = by_case.get(r.case_id)
+                out = dict(r.output or {})
+                if comp is None or stored is None:
+                    continue
+                changed = False
+                if not out.get("tool_calls") and comp.tool_calls:
+                    out["tool_calls"], changed = comp.tool_calls, True
+                if not out.get("retrieved_ids") and comp.retrieved_ids:
+                    out["retrieved_ids"], changed = comp.retrieved_ids, True
+                    out["retrieved_context"] = comp.retrieved_context
+                if not changed:
+                    continue
+                row = s.get(EvalResult, r.id)
+                assert row is not None
+                row.output = out
+                result = AgentResult(
+                    output=out.get("output"),
+                    tool_calls=list(out.get("tool_calls") or []),
+                    retrieved_ids=list(out.get("retrieved_ids") or []),
+                )
+                s.execute(
+                    delete(EvalMetric).where(
+                        EvalMetric.result_id == r.id,
+                        EvalMetric.component.in_(("retrieval", "tools")),
+                    )
+                )
+                for v in scorer.component_metrics(stored.case, result):
+                    s.add(
+                        EvalMetric(
+                            run_id=run_id,
+                            result_id=r.id,
+                            case_key=r.case_key,
+                            repeat=r.repeat,
+                            component=v.component,
+                            name=v.name,
+                            value=v.value,
+                            detail={**v.detail, "source": "trace"},
+                        )
+                    )
 
     def _record_trace_costs(self, run_id: str, since: Any) -> None:
         """Latency, tokens and cost of every case from its stored trace (cost component)."""

@@ -48,21 +48,7 @@ class Scorer:
         # Latency, tokens and cost come from the case's trace once the run has ended
         # (daytwo.evals.trace_costs), not from what the runner counted.
         out: list[MetricValue] = [MetricValue("cost", "error", 1.0 if result.error else 0.0)]
-        relevant: Any = case.graded_relevance or case.relevant_doc_ids
-        if relevant:
-            k, got = self.k, result.retrieved_ids
-            rel_ids = list(relevant)
-            out += [
-                MetricValue("retrieval", f"precision@{k}", m.precision_at_k(got, rel_ids, k)),
-                MetricValue("retrieval", f"recall@{k}", m.recall_at_k(got, rel_ids, k)),
-                MetricValue("retrieval", f"ndcg@{k}", m.ndcg_at_k(got, relevant, k)),
-                MetricValue("retrieval", "mrr", m.mrr(got, rel_ids)),
-                MetricValue("retrieval", f"hit_rate@{k}", m.hit_rate(got, rel_ids, k)),
-            ]
-        if case.expected_tool_calls or result.tool_calls:
-            expected = [c.model_dump() for c in case.expected_tool_calls]
-            for name, value in m.tool_call_accuracy(expected, result.tool_calls).items():
-                out.append(MetricValue("tools", name, value))
+        out += self.component_metrics(case, result)
         if case.output_schema is not None:
             out.append(
                 MetricValue(
@@ -91,6 +77,26 @@ class Scorer:
                 )
             )
         out += self._judge(case, result)
+        return out
+
+    def component_metrics(self, case: Case, result: AgentResult) -> list[MetricValue]:
+        """The retrieval and tool-call metrics (what a case's trace can supply later)."""
+        out: list[MetricValue] = []
+        relevant: Any = case.graded_relevance or case.relevant_doc_ids
+        if relevant:
+            k, got = self.k, result.retrieved_ids
+            rel_ids = list(relevant)
+            out += [
+                MetricValue("retrieval", f"precision@{k}", m.precision_at_k(got, rel_ids, k)),
+                MetricValue("retrieval", f"recall@{k}", m.recall_at_k(got, rel_ids, k)),
+                MetricValue("retrieval", f"ndcg@{k}", m.ndcg_at_k(got, relevant, k)),
+                MetricValue("retrieval", "mrr", m.mrr(got, rel_ids)),
+                MetricValue("retrieval", f"hit_rate@{k}", m.hit_rate(got, rel_ids, k)),
+            ]
+        if case.expected_tool_calls or result.tool_calls:
+            expected = [c.model_dump() for c in case.expected_tool_calls]
+            for name, value in m.tool_call_accuracy(expected, result.tool_calls).items():
+                out.append(MetricValue("tools", name, value))
         return out
 
     def _judge(self, case: Case, result: AgentResult) -> list[MetricValue]:
