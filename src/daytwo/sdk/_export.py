@@ -13,15 +13,16 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from daytwo.exceptions import InputError
 
-__all__ = ["Connection", "connection", "flush", "init", "shutdown"]
+__all__ = ["Connection", "connection", "current_connection", "flush", "init", "shutdown"]
 
 
 @dataclass(frozen=True)
 class Connection:
-    """Where :func:`init` sends spans and scores."""
+    """Where :func:`init` sends spans and scores, and the agent's name there."""
 
     url: str
     api_key: str
+    service_name: str | None = None
 
     @property
     def traces_url(self) -> str:
@@ -90,8 +91,9 @@ def init(
 
     ``url`` is the server's base URL (``http://127.0.0.1:8000``), ``api_key`` a daytwo
     key with role operator (``daytwo keys create --role operator --tenant T``).
-    ``service_name`` names the agent in daytwo's run list when the process has no
-    tracer provider yet (otherwise set ``service.name`` on your provider's resource).
+    ``service_name`` names the agent in daytwo's run list: it becomes the resource's
+    ``service.name`` when the process has no tracer provider yet, and is set on the
+    spans of :func:`~daytwo.sdk.observe` (which wins over the resource's).
     Spans of any instrumentation (OpenInference, pydantic-ai, the GenAI conventions)
     and of :func:`daytwo.sdk.observe` are exported in batches over OTLP/HTTP
     (protobuf, gzip). Calling ``init`` again re-points the export.
@@ -108,7 +110,7 @@ def init(
             hint="create one with `daytwo keys create --role operator --tenant <tenant>`",
         )
     global _CONNECTION
-    conn = Connection(base, api_key)
+    conn = Connection(base, api_key, service_name)
     exporter = OTLPSpanExporter(
         endpoint=conn.traces_url,
         headers={"Authorization": f"Bearer {api_key}"},
@@ -135,6 +137,11 @@ def connection() -> Connection:
             "daytwo.sdk is not initialised",
             hint="call daytwo.sdk.init(url, api_key) first",
         )
+    return _CONNECTION
+
+
+def current_connection() -> Connection | None:
+    """The connection :func:`init` set up, or None."""
     return _CONNECTION
 
 

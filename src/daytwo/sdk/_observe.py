@@ -20,6 +20,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
+from daytwo.sdk._export import current_connection
+
 __all__ = ["Observation", "current_trace_id", "observe"]
 
 P = ParamSpec("P")
@@ -110,6 +112,9 @@ class _Observe:
     def _start(self, name: str) -> Observation:
         span = trace.get_tracer("daytwo.sdk").start_span(name)
         span.set_attribute("openinference.span.kind", self.kind)
+        conn = current_connection()
+        if conn is not None and conn.service_name:
+            span.set_attribute("service.name", conn.service_name)
         session = self.session or _SESSION.get()
         user = self.user or _USER.get()
         if session:

@@ -333,10 +333,26 @@ def store_batch(
             r.start_time, r.end_time, r.agent, r.session_id, True,
         )  # fmt: skip
     rows: list[list[Any]] = []
+    adopted: list[list[Any]] = []
     duplicates = 0
+    unattributed = {
+        r.span_id: (r.name, r.start_time)
+        for r in existing
+        if r.tenant is None and r.principal is None
+    }
     for row in batch.rows:
         if row[0] in nodes:
-            duplicates += 1
+            if unattributed.get(row[0]) == (row[3], _ts(row[6])):
+                # The same span, already stored by this server's own span processor (an
+                # agent running in the server's process): the export attributes it.
+                adopted.append(row)
+                node = nodes[row[0]]
+                node.cost_status, node.cost_usd = row[_I["cost_status"]], row[_I["cost_usd"]]
+                node.input_tokens = row[_I["input_tokens"]]
+                node.output_tokens = row[_I["output_tokens"]]
+                node.agent, node.session = row[_I["agent"]], row[_I["session_id"]]
+            else:
+                duplicates += 1
             continue
         nodes[row[0]] = _Node(
             row[0], row[1], row[2], row[_I["cost_status"]], row[_I["cost_usd"]],
@@ -346,13 +362,19 @@ def store_batch(
         )  # fmt: skip
         rows.append(row)
     demoted = _mark_wrappers(nodes)
-    by_id = {row[0]: row for row in rows}
+    by_id = {row[0]: row for row in (*rows, *adopted)}
     for span_id in demoted:
         if span_id in by_id:
             by_id[span_id][_I["cost_status"]] = WRAPPER
             by_id[span_id][_I["cost_usd"]] = None
     _insert(conn, rows)
-    stored_demoted = [s for s in demoted if nodes[s].stored]
+    for row in adopted:
+        values = dict(zip(COLUMNS, row, strict=True))
+        values["start_time"], values["end_time"] = _ts(row[6]), _ts(row[7])
+        del values["span_id"]
+        conn.execute(update(_SPANS).where(_SPANS.c.span_id == row[0]).values(**values))
+    adopted_ids = {row[0] for row in adopted}
+    stored_demoted = [s for s in demoted if nodes[s].stored and s not in adopted_ids]
     for span_id in stored_demoted:
         conn.execute(
             update(SpanRow)
@@ -366,7 +388,7 @@ def store_batch(
         _insert_many(conn, _DECISIONS, decisions)
     existing_traces = {r.trace_id for r in existing}
     traces = _summaries(nodes, trace_ids, existing_traces, batch)
-    return IngestResult(len(rows), duplicates, traces, batch.unpriced_models)
+    return IngestResult(len(rows) + len(adopted), duplicates, traces, batch.unpriced_models)
 
 
 def _mark_wrappers(nodes: Mapping[str, _Node]) -> set[str]:
@@ -435,6 +457,7 @@ def _summaries(
                 s.unpriced_spans += 1
         if node.parent is None:
             s.root_name = node.name
+            s.agent = node.agent or s.agent
             s.finished_at = node.end
             s.status = "failed" if node.status == "error" else "succeeded"
             s.error = node.status_message if node.status == "error" else None
