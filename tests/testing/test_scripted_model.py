@@ -65,9 +65,14 @@ def test_slow_reply_times_out() -> None:
 
 def test_streaming() -> None:
     with ScriptedModelServer([Reply(content="a streamed answer of some length")]) as server:
-        pieces = list(OpenAICompatProvider(server.base_url).stream(USER))
+        chunks = list(OpenAICompatProvider(server.base_url).stream(USER))
+    pieces = [c.text for c in chunks if c.text]
     assert "".join(pieces) == "a streamed answer of some length"
     assert len(pieces) > 1
+    # The provider asks for the usage (stream_options.include_usage): the last chunk has it.
+    assert chunks[-1].finish_reason == "stop"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.output_tokens > 0
 
 
 def test_responder_and_embeddings() -> None:

@@ -20,6 +20,7 @@ from daytwo.cli import audit as audit_cli
 from daytwo.cli import costs as costs_cli
 from daytwo.cli import eval as eval_cli
 from daytwo.cli import kb as kb_cli
+from daytwo.cli import model_gateway as model_gateway_cli
 from daytwo.cli import serve as serve_cli
 from daytwo.cli import tools as tools_cli
 from daytwo.cli._context import state
@@ -64,6 +65,8 @@ def main(
 app.command("doctor")(doctor)
 app.command("quickstart")(quickstart)
 app.add_typer(db.app, name="db")
+models.app.add_typer(model_gateway_cli.routes_app, name="routes")
+models.app.add_typer(model_gateway_cli.budgets_app, name="budgets")
 app.add_typer(models.app, name="models")
 app.add_typer(agents.app, name="agents")
 app.add_typer(runs.app, name="runs")

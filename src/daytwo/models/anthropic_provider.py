@@ -102,8 +102,14 @@ class AnthropicProvider:
         self.model = model
         self.max_retries = max_retries
         self.default_max_tokens = default_max_tokens
+        # The SDK's own OpenTelemetry call span is off: the models layer opens the one
+        # ``chat`` span of each call (a second one would be counted twice by the ledger).
         self._client = anthropic.Anthropic(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=0,
+            open_telemetry={"traces": False},
         )
 
     def close(self) -> None:

@@ -158,6 +158,7 @@ def _layer_routers() -> list[APIRouter]:
         costs,
         evals,
         knowledge,
+        model_gateway,
         otlp,
         runs,
         tools,
@@ -174,6 +175,7 @@ def _layer_routers() -> list[APIRouter]:
         evals.router,
         costs.router,
         audit.router,
+        model_gateway.router,
     ]
 
 

@@ -52,6 +52,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     logprobs: Sequence[tuple[str, float, Sequence[tuple[str, float]]]] | None = None
     """Per generated token: (token, logprob, top alternatives as (token, logprob))."""
+    chunk_delay: float = 0.0
+    """Seconds between streamed chunks (a slow model; lets a client leave mid-stream)."""
 
 
 def hashing_embedding(text: str, dim: int = 384) -> list[float]:
@@ -271,12 +273,19 @@ class ScriptedModelServer:
                         "model": request.get("model", server.model),
                         "choices": [{"index": 0, "delta": {"content": piece}}],
                     }
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                final = {
+                    try:
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        if reply.chunk_delay:
+                            self.wfile.flush()
+                            time.sleep(reply.chunk_delay)
+                    except (BrokenPipeError, ConnectionResetError):
+                        return  # the client left mid-stream
+                final: dict[str, Any] = {
                     "object": "chat.completion.chunk",
                     "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}],
-                    "usage": usage,
                 }
+                if (request.get("stream_options") or {}).get("include_usage"):
+                    final["usage"] = usage
                 self.wfile.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
                 self.wfile.flush()
                 self.close_connection = True

@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 from daytwo.exceptions import InputError
 from daytwo.models.types import StreamChunk, Usage
 from daytwo.server.llm import anthropic_wire, embeddings
-from daytwo.server.llm.errors import Wire, error_response
+from daytwo.server.llm.errors import GATEWAY_RESPONSES, Wire, error_response
 from daytwo.server.llm.openai_wire import (
     DONE_EVENT,
     ChatRequest,
@@ -38,7 +38,7 @@ from daytwo.server.llm.service import CallContext, ModelGateway, ModelStream, St
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["model gateway"])
+router = APIRouter(prefix="/v1", tags=["model gateway"], responses=GATEWAY_RESPONSES)
 
 R = TypeVar("R")
 _END = StreamChunk()

@@ -21,11 +21,34 @@ from fastapi.responses import Response
 from daytwo import exceptions as exc
 from daytwo.server.auth import NotAuthenticated
 
-__all__ = ["GatewayError", "error_response", "gateway_error"]
+__all__ = ["GATEWAY_RESPONSES", "GatewayError", "error_response", "gateway_error"]
 
 log = logging.getLogger("daytwo.server.llm")
 
 Wire = Literal["openai", "anthropic"]
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "description": "OpenAI: {error: {message, type, param, code}}; Anthropic: "
+    "{type: 'error', error: {type, message}}",
+    "additionalProperties": True,
+}
+GATEWAY_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"description": desc, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+    for status, desc in [
+        (400, "Malformed request (the field is named), or the prompt does not fit the window"),
+        (401, "Missing, unknown or revoked API key"),
+        (403, "The key may not do this"),
+        (404, "Unknown model (the available names are listed)"),
+        (413, "Request body too large"),
+        (429, "Budget spent (no retry before the reset) or rate limited (Retry-After)"),
+        (500, "A bug in the gateway"),
+        (502, "The upstream model failed"),
+        (503, "The model is not configured on this server"),
+    ]
+}
+"""Error answers of the gateway's routes (for the OpenAPI document)."""
 
 
 @dataclass(frozen=True)
