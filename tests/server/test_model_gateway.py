@@ -591,3 +591,56 @@ def test_cli_manages_routes_and_budgets(
     assert run(["models", "budgets", "set", "--tenant", "acme", "--key", "0" * 32]) == 2
     assert run(["models", "routes", "delete", "cheap", "--tenant", "acme"]) == 0
     assert run(["models", "budgets", "set", "--tenant", "acme"]) == 0  # no limits
+
+
+def test_sdk_client_is_an_openai_client_through_the_gateway_in_the_agents_trace(
+    gw: Gateway,
+) -> None:
+    from daytwo import sdk
+    from daytwo.exceptions import InputError
+    from daytwo.sdk._export import current_connection
+
+    if current_connection() is None:
+        with pytest.raises(InputError, match="init"):
+            sdk.client()
+    llm = sdk.client(url=gw.url, api_key=gw.keys.operator, session="s-9", user="u-1")
+    assert isinstance(llm, openai.OpenAI)
+    tracer = TracerProvider().get_tracer("agent")
+    with tracer.start_as_current_span("agent") as parent:
+        reply = llm.chat.completions.create(model="openai/gpt-4o-mini", messages=USER)
+    assert reply.choices[0].message.content == "Hello from upstream."
+    [span] = gw.chat_spans()
+    assert span.trace_id == f"{parent.get_span_context().trace_id:032x}"
+    assert span.session_id == "s-9"
+    assert span.attributes["daytwo.user.id"] == "u-1"
+
+
+@pytest.mark.local_model
+def test_the_real_local_model_through_the_gateway(gw: Gateway) -> None:
+    client = gw.openai(timeout=300)
+    reply = client.chat.completions.create(
+        model="local/smollm2-135m",
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=8,
+        temperature=0,
+    )
+    assert reply.choices[0].message.content
+    assert reply.usage is not None
+    assert 0 < reply.usage.completion_tokens <= 8
+    stream = client.chat.completions.create(
+        model="local/smollm2-135m",
+        messages=[{"role": "user", "content": "Count to three."}],
+        max_tokens=8,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert 0 < usage.completion_tokens <= 8
+    spans = gw.chat_spans()
+    assert len(spans) == 2
+    assert {s.attributes["daytwo.model.profile"] for s in spans} == {"local/smollm2-135m"}
+    assert all(s.cost_status == "priced" and float(s.cost_usd or 0) == 0 for s in spans)
