@@ -12,17 +12,38 @@ from __future__ import annotations
 from typing import Any
 
 import openai
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 
 __all__ = ["async_http_client", "http_client"]
 
 
+def _context() -> Context | None:
+    """The context to send: the current one, else the current LangChain run's span.
+
+    OpenInference's LangChain instrumentation tracks its spans per LangChain run and
+    does not make them current in the OpenTelemetry context (it exposes them with
+    ``get_current_span``); without this a model call under LangChain/LangGraph would
+    start a trace of its own at the gateway.
+    """
+    if trace.get_current_span().get_span_context().is_valid:
+        return None
+    try:
+        from openinference.instrumentation.langchain import get_current_span
+    except ImportError:
+        return None
+    span = get_current_span()
+    if span is None or not span.get_span_context().is_valid:
+        return None
+    return trace.set_span_in_context(span)
+
+
 def _inject(request: Any) -> None:
-    propagate.inject(request.headers)
+    propagate.inject(request.headers, context=_context())
 
 
 async def _ainject(request: Any) -> None:
-    propagate.inject(request.headers)
+    propagate.inject(request.headers, context=_context())
 
 
 def http_client(**kwargs: Any) -> openai.DefaultHttpxClient:

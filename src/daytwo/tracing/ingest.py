@@ -276,6 +276,7 @@ class _Node:
     agent: str | None
     session: str | None
     stored: bool
+    scope: str | None = None
 
 
 def _existing(conn: Connection, trace_ids: Sequence[str]) -> list[Any]:
@@ -296,6 +297,7 @@ def _existing(conn: Connection, trace_ids: Sequence[str]) -> list[Any]:
         SpanRow.session_id,
         SpanRow.tenant,
         SpanRow.principal,
+        SpanRow.scope,
     )
     found: list[Any] = []
     for i in range(0, len(trace_ids), 500):
@@ -330,7 +332,7 @@ def store_batch(
         nodes[r.span_id] = _Node(
             r.span_id, r.trace_id, r.parent_span_id, r.cost_status, r.cost_usd,
             r.input_tokens, r.output_tokens, r.name, r.status, r.status_message,
-            r.start_time, r.end_time, r.agent, r.session_id, True,
+            r.start_time, r.end_time, r.agent, r.session_id, True, r.scope,
         )  # fmt: skip
     rows: list[list[Any]] = []
     adopted: list[list[Any]] = []
@@ -358,7 +360,7 @@ def store_batch(
             row[0], row[1], row[2], row[_I["cost_status"]], row[_I["cost_usd"]],
             row[_I["input_tokens"]], row[_I["output_tokens"]], row[3], row[_I["status"]],
             row[_I["status_message"]], _ts(row[6]), _ts(row[7]), row[_I["agent"]],
-            row[_I["session_id"]], False,
+            row[_I["session_id"]], False, row[5],
         )  # fmt: skip
         rows.append(row)
     demoted = _mark_wrappers(nodes)
@@ -391,8 +393,22 @@ def store_batch(
     return IngestResult(len(rows) + len(adopted), duplicates, traces, batch.unpriced_models)
 
 
+def _local(node: _Node) -> bool:
+    """A span this server recorded itself (the model gateway's, a daytwo layer's)."""
+    return (node.scope or "").startswith("daytwo.") and node.scope != "daytwo.sdk"
+
+
 def _mark_wrappers(nodes: Mapping[str, _Node]) -> set[str]:
-    """Cost spans (priced or unknown) with a cost span below them: they become wrappers."""
+    """Cost spans (priced or unknown) that another cost span counts already: wrappers.
+
+    1. A cost span with a cost span below it (a framework's LLM span around the
+       gateway's ``chat`` span, when the framework made its span current).
+    2. A framework's cost span whose call the gateway served, when the framework did
+       not make its span current (OpenInference's LangChain instrumentation): the
+       gateway's span then hangs off the framework span's parent or an ancestor, and
+       runs within the framework span's time. Each gateway span accounts for one
+       framework span, the shortest that contains it.
+    """
     demoted: set[str] = set()
     for node in nodes.values():
         if node.cost_status not in (*_COUNTED, WRAPPER):
@@ -406,6 +422,29 @@ def _mark_wrappers(nodes: Mapping[str, _Node]) -> set[str]:
                 demoted.add(current)
                 above.cost_status, above.cost_usd = WRAPPER, None
             current = above.parent
+    gateway = [n for n in nodes.values() if _local(n) and n.cost_status in (*_COUNTED, WRAPPER)]
+    if not gateway:
+        return demoted
+    framework = [n for n in nodes.values() if not _local(n) and n.cost_status in _COUNTED]
+    for g in sorted(gateway, key=lambda n: n.start):
+        candidates = []
+        for f in framework:
+            if f.cost_status not in _COUNTED or not (f.start <= g.start and g.end <= f.end):
+                continue
+            # g's parent must be f's parent or one of f's ancestors.
+            cur, ok, hops = f.parent, False, 0
+            while cur is not None and hops < 100:
+                if cur == g.parent:
+                    ok = True
+                    break
+                cur = nodes[cur].parent if cur in nodes else None
+                hops += 1
+            if ok:
+                candidates.append(f)
+        if candidates:
+            f = min(candidates, key=lambda n: n.end - n.start)
+            demoted.add(f.span_id)
+            f.cost_status, f.cost_usd = WRAPPER, None
     return demoted
 
 
