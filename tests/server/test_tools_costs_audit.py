@@ -105,8 +105,8 @@ def test_costs_and_audit_are_tenant_scoped(run_client: TestClient, keys: Keys) -
     spans = sum(g["priced_spans"] + g["unpriced_spans"] for g in report["by_model"])
     assert spans >= 2  # the model call and the tool call
     assert all(g["key"].startswith("acme/") for g in report["by_principal"])
-    # The model call is priced from the models layer's profiles (gpt-4o-mini).
-    model = next(g for g in report["by_model"] if g["key"] == "gpt-4o-mini")
+    # The model call is priced from the models layer's profiles, and named by the profile.
+    model = next(g for g in report["by_model"] if g["key"] == "openai/gpt-4o-mini")
     assert model["priced_spans"] == 1
     assert Decimal(report["total_usd"]) > 0, report["by_model"]
 

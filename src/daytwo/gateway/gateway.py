@@ -51,6 +51,7 @@ from daytwo.gateway.telemetry import Telemetry
 from daytwo.gateway.vault import CredentialVault, OAuth2TokenCache
 from daytwo.store import Store, new_id
 from daytwo.store.tables.gateway import GatewayDriftAlert
+from daytwo.tracing.content import capture
 
 if TYPE_CHECKING:
     from daytwo.settings import Settings
@@ -369,6 +370,7 @@ class Gateway:
                 max_depth=d.policy.max_depth,
                 what="the arguments",
             )
+            capture(span, "gen_ai.tool.call.arguments", arguments)
             problem = _first_error(compiled.input_validator, arguments)
             if problem is not None:
                 raise ContractViolation(
@@ -411,6 +413,7 @@ class Gateway:
                     },
                 )
             span.set_attribute("daytwo.tool.cost_usd", result.cost_usd)
+            capture(span, "gen_ai.tool.call.result", result.output)
             return result
 
     def _admit(self, record: ToolRecord, agent: str | None, api_key: str | None) -> Agent | None:

@@ -38,6 +38,7 @@ from daytwo.knowledge.fusion import FusionConfig, fuse
 from daytwo.knowledge.generations import OPEN_STATES
 from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbGeneration
 from daytwo.store.tables.knowledge_maintenance import KbMigration
+from daytwo.tracing.content import capture, content_policy
 
 if TYPE_CHECKING:
     from daytwo.knowledge.service import KnowledgeBase
@@ -303,6 +304,13 @@ def run_search(
             generation,
         )
         span.set_attribute("daytwo.kb.hits", len(hits))
+        capture(span, "daytwo.input", query)
+        if content_policy().enabled:
+            capture(
+                span,
+                "daytwo.retrieval.documents",
+                [{"id": h.chunk_id, "content": h.text, "score": h.score} for h in hits],
+            )
         if span.is_recording():
             span.add_event(
                 "daytwo.decision",

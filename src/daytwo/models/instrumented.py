@@ -23,6 +23,7 @@ from daytwo.models.budget import BudgetReport, BudgetStrategy, fit_to_budget
 from daytwo.models.profiles import Profile, ProfileRegistry, load_profiles
 from daytwo.models.tokens import count_text
 from daytwo.models.types import ChatResponse, Message, StreamChunk, Usage
+from daytwo.tracing.content import capture_messages
 
 if TYPE_CHECKING:
     from daytwo.models.local import LocalModelSettings
@@ -138,13 +139,22 @@ class ProfiledModel:
                 span.set_attribute("daytwo.model.budget.count", report.prompt.label)
                 if report.dropped_messages or report.summarised_messages:
                     span.set_attribute("daytwo.model.budget.strategy", report.strategy)
+                capture_messages(span, "gen_ai.input.messages", msgs)
                 response = self.provider.chat(msgs, **options)
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise
             response.profile = p.name
-            span.set_attribute("gen_ai.response.model", response.model or p.model)
+            if p.provider == "local" or not response.model:
+                # llama.cpp answers with the GGUF file path: the profile's model names it.
+                response.model = p.model
+            span.set_attribute("gen_ai.response.model", response.model)
+            capture_messages(
+                span,
+                "gen_ai.output.messages",
+                [{"role": "assistant", "content": response.text or ""}],
+            )
             self._usage_attributes(span, response.usage)
             if response.finish_reason:
                 span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
@@ -229,7 +239,12 @@ class ProfiledModel:
                 out = count_text("".join(parts), p.tokenizer).tokens if parts else 0
                 usage = Usage(input_tokens=report.prompt.tokens, output_tokens=out)
             span.set_attribute("daytwo.model.usage.source", source)
-            span.set_attribute("gen_ai.response.model", model or p.model)
+            served = p.model if p.provider == "local" or not model else model
+            span.set_attribute("gen_ai.response.model", served)
+            capture_messages(span, "gen_ai.input.messages", msgs)
+            capture_messages(
+                span, "gen_ai.output.messages", [{"role": "assistant", "content": "".join(parts)}]
+            )
             self._usage_attributes(span, usage)
             if finish:
                 span.set_attribute("gen_ai.response.finish_reasons", [finish])

@@ -82,6 +82,8 @@ def run_agent_workflow(
     assert run_id is not None
     spec = rt.registry.spec(agent_name, version)
     with attached(trace_context), _tracer.start_as_current_span(f"run {agent_name}") as span:
+        span.set_attribute("gen_ai.operation.name", "invoke_agent")
+        span.set_attribute("gen_ai.agent.name", agent_name)
         span.set_attribute("daytwo.run.id", run_id)
         span.set_attribute("daytwo.agent.name", agent_name)
         span.set_attribute("daytwo.agent.version", version)

@@ -34,6 +34,7 @@ __all__ = [
     "Dimension",
     "RepriceReport",
     "Rollup",
+    "agent_name",
     "reprice",
     "rollup",
     "total",
@@ -85,6 +86,13 @@ class _Node:
     parent: str | None
     name: str
     values: dict[str, str | None]
+
+
+def agent_name(agent: str) -> str:
+    """The agent of an ``agent`` column value: ``support@1`` (runtime) and ``support``
+    (gateway, which knows no version) are one agent."""
+    name, sep, version = agent.rpartition("@")
+    return name if sep and version.isdigit() else agent
 
 
 def _check_dimension(by: str) -> None:
@@ -170,6 +178,8 @@ def rollup(
             key = sp.start_time.date().isoformat()
         else:
             key = inherited(sp.span_id, _INHERITED[by])
+            if by == "agent" and key is not None:
+                key = agent_name(key)
         group = groups.setdefault(key, Rollup(key, label))
         if sp.cost_status == "priced" and sp.cost_usd is not None:
             group.cost_usd += Decimal(sp.cost_usd)

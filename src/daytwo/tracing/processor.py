@@ -223,7 +223,7 @@ def _span_values(
         status.description,
         encode(attrs),
         _str(get(A.OPERATION), 32),
-        _str(get(A.RESPONSE_MODEL) or get(A.REQUEST_MODEL), 255),
+        _str(get(A.MODEL_PROFILE) or get(A.RESPONSE_MODEL) or get(A.REQUEST_MODEL), 255),
         _str(get(A.RUN_ID), 64),
         _str(get(A.SESSION_ID), 128),
         _str(agent, 255),

@@ -20,16 +20,19 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from daytwo._version import __version__
+from daytwo.exceptions import ConfigError
 from daytwo.store import Store
 from daytwo.tracing.attribution import current_attribution
 from daytwo.tracing.audit import configure_audit
+from daytwo.tracing.content import configure_content
+from daytwo.tracing.interop import InteropExporter
 from daytwo.tracing.pricing import PriceSource
 from daytwo.tracing.processor import StoreSpanProcessor
 
 if TYPE_CHECKING:
     from daytwo.settings import Settings
 
-__all__ = ["TracingHandle", "current_handle", "otlp_traces_url", "setup_tracing"]
+__all__ = ["TracingHandle", "current_handle", "otlp_headers", "otlp_traces_url", "setup_tracing"]
 
 
 class _SwitchProcessor(SpanProcessor):
@@ -119,6 +122,22 @@ def otlp_traces_url(endpoint: str) -> str:
     return endpoint if endpoint.endswith("/v1/traces") else f"{endpoint}/v1/traces"
 
 
+def otlp_headers(settings: Settings | None) -> dict[str, str] | None:
+    """The ``otlp_headers`` setting as a dict (ConfigError when it is not name=value pairs)."""
+    if settings is None or settings.otlp_headers is None:
+        return None
+    from opentelemetry.util.re import parse_env_headers
+
+    text = settings.otlp_headers.get_secret_value()
+    headers = parse_env_headers(text, liberal=True)
+    if text.strip() and not headers:
+        raise ConfigError(
+            "otlp_headers is not a list of name=value pairs",
+            hint="use e.g. DAYTWO_OTLP_HEADERS='Authorization=Basic%20cGs6c2s='",
+        )
+    return dict(headers)
+
+
 def _provider() -> TracerProvider:
     global _PROVIDER
     if _PROVIDER is not None:
@@ -165,8 +184,10 @@ def setup_tracing(
     """
     global _HANDLE
     endpoint = otlp_endpoint or (settings.otlp_endpoint if settings is not None else None)
+    headers = otlp_headers(settings)
     if settings is not None:
         configure_audit(settings)
+        configure_content(settings)
     with _LOCK:
         provider = _provider()
         old = _HANDLE
@@ -182,7 +203,8 @@ def setup_tracing(
         if endpoint:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            extra = (BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_traces_url(endpoint))),)
+            exporter = OTLPSpanExporter(endpoint=otlp_traces_url(endpoint), headers=headers)
+            extra = (BatchSpanProcessor(InteropExporter(exporter, prices)),)
         processor = StoreSpanProcessor(store, prices=prices)
         handle = TracingHandle(store, provider, processor, endpoint, extra)
         _SWITCH.targets = (processor, *extra)
