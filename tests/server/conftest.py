@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from daytwo.server import create_app
+from daytwo.server.ownership import claim, grant
 from daytwo.server.services import audit_log
 from daytwo.settings import Settings
 from daytwo.store import Store
@@ -59,6 +60,10 @@ def make_runtime(settings: Settings, store: Store, model_url: str) -> Any:
     schema = "dbos" if store.is_sqlite else f"dbos_{uuid.uuid4().hex[:10]}"
     rt = Runtime(store, services, data_dir=settings.data_dir, dbos_schema=schema)  # type: ignore[arg-type]
     rt.registry.register(support_spec())  # type: ignore[arg-type]
+    claim(store, "agent", "support", "acme", "agent", exists=False)  # as if acme registered it
+    for tool in ("orders_status_cached", "orders_status_live"):
+        grant(store, "tool", tool, "acme")  # the sample tools, shared by the operator
+    grant(store, "collection", "kestrel-support", "acme")
     return rt
 
 

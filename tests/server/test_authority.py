@@ -94,13 +94,36 @@ def _wait(client: TestClient, run_id: str, key: str) -> dict[str, Any]:
     raise AssertionError(f"run {run_id} did not finish")
 
 
-def test_api_cannot_register_code_backends(
-    gateway_client: TestClient, keys: Keys, tmp_path: Path
-) -> None:
+def test_api_cannot_register_code_backends(client: TestClient, keys: Keys, tmp_path: Path) -> None:
     for backend in ("python", "mcp"):
-        _attack(gateway_client, keys, tmp_path, backend)
-    kinds = [r.kind for r in gateway_client.app.state.audit.records()]  # type: ignore[attr-defined]
+        _attack(client, keys, tmp_path, backend)
+    kinds = [r.kind for r in client.app.state.audit.records()]  # type: ignore[attr-defined]
     assert kinds.count("tool.register.denied") == 2
+
+
+def test_run_of_a_tenant_code_tool_fails_and_runs_nothing(
+    gateway_client: TestClient, keys: Keys, store: Store, tmp_path: Path
+) -> None:
+    """The full reproduction: globex's agent calls globex's python tool (a row written
+    before the rule) with ``id > FILE``; the run fails at that step, no file appears."""
+    c = gateway_client
+    target = tmp_path / "pwned"
+    claim(store, "tool", "shell", "globex", "tool", exists=False)
+    c.app.state.gateway.catalog.register_many(parse_definitions(_python_tool("shell")))  # type: ignore[attr-defined]
+    r = c.post(
+        "/api/v1/agents",
+        json={"spec": _agent("shell", f"id > {target}")},
+        headers=Keys.header(keys.other_admin),
+    )
+    assert r.status_code == 201, r.text
+    r = c.post("/api/v1/runs", json={"agent": "pwn-shell"}, headers=Keys.header(keys.other_admin))
+    assert r.status_code == 202, r.text
+    run = _wait(c, r.json()["id"], keys.other_admin)
+    assert run["status"] == "failed", run
+    assert not target.exists()
+    denied = [rec for rec in c.app.state.audit.records() if rec.kind == "gateway.denied"]  # type: ignore[attr-defined]
+    assert denied
+    assert "no code execution from the API" in denied[0].data["reason"]
 
 
 def _attack(c: TestClient, keys: Keys, tmp_path: Path, backend: str) -> None:
@@ -118,20 +141,14 @@ def _attack(c: TestClient, keys: Keys, tmp_path: Path, backend: str) -> None:
     # Not registered, not claimed: the tenant's catalog and the gateway do not have it.
     assert c.get(f"/api/v1/tools/{tool}", headers=Keys.header(keys.other_admin)).status_code == 404
     assert all(t.name != tool for t in c.app.state.gateway.tools())  # type: ignore[attr-defined]
-    # The agent that would call it registers, but its run fails and writes nothing.
+    # An agent that would call it is refused: the tenant has no such tool.
     r = c.post(
         "/api/v1/agents",
         json={"spec": _agent(tool, f"id > {target}")},
         headers=Keys.header(keys.other_admin),
     )
-    assert r.status_code == 201, r.text
-    r = c.post("/api/v1/runs", json={"agent": f"pwn-{tool}"}, headers=Keys.header(keys.other_admin))
-    if r.status_code == 202:
-        run = _wait(c, r.json()["id"], keys.other_admin)
-        assert run["status"] == "failed"
-        assert tool in (run["error"] or ""), run
-    else:
-        assert r.status_code in {400, 404}, r.text
+    assert r.status_code == 400, r.text
+    assert f"unknown tool {tool!r}" in r.json()["error"]["message"]
     assert not target.exists()
     # The refusal is audited with the key that tried.
     records = [
@@ -201,3 +218,44 @@ def test_agent_specs_cannot_import_python(client: TestClient, keys: Keys) -> Non
     spec = {"name": "imp", "steps": [{"id": "p", "kind": "python", "callable": "os:system"}]}
     r = client.post("/api/v1/agents", json={"spec": spec}, headers=Keys.header(keys.admin))
     assert r.status_code in {400, 422}, r.text
+
+
+def _http_tool(name: str, secret: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "capability": "inventory.read",
+        "version": "1.0.0",
+        "backend": {
+            "type": "http",
+            "url": "https://inventory.example.com/items",
+            "auth": {"type": "bearer", "secret": secret},
+        },
+    }
+
+
+def test_a_tenant_reads_only_its_own_vault(
+    client: TestClient, keys: Keys, settings: Settings, store: Store
+) -> None:
+    """Credentials are named per tenant; a tool cannot point at another tenant's."""
+    theirs = Keys.header(keys.other_admin)
+    r = client.post(
+        "/api/v1/tools", json={"definition": _http_tool("steal", "acme/token")}, headers=theirs
+    )
+    assert r.status_code == 403, r.text
+    assert "not in your tenant's vault" in r.json()["error"]["message"]
+    r = client.post(
+        "/api/v1/tools", json={"definition": _http_tool("plain", "token")}, headers=theirs
+    )
+    assert r.status_code == 403, r.text
+    r = client.post(
+        "/api/v1/tools", json={"definition": _http_tool("mine", "globex/token")}, headers=theirs
+    )
+    assert r.status_code == 201, r.text
+    # A row written before the rule (globex's tool reading acme's secret) is refused
+    # when called, before any request leaves.
+    claim(store, "tool", "old_steal", "globex", "tool", exists=False)
+    with build_gateway(settings, store) as gateway:
+        gateway.vault.put("acme/token", "ACME-SECRET-VALUE")  # type: ignore[union-attr]
+        gateway.catalog.register_many(parse_definitions(_http_tool("old_steal", "acme/token")))
+        with pytest.raises(PermissionDenied, match="not in your tenant's vault"):
+            gateway.call("old_steal", {})

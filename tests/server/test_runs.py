@@ -88,7 +88,7 @@ def test_run_roles_and_bad_input(run_client: TestClient, keys: Keys) -> None:
     assert r.status_code == 403
     r = c.post("/api/v1/runs", json={"agent": "nobody"}, headers=Keys.header(keys.operator))
     assert r.status_code == 404
-    assert "no agent named 'nobody'" in r.json()["error"]["message"]
+    assert "no agent 'nobody'" in r.json()["error"]["message"]
     r = c.post(
         "/api/v1/runs", json={"agent": "support", "inputs": [1]}, headers=Keys.header(keys.operator)
     )

@@ -28,7 +28,11 @@ def _runtime(services: str | None = None, *, launch: bool, **kw: Any) -> Any:
     store = state.store()
     if launch:
         factory = load_services_factory(services) if services else default_services
-        svc = factory(settings, store)
+        # Runs started through the API resolve names inside their tenant on this
+        # worker too (tools, collections), and tenant tools never run code here.
+        from daytwo.server.scoping import scope_services
+
+        svc = scope_services(factory(settings, store), store)
         try:
             from daytwo.tracing import setup_tracing
 

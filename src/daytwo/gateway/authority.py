@@ -8,7 +8,12 @@ an operator may narrow them further with two allow-lists
 HTTP and MCP-over-HTTP backends run no code here (they reach the network through
 the SSRF guard) and may be registered by a tenant over the API.
 
-The check runs when a tool is registered *and* when it is called, so a row written
+Credentials: the vault has one namespace per tenant. A tool a tenant registered
+may only use credentials named ``<tenant>/<name>`` (a server operator stores them
+with ``daytwo tools secret-set acme/inventory-token``); a tool made on the host may
+use any.
+
+The checks run when a tool is registered *and* when it is called, so a row written
 before a rule existed (or straight into the database) cannot run either.
 """
 
@@ -19,9 +24,21 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
 from daytwo.exceptions import PermissionDenied
-from daytwo.gateway.contracts import McpBackendSpec, PythonBackendSpec, ToolDefinition
+from daytwo.gateway.contracts import (
+    HttpBackendSpec,
+    McpBackendSpec,
+    PythonBackendSpec,
+    ToolDefinition,
+)
 
-__all__ = ["CodeExecutionDenied", "check_allowed", "refuse_from_api", "runs_code"]
+__all__ = [
+    "CodeExecutionDenied",
+    "check_allowed",
+    "check_tenant_credentials",
+    "credential_names",
+    "refuse_from_api",
+    "runs_code",
+]
 
 
 class CodeExecutionDenied(PermissionDenied):
@@ -88,3 +105,23 @@ def refuse_from_api(definition: ToolDefinition) -> None:
         hint="over the API use an http backend or an mcp backend with a url; "
         "an operator registers code backends with `daytwo tools register` on the host",
     )
+
+
+def credential_names(definition: ToolDefinition) -> list[str]:
+    """The vault names a definition's backend reads."""
+    spec = definition.backend
+    auth = spec.auth if isinstance(spec, (HttpBackendSpec, McpBackendSpec)) else None
+    if auth is None:
+        return []
+    return [n for n in (auth.secret, auth.client_secret) if n]
+
+
+def check_tenant_credentials(definition: ToolDefinition, tenant: str) -> None:
+    """PermissionDenied when a tenant's tool reads a credential outside the tenant's vault."""
+    for name in credential_names(definition):
+        if not name.startswith(f"{tenant}/"):
+            raise PermissionDenied(
+                f"tool {definition.name!r}: credential {name!r} is not in your tenant's vault",
+                hint=f"credentials of tenant {tenant} are named '{tenant}/NAME' "
+                f"(a server operator stores them: daytwo tools secret-set {tenant}/NAME)",
+            )

@@ -33,7 +33,12 @@ from daytwo.exceptions import (
 )
 from daytwo.gateway.adapters import CompiledAdapter
 from daytwo.gateway.agents import Agent, AgentRegistry
-from daytwo.gateway.authority import CodeExecutionDenied, check_allowed, runs_code
+from daytwo.gateway.authority import (
+    CodeExecutionDenied,
+    check_allowed,
+    check_tenant_credentials,
+    runs_code,
+)
 from daytwo.gateway.backends import Backend, HttpBackend, McpBackend, PythonBackend
 from daytwo.gateway.catalog import Catalog, ToolRecord
 from daytwo.gateway.contracts import (
@@ -186,12 +191,13 @@ class Gateway:
         audit: bool = True,
         idempotency_wait_s: float = 30.0,
         idempotency_lease_s: float = 600.0,
-        tenant_registered: Callable[[str], bool] | None = None,
+        registered_by: Callable[[str], str | None] | None = None,
     ) -> None:
-        """``tenant_registered(name)`` says whether a tenant registered the tool ``name``
-        (over the API): such a tool never runs a code backend (see :mod:`.authority`)."""
+        """``registered_by(name)`` names the tenant that registered the tool ``name`` over
+        the API (``None``: made on the host): such a tool never runs a code backend and
+        reads only its tenant's credentials (see :mod:`.authority`)."""
         self.store = store
-        self.tenant_registered = tenant_registered
+        self.registered_by = registered_by
         self.settings = settings
         self._vault = vault
         self.require_auth = require_auth
@@ -257,15 +263,18 @@ class Gateway:
             return
         d = compiled.record.definition
         what = runs_code(d)
+        tenant = self.registered_by(d.name) if self.registered_by is not None else None
         if what is not None:
             self._check_allow_lists(d)
-            if self.tenant_registered is not None and self.tenant_registered(d.name):
+            if tenant is not None:
                 raise CodeExecutionDenied(
                     f"tool {d.name!r} was registered by a tenant and its {what} would run "
                     "code on the server (rule: no code execution from the API)",
                     hint="a server operator re-registers it from the CLI, or the tenant "
                     "replaces it with an http or mcp url backend",
                 )
+        if tenant is not None:
+            check_tenant_credentials(d, tenant)
         compiled.code_checked = True
 
     def register_python(self, name: str, fn: Callable[..., Any]) -> None:

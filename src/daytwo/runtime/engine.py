@@ -17,6 +17,7 @@ from dbos import DBOS
 from opentelemetry import trace
 
 from daytwo.exceptions import BudgetExceeded, DaytwoError
+from daytwo.runtime.acting import acting_for
 from daytwo.runtime.budget import BudgetMeter
 from daytwo.runtime.spec import (
     AgentSpec,
@@ -88,7 +89,8 @@ def run_agent_workflow(
         span.set_attribute("daytwo.agent.name", agent_name)
         span.set_attribute("daytwo.agent.version", version)
         span.set_attribute("daytwo.principal", principal)
-        return _Execution(rt, run_id, spec, version, inputs, principal).execute()
+        with acting_for(principal):  # services resolve names inside the run's tenant
+            return _Execution(rt, run_id, spec, version, inputs, principal).execute()
 
 
 def _durable(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -494,14 +494,21 @@ class Runtime:
                 q = q.where(RunRecord.status == status)
             return [_row_dict(r) for r in s.scalars(q).all()]
 
-    def cancel(self, run_id: str) -> None:
-        """Cancel a run: it stops before its next step."""
+    def cancel(
+        self, run_id: str, *, by: str = "operator", data: dict[str, Any] | None = None
+    ) -> None:
+        """Cancel a run: it stops before its next step.
+
+        ``by`` names who cancelled (the server passes the key's principal string) and
+        goes into the ``run.cancel`` audit record with ``data``. The workflow is
+        cancelled before the record is written, so no step starts after it.
+        """
         row = self._row(run_id)
         if row.status in _FINAL:
             raise ConflictError(f"run {run_id} is already {row.status}", hint="nothing to cancel")
         self._ops().cancel_workflow(run_id)
         self._set(run_id, status="cancelled", finished_at=utcnow())
-        self.audit("run.cancel", "operator", run_id, {})
+        self.audit("run.cancel", by, run_id, dict(data or {}))
 
     def resume(self, run_id: str, *, wait: bool = True, timeout_s: float = 600.0) -> dict[str, Any]:
         """Resume a cancelled or interrupted run from its last completed step."""

@@ -6,6 +6,7 @@ Pages are server-rendered with Jinja2; ``static/app.js`` adds a small vanilla-JS
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -21,6 +22,7 @@ from daytwo.exceptions import DaytwoError, PermissionDenied
 from daytwo.server.auth import KeyStore, NotAuthenticated, Principal
 from daytwo.server.deps import SESSION_COOKIE
 from daytwo.server.errors import status_of
+from daytwo.server.events import audit_anonymous, audit_event
 
 __all__ = ["NAV", "OverviewCard", "page", "render", "router", "templates"]
 
@@ -138,8 +140,12 @@ def login(
 ) -> Response:
     keys: KeyStore = request.app.state.keys
     try:
-        _, token = keys.open_session(key)
+        principal, token = keys.open_session(key)
     except NotAuthenticated as exc:
+        # The key id is the public part of a well-formed key; the secret never goes in.
+        m = re.match(r"dt_([0-9a-f]{32})_", key.strip())
+        key_id = m.group(1) if m else None
+        audit_anonymous(request, "login.failure", key_id, {"reason": exc.message})
         return render(
             request,
             "login.html",
@@ -149,6 +155,7 @@ def login(
             next=_safe_next(next),
             error=exc.message,
         )
+    audit_event(request, principal, "login.success", principal.key_id)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,

@@ -27,7 +27,7 @@ __all__ = [
     "check_owned",
     "check_visible",
     "claim",
-    "claimed",
+    "claimant",
     "grant",
     "list_grants",
     "owners",
@@ -61,10 +61,11 @@ def _granted(store: Store, kind: str, tenant: str) -> set[str]:
         )
 
 
-def claimed(store: Store, kind: str, name: str) -> bool:
-    """True when a tenant claimed ``name`` through the API (it was not made on the host)."""
+def claimant(store: Store, kind: str, name: str) -> str | None:
+    """The tenant that claimed ``name`` through the API (``None``: made on the host)."""
     with store.session() as s:
-        return s.get(Ownership, (kind, name)) is not None
+        row = s.get(Ownership, (kind, name))
+        return row.tenant if row is not None else None
 
 
 def visible(store: Store, kind: str, names: Iterable[str], tenant: str) -> list[str]:

@@ -40,11 +40,11 @@ def start_tracing(settings: Settings, store: Store) -> None:
 def build_gateway(settings: Settings, store: Store) -> Any:
     """The tool gateway of this server process."""
     from daytwo.gateway import Gateway
-    from daytwo.server.ownership import claimed
+    from daytwo.server.ownership import claimant
 
-    # A tool a tenant registered over the API never runs a code backend, even a row
-    # written before that rule existed (gateway/authority.py).
-    return Gateway(store, settings, tenant_registered=lambda name: claimed(store, "tool", name))
+    # A tool a tenant registered over the API never runs a code backend (even a row
+    # written before that rule existed) and reads only its tenant's credentials.
+    return Gateway(store, settings, registered_by=lambda name: claimant(store, "tool", name))
 
 
 def build_kb(settings: Settings, store: Store) -> Any:
@@ -95,9 +95,11 @@ def build_runtime(
             services.llm = adapters.ModelLLM(factory=lambda: get_model(profile, settings))
         except ImportError:  # pragma: no cover - the models layer is part of daytwo
             pass
+    from daytwo.server.scoping import scope_services
+
     return Runtime(
         store,
-        services,
+        scope_services(services, store),
         data_dir=settings.data_dir,
         executor_id=f"server-{os.getpid()}",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from daytwo._version import __version__
@@ -13,6 +13,7 @@ from daytwo.exceptions import DaytwoError
 from daytwo.server.auth import KeyInfo, KeyStore, Role
 from daytwo.server.deps import Admin, CurrentPrincipal, get_keys, get_store
 from daytwo.server.errors import ERROR_RESPONSES
+from daytwo.server.events import audit_event
 from daytwo.store import Store
 
 __all__ = ["api", "public"]
@@ -102,14 +103,23 @@ def list_keys(principal: Admin, keys: Annotated[KeyStore, Depends(get_keys)]) ->
 
 @api.post("/keys", response_model=KeyCreated, status_code=201, summary="Create a key")
 def create_key(
-    body: KeyCreate, principal: Admin, keys: Annotated[KeyStore, Depends(get_keys)]
+    body: KeyCreate,
+    principal: Admin,
+    keys: Annotated[KeyStore, Depends(get_keys)],
+    request: Request,
 ) -> KeyCreated:
     info, key = keys.create(role=body.role, tenant=principal.tenant, name=body.name)
+    audit_event(request, principal, "key.create", info.id, {"new_role": info.role})
     return KeyCreated(**KeyOut.of(info).model_dump(), key=key)
 
 
 @api.delete("/keys/{key_id}", response_model=KeyOut, summary="Revoke a key")
 def revoke_key(
-    key_id: KeyId, principal: Admin, keys: Annotated[KeyStore, Depends(get_keys)]
+    key_id: KeyId,
+    principal: Admin,
+    keys: Annotated[KeyStore, Depends(get_keys)],
+    request: Request,
 ) -> KeyOut:
-    return KeyOut.of(keys.revoke(key_id, tenant=principal.tenant))
+    info = keys.revoke(key_id, tenant=principal.tenant)
+    audit_event(request, principal, "key.revoke", info.id, {"revoked_role": info.role})
+    return KeyOut.of(info)

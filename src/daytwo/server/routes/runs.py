@@ -18,6 +18,8 @@ from daytwo.exceptions import MissingDependency, NotFoundError
 from daytwo.server.auth import Principal
 from daytwo.server.deps import Operator, Viewer, get_store
 from daytwo.server.errors import ERROR_RESPONSES
+from daytwo.server.events import audit_event, principal_data
+from daytwo.server.ownership import check_visible
 from daytwo.server.tenancy import principal_string, tenant_clause
 from daytwo.store import Store
 
@@ -166,7 +168,8 @@ def runs(
 
 
 @router.post("", response_model=RunOut, status_code=202, summary="Start a run")
-def start_run(body: RunStart, principal: Operator, runtime: RuntimeDep) -> RunOut:
+def start_run(body: RunStart, principal: Operator, store: StoreDep, runtime: RuntimeDep) -> RunOut:
+    check_visible(store, "agent", body.agent, principal.tenant, "agent")
     run = runtime.start(
         body.agent,
         body.inputs,
@@ -186,14 +189,18 @@ def show_run(run_id: RunId, principal: Viewer, store: StoreDep, runtime: Runtime
 @router.post("/{run_id}/cancel", response_model=RunOut, summary="Cancel a run")
 def cancel_run(run_id: RunId, principal: Operator, store: StoreDep, runtime: RuntimeDep) -> RunOut:
     owned_run(store, principal, run_id)
-    runtime.cancel(run_id)
+    runtime.cancel(run_id, by=principal_string(principal), data=principal_data(principal))
     return _out(runtime.show(run_id, steps=False))
 
 
 @router.post("/{run_id}/resume", response_model=RunOut, summary="Resume a run from its last step")
-def resume_run(run_id: RunId, principal: Operator, store: StoreDep, runtime: RuntimeDep) -> RunOut:
+def resume_run(
+    run_id: RunId, principal: Operator, store: StoreDep, runtime: RuntimeDep, request: Request
+) -> RunOut:
     owned_run(store, principal, run_id)
-    return _out(runtime.resume(run_id, wait=False))
+    run = runtime.resume(run_id, wait=False)
+    audit_event(request, principal, "run.resume", run_id, {"run_id": run_id})
+    return _out(run)
 
 
 class ExplainedDecisionOut(BaseModel):

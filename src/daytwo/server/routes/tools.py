@@ -153,13 +153,15 @@ def versions(
 def register(
     body: ToolRegister, principal: Admin, store: StoreDep, gateway: GatewayDep, request: Request
 ) -> ToolOut:
-    from daytwo.gateway.authority import CodeExecutionDenied, refuse_from_api
+    from daytwo.exceptions import PermissionDenied
+    from daytwo.gateway.authority import check_tenant_credentials, refuse_from_api
     from daytwo.gateway.contracts import parse_definitions
 
     definition = parse_definitions(body.definition, source="request body")[0]
     try:
         refuse_from_api(definition)
-    except CodeExecutionDenied as exc:
+        check_tenant_credentials(definition, principal.tenant)
+    except PermissionDenied as exc:
         audit_event(
             request,
             principal,

@@ -1,0 +1,115 @@
+"""A run resolves every name inside its tenant: tools, capabilities, collections.
+
+The runtime's services are wrapped so that a step of a run started by a key of
+tenant T sees only T's tools and collections (owned or granted): a capability
+chooses among them only, a tool or collection of another tenant does not exist
+(the step fails exactly as for a name that exists nowhere). The tenant comes from
+the run's recorded principal (:func:`daytwo.runtime.acting.current_principal`),
+so replays and recoveries on any worker resolve the same way.
+
+Agent specs registered over the API are checked the same way up front: a spec
+that names another tenant's tool or collection is refused like one naming a tool
+that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daytwo.exceptions import NotFoundError
+from daytwo.runtime.acting import current_principal
+from daytwo.runtime.spec import AgentSpec, MapStep, PlanStep, RetrievalStep, SpecError, ToolStep
+from daytwo.runtime.steps import Services
+from daytwo.server.ownership import check_visible, claimant, visible
+from daytwo.server.tenancy import tenant_of
+from daytwo.store import Store
+
+__all__ = ["TenantRetriever", "TenantTools", "check_spec_references", "scope_services"]
+
+
+def _run_tenant() -> str:
+    return tenant_of(current_principal())
+
+
+def _tool_name(ref: str) -> str:
+    return ref.split("@", 1)[0]
+
+
+class TenantTools:
+    """A ToolInvoker that only knows the run's tenant's tools."""
+
+    def __init__(self, inner: Any, store: Store) -> None:
+        self.inner = inner
+        self.store = store
+
+    def tools(self, capability: str | None = None) -> list[str]:
+        names: list[str] = self.inner.tools(capability)
+        return visible(self.store, "tool", names, _run_tenant())
+
+    def call(
+        self, tool: str, arguments: dict[str, Any], *, agent: str, idempotency_key: str
+    ) -> Any:
+        check_visible(self.store, "tool", _tool_name(tool), _run_tenant(), "tool")
+        return self.inner.call(tool, arguments, agent=agent, idempotency_key=idempotency_key)
+
+
+class TenantRetriever:
+    """A Retriever that only searches the run's tenant's collections."""
+
+    def __init__(self, inner: Any, store: Store) -> None:
+        self.inner = inner
+        self.store = store
+
+    def search(
+        self, collection: str, query: str, *, principal: str, k: int, mode: str
+    ) -> list[dict[str, Any]]:
+        check_visible(self.store, "collection", collection, _run_tenant(), "collection")
+        hits: list[dict[str, Any]] = self.inner.search(
+            collection, query, principal=principal, k=k, mode=mode
+        )
+        return hits
+
+
+def scope_services(services: Services, store: Store) -> Services:
+    """``services`` with tools and retrieval resolved inside each run's tenant.
+
+    The gateway among them (``extra["gateway"]``) refuses to run a code backend of a
+    tool a tenant registered, and lets it read only its tenant's credentials.
+    """
+    if services.tools is not None and not isinstance(services.tools, TenantTools):
+        services.tools = TenantTools(services.tools, store)
+    if services.retriever is not None and not isinstance(services.retriever, TenantRetriever):
+        services.retriever = TenantRetriever(services.retriever, store)
+    gateway = services.extra.get("gateway")
+    if gateway is not None and getattr(gateway, "registered_by", None) is None:
+        gateway.registered_by = lambda name: claimant(store, "tool", name)
+    return services
+
+
+def check_spec_references(store: Store, spec: AgentSpec, tenant: str) -> None:
+    """SpecError when a step names a tool or collection ``tenant`` cannot see.
+
+    The message is the one for a name that exists nowhere. Templated collection
+    names are checked when the step runs.
+    """
+    for step in (*spec.steps, *spec.degraded):
+        tools: list[str] = []
+        if isinstance(step, (ToolStep, MapStep)) and step.tool is not None:
+            tools.append(_tool_name(step.tool))
+        if isinstance(step, PlanStep):
+            tools.extend(_tool_name(t) for t in step.tools)
+        for name in tools:
+            if not visible(store, "tool", [name], tenant):
+                raise SpecError(
+                    f"agent {spec.name!r}: step {step.id!r} names unknown tool {name!r}",
+                    hint="register the tool first (GET /api/v1/tools lists yours)",
+                )
+        if isinstance(step, RetrievalStep) and "{{" not in step.collection:
+            try:
+                check_visible(store, "collection", step.collection, tenant, "collection")
+            except NotFoundError:
+                raise SpecError(
+                    f"agent {spec.name!r}: step {step.id!r} names unknown collection "
+                    f"{step.collection!r}",
+                    hint="create it first (GET /api/v1/knowledge/collections lists yours)",
+                ) from None
