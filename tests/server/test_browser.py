@@ -13,6 +13,7 @@ import pytest
 
 from daytwo.server import create_app
 from daytwo.server.dashboard import NAV
+from daytwo.server.ownership import grant
 from daytwo.settings import Settings
 from daytwo.store import Store
 from daytwo.testing import ScriptedModelServer
@@ -87,12 +88,9 @@ def test_login_run_waterfall_audit_and_screenshots(
         assert page.locator(".tenant").inner_text() == "acme"
 
         # A tool of this tenant with some traffic and drift alerts, for the tools page.
-        r = httpx.post(
-            f"{base}/api/v1/tools",
-            json={"definition": risk_definition()},
-            headers={"Authorization": f"Bearer {keys.admin}"},
-        )
-        assert r.status_code == 201, r.text
+        # (It runs a python callable: the operator registers it and shares it with acme.)
+        app.state.gateway.register(risk_definition())
+        grant(store, "tool", "risk_score", "acme")
         for account in ("a1", "a2", "a3", "a4"):
             app.state.gateway.call("risk_score", {"account": account})
         app.state.gateway.telemetry.flush()

@@ -28,6 +28,7 @@ from daytwo.evals.datasets import GoldenSets
 from daytwo.evals.runner import CallableRunner
 from daytwo.evals.runs import EvalRuns
 from daytwo.server import KeyStore
+from daytwo.server.dashboard import NAV
 from daytwo.server.ownership import claim
 from daytwo.store import Store
 
@@ -40,6 +41,7 @@ CONTENT = {
     "document": "ACME-DOC-SECRET",
     "eval case": "ACME-CASE-TEXT",
     "key": "acme viewer",
+    "model route": "ACME-ROUTE-DESC",
 }
 
 
@@ -220,6 +222,31 @@ WALK: dict[str, Op] = {
         ("model_route",), bodies=lambda a: [{"model": a["model_route"], "input": "x"}]
     ),
     "GET /v1/models": Op(("model_route",), scoped=True),
+    # Model routes are named per tenant: B may make its own route of the same name.
+    "GET /api/v1/models/routes": Op(("model_route",), scoped=True),
+    "GET /api/v1/models/routes/{name}": Op(
+        ("model_route",), path=lambda a: {"name": a["model_route"]}
+    ),
+    "PUT /api/v1/models/routes/{name}": Op(
+        ("model_route",),
+        path=lambda a: {"name": a["model_route"]},
+        bodies=lambda a: [{"targets": ["local/smollm2-135m"], "description": "B's own"}],
+        scoped=True,
+    ),
+    "DELETE /api/v1/models/routes/{name}": Op(
+        ("model_route",), path=lambda a: {"name": a["model_route"]}, scoped=True
+    ),
+    "GET /api/v1/models/budgets": Op(("key", "model_route"), scoped=True),
+    "PUT /api/v1/models/budgets/tenant": Op(
+        ("key",), bodies=lambda a: [{"usd_per_day": 1.0}], scoped=True
+    ),
+    "DELETE /api/v1/models/budgets/tenant": Op(("key",), scoped=True),
+    "PUT /api/v1/models/budgets/keys/{key_id}": Op(
+        ("key",), path=lambda a: {"key_id": a["key"]}, bodies=lambda a: [{"usd_per_day": 0.0}]
+    ),
+    "DELETE /api/v1/models/budgets/keys/{key_id}": Op(
+        ("key",), path=lambda a: {"key_id": a["key"]}
+    ),
     "POST /v1/messages": Op(
         ("model_route",),
         bodies=lambda a: [
@@ -241,6 +268,18 @@ def _operations(client: TestClient) -> set[str]:
 def _seed(c: TestClient, store: Store, keys: Keys) -> Seed:
     a = Seed()
     admin, operator = Keys.header(keys.admin), Keys.header(keys.operator)
+    # Store-level objects first (no request of this test writes at the same time).
+    GoldenSets(store).create("acme-set")
+    GoldenSets(store).add(
+        "acme-set", [Case(key="c1", input=CONTENT["eval case"], expected_output="4")]
+    )
+    claim(store, "eval_set", "acme-set", "acme", "eval set", exists=False)
+    run = EvalRuns(store).run(
+        CallableRunner(lambda case: "4", name="calc", version="1"),
+        "acme-set",
+        config={"started_by": "acme/key:0123456789ab"},
+    )
+    a.ids["eval_set"], a.ids["eval_run"] = "acme-set", run.id
     tool = _http_tool("acme_tool")
     tool["description"] = CONTENT["tool"]
     r = c.post("/api/v1/tools", json={"definition": tool}, headers=admin)
@@ -259,17 +298,6 @@ def _seed(c: TestClient, store: Store, keys: Keys) -> Seed:
     )
     assert r.status_code in {200, 201}, r.text
     a.ids["collection"], a.ids["document"] = "acme-kb", "acme-doc-1"
-    GoldenSets(store).create("acme-set")
-    GoldenSets(store).add(
-        "acme-set", [Case(key="c1", input=CONTENT["eval case"], expected_output="4")]
-    )
-    claim(store, "eval_set", "acme-set", "acme", "eval set", exists=False)
-    run = EvalRuns(store).run(
-        CallableRunner(lambda case: "4", name="calc", version="1"),
-        "acme-set",
-        config={"started_by": "acme/key:0123456789ab"},
-    )
-    a.ids["eval_set"], a.ids["eval_run"] = "acme-set", run.id
     r = c.post(
         "/api/v1/runs", json={"agent": "support", "inputs": {"question": "q"}}, headers=operator
     )
@@ -285,10 +313,14 @@ def _seed(c: TestClient, store: Store, keys: Keys) -> Seed:
     viewer = [k for k in c.get("/api/v1/keys", headers=admin).json() if k["role"] == "viewer"]
     a.ids["key"] = viewer[0]["id"]
     a.ids["trace"] = _trace_of(store, a["run"])
-    from daytwo.store.tables.server import ModelRoute
-
-    with store.session() as s:
-        s.add(ModelRoute(tenant="acme", name="acme-route", targets=["local/smollm2-135m"]))
+    r = c.put(
+        "/api/v1/models/routes/acme-route",
+        json={"targets": ["local/smollm2-135m"], "description": CONTENT["model route"]},
+        headers=admin,
+    )
+    assert r.status_code == 200, r.text
+    r = c.put(f"/api/v1/models/budgets/keys/{a['key']}", json={"usd_per_day": 5.0}, headers=admin)
+    assert r.status_code == 200, r.text
     a.ids["model_route"] = "acme-route"
     return a
 
@@ -327,6 +359,13 @@ def _fingerprint(c: TestClient, keys: Keys, a: Seed) -> str:
         "runs": [(r["id"], r["status"]) for r in c.get("/api/v1/runs", headers=h).json()],
         "keys": [(k["id"], k["revoked_at"]) for k in c.get("/api/v1/keys", headers=h).json()],
         "scores": c.get(f"/api/v1/traces/{a['trace']}/scores", headers=h).json(),
+        "model_routes": c.get("/api/v1/models/routes", headers=h).json(),
+        "budgets": [
+            {k: v for k, v in b.items() if "spent" not in k and "used" not in k}
+            for b in c.get("/api/v1/models/budgets", headers=h).json()
+        ]
+        if isinstance(c.get("/api/v1/models/budgets", headers=h).json(), list)
+        else c.get("/api/v1/models/budgets", headers=h).json(),
     }
     return json.dumps(view, sort_keys=True, default=str)
 
@@ -380,12 +419,21 @@ def test_walk_every_operation_as_another_tenant(
                     problems.append(f"{role} {op_id} {body}: {r.status_code} {r.text[:200]}")
                 if r.status_code >= 500 and r.status_code != 501:
                     problems.append(f"{role} {op_id}: server error {r.status_code}")
+    # The dashboard's pages (not in the OpenAPI document) as B.
+    pages = [href for href, _ in NAV] + [f"/runs/{a['run']}", f"/runs?agent={a['agent2']}"]
+    for role, key in roles.items():
+        for href in pages:
+            r = c.get(href, headers=Keys.header(key), follow_redirects=False)
+            tried += 1
+            leaked = _leaks(r.text, href, a)
+            if leaked:
+                problems.append(f"{role} page {href} {r.status_code}: leaks {leaked}")
     assert not problems, "\n".join(problems)
     assert _fingerprint(c, keys, a) == before, "tenant B changed A's objects"
     # Counted: operations x object kinds addressed x roles (each body once).
     print(
-        f"isolation walk: {len(WALK)} operations, {len(kinds)} object kinds, "
-        f"{len(roles)} roles, {tried} probes, leaks 0"
+        f"isolation walk: {len(WALK)} operations + {len(pages)} pages, {len(kinds)} object "
+        f"kinds, {len(roles)} roles, {tried} probes, leaks 0"
     )
     assert tried >= 3 * len(WALK)
 

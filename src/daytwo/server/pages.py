@@ -18,10 +18,19 @@ __all__: list[str] = []
 STATUSES = ["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
 
 
-def _agent_names(request: Request) -> list[str]:
+def _tenant_agents(request: Request, tenant: str) -> list[Any]:
+    """The versions of the agents ``tenant`` owns or was granted."""
     from daytwo.runtime.registry import AgentRegistry
+    from daytwo.server.ownership import visible
 
-    return sorted({a.name for a in AgentRegistry(request.app.state.store).list()})
+    store = request.app.state.store
+    agents = AgentRegistry(store).list()
+    names = set(visible(store, "agent", {a.name for a in agents}, tenant))
+    return [a for a in agents if a.name in names]
+
+
+def _agent_names(request: Request, tenant: str) -> list[str]:
+    return sorted({a.name for a in _tenant_agents(request, tenant)})
 
 
 @page("/runs", title="Runs", nav="Runs")
@@ -31,7 +40,7 @@ def runs_page(request: Request, principal: Principal) -> Response:
     if status not in STATUSES:
         status = None
     runs = list_runs(request.app.state.store, principal.tenant, agent=agent, status=status)
-    agents = _agent_names(request)
+    agents = _agent_names(request, principal.tenant)
     return render(
         request,
         "runs.html",
@@ -111,9 +120,7 @@ def run_page(request: Request, principal: Principal, run_id: str) -> Response:
 
 @page("/agents", title="Agents", nav="Agents")
 def agents_page(request: Request, principal: Principal) -> Response:
-    from daytwo.runtime.registry import AgentRegistry
-
-    agents = AgentRegistry(request.app.state.store).list()
+    agents = _tenant_agents(request, principal.tenant)
     return render(
         request,
         "agents.html",
