@@ -81,9 +81,12 @@ def test_eval_cli_flow(capsys: pytest.CaptureFixture[str], tmp_path: Path, agent
     code, out = cli(
         capsys, "eval", "gate", "--candidate", worse, "--baseline", base,
         "--metric", "fuzzy_match", "--max-drop", "0.05", "--json",
+        "--junit", "ci/gate.xml", "--markdown", "ci/comment.md",
     )  # fmt: skip
     assert code == 1
     assert json.loads(out)["verdict"] == "fail"
+    assert 'failures="1"' in Path("ci/gate.xml").read_text()
+    assert "❌" in Path("ci/comment.md").read_text()
     code, out = cli(
         capsys, "eval", "gate", "--candidate", same, "--baseline", base, "--metric", "fuzzy_match"
     )
@@ -91,9 +94,16 @@ def test_eval_cli_flow(capsys: pytest.CaptureFixture[str], tmp_path: Path, agent
     assert "PASS" in out
     code, out = cli(capsys, "eval", "show", worse, "--cases", "--json")
     assert len(json.loads(out)["results"]) == 16
-    code, out = cli(capsys, "eval", "report", worse, "--html", "r/report.html")
+    code, out = cli(
+        capsys, "eval", "report", worse, "--html", "r/report.html", "--baseline", base,
+        "--gate-metric", "fuzzy_match", "--max-drop", "0.05",
+    )  # fmt: skip
     assert code == 0
-    assert "<svg" in Path("r/report.html").read_text()
+    report = Path("r/report.html").read_text()
+    assert "<svg" in report
+    assert "FAIL: significant drop" in report
+    code, out = cli(capsys, "eval", "report", worse, "--html", "r/x.html", "--trace-url", "x")
+    assert code == 2
     code, out = cli(
         capsys, "eval", "watch", "--agent", "python:my_agents:bad", "--set", "sup",
         "--metric", "fuzzy_match", "--json",

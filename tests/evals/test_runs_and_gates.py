@@ -187,6 +187,52 @@ def test_report_is_self_contained_html_with_svg(seeded: Store, tmp_path: Path) -
     assert "RuntimeError: tool backend down" in html
     assert not re.search(r"<script|https?://(?!www\.w3\.org)", html)
 
+    # What a reviewer acts on: inputs, expected and actual outputs (both runs), per-case
+    # deltas, the gate verdict with its interval, trace links, readable latencies.
+    verdict = gate(seeded, candidate=cand.id, baseline=base.id, metric="fuzzy_match")
+    html = render_html(
+        runs, cand.id, base.id, gate=verdict, trace_url="http://traces.example/t/{trace_id}"
+    )
+    assert "question number 5 about refunds" in html  # input
+    assert "answer 5" in html  # expected, and the baseline's actual
+    assert "no idea" in html  # the candidate's actual
+    assert "FAIL: significant drop" in html
+    assert f"[{verdict.stats.ci_low:+.4f}, {verdict.stats.ci_high:+.4f}]" in html
+    assert re.search(r"class='bad'>-0\.\d+</small>", html)  # a per-case drop, marked
+    assert "e+0" not in html  # no 2.261e+04 latencies
+    assert re.search(r"\d+ ms|\d+\.\d s", html)
+    trace_ids = [r.trace_id for r in runs.results(cand.id) if r.trace_id]
+    assert trace_ids
+    for trace_id in trace_ids:
+        assert f"http://traces.example/t/{trace_id}" in html
+
+
+def test_gate_as_junit_and_markdown(seeded: Store) -> None:
+    import xml.etree.ElementTree as ET
+
+    from daytwo.evals.ci_output import case_changes, junit_xml, markdown_comment
+    from daytwo.evals.report import human_ms
+
+    assert [human_ms(v) for v in (812.4, 22610.0, 185_000.0)] == ["812 ms", "22.6 s", "3 min 05 s"]
+    runs = EvalRuns(seeded)
+    base = runs.run(CallableRunner(good, name="agent", version="1"), "s")
+    cand = runs.run(CallableRunner(bad, name="agent", version="2"), "s")
+    failing = gate(seeded, candidate=cand.id, baseline=base.id, metric="fuzzy_match")
+    changes = case_changes(runs, failing)
+    assert changes[0][1] > changes[0][2]  # worst first
+    suite = ET.fromstring(junit_xml(failing, changes))
+    assert suite.get("failures") == "1"
+    failure = suite.find("testcase/failure")
+    assert failure is not None
+    assert "fuzzy_match" in (failure.text or "")
+    md = markdown_comment(failing, changes, report_url="https://ci.example/report.html")
+    assert md.startswith("### ❌ daytwo eval gate failed")
+    assert "cases got worse" in md
+    assert "[Full report](https://ci.example/report.html)" in md
+    passing = gate(seeded, candidate=base.id, baseline=base.id, metric="fuzzy_match")
+    assert ET.fromstring(junit_xml(passing)).get("failures") == "0"
+    assert markdown_comment(passing).startswith("### ✅")
+
 
 def test_load_test_figures() -> None:
     import time

@@ -419,15 +419,36 @@ def gate_cmd(
     max_drop: float = typer.Option(0.0, "--max-drop", min=0.0, help="Largest drop tolerated."),
     confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.999),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    junit: Annotated[
+        Path | None,
+        typer.Option("--junit", help="Also write the verdict as JUnit XML (CI test reports)."),
+    ] = None,
+    markdown: Annotated[
+        Path | None,
+        typer.Option("--markdown", help="Also write a Markdown PR comment body with the verdict."),
+    ] = None,
+    report_url: str | None = typer.Option(
+        None, "--report-url", help="Link the Markdown comment to the full HTML report."
+    ),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Paired bootstrap gate: exit 1 when the candidate is significantly worse than allowed."""
+    from daytwo.evals.ci_output import case_changes, junit_xml, markdown_comment
     from daytwo.evals.gates import gate
 
     result = gate(
         state.store(), candidate=candidate, baseline=baseline, metric=metric,
         max_drop=max_drop, confidence=confidence, seed=seed,
     )  # fmt: skip
+    if junit is not None or markdown is not None:
+        changes = case_changes(_runs(), result)
+        for path, text in (
+            (junit, junit_xml(result, changes)),
+            (markdown, markdown_comment(result, changes, report_url=report_url)),
+        ):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
     if json_out:
         print_json(result.as_dict())
     else:
@@ -683,11 +704,40 @@ def report_cmd(
     run_id: Annotated[str, typer.Argument(help="Run id (or prefix).")],
     html: Annotated[Path, typer.Option("--html", help="Write the HTML report here.")],
     baseline: str | None = typer.Option(None, "--baseline", help="Compare with this run."),
+    gate_metric: str | None = typer.Option(
+        None, "--gate-metric", help="Show the release gate's verdict on this metric."
+    ),
+    max_drop: float = typer.Option(0.0, "--max-drop", min=0.0, help="Gate: largest drop."),
+    confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.999),
+    trace_url: str | None = typer.Option(
+        None,
+        "--trace-url",
+        help="Link each case to its trace: a URL template with {trace_id} "
+        "(e.g. http://phoenix:6006/projects/default/traces/{trace_id}).",
+    ),
 ) -> None:
-    """Write a self-contained HTML report (tables and inline SVG plots)."""
+    """Write a self-contained HTML report (cases, deltas, gate verdict, inline SVG plots)."""
     from daytwo.evals.report import render_html
+    from daytwo.exceptions import InputError
 
-    text = render_html(_runs(), run_id, baseline)
+    runs = _runs()
+    verdict = None
+    if gate_metric is not None:
+        from daytwo.evals.gates import gate
+
+        base = runs.get(baseline) if baseline else runs.previous(runs.get(run_id).id)
+        if base is None:
+            raise InputError("the gate needs a baseline run", hint="pass --baseline RUN_ID")
+        verdict = gate(
+            state.store(), candidate=runs.get(run_id).id, baseline=base.id,
+            metric=gate_metric, max_drop=max_drop, confidence=confidence,
+        )  # fmt: skip
+    if trace_url is not None and "{trace_id}" not in trace_url:
+        raise InputError(
+            f"--trace-url {trace_url!r} has no {{trace_id}} placeholder",
+            hint="e.g. --trace-url 'http://jaeger:16686/trace/{trace_id}'",
+        )
+    text = render_html(runs, run_id, baseline, gate=verdict, trace_url=trace_url)
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(text, encoding="utf-8")
     console.print(f"wrote {html}")

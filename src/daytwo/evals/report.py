@@ -1,19 +1,29 @@
 """``daytwo eval report RUN --html OUT``: one self-contained HTML page (inline SVG, no CDN).
 
-Tables per metric (candidate vs baseline), per failure-mode tag and per case,
-with bar charts drawn as inline SVG.
+What a reviewer needs to act on a run: the gate's verdict and confidence interval,
+tables per metric (candidate vs baseline) and per failure-mode tag with bar charts
+drawn as inline SVG, and every case with its input, expected and actual output (the
+baseline's too), its metrics and their change against the baseline, its latency in
+readable units, and a link to its trace.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
 
 from daytwo.evals.metrics import LOWER_IS_BETTER
 from daytwo.evals.runs import EvalRuns, RunInfo
+from daytwo.store.tables.evals import EvalCase
 
-__all__ = ["bar_chart_svg", "render_html"]
+if TYPE_CHECKING:
+    from daytwo.evals.gates import GateResult
+
+__all__ = ["bar_chart_svg", "human_ms", "per_case_means", "render_html"]
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1100px}
@@ -21,7 +31,22 @@ table{border-collapse:collapse;margin:1rem 0}
 th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}
 th:first-child,td:first-child{text-align:left}
 .bad{color:#b00020}.good{color:#0a7d28}.muted{color:#777}
+td.text{text-align:left;max-width:22rem;white-space:pre-wrap;word-break:break-word;font-size:.85rem}
+.verdict{padding:.6rem 1rem;border-radius:4px;display:inline-block;font-weight:bold}
+.pass{background:#e3f4e8;color:#0a7d28}.fail{background:#fbe3e6;color:#b00020}
 """
+
+
+def human_ms(ms: float | None) -> str:
+    """A latency a person reads at a glance: ``812 ms``, ``22.6 s``, ``3 min 05 s``."""
+    if ms is None:
+        return "–"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    return f"{minutes} min {seconds:02d} s"
 
 
 def bar_chart_svg(
@@ -66,16 +91,61 @@ def bar_chart_svg(
     return "".join(parts)
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, name: str = "") -> str:
     if v is None:
         return '<span class="muted">–</span>'
+    if isinstance(v, float) and _is_latency(name):
+        return escape(human_ms(v))
     if isinstance(v, float):
         return f"{v:.4g}"
     return escape(str(v))
 
 
-def render_html(runs: EvalRuns, run_id: str, baseline_id: str | None = None) -> str:
-    """The report of a run, compared with ``baseline_id`` (default: the previous run of its set)."""
+def _is_latency(name: str) -> bool:
+    return "latency" in name or name.endswith("_ms")
+
+
+def _signed(v: float | None, name: str) -> str:
+    if v is None:
+        return '<span class="muted">–</span>'
+    if _is_latency(name):
+        return ("+" if v >= 0 else "−") + escape(human_ms(abs(v)))
+    return f"{v:+.4g}"
+
+
+def _delta_class(delta: float | None, name: str) -> str:
+    if not delta:
+        return ""
+    better = delta < 0 if name in LOWER_IS_BETTER else delta > 0
+    return "good" if better else "bad"
+
+
+def _gate_box(result: GateResult) -> str:
+    st = result.stats
+    verdict = "PASS" if result.passed else "FAIL: significant drop"
+    return (
+        f"<h2>Release gate</h2><p class='verdict {'pass' if result.passed else 'fail'}'>"
+        f"{escape(verdict)}</p><p>metric <b>{escape(result.metric)}</b>, largest drop "
+        f"tolerated {result.max_drop:g}: change {st.mean_delta:+.4f} (better &gt; 0), "
+        f"{st.confidence:.0%} confidence interval [{st.ci_low:+.4f}, {st.ci_high:+.4f}] over "
+        f"{st.n} paired cases (baseline {st.baseline_mean:.4f}, candidate "
+        f"{st.candidate_mean:.4f}).</p>"
+    )
+
+
+def render_html(
+    runs: EvalRuns,
+    run_id: str,
+    baseline_id: str | None = None,
+    *,
+    gate: GateResult | None = None,
+    trace_url: str | None = None,
+) -> str:
+    """The report of a run, compared with ``baseline_id`` (default: the previous run of its set).
+
+    ``gate`` adds the release gate's verdict and interval; ``trace_url`` (a template with
+    ``{trace_id}``, e.g. a Phoenix or Jaeger trace URL) links each case to its trace.
+    """
     run = runs.get(run_id)
     base: RunInfo | None = runs.get(baseline_id) if baseline_id else runs.previous(run.id)
     cm = run.summary.get("metrics", {})
@@ -96,19 +166,17 @@ def render_html(runs: EvalRuns, run_id: str, baseline_id: str | None = None) -> 
             f"<p>Baseline: run {escape(base.id[:12])} ({escape(base.agent)}@"
             f"{escape(base.agent_version)}, set version {base.set_version}).</p>"
         )
+    if gate is not None:
+        out.append(_gate_box(gate))
     out.append("<h2>Metrics</h2><table><tr><th>metric</th><th>component</th><th>candidate</th>")
     out.append("<th>baseline</th><th>delta</th><th>cases</th><th>missing</th></tr>")
     for n in names:
         c = cm[n].get("mean")
         b = bm.get(n, {}).get("mean") if bm else None
         delta = c - b if c is not None and b is not None else None
-        cls = ""
-        if delta:
-            better = delta < 0 if n in LOWER_IS_BETTER else delta > 0
-            cls = "good" if better else "bad"
         out.append(
-            f"<tr><td>{escape(n)}</td><td>{escape(cm[n]['component'])}</td><td>{_fmt(c)}</td>"
-            f"<td>{_fmt(b)}</td><td class='{cls}'>{_fmt(delta)}</td>"
+            f"<tr><td>{escape(n)}</td><td>{escape(cm[n]['component'])}</td><td>{_fmt(c, n)}</td>"
+            f"<td>{_fmt(b, n)}</td><td class='{_delta_class(delta, n)}'>{_signed(delta, n)}</td>"
             f"<td>{cm[n].get('cases', 0)}</td><td>{cm[n].get('missing', 0)}</td></tr>"
         )
     out.append("</table>")
@@ -143,30 +211,100 @@ def render_html(runs: EvalRuns, run_id: str, baseline_id: str | None = None) -> 
                 btags = base.summary.get("by_tag", {})
                 tag_series["baseline"] = [btags.get(t, {}).get(main) for t in labels]
             out.append(bar_chart_svg(labels, tag_series, title=f"{main} per tag"))
-    out.append(_cases_table(runs, run.id))
+    out.append(_cases_table(runs, run.id, base.id if base else None, trace_url))
     out.append("</body></html>")
     return "\n".join(out)
 
 
-def _cases_table(runs: EvalRuns, run_id: str) -> str:
+_CASE_METRICS = (
+    "fuzzy_match",
+    "exact_match",
+    "fact_recall",
+    "tool_call_accuracy",
+    "ndcg@5",
+    "faithfulness",
+    "answer_relevancy",
+    "semantic_similarity",
+)
+
+
+def per_case_means(runs: EvalRuns, run_id: str) -> dict[str, dict[str, float]]:
+    """Mean of each metric per case (over repeats)."""
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in runs.metric_rows(run_id):
         if row.value is not None:
             per[row.case_key][row.name].append(row.value)
-    errors = {r.case_key: r.error for r in runs.results(run_id) if r.error}
-    cols = [
-        c
-        for c in ("fuzzy_match", "fact_recall", "tool_call_accuracy", "ndcg@5", "latency_ms")
-        if any(c in v for v in per.values())
+    return {k: {m: sum(v) / len(v) for m, v in ms.items()} for k, ms in per.items()}
+
+
+def _text(value: Any, limit: int = 600) -> str:
+    if value is None or value == "":
+        return '<span class="muted">–</span>'
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if len(text) > limit:
+        return f"<details><summary>{escape(text[:limit])}…</summary>{escape(text)}</details>"
+    return escape(text)
+
+
+def _cases_table(
+    runs: EvalRuns, run_id: str, baseline_id: str | None, trace_url: str | None
+) -> str:
+    cand = per_case_means(runs, run_id)
+    base = per_case_means(runs, baseline_id) if baseline_id else {}
+    results = {r.case_key: r for r in runs.results(run_id) if r.repeat == 0}
+    base_results = (
+        {r.case_key: r for r in runs.results(baseline_id) if r.repeat == 0} if baseline_id else {}
+    )
+    with runs.store.session() as s:
+        ids = [r.case_id for r in results.values()]
+        cases = {
+            c.id: dict(c.data) for c in s.scalars(select(EvalCase).where(EvalCase.id.in_(ids)))
+        }
+    cols = [c for c in _CASE_METRICS if any(c in v for v in cand.values())]
+    head = "".join(f"<th>{escape(c)}</th>" for c in cols)
+    out = [
+        "<h2>Cases</h2><p>Each metric cell shows the candidate's value and, below it, the "
+        "change against the baseline.</p><table><tr><th>case</th><th>input</th>"
+        f"<th>expected</th><th>actual</th><th>baseline actual</th>{head}"
+        "<th>latency</th><th>error</th><th>trace</th></tr>"
     ]
-    out = ["<h2>Cases</h2><table><tr><th>case</th>"]
-    out.extend(f"<th>{escape(c)}</th>" for c in cols)
-    out.append("<th>error</th></tr>")
-    for key in sorted(per):
-        cells = "".join(
-            f"<td>{_fmt(sum(per[key][c]) / len(per[key][c]) if per[key].get(c) else None)}</td>"
-            for c in cols
+    for key in sorted(set(cand) | set(results)):
+        res = results.get(key)
+        data = cases.get(res.case_id, {}) if res is not None else {}
+        expected: Any = data.get("expected_output")
+        if expected is None and data.get("expected_tool_calls"):
+            expected = data["expected_tool_calls"]
+        actual = (res.output or {}).get("output") if res is not None else None
+        old = base_results.get(key)
+        cells = []
+        for c in cols:
+            value = cand.get(key, {}).get(c)
+            before = base.get(key, {}).get(c)
+            delta = value - before if value is not None and before is not None else None
+            cells.append(
+                f"<td>{_fmt(value, c)}<br><small class='{_delta_class(delta, c)}'>"
+                f"{_signed(delta, c) if baseline_id else ''}</small></td>"
+            )
+        latency = cand.get(key, {}).get("latency_ms")
+        old_latency = base.get(key, {}).get("latency_ms")
+        lat_delta = (
+            latency - old_latency if latency is not None and old_latency is not None else None
         )
-        out.append(f"<tr><td>{escape(key)}</td>{cells}<td>{_fmt(errors.get(key, ''))}</td></tr>")
+        trace_id = res.trace_id if res is not None else None
+        if trace_id and trace_url:
+            link = escape(trace_url.replace("{trace_id}", trace_id), quote=True)
+            trace_cell = f"<a href='{link}'>{escape(trace_id[:12])}</a>"
+        else:
+            trace_cell = f"<code>{escape(trace_id[:16])}</code>" if trace_id else _fmt(None)
+        out.append(
+            f"<tr><td>{escape(key)}</td><td class='text'>{_text(data.get('input'))}</td>"
+            f"<td class='text'>{_text(expected)}</td><td class='text'>{_text(actual)}</td>"
+            f"<td class='text'>{_text((old.output or {}).get('output') if old else None)}</td>"
+            f"{''.join(cells)}<td>{escape(human_ms(latency))}<br><small class='"
+            f"{_delta_class(lat_delta, 'latency_ms')}'>"
+            f"{_signed(lat_delta, 'latency_ms') if lat_delta is not None else ''}</small></td>"
+            f"<td class='text'>{_text(res.error if res is not None else None)}</td>"
+            f"<td>{trace_cell}</td></tr>"
+        )
     out.append("</table>")
     return "".join(out)
