@@ -35,6 +35,7 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from daytwo.knowledge.keysets import members
 from daytwo.store.tables.knowledge import KbChunk, KbTombstone
 
 with contextlib.suppress(ImportError):  # onnxruntime must load before usearch (else a segfault)
@@ -272,7 +273,7 @@ class AnnIndex:
                 keys = np.asarray(matches.keys, dtype=np.uint64)
                 dists = np.asarray(matches.distances, dtype=np.float32)
                 if allowed is not None:
-                    keep = _members(keys, allowed)
+                    keep = members(keys, allowed)
                     keys, dists = keys[keep], dists[keep]
                 if len(keys) >= k or count >= size:
                     return [
@@ -299,14 +300,6 @@ class AnnIndex:
         scores = (unit @ q) / max(float(np.linalg.norm(q)), 1e-12)
         top = np.argsort(-scores)[:k]
         return [(int(keys[i]), float(scores[i])) for i in top]
-
-
-def _members(keys: Keys, allowed: Keys) -> npt.NDArray[np.bool_]:
-    """Which of ``keys`` are in the sorted array ``allowed`` (binary search, no copy)."""
-    if allowed.size == 0 or keys.size == 0:
-        return np.zeros(keys.shape, dtype=bool)
-    pos = np.minimum(np.searchsorted(allowed, keys), allowed.size - 1)
-    return np.asarray(allowed[pos] == keys, dtype=bool)
 
 
 def encode_vector(vector: Vector) -> bytes:

@@ -1,25 +1,26 @@
-"""Keyword index: SQLite FTS5 (bm25) or PostgreSQL full-text search (tsvector + GIN).
+"""Keyword index: SQLite FTS5 or PostgreSQL full-text search (tsvector + GIN), scored BM25.
 
 The index lives next to ``kb_chunks`` in the same database and the same transaction:
-on SQLite an external-content FTS5 table kept in sync by triggers, on PostgreSQL a GIN
+on SQLite an external-content FTS5 table kept in sync by triggers (and an ``fts5vocab``
+table over it that reads postings with term frequencies), on PostgreSQL a GIN
 expression index. :func:`ensure_fts` creates them idempotently (they are not Alembic
-models: Alembic cannot compare virtual tables or expression indexes).
+models: Alembic cannot compare virtual tables or expression indexes). The index finds
+the postings; the scores are BM25 with statistics of what the principal may read
+(:mod:`daytwo.knowledge.bm25`), the same formula on both backends.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-import sqlalchemy as sa
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from daytwo.knowledge.acl import flatten_metadata, permitted_clause
-from daytwo.store.tables.knowledge import KbChunk
+from daytwo.knowledge.bm25 import Bm25Params, Permitted, Postings, rank
 
 __all__ = ["MAX_QUERY_TERMS", "ensure_fts", "keyword_search", "query_terms"]
 
@@ -102,6 +103,19 @@ _SQLITE_DDL = [
     "VALUES ('delete', old.id, old.title, old.text); "
     "INSERT INTO kb_chunks_fts(rowid, title, text) VALUES (new.id, new.title, new.text); END",
 ]
+# fts5vocab "instance" rows (term, doc, col, offset): the postings with their frequencies.
+_SQLITE_TERMS = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts_terms USING fts5vocab(kb_chunks_fts, instance)"
+)
+# A per-connection scratch index with the same tokenizer, to stem query words exactly as
+# the index stemmed the documents (its vocabulary is the stemmed query).
+_SQLITE_QUERY_TABLE = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_query USING fts5("
+    "x, tokenize='porter unicode61 remove_diacritics 2')"
+)
+_SQLITE_QUERY_VOCAB = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_query_terms USING fts5vocab(temp, kb_query, row)"
+)
 _PG_DOC = (
     "to_tsvector('english'::regconfig, coalesce(kb_chunks.title, '') || ' ' || kb_chunks.text)"
 )
@@ -118,7 +132,7 @@ def ensure_fts(engine: Engine) -> None:
             existed = conn.exec_driver_sql(
                 "SELECT 1 FROM sqlite_master WHERE name = 'kb_chunks_fts'"
             ).first()
-            for ddl in _SQLITE_DDL:
+            for ddl in [*_SQLITE_DDL, _SQLITE_TERMS]:
                 conn.exec_driver_sql(ddl)
             if existed is None:
                 conn.exec_driver_sql("INSERT INTO kb_chunks_fts(kb_chunks_fts) VALUES ('rebuild')")
@@ -147,112 +161,92 @@ def query_terms(query: str) -> list[str]:
 def keyword_search(
     session: Session,
     generation: str,
-    collection: str,
     query: str,
     k: int,
-    entries: Sequence[str],
-    filters: Mapping[str, Any] | None = None,
-    allowed: npt.NDArray[np.uint64] | None = None,
+    permitted: Permitted,
+    params: Bm25Params | None = None,
 ) -> list[tuple[int, float]]:
-    """Top-``k`` (chunk pk, score; higher is better) visible with ``entries``.
+    """Top-``k`` (chunk pk, BM25 score; higher is better) of the ``permitted`` chunks.
 
-    ``allowed``: the sorted chunk pks of ``generation`` visible with ``entries`` and
-    ``filters`` (the search's cached permitted set). On SQLite the ranked FTS5 matches
-    are then streamed through it until ``k`` are found, instead of testing the ACL with
-    a correlated ``EXISTS`` on every match (the filter still runs inside the search:
-    never fewer than ``k`` results when ``k`` permitted ones match).
+    The index supplies the postings of the query's terms (stemmed as the index stems
+    them); :func:`daytwo.knowledge.bm25.rank` scores them with statistics of the
+    permitted set only, so nothing the principal may not read moves its scores.
     """
     terms = query_terms(query)
-    if not terms or not entries or k <= 0:
+    if not terms or permitted.keys.size == 0 or k <= 0:
         return []
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        if allowed is not None:
-            return _sqlite_ranked_in(session, terms, k, allowed)
-        return _sqlite_search(session, generation, collection, terms, k, entries, filters)
-    permitted = permitted_clause(collection, entries, filters)
-    tsquery = " | ".join(terms)
-    doc: sa.ColumnElement[Any] = sa.literal_column(_PG_DOC)
-    q = sa.func.to_tsquery(sa.literal_column("'english'::regconfig"), tsquery)
-    rank = sa.func.ts_rank_cd(doc, q)
-    stmt = (
-        sa.select(KbChunk.id, rank)
-        .where(doc.op("@@")(q), KbChunk.generation == generation, permitted)
-        .order_by(rank.desc())
-        .limit(k)
-    )
-    return [(int(pk), float(score)) for pk, score in session.execute(stmt)]
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        postings = _sqlite_postings(connection, terms)
+    else:
+        postings = _pg_postings(connection, generation, terms)
+    return rank(postings, permitted, k, params)
 
 
-def _match(terms: Sequence[str]) -> str:
-    return " OR ".join('"' + t.replace('"', "") + '"' for t in terms)
+_STEMS: dict[str, tuple[str, ...]] = {}
+_STEMS_LOCK = threading.Lock()
 
 
-def _sqlite_ranked_in(
-    session: Session, terms: Sequence[str], k: int, allowed: npt.NDArray[np.uint64]
-) -> list[tuple[int, float]]:
-    """FTS5 matches best first, kept when their pk is in ``allowed``, until ``k`` are kept."""
-    out: list[tuple[int, float]] = []
-    if allowed.size == 0:
-        return out
-    cursor = session.connection().connection.cursor()
+def _sqlite_stems(cursor: Any, terms: Sequence[str]) -> list[str]:
+    """The index terms FTS5's tokenizer makes of ``terms`` (porter stems), cached."""
+    out: dict[str, None] = {}
+    for term in terms:
+        cached = _STEMS.get(term)
+        if cached is None:
+            cursor.execute(_SQLITE_QUERY_TABLE)
+            cursor.execute(_SQLITE_QUERY_VOCAB)
+            cursor.execute("DELETE FROM temp.kb_query")
+            cursor.execute("INSERT INTO temp.kb_query(x) VALUES (?)", (term,))
+            cached = tuple(r[0] for r in cursor.execute("SELECT term FROM temp.kb_query_terms"))
+            cursor.execute("DELETE FROM temp.kb_query")
+            with _STEMS_LOCK:
+                if len(_STEMS) > 50_000:
+                    _STEMS.clear()
+                _STEMS[term] = cached
+        for stem in cached:
+            out.setdefault(stem, None)
+    return list(out)
+
+
+def _sqlite_postings(connection: Connection, terms: Sequence[str]) -> list[Postings]:
+    cursor = connection.connection.cursor()
     try:
-        cursor.execute(
-            "SELECT rowid, bm25(kb_chunks_fts) AS s FROM kb_chunks_fts "
-            "WHERE kb_chunks_fts MATCH ? ORDER BY s",
-            (_match(terms),),
-        )
-        step = max(64, 2 * k)
-        while len(out) < k:
-            rows = cursor.fetchmany(step)
-            if not rows:
-                break
-            keys = np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
-            pos = np.minimum(np.searchsorted(allowed, keys), allowed.size - 1)
-            for (pk, score), keep in zip(rows, (allowed[pos] == keys).tolist(), strict=True):
-                if keep:
-                    out.append((int(pk), -float(score)))
-                    if len(out) >= k:
-                        break
-            step *= 2
+        out = []
+        for stem in _sqlite_stems(cursor, terms):
+            rows = cursor.execute(
+                "SELECT doc, count(*) FROM kb_fts_terms WHERE term = ? GROUP BY doc",
+                (stem,),
+            ).fetchall()
+            out.append(_postings(stem, rows))
+        return out
     finally:
         cursor.close()
-    return out
 
 
-def _sqlite_search(
-    session: Session,
-    generation: str,
-    collection: str,
-    terms: list[str],
-    k: int,
-    entries: Sequence[str],
-    filters: Mapping[str, Any] | None,
-) -> list[tuple[int, float]]:
-    """FTS5 bm25 with the ACL and filters as EXISTS, in plain SQL (hot path, no ORM)."""
-    params: dict[str, Any] = {
-        "match": _match(terms),
-        "gen": generation,
-        "coll": collection,
-        "k": k,
-    }
-    names = []
-    for i, entry in enumerate(entries):
-        params[f"e{i}"] = entry
-        names.append(f":e{i}")
-    sql = [
-        "SELECT c.id, bm25(kb_chunks_fts) AS s FROM kb_chunks_fts "
-        "JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid "
-        "WHERE kb_chunks_fts MATCH :match AND c.generation = :gen AND c.collection = :coll "
-        "AND EXISTS (SELECT 1 FROM kb_acl a WHERE a.collection = :coll "
-        f"AND a.doc_id = c.doc_id AND a.entry IN ({', '.join(names)}))"
-    ]
-    for i, (key, value) in enumerate(flatten_metadata(filters or {}).items()):
-        params[f"k{i}"], params[f"v{i}"] = key, value
-        sql.append(
-            " AND EXISTS (SELECT 1 FROM kb_doc_meta m WHERE m.collection = :coll "
-            f"AND m.doc_id = c.doc_id AND m.key = :k{i} AND m.value = :v{i})"
-        )
-    sql.append(" ORDER BY s LIMIT :k")
-    rows = session.connection().exec_driver_sql("".join(sql), params).all()
-    return [(int(pk), -float(score)) for pk, score in rows]
+def _pg_postings(connection: Connection, generation: str, terms: Sequence[str]) -> list[Postings]:
+    lexemes = list(
+        connection.exec_driver_sql(
+            "SELECT DISTINCT lexeme FROM unnest(to_tsvector('english'::regconfig, %(q)s))",
+            {"q": " ".join(terms)},
+        ).scalars()
+    )
+    if not lexemes:
+        return []
+    tsquery = " | ".join("'" + lex.replace("'", "''") + "'" for lex in lexemes)
+    rows = connection.exec_driver_sql(
+        f"SELECT u.lexeme, kb_chunks.id, cardinality(u.positions) FROM kb_chunks "
+        f"CROSS JOIN LATERAL unnest({_PG_DOC}) AS u "
+        f"WHERE kb_chunks.generation = %(gen)s AND {_PG_DOC} @@ CAST(%(q)s AS tsquery) "
+        "AND u.lexeme = ANY(%(lex)s)",
+        {"gen": generation, "q": tsquery, "lex": lexemes},
+    ).all()
+    by_term: dict[str, list[tuple[int, int]]] = {lex: [] for lex in lexemes}
+    for lexeme, pk, tf in rows:
+        by_term[lexeme].append((pk, tf or 1))
+    return [_postings(lex, pairs) for lex, pairs in by_term.items()]
+
+
+def _postings(term: str, rows: Sequence[Sequence[Any]]) -> Postings:
+    keys = np.fromiter((int(r[0]) for r in rows), dtype=np.uint64, count=len(rows))
+    tf = np.fromiter((float(r[1]) for r in rows), dtype=np.float32, count=len(rows))
+    return Postings(term, keys, tf)

@@ -1,10 +1,10 @@
 """Search: keyword, vector or hybrid, always as a principal, with a retrieval span.
 
 Both paths enforce the ACL inside the search with the set of chunk keys the principal
-may see (computed by SQL and cached per generation ``seq``): the vector search and the
-keyword search (SQLite: ranked FTS5 matches streamed through the set; PostgreSQL: the
-ACL as a SQL ``EXISTS``) go on until they have ``k`` of them. Metadata filters work the
-same way. A search is one read transaction over one snapshot (REPEATABLE READ on
+may see (computed by SQL and cached per generation ``seq``): the vector search goes on
+until it has ``k`` of them, and the keyword search scores only them, with BM25
+statistics of that set (:mod:`daytwo.knowledge.bm25`). Metadata filters work the same
+way. A search is one read transaction over one snapshot (REPEATABLE READ on
 PostgreSQL; a SQLite read transaction is one already): one statement reads the
 collection's state (:func:`read_state`), so no cached routing can go stale, and the
 permitted set, its cache key (the generation ``seq``) and the rows returned all come
@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from daytwo.exceptions import InputError, NotFoundError
 from daytwo.knowledge.acl import flatten_metadata, permitted_clause, principal_entries
+from daytwo.knowledge.bm25 import Permitted
 from daytwo.knowledge.fts import keyword_search
 from daytwo.knowledge.fusion import FusionConfig, fuse
 from daytwo.knowledge.generations import OPEN_STATES
@@ -91,11 +92,11 @@ class SearchTimings:
 
 
 class AllowedCache:
-    """Small LRU of permitted chunk-key arrays (keyed by generation seq and principal),
+    """Small LRU of permitted sets (keyed by generation seq, ACL entries and filters),
     plus the immutable parts of generations and parsed fusion configs."""
 
     def __init__(self, size: int = 64) -> None:
-        self._data: OrderedDict[tuple[Any, ...], npt.NDArray[np.uint64]] = OrderedDict()
+        self._data: OrderedDict[tuple[Any, ...], Permitted] = OrderedDict()
         self._size = size
         self.generations: dict[str, KbGeneration] = {}
         self._fusion: dict[str, FusionConfig] = {}
@@ -108,13 +109,13 @@ class AllowedCache:
             config = self._fusion[key] = FusionConfig.from_dict(data)
         return config
 
-    def get(self, key: tuple[Any, ...]) -> npt.NDArray[np.uint64] | None:
+    def get(self, key: tuple[Any, ...]) -> Permitted | None:
         value = self._data.get(key)
         if value is not None:
             self._data.move_to_end(key)
         return value
 
-    def put(self, key: tuple[Any, ...], value: npt.NDArray[np.uint64]) -> None:
+    def put(self, key: tuple[Any, ...], value: Permitted) -> None:
         self._data[key] = value
         self._data.move_to_end(key)
         while len(self._data) > self._size:
@@ -369,21 +370,17 @@ def _search(
     seq = state.seqs.get(gen.id)
     index = kb.index_for(gen) if mode != "bm25" else None
     seq = kb.catch_up(session, gen.id, seq)
-    allowed = (  # PostgreSQL's keyword search tests the ACL in its own SQL instead
-        _allowed(kb, session, gen.id, seq, collection, entries, filters)
-        if index is not None or session.get_bind().dialect.name == "sqlite"
-        else None
-    )
+    permitted = _permitted(kb, session, gen.id, seq, collection, entries, filters)
     bm25: list[tuple[int, float]] = []
     dense: list[tuple[int, float]] = []
     pending: Future[list[tuple[int, float]]] | None = None
     if index is not None and vector is not None:
-        if mode == "hybrid":  # the vector search runs while SQLite ranks the keyword matches
-            pending = _pool().submit(index.search, vector, depth, allowed)
+        if mode == "hybrid":  # the vector search runs while the keyword postings are read
+            pending = _pool().submit(index.search, vector, depth, permitted.keys)
         else:
-            dense = index.search(vector, depth, allowed)
+            dense = index.search(vector, depth, permitted.keys)
     if mode != "dense":
-        bm25 = keyword_search(session, gen.id, collection, query, depth, entries, filters, allowed)
+        bm25 = keyword_search(session, gen.id, query, depth, permitted)
     if pending is not None:
         dense = pending.result()
     if mode == "bm25":
@@ -418,7 +415,7 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="daytwo-ann")
 
 
-def _allowed(
+def _permitted(
     kb: KnowledgeBase,
     session: Session,
     generation_id: str,
@@ -426,21 +423,25 @@ def _allowed(
     collection: str,
     entries: Sequence[str],
     filters: Mapping[str, Any] | None,
-) -> npt.NDArray[np.uint64]:
-    """Sorted pks of the generation's chunks visible with ``entries`` and ``filters``
-    (computed by SQL, cached per generation seq: any write moves the seq)."""
+) -> Permitted:
+    """The generation's chunks visible with ``entries`` and ``filters`` (sorted pks and
+    their lengths; computed by SQL, cached per generation seq: any write moves the seq)."""
     key = (
         generation_id,
         seq,
         tuple(entries),
         json.dumps(dict(filters), sort_keys=True, default=str) if filters else "",
     )
-    allowed = kb.allowed_cache.get(key)
-    if allowed is None:
+    permitted = kb.allowed_cache.get(key)
+    if permitted is None:
         chunks = KbChunk.__table__.c
-        stmt = sa.select(chunks.id).where(
+        stmt = sa.select(chunks.id, chunks.token_count).where(
             chunks.generation == generation_id, permitted_clause(collection, entries, filters)
         )
-        allowed = np.sort(np.fromiter(session.connection().scalars(stmt), dtype=np.uint64))
-        kb.allowed_cache.put(key, allowed)
-    return allowed
+        rows = session.connection().execute(stmt).all()
+        keys = np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
+        lengths = np.fromiter((r[1] or 0 for r in rows), dtype=np.float32, count=len(rows))
+        order = np.argsort(keys, kind="stable")
+        permitted = Permitted(keys[order], lengths[order])
+        kb.allowed_cache.put(key, permitted)
+    return permitted
