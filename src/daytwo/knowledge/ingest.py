@@ -47,6 +47,7 @@ __all__ = [
     "apply_writes",
     "content_hash",
     "ingest_source",
+    "refresh_statistics",
 ]
 
 Progress = Callable[[int, int], None]
@@ -314,6 +315,26 @@ def ingest_source(
         report.deleted = len(vanished)
         if progress:
             progress(total, total)
+    if len(writes) + len(vanished) >= ANALYZE_AFTER:
+        refresh_statistics(kb)
     kb.save_indexes(collection)
     report.seconds = time.perf_counter() - started
     return report
+
+
+ANALYZE_AFTER = 200
+"""Documents written by one sync after which PostgreSQL's planner statistics are refreshed."""
+
+
+def refresh_statistics(kb: KnowledgeBase) -> None:
+    """``ANALYZE`` the knowledge tables on PostgreSQL (a no-op on SQLite).
+
+    Autovacuum analyzes a table only after a share of it changed and some time passed;
+    straight after a bulk ingest the planner would still believe the tables empty and
+    compute keyword matches row by row (seconds per query on 5,000 documents).
+    """
+    if kb.store.is_sqlite:
+        return
+    with kb.store.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("ANALYZE kb_chunks, kb_acl, kb_doc_meta, kb_documents")

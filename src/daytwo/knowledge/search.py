@@ -37,7 +37,7 @@ from daytwo.knowledge.bm25 import Permitted
 from daytwo.knowledge.fts import keyword_search
 from daytwo.knowledge.fusion import FusionConfig, fuse
 from daytwo.knowledge.generations import OPEN_STATES
-from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbGeneration
+from daytwo.store.tables.knowledge import KbAcl, KbChunk, KbCollection, KbDocMeta, KbGeneration
 from daytwo.store.tables.knowledge_maintenance import KbMigration
 from daytwo.tracing.content import capture, content_policy
 
@@ -192,43 +192,70 @@ def _chunk_rows(
     collection: str,
     entries: Sequence[str],
     filters: Mapping[str, Any] | None,
-) -> Sequence[Sequence[Any]]:
+) -> list[Sequence[Any]]:
     """(pk, doc_id, chunk_id, title, text) of the given chunks that are visible with
     ``entries`` and ``filters`` (any order).
 
-    The ACL is tested again in the statement that reads the text, so a chunk is returned
-    only when the same snapshot that yields its text permits it: whatever the index
-    handed over (an ANN index shared by concurrent searches, a cached permitted set),
-    no text leaves without this check.
+    The ACL (and the filters) are tested again against the rows just read, in the same
+    snapshot: whatever the index handed over (an ANN index shared by concurrent
+    searches, a cached permitted set), no text leaves without this check. Two small
+    statements keyed by (collection, doc_id) rather than a correlated EXISTS, which
+    PostgreSQL plans as a scan of the collection's ACL per chunk when its statistics lag.
     """
     if not pks or not entries:
         return []
     connection = session.connection()
-    if connection.dialect.name == "sqlite":  # hot path: few binds, no statement expansion
-        sql = [
-            "SELECT c.id, c.doc_id, c.chunk_id, c.title, c.text FROM kb_chunks c "
-            "WHERE c.id IN (SELECT value FROM json_each(?)) AND c.collection = ? "
-            "AND EXISTS (SELECT 1 FROM kb_acl a WHERE a.collection = c.collection "
-            "AND a.doc_id = c.doc_id AND a.entry IN (SELECT value FROM json_each(?)))"
-        ]
-        params: list[Any] = [json.dumps(pks), collection, json.dumps(list(entries))]
-        for key, value in flatten_metadata(filters or {}).items():
-            sql.append(
-                " AND EXISTS (SELECT 1 FROM kb_doc_meta m WHERE m.collection = c.collection "
-                "AND m.doc_id = c.doc_id AND m.key = ? AND m.value = ?)"
-            )
-            params += [key, value]
+    chunks = KbChunk.__table__.c
+    rows: list[Sequence[Any]]
+    if connection.dialect.name == "sqlite":  # hot path: one bind, no statement expansion
         cursor = connection.connection.cursor()
         try:
-            cursor.execute("".join(sql), params)
-            return list(cursor.fetchall())
+            cursor.execute(
+                "SELECT id, doc_id, chunk_id, title, text FROM kb_chunks "
+                "WHERE id IN (SELECT value FROM json_each(?)) AND collection = ?",
+                (json.dumps(pks), collection),
+            )
+            rows = list(cursor.fetchall())
         finally:
             cursor.close()
-    chunks = KbChunk.__table__.c
-    stmt = sa.select(chunks.id, chunks.doc_id, chunks.chunk_id, chunks.title, chunks.text).where(
-        chunks.id.in_(pks), permitted_clause(collection, entries, filters)
+    else:
+        rows = list(
+            connection.execute(
+                sa.select(
+                    chunks.id, chunks.doc_id, chunks.chunk_id, chunks.title, chunks.text
+                ).where(chunks.id.in_(pks), chunks.collection == collection)
+            ).all()
+        )
+    docs = sorted({str(r[1]) for r in rows})
+    if not docs:
+        return []
+    acl = KbAcl.__table__.c
+    visible = set(
+        connection.execute(
+            sa.select(acl.doc_id)
+            .where(
+                acl.collection == collection,
+                acl.doc_id.in_(docs),
+                acl.entry.in_(list(entries)),
+            )
+            .distinct()
+        ).scalars()
     )
-    return connection.execute(stmt).all()
+    meta = KbDocMeta.__table__.c
+    for key, value in flatten_metadata(filters or {}).items():
+        if not visible:
+            break
+        visible &= set(
+            connection.execute(
+                sa.select(meta.doc_id).where(
+                    meta.collection == collection,
+                    meta.doc_id.in_(sorted(visible)),
+                    meta.key == key,
+                    meta.value == value,
+                )
+            ).scalars()
+        )
+    return [r for r in rows if r[1] in visible]
 
 
 def read_state(kb: KnowledgeBase, session: Session, collection: str) -> CollectionState:
