@@ -105,7 +105,7 @@ def test_openinference_trace_lands_priced_as_a_run(
     audit = client.post(f"/api/v1/runs/{run_id}/audit/verify", headers=Keys.header(keys.viewer))
     assert audit.status_code == 200
     assert audit.json()["ok"]
-    assert [r["kind"] for r in audit.json()["records"]] == ["run.external"]
+    assert [r["kind"] for r in audit.json()["records"]] == ["runs.external"]
     costs = client.get("/api/v1/costs", headers=Keys.header(keys.viewer)).json()
     assert Decimal(costs["total_usd"]) == expected
     # Another tenant sees nothing of it.

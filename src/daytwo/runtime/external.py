@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from daytwo.store.base import utcnow
 from daytwo.store.tables.runtime import RunRecord
@@ -43,12 +43,19 @@ def _io(value: Any) -> Any:
 def record_external_runs(
     conn: Connection, summaries: Sequence[TraceSummary], principal: str
 ) -> list[str]:
-    """Create or update the run record of each trace; return the ids of new runs."""
+    """Create or update the run record of each trace; return the ids of new runs.
+
+    One ``executemany`` for the new runs and one per shape of update (an export
+    request carries many traces; a statement per trace cost more than the spans).
+    """
     if not summaries:
         return []
     ids = [s.run_id for s in summaries]
-    known = set(conn.scalars(select(RunRecord.id).where(RunRecord.id.in_(ids))))
-    created: list[str] = []
+    known: set[str] = set()
+    for i in range(0, len(ids), 500):
+        known.update(conn.scalars(select(RunRecord.id).where(RunRecord.id.in_(ids[i : i + 500]))))
+    inserts: list[dict[str, Any]] = []
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for s in summaries:
         values: dict[str, Any] = {
             "status": s.status,
@@ -65,21 +72,30 @@ def record_external_runs(
         if s.root_name is not None and s.status != "running":
             values["agent_name"] = (s.agent or s.root_name)[:128]
         if s.run_id in known:
-            conn.execute(update(_RUNS).where(_RUNS.c.id == s.run_id).values(**values))
+            values["run_id"] = s.run_id
+            updates.setdefault(tuple(sorted(values)), []).append(values)
             continue
         values.setdefault("inputs", {})
         values.setdefault("outputs", {})
         values.setdefault("agent_name", (s.agent or s.root_name or "external")[:128])
-        conn.execute(
-            insert(_RUNS).values(
-                id=s.run_id,
-                agent_version=EXTERNAL_VERSION,
-                decisions=[],
-                principal=principal,
-                forked_from=None,
-                created_at=s.started_at or utcnow(),
+        inserts.append(
+            {
+                "id": s.run_id,
+                "agent_version": EXTERNAL_VERSION,
+                "decisions": [],
+                "principal": principal,
+                "forked_from": None,
+                "created_at": s.started_at or utcnow(),
                 **values,
-            )
+            }
         )
-        created.append(s.run_id)
-    return created
+    if inserts:
+        conn.execute(insert(_RUNS), inserts)
+    for shape, rows in updates.items():
+        stmt = (
+            update(_RUNS)
+            .where(_RUNS.c.id == bindparam("run_id"))
+            .values({c: bindparam(c) for c in shape if c != "run_id"})
+        )
+        conn.execute(stmt, rows)
+    return [row["id"] for row in inserts]

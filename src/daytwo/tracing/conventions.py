@@ -65,10 +65,20 @@ _ALIASES: tuple[tuple[str, tuple[str, ...]], ...] = (
 _RETRIEVAL_DOC = re.compile(r"^retrieval\.documents\.(\d+)\.")
 
 
+_TYPED = {**{k: "int" for k in _TOKEN_FIELDS}, **{k: "str" for k in _STRING_FIELDS}}
+
+
 def _check_types(attrs: Mapping[str, Any], where: str) -> None:
-    for key in _TOKEN_FIELDS:
-        value = attrs.get(key)
+    for key in _TYPED.keys() & attrs.keys():
+        value = attrs[key]
         if value is None:
+            continue
+        if _TYPED[key] == "str":
+            if not isinstance(value, str):
+                raise InputError(
+                    f"{where}: attribute {key!r} must be a string, not {type(value).__name__}",
+                    hint="send it as OTLP stringValue",
+                )
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InputError(
@@ -83,13 +93,6 @@ def _check_types(attrs: Mapping[str, Any], where: str) -> None:
             )
         if value < 0:
             raise InputError(f"{where}: attribute {key!r} is negative ({value})", hint="fix it")
-    for key in _STRING_FIELDS:
-        value = attrs.get(key)
-        if value is not None and not isinstance(value, str):
-            raise InputError(
-                f"{where}: attribute {key!r} must be a string, not {type(value).__name__}",
-                hint="send it as OTLP stringValue",
-            )
 
 
 def normalize(attrs: dict[str, Any], where: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +30,7 @@ from daytwo.tracing.conventions import normalize
 from daytwo.tracing.otlp import ExportTraceServiceRequest
 from daytwo.tracing.pricing import PriceSource, SpanCost, span_cost
 from daytwo.tracing.processor import (
+    _EPOCH,
     COLUMNS,
     WRAPPER,
     _dumps,
@@ -57,6 +59,12 @@ _KINDS = ("internal", "internal", "server", "client", "producer", "consumer")
 _RESERVED = (A.RUN_ID, A.TENANT, A.PRINCIPAL)
 _COUNTED = ("priced", "unknown")
 _I = {name: i for i, name in enumerate(COLUMNS)}
+
+
+def _ns(at: datetime) -> int:
+    """A stored UTC datetime as nanoseconds since the epoch (microsecond precision)."""
+    delta = at.replace(tzinfo=UTC) - _EPOCH if at.tzinfo is None else at - _EPOCH
+    return (delta // timedelta(microseconds=1)) * 1000
 
 
 def external_run_id(trace_id: str) -> str:
@@ -271,8 +279,8 @@ class _Node:
     name: str
     status: str
     status_message: str | None
-    start: Any
-    end: Any
+    start: int
+    end: int
     agent: str | None
     session: str | None
     stored: bool
@@ -332,19 +340,19 @@ def store_batch(
         nodes[r.span_id] = _Node(
             r.span_id, r.trace_id, r.parent_span_id, r.cost_status, r.cost_usd,
             r.input_tokens, r.output_tokens, r.name, r.status, r.status_message,
-            r.start_time, r.end_time, r.agent, r.session_id, True, r.scope,
+            _ns(r.start_time), _ns(r.end_time), r.agent, r.session_id, True, r.scope,
         )  # fmt: skip
     rows: list[list[Any]] = []
     adopted: list[list[Any]] = []
     duplicates = 0
     unattributed = {
-        r.span_id: (r.name, r.start_time)
+        r.span_id: (r.name, _ns(r.start_time))
         for r in existing
         if r.tenant is None and r.principal is None
     }
     for row in batch.rows:
         if row[0] in nodes:
-            if unattributed.get(row[0]) == (row[3], _ts(row[6])):
+            if unattributed.get(row[0]) == (row[3], row[6] // 1000 * 1000):
                 # The same span, already stored by this server's own span processor (an
                 # agent running in the server's process): the export attributes it.
                 adopted.append(row)
@@ -359,7 +367,7 @@ def store_batch(
         nodes[row[0]] = _Node(
             row[0], row[1], row[2], row[_I["cost_status"]], row[_I["cost_usd"]],
             row[_I["input_tokens"]], row[_I["output_tokens"]], row[3], row[_I["status"]],
-            row[_I["status_message"]], _ts(row[6]), _ts(row[7]), row[_I["agent"]],
+            row[_I["status_message"]], row[6], row[7], row[_I["agent"]],
             row[_I["session_id"]], False, row[5],
         )  # fmt: skip
         rows.append(row)
@@ -480,11 +488,13 @@ def _summaries(
     batch: ParsedBatch,
 ) -> list[TraceSummary]:
     out = {t: TraceSummary(t, external_run_id(t), new=t not in existing_traces) for t in trace_ids}
+    starts: dict[str, int] = {}
     for node in nodes.values():
         s = out[node.trace_id]
+        start = starts.get(node.trace_id)
         s.spans += 1
-        if s.started_at is None or node.start < s.started_at:
-            s.started_at = node.start
+        if start is None or node.start < start:
+            start = starts[node.trace_id] = node.start
         s.agent = s.agent or node.agent
         s.session_id = s.session_id or node.session
         if node.cost_status in _COUNTED:
@@ -497,11 +507,13 @@ def _summaries(
         if node.parent is None:
             s.root_name = node.name
             s.agent = node.agent or s.agent
-            s.finished_at = node.end
+            s.finished_at = _ts(node.end)
             s.status = "failed" if node.status == "error" else "succeeded"
             s.error = node.status_message if node.status == "error" else None
             if node.span_id in batch.io:
                 s.input, s.output = batch.io[node.span_id]
         elif node.parent not in nodes and s.root_name is None:
             s.root_name = node.name  # the root has not arrived yet: the run is running
+    for trace_id, ns in starts.items():
+        out[trace_id].started_at = _ts(ns)
     return list(out.values())

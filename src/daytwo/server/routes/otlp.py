@@ -138,14 +138,16 @@ def _store(request: Request, principal: Principal, message: Any) -> tuple[int, s
     def work(s: Session) -> int:
         conn = s.connection()
         result = store_batch(conn, batch, tenant_of=tenant_of)
-        for run_id in record_external_runs(conn, result.traces, recorded):
+        created = record_external_runs(conn, result.traces, recorded)
+        if created:
+            # One record per request (not per run): appends are serialised by the chain.
             audit.append(
-                "run.external",
+                "runs.external",
                 principal.label,
-                subject=run_id,
-                data={"source": "otlp", "trace_id": run_id.removeprefix("otlp-")},
+                subject="otlp",
+                data={"source": "otlp", "runs": created, "spans": result.accepted},
                 session=s,
-                run_id=run_id,
+                run_id=created[0] if len(created) == 1 else None,
             )
         return result.accepted
 

@@ -313,7 +313,11 @@ def run_audit(request: Request, run_id: str) -> RunAudit:
 
     audit: AuditLog = request.app.state.audit
     report = audit.verify()
-    records = [r for r in audit.records() if run_id in (r.run_id, r.subject)]
+    records = [
+        r
+        for r in audit.records()
+        if run_id in (r.run_id, r.subject) or run_id in (r.data.get("runs") or ())
+    ]
     problem = None
     if report.problem is not None:
         problem = f"record {report.problem.seq}: {report.problem.reason}"
