@@ -9,6 +9,7 @@ request hook added.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import openai
@@ -28,11 +29,14 @@ def _context() -> Context | None:
     """
     if trace.get_current_span().get_span_context().is_valid:
         return None
+    if "langchain_core.runnables" not in sys.modules:
+        return None  # LangChain is not running in this process
     try:
         from openinference.instrumentation.langchain import get_current_span
-    except ImportError:
+
+        span = get_current_span()
+    except Exception:  # tracing must never break the model call
         return None
-    span = get_current_span()
     if span is None or not span.get_span_context().is_valid:
         return None
     return trace.set_span_in_context(span)
