@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 EXTERNAL_RUN_PREFIX = "otlp-"
+_RUN_PREFIX = EXTERNAL_RUN_PREFIX
 _SPANS: Table = SpanRow.__table__  # type: ignore[assignment]
 _DECISIONS: Table = DecisionRow.__table__  # type: ignore[assignment]
 _KINDS = ("internal", "internal", "server", "client", "producer", "consumer")
@@ -59,6 +60,7 @@ _KINDS = ("internal", "internal", "server", "client", "producer", "consumer")
 _RESERVED = (A.RUN_ID, A.TENANT, A.PRINCIPAL)
 _COUNTED = ("priced", "unknown")
 _I = {name: i for i, name in enumerate(COLUMNS)}
+_ATTRS, _MODEL, _COST_STATUS = _I["attributes"], _I["model"], _I["cost_status"]
 
 
 def _ns(at: datetime) -> int:
@@ -132,6 +134,7 @@ def parse_request(
     """Validate and convert every span of ``request``; InputError on the first bad one."""
     batch = ParsedBatch(tenant, principal)
     cache = _PriceCache(prices) if prices is not None else None
+    rows, io, decisions = batch.rows, batch.io, batch.decisions
     n = 0
     for rs in request.resource_spans:
         resource = _attrs(rs.resource.attributes)
@@ -141,31 +144,54 @@ def parse_request(
         for ss in rs.scope_spans:
             scope = ss.scope.name[:128] or None
             for span in ss.spans:
-                where = f"span {n} ({span.name[:60]!r})"
+                try:
+                    row = _convert(span, scope, service, batch, cache)
+                except InputError as exc:
+                    # Messages start with "span"; name which one (only now: it costs).
+                    where = f"span {n} ({span.name[:60]!r})"
+                    raise InputError(exc.message.replace("span", where, 1), hint=exc.hint) from None
                 n += 1
-                trace_id = _check_id(span.trace_id, 16, "trace id", where)
-                span_id = _check_id(span.span_id, 8, "span id", where)
-                parent = _check_id(span.parent_span_id, 8, "parent span id", where, optional=True)
-                if not span.start_time_unix_nano:
-                    raise InputError(f"{where} has no start time", hint="set startTimeUnixNano")
-                attrs = normalize(_attrs(span.attributes), where)
-                for key in _RESERVED:
-                    attrs.pop(key, None)
-                if service is not None:
-                    attrs.setdefault("service.name", service)
-                batch.rows.append(
-                    _row(span, trace_id, span_id, parent or None, scope, attrs, batch, cache)
-                )
-                if A.TOOL_COST_USD in attrs or attrs.get(A.OPERATION) in A.COST_OPERATIONS:
-                    row = batch.rows[-1]
-                    if row[_I["cost_status"]] == "unknown":
-                        batch.unpriced_models.add(str(row[_I["model"]] or "(no model name)"))
+                rows.append(row)
+                attrs = row[_ATTRS]
+                if row[_COST_STATUS] == "unknown":
+                    batch.unpriced_models.add(str(row[_MODEL] or "(no model name)"))
                 if "input.value" in attrs or "output.value" in attrs:
-                    batch.io[span_id] = (attrs.get("input.value"), attrs.get("output.value"))
-                for event in span.events:
-                    if event.name == A.DECISION_EVENT:
-                        batch.decisions.append(_decision(event, trace_id, span_id))
+                    io[row[0]] = (attrs.get("input.value"), attrs.get("output.value"))
+                if span.events:
+                    for event in span.events:
+                        if event.name == A.DECISION_EVENT:
+                            decisions.append(_decision(event, row[1], row[0]))
     return batch
+
+
+_ZERO16, _ZERO8 = bytes(16), bytes(8)
+
+
+def _convert(
+    span: Any,
+    scope: str | None,
+    service: str | None,
+    batch: ParsedBatch,
+    cache: _PriceCache | None,
+) -> list[Any]:
+    raw_trace, raw_span, raw_parent = span.trace_id, span.span_id, span.parent_span_id
+    if len(raw_trace) != 16 or raw_trace == _ZERO16:
+        _check_id(raw_trace, 16, "trace id", "span")
+    if len(raw_span) != 8 or raw_span == _ZERO8:
+        _check_id(raw_span, 8, "span id", "span")
+    if raw_parent and (len(raw_parent) != 8 or raw_parent == _ZERO8):
+        _check_id(raw_parent, 8, "parent span id", "span")
+    if not span.start_time_unix_nano:
+        raise InputError("span has no start time", hint="set startTimeUnixNano")
+    attrs = normalize(_attrs(span.attributes), "span")
+    for key in _RESERVED:
+        if key in attrs:
+            del attrs[key]
+    if service is not None and "service.name" not in attrs:
+        attrs["service.name"] = service
+    return _row(
+        span, raw_trace.hex(), raw_span.hex(), raw_parent.hex() or None, scope, attrs, batch, cache
+    )
 
 
 def _row(
@@ -181,13 +207,15 @@ def _row(
     start = span.start_time_unix_nano
     end = max(span.end_time_unix_nano, start)
     get = attrs.get
+    operation = get(A.OPERATION)
     cost: SpanCost | None = None
-    if get(A.OPERATION) in A.COST_OPERATIONS or A.TOOL_COST_USD in attrs:
+    if operation in A.COST_OPERATIONS or A.TOOL_COST_USD in attrs:
         at = cache.second(start) if cache is not None else _ts(start)
         cost = span_cost(attrs, at, cache)
     model = get(A.RESPONSE_MODEL) or get(A.REQUEST_MODEL)
     tokens_in, tokens_out = get(A.USAGE_INPUT), get(A.USAGE_OUTPUT)
-    failed = span.status.code == 2
+    session, agent = get(A.SESSION_ID), get("service.name")
+    status = span.status
     values = [
         span_id,
         trace_id,
@@ -198,14 +226,14 @@ def _row(
         start,
         end,
         (end - start) / 1e6,
-        "error" if failed else "ok",
-        span.status.message or None,
+        "error" if status.code == 2 else "ok",
+        status.message or None,
         attrs,
-        str(get(A.OPERATION))[:32] if get(A.OPERATION) is not None else None,
+        str(operation)[:32] if operation is not None else None,
         str(model)[:255] if model else None,
-        external_run_id(trace_id),
-        str(get(A.SESSION_ID))[:128] if get(A.SESSION_ID) is not None else None,
-        str(get("service.name"))[:255] if get("service.name") else None,
+        _RUN_PREFIX + trace_id,
+        str(session)[:128] if session is not None else None,
+        str(agent)[:255] if agent else None,
         batch.principal,
         batch.tenant,
         int(tokens_in) if tokens_in is not None else None,
