@@ -127,13 +127,14 @@ def create_app(
     from daytwo.server import dashboard
     from daytwo.server.routes import core
 
+    # The model gateway (OpenAI-compatible + Anthropic Messages) at /v1/, first: every
+    # request is matched against the routers in order, and its calls are the hot path.
+    app.include_router(llm_router)
     app.include_router(core.public)
     app.include_router(core.api)
     for router in _layer_routers():
         app.include_router(router)
     app.include_router(dashboard.router)
-    # The model gateway (OpenAI-compatible + Anthropic Messages) at /v1/.
-    app.include_router(llm_router)
     static = resources.files("daytwo.server") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     if mcp is not None:

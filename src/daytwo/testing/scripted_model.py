@@ -74,6 +74,10 @@ def hashing_embedding(text: str, dim: int = 384) -> list[float]:
 Responder = Callable[[dict[str, Any]], "Reply | str"]
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # many concurrent clients (the default backlog is 5)
+
+
 class ScriptedModelServer:
     """OpenAI-compatible HTTP server on 127.0.0.1 answering from a script."""
 
@@ -119,6 +123,9 @@ class ScriptedModelServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: without TCP_NODELAY a
+            # keep-alive client's delayed ACK stalls every reply by ~40 ms (Nagle).
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
@@ -290,7 +297,7 @@ class ScriptedModelServer:
                 self.wfile.flush()
                 self.close_connection = True
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()

@@ -74,6 +74,41 @@ class Spent:
     tokens: int
 
 
+class _MemoryCounters:
+    """Daily counters of one process (the ``limits`` memory storage starts a timer
+    thread on most increments: too slow for every gateway call)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._day = ""
+
+    def incr(self, key: str, expiry: int, amount: int) -> None:
+        with self._lock:
+            day = key.split("/", 4)[3]
+            if day != self._day:  # a new day: yesterday's counters may go
+                if self._day:
+                    self._counts = {k: v for k, v in self._counts.items() if f"/{day}/" in k}
+                self._day = max(day, self._day)
+            self._counts[key] = self._counts.get(key, 0) + amount
+
+    def get(self, key: str) -> int:
+        return self._counts.get(key, 0)
+
+
+class _StorageCounters:
+    """Daily counters in a ``limits`` storage (Redis: shared by workers and replicas)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def incr(self, key: str, expiry: int, amount: int) -> None:
+        self.storage.incr(key, expiry, amount)
+
+    def get(self, key: str) -> int:
+        return int(self.storage.get(key))
+
+
 @dataclass(frozen=True)
 class _Limits:
     usd_per_day: float | None
@@ -97,6 +132,9 @@ class GatewayLimits:
             options["key_prefix"] = "daytwo-gateway"
         self.storage: Storage = cast(Storage, storage_from_string(uri, **options))
         self._rate = MovingWindowRateLimiter(self.storage)
+        self._counters: _MemoryCounters | _StorageCounters = (
+            _StorageCounters(self.storage) if "key_prefix" in options else _MemoryCounters()
+        )
         self._cache: dict[tuple[str, str], tuple[float, _Limits | None]] = {}
         self._lock = threading.Lock()
         self._unpriced: set[str] = set()
@@ -212,8 +250,8 @@ class GatewayLimits:
     def spent(self, scope: Scope, subject: str, *, at: datetime | None = None) -> Spent:
         """What ``subject`` spent on the UTC day of ``at`` (default today)."""
         day = (at or datetime.now(UTC)).strftime("%Y-%m-%d")
-        usd = self.storage.get(self._key(scope, subject, day, "usd"))
-        tokens = self.storage.get(self._key(scope, subject, day, "tokens"))
+        usd = self._counters.get(self._key(scope, subject, day, "usd"))
+        tokens = self._counters.get(self._key(scope, subject, day, "tokens"))
         return Spent(usd=int(usd) / _NANO, tokens=int(tokens))
 
     def _scopes(self, principal: Principal) -> list[tuple[Scope, str, str, _Limits]]:
@@ -288,6 +326,6 @@ class GatewayLimits:
         tokens = usage.total_tokens
         for scope, subject in (("tenant", principal.tenant), ("key", principal.key_id)):
             if tokens:
-                self.storage.incr(self._key(scope, subject, day, "tokens"), _EXPIRY, tokens)
+                self._counters.incr(self._key(scope, subject, day, "tokens"), _EXPIRY, tokens)
             if nano:
-                self.storage.incr(self._key(scope, subject, day, "usd"), _EXPIRY, nano)
+                self._counters.incr(self._key(scope, subject, day, "usd"), _EXPIRY, nano)
