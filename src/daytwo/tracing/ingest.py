@@ -74,16 +74,13 @@ def external_run_id(trace_id: str) -> str:
     return f"{EXTERNAL_RUN_PREFIX}{trace_id}"
 
 
+_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+
+
 def _value(v: Any) -> Any:
     which = v.WhichOneof("value")
-    if which == "string_value":
-        return v.string_value
-    if which == "int_value":
-        return v.int_value
-    if which == "double_value":
-        return v.double_value
-    if which == "bool_value":
-        return v.bool_value
+    if which in _SCALARS:
+        return getattr(v, which)
     if which == "array_value":
         return [_value(x) for x in v.array_value.values]
     if which == "kvlist_value":
