@@ -226,6 +226,12 @@ async def messages(request: Request) -> Response:
         model = gw.chat_model(principal.tenant, req.model)
         call = gw.call_context(principal, request.headers)
         chat_req = anthropic_wire.to_chat_request(req)
+        if req.stream and req.tools:
+            raise InputError(
+                "streaming with tools is not supported by the gateway",
+                hint="set stream to false for requests with tools",
+                param="stream",
+            )
         if req.stream:
             it, first, result = await open_stream(
                 gw, call, lambda: gw.stream(call, model, chat_req)
