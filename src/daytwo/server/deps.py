@@ -9,6 +9,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from daytwo.server.auth import KeyStore, NotAuthenticated, Principal, Role
+from daytwo.server.events import note_key_use
 from daytwo.settings import Settings
 from daytwo.store import Store
 
@@ -57,12 +58,16 @@ def get_principal(
 ) -> Principal:
     """Who calls: from a bearer key, an X-API-Key header or a dashboard session cookie."""
     keys = get_keys(request)
+    principal: Principal | None = None
     if bearer is not None and bearer.credentials:
-        return keys.authenticate(bearer.credentials)
-    if api_key:
-        return keys.authenticate(api_key)
-    if session:
-        return keys.session_principal(session)
+        principal = keys.authenticate(bearer.credentials)
+    elif api_key:
+        principal = keys.authenticate(api_key)
+    elif session:
+        principal = keys.session_principal(session)
+    if principal is not None:
+        note_key_use(request, principal)
+        return principal
     raise NotAuthenticated(
         "no API key given",
         hint="send `Authorization: Bearer <key>` (create one with `daytwo keys create`)",

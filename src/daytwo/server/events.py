@@ -7,15 +7,17 @@ created a key, registered a tool or cancelled a run. Secrets never go in.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import Request
 
 from daytwo.server.auth import Principal
 from daytwo.server.tenancy import principal_string
 
-__all__ = ["audit_anonymous", "audit_event", "principal_data"]
+__all__ = ["audit_anonymous", "audit_event", "note_key_use", "principal_data"]
 
 
 def principal_data(principal: Principal) -> dict[str, str]:
@@ -47,3 +49,30 @@ def audit_anonymous(
     request.app.state.audit.append(
         kind=kind, actor="anonymous", subject=subject, data={"client": client, **(data or {})}
     )
+
+
+_seen: dict[str, str] = {}
+_seen_lock = threading.Lock()
+
+
+def note_key_use(request: Request, principal: Principal) -> None:
+    """Audit ``key.use`` on the first use of a key each (UTC) day, across every worker.
+
+    One row per key and day decides who records it (the insert that wins); a
+    process remembers the keys it saw today, so later requests cost no write.
+    """
+    from daytwo.store.base import utcnow
+    from daytwo.store.tables.server import KeyUseDay
+
+    day = utcnow().date().isoformat()
+    with _seen_lock:
+        if _seen.get(principal.key_id) == day:
+            return
+        _seen[principal.key_id] = day
+    store = request.app.state.store
+    try:
+        with store.session() as s:
+            s.add(KeyUseDay(key_id=principal.key_id, day=day))
+    except sa.exc.IntegrityError:
+        return  # another worker (or an earlier process) recorded today's first use
+    audit_event(request, principal, "key.use", principal.key_id, {"day": day})

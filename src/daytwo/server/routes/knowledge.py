@@ -17,6 +17,7 @@ from daytwo.exceptions import MissingDependency, NotFoundError
 from daytwo.server.auth import Principal
 from daytwo.server.deps import Admin, Operator, Viewer, get_store
 from daytwo.server.errors import ERROR_RESPONSES
+from daytwo.server.events import audit_event
 from daytwo.server.ownership import check_owned, check_visible, claim, release, visible
 from daytwo.server.tenancy import principal_string
 from daytwo.store import Store
@@ -135,7 +136,12 @@ def collections(principal: Viewer, store: StoreDep, kb: KbDep) -> list[Collectio
     summary="Insert or replace a document (searchable when this returns)",
 )
 def upsert(
-    collection: Collection, body: DocumentIn, principal: Operator, store: StoreDep, kb: KbDep
+    collection: Collection,
+    body: DocumentIn,
+    principal: Operator,
+    store: StoreDep,
+    kb: KbDep,
+    request: Request,
 ) -> Written:
     exists = collection in {c["name"] for c in kb.stats()["collections"]}
     new = claim(store, KIND, collection, principal.tenant, "collection", exists=exists)
@@ -153,6 +159,10 @@ def upsert(
         if new:
             release(store, KIND, collection)
         raise
+    # No document id in the chain: it may name a person, and an erase cannot rewrite it.
+    audit_event(
+        request, principal, "doc.write", collection, {"chars": len(body.text), "acl": body.acl}
+    )
     return Written(collection=collection, doc_id=body.doc_id, status="stored")
 
 
@@ -162,11 +172,17 @@ def upsert(
     summary="Erase a document from every generation",
 )
 def erase(
-    collection: Collection, doc_id: DocId, principal: Operator, store: StoreDep, kb: KbDep
+    collection: Collection,
+    doc_id: DocId,
+    principal: Operator,
+    store: StoreDep,
+    kb: KbDep,
+    request: Request,
 ) -> Written:
     check_owned(store, KIND, collection, principal.tenant, "collection")
     if not kb.delete_document(collection, doc_id):
         raise NotFoundError(f"no document {doc_id!r} in {collection!r}", hint="check the id")
+    audit_event(request, principal, "doc.erase", collection)
     return Written(collection=collection, doc_id=doc_id, status="erased")
 
 

@@ -15,7 +15,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from daytwo.store.base import Base, JSONType, UTCDateTime, utcnow
 
-__all__ = ["ApiKey", "DashboardSession", "Grant", "ModelBudget", "ModelRoute", "Ownership"]
+__all__ = [
+    "ApiKey",
+    "DashboardSession",
+    "Grant",
+    "KeyUseDay",
+    "ModelBudget",
+    "ModelRoute",
+    "Ownership",
+]
 
 
 class ApiKey(Base):
@@ -113,3 +121,12 @@ class Grant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_server_grants_tenant", "tenant"),)
+
+
+class KeyUseDay(Base):
+    """A day on which a key was used: the first use per key per day is audited (``key.use``)."""
+
+    __tablename__ = "server_key_use_days"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
