@@ -206,6 +206,9 @@ def test_http_target_with_components_from_the_agents_trace(
         runs = list(s.scalars(sa.select(RunRecord).where(RunRecord.id.startswith("otlp-"))))
     [order] = [r for r in runs if r.steps_done == 4]  # eval case, agent, retrieve, tool
     assert order.agent_name == "http-support-agent"
+    code, explained = cli(capsys, "runs", "explain", order.id)
+    assert code == 0, explained
+    assert "Called the tool orders_status" in explained
     code, out = cli(
         capsys, "eval", "promote", order.id, "--set", "ext", "--tag", "external", "--force",
         "--json",
