@@ -151,3 +151,14 @@ def test_stats(loaded: KnowledgeBase) -> None:
     assert gen["embedder"] == "hashing-384"
     with pytest.raises(NotFoundError):
         loaded.stats("missing")
+
+
+def test_nul_in_a_principal_or_group_is_a_clear_input_error(kb: KnowledgeBase) -> None:
+    """PostgreSQL text cannot hold NUL: one clear InputError, not a driver error (issue 20)."""
+    kb.upsert_document("nul", "a", "some text")
+    with pytest.raises(InputError, match="NUL"):
+        kb.search("nul", "text", "bob", ["cust\x00omers"])
+    with pytest.raises(InputError, match="NUL"):
+        kb.search("nul", "text", "b\x00ob", [])
+    with pytest.raises(InputError, match="not user:<name>"):
+        kb.upsert_document("nul", "b", "x", acl=["group:st\x00aff"])

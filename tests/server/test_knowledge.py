@@ -113,3 +113,26 @@ def test_migration_cutover_and_rollback(client: TestClient, keys: Keys) -> None:
         "/api/v1/knowledge/collections/help/migration", json={"embedder": "nope"}, headers=admin
     )
     assert r.status_code == 400
+
+
+def test_search_route_applies_filters(client: TestClient, keys: Keys) -> None:
+    op = Keys.header(keys.operator)
+    for doc_id, lang in (("en-1", "en"), ("de-1", "de"), ("de-2", "de")):
+        r = client.put(
+            "/api/v1/knowledge/collections/langs/documents",
+            json={"doc_id": doc_id, "text": f"refund policy {doc_id}", "metadata": {"lang": lang}},
+            headers=op,
+        )
+        assert r.status_code == 200, r.text
+    url = "/api/v1/knowledge/collections/langs/search"
+    everything = client.post(url, json={"query": "refund policy"}, headers=op).json()
+    assert {h["doc_id"] for h in everything} == {"en-1", "de-1", "de-2"}
+    for mode in ("bm25", "dense", "hybrid"):
+        hits = client.post(
+            url,
+            json={"query": "refund policy", "mode": mode, "filters": {"lang": "de"}},
+            headers=op,
+        ).json()
+        assert {h["doc_id"] for h in hits} == {"de-1", "de-2"}, (mode, hits)
+    r = client.post(url, json={"query": "refund", "filters": {"lang": ["de"]}}, headers=op)
+    assert r.status_code == 422

@@ -109,10 +109,13 @@ def search(
     """Search a collection as a principal: scores and which index contributed each hit."""
     from rich.table import Table
 
+    from daytwo.knowledge.search import SearchRequest
+
     kb = open_kb()
-    hits = kb.search(
-        collection, query, principal, groups=group, mode=mode, k=k, filters=_parse_filters(filters)
+    request = SearchRequest(
+        collection, query, principal, tuple(group), mode, k, _parse_filters(filters)
     )
+    hits = kb.run(request)
     kb.close()
     if json_out:
         print_json(

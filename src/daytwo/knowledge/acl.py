@@ -46,7 +46,7 @@ def normalise_acl(entries: Iterable[str]) -> list[str]:
         if ":" not in entry:
             entry = f"user:{entry}"
         kind, _, name = entry.partition(":")
-        if kind not in {"user", "group"} or not name or len(entry) > 300:
+        if kind not in {"user", "group"} or not name or len(entry) > 300 or "\x00" in entry:
             raise InputError(
                 f"ACL entry {raw!r} is not user:<name> or group:<name>",
                 hint="for example --acl user:alice --acl group:support",
@@ -66,6 +66,11 @@ def principal_entries(
     session: Session, collection: str, principal: str, groups: Sequence[str]
 ) -> list[str]:
     """The ACL entries a search as ``principal`` with ``groups`` matches."""
+    if "\x00" in principal or any("\x00" in g for g in groups):
+        raise InputError(
+            "a principal or group name contains a NUL character",
+            hint="names are text without control characters",
+        )
     if not principal and not groups:
         return []
     entries = {f"group:{g}" for g in groups if g}

@@ -23,26 +23,22 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from daytwo.exceptions import InputError, NotFoundError
 from daytwo.knowledge.generations import write_lock
-from daytwo.knowledge.search import AllowedCache
+from daytwo.knowledge.indexes import AllowedCache, Indexes
+from daytwo.knowledge.writes import replace_chunks
 from daytwo.store.tables.knowledge import (
     KbAcl,
-    KbChunk,
     KbCollection,
     KbDocMeta,
     KbDocument,
     KbGeneration,
-    KbTombstone,
 )
 from daytwo.tracing.decisions import scrub_decisions
-
-if TYPE_CHECKING:
-    from daytwo.knowledge.service import KnowledgeBase
 
 __all__ = ["SUBJECT_KEYS", "EraseReceipt", "erase", "parse_where", "salted_sha256"]
 
@@ -133,7 +129,7 @@ def _select(
 
 
 def erase(
-    kb: KnowledgeBase,
+    kb: Indexes,
     collection: str,
     *,
     document: str | None = None,
@@ -170,28 +166,7 @@ def erase(
         )
         chunks: dict[str, int] = {}
         for gen in gens:
-            pks = list(
-                session.scalars(
-                    sa.select(KbChunk.id).where(
-                        KbChunk.generation == gen.id,
-                        KbChunk.collection == collection,
-                        KbChunk.doc_id.in_(ids),
-                    )
-                )
-            )
-            chunks[gen.id] = len(pks)
-            if not pks:
-                continue
-            session.execute(
-                sa.update(KbGeneration)
-                .where(KbGeneration.id == gen.id)
-                .values(seq=KbGeneration.seq + 1)
-            )
-            seq = int(
-                session.scalar(sa.select(KbGeneration.seq).where(KbGeneration.id == gen.id)) or 0
-            )
-            session.add_all(KbTombstone(generation=gen.id, chunk_pk=pk, seq=seq) for pk in pks)
-            session.execute(sa.delete(KbChunk).where(KbChunk.id.in_(pks)))
+            _seq, chunks[gen.id] = replace_chunks(session, gen.id, collection, ids)
         record = AuditLog(kb.store).append(
             kind="kb.erase",
             actor=actor,

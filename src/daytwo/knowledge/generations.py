@@ -26,27 +26,29 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from daytwo.exceptions import ConflictError, InputError, NotFoundError, StoreError
-from daytwo.knowledge.ann import AnnParams, encode_vector
-from daytwo.knowledge.chunking import ChunkingConfig, chunk_document, embed_text
+from daytwo.knowledge.ann import AnnParams
+from daytwo.knowledge.chunking import ChunkingConfig
 from daytwo.knowledge.embedders import get_embedder
+from daytwo.knowledge.indexes import Indexes
+from daytwo.knowledge.writes import Piece, bump_seq, embed_pieces, replace_chunks, write_chunks
 from daytwo.store import new_id, utcnow
-from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbDocument, KbGeneration
-from daytwo.store.tables.knowledge import KbTombstone as _KbTombstone
+from daytwo.store.tables.knowledge import (
+    KbChunk,
+    KbCollection,
+    KbDocument,
+    KbGeneration,
+    KbTombstone,
+)
 from daytwo.store.tables.knowledge_maintenance import (
     KbIndexMaintenance,
     KbMigration,
 )
-
-if TYPE_CHECKING:
-    from daytwo.knowledge.service import KnowledgeBase
 
 __all__ = [
     "OPEN_STATES",
@@ -183,7 +185,7 @@ def _require_open(session: Session, collection: str) -> KbMigration:
 
 
 def start_migration(
-    kb: KnowledgeBase,
+    kb: Indexes,
     collection: str,
     embedder: str,
     *,
@@ -302,54 +304,11 @@ class _DocRow:
     content_hash: str
 
 
-def _embed_docs(
-    kb: KnowledgeBase, gen: KbGeneration, docs: Sequence[_DocRow]
-) -> dict[str, list[tuple[Any, npt.NDArray[np.float32]]]]:
-    embedder = kb.embedder_for(gen)
-    config = ChunkingConfig.from_dict(gen.chunking)
-    chunks = [
-        c
-        for d in docs
-        for c in chunk_document(d.doc_id, d.title, d.text, config, embedder.token_spans)
-    ]
-    vectors = embedder.embed([embed_text(c.title, c.text) for c in chunks])
-    out: dict[str, list[tuple[Any, npt.NDArray[np.float32]]]] = {d.doc_id: [] for d in docs}
-    for i, c in enumerate(chunks):
-        out[c.doc_id].append((c, vectors[i]))
-    return out
-
-
-def _bump(session: Session, generation: str) -> int:
-    session.execute(
-        sa.update(KbGeneration)
-        .where(KbGeneration.id == generation)
-        .values(seq=KbGeneration.seq + 1)
-    )
-    return int(
-        session.scalar(sa.select(KbGeneration.seq).where(KbGeneration.id == generation)) or 0
-    )
-
-
-def _write_chunks(
-    session: Session,
-    gen: KbGeneration,
-    seq: int,
-    pieces: Sequence[tuple[Any, npt.NDArray[np.float32]]],
-) -> None:
-    session.add_all(
-        KbChunk(
-            generation=gen.id,
-            collection=gen.collection,
-            doc_id=c.doc_id,
-            chunk_id=c.chunk_id,
-            ordinal=c.ordinal,
-            title=c.title,
-            text=c.text,
-            token_count=c.token_count,
-            vector=encode_vector(v),
-            seq=seq,
-        )
-        for c, v in pieces
+def _embed_docs(kb: Indexes, gen: KbGeneration, docs: Sequence[_DocRow]) -> dict[str, list[Piece]]:
+    return embed_pieces(
+        kb.embedder_for(gen),
+        ChunkingConfig.from_dict(gen.chunking),
+        [(d.doc_id, d.title, d.text) for d in docs],
     )
 
 
@@ -376,7 +335,7 @@ def _shadow_has(session: Session, gen: KbGeneration, ids: Sequence[str]) -> set[
     )
 
 
-def _migration_gen(kb: KnowledgeBase, migration_id: str) -> tuple[KbMigration, KbGeneration]:
+def _migration_gen(kb: Indexes, migration_id: str) -> tuple[KbMigration, KbGeneration]:
     with kb.store.session() as session:
         mig = session.get(KbMigration, migration_id)
         if mig is None:
@@ -389,7 +348,7 @@ def _migration_gen(kb: KnowledgeBase, migration_id: str) -> tuple[KbMigration, K
 
 
 def backfill(
-    kb: KnowledgeBase,
+    kb: Indexes,
     migration_id: str,
     *,
     batch_size: int = 32,
@@ -425,7 +384,7 @@ def backfill(
         embedded = _embed_docs(kb, gen, docs)
         with kb.store.session() as session:
             # Write first: takes the SQLite write lock before any read of this transaction.
-            seq = _bump(session, gen.id)
+            seq = bump_seq(session, gen.id)
             row = session.get(KbMigration, mig.id, with_for_update=True)
             if row is None or row.state != "backfilling" or row.checkpoint != mig.checkpoint:
                 raise ConflictError(
@@ -441,7 +400,7 @@ def backfill(
                 pieces = embedded[doc.doc_id]
                 if now_row.content_hash != doc.content_hash:
                     pieces = _embed_docs(kb, gen, [now_row])[doc.doc_id]
-                _write_chunks(session, gen, seq, pieces)
+                write_chunks(session, gen.id, gen.collection, seq, pieces)
             row.checkpoint = docs[-1].doc_id
             row.done += len(docs)
             row.total = row.done + int(
@@ -471,7 +430,7 @@ def backfill(
     return MigrationStatus.of(mig)
 
 
-def _final_sweep(kb: KnowledgeBase, mig: KbMigration, gen: KbGeneration) -> None:
+def _final_sweep(kb: Indexes, mig: KbMigration, gen: KbGeneration) -> None:
     """Re-write documents changed since the migration began or missing in the shadow."""
     since = mig.created_at.timestamp() - SWEEP_MARGIN_SECONDS
     with kb.store.session() as session:
@@ -498,26 +457,12 @@ def _final_sweep(kb: KnowledgeBase, mig: KbMigration, gen: KbGeneration) -> None
     for start in range(0, len(todo), 64):
         ids = todo[start : start + 64]
         with kb.store.session() as session:
-            seq = _bump(session, gen.id)
+            bump_seq(session, gen.id)  # a write first: takes the SQLite write lock
             current = _locked_docs(session, gen.collection, ids)
             if current:
-                old = list(
-                    session.scalars(
-                        sa.select(KbChunk.id).where(
-                            KbChunk.generation == gen.id,
-                            KbChunk.collection == gen.collection,
-                            KbChunk.doc_id.in_(list(current)),
-                        )
-                    )
-                )
-                if old:
-                    session.add_all(
-                        _KbTombstone(generation=gen.id, chunk_pk=pk, seq=seq) for pk in old
-                    )
-                    session.execute(sa.delete(KbChunk).where(KbChunk.id.in_(old)))
                 embedded = _embed_docs(kb, gen, list(current.values()))
-                for pieces in embedded.values():
-                    _write_chunks(session, gen, seq, pieces)
+                pieces = [p for doc_pieces in embedded.values() for p in doc_pieces]
+                replace_chunks(session, gen.id, gen.collection, list(current), pieces)
     with kb.store.session() as session:
         write_lock(session, gen.collection)
         row = session.get(KbMigration, mig.id, with_for_update=True)
@@ -529,9 +474,7 @@ def _final_sweep(kb: KnowledgeBase, mig: KbMigration, gen: KbGeneration) -> None
 
 
 # -- cutover, rollback, prune --------------------------------------------------------------
-def _audit(
-    kb: KnowledgeBase, session: Session, kind: str, actor: str, data: dict[str, Any]
-) -> None:
+def _audit(kb: Indexes, session: Session, kind: str, actor: str, data: dict[str, Any]) -> None:
     from daytwo.tracing.audit import AuditLog
 
     AuditLog(kb.store).append(
@@ -539,7 +482,7 @@ def _audit(
     )
 
 
-def cutover(kb: KnowledgeBase, collection: str, *, actor: str = "cli") -> MigrationStatus:
+def cutover(kb: Indexes, collection: str, *, actor: str = "cli") -> MigrationStatus:
     """Make the shadow generation active in one transaction (the old one stays live)."""
     with kb.store.session() as session:
         write_lock(session, collection)
@@ -564,7 +507,7 @@ def cutover(kb: KnowledgeBase, collection: str, *, actor: str = "cli") -> Migrat
         return MigrationStatus.of(mig)
 
 
-def rollback(kb: KnowledgeBase, collection: str, *, actor: str = "cli") -> MigrationStatus:
+def rollback(kb: Indexes, collection: str, *, actor: str = "cli") -> MigrationStatus:
     """Switch back to the previous generation (the new one stays as the shadow)."""
     with kb.store.session() as session:
         write_lock(session, collection)
@@ -608,7 +551,7 @@ def _switch(
 
 
 def prune(
-    kb: KnowledgeBase, collection: str | None = None, *, actor: str = "cli"
+    kb: Indexes, collection: str | None = None, *, actor: str = "cli"
 ) -> list[dict[str, Any]]:
     """Finish cut-over (or rolled-back) migrations: delete the losing generation.
 
@@ -644,7 +587,7 @@ def prune(
                     or 0
                 )
                 session.execute(sa.delete(KbChunk).where(KbChunk.generation == loser))
-                session.execute(sa.delete(_KbTombstone).where(_KbTombstone.generation == loser))
+                session.execute(sa.delete(KbTombstone).where(KbTombstone.generation == loser))
                 session.execute(
                     sa.delete(KbIndexMaintenance).where(KbIndexMaintenance.generation == loser)
                 )
@@ -658,7 +601,7 @@ def prune(
     return pruned
 
 
-def _remove_pruned_files(kb: KnowledgeBase, collection: str | None) -> None:
+def _remove_pruned_files(kb: Indexes, collection: str | None) -> None:
     with kb.store.session() as session:
         q = sa.select(KbGeneration).where(KbGeneration.state.in_(("pruned", "retired")))
         if collection is not None:

@@ -3,10 +3,11 @@
 :func:`apply_writes` is the single function that changes documents: it chunks and embeds
 each document once per live generation (``active`` and, during a migration, ``shadow``;
 each with its own embedder and chunking), then in one transaction writes the documents,
-their ACL and metadata, and per generation bumps ``seq``, tombstones the old chunks and
-inserts the new ones. The keyword index follows in the same transaction; the ANN
-indexes catch up from the database right after the commit (and at the next open after
-a crash), so a crash anywhere leaves the store consistent.
+their ACL and metadata, and per generation replaces their chunks through the one
+chunk-write primitive (:func:`daytwo.knowledge.writes.replace_chunks`: bump ``seq``,
+tombstone the old chunks, insert the new ones). The keyword index follows in the same
+transaction; the ANN indexes catch up from the database right after the commit (and at
+the next open after a crash), so a crash anywhere leaves the store consistent.
 
 :func:`ingest_source` is incremental sync on top: content hashes decide what changed,
 documents that vanished from the source are deleted, unchanged ones are not touched.
@@ -19,26 +20,21 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from daytwo.knowledge.acl import flatten_metadata
-from daytwo.knowledge.ann import encode_vector
-from daytwo.knowledge.chunking import ChunkingConfig, chunk_document, embed_text
+from daytwo.knowledge.chunking import ChunkingConfig
+from daytwo.knowledge.indexes import Indexes
 from daytwo.knowledge.sources import Skipped, Source, SourceDocument
+from daytwo.knowledge.writes import Piece, embed_pieces, replace_chunks
 from daytwo.store.base import utcnow
 from daytwo.store.tables.knowledge import (
     KbAcl,
-    KbChunk,
     KbDocMeta,
     KbDocument,
-    KbGeneration,
-    KbTombstone,
 )
-
-if TYPE_CHECKING:
-    from daytwo.knowledge.service import KnowledgeBase
 
 __all__ = [
     "DocWrite",
@@ -121,17 +117,8 @@ def content_hash(
     return hashlib.sha256(payload).hexdigest()
 
 
-def _bump_seq(session: Any, generation: str) -> int:
-    session.execute(
-        sa.update(KbGeneration)
-        .where(KbGeneration.id == generation)
-        .values(seq=KbGeneration.seq + 1)
-    )
-    return int(session.scalar(sa.select(KbGeneration.seq).where(KbGeneration.id == generation)))
-
-
 def apply_writes(
-    kb: KnowledgeBase,
+    kb: Indexes,
     collection: str,
     upserts: Sequence[DocWrite] = (),
     deletes: Sequence[str] = (),
@@ -139,19 +126,16 @@ def apply_writes(
     """Write ``upserts`` and ``deletes`` to every live generation of ``collection`` atomically."""
     timings = WriteTimings()
     generations = kb.live_generations(collection)
-    prepared: dict[str, tuple[list[Any], Any]] = {}
+    prepared: dict[str, list[Piece]] = {}
     started = time.perf_counter()
     for gen in generations:
-        embedder = kb.embedder_for(gen)
-        config = ChunkingConfig.from_dict(gen.chunking)
-        chunks = [
-            c
-            for doc in upserts
-            for c in chunk_document(doc.doc_id, doc.title, doc.text, config, embedder.token_spans)
-        ]
-        vectors = embedder.embed([embed_text(c.title, c.text) for c in chunks])
-        prepared[gen.id] = (chunks, vectors)
-        timings.chunks += len(chunks)
+        pieces = embed_pieces(
+            kb.embedder_for(gen),
+            ChunkingConfig.from_dict(gen.chunking),
+            [(d.doc_id, d.title, d.text) for d in upserts],
+        )
+        prepared[gen.id] = [p for doc in upserts for p in pieces[doc.doc_id]]
+        timings.chunks += len(prepared[gen.id])
     timings.embed_seconds = time.perf_counter() - started
     started = time.perf_counter()
     doc_ids = [d.doc_id for d in upserts] + list(deletes)
@@ -197,38 +181,7 @@ def apply_writes(
             )
         session.flush()
         for gen in generations:
-            seq = _bump_seq(session, gen.id)
-            if doc_ids:
-                old = list(
-                    session.scalars(
-                        sa.select(KbChunk.id).where(
-                            KbChunk.generation == gen.id,
-                            KbChunk.collection == collection,
-                            KbChunk.doc_id.in_(doc_ids),
-                        )
-                    )
-                )
-                if old:
-                    session.add_all(
-                        KbTombstone(generation=gen.id, chunk_pk=pk, seq=seq) for pk in old
-                    )
-                    session.execute(sa.delete(KbChunk).where(KbChunk.id.in_(old)))
-            chunks, vectors = prepared[gen.id]
-            session.add_all(
-                KbChunk(
-                    generation=gen.id,
-                    collection=collection,
-                    doc_id=c.doc_id,
-                    chunk_id=c.chunk_id,
-                    ordinal=c.ordinal,
-                    title=c.title,
-                    text=c.text,
-                    token_count=c.token_count,
-                    vector=encode_vector(vectors[i]),
-                    seq=seq,
-                )
-                for i, c in enumerate(chunks)
-            )
+            replace_chunks(session, gen.id, collection, doc_ids, prepared[gen.id])
     for gen in generations:
         kb.refresh_index(gen)
     timings.index_seconds = time.perf_counter() - started
@@ -236,7 +189,7 @@ def apply_writes(
 
 
 def ingest_source(
-    kb: KnowledgeBase,
+    kb: Indexes,
     source: Source,
     collection: str,
     *,
@@ -326,7 +279,7 @@ ANALYZE_AFTER = 200
 """Documents written by one sync after which PostgreSQL's planner statistics are refreshed."""
 
 
-def refresh_statistics(kb: KnowledgeBase) -> None:
+def refresh_statistics(kb: Indexes) -> None:
     """``ANALYZE`` the knowledge tables on PostgreSQL (a no-op on SQLite).
 
     Autovacuum analyzes a table only after a share of it changed and some time passed;

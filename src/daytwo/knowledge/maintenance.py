@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,12 +28,10 @@ import sqlalchemy as sa
 from daytwo.exceptions import InputError, NotFoundError
 from daytwo.knowledge.ann import AnnIndex, AnnParams
 from daytwo.knowledge.generations import write_lock
+from daytwo.knowledge.indexes import Indexes
 from daytwo.store import utcnow
 from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbGeneration, KbTombstone
 from daytwo.store.tables.knowledge_maintenance import KbIndexMaintenance
-
-if TYPE_CHECKING:
-    from daytwo.knowledge.service import KnowledgeBase
 
 __all__ = [
     "DEFAULT_AUTO_VACUUM_THRESHOLD",
@@ -51,7 +49,7 @@ DEFAULT_AUTO_VACUUM_THRESHOLD = 0.2
 _KB_TABLES = ("kb_chunks", "kb_documents", "kb_acl", "kb_doc_meta", "kb_tombstones")
 
 
-def _live_generations(kb: KnowledgeBase, collection: str | None) -> list[KbGeneration]:
+def _live_generations(kb: Indexes, collection: str | None) -> list[KbGeneration]:
     with kb.store.session() as session:
         if collection is not None and session.get(KbCollection, collection) is None:
             raise NotFoundError(
@@ -65,7 +63,7 @@ def _live_generations(kb: KnowledgeBase, collection: str | None) -> list[KbGener
         return gens
 
 
-def tombstone_ratio(kb: KnowledgeBase, gen: KbGeneration) -> dict[str, Any]:
+def tombstone_ratio(kb: Indexes, gen: KbGeneration) -> dict[str, Any]:
     """Tombstones since the last compaction, live vectors, and their ratio."""
     with kb.store.session() as session:
         row = session.get(KbIndexMaintenance, gen.id)
@@ -96,7 +94,7 @@ def tombstone_ratio(kb: KnowledgeBase, gen: KbGeneration) -> dict[str, Any]:
     }
 
 
-def _all_vectors(kb: KnowledgeBase, gen: KbGeneration) -> tuple[npt.NDArray[np.uint64], Any]:
+def _all_vectors(kb: Indexes, gen: KbGeneration) -> tuple[npt.NDArray[np.uint64], Any]:
     with kb.store.session() as session:
         rows = session.execute(
             sa.select(KbChunk.id, KbChunk.vector).where(
@@ -125,7 +123,7 @@ def exact_top_k(keys: npt.NDArray[np.uint64], vectors: Any, queries: Any, k: int
 
 
 def recall_probe(
-    kb: KnowledgeBase,
+    kb: Indexes,
     gen: KbGeneration,
     *,
     samples: int = 50,
@@ -152,9 +150,7 @@ def recall_probe(
     return round(float(np.mean([len(a & b) / kk for a, b in zip(found, exact, strict=True)])), 4)
 
 
-def health(
-    kb: KnowledgeBase, collection: str | None = None, *, samples: int = 50
-) -> dict[str, Any]:
+def health(kb: Indexes, collection: str | None = None, *, samples: int = 50) -> dict[str, Any]:
     """Tombstone ratio and recall probe of every live generation."""
     out: dict[str, Any] = {"generations": []}
     for gen in _live_generations(kb, collection):
@@ -175,7 +171,7 @@ def health(
     return out
 
 
-def vacuum_generation(kb: KnowledgeBase, gen: KbGeneration) -> dict[str, Any]:
+def vacuum_generation(kb: Indexes, gen: KbGeneration) -> dict[str, Any]:
     """Rebuild one generation's ANN index online and swap it in; record the compaction."""
     started = time.perf_counter()
     before = tombstone_ratio(kb, gen)
@@ -211,7 +207,7 @@ def vacuum_generation(kb: KnowledgeBase, gen: KbGeneration) -> dict[str, Any]:
     }
 
 
-def compact_storage(kb: KnowledgeBase) -> dict[str, Any]:
+def compact_storage(kb: Indexes) -> dict[str, Any]:
     """Merge the keyword index and give freed pages back (erased bytes disappear)."""
     started = time.perf_counter()
     engine = kb.store.engine
@@ -236,9 +232,7 @@ def compact_storage(kb: KnowledgeBase) -> dict[str, Any]:
     return {"backend": engine.dialect.name, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def vacuum(
-    kb: KnowledgeBase, collection: str | None = None, *, storage: bool = True
-) -> dict[str, Any]:
+def vacuum(kb: Indexes, collection: str | None = None, *, storage: bool = True) -> dict[str, Any]:
     """Vacuum every live generation (of ``collection``), then the storage."""
     generations = [vacuum_generation(kb, gen) for gen in _live_generations(kb, collection)]
     out: dict[str, Any] = {"generations": generations}
@@ -248,7 +242,7 @@ def vacuum(
 
 
 def auto_vacuum(
-    kb: KnowledgeBase,
+    kb: Indexes,
     collection: str | None = None,
     *,
     threshold: float = DEFAULT_AUTO_VACUUM_THRESHOLD,

@@ -19,11 +19,10 @@ import contextlib
 import functools
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,18 +36,17 @@ from daytwo.knowledge.bm25 import Permitted
 from daytwo.knowledge.fts import keyword_search
 from daytwo.knowledge.fusion import FusionConfig, fuse
 from daytwo.knowledge.generations import OPEN_STATES
+from daytwo.knowledge.indexes import Indexes
 from daytwo.store.tables.knowledge import KbAcl, KbChunk, KbCollection, KbDocMeta, KbGeneration
 from daytwo.store.tables.knowledge_maintenance import KbMigration
 from daytwo.tracing.content import capture, content_policy
-
-if TYPE_CHECKING:
-    from daytwo.knowledge.service import KnowledgeBase
 
 __all__ = [
     "MODES",
     "CollectionState",
     "Hit",
     "Route",
+    "SearchRequest",
     "SearchTimings",
     "generation",
     "read_state",
@@ -89,37 +87,6 @@ class SearchTimings:
 
     embed_seconds: float = 0.0
     search_seconds: float = 0.0
-
-
-class AllowedCache:
-    """Small LRU of permitted sets (keyed by generation seq, ACL entries and filters),
-    plus the immutable parts of generations and parsed fusion configs."""
-
-    def __init__(self, size: int = 64) -> None:
-        self._data: OrderedDict[tuple[Any, ...], Permitted] = OrderedDict()
-        self._size = size
-        self.generations: dict[str, KbGeneration] = {}
-        self._fusion: dict[str, FusionConfig] = {}
-
-    def fusion(self, data: dict[str, Any] | None) -> FusionConfig:
-        """The parsed fusion config of a collection row (parsed once per distinct value)."""
-        key = json.dumps(data or {}, sort_keys=True)
-        config = self._fusion.get(key)
-        if config is None:
-            config = self._fusion[key] = FusionConfig.from_dict(data)
-        return config
-
-    def get(self, key: tuple[Any, ...]) -> Permitted | None:
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-        return value
-
-    def put(self, key: tuple[Any, ...], value: Permitted) -> None:
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self._size:
-            self._data.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -258,7 +225,7 @@ def _chunk_rows(
     return [r for r in rows if r[1] in visible]
 
 
-def read_state(kb: KnowledgeBase, session: Session, collection: str) -> CollectionState:
+def read_state(kb: Indexes, session: Session, collection: str) -> CollectionState:
     """The collection's :class:`CollectionState` (NotFoundError for an unknown collection)."""
     row = session.connection().execute(_state_statement(), {"collection": collection}).first()
     if row is None:
@@ -276,7 +243,7 @@ def read_state(kb: KnowledgeBase, session: Session, collection: str) -> Collecti
     return CollectionState(active_id, kb.allowed_cache.fusion(fusion), seqs, route)
 
 
-def generation(kb: KnowledgeBase, session: Session, generation_id: str) -> KbGeneration:
+def generation(kb: Indexes, session: Session, generation_id: str) -> KbGeneration:
     """A generation's row, detached and cached (only its immutable columns are used)."""
     gen = kb.allowed_cache.generations.get(generation_id)
     if gen is None:
@@ -288,15 +255,33 @@ def generation(kb: KnowledgeBase, session: Session, generation_id: str) -> KbGen
     return gen
 
 
+@dataclass(frozen=True)
+class SearchRequest:
+    """One search, as the CLI, the REST route or a caller built it, carried to the index.
+
+    ``filters``: metadata ``key: value`` equalities that must all hold (inside both index
+    paths, under the ACL).
+    """
+
+    collection: str
+    query: str
+    principal: str
+    groups: tuple[str, ...] = ()
+    mode: str = "hybrid"
+    k: int = 10
+    filters: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"unknown search mode {self.mode!r}", hint="use bm25, dense or hybrid")
+        if not 1 <= self.k <= MAX_K:
+            raise InputError(f"k={self.k} is out of range", hint=f"use 1 to {MAX_K}")
+        object.__setattr__(self, "groups", tuple(self.groups))
+
+
 def run_search(
-    kb: KnowledgeBase,
-    collection: str,
-    query: str,
-    principal: str,
-    groups: Sequence[str] = (),
-    mode: str = "hybrid",
-    k: int = 10,
-    filters: Mapping[str, Any] | None = None,
+    kb: Indexes,
+    request: SearchRequest,
     query_vector: npt.NDArray[np.float32] | None = None,
     timings: SearchTimings | None = None,
     *,
@@ -306,33 +291,16 @@ def run_search(
 ) -> list[Hit]:
     """See :meth:`daytwo.knowledge.KnowledgeBase.search` (``generation``: not the active
     one; ``session`` and ``state``: the caller's, when it has read them already)."""
-    if mode not in MODES:
-        raise InputError(f"unknown search mode {mode!r}", hint="use bm25, dense or hybrid")
-    if not 1 <= k <= MAX_K:
-        raise InputError(f"k={k} is out of range", hint=f"use 1 to {MAX_K}")
+    collection, mode, k = request.collection, request.mode, request.k
     owned = kb.store.session(snapshot=True) if session is None else contextlib.nullcontext(session)
     with owned as session, _tracer.start_as_current_span(f"retrieve {collection}") as span:
         span.set_attribute("gen_ai.operation.name", "retrieval")
         span.set_attribute("daytwo.kb.collection", collection)
         span.set_attribute("daytwo.kb.mode", mode)
-        span.set_attribute("daytwo.principal", principal)
-        hits = _search(
-            kb,
-            session,
-            state,
-            collection,
-            query,
-            principal,
-            groups,
-            mode,
-            k,
-            filters,
-            query_vector,
-            timings,
-            generation,
-        )
+        span.set_attribute("daytwo.principal", request.principal)
+        hits = _search(kb, session, state, request, query_vector, timings, generation)
         span.set_attribute("daytwo.kb.hits", len(hits))
-        capture(span, "daytwo.input", query)
+        capture(span, "daytwo.input", request.query)
         if content_policy().enabled:
             capture(
                 span,
@@ -345,14 +313,14 @@ def run_search(
                 {
                     "daytwo.decision.kind": "retrieval",
                     "daytwo.decision.summary": (
-                        f"{mode} search of {collection} as {principal or '(nobody)'} "
+                        f"{mode} search of {collection} as {request.principal or '(nobody)'} "
                         f"returned {len(hits)} chunks"
                     ),
                     "daytwo.decision.data": json.dumps(
                         {
                             "doc_ids": [h.doc_id for h in hits],
                             "k": k,
-                            "filters": dict(filters or {}),
+                            "filters": dict(request.filters or {}),
                         },
                         default=str,
                     ),
@@ -362,20 +330,16 @@ def run_search(
 
 
 def _search(
-    kb: KnowledgeBase,
+    kb: Indexes,
     session: Session,
     state: CollectionState | None,
-    collection: str,
-    query: str,
-    principal: str,
-    groups: Sequence[str],
-    mode: str,
-    k: int,
-    filters: Mapping[str, Any] | None,
+    request: SearchRequest,
     query_vector: npt.NDArray[np.float32] | None,
     timings: SearchTimings | None,
     gen: KbGeneration | None = None,
 ) -> list[Hit]:
+    collection, query, mode, k = request.collection, request.query, request.mode, request.k
+    filters = request.filters
     if not query.strip() and query_vector is None:
         return []
     if state is None:
@@ -391,7 +355,7 @@ def _search(
         if timings:
             timings.embed_seconds += time.perf_counter() - started
     started = time.perf_counter()
-    entries = principal_entries(session, collection, principal, groups)
+    entries = principal_entries(session, collection, request.principal, request.groups)
     if not entries:
         return []
     seq = state.seqs.get(gen.id)
@@ -443,7 +407,7 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _permitted(
-    kb: KnowledgeBase,
+    kb: Indexes,
     session: Session,
     generation_id: str,
     seq: int,

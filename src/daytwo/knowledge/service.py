@@ -1,14 +1,13 @@
 """``KnowledgeBase``: the facade the runtime, the server and the CLI use.
 
-It owns the collections, their index generations (``kb_generations``; one ``active``,
-and during a migration a ``shadow`` one), the ANN index of each generation under
-``<data_dir>/kb/<collection>/<generation>/``, and the embedders.
+Documents (upsert, delete, read, sync from sources), search and fusion settings, on top
+of the index room (:class:`daytwo.knowledge.indexes.Indexes`: the collections, their
+index generations, the ANN index of each generation under
+``<data_dir>/kb/<collection>/<generation>/``, and the embedders).
 """
 
 from __future__ import annotations
 
-import re
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +16,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from daytwo.exceptions import InputError, NotFoundError
 from daytwo.knowledge.acl import default_acl
-from daytwo.knowledge.ann import AnnIndex, AnnParams
-from daytwo.knowledge.chunking import ChunkingConfig
-from daytwo.knowledge.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
-from daytwo.knowledge.fts import ensure_fts
 from daytwo.knowledge.fusion import FusionConfig
+from daytwo.knowledge.indexes import LIVE_STATES, Indexes
 from daytwo.knowledge.ingest import (
     DocWrite,
     IngestReport,
@@ -33,16 +28,12 @@ from daytwo.knowledge.ingest import (
     content_hash,
     ingest_source,
 )
-from daytwo.knowledge.search import AllowedCache, Hit, SearchTimings
+from daytwo.knowledge.search import Hit, SearchRequest, SearchTimings
 from daytwo.knowledge.shadow_reads import routed_search
 from daytwo.knowledge.sources import open_source
-from daytwo.store import Store, new_id, utcnow
-from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbDocument, KbGeneration
+from daytwo.store.tables.knowledge import KbCollection, KbDocument
 
 __all__ = ["LIVE_STATES", "Document", "KnowledgeBase"]
-
-LIVE_STATES = ("active", "shadow")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
 
 @dataclass(frozen=True)
@@ -64,119 +55,8 @@ class Document:
         return dict(self.__dict__)
 
 
-class KnowledgeBase:
+class KnowledgeBase(Indexes):
     """Documents in collections, searchable by keyword, meaning or both, under ACLs."""
-
-    def __init__(
-        self,
-        store: Store,
-        data_dir: Path | str,
-        embedder: Embedder | str | None = None,
-        *,
-        chunking: ChunkingConfig | None = None,
-        ann_params: AnnParams | None = None,
-    ) -> None:
-        self.store = store
-        self.data_dir = Path(data_dir)
-        if isinstance(embedder, str) or embedder is None:
-            self._default_embedder_name = embedder or DEFAULT_EMBEDDER
-            self._embedders: dict[str, Embedder] = {}
-        else:
-            self._default_embedder_name = embedder.name
-            self._embedders = {embedder.name: embedder}
-        self.chunking = chunking or ChunkingConfig()
-        self.ann_params = ann_params or AnnParams()
-        self.allowed_cache = AllowedCache()
-        self._indexes: dict[str, AnnIndex] = {}
-        self._lock = threading.RLock()
-        ensure_fts(store.engine)
-
-    # -- collections and generations ------------------------------------------
-    def embedder_for(self, gen: KbGeneration) -> Embedder:
-        """The embedder of a generation (resolved by its recorded name)."""
-        with self._lock:
-            if gen.embedder not in self._embedders:
-                self._embedders[gen.embedder] = get_embedder(gen.embedder)
-            return self._embedders[gen.embedder]
-
-    def _default_embedder(self) -> Embedder:
-        name = self._default_embedder_name
-        with self._lock:
-            if name not in self._embedders:
-                self._embedders[name] = get_embedder(name)
-            return self._embedders[name]
-
-    def ensure_collection(self, collection: str) -> KbGeneration:
-        """Create the collection and its first (active) generation if missing."""
-        if not _NAME.match(collection):
-            raise InputError(
-                f"collection name {collection!r} is not valid",
-                hint="use letters, digits, '_', '.', '-' (at most 200 characters)",
-            )
-        with self.store.session() as session:
-            row = session.get(KbCollection, collection)
-            if row is not None and row.active_generation:
-                gen = session.get(KbGeneration, row.active_generation)
-                if gen is not None:
-                    return gen
-        embedder = self._default_embedder()
-        gen = KbGeneration(
-            id=f"g{new_id()[:15]}",
-            collection=collection,
-            embedder=embedder.name,
-            embedder_version=embedder.version,
-            dim=embedder.dim,
-            chunking=self.chunking.to_dict(),
-            ann_params=self.ann_params.to_dict(),
-            state="active",
-            seq=0,
-            created_at=utcnow(),
-        )
-        with self.store.session() as session:
-            row = session.get(KbCollection, collection, with_for_update=True)
-            if row is not None and row.active_generation:
-                existing = session.get(KbGeneration, row.active_generation)
-                if existing is not None:
-                    return existing
-            if row is None:
-                row = KbCollection(
-                    name=collection, tenant="default", fusion={}, created_at=utcnow()
-                )
-                session.add(row)
-            session.add(gen)
-            session.flush()
-            row.active_generation = gen.id
-        return gen
-
-    def active_generation(self, collection: str) -> KbGeneration:
-        """The generation searches read (NotFoundError for an unknown collection)."""
-        with self.store.session() as session:
-            row = session.get(KbCollection, collection)
-            gen = (
-                session.get(KbGeneration, row.active_generation)
-                if row and row.active_generation
-                else None
-            )
-        if gen is None:
-            raise NotFoundError(
-                f"collection {collection!r} does not exist",
-                hint="ingest into it first: daytwo kb ingest PATH --collection " + collection,
-            )
-        return gen
-
-    def live_generations(self, collection: str) -> list[KbGeneration]:
-        """Every generation writes must reach: the active one and any shadow ones."""
-        self.ensure_collection(collection)
-        with self.store.session() as session:
-            return list(
-                session.scalars(
-                    sa.select(KbGeneration)
-                    .where(
-                        KbGeneration.collection == collection, KbGeneration.state.in_(LIVE_STATES)
-                    )
-                    .order_by(KbGeneration.created_at)
-                )
-            )
 
     def fusion_config(self, collection: str) -> FusionConfig:
         """The collection's fusion settings."""
@@ -193,75 +73,6 @@ class KnowledgeBase:
             assert row is not None
             row.fusion = config.to_dict()
         return config
-
-    # -- ANN indexes --------------------------------------------------------------
-    def index_dir(self, gen: KbGeneration) -> Path:
-        """Where a generation's ANN index file lives."""
-        return self.data_dir / "kb" / gen.collection / gen.id
-
-    def index_for(self, gen: KbGeneration) -> AnnIndex:
-        """The generation's ANN index, opened (and caught up) on first use."""
-        with self._lock:
-            index = self._indexes.get(gen.id)
-            if index is None:
-                index = AnnIndex(
-                    self.index_dir(gen), gen.id, gen.dim, AnnParams.from_dict(gen.ann_params)
-                )
-                index.load()
-                self._indexes[gen.id] = index
-                with self.store.session() as session:
-                    self.catch_up(session, gen.id)
-            return index
-
-    def catch_up(self, session: Session, generation: str, seq: int | None = None) -> int:
-        """Bring the in-memory index of ``generation`` to the database seq (``seq`` when the
-        caller read it already in this transaction); return that seq."""
-        if seq is None:
-            seq = int(
-                session.scalar(sa.select(KbGeneration.seq).where(KbGeneration.id == generation))
-                or 0
-            )
-        index = self._indexes.get(generation)
-        if index is not None and index.seq != seq:
-            index.catch_up(session, seq)
-        return seq
-
-    def refresh_index(self, gen: KbGeneration) -> None:
-        """Catch the generation's index up after a write (read-your-writes)."""
-        with self._lock:
-            opened = gen.id in self._indexes
-            self.index_for(gen)  # opening catches up already
-            if opened:
-                with self.store.session() as session:
-                    self.catch_up(session, gen.id)
-
-    def forget_index(self, generation: str) -> None:
-        """Drop a generation's in-memory index (after it was pruned or replaced)."""
-        with self._lock:
-            self._indexes.pop(generation, None)
-
-    def replace_index(self, generation: str, index: AnnIndex) -> None:
-        """Swap in a rebuilt index (online vacuum); searches in flight keep the old one."""
-        with self._lock:
-            self._indexes[generation] = index
-
-    def save_indexes(self, collection: str | None = None) -> None:
-        """Persist the open ANN indexes (with their seq sidecars)."""
-        with self._lock:
-            for index in self._indexes.values():
-                gen_collection = index.directory.parent.name
-                if collection is None or gen_collection == collection:
-                    index.save()
-
-    def rebuild_index(self, collection: str) -> int:
-        """Rebuild the active generation's ANN index from the database; return its size."""
-        gen = self.active_generation(collection)
-        index = self.index_for(gen)
-        with self.store.session() as session:
-            seq = self.catch_up(session, gen.id)
-            index.rebuild(session, seq)
-        index.save()
-        return len(index)
 
     # -- documents ----------------------------------------------------------------
     def ingest_path(
@@ -370,79 +181,18 @@ class KnowledgeBase:
         timings: SearchTimings | None = None,
     ) -> list[Hit]:
         """Search as ``principal`` (with ``groups``): ``mode`` is bm25, dense or hybrid."""
-        return routed_search(
-            self, collection, query, principal, groups, mode, k, filters, query_vector, timings
-        )
+        request = SearchRequest(collection, query, principal, tuple(groups), mode, k, filters)
+        return self.run(request, query_vector=query_vector, timings=timings)
 
-    def stats(self, collection: str | None = None) -> dict[str, Any]:
-        """Counts per collection and generation, and the state of the ANN indexes."""
-        with self.store.session() as session:
-            q = sa.select(KbCollection).order_by(KbCollection.name)
-            if collection is not None:
-                q = q.where(KbCollection.name == collection)
-            rows = list(session.scalars(q))
-            if collection is not None and not rows:
-                raise NotFoundError(
-                    f"collection {collection!r} does not exist", hint="see daytwo kb stats"
-                )
-            out: dict[str, Any] = {"collections": []}
-            for row in rows:
-                docs = session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(KbDocument)
-                    .where(KbDocument.collection == row.name)
-                )
-                sources = session.scalar(
-                    sa.select(sa.func.count(sa.distinct(KbDocument.source))).where(
-                        KbDocument.collection == row.name
-                    )
-                )
-                private = session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(KbDocument)
-                    .where(KbDocument.collection == row.name, KbDocument.private.is_(True))
-                )
-                gens = []
-                for gen in session.scalars(
-                    sa.select(KbGeneration)
-                    .where(KbGeneration.collection == row.name)
-                    .order_by(KbGeneration.created_at)
-                ):
-                    chunks = session.scalar(
-                        sa.select(sa.func.count())
-                        .select_from(KbChunk)
-                        .where(KbChunk.generation == gen.id)
-                    )
-                    index = self._indexes.get(gen.id)
-                    gens.append(
-                        {
-                            "id": gen.id,
-                            "state": gen.state,
-                            "embedder": gen.embedder,
-                            "embedder_version": gen.embedder_version,
-                            "dim": gen.dim,
-                            "chunking": gen.chunking,
-                            "ann": gen.ann_params,
-                            "seq": gen.seq,
-                            "chunks": chunks,
-                            "index_loaded": index is not None,
-                            "index_seq": index.seq if index is not None else None,
-                            "index_file": str(self.index_dir(gen) / "index.usearch"),
-                        }
-                    )
-                out["collections"].append(
-                    {
-                        "name": row.name,
-                        "tenant": row.tenant,
-                        "documents": docs,
-                        "private_documents": private,
-                        "sources": sources,
-                        "active_generation": row.active_generation,
-                        "fusion": FusionConfig.from_dict(row.fusion).to_dict(),
-                        "generations": gens,
-                    }
-                )
-        return out
+    def run(
+        self,
+        request: SearchRequest,
+        *,
+        query_vector: npt.NDArray[np.float32] | None = None,
+        timings: SearchTimings | None = None,
+    ) -> list[Hit]:
+        """Run a :class:`~daytwo.knowledge.search.SearchRequest` (what the CLI and REST build)."""
+        return routed_search(self, request, query_vector, timings)
 
     def close(self) -> None:
         """Save the ANN indexes."""

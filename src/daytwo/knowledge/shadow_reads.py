@@ -1,6 +1,6 @@
 """Shadow reads, canary routing and migration status (the read side of a migration).
 
-:func:`routed_search` is the search path of ``KnowledgeBase.search``: without an
+:func:`routed_search` is the search path of ``Indexes.search``: without an
 unfinished, backfilled migration it searches the active generation; during one it
 serves a ``canary_percent`` share of queries from the other generation, and runs a
 ``shadow_read_rate`` share on both, recording overlap@10 of the two result lists and
@@ -16,9 +16,9 @@ import json
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,12 +26,17 @@ import sqlalchemy as sa
 
 from daytwo.exceptions import InputError, StoreError
 from daytwo.knowledge.generations import MigrationStatus, open_migration
-from daytwo.knowledge.search import Hit, SearchTimings, generation, read_state, run_search
+from daytwo.knowledge.indexes import Indexes
+from daytwo.knowledge.search import (
+    Hit,
+    SearchRequest,
+    SearchTimings,
+    generation,
+    read_state,
+    run_search,
+)
 from daytwo.store import utcnow
 from daytwo.store.tables.knowledge_maintenance import KbMigration, KbShadowRead
-
-if TYPE_CHECKING:
-    from daytwo.knowledge.service import KnowledgeBase
 
 __all__ = ["generations_status", "golden_ndcg", "routed_search"]
 
@@ -47,14 +52,8 @@ def _overlap(a: Sequence[Hit], b: Sequence[Hit], k: int = 10) -> float:
 
 
 def routed_search(
-    kb: KnowledgeBase,
-    collection: str,
-    query: str,
-    principal: str,
-    groups: Sequence[str] = (),
-    mode: str = "hybrid",
-    k: int = 10,
-    filters: Mapping[str, Any] | None = None,
+    kb: Indexes,
+    request: SearchRequest,
     query_vector: npt.NDArray[np.float32] | None = None,
     timings: SearchTimings | None = None,
 ) -> list[Hit]:
@@ -65,11 +64,9 @@ def routed_search(
     rates by another process is seen by the next search.
     """
     with kb.store.session(snapshot=True) as session:
-        state = read_state(kb, session, collection)
+        state = read_state(kb, session, request.collection)
         route = state.route
-        search = functools.partial(
-            run_search, kb, collection, query, principal, groups, mode, k, filters, state=state
-        )
+        search = functools.partial(run_search, kb, request, state=state)
         if route is None or query_vector is not None:
             return search(query_vector, timings, session=session)
         active = generation(kb, session, state.active)
@@ -113,7 +110,7 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
-def generations_status(kb: KnowledgeBase, collection: str | None = None) -> dict[str, Any]:
+def generations_status(kb: Indexes, collection: str | None = None) -> dict[str, Any]:
     """State, backfill progress and shadow-read figures of every collection's generations."""
     stats = kb.stats(collection)
     out: dict[str, Any] = {"collections": []}
@@ -167,7 +164,7 @@ def _round(value: float | None) -> float | None:
 
 
 def golden_ndcg(
-    kb: KnowledgeBase,
+    kb: Indexes,
     collection: str,
     golden: Path,
     principal: str,
@@ -200,7 +197,8 @@ def golden_ndcg(
     for gen in kb.live_generations(collection):
         scores = []
         for query, relevant in cases:
-            hits = run_search(kb, collection, query, principal, groups, mode, k, generation=gen)
+            request = SearchRequest(collection, query, principal, tuple(groups), mode, k)
+            hits = run_search(kb, request, generation=gen)
             docs = list(dict.fromkeys(h.doc_id for h in hits))[:k]
             dcg = sum(1.0 / math.log2(i + 2) for i, d in enumerate(docs) if d in relevant)
             ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), k)))

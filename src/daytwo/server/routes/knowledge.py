@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from daytwo.exceptions import MissingDependency, NotFoundError
+from daytwo.knowledge.search import SearchRequest
 from daytwo.server.auth import Principal
 from daytwo.server.deps import Admin, Operator, Viewer, get_store
 from daytwo.server.errors import ERROR_RESPONSES
@@ -115,6 +116,11 @@ class SearchIn(BaseModel):
     query: str = Field(min_length=1, max_length=2000)
     mode: Literal["bm25", "dense", "hybrid"] = "hybrid"
     k: int = Field(default=10, ge=1, le=100)
+    filters: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Metadata equalities that must all hold (applied inside the search).",
+    )
 
 
 class HitOut(BaseModel):
@@ -191,14 +197,16 @@ def search(
     collection: Collection, body: SearchIn, principal: Viewer, store: StoreDep, kb: KbDep
 ) -> list[HitOut]:
     check_visible(store, KIND, collection, principal.tenant, "collection")
-    hits = kb.search(
+    request = SearchRequest(
         collection,
         body.query,
         principal_string(principal),
-        _groups(principal),
-        mode=body.mode,
-        k=body.k,
+        tuple(_groups(principal)),
+        body.mode,
+        body.k,
+        body.filters,
     )
+    hits = kb.run(request)
     return [
         HitOut(doc_id=h.doc_id, chunk_id=h.chunk_id, title=h.title, text=h.text, score=h.score)
         for h in hits
