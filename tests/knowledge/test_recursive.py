@@ -156,3 +156,35 @@ def test_span_records_hops_and_bad_limits(kb: KnowledgeBase, tmp_path: Path) -> 
         retrieve_recursive(kb, "wiki", "x", "ann", max_depth=-1)
     with pytest.raises(InputError, match="not both"):
         retrieve_recursive(kb, "wiki", "x", "ann", model="m", tokenizer="t")
+
+
+def test_dangling_references_count_and_an_oversized_first_hit_is_skipped(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    """Issue 20: 2,000 dangling references cost max_nodes lookups, not 2,000; a first hit
+    over the token budget no longer empties the result."""
+    refs = " ".join(f"ref:gone-{i}" for i in range(2000))
+    ingest(
+        kb,
+        tmp_path,
+        [
+            {"id": "hub", "text": f"Hubpage index. {refs}"},
+            {"id": "big", "text": "walrus " * 80},
+            {"id": "small", "text": "A short walrus note."},
+        ],
+    )
+    hub = retrieve_recursive(
+        kb, "wiki", "hubpage", "ann", ["g"], k=1, mode="bm25", max_nodes=5, max_tokens=10**6
+    )
+    assert [n.doc_id for n in hub.nodes] == ["hub"]
+    assert hub.stop_reason == "max_nodes"
+    assert sum(1 for h in hub.hops if h.skipped == "missing") == 4
+    assert len(hub.hops) <= 2 + 5
+    fit = retrieve_recursive(
+        kb, "wiki", "walrus walrus", "ann", ["g"], k=3, mode="bm25", max_tokens=60
+    )
+    assert fit.hops[0].doc_id == "big"
+    assert fit.hops[0].skipped == "budget"
+    assert "small" in [n.doc_id for n in fit.nodes]
+    assert fit.stop_reason == "budget"
+    assert fit.tokens <= 60

@@ -6,7 +6,10 @@ document ids) and, in the text, ``[[doc-id]]`` wiki links and ``ref:doc-id`` men
 
 Guards: a visited set (cycles are safe), a depth counter (``max_depth`` hops from the
 search results), a token budget counted with the *target model's* tokenizer
-(:mod:`daytwo.models.tokens`; a profile name or a tokenizer id), and ``max_nodes``.
+(:mod:`daytwo.models.tokens`; a profile name or a tokenizer id; a document that does
+not fit is skipped, and smaller ones after it still come in), and ``max_nodes``, which
+bounds the lookups: documents returned plus references that led nowhere (missing,
+not readable, over budget), so 2,000 dangling references cost ``max_nodes`` lookups.
 It stops with a reason: ``exhausted`` (nothing left to follow), ``depth``, ``budget``
 or ``max_nodes``. Every hop (also the skipped ones: visited, missing) is recorded in
 the result and on the retrieval span, for the trace. Documents the principal may not
@@ -165,24 +168,28 @@ def retrieve_recursive(
             if hit.doc_id not in visited:
                 visited.add(hit.doc_id)
                 queue.append((hit.doc_id, 0, None))
-        depth_limited = False
+        depth_limited = budget_hit = False
+        misses = 0  # lookups that returned nothing: missing (or not readable), over budget
         while queue:
             doc_id, depth, via = queue.popleft()
+            if len(result.nodes) + misses >= max_nodes:
+                result.hops.append(Hop(depth, doc_id, via, 0, result.tokens, "max_nodes"))
+                result.stop_reason = "max_nodes"
+                break
             doc = kb.get_document(collection, doc_id)
             if doc is None or not entries & set(doc.acl):
                 # The same answer for both: "forbidden" would tell the principal that a
                 # document it may not read exists under that id.
                 result.hops.append(Hop(depth, doc_id, via, 0, result.tokens, "missing"))
+                misses += 1
                 continue
             tokens = tok.count(_node_text(doc))
             if result.tokens + tokens > max_tokens:
+                # Skip this one and go on: smaller documents after it may still fit.
                 result.hops.append(Hop(depth, doc_id, via, tokens, result.tokens, "budget"))
-                result.stop_reason = "budget"
-                break
-            if len(result.nodes) >= max_nodes:
-                result.hops.append(Hop(depth, doc_id, via, tokens, result.tokens, "max_nodes"))
-                result.stop_reason = "max_nodes"
-                break
+                misses += 1
+                budget_hit = True
+                continue
             result.tokens += tokens
             result.max_depth_reached = max(result.max_depth_reached, depth)
             result.nodes.append(Node(doc.doc_id, doc.title, doc.text, depth, tokens, via))
@@ -197,7 +204,9 @@ def retrieve_recursive(
                     visited.add(ref)
                     queue.append((ref, depth + 1, doc_id))
         else:
-            result.stop_reason = "depth" if depth_limited else "exhausted"
+            result.stop_reason = (
+                "budget" if budget_hit else "depth" if depth_limited else "exhausted"
+            )
         _record(span, result, max_depth, max_tokens, max_nodes)
     return result
 
