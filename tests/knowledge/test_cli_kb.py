@@ -87,3 +87,40 @@ def test_bad_input_is_one_red_line(
     assert message in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) <= 2  # one line, possibly soft-wrapped by Rich
+
+
+def test_sources_never_overwrite_each_other(
+    cli_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20: rows 1, 2 from one source, then id 1 from another: the second sync skips
+    id 1 (named, with the fix), the first source's document stays, and re-syncing either
+    source changes nothing of the other's; `kb sources` lists both."""
+    crm = tmp_path / "crm.jsonl"
+    crm.write_text(
+        '{"id": "1", "text": "CRM row one about invoices"}\n'
+        '{"id": "2", "text": "CRM row two about credit notes"}\n',
+        encoding="utf-8",
+    )
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("id,text\n1,Spreadsheet row one about holidays\n3,Row three\n", "utf-8")
+    assert run(["kb", "ingest", str(crm), "-c", "mix", "--source", "crm", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["added"] == 2
+    for _ in range(2):
+        assert run(["kb", "ingest", str(sheet), "-c", "mix", "--source", "sheet", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["updated"] == 0
+        assert [s["item"] for s in report["skipped"]] == ["1"]
+        assert "belongs to source 'crm'" in report["skipped"][0]["reason"]
+        assert run(["kb", "ingest", str(crm), "-c", "mix", "--source", "crm", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert (report["unchanged"], report["updated"], report["deleted"]) == (2, 0, 0)
+    args = ["kb", "search", "invoices", "--as", "ann", "-g", "x", "-c", "mix", "--json"]
+    assert run(args) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert hits[0]["doc_id"] == "1"
+    assert "invoices" in hits[0]["text"]
+    assert run(["kb", "sources", "-c", "mix", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["sources"]
+    assert [(r["source"], r["documents"]) for r in rows] == [("crm", 2), ("sheet", 1)]
+    assert run(["kb", "ingest", str(sheet), "-c", "mix", "--source", "bad name!"]) == 2
+    assert "source name 'bad name!' is not valid" in capsys.readouterr().err

@@ -55,6 +55,12 @@ def ingest(
     id_column: str = typer.Option("id", "--id-column", help="SQL source: id column."),
     text_column: str = typer.Option("text", "--text-column", help="SQL source: text column."),
     title_column: str = typer.Option("title", "--title-column", help="SQL source: title column."),
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        help="Name of this source (default: from the path or URL). A sync only changes "
+        "its own source's documents; ids another source holds are skipped.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the ingest report as JSON."),
 ) -> None:
     """Sync a source into a collection: new and changed documents indexed, vanished ones deleted."""
@@ -75,7 +81,13 @@ def ingest(
             bar.update(task, completed=done, total=total)
 
         report = kb.ingest_path(
-            target, collection, acl=acl or None, private=private, progress=progress, **sql
+            target,
+            collection,
+            acl=acl or None,
+            private=private,
+            progress=progress,
+            source_name=source,
+            **sql,
         )
     kb.close()
     data = report.to_dict()
@@ -91,6 +103,28 @@ def ingest(
     )
     for skip in report.skipped:
         console.print(f"  skipped {skip.item}: {skip.reason}", style="yellow", markup=False)
+
+
+@app.command()
+def sources(
+    collection: str | None = typer.Option(
+        None, "--collection", "-c", help="Only this collection (default: all)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the sources of each collection and how many documents each holds."""
+    kb = open_kb()
+    rows = kb.sources(collection)
+    kb.close()
+    if json_out:
+        print_json({"sources": rows})
+        return
+    for row in rows:
+        console.print(
+            f"{row['collection']}: {row['source']} ({row['documents']} documents, "
+            f"updated {row['updated_at']})",
+            markup=False,
+        )
 
 
 @app.command()

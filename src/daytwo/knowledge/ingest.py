@@ -11,6 +11,9 @@ the next open after a crash), so a crash anywhere leaves the store consistent.
 
 :func:`ingest_source` is incremental sync on top: content hashes decide what changed,
 documents that vanished from the source are deleted, unchanged ones are not touched.
+A sync only ever changes its own source's documents (``Source.key``, or the name given
+with ``--source``): an id another source already holds in the collection is reported as
+skipped, never overwritten, and only the source's own vanished documents are deleted.
 """
 
 from __future__ import annotations
@@ -224,6 +227,16 @@ def ingest_source(
     for doc in docs.values():
         digest = content_hash(doc.title, doc.text, doc.metadata, acl, private)
         previous = known.get(doc.doc_id)
+        if previous is not None and previous[1] != source.key:
+            # Another source's document: a sync never overwrites it (nor deletes it).
+            report.skipped.append(
+                Skipped(
+                    doc.doc_id,
+                    f"id belongs to source {previous[1]!r} in this collection; not overwritten "
+                    "(give this document another id, or sync or delete it through that source)",
+                )
+            )
+            continue
         if previous is not None and previous[0] == digest and previous[1] == source.key:
             report.unchanged += 1
             continue

@@ -8,6 +8,7 @@ index generations, the ANN index of each generation under
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ from daytwo.knowledge.sources import open_source
 from daytwo.store.tables.knowledge import KbCollection, KbDocument
 
 __all__ = ["LIVE_STATES", "Document", "KnowledgeBase"]
+
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,23 @@ class KnowledgeBase(Indexes):
         acl: Sequence[str] | None = None,
         private: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        *,
+        source_name: str | None = None,
         **sql_options: Any,
     ) -> IngestReport:
-        """Sync a folder, file or SQLAlchemy URL into ``collection`` (incremental)."""
+        """Sync a folder, file or SQLAlchemy URL into ``collection`` (incremental).
+
+        ``source_name`` names the source (default: derived from the path or URL); a sync
+        changes only the documents of its source.
+        """
         source = open_source(str(path), **sql_options)
+        if source_name is not None:
+            if not _SOURCE_NAME.match(source_name):
+                raise InputError(
+                    f"source name {source_name!r} is not valid",
+                    hint="use letters, digits, '_', '.', '-', ':' (at most 200 characters)",
+                )
+            source.key = source_name
         entries = default_acl(acl, private)
         return ingest_source(
             self, source, collection, acl=entries, private=private, progress=progress
@@ -166,6 +182,35 @@ class KnowledgeBase(Indexes):
                 q = q.where(KbDocument.private.is_(False))
             ids = list(session.scalars(q.order_by(KbDocument.doc_id).limit(limit)))
         return [d for d in (self.get_document(collection, i) for i in ids) if d is not None]
+
+    def sources(self, collection: str | None = None) -> list[dict[str, Any]]:
+        """The sources of each collection: name, documents, last update."""
+        with self.store.session() as session:
+            q = (
+                sa.select(
+                    KbDocument.collection,
+                    KbDocument.source,
+                    sa.func.count(),
+                    sa.func.max(KbDocument.updated_at),
+                )
+                .group_by(KbDocument.collection, KbDocument.source)
+                .order_by(KbDocument.collection, KbDocument.source)
+            )
+            if collection is not None:
+                if session.get(KbCollection, collection) is None:
+                    raise NotFoundError(
+                        f"collection {collection!r} does not exist", hint="see daytwo kb stats"
+                    )
+                q = q.where(KbDocument.collection == collection)
+            return [
+                {
+                    "collection": coll,
+                    "source": source,
+                    "documents": int(count),
+                    "updated_at": updated.isoformat() if updated is not None else None,
+                }
+                for coll, source, count, updated in session.execute(q)
+            ]
 
     def search(
         self,
