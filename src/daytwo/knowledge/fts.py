@@ -4,7 +4,8 @@ The index lives next to ``kb_chunks`` in the same database and the same transact
 on SQLite an external-content FTS5 table kept in sync by triggers (and an ``fts5vocab``
 table over it that reads postings with term frequencies), on PostgreSQL a GIN
 expression index. :func:`ensure_fts` creates them idempotently (they are not Alembic
-models: Alembic cannot compare virtual tables or expression indexes). The index finds
+models: Alembic cannot compare virtual tables, and the tsvector column exists only on
+PostgreSQL). The index finds
 the postings; the scores are BM25 with statistics of what the principal may read
 (:mod:`daytwo.knowledge.bm25`), the same formula on both backends.
 """
@@ -116,13 +117,16 @@ _SQLITE_QUERY_TABLE = (
 _SQLITE_QUERY_VOCAB = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_query_terms USING fts5vocab(temp, kb_query, row)"
 )
-_PG_DOC = (
-    "to_tsvector('english'::regconfig, coalesce(kb_chunks.title, '') || ' ' || kb_chunks.text)"
+# PostgreSQL: a stored generated tsvector column (computed once per write, never per
+# query) with a GIN index; the expression index of earlier versions is dropped.
+_PG_COLUMN = (
+    "ALTER TABLE kb_chunks ADD COLUMN fts tsvector GENERATED ALWAYS AS "
+    "(to_tsvector('english'::regconfig, coalesce(title, '') || ' ' || text)) STORED"
 )
-_PG_DDL = (
-    "CREATE INDEX IF NOT EXISTS ix_kb_chunks_fts ON kb_chunks USING gin "
-    "(to_tsvector('english'::regconfig, coalesce(title, '') || ' ' || text))"
-)
+_PG_DDL = [
+    "CREATE INDEX IF NOT EXISTS ix_kb_chunks_fts_column ON kb_chunks USING gin (fts)",
+    "DROP INDEX IF EXISTS ix_kb_chunks_fts",
+]
 
 
 def ensure_fts(engine: Engine) -> None:
@@ -137,7 +141,14 @@ def ensure_fts(engine: Engine) -> None:
             if existed is None:
                 conn.exec_driver_sql("INSERT INTO kb_chunks_fts(kb_chunks_fts) VALUES ('rebuild')")
         else:
-            conn.exec_driver_sql(_PG_DDL)
+            has_column = conn.exec_driver_sql(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = 'kb_chunks' AND column_name = 'fts'"
+            ).first()
+            if has_column is None:  # checked first: ALTER TABLE locks the table even when a no-op
+                conn.exec_driver_sql(_PG_COLUMN)
+            for ddl in _PG_DDL:
+                conn.exec_driver_sql(ddl)
 
 
 def query_terms(query: str) -> list[str]:
@@ -234,9 +245,9 @@ def _pg_postings(connection: Connection, generation: str, terms: Sequence[str]) 
         return []
     tsquery = " | ".join("'" + lex.replace("'", "''") + "'" for lex in lexemes)
     rows = connection.exec_driver_sql(
-        f"SELECT u.lexeme, kb_chunks.id, cardinality(u.positions) FROM kb_chunks "
-        f"CROSS JOIN LATERAL unnest({_PG_DOC}) AS u "
-        f"WHERE kb_chunks.generation = %(gen)s AND {_PG_DOC} @@ CAST(%(q)s AS tsquery) "
+        "SELECT u.lexeme, kb_chunks.id, cardinality(u.positions) FROM kb_chunks "
+        "CROSS JOIN LATERAL unnest(kb_chunks.fts) AS u "
+        "WHERE kb_chunks.generation = %(gen)s AND kb_chunks.fts @@ CAST(%(q)s AS tsquery) "
         "AND u.lexeme = ANY(%(lex)s)",
         {"gen": generation, "q": tsquery, "lex": lexemes},
     ).all()
