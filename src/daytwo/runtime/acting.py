@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-__all__ = ["acting_for", "current_principal"]
+__all__ = ["acting_for", "current_principal", "current_run_id"]
 
 _principal: ContextVar[str | None] = ContextVar("daytwo_run_principal", default=None)
+_run_id: ContextVar[str | None] = ContextVar("daytwo_run_id", default=None)
 
 
 def current_principal() -> str | None:
@@ -23,11 +24,18 @@ def current_principal() -> str | None:
     return _principal.get()
 
 
+def current_run_id() -> str | None:
+    """The id of the run being executed in this context (``None``: no run)."""
+    return _run_id.get()
+
+
 @contextmanager
-def acting_for(principal: str) -> Iterator[None]:
-    """Run the body as ``principal`` (the run's recorded principal string)."""
+def acting_for(principal: str, run_id: str | None = None) -> Iterator[None]:
+    """Run the body as ``principal`` (the run's recorded principal string) of run ``run_id``."""
     token = _principal.set(principal)
+    run_token = _run_id.set(run_id)
     try:
         yield
     finally:
+        _run_id.reset(run_token)
         _principal.reset(token)

@@ -86,10 +86,23 @@ class KnowledgeRetriever:
         self.groups = tuple(groups)
 
     def search(
-        self, collection: str, query: str, *, principal: str, k: int, mode: str
+        self,
+        collection: str,
+        query: str,
+        *,
+        principal: str,
+        k: int,
+        mode: str,
+        groups: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
+        """``groups`` (an end user's, when a run acts on their behalf) replaces the default."""
         hits = self.kb.search(
-            collection, query, principal or "anonymous", groups=self.groups, mode=mode, k=k
+            collection,
+            query,
+            principal or "anonymous",
+            groups=tuple(groups) if groups is not None else self.groups,
+            mode=mode,
+            k=k,
         )
         return [_hit_dict(h) for h in hits]
 

@@ -89,7 +89,7 @@ def run_agent_workflow(
         span.set_attribute("daytwo.agent.name", agent_name)
         span.set_attribute("daytwo.agent.version", version)
         span.set_attribute("daytwo.principal", principal)
-        with acting_for(principal):  # services resolve names inside the run's tenant
+        with acting_for(principal, run_id):  # services resolve names inside the run's tenant
             return _Execution(rt, run_id, spec, version, inputs, principal).execute()
 
 

@@ -7,6 +7,9 @@ chooses among them only, a tool or collection of another tenant does not exist
 the run's recorded principal (:func:`daytwo.runtime.acting.current_principal`),
 so replays and recoveries on any worker resolve the same way.
 
+Retrieval runs as the key's principal, or -- when the caller started the run on behalf
+of an end user (``on_behalf_of``) -- with that user's principal and groups.
+
 Agent specs registered over the API are checked the same way up front: a spec
 that names another tenant's tool or collection is refused like one naming a tool
 that does not exist.
@@ -14,17 +17,26 @@ that does not exist.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from daytwo.exceptions import NotFoundError
-from daytwo.runtime.acting import current_principal
+from daytwo.runtime.acting import current_principal, current_run_id
 from daytwo.runtime.spec import AgentSpec, MapStep, PlanStep, RetrievalStep, SpecError, ToolStep
 from daytwo.runtime.steps import Services
 from daytwo.server.ownership import check_visible, claimant, visible
 from daytwo.server.tenancy import tenant_of
 from daytwo.store import Store
+from daytwo.store.tables.server import RunSubject
 
-__all__ = ["TenantRetriever", "TenantTools", "check_spec_references", "scope_services"]
+__all__ = [
+    "TenantRetriever",
+    "TenantTools",
+    "check_spec_references",
+    "record_run_subject",
+    "run_subject",
+    "scope_services",
+]
 
 
 def _run_tenant() -> str:
@@ -64,10 +76,31 @@ class TenantRetriever:
         self, collection: str, query: str, *, principal: str, k: int, mode: str
     ) -> list[dict[str, Any]]:
         check_visible(self.store, "collection", collection, _run_tenant(), "collection")
-        hits: list[dict[str, Any]] = self.inner.search(
-            collection, query, principal=principal, k=k, mode=mode
-        )
+        subject = run_subject(self.store, current_run_id())
+        if subject is None:  # the key's own principal
+            hits: list[dict[str, Any]] = self.inner.search(
+                collection, query, principal=principal, k=k, mode=mode
+            )
+        else:  # on behalf of the end user the caller named
+            hits = self.inner.search(
+                collection, query, principal=subject[0], k=k, mode=mode, groups=subject[1]
+            )
         return hits
+
+
+def record_run_subject(store: Store, run_id: str, principal: str, groups: Sequence[str]) -> None:
+    """Record that run ``run_id`` acts on behalf of ``principal`` with ``groups``."""
+    with store.session() as s:
+        s.add(RunSubject(run_id=run_id, principal=principal, groups=list(groups)))
+
+
+def run_subject(store: Store, run_id: str | None) -> tuple[str, list[str]] | None:
+    """(principal, groups) a run retrieves as, when started on behalf of an end user."""
+    if run_id is None:
+        return None
+    with store.session() as s:
+        row = s.get(RunSubject, run_id)
+        return (row.principal, list(row.groups)) if row is not None else None
 
 
 def scope_services(services: Services, store: Store) -> Services:

@@ -43,12 +43,29 @@ def get_runtime(request: Request) -> Any:
     return runtime
 
 
+_SUBJECT = r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$"
+
+
+class OnBehalfOf(BaseModel):
+    """An end user of the caller's application."""
+
+    principal: str = Field(pattern=_SUBJECT, description="The user's principal (KB ACL user).")
+    groups: list[Annotated[str, Field(pattern=_SUBJECT)]] = Field(
+        default_factory=list, max_length=64
+    )
+
+
 class RunStart(BaseModel):
     """Start a run of an agent version (default: the ``prod`` alias, else the latest)."""
 
     agent: str = Field(min_length=1, max_length=128)
     inputs: dict[str, Any] = Field(default_factory=dict)
     version: int | str | None = Field(default=None, description="Version number or alias.")
+    on_behalf_of: OnBehalfOf | None = Field(
+        default=None,
+        description="The end user the run acts for: retrieval uses their principal and "
+        "groups (default: the key's principal, no groups).",
+    )
 
 
 class Checkpoint(BaseModel):
@@ -169,12 +186,20 @@ def runs(
 
 @router.post("", response_model=RunOut, status_code=202, summary="Start a run")
 def start_run(body: RunStart, principal: Operator, store: StoreDep, runtime: RuntimeDep) -> RunOut:
+    import uuid
+
+    from daytwo.server.scoping import record_run_subject
+
     check_visible(store, "agent", body.agent, principal.tenant, "agent")
+    run_id = uuid.uuid4().hex
+    if body.on_behalf_of is not None:  # recorded before the run can retrieve anything
+        record_run_subject(store, run_id, body.on_behalf_of.principal, body.on_behalf_of.groups)
     run = runtime.start(
         body.agent,
         body.inputs,
         version=body.version,
         principal=principal_string(principal),
+        run_id=run_id,
         wait=False,
     )
     return _out(run)

@@ -23,6 +23,7 @@ __all__ = [
     "ModelBudget",
     "ModelRoute",
     "Ownership",
+    "RunSubject",
 ]
 
 
@@ -130,3 +131,14 @@ class KeyUseDay(Base):
 
     key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)
+
+
+class RunSubject(Base):
+    """The end user a run acts on behalf of (retrieval runs with their principal and groups)."""
+
+    __tablename__ = "server_run_subjects"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(200))
+    groups: Mapped[list[str]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
