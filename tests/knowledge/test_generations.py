@@ -368,3 +368,28 @@ def test_continuous_queries_during_full_migration(
         row = s.get(KbCollection, "docs")
         assert row is not None
         assert row.active_generation == status.target_generation
+
+
+def test_backfill_progress_counts_the_documents_that_exist(kb: KnowledgeBase) -> None:
+    """Issue 20: progress showed 305/305 for 300 documents. Documents deleted after their
+    batch was counted, and ones written during the backfill, end as what the collection
+    holds."""
+    for i in range(20):
+        kb.upsert_document("prog", f"d{i:04d}", doc_text(i))
+    status = start_migration(
+        kb, "prog", "hashing-384", chunking=parse_chunking("size=64,overlap=8", {})
+    )
+    seen: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append((done, total))
+        if len(seen) == 2:  # after the first batch: delete counted documents, add new ones
+            for i in range(3):
+                kb.delete_document("prog", f"d{i:04d}")
+            kb.upsert_document("prog", "d0000x", doc_text(99))
+
+    status = backfill(kb, status.id, batch_size=6, progress=progress)
+    assert status.state == "ready"
+    assert (status.done, status.total) == (18, 18)  # 20 - 3 + 1
+    assert all(done <= total for done, total in seen)
+    assert seen[-1] == (18, 18)

@@ -8,9 +8,10 @@ ACL names it. A principal that is neither sees nothing.
 Sources not marked private get ``group:everyone`` by default; private sources get
 only the entries given (default deny). The permission test is a SQL ``EXISTS``
 (:func:`permitted_clause`): it computes the set of chunks a principal may see, which
-the vector search and SQLite's keyword search walk their ranked candidates through
-until they have ``k`` (PostgreSQL's keyword query carries the ``EXISTS`` itself); never
-a filter applied to a finished top-k.
+the vector search walks its ranked candidates through until it has ``k``, and which
+the keyword search scores (with BM25 statistics of that set only); never a filter
+applied to a finished top-k. The rows a search returns are checked against the ACL
+once more in the same snapshot (:mod:`daytwo.knowledge.search`).
 """
 
 from __future__ import annotations

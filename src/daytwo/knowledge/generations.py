@@ -402,7 +402,7 @@ def backfill(
                     pieces = _embed_docs(kb, gen, [now_row])[doc.doc_id]
                 write_chunks(session, gen.id, gen.collection, seq, pieces)
             row.checkpoint = docs[-1].doc_id
-            row.done += len(docs)
+            row.done += sum(1 for d in docs if d.doc_id in current)
             row.total = row.done + int(
                 session.scalar(
                     sa.select(sa.func.count())
@@ -468,7 +468,16 @@ def _final_sweep(kb: Indexes, mig: KbMigration, gen: KbGeneration) -> None:
         row = session.get(KbMigration, mig.id, with_for_update=True)
         if row is not None and row.state == "backfilling":
             row.state = "ready"
-            row.total = row.done
+            # The documents the collection holds now (the per-batch counts also counted
+            # documents deleted or written twice while the backfill ran: 305/305 for 300).
+            row.total = row.done = int(
+                session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(KbDocument)
+                    .where(KbDocument.collection == gen.collection)
+                )
+                or 0
+            )
             row.updated_at = utcnow()
     kb.refresh_index(gen)
 
