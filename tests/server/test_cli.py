@@ -37,6 +37,12 @@ def test_keys_create_list_revoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, "keys", "revoke", created["id"])[0] == 0
     listed = json.loads(cli(capsys, "keys", "list", "--json")[1])
     assert listed[0]["revoked_at"] is not None
+    from daytwo.cli._context import state
+    from daytwo.tracing.audit import AuditLog
+
+    ops = [(r.kind, r.subject) for r in AuditLog(state.store()).records()]
+    assert ("key.create", created["id"]) in ops
+    assert ("key.revoke", created["id"]) in ops
 
 
 def test_grants_add_list_remove(capsys: pytest.CaptureFixture[str]) -> None:
@@ -48,6 +54,13 @@ def test_grants_add_list_remove(capsys: pytest.CaptureFixture[str]) -> None:
     assert [(g["kind"], g["name"], g["tenant"]) for g in listed] == [("tool", "risk_score", "acme")]
     assert cli(capsys, "grants", "remove", "tool", "risk_score", "--tenant", "acme")[0] == 0
     assert json.loads(cli(capsys, "grants", "list", "--json")[1]) == []
+    from daytwo.cli._context import state
+    from daytwo.tracing.audit import AuditLog
+
+    records = AuditLog(state.store()).records()
+    kinds = [(r.kind, r.actor.split(":")[0]) for r in records]
+    assert ("grant.add", "operator") in kinds
+    assert ("grant.remove", "operator") in kinds
     code, _, err = cli(capsys, "grants", "add", "robot", "x", "--tenant", "acme")
     assert code == 2
     assert "unknown kind 'robot'" in err

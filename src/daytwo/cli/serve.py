@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from daytwo.cli._audit import audit_operator
 from daytwo.cli._context import state
 from daytwo.cli._output import console, print_json
 
@@ -44,6 +45,7 @@ def create(
     from daytwo.server.auth import KeyStore
 
     info, key = KeyStore(state.store()).create(role=role, tenant=tenant, name=name)
+    audit_operator("key.create", info.id, {"tenant": info.tenant, "new_role": info.role})
     if json_out:
         print_json({"id": info.id, "tenant": info.tenant, "role": info.role, "key": key})
         return
@@ -88,6 +90,7 @@ def revoke(
     from daytwo.server.auth import KeyStore
 
     info = KeyStore(state.store()).revoke(key_id)
+    audit_operator("key.revoke", info.id, {"tenant": info.tenant, "revoked_role": info.role})
     if json_out:
         print_json(info.__dict__)
         return
@@ -102,14 +105,6 @@ grants_app = typer.Typer(
 _KIND = typer.Argument(..., help="agent, tool, collection or eval_set.")
 
 
-def _audit_cli(kind: str, subject: str, data: dict[str, str]) -> None:
-    from daytwo.tracing.audit import AuditLog
-
-    AuditLog.for_data_dir(state.store(), state.settings().data_dir).append(
-        kind=kind, actor="operator:cli", subject=subject, data=data
-    )
-
-
 @grants_app.command("add")
 def grant_add(
     kind: str = _KIND,
@@ -121,7 +116,7 @@ def grant_add(
     from daytwo.server.ownership import grant
 
     info = grant(state.store(), kind, name, tenant)
-    _audit_cli("grant.add", f"{kind}:{name}", {"tenant": tenant})
+    audit_operator("grant.add", f"{kind}:{name}", {"tenant": tenant})
     if json_out:
         print_json({**info.__dict__, "created_at": info.created_at.isoformat()})
         return
@@ -138,7 +133,7 @@ def grant_remove(
     from daytwo.server.ownership import revoke_grant
 
     revoke_grant(state.store(), kind, name, tenant)
-    _audit_cli("grant.remove", f"{kind}:{name}", {"tenant": tenant})
+    audit_operator("grant.remove", f"{kind}:{name}", {"tenant": tenant})
     console.print(f"{kind} {name!r} is no longer shared with tenant {tenant}")
 
 

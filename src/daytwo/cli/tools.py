@@ -109,6 +109,10 @@ def register(
 
     definitions = load_definitions(file)
     records = _gateway(allow).register_many(definitions)
+    from daytwo.cli._audit import audit_operator
+
+    for r in records:
+        audit_operator("tool.register", r.name, {"version": r.version, "hash": r.definition_hash})
     if json_out:
         print_json([r.as_dict() for r in records])
     else:
@@ -320,6 +324,9 @@ def secret_set(
     vault = _gateway().vault
     assert vault is not None
     vault.put(name, value)
+    from daytwo.cli._audit import audit_operator
+
+    audit_operator("credential.set", name)  # the name only, never the value
     console.print(f"secret {name} stored")
 
 
