@@ -8,8 +8,14 @@
 - **Vacuum**: rebuilds each live generation's ANN index from the database in the
   background and swaps it in (searches keep using the old index until the swap, then
   catch up on the writes made meanwhile); then compacts storage: FTS5 ``optimize``,
-  SQLite ``VACUUM`` and a WAL checkpoint (PostgreSQL: ``VACUUM`` of the kb tables), so
-  erased text no longer exists in the database files. Crash-safe: the index file is
+  SQLite ``VACUUM`` and a WAL checkpoint (PostgreSQL: ``VACUUM (FULL, ANALYZE)`` of the
+  kb tables, which rewrites them, their TOAST tables and indexes into new files and
+  takes an exclusive lock on each table meanwhile), so erased text no longer exists in
+  the database files. PostgreSQL's WAL still holds it until the segments are recycled
+  *and* overwritten: ``CHECKPOINT`` + ``SELECT pg_switch_wal()`` close the segment, and
+  with ``wal_recycle = off`` the next checkpoints delete old segments instead of renaming
+  them for reuse (with the default, a recycled segment keeps its old bytes until it is
+  written over, which takes about ``min_wal_size`` of new WAL). Crash-safe: the index file is
   replaced atomically and the database is only rewritten by the database itself.
 - **Auto-vacuum**: :func:`auto_vacuum` vacuums when a live generation's tombstone ratio
   passes a threshold (``DEFAULT_AUTO_VACUUM_THRESHOLD`` unless given).
@@ -223,8 +229,11 @@ def compact_storage(kb: Indexes) -> dict[str, Any]:
             raw.commit()
             raw.driver_connection.autocommit = True  # type: ignore[union-attr]
             cur = raw.cursor()
+            # FULL rewrites each table (and its TOAST table and indexes, the GIN keyword
+            # index included) into new files and unlinks the old ones: plain VACUUM only
+            # marks the dead tuples' space reusable, the erased bytes stay in the files.
             for table in _KB_TABLES:
-                cur.execute(f"VACUUM (ANALYZE) {table}")
+                cur.execute(f"VACUUM (FULL, ANALYZE) {table}")
             cur.close()
             raw.driver_connection.autocommit = False  # type: ignore[union-attr]
     finally:
