@@ -102,8 +102,9 @@ def test_beir_folder_jsonl_and_csv(tmp_path: Path) -> None:
     assert set(docs) == {"d1", "d2"}
     assert docs["d1"].metadata == {"lang": "en"}
     assert docs["d1"].title == "One"
-    assert set(skipped) == {"corpus.jsonl:3", "corpus.jsonl:4", "corpus.jsonl:5"}
+    assert set(skipped) == {"corpus.jsonl:3", "corpus.jsonl:4", "corpus.jsonl:5", "queries.jsonl"}
     assert "no id field" in skipped["corpus.jsonl:3"]
+    assert "only it is read" in skipped["queries.jsonl"]
     csv_file = tmp_path / "rows.csv"
     csv_file.write_text("id,title,text,team\n1,A,alpha text,red\n2,B,,blue\n", encoding="utf-8")
     docs, skipped = _read(FileSource(csv_file))
@@ -142,3 +143,24 @@ def test_open_source_errors(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="does not exist"):
         open_source(str(tmp_path / "nope"))
     assert isinstance(open_source(f"sqlite:///{tmp_path}/x.db", table="t"), SqlSource)
+
+
+def test_a_folder_with_corpus_jsonl_names_every_other_file_it_skips(tmp_path: Path) -> None:
+    """Issue 20: a folder holding corpus.jsonl read only that file and silently ignored the
+    rest; every other file is now a skip with its reason."""
+    folder = write_docs(
+        tmp_path / "set",
+        {
+            "corpus.jsonl": '{"_id": "d1", "text": "a passage"}\n',
+            "queries.jsonl": '{"_id": "q1", "text": "a query"}\n',
+            "qrels/test.tsv": "query-id\tcorpus-id\tscore\nq1\td1\t1\n",
+            "notes.md": "# Notes\nHand-written notes.",
+            ".hidden/x.md": "hidden",
+        },
+    )
+    items = list(open_source(str(folder)).read())
+    docs = [i.doc_id for i in items if not isinstance(i, Skipped)]
+    skipped = {i.item: i.reason for i in items if isinstance(i, Skipped)}
+    assert docs == ["d1"]
+    assert set(skipped) == {"queries.jsonl", "qrels/test.tsv", "notes.md"}
+    assert all("only it is read" in reason for reason in skipped.values())

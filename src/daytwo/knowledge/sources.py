@@ -208,7 +208,19 @@ class FileSource(Source):
 
     def read(self) -> Iterator[SourceDocument | Skipped]:
         root = self.path if self.path.is_dir() else self.path.parent
-        for file in self._files():
+        files = self._files()
+        if self.path.is_dir() and files == [self.path / "corpus.jsonl"]:
+            # A BEIR folder: corpus.jsonl is the corpus; say so for every other file
+            # rather than ignoring it silently.
+            for other in sorted(p for p in self.path.rglob("*") if p.is_file()):
+                rel = other.relative_to(root).as_posix()
+                if other != files[0] and not any(part.startswith(".") for part in Path(rel).parts):
+                    yield Skipped(
+                        rel,
+                        "the folder holds corpus.jsonl (a BEIR data set): only it is read; "
+                        "ingest this file on its own, or move corpus.jsonl out of the folder",
+                    )
+        for file in files:
             rel = file.relative_to(root).as_posix()
             ext = file.suffix.lower()
             if any(part.startswith(".") for part in Path(rel).parts):
