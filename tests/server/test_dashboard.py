@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 
 from daytwo.store import Store
@@ -10,8 +12,20 @@ from daytwo.store.tables.runtime import RunRecord
 from .helpers import Keys
 
 
+def csrf_of(page: str) -> str:
+    """The CSRF token a dashboard page carries for its scripts and forms."""
+    m = re.search(r'<meta name="csrf-token" content="([0-9a-f]*)">', page)
+    assert m is not None, "the page carries no CSRF token"
+    assert m.group(1), "the page carries an empty CSRF token"
+    return m.group(1)
+
+
 def login(c: TestClient, key: str) -> None:
-    r = c.post("/login", data={"key": key, "next": "/runs"}, follow_redirects=False)
+    # Like a browser: the login form carries the CSRF token of a (stale) session cookie.
+    form = c.get("/login").text
+    token = re.search(r'name="csrf_token" value="([0-9a-f]*)"', form)
+    data = {"key": key, "next": "/runs", "csrf_token": token.group(1) if token else ""}
+    r = c.post("/login", data=data, follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"] == "/runs"
     cookie = r.headers["set-cookie"]
@@ -58,6 +72,8 @@ def test_run_page_is_tenant_scoped(client: TestClient, keys: Keys, store: Store)
     # Viewers see no start form; the API would refuse them anyway.
     assert 'id="start-run"' not in runs
     r = client.post("/logout", follow_redirects=False)
+    assert r.status_code == 403  # no CSRF token: a cookie alone never logs out
+    r = client.post("/logout", data={"csrf_token": csrf_of(runs)}, follow_redirects=False)
     assert r.status_code == 303
 
     login(client, keys.other_admin)

@@ -12,9 +12,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
 
 from daytwo._version import __version__
+from daytwo.server.apidocs import install_api_docs
 from daytwo.server.auth import KeyStore
+from daytwo.server.deps import SESSION_COOKIE
 from daytwo.server.errors import install_error_handlers
 from daytwo.server.middleware import DEFAULT_MAX_BODY_BYTES, PathLimit, RequestGuard
+from daytwo.server.websec import LoginThrottle, WebGuard
 from daytwo.settings import Settings, load_settings
 from daytwo.store import Store
 
@@ -112,6 +115,9 @@ def create_app(
         # and tool calls); one span per HTTP request in the system of record would cost
         # a write per request and bury them. OTLP users can wrap the app themselves.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # Swagger UI and ReDoc from local files (apidocs.py), never from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store
@@ -122,6 +128,7 @@ def create_app(
     app.state.kb = knowledge
     app.state.model_gateway = model_gateway
     app.state.on_shutdown = []
+    app.state.login_throttle = LoginThrottle(storage_uri=settings.redis_url or "memory://")
     install_error_handlers(app)
 
     from daytwo.server import dashboard
@@ -135,6 +142,7 @@ def create_app(
     for router in _layer_routers():
         app.include_router(router)
     app.include_router(dashboard.router)
+    install_api_docs(app)
     static = resources.files("daytwo.server") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     if mcp is not None:
@@ -142,6 +150,9 @@ def create_app(
         app.mount("/mcp", mcp, name="mcp")
     from daytwo.server.routes import otlp
 
+    # Outermost first: the body limit, then CSRF and the security headers (websec.py),
+    # for every route and mount, including routers added later.
+    app.add_middleware(WebGuard, session_cookie=SESSION_COOKIE)
     app.add_middleware(
         RequestGuard,
         max_body_bytes=max_body_bytes,

@@ -56,9 +56,7 @@ def line_chart(series: Mapping[str, Sequence[float]], *, lo: float = 0.0, hi: fl
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}">'
                 f"<title>{escape(name)}: {v:.3f}</title></circle>"
             )
-        legend.append(
-            f'<span><i class="swatch" style="background:{color}"></i>{escape(name)}</span>'
-        )
+        legend.append(f'<span><i class="swatch c{k % len(PALETTE)}"></i>{escape(name)}</span>')
     parts.append(f'<text x="4" y="14">{hi:g}</text><text x="4" y="{_H - _PAD}">{lo:g}</text>')
     parts.append("</svg>")
     return "".join(parts) + f'<p class="legend muted">{"".join(legend)}</p>'

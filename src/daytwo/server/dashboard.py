@@ -19,10 +19,11 @@ from fastapi.templating import Jinja2Templates
 
 from daytwo._version import __version__
 from daytwo.exceptions import DaytwoError, PermissionDenied
-from daytwo.server.auth import KeyStore, NotAuthenticated, Principal
+from daytwo.server.auth import SESSION_TTL, KeyStore, NotAuthenticated, Principal
 from daytwo.server.deps import SESSION_COOKIE
 from daytwo.server.errors import status_of
 from daytwo.server.events import audit_anonymous, audit_event
+from daytwo.server.websec import LoginThrottle, csrf_token
 
 __all__ = ["NAV", "OverviewCard", "page", "render", "router", "templates"]
 
@@ -61,6 +62,7 @@ def render(
         "nav": NAV,
         "active": context.pop("active", request.url.path),
         "version": __version__,
+        "csrf": csrf_token(request.cookies.get(SESSION_COOKIE, "")),
         **context,
     }
     return templates.TemplateResponse(request, template, ctx, status_code=status_code)
@@ -139,9 +141,25 @@ def login(
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
     keys: KeyStore = request.app.state.keys
+    throttle: LoginThrottle = request.app.state.login_throttle
+    client = request.client.host if request.client else "unknown"
+    wait = throttle.retry_after(client)
+    if wait is not None:
+        refused = render(
+            request,
+            "login.html",
+            None,
+            status_code=429,
+            title="Log in",
+            next=_safe_next(next),
+            error=f"too many failed logins from this address; try again in {wait} s",
+        )
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     try:
         principal, token = keys.open_session(key)
     except NotAuthenticated as exc:
+        throttle.failed(client)
         # The key id is the public part of a well-formed key; the secret never goes in.
         m = re.match(r"dt_([0-9a-f]{32})_", key.strip())
         key_id = m.group(1) if m else None
@@ -163,7 +181,7 @@ def login(
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
-        max_age=12 * 3600,
+        max_age=int(SESSION_TTL.total_seconds()),
     )
     return response
 

@@ -84,6 +84,22 @@ def _groups(accs: dict[str, _Acc], *, by_key: bool = False) -> list[CostGroup]:
     ]
 
 
+def _model_label(attributes: dict[str, Any] | None, model: str | None) -> str:
+    """The model as users name it: the profile, else the model without any file path.
+
+    A local llama.cpp server answers with the GGUF file's path as the model name; a
+    page must never show paths on the server.
+    """
+    profile = (attributes or {}).get("daytwo.model.profile")
+    if isinstance(profile, str) and profile:
+        return profile
+    if not model:
+        return "(tool)"
+    if model.startswith(("/", "~", ".")) or "\\" in model or model.endswith(".gguf"):
+        return model.replace("\\", "/").rsplit("/", 1)[-1]
+    return model
+
+
 def cost_report(store: Store, tenant: str, since: datetime) -> CostReport:
     """Sum the tenant's cost spans since ``since``."""
     from daytwo.store.tables.tracing import SpanRow
@@ -126,7 +142,7 @@ def cost_report(store: Store, tenant: str, since: datetime) -> CostReport:
             continue
         total.add(sp)
         by["agent"][inherited(sp.span_id, 2) or "(none)"].add(sp)
-        by["model"][sp.model or "(tool)"].add(sp)
+        by["model"][_model_label(sp.attributes, sp.model)].add(sp)
         by["p"][principal or "(none)"].add(sp)
         by["day"][sp.start_time.date().isoformat()].add(sp)
     return CostReport(

@@ -191,7 +191,11 @@ def report(run_id: RunId, principal: Viewer, store: StoreDep) -> HTMLResponse:
     from daytwo.evals.runs import EvalRuns
 
     r = _run(store, principal, run_id)
-    return HTMLResponse(render_html(EvalRuns(store), r.id))
+    from daytwo.server.websec import csp_with_style_hashes
+
+    html = render_html(EvalRuns(store), r.id)
+    # A self-contained report: its own <style> block is allowed by hash, nothing else.
+    return HTMLResponse(html, headers={"Content-Security-Policy": csp_with_style_hashes(html)})
 
 
 @router.post("/gate", response_model=GateOut, summary="Gate a candidate run against a baseline")

@@ -14,6 +14,9 @@ function fill(template, data) {
 
 async function callApi(method, url, body) {
   const init = { method, headers: { "Accept": "application/json" }, credentials: "same-origin" };
+  // The session's CSRF token: every state-changing request carries it (see websec.py).
+  const csrf = document.querySelector('meta[name="csrf-token"]');
+  if (csrf && csrf.content) init.headers["X-CSRF-Token"] = csrf.content;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -105,7 +108,17 @@ function bindStreams() {
   }
 }
 
+// Sizes computed on the server ride in data attributes (the CSP forbids inline styles;
+// setting them through the CSSOM is allowed): data-left/data-width in %, data-indent in px.
+function applySizes() {
+  const num = (v) => { const n = Number(v); return Number.isFinite(n) ? n : 0; };
+  for (const el of document.querySelectorAll("[data-left]")) el.style.left = num(el.dataset.left) + "%";
+  for (const el of document.querySelectorAll("[data-width]")) el.style.width = num(el.dataset.width) + "%";
+  for (const el of document.querySelectorAll("[data-indent]")) el.style.paddingLeft = num(el.dataset.indent) + "px";
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  applySizes();
   bindForms();
   bindButtons();
   bindStreams();
