@@ -164,3 +164,24 @@ def test_a_folder_with_corpus_jsonl_names_every_other_file_it_skips(tmp_path: Pa
     assert docs == ["d1"]
     assert set(skipped) == {"queries.jsonl", "qrels/test.tsv", "notes.md"}
     assert all("only it is read" in reason for reason in skipped.values())
+
+
+def test_folder_ingest_never_follows_a_symlink_out_of_the_folder(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("SECRET system file outside the folder")
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("a handbook page")
+    (folder / "sub" / "b.txt").write_text("another page")
+    (folder / "link.txt").symlink_to(outside / "secret.txt")
+    (folder / "linked-dir").symlink_to(outside, target_is_directory=True)
+    (folder / "inside-link.txt").symlink_to(folder / "a.txt")  # stays inside: read
+    out = list(FileSource(folder).read())
+    docs = {d.doc_id: d for d in out if isinstance(d, SourceDocument)}
+    skipped = {s.item: s.reason for s in out if isinstance(s, Skipped)}
+    assert sorted(docs) == ["a.txt", "inside-link.txt", "sub/b.txt"]
+    assert all("SECRET" not in d.text for d in docs.values())
+    assert "link.txt" in skipped
+    assert "outside the folder" in skipped["link.txt"]
+    assert all("SECRET" not in str(s) for s in skipped.values())

@@ -30,6 +30,7 @@ def test_key_is_shown_once_and_stored_hashed(store: Store) -> None:
 def test_wrong_malformed_and_revoked_keys_are_refused(store: Store) -> None:
     ks = KeyStore(store)
     info, key = ks.create(role="admin", tenant="acme")
+    ks.create(role="admin", tenant="acme", name="spare")  # the last admin cannot be revoked
     with pytest.raises(NotAuthenticated, match="malformed"):
         ks.authenticate("hello")
     with pytest.raises(NotAuthenticated, match="not valid"):
@@ -73,6 +74,7 @@ def test_roles_are_ordered(store: Store) -> None:
 def test_sessions_follow_their_key(store: Store) -> None:
     ks = KeyStore(store)
     info, key = ks.create(role="admin", tenant="acme")
+    ks.create(role="admin", tenant="acme", name="spare")  # the last admin cannot be revoked
     principal, token = ks.open_session(key)
     assert ks.session_principal(token) == principal
     ks.close_session(token)

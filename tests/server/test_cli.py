@@ -26,7 +26,7 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 def test_keys_create_list_revoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, "db", "upgrade")[0] == 0
-    code, out, _ = cli(capsys, "keys", "create", "--role", "admin", "--tenant", "acme", "--json")
+    code, out, _ = cli(capsys, "keys", "create", "--role", "viewer", "--tenant", "acme", "--json")
     assert code == 0
     created = json.loads(out)
     assert created["key"].startswith("dt_")
@@ -37,6 +37,10 @@ def test_keys_create_list_revoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, "keys", "revoke", created["id"])[0] == 0
     listed = json.loads(cli(capsys, "keys", "list", "--json")[1])
     assert listed[0]["revoked_at"] is not None
+    code, out, _ = cli(capsys, "keys", "create", "--role", "admin", "--tenant", "acme", "--json")
+    code, _, err = cli(capsys, "keys", "revoke", json.loads(out)["id"])
+    assert code == 2
+    assert "last admin key of tenant 'acme'" in err
     from daytwo.cli._context import state
     from daytwo.tracing.audit import AuditLog
 

@@ -153,3 +153,54 @@ def test_sessions_expire_and_end_with_their_key(
     assert client.delete(f"/api/v1/keys/{me['key_id']}", headers=admin).status_code == 200
     assert client.get("/runs", follow_redirects=False).status_code == 303
     assert client.get("/api/v1/me").status_code == 401
+
+
+def test_integer_parameters_out_of_range_are_400_not_500(client: TestClient, keys: Keys) -> None:
+    admin = Keys.header(keys.admin)
+    for since in ("9223372036854775808", "-1", "99999999999999999999999"):
+        r = client.get(f"/api/v1/audit/export?since_seq={since}", headers=admin)
+        assert r.status_code in (400, 422), (since, r.status_code)
+        assert "error" in r.json()
+    r = client.get("/api/v1/audit/export?since_seq=9223372036854775807", headers=admin)
+    assert r.status_code == 200
+    r = client.post("/api/v1/agents/support/promote", json={"version": 2**40}, headers=admin)
+    assert r.status_code in (400, 422)
+
+
+def test_the_last_admin_key_cannot_be_revoked(client: TestClient, keys: Keys) -> None:
+    admin = Keys.header(keys.admin)
+    me = client.get("/api/v1/me", headers=admin).json()
+    r = client.delete(f"/api/v1/keys/{me['key_id']}", headers=admin)
+    assert r.status_code == 409
+    assert "last admin key of tenant 'acme'" in r.json()["error"]["message"]
+    r = client.post("/api/v1/keys", json={"role": "admin"}, headers=admin)
+    second = r.json()
+    assert client.delete(f"/api/v1/keys/{me['key_id']}", headers=admin).status_code == 200
+    # The survivor is now the last one.
+    r = client.delete(f"/api/v1/keys/{second['id']}", headers=Keys.header(second["key"]))
+    assert r.status_code == 409
+
+
+def test_last_used_at_is_set_on_use_at_most_once_a_minute(
+    client: TestClient, keys: Keys, store: Store
+) -> None:
+    from daytwo.store.tables.server import ApiKey
+
+    viewer = Keys.header(keys.viewer)
+    key_id = client.get("/api/v1/me", headers=viewer).json()["key_id"]
+    with store.session() as s:
+        first = s.get(ApiKey, key_id).last_used_at  # type: ignore[union-attr]
+    assert first is not None
+    client.get("/api/v1/me", headers=viewer)
+    with store.session() as s:
+        assert s.get(ApiKey, key_id).last_used_at == first  # type: ignore[union-attr]
+        s.execute(
+            sa.update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .values(last_used_at=utcnow() - timedelta(minutes=2))
+        )
+    client.get("/api/v1/me", headers=viewer)
+    with store.session() as s:
+        assert s.get(ApiKey, key_id).last_used_at > first  # type: ignore[union-attr, operator]
+    listed = client.get("/api/v1/keys", headers=Keys.header(keys.admin)).json()
+    assert next(k for k in listed if k["id"] == key_id)["last_used_at"] is not None

@@ -225,6 +225,11 @@ class FileSource(Source):
             ext = file.suffix.lower()
             if any(part.startswith(".") for part in Path(rel).parts):
                 continue
+            if self.path.is_dir() and not file.resolve().is_relative_to(root):
+                # A symlink (of the file or of a folder above it) leading out of the
+                # folder: never read what the folder's owner did not put in it.
+                yield Skipped(rel, "a symlink that leads outside the folder (not followed)")
+                continue
             try:
                 if ext == ".jsonl":
                     yield from _read_jsonl(file, rel)

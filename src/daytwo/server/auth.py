@@ -19,11 +19,11 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from daytwo.exceptions import InputError, NotFoundError, PermissionDenied
+from daytwo.exceptions import ConflictError, InputError, NotFoundError, PermissionDenied
 from daytwo.store import Store
 from daytwo.store.base import new_id, utcnow
 from daytwo.store.tables.server import ApiKey, DashboardSession
@@ -44,6 +44,8 @@ _RANK: dict[str, int] = {role: i for i, role in enumerate(ROLES)}
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _KEY_RE = re.compile(r"^dt_([0-9a-f]{32})_([A-Za-z0-9_-]{20,100})$")
 SESSION_TTL = timedelta(hours=12)
+USE_RESOLUTION = timedelta(minutes=1)
+"""``last_used_at`` is written at most this often per key (no write per request)."""
 
 
 class NotAuthenticated(PermissionDenied):
@@ -166,10 +168,40 @@ class KeyStore:
                 raise NotFoundError(
                     f"no API key {key_id!r}", hint="list the keys with `daytwo keys list`"
                 )
+            if row.revoked_at is None and row.role == "admin":
+                others = s.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(ApiKey)
+                    .where(
+                        ApiKey.tenant == row.tenant,
+                        ApiKey.role == "admin",
+                        ApiKey.revoked_at.is_(None),
+                        ApiKey.id != row.id,
+                    )
+                )
+                if not others:
+                    raise ConflictError(
+                        f"key {key_id!r} is the last admin key of tenant {row.tenant!r}; "
+                        "revoking it would leave the tenant without an admin",
+                        hint="create another admin key first "
+                        f"(daytwo keys create --role admin --tenant {row.tenant})",
+                    )
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
             s.execute(sa.delete(DashboardSession).where(DashboardSession.key_id == key_id))
             return KeyInfo.of(row)
+
+    def _touch(self, s: Any, key_id: str) -> None:
+        """Record that the key was used: at most one write per key and minute."""
+        now = utcnow()
+        s.execute(
+            sa.update(ApiKey)
+            .where(
+                ApiKey.id == key_id,
+                sa.or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - USE_RESOLUTION),
+            )
+            .values(last_used_at=now)
+        )
 
     def authenticate(self, key: str) -> Principal:
         """The principal of a full key; NotAuthenticated when unknown, malformed or revoked."""
@@ -189,6 +221,7 @@ class KeyStore:
                 raise NotAuthenticated(
                     "the API key was revoked", hint="create a new one with `daytwo keys create`"
                 )
+            self._touch(s, row.id)
             return Principal(key_id=row.id, name=row.name, tenant=row.tenant, role=row.role)  # type: ignore[arg-type]
 
     def open_session(self, key: str) -> tuple[Principal, str]:
@@ -217,6 +250,7 @@ class KeyStore:
             row = s.get(ApiKey, sess.key_id)
             if row is None or row.revoked_at is not None:
                 raise NotAuthenticated("the session's key was revoked", hint="log in again")
+            self._touch(s, row.id)
             return Principal(key_id=row.id, name=row.name, tenant=row.tenant, role=row.role)  # type: ignore[arg-type]
 
     def close_session(self, token: str) -> None:

@@ -57,7 +57,7 @@ class Registered(AgentVersionOut):
 
 
 class Promote(BaseModel):
-    version: int | str
+    version: Annotated[int, Field(ge=1, le=2**31 - 1)] | str
     alias: str = Field(default="prod", min_length=1, max_length=64)
 
 

@@ -58,7 +58,7 @@ def export(
     principal: Admin,
     request: Request,
     store: Annotated[Store, Depends(get_store)],
-    since_seq: Annotated[int, Query(ge=0)] = 0,
+    since_seq: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # a BIGINT, no overflow
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> list[AuditRecordOut]:
     """Records about the tenant's runs or made by the tenant's principals, in chain order."""

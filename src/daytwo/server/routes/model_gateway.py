@@ -70,8 +70,8 @@ class BudgetIn(BaseModel):
     """Daily budgets and a rate limit (leave a field out or null for no limit)."""
 
     usd_per_day: float | None = Field(default=None, ge=0)
-    tokens_per_day: int | None = Field(default=None, ge=0)
-    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_day: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    requests_per_minute: int | None = Field(default=None, ge=1, le=1_000_000_000)
 
 
 class BudgetOut(BaseModel):

@@ -60,7 +60,9 @@ class RunStart(BaseModel):
 
     agent: str = Field(min_length=1, max_length=128)
     inputs: dict[str, Any] = Field(default_factory=dict)
-    version: int | str | None = Field(default=None, description="Version number or alias.")
+    version: Annotated[int, Field(ge=1, le=2**31 - 1)] | str | None = Field(
+        default=None, description="Version number or alias."
+    )
     on_behalf_of: OnBehalfOf | None = Field(
         default=None,
         description="The end user the run acts for: retrieval uses their principal and "
