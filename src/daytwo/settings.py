@@ -83,6 +83,13 @@ class Settings(BaseSettings):
         default=16_000, ge=64, description="Captured content longer than this is cut."
     )
     trace_ttl_days: int = Field(default=30, ge=1, description="Days traces are kept.")
+    eval_near_duplicate_threshold: float = Field(
+        default=0.85,
+        ge=0.0,
+        le=1.0,
+        description="Embedding similarity from which a promoted or synthesized case is a "
+        "near-duplicate of an existing one.",
+    )
     egress_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Internal hosts and networks tool backends may reach (comma-separated "

@@ -136,3 +136,14 @@ def test_eval_run_through_the_runtime(
     assert stored.data["input"] == "Where is my order?"
     assert stored.provenance["source"] == "runtime_run"
     assert stored.provenance["agent"] == "mini"
+    # The real trace, every input, and what the run did (issue 22: the run id was stored
+    # as the trace id and inputs, tool calls and retrieved ids were dropped).
+    trace_id = stored.provenance["trace_id"]
+    assert trace_id != runtime_run
+    assert len(trace_id) == 32
+    meta = stored.data["metadata"]
+    assert meta["observed_inputs"] == {"question": "Where is my order?", "order_id": "A-1"}
+    assert [c["name"] for c in meta["observed_tool_calls"]] == ["status_cached"]
+    # Retrieved ids come from the knowledge layer's retrieval spans and decisions; this
+    # CallableRetriever emits none, so there is nothing to keep here.
+    assert meta["observed_retrieved_ids"] == []

@@ -515,6 +515,14 @@ def synthesize_cmd(
         None, "--max-attempts", min=1, help="Give up after this many tries (default 3 x N)."
     ),
     seed: int = typer.Option(0, "--seed"),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Similarity from which a proposal is a near-duplicate (default: the "
+        "eval_near_duplicate_threshold setting).",
+    ),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Ask the LLM for adversarial cases; store the valid, non-duplicate ones as proposed."""
@@ -537,8 +545,13 @@ def synthesize_cmd(
             if needs_model
             else (None, "perturbation")
         )
+        settings = state.settings()
         synth = Synthesizer(
-            chat, model_name=label, embedder=default_embedder(state.settings().embedder), seed=seed
+            chat,
+            model_name=label,
+            embedder=default_embedder(settings.embedder),
+            seed=seed,
+            threshold=settings.eval_near_duplicate_threshold if threshold is None else threshold,
         )
         with progress_bar(disable=json_out) as bar:
             task = bar.add_task(f"{kind} cases", total=n)
@@ -626,6 +639,14 @@ def promote_cmd(
     tag: Annotated[list[str], typer.Option("--tag", "-t", help="Failure-mode tag (repeatable).")],
     expected: str | None = typer.Option(None, "--expected", help="The answer it should give."),
     force: bool = typer.Option(False, "--force", help="Add even a near-duplicate."),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Similarity from which an input is a near-duplicate (default: the "
+        "eval_near_duplicate_threshold setting).",
+    ),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Turn a traced run into a golden case with provenance (near-duplicates refused)."""
@@ -638,6 +659,7 @@ def promote_cmd(
     )
 
     store = state.store()
+    settings = state.settings()
     sources: list[Any] = [EvalResultSource(store)]
     if run_id.startswith("otlp-"):
         sources.insert(0, TraceRunSource(store))  # an external agent's trace
@@ -645,7 +667,8 @@ def promote_cmd(
     sources.append(TraceRunSource(store))
     info, case = promote(
         store, run_id, set_name=set_name, tags=tag, sources=sources, expected_output=expected,
-        embedder=default_embedder(state.settings().embedder), force=force,
+        embedder=default_embedder(settings.embedder), force=force,
+        threshold=settings.eval_near_duplicate_threshold if threshold is None else threshold,
     )  # fmt: skip
     if json_out:
         print_json({"case": case.content(), "version": info.as_dict()})

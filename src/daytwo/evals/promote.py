@@ -44,6 +44,7 @@ class PromotedRun:
     agent_version: str = ""
     source: str = ""
     scores: dict[str, float] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 class RunSource(Protocol):
@@ -94,7 +95,12 @@ class EvalResultSource:
 
 
 class RuntimeRunSource:
-    """Runs of the durable runtime (``runs`` table of the runtime layer), when it is installed."""
+    """Runs of the durable runtime (``runs`` table of the runtime layer), when it is installed.
+
+    The case keeps the run's real trace id, all of its inputs, and what the trace
+    shows it did: the tool calls (with arguments when content capture was on) and the
+    ids retrieved (from the retrieval spans, else their decision records).
+    """
 
     def __init__(self, store: Store, *, input_key: str = "question") -> None:
         self.store = store
@@ -106,6 +112,9 @@ class RuntimeRunSource:
             from daytwo.store.tables.runtime import RunRecord
         except ImportError:
             return None
+        from daytwo.evals.trace_components import read_components
+        from daytwo.store.tables.tracing import DecisionRow, SpanRow
+
         with self.store.session() as s:
             row = s.get(RunRecord, run_id)
             if row is None:
@@ -114,16 +123,40 @@ class RuntimeRunSource:
             answer = (row.outputs or {}).get("answer")
             if isinstance(answer, dict):
                 answer = answer.get("answer", answer)
-            return PromotedRun(
-                run_id=row.id,
-                input=str(inputs.get(self.input_key, "")),
-                output=None if answer is None else str(answer),
-                trace_id=row.id,
-                agent=row.agent_name,
-                agent_version=str(row.agent_version),
-                source="runtime_run",
-                scores={},
+            trace_id = s.scalar(
+                select(SpanRow.trace_id)
+                .where(SpanRow.run_id == row.id)
+                .order_by(SpanRow.start_time)
+                .limit(1)
             )
+            decided: list[str] = []
+            if trace_id is not None:
+                for data in s.scalars(
+                    select(DecisionRow.data).where(
+                        DecisionRow.trace_id == trace_id, DecisionRow.kind == "retrieval"
+                    )
+                ):
+                    decided += [str(d) for d in (data or {}).get("doc_ids", [])]
+            agent, version = row.agent_name, str(row.agent_version)
+        tool_calls: list[dict[str, Any]] = []
+        retrieved: list[str] = []
+        if trace_id is not None:
+            comp = read_components(self.store, [trace_id])[trace_id]
+            tool_calls, retrieved = comp.tool_calls, comp.retrieved_ids or decided
+        keys = (self.input_key, "question", "input", "query", "message", "q")
+        return PromotedRun(
+            run_id=run_id,
+            input=_as_text(inputs, keys),
+            output=None if answer is None else str(answer),
+            tool_calls=tool_calls,
+            retrieved_ids=retrieved,
+            trace_id=trace_id,
+            agent=agent,
+            agent_version=version,
+            source="runtime_run",
+            scores={},
+            inputs=inputs,
+        )
 
 
 def _as_text(value: Any, keys: tuple[str, ...] = ("question", "input", "query", "message")) -> str:
@@ -237,6 +270,7 @@ def promote(
         expected_output=expected_output,
         tags=sorted(set(tags) | {"promoted"}),
         metadata={
+            "observed_inputs": run.inputs,
             "observed_output": run.output,
             "observed_tool_calls": run.tool_calls,
             "observed_retrieved_ids": run.retrieved_ids,

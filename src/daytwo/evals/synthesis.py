@@ -256,14 +256,36 @@ def _words(text: str) -> list[str]:
     return normalize_text(text).split()
 
 
+def _closest(embedder: Embedder, texts: list[str], target: str) -> float:
+    """The highest cosine similarity of any of ``texts`` to ``target``."""
+    import numpy as np
+
+    vecs = np.asarray(embedder.embed([target, *texts]), dtype=np.float64)
+    norms = np.linalg.norm(vecs, axis=1)
+    norms[norms == 0] = 1.0
+    unit = vecs / norms[:, None]
+    return float(np.max(unit[1:] @ unit[0]))
+
+
 def degenerate_reason(
-    text: str, kind: str, seed_text: str, *, clean: str | None = None
+    text: str,
+    kind: str,
+    seed_text: str,
+    *,
+    clean: str | None = None,
+    embedder: Embedder | None = None,
+    example_threshold: float = 0.8,
 ) -> str | None:
     """Why ``text`` is not a usable case of ``kind`` (None when it is).
 
     Empty or too short, an echo of the prompt, a copy of the seed material or of
     the prompt's example, a repetition loop, an injection without an instruction, an
     "out-of-scope" question on no off-limits topic, "typos" without a typo.
+
+    A copy of the worked example is judged by meaning, sentence by sentence (so text
+    appended to it does not hide it): one of its sentences is the example, or has an
+    ``embedder`` similarity of at least ``example_threshold`` to it (a paraphrase),
+    besides the lexical overlap of the whole reply.
     """
     words = _words(text)
     if len(text.strip()) < 12 or len(words) < 3:
@@ -286,8 +308,16 @@ def degenerate_reason(
     (_i, sim_ex, _t) = near_duplicates([clean or text], [spec.example_question], embedder=lexical)[
         0
     ]
-    if sim_ex >= 0.75:
+    # Each sentence on its own too: a copy with text appended is still a copy.
+    sentences = [p for p in _SENTENCE.split(clean or text) if p.strip()]
+    example = normalize_text(spec.example_question)
+    if sim_ex >= 0.75 or any(normalize_text(p) == example for p in sentences):
         return "copies the example"
+    semantic = embedder is not None and not isinstance(embedder, NgramEmbedder)
+    if semantic and embedder is not None:
+        closest = _closest(embedder, [clean or text, *sentences], spec.example_question)
+        if closest >= example_threshold:
+            return "copies the example"
     if kind == "prompt-injection" and not _INJECTION.search(text):
         return "no injected instruction"
     if kind == "out-of-scope" and not _OFF_TOPIC.search(text):
@@ -467,7 +497,9 @@ class Synthesizer:
             if kind == "typos":
                 clean, text = text, perturb(text, self.seed * 7919 + report.attempts)
         from_case = kind == "typos" and seed.case is not None  # perturbs the seed on purpose
-        why = degenerate_reason(text, kind, "" if from_case else material, clean=clean)
+        why = degenerate_reason(
+            text, kind, "" if from_case else material, clean=clean, embedder=self.embedder
+        )
         if why is not None:
             report.degenerate += 1
             report.rejected.append({"reason": why, "input": text})

@@ -105,6 +105,13 @@ def read_components(store: Store, trace_ids: Sequence[str]) -> dict[str, TraceCo
                             comp.retrieved_ids.append(docs[n]["id"])
                         if "content" in docs[n]:
                             comp.retrieved_context.append(docs[n]["content"])
+                    captured = _json(attrs.get("daytwo.retrieval.documents"))
+                    if not docs and isinstance(captured, list):  # daytwo's own, content on
+                        for doc in captured:
+                            if isinstance(doc, dict) and "id" in doc:
+                                comp.retrieved_ids.append(str(doc["id"]))
+                                if doc.get("content") is not None:
+                                    comp.retrieved_context.append(str(doc["content"]))
                 if "input.value" in attrs and (parent is None or comp.input is None):
                     comp.input = _json(attrs["input.value"])
                 if "output.value" in attrs and (parent is None or comp.output is None):
