@@ -1,4 +1,13 @@
-"""Helpers shared by the benchmark scripts: the bench lock around measurements, results."""
+"""Helpers shared by the benchmark scripts: the bench lock, interleaved rounds, results.
+
+Every benchmark that times contenders runs them through :func:`interleave`: round ``r``
+of every contender (in an order rotated per round) before round ``r + 1`` of any, so a
+load that drifts on a shared machine hits all of them alike; at least
+:data:`MIN_ROUNDS` rounds; reported as median and spread (min, max, and the spread as a
+share of the median) with the load average of each round. The measurements hold the
+bench lock (``fcntl.flock`` on :data:`DEFAULT_LOCK` unless ``--lock`` names another
+file, ``--no-lock`` to skip), so two benchmarks never time each other.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +16,29 @@ import contextlib
 import fcntl
 import json
 import os
+import platform
+import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_lock_options", "high_priority", "measuring", "run_locked", "write_result"]
+__all__ = [
+    "DEFAULT_LOCK",
+    "MIN_ROUNDS",
+    "add_lock_options",
+    "high_priority",
+    "interleave",
+    "load_avg",
+    "machine",
+    "measuring",
+    "run_locked",
+    "summary",
+    "write_result",
+]
+
+DEFAULT_LOCK = Path("/tmp/daytwo-bench.lock")
+MIN_ROUNDS = 5
 
 
 _AUTOGROUP = Path("/proc/self/autogroup")
@@ -59,9 +85,73 @@ def measuring(lock: Path | None, priority: int = -15) -> Iterator[dict[str, Any]
         info["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
 
 
+def load_avg() -> list[float]:
+    """The 1, 5 and 15 minute load averages, rounded."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": load_avg()}
+
+
+def summary(values: list[float], digits: int = 3) -> dict[str, Any]:
+    """Median and spread of one contender's per-round values."""
+    med = statistics.median(values)
+    low, high = min(values), max(values)
+    return {
+        "median": round(med, digits),
+        "min": round(low, digits),
+        "max": round(high, digits),
+        "spread_pct": round((high - low) / med * 100.0, 1) if med else None,
+        "rounds": [round(v, digits) for v in values],
+    }
+
+
+def interleave(
+    contenders: Mapping[str, Callable[[], float]],
+    rounds: int = MIN_ROUNDS,
+    *,
+    warmup: bool = True,
+    on_round: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Run each contender once per round, rotating the order per round; summarise.
+
+    A contender returns the figure of one round (e.g. ms per step). Returns
+    ``{"contenders": {name: summary}, "rounds": [{"order", "load_avg", name: value}]}``.
+    """
+    if rounds < MIN_ROUNDS:
+        raise ValueError(f"at least {MIN_ROUNDS} rounds decide anything here, not {rounds}")
+    names = list(contenders)
+    if warmup:
+        for name in names:
+            contenders[name]()
+    values: dict[str, list[float]] = {name: [] for name in names}
+    per_round: list[dict[str, Any]] = []
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        row: dict[str, Any] = {"order": order, "load_avg": load_avg()}
+        for name in order:
+            value = contenders[name]()
+            values[name].append(value)
+            row[name] = round(value, 4)
+        per_round.append(row)
+        if on_round is not None:
+            on_round(r, {name: row[name] for name in names})
+    return {"contenders": {n: summary(v) for n, v in values.items()}, "rounds": per_round}
+
+
 def add_lock_options(parser: argparse.ArgumentParser) -> None:
-    """``--lock FILE`` and ``--lock-scope measure|all``."""
-    parser.add_argument("--lock", type=Path, help="flock this file while measuring latency")
+    """``--lock FILE`` (default :data:`DEFAULT_LOCK`), ``--no-lock``, ``--lock-scope``."""
+    parser.add_argument(
+        "--lock",
+        type=Path,
+        default=DEFAULT_LOCK,
+        help=f"flock this file while measuring (default {DEFAULT_LOCK})",
+    )
+    parser.add_argument(
+        "--no-lock", dest="lock", action="store_const", const=None, help="measure without the lock"
+    )
     parser.add_argument(
         "--lock-scope",
         choices=("measure", "all"),

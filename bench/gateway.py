@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import MIN_ROUNDS, add_lock_options, measuring, summary, write_result
 from daytwo.gateway import Gateway
 from daytwo.gateway.samples import orders_status_cached, register_samples
 from daytwo.store import Store
@@ -165,9 +165,17 @@ def overhead_in_process(store: Store, n: int) -> dict[str, Any]:
         via_cpu.append((c2 - c1) * 1000)
     gw.close()
     provider.shutdown()
+    # The calls alternate (direct, gateway) one by one; the n pairs are also cut into
+    # MIN_ROUNDS consecutive rounds to give the spread of the per-round p50 overhead.
+    size = n // MIN_ROUNDS
+    per_round = [
+        _pct(via_cpu[i : i + size], 0.5) - _pct(direct_cpu[i : i + size], 0.5)
+        for i in range(0, size * MIN_ROUNDS, size)
+    ]
     return {
         "wall_clock": _summary(direct, via, n),
         "thread_cpu_time": _summary(direct_cpu, via_cpu, n),
+        "overhead_p50_ms_cpu_per_round": summary(per_round, 4),
         "note": "wall clock includes waits for the CPU on a shared, oversubscribed machine "
         "(see load_average); thread CPU time is the work the gateway itself does per call",
     }
@@ -249,6 +257,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10, help="Trials per drift scenario.")
     ap.add_argument("--calls", type=int, default=20_000, help="In-process calls for overhead.")
     ap.add_argument("--mcp-calls", type=int, default=500, help="MCP calls for overhead.")
+    add_lock_options(ap)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/bench.db")
@@ -266,10 +275,12 @@ def main() -> None:
         results["drift_detection"] = detection(store, a.seeds)
         print("false alarms ...", file=sys.stderr)
         results["false_alarms"] = false_alarms(store, a.stable)
-        print("in-process overhead ...", file=sys.stderr)
-        results["overhead_in_process"] = overhead_in_process(store, a.calls)
-        print("MCP overhead ...", file=sys.stderr)
-        results["overhead_mcp_http"] = overhead_mcp(store, a.mcp_calls)
+        with measuring(a.lock) as measured:
+            print("in-process overhead ...", file=sys.stderr)
+            results["overhead_in_process"] = overhead_in_process(store, a.calls)
+            print("MCP overhead ...", file=sys.stderr)
+            results["overhead_mcp_http"] = overhead_mcp(store, a.mcp_calls)
+        results["lock"] = measured
         store.dispose()
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     det = results["drift_detection"]
@@ -285,11 +296,7 @@ def main() -> None:
             results["overhead_in_process"]["thread_cpu_time"]["overhead_p99_ms"] < 1.0
         ),
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(text + "\n")
+    write_result(a.json, results)
 
 
 if __name__ == "__main__":
