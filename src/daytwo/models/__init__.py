@@ -6,8 +6,15 @@ registry (:mod:`daytwo.models.profiles`)::
     model = get_model("local/smollm2-135m", settings)
     reply = model.chat([Message(role="user", content="hi")], max_tokens=32)
     result = generate(model, messages, schema=MyPydanticModel)
+
+An abstract :class:`PromptDefinition` compiles into one family's request with
+:func:`compile_prompt` (see :mod:`daytwo.models.prompts`)::
+
+    compiled = compile_prompt(definition, model.profile, max_tokens=256)
+    answer = complete_compiled(model, compiled, definition.output_schema)
 """
 
+from daytwo.models.adapter import Completion, complete_compiled, complete_definition
 from daytwo.models.base import ChatModel, Provider
 from daytwo.models.budget import BudgetReport, BudgetStrategy, fit_to_budget
 from daytwo.models.instrumented import ProfiledModel, get_model, make_provider
@@ -23,7 +30,17 @@ from daytwo.models.profiles import (
     PriceBook,
     Profile,
     ProfileRegistry,
+    Prompting,
+    Sampling,
+    Training,
     load_profiles,
+)
+from daytwo.models.prompts import (
+    CompiledPrompt,
+    ContextSlot,
+    Example,
+    PromptDefinition,
+    compile_prompt,
 )
 from daytwo.models.structured import Attempt, Ladder, StructuredResult, generate
 from daytwo.models.tokens import TokenCount, count_messages, count_text, get_tokenizer
@@ -35,6 +52,10 @@ __all__ = [
     "BudgetStrategy",
     "ChatModel",
     "ChatResponse",
+    "CompiledPrompt",
+    "Completion",
+    "ContextSlot",
+    "Example",
     "Features",
     "Ladder",
     "LocalModelServer",
@@ -46,11 +67,18 @@ __all__ = [
     "Profile",
     "ProfileRegistry",
     "ProfiledModel",
+    "PromptDefinition",
+    "Prompting",
     "Provider",
+    "Sampling",
     "StructuredResult",
     "TokenCount",
     "ToolCall",
+    "Training",
     "Usage",
+    "compile_prompt",
+    "complete_compiled",
+    "complete_definition",
     "count_messages",
     "count_text",
     "default_local_model_path",

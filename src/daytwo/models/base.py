@@ -8,7 +8,7 @@ budget and emits the LLM-call span (see :mod:`daytwo.models.instrumented`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from daytwo.models.profiles import Profile
@@ -49,8 +49,10 @@ class ChatModel(Protocol):
         seed: int | None = None,
         logprobs: int | None = None,
         max_tokens: int | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> ChatResponse:
-        """One completion. ``logprobs`` is the number of top alternatives per token."""
+        """One completion. ``logprobs`` is the number of top alternatives per token;
+        ``extra`` holds further request options (stop, top_p, grammar, tool_choice...)."""
         ...
 
     def stream(

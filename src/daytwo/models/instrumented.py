@@ -349,6 +349,10 @@ def get_model(
             n_ctx=settings.local_model_ctx,
             threads=settings.local_model_threads,
         )
+    if profile.provider == "local" and profile.engine_options:
+        from daytwo.models.local import LocalModelSettings, with_engine_options
+
+        local = with_engine_options(local or LocalModelSettings(), profile.engine_options)
     if profile.provider == "local" and local is not None and local.n_ctx != profile.context_window:
         profile = profile.model_copy(update={"context_window": local.n_ctx})
     provider = make_provider(

