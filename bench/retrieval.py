@@ -349,8 +349,8 @@ def main() -> int:
         default = FusionConfig()
         result["fusion_default"] = default.to_dict()
         result["fusion_default_note"] = (
-            "the default (convex, alpha 0.7) was chosen on the msmarco test queries in an "
-            "earlier session: on msmarco the headline hybrid is therefore tuned on its test set"
+            "the default (rrf, k=60) is parameter-free and was not chosen on these queries; "
+            "bench/fusion.py compares it with dbsf and convex (cross-validated)"
         )
         kb.set_fusion("bench", **default.to_dict())
         for mode in ("bm25", "dense", "hybrid"):

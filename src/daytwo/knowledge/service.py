@@ -68,7 +68,7 @@ class KnowledgeBase(Indexes):
             return FusionConfig.from_dict(row.fusion if row else None)
 
     def set_fusion(self, collection: str, **settings: Any) -> FusionConfig:
-        """Change the collection's fusion (``method='rrf'|'convex'``, ``alpha``, ``rrf_k``...)."""
+        """Change the collection's fusion (``method='rrf'|'dbsf'|'convex'``, ``alpha``, ...)."""
         self.ensure_collection(collection)
         config = FusionConfig.from_dict({**self.fusion_config(collection).to_dict(), **settings})
         with self.store.session() as session:
