@@ -18,6 +18,7 @@ from daytwo.runtime.protocols import LLMResult, ToolOutcome, ToolStats
 from daytwo.runtime.steps import Services
 
 if TYPE_CHECKING:
+    from daytwo.models.prompts import PromptDefinition
     from daytwo.settings import Settings
     from daytwo.store import Store
 
@@ -168,6 +169,29 @@ class ModelLLM:
             usage = reply.usage
             text = reply.text or ""
             data = None
+        return self._result(text, data, usage, price)
+
+    def complete_prompt(self, definition: PromptDefinition, *, max_tokens: int) -> LLMResult:
+        """Compile ``definition`` for this model's profile and answer it."""
+        from daytwo.models.adapter import complete_definition
+        from daytwo.models.structured import Ladder
+
+        price = self.model.profile.price_at(datetime.now(UTC))
+        ladder = Ladder(
+            rungs=("repair", "bounded", "reask"),
+            max_tokens=max_tokens,
+            max_reasks=self.max_reasks,
+            seed=7,
+        )
+        done = complete_definition(
+            self.model, definition, max_tokens=max_tokens, seed=7, ladder=ladder
+        )
+        structured = definition.output_schema is not None
+        return self._result(
+            "" if structured else done.text, done.value if structured else None, done.usage, price
+        )
+
+    def _result(self, text: str, data: Any, usage: Any, price: Any) -> LLMResult:
         # The ledger prices the call's span with the same Price.cost: the run's cost
         # (its budget meter) and the ledger's agree, cached and reasoning tokens included.
         cost = (

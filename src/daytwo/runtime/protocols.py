@@ -18,12 +18,14 @@ from typing import Any, Protocol, runtime_checkable
 from opentelemetry import trace
 
 from daytwo.exceptions import NotFoundError
+from daytwo.models.prompts import PromptDefinition
 
 __all__ = [
     "LLM",
     "AuditSink",
     "CallableRetriever",
     "LLMResult",
+    "PromptLLM",
     "PythonTools",
     "Retriever",
     "StaticTelemetry",
@@ -105,6 +107,13 @@ class LLM(Protocol):
         schema: dict[str, Any] | None,
         max_tokens: int,
     ) -> LLMResult: ...
+
+
+@runtime_checkable
+class PromptLLM(Protocol):
+    """An LLM that compiles abstract prompt definitions for its own model."""
+
+    def complete_prompt(self, definition: PromptDefinition, *, max_tokens: int) -> LLMResult: ...
 
 
 @runtime_checkable

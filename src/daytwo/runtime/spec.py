@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from daytwo.exceptions import InputError
+from daytwo.models.prompts import PromptDefinition
 
 __all__ = [
     "AgentSpec",
@@ -108,10 +109,16 @@ class RetrievalStep(_StepBase):
 
 
 class LLMStep(_StepBase):
-    """Ask the model; with ``schema`` the answer must be JSON valid against it."""
+    """Ask the model; with ``schema`` the answer must be JSON valid against it.
+
+    ``prompt`` is a template string sent as the user message, or an abstract prompt
+    definition (intent, instructions, examples, context slots with priorities; see
+    :class:`daytwo.models.PromptDefinition`) that is compiled for the model the step
+    runs on (:func:`daytwo.models.compile_prompt`).
+    """
 
     kind: Literal["llm"]
-    prompt: str
+    prompt: str | PromptDefinition
     system: str | None = None
     output_schema: dict[str, Any] | None = Field(default=None, alias="schema")
     max_tokens: int = Field(default=256, ge=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +20,16 @@ from typing import Any
 from opentelemetry import trace
 
 from daytwo.exceptions import StructuredOutputError, ToolError
+from daytwo.models.prompts import PromptDefinition
 from daytwo.runtime.choice import choose_tool
-from daytwo.runtime.protocols import LLM, Retriever, TelemetrySource, ToolInvoker
+from daytwo.runtime.protocols import (
+    LLM,
+    LLMResult,
+    PromptLLM,
+    Retriever,
+    TelemetrySource,
+    ToolInvoker,
+)
 from daytwo.runtime.retry import Attempts, run_with_retries
 from daytwo.runtime.spec import (
     AgentSpec,
@@ -236,10 +245,33 @@ def _llm_messages(ctx: StepContext, system: str | None, prompt: str) -> list[dic
     return messages
 
 
+def _definition(ctx: StepContext, step: LLMStep, definition: PromptDefinition) -> PromptDefinition:
+    """The step's prompt definition with its templates rendered over the run context."""
+    data = render(definition.model_dump(exclude_none=True), ctx.context)
+    if data.get("output_schema") is None and step.output_schema is not None:
+        data["output_schema"] = step.output_schema
+    return PromptDefinition.model_validate(data)
+
+
+def _llm_call(ctx: StepContext, step: LLMStep, llm: LLM) -> Callable[[], LLMResult]:
+    if isinstance(step.prompt, PromptDefinition):
+        # Compiled for the model the step runs on (its family, tokenizer and window).
+        if not isinstance(llm, PromptLLM):
+            raise ToolError(
+                f"step {step.id!r} has a prompt definition, but the runtime's LLM cannot "
+                "compile one",
+                hint="use daytwo.runtime.adapters.ModelLLM",
+            )
+        definition = _definition(ctx, step, step.prompt)
+        prompt_llm = llm
+        return lambda: prompt_llm.complete_prompt(definition, max_tokens=step.max_tokens)
+    messages = _llm_messages(ctx, step.system, str(render(step.prompt, ctx.context)))
+    return lambda: llm.complete(messages, schema=step.output_schema, max_tokens=step.max_tokens)
+
+
 def _llm_step(ctx: StepContext, step: LLMStep) -> dict[str, Any]:
     llm: LLM = _need(ctx.services.llm, "LLM", "llm")
-    prompt = render(step.prompt, ctx.context)
-    messages = _llm_messages(ctx, step.system, str(prompt))
+    call = _llm_call(ctx, step, llm)
     attempts = Attempts()
     # Invalid structured output is repaired by the LLM's own ladder; it is retried
     # here only when the spec lists StructuredOutputError in retry_on.
@@ -247,11 +279,7 @@ def _llm_step(ctx: StepContext, step: LLMStep) -> dict[str, Any]:
     # The models layer opens one ``chat`` span per model call (with its usage); the
     # step span around them is a plain step span.
     try:
-        res = run_with_retries(
-            lambda: llm.complete(messages, schema=step.output_schema, max_tokens=step.max_tokens),
-            policy,
-            attempts,
-        )
+        res = run_with_retries(call, policy, attempts)
     except Exception as exc:
         return _result(
             "failed",
