@@ -9,9 +9,11 @@ import typer
 
 from daytwo.cli._context import state
 from daytwo.cli._output import console, print_json
+from daytwo.cli.models_compile import compile_command
 
 app = typer.Typer(
-    help="Models: local LLM, profiles, tokens, canaries, migration reports.", no_args_is_help=True
+    help="Models: local LLM, profiles, prompt compilation, tokens, canaries, migration reports.",
+    no_args_is_help=True,
 )
 
 
@@ -343,3 +345,6 @@ def migrate_report(
             console.print(f"  HTML report: {html}")
     if not report.passed:
         raise typer.Exit(1)
+
+
+app.command("compile")(compile_command)

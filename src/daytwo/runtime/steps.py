@@ -38,12 +38,20 @@ from daytwo.runtime.spec import (
     PlanStep,
     RetrievalStep,
     RetryPolicy,
+    SpecError,
     ToolStep,
 )
 from daytwo.runtime.templating import evaluate, render
 from daytwo.tracing.propagation import bind_context
 
-__all__ = ["Services", "StepContext", "idempotency_key", "record_decision", "run_step_kind"]
+__all__ = [
+    "Services",
+    "StepContext",
+    "idempotency_key",
+    "record_decision",
+    "render_definition",
+    "run_step_kind",
+]
 
 _tracer = trace.get_tracer("daytwo.runtime")
 
@@ -245,9 +253,17 @@ def _llm_messages(ctx: StepContext, system: str | None, prompt: str) -> list[dic
     return messages
 
 
-def _definition(ctx: StepContext, step: LLMStep, definition: PromptDefinition) -> PromptDefinition:
-    """The step's prompt definition with its templates rendered over the run context."""
-    data = render(definition.model_dump(exclude_none=True), ctx.context)
+def render_definition(step: LLMStep, context: dict[str, Any] | None) -> PromptDefinition:
+    """The step's prompt definition, its templates rendered over ``context`` (a run's
+    ``{input, steps}``; None keeps the template text), with the step's schema."""
+    if not isinstance(step.prompt, PromptDefinition):
+        raise SpecError(
+            f"step {step.id!r} has a plain prompt, not a prompt definition",
+            hint="give the llm step's prompt as a mapping (intent, instructions, slots...)",
+        )
+    data = step.prompt.model_dump(exclude_none=True)
+    if context is not None:
+        data = render(data, context)
     if data.get("output_schema") is None and step.output_schema is not None:
         data["output_schema"] = step.output_schema
     return PromptDefinition.model_validate(data)
@@ -262,7 +278,7 @@ def _llm_call(ctx: StepContext, step: LLMStep, llm: LLM) -> Callable[[], LLMResu
                 "compile one",
                 hint="use daytwo.runtime.adapters.ModelLLM",
             )
-        definition = _definition(ctx, step, step.prompt)
+        definition = render_definition(step, ctx.context)
         prompt_llm = llm
         return lambda: prompt_llm.complete_prompt(definition, max_tokens=step.max_tokens)
     messages = _llm_messages(ctx, step.system, str(render(step.prompt, ctx.context)))

@@ -26,7 +26,7 @@ from daytwo.models.profiles import Features, Profile, Prompting, Sampling, Train
 from daytwo.testing.scripted_model import Reply
 from daytwo.tracing.pricing import Price
 
-__all__ = ["OTHER_FAMILY", "OtherFamilyModel", "other_family_profile"]
+__all__ = ["OTHER_FAMILY", "OtherFamilyModel", "other_family_profile", "profiles_yaml"]
 
 OTHER_FAMILY = "scripted/other-family"
 _STOP = "\n### User:"
@@ -61,6 +61,17 @@ def other_family_profile(
         ],
         training=Training(price_per_1m_tokens=4.0, epochs=3, min_examples=8, note="scripted"),
     )
+
+
+def profiles_yaml(*profiles: Profile) -> str:
+    """``profiles.yaml`` text holding ``profiles`` (for ``<data_dir>/profiles.yaml``, so the
+    CLI knows them by name)."""
+    import yaml
+
+    body = {
+        p.name: p.model_dump(mode="json", exclude={"name"}, exclude_defaults=True) for p in profiles
+    }
+    return yaml.safe_dump({"profiles": body}, sort_keys=False)
 
 
 Answer = Callable[[str], Any]
