@@ -5,12 +5,15 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import threading
+import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event
 
 from daytwo.store import Store
 
@@ -49,6 +52,71 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
 def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+# A SQLite transaction begun with a plain (deferred) BEGIN that reads and then writes
+# fails with "database is locked" at once when another connection wrote in between: the
+# busy handler cannot apply to a lock upgrade. Code that writes must open its session
+# with ``write=True`` (BEGIN IMMEDIATE). This guard watches every SQLite connection in
+# the test process and fails the test that ran such a transaction, naming the code.
+_upgrades: list[str] = []
+_upgrades_lock = threading.Lock()
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _watch_sqlite_upgrades(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    if conn.dialect.name != "sqlite":
+        return
+    head = statement.lstrip()[:16].upper()
+    if head.startswith("BEGIN"):
+        conn.info["dt_tx"] = "immediate" if "IMMEDIATE" in head else "deferred"
+        conn.info["dt_read"] = False
+        return
+    if conn.info.get("dt_tx") != "deferred":
+        return
+    if head.startswith("SELECT"):
+        conn.info["dt_read"] = True
+    elif head.startswith(_WRITES) and not conn.info.get("dt_read"):
+        conn.info["dt_tx"] = None  # wrote first: it holds the write lock from here on
+    elif head.startswith(_WRITES):
+        frames = traceback.extract_stack()
+        if any("/dbos/" in f.filename for f in frames):
+            return  # DBOS's own system-database transactions are not ours to change
+        ours = [
+            f"{f.filename.split('/src/')[-1]}:{f.lineno} {f.name}"
+            for f in frames
+            if "/src/daytwo/" in f.filename
+        ]
+        if ours:
+            with _upgrades_lock:
+                _upgrades.append(
+                    f"{statement.split()[0]} after a read, from " + " <- ".join(reversed(ours))
+                )
+        conn.info["dt_tx"] = None  # one report per transaction
+
+
+@event.listens_for(Engine, "commit")
+@event.listens_for(Engine, "rollback")
+def _transaction_ended(conn: Any) -> None:
+    conn.info["dt_tx"] = None
+
+
+@pytest.fixture(autouse=True)
+def _writes_declare_themselves() -> Iterator[None]:
+    with _upgrades_lock:
+        _upgrades.clear()
+    yield
+    with _upgrades_lock:
+        found, _upgrades[:] = list(dict.fromkeys(_upgrades)), []
+    if found:
+        pytest.fail(
+            "a SQLite transaction read and then wrote without BEGIN IMMEDIATE "
+            "(open its session with write=True or use Store.write):\n" + "\n".join(found[:5]),
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)

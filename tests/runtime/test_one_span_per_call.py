@@ -110,11 +110,13 @@ def test_one_usage_bearing_span_per_call_and_run_cost_equals_the_ledger(
     assert {sp.scope for sp in chats} == {"daytwo.models"}
     assert {sp.scope for sp in tools} == {"daytwo.gateway"}
     assert all(sp.cost_status == "priced" for sp in chats + tools)
-    # The runtime's own spans (run, steps) carry no operation, usage or cost.
+    # The runtime's own spans carry no usage or cost; a run is an OTel GenAI agent
+    # invocation (operation invoke_agent), a step has no GenAI operation.
     runtime_spans = [sp for sp in spans if sp.scope == "daytwo.runtime"]
     assert {sp.name.split()[0] for sp in runtime_spans} == {"run", "step"}
     for sp in runtime_spans:
-        assert sp.operation is None
+        kind = sp.name.split()[0]
+        assert sp.operation == ("invoke_agent" if kind == "run" else None), sp.name
         assert sp.cost_status is None
         assert not any(k.startswith("gen_ai.usage") for k in sp.attributes or {})
         assert "daytwo.tool.cost_usd" not in (sp.attributes or {})

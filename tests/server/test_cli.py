@@ -16,6 +16,7 @@ import pytest
 from daytwo.cli.main import run
 
 from .live import free_port
+from .test_dashboard import csrf_of
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -176,7 +177,11 @@ def test_two_workers_over_postgres_act_as_one(pg_url: str) -> None:
                 assert r.status_code == 200
                 assert r.json()["tenant"] == "acme"
             # A key created through the API is usable at once on every worker.
-            new = c.post("/api/v1/keys", json={"role": "viewer"}).json()["key"]
+            # A cookie-authenticated write carries the page's CSRF token.
+            token = csrf_of(c.get("/runs").text)
+            r = c.post("/api/v1/keys", json={"role": "viewer"}, headers={"X-CSRF-Token": token})
+            assert r.status_code == 201, r.text
+            new = r.json()["key"]
             for _ in range(10):
                 r = httpx.get(f"{url}/api/v1/me", headers={"X-API-Key": new})
                 assert r.json()["role"] == "viewer"

@@ -32,7 +32,7 @@ def _rehash_from(store: Store, seq: int, edit: dict[str, object]) -> None:
     log = AuditLog(store)
     with store.session() as s:
         records = [r for r in log.chain_records(s, since_seq=seq - 1)]
-    with store.session() as s:
+    with store.session(write=True) as s:
         prev = records[0].prev_hash
         for rec in records:
             assert rec.body is not None
@@ -56,7 +56,7 @@ def _rehash_from(store: Store, seq: int, edit: dict[str, object]) -> None:
 
 def _append_forged(store: Store, n: int) -> None:
     """Append ``n`` well-linked records straight into the tables, as the runtime would."""
-    with store.session() as s:
+    with store.session(write=True) as s:
         head = s.get(AuditHeadRow, 1)
         assert head is not None
         seq, prev = head.seq, head.hash
@@ -87,7 +87,7 @@ def _append_forged(store: Store, n: int) -> None:
 
 
 def _delete_checkpoints(store: Store, *, from_seq: int = 0) -> None:
-    with store.session() as s:
+    with store.session(write=True) as s:
         s.execute(sa.delete(AuditCheckpointRow).where(AuditCheckpointRow.seq >= from_seq))
 
 
@@ -98,7 +98,7 @@ def _resign(store: Store, signer: AuditSigner, every: int) -> None:
         last = s.scalar(sa.select(sa.func.max(AuditRecordRow.seq)))
         hashes = dict(s.execute(sa.select(AuditRecordRow.seq, AuditRecordRow.hash)).all())
     forger = AuditLog(store, signer=signer, checkpoint_every=every)
-    with store.session() as s:
+    with store.session(write=True) as s:
         for seq in range(every, int(last) + 1, every):
             forger._write_checkpoint(s, seq, hashes[seq])
 
@@ -208,7 +208,7 @@ def test_external_anchor_catches_what_the_store_alone_cannot(store: Store, tmp_p
     # Deleting the anchored checkpoints without touching records is reported too.
     other_anchor = tmp_path / "fresh" / "a.jsonl"
     store2 = store
-    with store2.session() as s:
+    with store2.session(write=True) as s:
         s.execute(sa.delete(AuditRecordRow))
         s.execute(sa.update(AuditHeadRow).values(seq=0, hash="0" * 64))
     log2 = AuditLog(
@@ -238,7 +238,7 @@ def test_anchor_is_written_only_when_the_checkpoint_commits(store: Store, tmp_pa
     anchor = tmp_path / "audit.jsonl"
     log = AuditLog(store, signer=AuditSigner.generate(), checkpoint_every=2, anchor_file=anchor)
     log.append("step", "a")
-    with pytest.raises(RuntimeError), store.session() as s:
+    with pytest.raises(RuntimeError), store.session(write=True) as s:
         log.append("step", "a", session=s)  # seq 2 would be checkpointed ...
         raise RuntimeError("... but the caller's transaction fails")
     assert not anchor.exists()

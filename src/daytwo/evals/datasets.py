@@ -179,7 +179,7 @@ class GoldenSets:
         if not name or "@" in name or len(name) > 200:
             raise InputError(f"invalid set name {name!r}", hint="use 1-200 characters without '@'")
         try:
-            with self.store.session() as s:
+            with self.store.session(write=True) as s:
                 if s.scalar(select(EvalSet.id).where(EvalSet.name == name)) is not None:
                     raise ConflictError(
                         f"golden set {name!r} exists already",
@@ -239,7 +239,7 @@ class GoldenSets:
         changes no version is written and the latest is returned (``changed`` False).
         """
         try:
-            with self.store.session() as s:
+            with self.store.session(write=True) as s:
                 return self._add(s, name, cases, note, replace, set(remove), provenance or {})
         except IntegrityError as exc:
             raise ConflictError(
@@ -369,7 +369,7 @@ class GoldenSets:
         self, name: str, cases: Sequence[Case], provenance: dict[str, Any]
     ) -> list[StoredCase]:
         """Store cases as *proposed* (not in any version until accepted)."""
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             st = self._set(s, name)
             rows = []
             for case in cases:
@@ -415,7 +415,7 @@ class GoldenSets:
         Returns (new version or None, accepted count, rejected count).
         """
         accept, reject = list(accept), list(reject)
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             st = self._set(s, name)
             pending = list(
                 s.scalars(

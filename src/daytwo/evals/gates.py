@@ -213,7 +213,7 @@ def watch(
         f"CI [{change.ci_low:+.4f}, {change.ci_high:+.4f}]"
     )
     if alert:
-        with store.session() as s:
+        with store.session(write=True) as s:
             row = EvalAlert(
                 run_id=recent[0].id,
                 agent=agent,

@@ -122,7 +122,7 @@ class EvalRuns:
                 f"golden set {version.set_name}@{version.version} has no cases",
                 hint="add cases before running it",
             )
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             row = EvalRun(
                 kind="eval",
                 agent=runner.name,
@@ -255,7 +255,7 @@ class EvalRuns:
         wait_for_spans(self.store, trace_ids, wait_s)  # flushes this process's spans too
         found = read_components(self.store, trace_ids)
         by_case = {c.id: c for c in cases}
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             for r in results:
                 comp = found.get(r.trace_id or "")
                 stored = by_case.get(r.case_id)
@@ -306,7 +306,7 @@ class EvalRuns:
             [(r.id, r.trace_id, (r.output.get("extra") or {}).get("run_id")) for r in results],
             since,
         )
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             for r in results:
                 c = costs[r.id]
                 row = s.get(EvalResult, r.id)
@@ -348,7 +348,7 @@ class EvalRuns:
         result: AgentResult,
         values: list[MetricValue],
     ) -> None:
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             res = EvalResult(
                 run_id=run_id,
                 case_id=stored.id,
@@ -376,7 +376,7 @@ class EvalRuns:
 
     def _finish(self, run_id: str, status: str) -> RunInfo:
         summary = self.summarize(run_id)
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             row = s.get(EvalRun, run_id)
             assert row is not None
             row.status = status
@@ -511,7 +511,7 @@ class EvalRuns:
         self, runner: AgentRunner, summary: dict[str, Any], config: dict[str, Any]
     ) -> RunInfo:
         """Store a load test's figures as a run of kind ``load``."""
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             row = EvalRun(
                 kind="load",
                 agent=runner.name,

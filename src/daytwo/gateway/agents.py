@@ -68,7 +68,7 @@ class AgentRegistry:
             )
         key = _PREFIX + secrets.token_urlsafe(32)
         try:
-            with self.store.session() as s:
+            with self.store.session(write=True) as s:
                 if s.get(GatewayAgent, name) is not None:
                     raise ConflictError(f"agent {name!r} exists already", hint="pick another name")
                 s.add(
@@ -84,7 +84,7 @@ class AgentRegistry:
 
     def delete(self, name: str) -> None:
         """Revoke an agent and its key."""
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             row = s.get(GatewayAgent, name)
             if row is None:
                 raise NotFoundError(f"unknown agent {name!r}", hint="see `daytwo tools agent-list`")

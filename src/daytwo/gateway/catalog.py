@@ -90,7 +90,7 @@ class Catalog:
     def register_many(self, definitions: list[ToolDefinition]) -> list[ToolRecord]:
         """Register every definition in one transaction (all or nothing)."""
         out: list[ToolRecord] = []
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             for definition in definitions:
                 definition.check_schemas()
                 digest = definition_hash(definition)

@@ -635,7 +635,7 @@ class Gateway:
 
     def _store_alerts(self, alerts: list[DriftAlert], raw: dict[str, Any]) -> None:
         sample = {k: raw.get(k) for k in list(raw)[:20]}
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             for a in alerts:
                 s.add(
                     GatewayDriftAlert(

@@ -53,7 +53,7 @@ class IdempotencyLedger:
         deadline = time.monotonic() + self.wait_s
         while True:
             try:
-                with self.store.session() as s:
+                with self.store.session(write=True) as s:
                     s.add(
                         GatewayIdempotency(
                             key=key,
@@ -66,7 +66,7 @@ class IdempotencyLedger:
                 return None
             except SAIntegrityError:
                 pass
-            with self.store.session() as s:
+            with self.store.session(write=True) as s:
                 row = s.get(GatewayIdempotency, key)
                 if row is None:  # released in between: claim again
                     continue
@@ -100,7 +100,7 @@ class IdempotencyLedger:
 
     def complete(self, key: str, result: dict[str, Any]) -> None:
         """Store the result of the call that owns ``key``."""
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             row = s.get(GatewayIdempotency, key)
             if row is not None:
                 row.status = "done"
@@ -108,7 +108,7 @@ class IdempotencyLedger:
 
     def release(self, key: str) -> None:
         """Give up a claim after a failed call, so a retry calls the backend again."""
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             row = s.get(GatewayIdempotency, key)
             if row is not None and row.status == "pending":
                 s.delete(row)

@@ -169,7 +169,7 @@ class Telemetry:
             rows, self._pending = self._pending, []
         if not rows or self.store is None:
             return 0
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             s.bulk_insert_mappings(GatewayCall.__mapper__, rows)
         return len(rows)
 

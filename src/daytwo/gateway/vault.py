@@ -94,7 +94,7 @@ class CredentialVault:
             )
         nonce = os.urandom(12)
         ciphertext = self._aead.encrypt(nonce, value.encode(), name.encode())
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             row = s.get(GatewaySecret, name)
             if row is None:
                 s.add(GatewaySecret(name=name, nonce=nonce, ciphertext=ciphertext))
@@ -121,7 +121,7 @@ class CredentialVault:
 
     def delete(self, name: str) -> None:
         """Remove a secret (NotFoundError when absent)."""
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             row = s.get(GatewaySecret, name)
             if row is None:
                 raise NotFoundError(f"secret {name!r} is not in the vault", hint="see secret-list")

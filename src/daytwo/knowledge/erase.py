@@ -140,7 +140,7 @@ def erase(
     """Erase the selected documents everywhere (see the module docstring); all or nothing."""
     from daytwo.tracing.audit import AuditLog
 
-    with kb.store.session() as session:
+    with kb.store.session(write=True) as session:
         write_lock(session, collection)
         if session.get(KbCollection, collection) is None:
             raise NotFoundError(

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from daytwo.knowledge.bm25 import Bm25Params, Permitted, Postings, rank
+from daytwo.store.engine import WRITE_OPTION
 
 __all__ = ["MAX_QUERY_TERMS", "ensure_fts", "keyword_search", "query_terms"]
 
@@ -131,7 +132,7 @@ _PG_DDL = [
 
 def ensure_fts(engine: Engine) -> None:
     """Create the keyword index for ``kb_chunks`` if it does not exist yet."""
-    with engine.begin() as conn:
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
         if engine.dialect.name == "sqlite":
             existed = conn.exec_driver_sql(
                 "SELECT 1 FROM sqlite_master WHERE name = 'kb_chunks_fts'"

@@ -207,7 +207,7 @@ def start_migration(
     target_embedder = get_embedder(embedder)  # ConfigError for an unknown name
     config = chunking or ChunkingConfig.from_dict(active.chunking)
     params = ann_params or AnnParams.from_dict(active.ann_params)
-    with kb.store.session() as session:
+    with kb.store.session(write=True) as session:
         write_lock(session, collection)
         mig = open_migration(session, collection)
         if mig is not None:
@@ -240,7 +240,7 @@ def start_migration(
             hint="choose another --embedder or --chunking",
         )
     dim = target_embedder.dim  # may ask a remote endpoint: before the transaction
-    with kb.store.session() as session:
+    with kb.store.session(write=True) as session:
         write_lock(session, collection)
         row = session.get(KbCollection, collection, with_for_update=True)
         if row is None or row.active_generation != active.id:
@@ -382,7 +382,7 @@ def backfill(
             _final_sweep(kb, mig, gen)
             break
         embedded = _embed_docs(kb, gen, docs)
-        with kb.store.session() as session:
+        with kb.store.session(write=True) as session:
             # Write first: takes the SQLite write lock before any read of this transaction.
             seq = bump_seq(session, gen.id)
             row = session.get(KbMigration, mig.id, with_for_update=True)
@@ -463,7 +463,7 @@ def _final_sweep(kb: Indexes, mig: KbMigration, gen: KbGeneration) -> None:
                 embedded = _embed_docs(kb, gen, list(current.values()))
                 pieces = [p for doc_pieces in embedded.values() for p in doc_pieces]
                 replace_chunks(session, gen.id, gen.collection, list(current), pieces)
-    with kb.store.session() as session:
+    with kb.store.session(write=True) as session:
         write_lock(session, gen.collection)
         row = session.get(KbMigration, mig.id, with_for_update=True)
         if row is not None and row.state == "backfilling":
@@ -493,7 +493,7 @@ def _audit(kb: Indexes, session: Session, kind: str, actor: str, data: dict[str,
 
 def cutover(kb: Indexes, collection: str, *, actor: str = "cli") -> MigrationStatus:
     """Make the shadow generation active in one transaction (the old one stays live)."""
-    with kb.store.session() as session:
+    with kb.store.session(write=True) as session:
         write_lock(session, collection)
         row = session.get(KbCollection, collection, with_for_update=True)
         mig = _require_open(session, collection)
@@ -518,7 +518,7 @@ def cutover(kb: Indexes, collection: str, *, actor: str = "cli") -> MigrationSta
 
 def rollback(kb: Indexes, collection: str, *, actor: str = "cli") -> MigrationStatus:
     """Switch back to the previous generation (the new one stays as the shadow)."""
-    with kb.store.session() as session:
+    with kb.store.session(write=True) as session:
         write_lock(session, collection)
         row = session.get(KbCollection, collection, with_for_update=True)
         mig = _require_open(session, collection)
@@ -578,7 +578,7 @@ def prune(
             q = q.where(KbMigration.collection == collection)
         todo = [(m.id, m.state, m.collection) for m in session.scalars(q)]
     for mig_id, state, coll in todo:
-        with kb.store.session() as session:
+        with kb.store.session(write=True) as session:
             write_lock(session, coll)
             mig = session.get(KbMigration, mig_id, with_for_update=True)
             if mig is None or mig.state != state:

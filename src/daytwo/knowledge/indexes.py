@@ -135,7 +135,7 @@ class Indexes:
             seq=0,
             created_at=utcnow(),
         )
-        with self.store.session() as session:
+        with self.store.session(write=True) as session:
             row = session.get(KbCollection, collection, with_for_update=True)
             if row is not None and row.active_generation:
                 existing = session.get(KbGeneration, row.active_generation)

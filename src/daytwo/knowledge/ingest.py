@@ -143,7 +143,7 @@ def apply_writes(
     started = time.perf_counter()
     doc_ids = [d.doc_id for d in upserts] + list(deletes)
     now = utcnow()
-    with kb.store.session() as session:
+    with kb.store.session(write=True) as session:
         if doc_ids:
             for table in (KbAcl, KbDocMeta):
                 session.execute(

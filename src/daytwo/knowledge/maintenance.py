@@ -194,7 +194,7 @@ def vacuum_generation(kb: Indexes, gen: KbGeneration) -> dict[str, Any]:
     kb.replace_index(gen.id, fresh)
     fresh.save()
     seconds = time.perf_counter() - started
-    with kb.store.session() as session:
+    with kb.store.session(write=True) as session:
         write_lock(session, gen.collection)
         row = session.get(KbIndexMaintenance, gen.id)
         if row is None:

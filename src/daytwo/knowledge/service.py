@@ -71,7 +71,7 @@ class KnowledgeBase(Indexes):
         """Change the collection's fusion (``method='rrf'|'dbsf'|'convex'``, ``alpha``, ...)."""
         self.ensure_collection(collection)
         config = FusionConfig.from_dict({**self.fusion_config(collection).to_dict(), **settings})
-        with self.store.session() as session:
+        with self.store.session(write=True) as session:
             row = session.get(KbCollection, collection)
             assert row is not None
             row.fusion = config.to_dict()

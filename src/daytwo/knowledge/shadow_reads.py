@@ -88,7 +88,7 @@ def routed_search(
     active_hits, shadow_hits = (hits, shadow) if served == "active" else (shadow, hits)
     active_ms, shadow_ms = (serve_ms, compare_ms) if served == "active" else (compare_ms, serve_ms)
     try:
-        with kb.store.session() as session:
+        with kb.store.session(write=True) as session:
             session.add(
                 KbShadowRead(
                     migration=route.migration,

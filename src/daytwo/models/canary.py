@@ -127,7 +127,7 @@ def record(
     fp = fingerprint_of(model)
     outputs = run_prompts(model, prompts, top_k=top_k, seed=seed, max_tokens=max_tokens)
     rid = new_id()
-    with store.session() as s:
+    with store.session(write=True) as s:
         s.add(
             CanaryRecord(
                 id=rid,
@@ -267,7 +267,7 @@ def check(
         max_divergence=max_divergence,
         passed=rate >= min_exact_match and mean_div <= max_divergence,
     )
-    with store.session() as s:
+    with store.session(write=True) as s:
         s.add(
             CanaryCheck(
                 id=new_id(),

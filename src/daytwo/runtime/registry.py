@@ -64,7 +64,7 @@ class AgentRegistry:
     def register(self, spec: AgentSpec, source: str = "") -> tuple[AgentInfo, bool]:
         """Store ``spec`` as the next version; (info, created). Same content → same version."""
         digest = spec_hash(spec)
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             latest = s.scalars(
                 sa.select(AgentVersion)
                 .where(AgentVersion.name == spec.name)
@@ -186,13 +186,13 @@ class AgentRegistry:
     def promote(self, name: str, version: int | str, alias: str = "prod") -> int:
         """Point ``alias`` at ``version`` (recorded, so it can be rolled back)."""
         number = self.resolve(name, version)
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             s.add(AgentPromotion(name=name, alias=alias, version=number, action="promote"))
         return number
 
     def rollback(self, name: str, alias: str = "prod") -> tuple[int, int]:
         """Move ``alias`` back to the version it pointed at before; (from, to)."""
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             rows = s.scalars(
                 sa.select(AgentPromotion)
                 .where(AgentPromotion.name == name, AgentPromotion.alias == alias)

@@ -564,7 +564,7 @@ class Runtime:
                 hint=f"give 1..{len(agent_steps)} or a step id ({names})",
             )
         new_id = uuid.uuid4().hex
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             s.add(
                 RunRecord(
                     id=new_id,

@@ -15,15 +15,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 import sqlalchemy as sa
 
-from daytwo.exceptions import ConflictError, InputError, NotFoundError, PermissionDenied
+from daytwo.exceptions import (
+    ConflictError,
+    DatabaseLocked,
+    InputError,
+    NotFoundError,
+    PermissionDenied,
+)
 from daytwo.store import Store
 from daytwo.store.base import new_id, utcnow
 from daytwo.store.tables.server import ApiKey, DashboardSession
@@ -44,6 +51,7 @@ _RANK: dict[str, int] = {role: i for i, role in enumerate(ROLES)}
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _KEY_RE = re.compile(r"^dt_([0-9a-f]{32})_([A-Za-z0-9_-]{20,100})$")
 SESSION_TTL = timedelta(hours=12)
+_log = logging.getLogger(__name__)
 USE_RESOLUTION = timedelta(minutes=1)
 """``last_used_at`` is written at most this often per key (no write per request)."""
 
@@ -148,7 +156,7 @@ class KeyStore:
             secret_sha256=_digest(secret),
             created_at=utcnow(),
         )
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             s.add(row)
         return KeyInfo.of(row), f"dt_{key_id}_{secret}"
 
@@ -162,7 +170,7 @@ class KeyStore:
 
     def revoke(self, key_id: str, *, tenant: str | None = None) -> KeyInfo:
         """Revoke a key (and its sessions); NotFoundError when unknown or another tenant's."""
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             row = s.get(ApiKey, key_id)
             if row is None or (tenant is not None and row.tenant != tenant):
                 raise NotFoundError(
@@ -191,17 +199,31 @@ class KeyStore:
             s.execute(sa.delete(DashboardSession).where(DashboardSession.key_id == key_id))
             return KeyInfo.of(row)
 
-    def _touch(self, s: Any, key_id: str) -> None:
-        """Record that the key was used: at most one write per key and minute."""
+    def _touch(self, row: ApiKey) -> None:
+        """Record that the key was used: at most one write per key and minute.
+
+        Its own short write transaction after the read (a read that turned into a
+        write could fail on SQLite when another writer committed meanwhile), and
+        best effort: a key whose use cannot be recorded right now still works.
+        """
         now = utcnow()
-        s.execute(
-            sa.update(ApiKey)
-            .where(
-                ApiKey.id == key_id,
-                sa.or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - USE_RESOLUTION),
-            )
-            .values(last_used_at=now)
-        )
+        if row.last_used_at is not None and row.last_used_at >= now - USE_RESOLUTION:
+            return
+        try:
+            with self.store.session(write=True) as s:
+                s.execute(
+                    sa.update(ApiKey)
+                    .where(
+                        ApiKey.id == row.id,
+                        sa.or_(
+                            ApiKey.last_used_at.is_(None),
+                            ApiKey.last_used_at < now - USE_RESOLUTION,
+                        ),
+                    )
+                    .values(last_used_at=now)
+                )
+        except DatabaseLocked:
+            _log.debug("last use of key %s not recorded: the database is busy", row.id)
 
     def authenticate(self, key: str) -> Principal:
         """The principal of a full key; NotAuthenticated when unknown, malformed or revoked."""
@@ -221,15 +243,15 @@ class KeyStore:
                 raise NotAuthenticated(
                     "the API key was revoked", hint="create a new one with `daytwo keys create`"
                 )
-            self._touch(s, row.id)
-            return Principal(key_id=row.id, name=row.name, tenant=row.tenant, role=row.role)  # type: ignore[arg-type]
+        self._touch(row)
+        return Principal(key_id=row.id, name=row.name, tenant=row.tenant, role=row.role)  # type: ignore[arg-type]
 
     def open_session(self, key: str) -> tuple[Principal, str]:
         """Log in with a key: return the principal and a new session token for a cookie."""
         principal = self.authenticate(key)
         token = secrets.token_urlsafe(32)
         now = utcnow()
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             s.add(
                 DashboardSession(
                     token_sha256=_digest(token),
@@ -250,12 +272,12 @@ class KeyStore:
             row = s.get(ApiKey, sess.key_id)
             if row is None or row.revoked_at is not None:
                 raise NotAuthenticated("the session's key was revoked", hint="log in again")
-            self._touch(s, row.id)
-            return Principal(key_id=row.id, name=row.name, tenant=row.tenant, role=row.role)  # type: ignore[arg-type]
+        self._touch(row)
+        return Principal(key_id=row.id, name=row.name, tenant=row.tenant, role=row.role)  # type: ignore[arg-type]
 
     def close_session(self, token: str) -> None:
         """Log out: forget the session."""
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             s.execute(
                 sa.delete(DashboardSession).where(DashboardSession.token_sha256 == _digest(token))
             )

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import Request
 
+from daytwo.exceptions import DatabaseLocked
 from daytwo.server.auth import Principal
 from daytwo.server.tenancy import principal_string
 
@@ -71,8 +72,12 @@ def note_key_use(request: Request, principal: Principal) -> None:
         _seen[principal.key_id] = day
     store = request.app.state.store
     try:
-        with store.session() as s:
+        with store.session(write=True) as s:
             s.add(KeyUseDay(key_id=principal.key_id, day=day))
     except sa.exc.IntegrityError:
         return  # another worker (or an earlier process) recorded today's first use
+    except DatabaseLocked:
+        with _seen_lock:  # not recorded: a later request of this key tries again
+            _seen.pop(principal.key_id, None)
+        return
     audit_event(request, principal, "key.use", principal.key_id, {"day": day})

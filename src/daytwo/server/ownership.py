@@ -107,7 +107,7 @@ def claim(store: Store, kind: str, name: str, tenant: str, what: str, *, exists:
         f"the name {name!r} is not available for a new {what}",
         hint="choose another name",
     )
-    with store.session() as s:
+    with store.session(write=True) as s:
         row = s.get(Ownership, (kind, name))
         if row is None:
             if exists and tenant != DEFAULT_TENANT:
@@ -121,7 +121,7 @@ def claim(store: Store, kind: str, name: str, tenant: str, what: str, *, exists:
 
 def release(store: Store, kind: str, name: str) -> None:
     """Forget a claim (when creating the object failed after claiming its name)."""
-    with store.session() as s:
+    with store.session(write=True) as s:
         s.execute(sa.delete(Ownership).where(Ownership.kind == kind, Ownership.name == name))
 
 
@@ -144,7 +144,7 @@ def grant(store: Store, kind: str, name: str, tenant: str) -> GrantInfo:
 
     _check_kind(kind)
     check_tenant(tenant)
-    with store.session() as s:
+    with store.session(write=True) as s:
         row = s.get(Grant, (kind, name, tenant))
         if row is None:
             row = Grant(kind=kind, name=name, tenant=tenant, created_at=utcnow())
@@ -155,7 +155,7 @@ def grant(store: Store, kind: str, name: str, tenant: str) -> GrantInfo:
 def revoke_grant(store: Store, kind: str, name: str, tenant: str) -> None:
     """Stop sharing ``name`` with ``tenant``; NotFoundError when it was not shared."""
     _check_kind(kind)
-    with store.session() as s:
+    with store.session(write=True) as s:
         row = s.get(Grant, (kind, name, tenant))
         if row is None:
             raise NotFoundError(

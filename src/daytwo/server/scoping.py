@@ -90,7 +90,7 @@ class TenantRetriever:
 
 def record_run_subject(store: Store, run_id: str, principal: str, groups: Sequence[str]) -> None:
     """Record that run ``run_id`` acts on behalf of ``principal`` with ``groups``."""
-    with store.session() as s:
+    with store.session(write=True) as s:
         s.add(RunSubject(run_id=run_id, principal=principal, groups=list(groups)))
 
 

@@ -257,7 +257,7 @@ class AuditLog:
         if session is not None:
             yield session
         else:
-            with self.store.session() as own:
+            with self.store.session(write=True) as own:
                 yield own
 
     def append(

@@ -233,7 +233,7 @@ def reprice(
     costs`` does before reporting, so spans stored without a price source get one).
     """
     spans = changed = unpriced = 0
-    with store.session() as s:
+    with store.session(write=True) as s:
         rows = s.execute(
             select(
                 SpanRow.span_id,

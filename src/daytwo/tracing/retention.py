@@ -39,7 +39,7 @@ def purge_traces(store: Store, ttl_days: int, *, now: datetime | None = None) ->
     if ttl_days < 1:
         raise InputError(f"trace TTL must be at least 1 day, got {ttl_days}", hint="use e.g. 30")
     cutoff = (now or utcnow()) - timedelta(days=ttl_days)
-    with store.session() as s:
+    with store.session(write=True) as s:
         decisions = _count(
             s.execute(
                 delete(DecisionRow)

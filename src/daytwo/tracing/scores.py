@@ -112,7 +112,7 @@ def record_score(
         tenant=tenant,
         created_at=utcnow(),
     )
-    with store.session() as s:
+    with store.session(write=True) as s:
         s.add(row)
         s.flush()
         return _of(row)

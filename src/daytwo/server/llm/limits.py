@@ -161,7 +161,7 @@ class GatewayLimits:
         ):
             if value is not None and value < 0:
                 raise InputError(f"{name} must be 0 or more, got {value}", param=name)
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             row = s.get(ModelBudget, (scope, subject))
             if row is None:
                 row = ModelBudget(scope=scope, subject=subject, tenant=tenant)
@@ -176,7 +176,7 @@ class GatewayLimits:
 
     def delete(self, scope: Scope, subject: str, *, tenant: str) -> bool:
         """Remove the limits of a tenant or key of ``tenant``; False when there were none."""
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             gone = s.execute(
                 sa.delete(ModelBudget).where(
                     ModelBudget.scope == scope,

@@ -85,7 +85,7 @@ class ModelRoutes:
         if len(description) > 500:
             raise InputError("description is longer than 500 characters", param="description")
         now = utcnow()
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             row = s.get(ModelRoute, (tenant, name))
             if row is None:
                 row = ModelRoute(
@@ -107,7 +107,7 @@ class ModelRoutes:
 
     def delete(self, tenant: str, name: str) -> None:
         """Delete a route; NotFoundError when ``tenant`` has none of that name."""
-        with self.store.session() as s:
+        with self.store.session(write=True) as s:
             gone = s.execute(
                 sa.delete(ModelRoute).where(ModelRoute.tenant == tenant, ModelRoute.name == name)
             ).rowcount  # type: ignore[attr-defined]
