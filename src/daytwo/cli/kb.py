@@ -42,7 +42,10 @@ def _parse_filters(values: list[str]) -> dict[str, str]:
 
 @app.command()
 def ingest(
-    target: str = typer.Argument(..., help="Folder, file (txt/md/html/pdf/jsonl/csv) or SQL URL."),
+    target: str = typer.Argument(
+        ...,
+        help="Folder, file (txt/md/html/pdf/jsonl/csv; e-mail: eml/mbox/Maildir) or SQL URL.",
+    ),
     collection: str = typer.Option("default", "--collection", "-c", help="Collection name."),
     acl: list[str] = typer.Option(  # noqa: B008
         [], "--acl", help="Who may read: user:NAME or group:NAME (repeatable)."

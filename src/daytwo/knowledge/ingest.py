@@ -14,6 +14,8 @@ documents that vanished from the source are deleted, unchanged ones are not touc
 A sync only ever changes its own source's documents (``Source.key``, or the name given
 with ``--source``): an id another source already holds in the collection is reported as
 skipped, never overwritten, and only the source's own vanished documents are deleted.
+A document a source gives its own ACL (an e-mail thread: its people; an internal ticket
+comment: the agents) is private with that ACL plus the entries given explicitly.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from daytwo.knowledge.acl import flatten_metadata
+from daytwo.exceptions import InputError
+from daytwo.knowledge.acl import EVERYONE, flatten_metadata, normalise_acl
 from daytwo.knowledge.chunking import ChunkingConfig
 from daytwo.knowledge.indexes import Indexes
 from daytwo.knowledge.sources import Skipped, Source, SourceDocument
@@ -224,8 +227,18 @@ def ingest_source(
             )
         }
     writes: list[DocWrite] = []
+    # Entries given explicitly (not the default group:everyone) are added to a document's
+    # own ACL; the default never widens it (an e-mail thread stays its people's).
+    explicit = [e for e in acl if e != EVERYONE]
     for doc in docs.values():
-        digest = content_hash(doc.title, doc.text, doc.metadata, acl, private)
+        doc_acl, doc_private = list(acl), private
+        if doc.acl is not None:
+            try:
+                doc_acl, doc_private = normalise_acl([*doc.acl, *explicit]), True
+            except InputError as exc:
+                report.skipped.append(Skipped(doc.doc_id, f"bad ACL from the source: {exc}"))
+                continue
+        digest = content_hash(doc.title, doc.text, doc.metadata, doc_acl, doc_private)
         previous = known.get(doc.doc_id)
         if previous is not None and previous[1] != source.key:
             # Another source's document: a sync never overwrites it (nor deletes it).
@@ -250,8 +263,8 @@ def ingest_source(
                 doc.text,
                 doc.title,
                 doc.metadata,
-                list(acl),
-                private,
+                doc_acl,
+                doc_private,
                 source.key,
                 digest,
             )

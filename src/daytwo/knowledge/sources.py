@@ -1,4 +1,4 @@
-"""Sources: folders of files (txt, md, html, pdf), JSONL/CSV (BEIR layout too), SQL.
+"""Sources: folders of files (txt, md, html, pdf, e-mail), JSONL/CSV (BEIR layout too), SQL.
 
 A source yields :class:`SourceDocument` objects and :class:`Skipped` records (a file
 or row that could not be read, with the reason); it never stops at the first bad
@@ -45,6 +45,10 @@ class SourceDocument:
     text: str
     title: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    acl: tuple[str, ...] | None = None
+    """The document's own readers (the people on an e-mail thread, the agents for an
+    internal ticket comment), or None for the ingest's ACL. When set, it replaces the
+    ingest's default ``group:everyone``; entries given explicitly (``--acl``) are added."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,10 @@ def _squash(text: str) -> str:
 
 
 def _read_text(path: Path) -> str:
-    data = path.read_bytes()
+    return _decode_text(path.read_bytes())
+
+
+def _decode_text(data: bytes) -> str:
     if b"\x00" in data[:4096]:
         raise ValueError("binary content, not text")
     try:
@@ -111,10 +118,10 @@ def _read_text(path: Path) -> str:
         raise ValueError(f"not UTF-8 text (byte {exc.start})") from exc
 
 
-def _read_pdf(path: Path) -> tuple[str, str]:
+def _read_pdf(data: bytes) -> tuple[str, str]:
     from pypdf import PdfReader
 
-    reader = PdfReader(str(path))
+    reader = PdfReader(io.BytesIO(data))
     if reader.is_encrypted:
         raise ValueError("encrypted PDF")
     text = "\n".join(page.extract_text() or "" for page in reader.pages)
@@ -126,20 +133,33 @@ def _read_pdf(path: Path) -> tuple[str, str]:
 
 def parse_file(path: Path) -> tuple[str, str]:
     """(title, text) of one file; ValueError/OSError with the reason when unreadable."""
+    return parse_bytes(path.name, path.read_bytes())
+
+
+def html_text(raw: str) -> tuple[str, str]:
+    """(title, text) of an HTML page."""
+    parser = _HTMLText()
+    parser.feed(raw)
+    parser.close()
+    return parser.title, _squash("".join(parser.parts))
+
+
+def parse_bytes(name: str, data: bytes) -> tuple[str, str]:
+    """(title, text) of the content of a file called ``name`` (a file, an attachment)."""
+    path = Path(name)
     ext = path.suffix.lower()
+    stem = path.stem.replace("_", " ")
     if ext == ".pdf":
-        title, text = _read_pdf(path)
-        return title or path.stem.replace("_", " "), _squash(text)
-    raw = _read_text(path)
+        title, text = _read_pdf(data)
+        return title or stem, _squash(text)
+    raw = _decode_text(data)
     if ext in {".html", ".htm"}:
-        parser = _HTMLText()
-        parser.feed(raw)
-        parser.close()
-        return parser.title or path.stem.replace("_", " "), _squash("".join(parser.parts))
+        title, text = html_text(raw)
+        return title or stem, text
     if ext in {".md", ".markdown"}:
         match = re.search(r"^#\s+(.+)$", raw, flags=re.MULTILINE)
-        return (match.group(1).strip() if match else path.stem.replace("_", " ")), raw.strip()
-    return path.stem.replace("_", " "), raw.strip()
+        return (match.group(1).strip() if match else stem), raw.strip()
+    return stem, raw.strip()
 
 
 def _record_doc(record: Any, where: str) -> SourceDocument:
@@ -189,8 +209,21 @@ def _read_csv(path: Path, label: str) -> Iterator[SourceDocument | Skipped]:
             yield Skipped(f"{label}:{number}", f"bad row: {exc}")
 
 
+def load_attachment(name: str, data: bytes) -> tuple[str, str, dict[str, Any]] | None:
+    """(title, text, metadata) of an attached file by the file loaders; None: none reads it."""
+    ext = Path(name).suffix.lower()
+    if ext in FILE_TYPES:
+        title, text = parse_bytes(name, data)
+        return title, text, {"type": ext.lstrip(".")}
+    return None
+
+
 class FileSource(Source):
-    """A file or a folder (recursive). BEIR folders: ``corpus.jsonl`` is the corpus."""
+    """A file or a folder (recursive). BEIR folders: ``corpus.jsonl`` is the corpus.
+
+    E-mail (``.eml``, ``.mbox``, Maildir folders) is read as threads across the whole
+    source (:mod:`daytwo.knowledge.mail`).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path.expanduser().resolve()
@@ -207,6 +240,8 @@ class FileSource(Source):
         return sorted(p for p in self.path.rglob("*") if p.is_file() or p.is_symlink())
 
     def read(self) -> Iterator[SourceDocument | Skipped]:
+        from daytwo.knowledge import mail
+
         root = self.path if self.path.is_dir() else self.path.parent
         files = self._files()
         if self.path.is_dir() and files == [self.path / "corpus.jsonl"]:
@@ -220,15 +255,38 @@ class FileSource(Source):
                         "the folder holds corpus.jsonl (a BEIR data set): only it is read; "
                         "ingest this file on its own, or move corpus.jsonl out of the folder",
                     )
+        maildirs: list[Path] = []
+        if self.path.is_dir():
+            maildirs = [
+                d
+                for d in [self.path, *sorted(p for p in self.path.rglob("*") if p.is_dir())]
+                if mail.is_maildir(d)
+                and not d.is_symlink()
+                and not any(part.startswith(".") for part in d.relative_to(self.path).parts)
+            ]
+        in_maildir: set[Path] = set()
+        messages: list[mail.MailMessage] = []
+        for maildir in maildirs:
+            for file in mail.maildir_files(maildir):
+                in_maildir.add(file)
         for file in files:
             rel = file.relative_to(root).as_posix()
             ext = file.suffix.lower()
+            if file in in_maildir or any(file.is_relative_to(d) for d in maildirs):
+                continue  # read below, as the messages of its Maildir
             if any(part.startswith(".") for part in Path(rel).parts):
                 continue
             if self.path.is_dir() and not file.resolve().is_relative_to(root):
                 # A symlink (of the file or of a folder above it) leading out of the
                 # folder: never read what the folder's owner did not put in it.
                 yield Skipped(rel, "a symlink that leads outside the folder (not followed)")
+                continue
+            if ext in mail.MAIL_TYPES:
+                for item in mail.read_mail_file(file, rel):
+                    if isinstance(item, Skipped):
+                        yield item
+                    else:
+                        messages.append(item)
                 continue
             try:
                 if ext == ".jsonl":
@@ -251,6 +309,17 @@ class FileSource(Source):
                 yield Skipped(rel, "no text in the file")
                 continue
             yield SourceDocument(rel, text, title, {"path": rel, "type": ext.lstrip(".")})
+        for file in sorted(in_maildir):
+            if not file.resolve().is_relative_to(root):
+                yield Skipped(file.relative_to(root).as_posix(), "a symlink that leads outside")
+                continue
+            for item in mail.read_mail_file(file, file.relative_to(root).as_posix()):
+                if isinstance(item, Skipped):
+                    yield item
+                else:
+                    messages.append(item)
+        if messages:
+            yield from mail.thread_documents(messages, load_attachment)
 
 
 class SqlSource(Source):
