@@ -44,7 +44,8 @@ def _parse_filters(values: list[str]) -> dict[str, str]:
 def ingest(
     target: str = typer.Argument(
         ...,
-        help="Folder, file (txt/md/html/pdf/jsonl/csv; e-mail: eml/mbox/Maildir) or SQL URL.",
+        help="Folder, file (txt/md/html/pdf/jsonl/csv; e-mail: eml/mbox/Maildir; ticket "
+        "exports: jsonl/csv) or SQL URL.",
     ),
     collection: str = typer.Option("default", "--collection", "-c", help="Collection name."),
     acl: list[str] = typer.Option(  # noqa: B008
@@ -63,6 +64,12 @@ def ingest(
         "--source",
         help="Name of this source (default: from the path or URL). A sync only changes "
         "its own source's documents; ids another source holds are skipped.",
+    ),
+    ticket_format: str | None = typer.Option(
+        None,
+        "--format",
+        help="Read JSONL/CSV files as a ticket export: zendesk, jira, github "
+        "(default: detected from the keys or the CSV header).",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the ingest report as JSON."),
 ) -> None:
@@ -90,6 +97,7 @@ def ingest(
             private=private,
             progress=progress,
             source_name=source,
+            ticket_format=ticket_format,
             **sql,
         )
     kb.close()

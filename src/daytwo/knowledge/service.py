@@ -87,14 +87,16 @@ class KnowledgeBase(Indexes):
         progress: Callable[[int, int], None] | None = None,
         *,
         source_name: str | None = None,
+        ticket_format: str | None = None,
         **sql_options: Any,
     ) -> IngestReport:
         """Sync a folder, file or SQLAlchemy URL into ``collection`` (incremental).
 
         ``source_name`` names the source (default: derived from the path or URL); a sync
-        changes only the documents of its source.
+        changes only the documents of its source. ``ticket_format`` (zendesk, jira,
+        github) reads JSONL/CSV files as that ticket export (default: detected).
         """
-        source = open_source(str(path), **sql_options)
+        source = open_source(str(path), ticket_format=ticket_format, **sql_options)
         if source_name is not None:
             if not _SOURCE_NAME.match(source_name):
                 raise InputError(

@@ -225,11 +225,50 @@ class FileSource(Source):
     source (:mod:`daytwo.knowledge.mail`).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, ticket_format: str | None = None) -> None:
+        from daytwo.knowledge.tickets import TICKET_FORMATS
+
         self.path = path.expanduser().resolve()
         if not self.path.exists():
             raise NotFoundError(f"{path} does not exist", hint="give an existing file or folder")
+        if ticket_format == "auto":
+            ticket_format = None
+        if ticket_format is not None and ticket_format not in TICKET_FORMATS:
+            raise InputError(
+                f"unknown ticket export format {ticket_format!r}",
+                hint=f"use one of auto, {', '.join(TICKET_FORMATS)}",
+            )
+        self.ticket_format = ticket_format
         self.key = f"file:{self.path.as_posix()}"
+
+    def _records(self, file: Path, rel: str) -> Iterator[SourceDocument | Skipped]:
+        """A JSONL or CSV file: a ticket export (named or detected), else records."""
+        from daytwo.knowledge import tickets
+
+        if file.suffix.lower() == ".jsonl":
+            system = self.ticket_format
+            if system is None:
+                with file.open("rb") as fh:
+                    first = next((line for line in fh if line.strip()), b"")
+                try:
+                    system = tickets.detect_record(json.loads(first))
+                except ValueError:
+                    system = None
+            if system is not None:
+                yield from tickets.read_ticket_jsonl(file, rel, system)
+            else:
+                yield from _read_jsonl(file, rel)
+            return
+        try:
+            text = _read_text(file)
+        except ValueError as exc:
+            yield Skipped(rel, str(exc))
+            return
+        header = next(csv.reader(io.StringIO(text)), [])
+        if self.ticket_format is not None or tickets.detect_csv(header) is not None:
+            yield from tickets.read_ticket_csv(text, rel, self.ticket_format)
+        else:
+            yield from _read_csv(file, rel)
 
     def _files(self) -> list[Path]:
         if self.path.is_file():
@@ -289,11 +328,8 @@ class FileSource(Source):
                         messages.append(item)
                 continue
             try:
-                if ext == ".jsonl":
-                    yield from _read_jsonl(file, rel)
-                    continue
-                if ext == ".csv":
-                    yield from _read_csv(file, rel)
+                if ext in RECORD_TYPES:
+                    yield from self._records(file, rel)
                     continue
                 if ext not in FILE_TYPES:
                     yield Skipped(rel, f"unsupported file type {ext or '(none)'}")
@@ -398,8 +434,17 @@ class SqlSource(Source):
             yield SourceDocument(str(doc_id), text, title, meta)
 
 
-def open_source(target: str, **sql_options: Any) -> Source:
-    """A source for a path or a SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``)."""
+def open_source(target: str, *, ticket_format: str | None = None, **sql_options: Any) -> Source:
+    """A source for a path or a SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``).
+
+    ``ticket_format`` (zendesk, jira, github; default: detected) reads the JSONL and CSV
+    files of a path as that ticket system's export.
+    """
     if re.match(r"^[a-z][a-z0-9+]*://", target):
+        if ticket_format not in (None, "auto"):
+            raise InputError(
+                "--format names a ticket export format: it applies to files, not SQL sources",
+                hint="drop --format, or give the path of the export file",
+            )
         return SqlSource(target, **sql_options)
-    return FileSource(Path(target))
+    return FileSource(Path(target), ticket_format=ticket_format)
