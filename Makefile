@@ -19,7 +19,7 @@ $(VENV)/.installed-local: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed-local
-	$(PIP) install -e '.[local,postgres,dev,integrations]'
+	$(PIP) install -e '.[local,postgres,dev,integrations,multimodal]'
 	touch $@
 
 demo: $(VENV)/.installed-local

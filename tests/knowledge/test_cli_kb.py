@@ -22,7 +22,7 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         {
             "refunds.md": "# Refunds\nRefunds go back to the original card.",
             "shipping.txt": "We ship worldwide.",
-            "logo.png": "png",
+            "logo.svg": "<svg/>",
         },
     )
 
@@ -31,12 +31,12 @@ def test_ingest_search_stats(cli_env: Path, capsys: pytest.CaptureFixture[str]) 
     assert run(["kb", "ingest", str(cli_env), "-c", "help", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["added"] == 2
-    assert report["skipped"] == [{"item": "logo.png", "reason": "unsupported file type .png"}]
+    assert report["skipped"] == [{"item": "logo.svg", "reason": "unsupported file type .svg"}]
     assert run(["kb", "ingest", str(cli_env), "-c", "help"]) == 0
     out = capsys.readouterr().out
     assert "0 added" in out
     assert "2 unchanged" in out
-    assert "skipped logo.png: unsupported file type .png" in out
+    assert "skipped logo.svg: unsupported file type .svg" in out
     args = ["kb", "search", "refunds card", "--as", "ann", "-g", "staff", "-c", "help"]
     assert run([*args, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

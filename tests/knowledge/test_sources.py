@@ -61,7 +61,7 @@ def test_folder_of_files_with_per_file_skip_reasons(tmp_path: Path) -> None:
             "page.html": "<html><head><title>Help page</title></head><body><p>Visible text"
             "</p><script>hidden()</script></body></html>",
             "sub/deep.md": "nested document",
-            "image.png": "not really an image",
+            "image.svg": "not really an image",
             "empty.txt": "   ",
             ".hidden/secret.txt": "dot folders are ignored",
         },
@@ -78,7 +78,7 @@ def test_folder_of_files_with_per_file_skip_reasons(tmp_path: Path) -> None:
     assert "hidden()" not in docs["page.html"].text
     assert "Quarterly revenue grew" in docs["report.pdf"].text
     assert docs["sub/deep.md"].metadata == {"path": "sub/deep.md", "type": "md"}
-    assert skipped["image.png"] == "unsupported file type .png"
+    assert skipped["image.svg"] == "unsupported file type .svg"
     assert skipped["empty.txt"] == "no text in the file"
     assert skipped["broken.pdf"].startswith("corrupt pdf file")
     assert "not UTF-8" in skipped["latin1.txt"]

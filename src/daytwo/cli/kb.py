@@ -45,7 +45,8 @@ def ingest(
     target: str = typer.Argument(
         ...,
         help="Folder, file (txt/md/html/pdf/jsonl/csv; e-mail: eml/mbox/Maildir; ticket "
-        "exports: jsonl/csv) or SQL URL.",
+        "exports: jsonl/csv; images png/jpg and audio wav/mp3/ogg with the multimodal "
+        "extra) or SQL URL.",
     ),
     collection: str = typer.Option("default", "--collection", "-c", help="Collection name."),
     acl: list[str] = typer.Option(  # noqa: B008

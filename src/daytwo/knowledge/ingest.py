@@ -207,6 +207,7 @@ def ingest_source(
     started = time.perf_counter()
     report = IngestReport(collection=collection, source=source.key)
     docs: dict[str, SourceDocument] = {}
+    source.reuse = _derived_lookup(kb, collection, source.key)
     for item in source.read():
         if isinstance(item, Skipped):
             report.skipped.append(item)
@@ -299,6 +300,36 @@ def ingest_source(
     kb.save_indexes(collection)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _derived_lookup(
+    kb: Indexes, collection: str, source_key: str
+) -> Callable[[str, str], list[SourceDocument]]:
+    """(blob path, SHA-256) → the source's documents derived from that file before."""
+
+    def lookup(blob_path: str, sha256: str) -> list[SourceDocument]:
+        with kb.store.session() as session:
+            ids = sa.select(KbDocMeta.doc_id).where(
+                KbDocMeta.collection == collection,
+                KbDocMeta.key == "blob_sha256",
+                KbDocMeta.value == sha256,
+            )
+            rows = session.scalars(
+                sa.select(KbDocument)
+                .where(
+                    KbDocument.collection == collection,
+                    KbDocument.source == source_key,
+                    KbDocument.doc_id.in_(ids),
+                )
+                .order_by(KbDocument.doc_id)
+            ).all()
+            return [
+                SourceDocument(r.doc_id, r.text, r.title, dict(r.meta))
+                for r in rows
+                if r.meta.get("blob_path") == blob_path
+            ]
+
+    return lookup
 
 
 ANALYZE_AFTER = 200

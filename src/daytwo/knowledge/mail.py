@@ -313,6 +313,9 @@ def thread_documents(
                 seen.add(child)
                 try:
                     loaded = load_attachment(name, data)
+                except LookupError as exc:  # a loader that needs an extra
+                    yield Skipped(child, str(exc))
+                    continue
                 except Exception as exc:
                     yield Skipped(child, f"corrupt attachment ({content_type}): {exc}")
                     continue
@@ -332,4 +335,6 @@ def thread_documents(
                     "sender": m.sender,
                     "date": _iso(m.date),
                 }
+                if "blob_sha256" in extra:  # an image or a recording, kept where it is
+                    child_meta["blob_path"] = f"{m.origin}/{name}"
                 yield SourceDocument(child, text, title or name, child_meta, acl)

@@ -1,4 +1,4 @@
-"""Sources: folders of files (txt, md, html, pdf, e-mail), JSONL/CSV (BEIR layout too), SQL.
+"""Sources: folders of files (txt, md, html, pdf, e-mail, images, audio), JSONL/CSV, SQL.
 
 A source yields :class:`SourceDocument` objects and :class:`Skipped` records (a file
 or row that could not be read, with the reason); it never stops at the first bad
@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -63,6 +63,9 @@ class Source:
     """Base of the sources: ``key`` identifies it, ``read()`` yields documents and skips."""
 
     key: str = ""
+    reuse: Callable[[str, str], list[SourceDocument]] | None = None
+    """Set by the ingest: (blob path, SHA-256) → the documents already derived from that
+    file in the collection, so images and recordings are not OCR'd/transcribed again."""
 
     def read(self) -> Iterator[SourceDocument | Skipped]:
         """Every document of the source (and every item skipped, with its reason)."""
@@ -211,10 +214,17 @@ def _read_csv(path: Path, label: str) -> Iterator[SourceDocument | Skipped]:
 
 def load_attachment(name: str, data: bytes) -> tuple[str, str, dict[str, Any]] | None:
     """(title, text, metadata) of an attached file by the file loaders; None: none reads it."""
+    from daytwo.knowledge import media
+
     ext = Path(name).suffix.lower()
     if ext in FILE_TYPES:
         title, text = parse_bytes(name, data)
         return title, text, {"type": ext.lstrip(".")}
+    if ext in media.MEDIA_TYPES:
+        kind = "image" if ext in media.IMAGE_TYPES else "audio"
+        if not media.available(kind):
+            raise LookupError(f"{kind} attachments need the multimodal extra: {media.EXTRA_HINT}")
+        return media.load_media_attachment(name, data)
     return None
 
 
@@ -222,7 +232,9 @@ class FileSource(Source):
     """A file or a folder (recursive). BEIR folders: ``corpus.jsonl`` is the corpus.
 
     E-mail (``.eml``, ``.mbox``, Maildir folders) is read as threads across the whole
-    source (:mod:`daytwo.knowledge.mail`).
+    source (:mod:`daytwo.knowledge.mail`); JSONL/CSV ticket exports as tickets
+    (:mod:`daytwo.knowledge.tickets`); images and audio by OCR and speech recognition
+    (:mod:`daytwo.knowledge.media`, the ``multimodal`` extra).
     """
 
     def __init__(self, path: Path, *, ticket_format: str | None = None) -> None:
@@ -279,8 +291,11 @@ class FileSource(Source):
         return sorted(p for p in self.path.rglob("*") if p.is_file() or p.is_symlink())
 
     def read(self) -> Iterator[SourceDocument | Skipped]:
-        from daytwo.knowledge import mail
+        from daytwo.knowledge import mail, media
 
+        if self.path.is_file() and self.path.suffix.lower() in media.MEDIA_TYPES:
+            # The one file asked for: say what to install rather than skip it.
+            media.require("image" if self.path.suffix.lower() in media.IMAGE_TYPES else "audio")
         root = self.path if self.path.is_dir() else self.path.parent
         files = self._files()
         if self.path.is_dir() and files == [self.path / "corpus.jsonl"]:
@@ -330,6 +345,9 @@ class FileSource(Source):
             try:
                 if ext in RECORD_TYPES:
                     yield from self._records(file, rel)
+                    continue
+                if ext in media.MEDIA_TYPES:
+                    yield from media.media_documents(file, rel, self.reuse)
                     continue
                 if ext not in FILE_TYPES:
                     yield Skipped(rel, f"unsupported file type {ext or '(none)'}")
