@@ -127,7 +127,11 @@ def test_voicemail_transcript_parts_carry_their_time_span(
 ) -> None:
     root = _copy(media_dir, tmp_path / "a", ["voicemail.wav", "garbled.mp3"])
     transcode(root / "voicemail.wav", root / "voicemail-copy.ogg")
-    report = sqlite_kb.ingest_path(root, "a")
+    seen: list[tuple[str, float, float]] = []
+    report = sqlite_kb.ingest_path(
+        root, "a", read_progress=lambda item, done, total: seen.append((item, done, total))
+    )
+    assert {item for item, _d, _t in seen} == {"voicemail.wav", "voicemail-copy.ogg"}
     assert [s.item for s in report.skipped] == ["garbled.mp3"]
     assert report.skipped[0].reason.startswith("corrupt mp3 file:")
     parts = sorted(
@@ -170,8 +174,16 @@ def test_long_audio_is_decoded_in_bounded_windows(
         assert following > offset + 6  # cut within the last quarter of the window
         edge = w[-800:]
         assert float((edge**2).mean() ** 0.5) < 0.05 * float(abs(w).max())
-    segments, duration = media.transcribe(str(media_dir / "voicemail.wav"))
+    calls: list[tuple[float, float]] = []
+    segments, duration = media.transcribe(
+        str(media_dir / "voicemail.wav"), lambda done, total: calls.append((done, total))
+    )
     assert duration > 16
+    # Progress after each window, in seconds, against the length from the header.
+    assert len(calls) == len(windows)
+    assert [d for d, _t in calls] == sorted(d for d, _t in calls)
+    assert calls[-1][0] == pytest.approx(duration)
+    assert calls[0][1] == pytest.approx(duration, abs=0.1)
     assert max(end for _s, end, _t in segments) > 16  # offsets of later windows applied
     assert "teapot" in " ".join(t for _s, _e, t in segments).lower()
 
@@ -216,7 +228,7 @@ def test_an_image_attached_to_an_e_mail_is_ocrd(
     assert child.acl == ["user:carol@customer.example", "user:support@shop.example"]
 
 
-def test_missing_extra_is_one_clear_line(
+def test_cli_ingest_of_a_recording_and_a_missing_extra(
     tmp_path: Path,
     media_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -225,6 +237,12 @@ def test_missing_extra_is_one_clear_line(
     monkeypatch.setenv("DAYTWO_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DAYTWO_EMBEDDER", "hashing-384")
     assert run(["db", "upgrade"]) == 0
+    assert run(["kb", "ingest", str(media_dir / "voicemail.wav"), "-c", "v"]) == 0
+    out = capsys.readouterr().out
+    assert "v: 2 added, 0 updated" in out  # two parts of about 30 s
+    assert "0 skipped" in out
+    assert run(["kb", "ingest", str(media_dir / "voicemail.wav"), "-c", "v"]) == 0
+    assert "0 added, 0 updated" in capsys.readouterr().out
     # An environment without the OCR package (None in sys.modules: "not importable").
     monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)
     assert run(["kb", "ingest", str(media_dir / "shelf.jpg"), "-c", "x"]) == 2

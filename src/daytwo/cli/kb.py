@@ -89,7 +89,17 @@ def ingest(
         task = bar.add_task(f"ingesting into {collection}", total=None)
 
         def progress(done: int, total: int) -> None:
+            bar.update(task, description=f"ingesting into {collection}")
             bar.update(task, completed=done, total=total)
+
+        def reading(item: str, done: float, total: float) -> None:
+            # a long recording being transcribed: its minutes, on the same bar
+            bar.update(
+                task,
+                description=f"transcribing {item} (minutes)",
+                completed=int(done // 60),
+                total=max(1, int(-(-total // 60))),
+            )
 
         report = kb.ingest_path(
             target,
@@ -99,6 +109,7 @@ def ingest(
             progress=progress,
             source_name=source,
             ticket_format=ticket_format,
+            read_progress=reading,
             **sql,
         )
     kb.close()

@@ -202,12 +202,18 @@ def ingest_source(
     acl: Sequence[str],
     private: bool,
     progress: Progress | None = None,
+    read_progress: Callable[[str, float, float], None] | None = None,
 ) -> IngestReport:
-    """Incremental sync of ``source`` into ``collection`` (see the module docstring)."""
+    """Incremental sync of ``source`` into ``collection`` (see the module docstring).
+
+    ``progress(done, total)`` counts the documents written; ``read_progress(item, done,
+    total)`` reports a long item being read (seconds of a recording transcribed).
+    """
     started = time.perf_counter()
     report = IngestReport(collection=collection, source=source.key)
     docs: dict[str, SourceDocument] = {}
     source.reuse = _derived_lookup(kb, collection, source.key)
+    source.read_progress = read_progress
     for item in source.read():
         if isinstance(item, Skipped):
             report.skipped.append(item)

@@ -267,13 +267,33 @@ def _audio_windows(source: str | io.BytesIO) -> Iterator[tuple[float, Any]]:
                 yield offset / rate, joined.astype(np.float32) / 32768.0
 
 
-def transcribe(source: str | bytes) -> tuple[list[tuple[float, float, str]], float]:
-    """(segments (start, end, text) in seconds, duration) of a recording."""
+def _length(handle: str | io.BytesIO) -> float:
+    """The recording's length in seconds from its header (0.0 when unknown)."""
+    import av
+
+    try:
+        with av.open(handle, mode="r", metadata_errors="ignore") as container:
+            return float(container.duration or 0) / 1_000_000  # microseconds (AV_TIME_BASE)
+    except av.error.FFmpegError:
+        return 0.0
+    finally:
+        if isinstance(handle, io.BytesIO):
+            handle.seek(0)
+
+
+def transcribe(
+    source: str | bytes, progress: Callable[[float, float], None] | None = None
+) -> tuple[list[tuple[float, float, str]], float]:
+    """(segments (start, end, text) in seconds, duration) of a recording.
+
+    ``progress(seconds done, seconds in all)`` is called after each window.
+    """
     require("audio")
     model = _whisper()
     segments: list[tuple[float, float, str]] = []
     duration = 0.0
     handle: str | io.BytesIO = io.BytesIO(source) if isinstance(source, bytes) else source
+    total = _length(handle) if progress is not None else 0.0
     for offset, samples in _audio_windows(handle):
         duration = offset + samples.shape[0] / 16000
         # Temperature 0 only: the same file gives the same transcript (and content hash).
@@ -286,6 +306,8 @@ def transcribe(source: str | bytes) -> tuple[list[tuple[float, float, str]], flo
             text = str(seg.text).strip()
             if text:
                 segments.append((offset + float(seg.start), offset + float(seg.end), text))
+        if progress is not None:
+            progress(duration, max(total, duration))
     if duration == 0.0:
         raise ValueError("no audio in the file")
     return segments, duration
@@ -328,7 +350,10 @@ def _sha256(path: Path) -> tuple[str, int]:
 
 
 def media_documents(
-    path: Path, rel: str, reuse: Reuse | None
+    path: Path,
+    rel: str,
+    reuse: Reuse | None,
+    progress: Callable[[str, float, float], None] | None = None,
 ) -> Iterator[SourceDocument | Skipped]:
     """The documents of an image or a recording (see the module docstring)."""
     ext = path.suffix.lower()
@@ -359,7 +384,8 @@ def media_documents(
             metadata = {"path": rel, "type": "image", **meta, **blob}
             yield SourceDocument(rel, text, title, metadata)
             return
-        segments, duration = transcribe(str(path))
+        step = None if progress is None else (lambda done, total: progress(rel, done, total))
+        segments, duration = transcribe(str(path), step)
     except ValueError as exc:
         yield Skipped(rel, f"corrupt {ext.lstrip('.')} file: {exc}")
         return

@@ -88,6 +88,7 @@ class KnowledgeBase(Indexes):
         *,
         source_name: str | None = None,
         ticket_format: str | None = None,
+        read_progress: Callable[[str, float, float], None] | None = None,
         **sql_options: Any,
     ) -> IngestReport:
         """Sync a folder, file or SQLAlchemy URL into ``collection`` (incremental).
@@ -106,7 +107,13 @@ class KnowledgeBase(Indexes):
             source.key = source_name
         entries = default_acl(acl, private)
         return ingest_source(
-            self, source, collection, acl=entries, private=private, progress=progress
+            self,
+            source,
+            collection,
+            acl=entries,
+            private=private,
+            progress=progress,
+            read_progress=read_progress,
         )
 
     def upsert_document(

@@ -66,6 +66,9 @@ class Source:
     reuse: Callable[[str, str], list[SourceDocument]] | None = None
     """Set by the ingest: (blob path, SHA-256) → the documents already derived from that
     file in the collection, so images and recordings are not OCR'd/transcribed again."""
+    read_progress: Callable[[str, float, float], None] | None = None
+    """Set by the ingest: (item, done, total) while a long item is read (a recording's
+    seconds transcribed), for a progress bar."""
 
     def read(self) -> Iterator[SourceDocument | Skipped]:
         """Every document of the source (and every item skipped, with its reason)."""
@@ -347,7 +350,7 @@ class FileSource(Source):
                     yield from self._records(file, rel)
                     continue
                 if ext in media.MEDIA_TYPES:
-                    yield from media.media_documents(file, rel, self.reuse)
+                    yield from media.media_documents(file, rel, self.reuse, self.read_progress)
                     continue
                 if ext not in FILE_TYPES:
                     yield Skipped(rel, f"unsupported file type {ext or '(none)'}")
