@@ -9,7 +9,8 @@ meter's) is the ledger's, cached input tokens included.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -58,9 +59,39 @@ SPEC = {
             },
             "after": ["docs", "order"],
         },
+        {
+            "id": "each",
+            "kind": "map",
+            "items": "input.orders",
+            "tool": "orders_status_cached",
+            "arguments": {"order_id": "{{ item }}"},
+            "after": ["answer"],
+        },
     ],
     "output": "answer",
 }
+ORDERS = ["A-1001", "A-1002", "A-1003"]
+
+
+def _calls_per_step(spans: Sequence[SpanRow]) -> dict[tuple[str, str], Counter[str]]:
+    """For each runtime step span, (run id, step id): the GenAI operations of the
+    spans below it, counted (every descendant, so a span nested in another counts)."""
+    by_id = {sp.span_id: sp for sp in spans}
+    steps = {
+        sp.span_id: (str(sp.attributes["daytwo.run.id"]), str(sp.attributes["daytwo.step.id"]))
+        for sp in spans
+        if sp.scope == "daytwo.runtime" and sp.name.startswith("step ")
+    }
+    counts: dict[tuple[str, str], Counter[str]] = {key: Counter() for key in steps.values()}
+    for sp in spans:
+        if sp.operation is None or sp.span_id in steps:
+            continue
+        parent = sp.parent_span_id
+        while parent is not None and parent in by_id and parent not in steps:
+            parent = by_id[parent].parent_span_id
+        if parent in steps:
+            counts[steps[parent]][sp.operation] += 1
+    return counts
 
 
 @pytest.fixture
@@ -92,7 +123,10 @@ def test_one_usage_bearing_span_per_call_and_run_cost_equals_the_ledger(
         )
         with Runtime(sqlite_store, services, data_dir=tmp_path) as rt:
             rt.registry.register(load_spec(SPEC))
-            runs = [rt.start("support", {"q": q}, principal="alice") for q in ("a", "b")]
+            runs = [
+                rt.start("support", {"q": q, "orders": ORDERS}, principal="alice")
+                for q in ("a", "b")
+            ]
         model.close()
     traced.flush()
     assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
@@ -103,10 +137,23 @@ def test_one_usage_bearing_span_per_call_and_run_cost_equals_the_ledger(
     with_usage = [sp for sp in spans if (sp.attributes or {}).get("gen_ai.usage.input_tokens")]
     chats = [sp for sp in spans if sp.operation == "chat"]
     tools = [sp for sp in spans if sp.operation == "execute_tool"]
-    # One model call per run, one tool call per run: one span each, no more.
+    # Per run: one model call and 1 + 3 tool calls (the step, the map's items):
+    # one span each, no more.
     assert len(chats) == 2
-    assert len(tools) == 2
+    assert len(tools) == 2 * (1 + len(ORDERS))
     assert with_usage == chats
+    # Counted per call: below each step span, exactly one span per call it made.
+    # (When the runtime opened its own chat / execute_tool span around the layer's,
+    # every call counted twice here.)
+    per_step = _calls_per_step(spans)
+    for run in runs:
+        assert per_step[(run["id"], "docs")] == Counter()
+        assert per_step[(run["id"], "order")] == Counter({"execute_tool": 1})
+        assert per_step[(run["id"], "answer")] == Counter({"chat": 1})
+        assert per_step[(run["id"], "each")] == Counter({"execute_tool": len(ORDERS)})
+    # Every call's span is below a step span (the models layer's structured-output
+    # span may sit in between): the counts above cover them all.
+    assert sum(sum(c.values()) for c in per_step.values()) == len(chats) + len(tools)
     assert {sp.scope for sp in chats} == {"daytwo.models"}
     assert {sp.scope for sp in tools} == {"daytwo.gateway"}
     assert all(sp.cost_status == "priced" for sp in chats + tools)
@@ -123,11 +170,16 @@ def test_one_usage_bearing_span_per_call_and_run_cost_equals_the_ledger(
     assert not any(sp.cost_status == "wrapper" for sp in spans)
 
     # The run's cost is the ledger's, cache discount included:
-    # (200 x 0.15 + 1000 x 0.075 + 40 x 0.60) / 1M for the model call + the tool's price.
+    # (200 x 0.15 + 1000 x 0.075 + 40 x 0.60) / 1M for the model call + the tools' prices.
     model_cost = (200 * Decimal("0.15") + 1000 * Decimal("0.075") + 40 * Decimal("0.60")) / 10**6
     by_run = {r.key: r.cost_usd for r in rollup(sqlite_store, "run")}
-    tool_cost = Decimal(tools[0].cost_usd)
+    tool_costs: dict[str, Decimal] = {}
+    step_run = {sp.span_id: str(sp.run_id) for sp in spans if sp.name.startswith("step ")}
+    for sp in tools:  # a tool span's parent is its step span
+        run_id = step_run[str(sp.parent_span_id)]
+        tool_costs[run_id] = tool_costs.get(run_id, Decimal(0)) + Decimal(str(sp.cost_usd))
     for run in runs:
-        assert by_run[run["id"]] == model_cost + tool_cost
-        assert Decimal(str(records[run["id"]])) == model_cost + tool_cost
-        assert Decimal(str(run["cost_usd"])) == model_cost + tool_cost
+        expected = model_cost + tool_costs[run["id"]]
+        assert by_run[run["id"]] == expected
+        assert Decimal(str(records[run["id"]])) == expected
+        assert Decimal(str(run["cost_usd"])) == expected
