@@ -15,6 +15,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
+from daytwo.store.engine import WRITE_OPTION
+
 __all__ = ["applied_heads", "code_heads", "known_revisions", "upgrade"]
 
 _SCRIPT_LOCATION = str(Path(__file__).with_name("migrations"))
@@ -52,6 +54,8 @@ def upgrade(engine: Engine) -> list[str]:
     """Apply every pending revision of every branch; return the revisions applied."""
     script = ScriptDirectory.from_config(_config())
     before = _reachable(script, applied_heads(engine))
-    with engine.begin() as conn:
+    # A write transaction (BEGIN IMMEDIATE on SQLite): upgrading a database that has
+    # revisions already reads ``alembic_version`` before it writes.
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
         command.upgrade(_config(conn), "heads")
     return sorted(_reachable(script, applied_heads(engine)) - before)
