@@ -136,8 +136,28 @@ def test_drift_agents_and_secrets(
     assert {(a["tool"], a["field"], a["kind"]) for a in alerts} >= {("risk", "risk_score", "type")}
     code, out, _ = cli(capsys, "tools", "agent-create", "bot", "--tool", "risk", "--json")
     key = json.loads(out)["api_key"]
+    code, out, _ = cli(
+        capsys, "tools", "agent-create", "globex-bot", "--tool", "*", "--tenant", "globex"
+    )
+    assert code == 0
+    assert "agent globex-bot of tenant globex created" in out
     code, out, _ = cli(capsys, "tools", "agent-list", "--json")
-    assert json.loads(out) == [{"name": "bot", "tools": ["risk"], "rate_limit": None}]
+    assert json.loads(out) == [
+        {"name": "bot", "tenant": "default", "tools": ["risk"], "rate_limit": None},
+        {"name": "globex-bot", "tenant": "globex", "tools": ["*"], "rate_limit": None},
+    ]
+    code, out, _ = cli(capsys, "tools", "agent-list", "--tenant", "globex")
+    assert out.strip() == "globex-bot [globex]: * (no limit)"
+    # Names are unique across tenants; a bad tenant is one clear line, nothing written.
+    code, _, err = cli(capsys, "tools", "agent-create", "bot", "--tool", "*", "--tenant", "acme")
+    assert code != 0
+    assert "exists already" in err
+    code, _, err = cli(capsys, "tools", "agent-create", "x", "--tool", "*", "--tenant", "a/b")
+    assert code == 2
+    assert "not a valid tenant name" in err
+    assert "Traceback" not in err
+    code, out, _ = cli(capsys, "tools", "agent-list", "--json")
+    assert [a["name"] for a in json.loads(out)] == ["bot", "globex-bot"]
     monkeypatch.setattr("sys.stdin", io.StringIO("s3cr3t-value\n"))
     assert cli(capsys, "tools", "secret-set", "token", "--stdin")[0] == 0
     code, out, _ = cli(capsys, "tools", "secret-list", "--json")

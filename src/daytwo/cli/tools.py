@@ -28,9 +28,17 @@ _ALLOW = typer.Option(
 
 def _gateway(allow: list[str] | None = None, *, require_auth: bool = False) -> Gateway:
     from daytwo.gateway import Gateway
+    from daytwo.server.services import tool_visibility
 
+    store = state.store()
+    # An agent key (tools call --api-key, mcp-serve) sees only its tenant's tools, as
+    # on the server; the operator's own calls (no key) see the whole catalog.
     return Gateway(
-        state.store(), state.settings(), ssrf_allow=list(allow or []), require_auth=require_auth
+        store,
+        state.settings(),
+        ssrf_allow=list(allow or []),
+        require_auth=require_auth,
+        visible_to=tool_visibility(store),
     )
 
 
@@ -280,27 +288,45 @@ def agent_create(
         list[str], typer.Option("--tool", help="Tool name pattern or cap:<capability>.")
     ],
     rate_limit: str | None = typer.Option(None, help="e.g. 60/minute"),
+    tenant: str = typer.Option(
+        "default", "--tenant", help="Tenant the agent acts for: it sees only that tenant's tools."
+    ),
     json_out: bool = _JSON,
 ) -> None:
-    """Create an agent; prints its API key once (it is stored hashed)."""
-    key = _gateway().create_agent(name, list(tool), rate_limit)
+    """Create an agent of a tenant; prints its API key once (it is stored hashed).
+
+    Agent names are unique across tenants.
+    """
+    from daytwo.server.auth import check_tenant
+
+    check_tenant(tenant)
+    key = _gateway().create_agent(name, list(tool), rate_limit, tenant=tenant)
     if json_out:
-        print_json({"name": name, "api_key": key, "tools": list(tool)})
+        print_json({"name": name, "tenant": tenant, "api_key": key, "tools": list(tool)})
     else:
-        console.print(f"agent {name} created; its API key (shown once):")
+        console.print(f"agent {name} of tenant {tenant} created; its API key (shown once):")
         console.print(key, markup=False)
 
 
 @app.command("agent-list")
-def agent_list(json_out: bool = _JSON) -> None:
-    """List agents and what they may call."""
-    agents = _gateway().agents.list_agents()
-    data = [{"name": a.name, "tools": list(a.tools), "rate_limit": a.rate_limit} for a in agents]
+def agent_list(
+    tenant: str | None = typer.Option(None, "--tenant", help="Only the agents of this tenant."),
+    json_out: bool = _JSON,
+) -> None:
+    """List agents, their tenant and what they may call."""
+    agents = _gateway().agents.list_agents(tenant)
+    data = [
+        {"name": a.name, "tenant": a.tenant, "tools": list(a.tools), "rate_limit": a.rate_limit}
+        for a in agents
+    ]
     if json_out:
         print_json(data)
     else:
         for a in agents:
-            console.print(f"{a.name}: {', '.join(a.tools)} ({a.rate_limit or 'no limit'})")
+            console.print(
+                f"{a.name} [{a.tenant}]: {', '.join(a.tools)} ({a.rate_limit or 'no limit'})",
+                markup=False,
+            )
 
 
 @app.command("agent-delete")
@@ -368,7 +394,7 @@ def mcp_serve(
                     "an MCP stdio session needs an agent key",
                     hint="pass --api-key or set MCP_GATEWAY_API_KEY",
                 )
-            gw.agents.authenticate(api_key)
+            gw.authenticate(api_key)
             serve_stdio(gw, api_key=api_key)
         else:
             import uvicorn

@@ -1,4 +1,10 @@
-"""Agent principals: API keys (stored as SHA-256 hashes) and per-tool permissions."""
+"""Agent principals: API keys (stored as SHA-256 hashes), their tenant, per-tool permissions.
+
+An agent acts for one tenant (``default`` unless created with another): when the
+gateway was given a visibility rule (``Gateway(visible_to=...)``, the server's
+ownership and grants), a key-authenticated agent sees and calls only its tenant's
+tools, whatever its patterns say.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,11 @@ from daytwo.exceptions import ConflictError, InputError, NotFoundError, Permissi
 from daytwo.store import Store
 from daytwo.store.tables.gateway import GatewayAgent
 
-__all__ = ["Agent", "AgentRegistry", "hash_key"]
+__all__ = ["DEFAULT_TENANT", "Agent", "AgentRegistry", "hash_key"]
 
 _PREFIX = "dt_"
+DEFAULT_TENANT = "default"
+"""The tenant of host-made objects (the server layer names it the same)."""
 
 
 def hash_key(api_key: str) -> str:
@@ -28,11 +36,29 @@ def hash_key(api_key: str) -> str:
 
 @dataclass(frozen=True)
 class Agent:
-    """An authenticated agent and what it may call."""
+    """An authenticated principal of the gateway and what it may call.
+
+    ``tenant``: whose tools it sees (when the gateway has a visibility rule);
+    ``may_invoke=False``: it may list tools but not call them (a viewer's API key);
+    ``principal``: how audit records name it (default: the agent's name for tenant
+    ``default``, else ``<tenant>/agent:<name>``, so records scope to the tenant).
+    """
 
     name: str
     tools: tuple[str, ...]
     rate_limit: str | None = None
+    tenant: str = DEFAULT_TENANT
+    may_invoke: bool = True
+    principal: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """The actor of this principal's audit records."""
+        if self.principal is not None:
+            return self.principal
+        if self.tenant == DEFAULT_TENANT:
+            return self.name
+        return f"{self.tenant}/agent:{self.name}"
 
     def may_call(self, tool: str, capability: str) -> bool:
         """True when a pattern matches the tool name or ``cap:<capability>``."""
@@ -55,11 +81,28 @@ class AgentRegistry:
         self._by_name: dict[str, tuple[float, Agent | None]] = {}
         self._lock = threading.Lock()
 
-    def create(self, name: str, tools: list[str], rate_limit: str | None = None) -> str:
-        """Create an agent and return its API key (shown once, stored hashed)."""
+    def create(
+        self,
+        name: str,
+        tools: list[str],
+        rate_limit: str | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> str:
+        """Create an agent of ``tenant``; return its API key (shown once, stored hashed).
+
+        Agent names are unique across tenants (the name addresses the agent in calls,
+        the call log and ``agent-delete``); only a server operator creates agents, so
+        a taken name tells no tenant anything.
+        """
         if not name or len(name) > 128:
             raise InputError(
                 "an agent name must have 1 to 128 characters", hint="pick a short name"
+            )
+        if not tenant or len(tenant) > 100 or "/" in tenant:
+            raise InputError(
+                f"tenant {tenant!r} is not a valid tenant name",
+                hint="use 1-100 letters, digits, '.', '_' or '-'",
             )
         if not tools:
             raise InputError(
@@ -73,7 +116,11 @@ class AgentRegistry:
                     raise ConflictError(f"agent {name!r} exists already", hint="pick another name")
                 s.add(
                     GatewayAgent(
-                        name=name, key_hash=hash_key(key), tools=list(tools), rate_limit=rate_limit
+                        name=name,
+                        key_hash=hash_key(key),
+                        tools=list(tools),
+                        rate_limit=rate_limit,
+                        tenant=tenant,
                     )
                 )
         except SAIntegrityError as exc:
@@ -93,11 +140,13 @@ class AgentRegistry:
             self._by_hash.clear()
             self._by_name.clear()
 
-    def list_agents(self) -> list[Agent]:
-        """Every agent."""
+    def list_agents(self, tenant: str | None = None) -> list[Agent]:
+        """Every agent (of one tenant when given)."""
+        q = select(GatewayAgent).order_by(GatewayAgent.name)
+        if tenant is not None:
+            q = q.where(GatewayAgent.tenant == tenant)
         with self.store.session() as s:
-            rows = s.scalars(select(GatewayAgent).order_by(GatewayAgent.name))
-            return [Agent(r.name, tuple(r.tools), r.rate_limit) for r in rows]
+            return [_agent(r) for r in s.scalars(q)]
 
     def authenticate(self, api_key: str) -> Agent:
         """The agent owning ``api_key``, or PermissionDenied."""
@@ -108,7 +157,7 @@ class AgentRegistry:
         if hit is None or now - hit[0] >= self.cache_ttl_s:
             with self.store.session() as s:
                 row = s.scalar(select(GatewayAgent).where(GatewayAgent.key_hash == digest))
-                agent = Agent(row.name, tuple(row.tools), row.rate_limit) if row else None
+                agent = _agent(row) if row else None
             hit = (now, agent)
             with self._lock:
                 self._by_hash[digest] = hit
@@ -124,7 +173,7 @@ class AgentRegistry:
         if hit is None or now - hit[0] >= self.cache_ttl_s:
             with self.store.session() as s:
                 row = s.get(GatewayAgent, name)
-                agent = Agent(row.name, tuple(row.tools), row.rate_limit) if row else None
+                agent = _agent(row) if row else None
             hit = (now, agent)
             with self._lock:
                 self._by_name[name] = hit
@@ -139,3 +188,7 @@ class AgentRegistry:
                 hint="create it: daytwo tools agent-create NAME --tool PATTERN",
             )
         return agent
+
+
+def _agent(row: GatewayAgent) -> Agent:
+    return Agent(row.name, tuple(row.tools), row.rate_limit, tenant=row.tenant)

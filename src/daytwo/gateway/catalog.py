@@ -16,7 +16,14 @@ from daytwo.gateway.errors import ToolNotFound
 from daytwo.store import Store, new_id
 from daytwo.store.tables.gateway import GatewayTool
 
-__all__ = ["Catalog", "ToolRecord", "parse_tool_ref"]
+__all__ = ["Catalog", "ToolRecord", "parse_tool_ref", "unknown_tool"]
+
+
+def unknown_tool(name: str) -> ToolNotFound:
+    """The answer for a tool that does not exist (or that the caller may not know of)."""
+    return ToolNotFound(
+        f"unknown tool {name!r}", hint="see `daytwo tools list` or register it first"
+    )
 
 
 @dataclass(frozen=True)
@@ -158,9 +165,7 @@ class Catalog:
         name, sel = parse_tool_ref(ref, version)
         records = self.versions(name)
         if not records:
-            raise ToolNotFound(
-                f"unknown tool {name!r}", hint="see `daytwo tools list` or register it first"
-            )
+            raise unknown_tool(name)
         if sel is None:
             return records[-1]
         sel = sel.lstrip("v^~")

@@ -32,7 +32,7 @@ from daytwo.exceptions import (
     ToolError,
 )
 from daytwo.gateway.adapters import CompiledAdapter
-from daytwo.gateway.agents import Agent, AgentRegistry
+from daytwo.gateway.agents import DEFAULT_TENANT, Agent, AgentRegistry
 from daytwo.gateway.authority import (
     CodeExecutionDenied,
     check_allowed,
@@ -40,7 +40,7 @@ from daytwo.gateway.authority import (
     runs_code,
 )
 from daytwo.gateway.backends import Backend, HttpBackend, McpBackend, PythonBackend
-from daytwo.gateway.catalog import Catalog, ToolRecord
+from daytwo.gateway.catalog import Catalog, ToolRecord, parse_tool_ref, unknown_tool
 from daytwo.gateway.contracts import (
     HttpBackendSpec,
     McpBackendSpec,
@@ -192,12 +192,25 @@ class Gateway:
         idempotency_wait_s: float = 30.0,
         idempotency_lease_s: float = 600.0,
         registered_by: Callable[[str], str | None] | None = None,
+        visible_to: Callable[[str, list[str]], list[str]] | None = None,
+        principals: Callable[[str], Agent | None] | None = None,
     ) -> None:
         """``registered_by(name)`` names the tenant that registered the tool ``name`` over
         the API (``None``: made on the host): such a tool never runs a code backend and
-        reads only its tenant's credentials (see :mod:`.authority`)."""
+        reads only its tenant's credentials (see :mod:`.authority`).
+
+        ``visible_to(tenant, names)`` returns the tool names (in order given) that
+        ``tenant`` may see: a caller authenticated by a key then lists and calls only
+        those, and another tenant's tool answers as a missing one. Without it every
+        agent sees the whole catalog (a single-tenant gateway).
+
+        ``principals(key)`` authenticates keys that are not agent keys (the server's
+        tenant API keys): the principal it returns, ``None`` when the key is not one
+        of its kind, or PermissionDenied for a key of its kind that is not valid."""
         self.store = store
         self.registered_by = registered_by
+        self.visible_to = visible_to
+        self.principals = principals
         self.settings = settings
         self._vault = vault
         self.require_auth = require_auth
@@ -297,11 +310,49 @@ class Gateway:
         """The tool version a call would use."""
         return self.catalog.resolve(tool, version)
 
-    def create_agent(self, name: str, tools: list[str], rate_limit: str | None = None) -> str:
-        """Create an agent; returns its API key (shown once)."""
+    def create_agent(
+        self,
+        name: str,
+        tools: list[str],
+        rate_limit: str | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> str:
+        """Create an agent of ``tenant``; returns its API key (shown once)."""
         if rate_limit:
             self.rate_limits.item(rate_limit)
-        return self.agents.create(name, tools, rate_limit)
+        return self.agents.create(name, tools, rate_limit, tenant=tenant)
+
+    # -- principals --------------------------------------------------------------------------
+
+    def authenticate(self, api_key: str) -> Agent:
+        """The principal of a key: an agent key, else a key ``principals`` knows."""
+        try:
+            return self.agents.authenticate(api_key)
+        except PermissionDenied:
+            other = self.principals(api_key) if self.principals is not None else None
+            if other is None:
+                raise
+            return other
+
+    def sees(self, principal: Agent, names: list[str]) -> list[str]:
+        """The names (in order given) the principal's tenant may see."""
+        if self.visible_to is None:
+            return list(names)
+        return self.visible_to(principal.tenant, list(names))
+
+    def catalog_for(self, principal: Agent | None) -> list[ToolRecord]:
+        """The latest version of each tool ``principal`` may see and call (all: ``None``)."""
+        latest: dict[str, ToolRecord] = {}
+        for record in self.tools():
+            latest[record.name] = record
+        if principal is None:
+            return list(latest.values())
+        return [
+            latest[n]
+            for n in self.sees(principal, list(latest))
+            if principal.may_call(n, latest[n].capability)
+        ]
 
     def _make_backend(self, definition: ToolDefinition) -> Backend:
         spec = definition.backend
@@ -358,17 +409,18 @@ class Gateway:
             f"execute_tool {tool}",
             attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool},
         ) as span:
+            keyed = self._keyed(tool, version, api_key)
             record = self.catalog.resolve(tool, version)
             compiled = self._compiled_for(record)
             d = record.definition
             span.set_attribute("gen_ai.tool.name", record.name)
             span.set_attribute("daytwo.tool.version", record.version)
             span.set_attribute("daytwo.tool.capability", record.capability)
-            principal = self._admit(record, agent, api_key)
+            principal = self._admit(record, agent, api_key, keyed)
             try:
                 self._authorize_code(compiled)
             except PermissionDenied as exc:
-                self._deny(record, principal.name if principal else agent, exc)
+                self._deny(record, principal.actor if principal else agent, exc)
                 raise
             label = principal.name if principal is not None else agent
             if label is not None:
@@ -425,11 +477,37 @@ class Gateway:
             capture(span, "gen_ai.tool.call.result", result.output)
             return result
 
-    def _admit(self, record: ToolRecord, agent: str | None, api_key: str | None) -> Agent | None:
+    def _keyed(self, tool: str, version: str | None, api_key: str | None) -> Agent | None:
+        """The principal of ``api_key`` when valid (``_admit`` refuses and audits the rest).
+
+        ToolNotFound -- the very answer a tool that exists nowhere gets, before any
+        version is resolved -- when the principal's tenant may not see the tool.
+        """
+        if api_key is None:
+            return None
+        try:
+            principal = self.authenticate(api_key)
+        except PermissionDenied:
+            return None
+        name = parse_tool_ref(tool, version)[0]
+        if not self.sees(principal, [name]):
+            # Not audited: a missing tool is not either, and a tenant reads its own
+            # audit records (a record would tell it the name exists elsewhere).
+            log.info("%s asked for %s, a tool its tenant cannot see", principal.actor, name)
+            raise unknown_tool(name)
+        return principal
+
+    def _admit(
+        self,
+        record: ToolRecord,
+        agent: str | None,
+        api_key: str | None,
+        keyed: Agent | None = None,
+    ) -> Agent | None:
         principal: Agent | None = None
         try:
             if api_key is not None:
-                principal = self.agents.authenticate(api_key)
+                principal = keyed if keyed is not None else self.authenticate(api_key)
                 if agent is not None and agent != principal.name:
                     raise PermissionDenied(
                         f"the API key belongs to agent {principal.name!r}, not {agent!r}",
@@ -450,6 +528,11 @@ class Gateway:
                     "this gateway requires an API key",
                     hint="pass api_key (MCP: Authorization: Bearer)",
                 )
+            if principal is not None and not principal.may_invoke:
+                raise PermissionDenied(
+                    f"{principal.name} may list tools but not call them",
+                    hint="call with an operator or admin API key, or an agent key",
+                )
             if principal is not None and not principal.may_call(record.name, record.capability):
                 raise PermissionDenied(
                     f"agent {principal.name!r} may not call {record.name}",
@@ -460,7 +543,7 @@ class Gateway:
             if principal is not None and principal.rate_limit:
                 self.rate_limits.hit(principal.rate_limit, "agent", principal.name)
         except PermissionDenied as exc:
-            self._deny(record, principal.name if principal else agent, exc)
+            self._deny(record, principal.actor if principal else agent, exc)
             raise
         return principal
 

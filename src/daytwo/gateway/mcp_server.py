@@ -4,6 +4,10 @@ Every MCP tool call goes through :meth:`Gateway.call`, so authentication,
 permissions, rate limits, validation, adapters and drift checks apply. Over
 HTTP the agent sends ``Authorization: Bearer <agent API key>``; over stdio the
 key is given once when the server starts (the process is the agent's session).
+A key lists and calls only what :meth:`Gateway.catalog_for` gives its principal:
+with the gateway's visibility rule, its tenant's tools only (another tenant's tool
+answers as a missing one); keys other than agent keys are accepted when the
+gateway was given ``principals`` (the server's tenant API keys).
 
 Mounting in FastAPI: ``app.mount("/mcp", mcp_asgi_app(gateway, path="/"))`` and
 run the sub-app's lifespan from the parent's::
@@ -83,14 +87,9 @@ def build_mcp_server(
         return key
 
     def list_sync(key: str | None) -> list[types.Tool]:
-        agent = gateway.agents.authenticate(key) if key is not None else None
-        latest: dict[str, Any] = {}
-        for record in gateway.tools():
-            latest[record.name] = record
+        agent = gateway.authenticate(key) if key is not None else None
         tools = []
-        for record in latest.values():
-            if agent is not None and not agent.may_call(record.name, record.capability):
-                continue
+        for record in gateway.catalog_for(agent):
             d = record.definition
             tools.append(
                 types.Tool(
@@ -150,7 +149,7 @@ def mcp_asgi_app(
     stateless: bool = True,
     allowed_hosts: list[str] | None = None,
 ) -> Starlette:
-    """A Starlette ASGI app serving the catalog over Streamable HTTP (Bearer agent keys)."""
+    """A Starlette ASGI app serving the catalog over Streamable HTTP (Bearer keys)."""
     from mcp.server.transport_security import TransportSecuritySettings
 
     server = build_mcp_server(gateway, require_key=True)
@@ -171,7 +170,7 @@ def mcp_asgi_app(
 
 
 class _BearerAuth:
-    """Answers 401 before any MCP processing unless the request carries a valid agent key."""
+    """Answers 401 before any MCP processing unless the request carries a valid key."""
 
     def __init__(self, app: Any, gateway: Gateway) -> None:
         self.app = app
@@ -190,7 +189,7 @@ class _BearerAuth:
         problem = "authentication required: send Authorization: Bearer <agent key>"
         if key:
             try:
-                await anyio.to_thread.run_sync(self.gateway.agents.authenticate, key)
+                await anyio.to_thread.run_sync(self.gateway.authenticate, key)
                 problem = ""
             except PermissionDenied as exc:
                 problem = exc.message

@@ -70,7 +70,9 @@ def create_app(
         knowledge = services.build_kb(settings, store)
     owns_gateway = gateway is None and with_gateway
     if owns_gateway:
-        gateway = services.build_gateway(settings, store)
+        gateway = services.build_gateway(settings, store, audit)
+    elif gateway is not None:
+        services.scope_gateway(gateway, store, audit)
     if runtime is None and with_runtime:
         runtime = services.build_runtime(settings, store, audit, gateway, knowledge)
     mcp = services.mcp_app(gateway) if gateway is not None else None
@@ -146,7 +148,8 @@ def create_app(
     static = resources.files("daytwo.server") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     if mcp is not None:
-        # MCP Streamable HTTP at /mcp/ (agent keys of the gateway as Bearer tokens).
+        # MCP Streamable HTTP at /mcp/ (the gateway's agent keys or a tenant's API keys as
+        # Bearer tokens; either sees only its tenant's tools).
         app.mount("/mcp", mcp, name="mcp")
     from daytwo.server.routes import otlp
 

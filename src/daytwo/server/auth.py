@@ -42,6 +42,7 @@ __all__ = [
     "NotAuthenticated",
     "Principal",
     "Role",
+    "is_api_key",
     "role_at_least",
 ]
 
@@ -58,6 +59,11 @@ USE_RESOLUTION = timedelta(minutes=1)
 
 class NotAuthenticated(PermissionDenied):
     """No key, an unknown key, or a revoked key (HTTP 401)."""
+
+
+def is_api_key(key: str) -> bool:
+    """True when ``key`` has the form of a tenant API key (valid or not)."""
+    return _KEY_RE.match(key.strip()) is not None
 
 
 def role_at_least(role: str, needed: Role) -> bool:

@@ -18,7 +18,7 @@ from daytwo.exceptions import DatabaseLocked
 from daytwo.server.auth import Principal
 from daytwo.server.tenancy import principal_string
 
-__all__ = ["audit_anonymous", "audit_event", "note_key_use", "principal_data"]
+__all__ = ["audit_anonymous", "audit_event", "note_key_use", "principal_data", "record_key_use"]
 
 
 def principal_data(principal: Principal) -> dict[str, str]:
@@ -57,6 +57,11 @@ _seen_lock = threading.Lock()
 
 
 def note_key_use(request: Request, principal: Principal) -> None:
+    """Audit ``key.use`` on the first use of a key each (UTC) day (see :func:`record_key_use`)."""
+    record_key_use(request.app.state.store, request.app.state.audit, principal)
+
+
+def record_key_use(store: Any, audit: Any, principal: Principal) -> None:
     """Audit ``key.use`` on the first use of a key each (UTC) day, across every worker.
 
     One row per key and day decides who records it (the insert that wins); a
@@ -70,7 +75,6 @@ def note_key_use(request: Request, principal: Principal) -> None:
         if _seen.get(principal.key_id) == day:
             return
         _seen[principal.key_id] = day
-    store = request.app.state.store
     try:
         with store.session(write=True) as s:
             s.add(KeyUseDay(key_id=principal.key_id, day=day))
@@ -80,4 +84,9 @@ def note_key_use(request: Request, principal: Principal) -> None:
         with _seen_lock:  # not recorded: a later request of this key tries again
             _seen.pop(principal.key_id, None)
         return
-    audit_event(request, principal, "key.use", principal.key_id, {"day": day})
+    audit.append(
+        kind="key.use",
+        actor=principal_string(principal),
+        subject=principal.key_id,
+        data={**principal_data(principal), "day": day},
+    )

@@ -46,7 +46,11 @@ class GatewayTool(Base):
 
 
 class GatewayAgent(Base):
-    """An agent principal: hashed API key and the tools it may call."""
+    """An agent principal: hashed API key, the tenant it acts for and the tools it may call.
+
+    Names are unique across tenants: agents are made on the host only, and the name is
+    how in-process callers, the call log and ``agent-delete`` address an agent.
+    """
 
     __tablename__ = "gateway_agents"
 
@@ -54,6 +58,7 @@ class GatewayAgent(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     tools: Mapped[list[str]] = mapped_column(JSONType)
     rate_limit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tenant: Mapped[str] = mapped_column(String(100), default="default", server_default="default")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
