@@ -10,6 +10,10 @@ exactly as before.
 
 Every operation must be classified in ``WALK``: a route added without a
 classification fails this test, so new routes join the walk.
+
+The MCP endpoint (``/mcp``, not in the OpenAPI document) is walked too: B's API keys
+and a B agent key with pattern ``*`` list the tools and call A's tool by name and by
+version; A's tool must answer exactly as a tool that exists nowhere.
 """
 
 from __future__ import annotations
@@ -428,12 +432,17 @@ def test_walk_every_operation_as_another_tenant(
             leaked = _leaks(r.text, href, a)
             if leaked:
                 problems.append(f"{role} page {href} {r.status_code}: leaks {leaked}")
+    # The MCP endpoint as B: its API keys and an agent key of B allowed every tool.
+    gateway = c.app.state.gateway  # type: ignore[attr-defined]
+    mcp_keys = {**roles, "agent": gateway.create_agent("globex-any", ["*"], tenant="globex")}
+    mcp_probes = _walk_mcp(c, a, mcp_keys, problems)
+    tried += mcp_probes
     assert not problems, "\n".join(problems)
     assert _fingerprint(c, keys, a) == before, "tenant B changed A's objects"
     # Counted: operations x object kinds addressed x roles (each body once).
     print(
-        f"isolation walk: {len(WALK)} operations + {len(pages)} pages, {len(kinds)} object "
-        f"kinds, {len(roles)} roles, {tried} probes, leaks 0"
+        f"isolation walk: {len(WALK)} operations + {len(pages)} pages + {mcp_probes} MCP "
+        f"probes, {len(kinds)} object kinds, {len(roles)} roles, {tried} probes, leaks 0"
     )
     assert tried >= 3 * len(WALK)
 
@@ -454,3 +463,42 @@ def test_walk_every_operation_as_another_tenant(
         headers=own,
     )
     assert _leaks(hits.text, "", a)
+    listed = _mcp(c, keys.viewer, "tools/list", {})
+    assert _leaks(json.dumps(listed), "", a), listed  # A's own key sees its tool over MCP
+
+
+# Over MCP (JSON-RPC on /mcp/; the transport admits loopback Host headers only).
+MCP_URL = "http://127.0.0.1:8765/mcp/"
+
+
+def _mcp(c: TestClient, key: str, method: str, params: dict[str, Any]) -> Any:
+    r = c.post(
+        MCP_URL,
+        json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+        headers={**Keys.header(key), "Accept": "application/json, text/event-stream"},
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _walk_mcp(c: TestClient, a: Seed, keys: dict[str, str], problems: list[str]) -> int:
+    """B lists tools and calls A's tool; return the probes made."""
+    tried = 0
+    for who, key in keys.items():
+        listed = _mcp(c, key, "tools/list", {})
+        tried += 1
+        leaked = _leaks(json.dumps(listed), "", a)
+        if leaked or "result" not in listed:
+            problems.append(f"{who} MCP tools/list: {leaked or listed}")
+        for ref in (a["tool"], f"{a['tool']}@9", f"{a['tool']}@1"):
+            params = {"name": ref, "arguments": {}}
+            hidden = _mcp(c, key, "tools/call", params)
+            missing = _mcp(c, key, "tools/call", {**params, "name": ref.replace(a["tool"], "nx")})
+            tried += 1
+            text = json.dumps(hidden)
+            leaked = _leaks(text, json.dumps(params), a)
+            if leaked:
+                problems.append(f"{who} MCP tools/call {ref}: leaks {leaked}")
+            if text != json.dumps(missing).replace("'nx'", repr(a["tool"])):
+                problems.append(f"{who} MCP tools/call {ref} differs from a missing tool: {text}")
+    return tried
