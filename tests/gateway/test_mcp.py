@@ -77,25 +77,35 @@ def test_catalog_over_stdio_via_the_cli(sqlite_store: Store, sqlite_url: str) ->
     gw = Gateway(sqlite_store)
     register_samples(gw)
     key = gw.create_agent("support", ["orders_status_cached"])
+    # An agent of another tenant: the host's tools are tenant default's, not its own.
+    other = gw.create_agent("globex-bot", ["*"], tenant="globex")
     gw.close()
     env = {**os.environ, "DAYTWO_DATABASE_URL": sqlite_url}
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "daytwo", "tools", "mcp-serve", "--api-key", key],
-        env=env,
-    )
 
-    async def session() -> dict[str, Any]:
+    async def session(api_key: str) -> dict[str, Any]:
+        params = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "daytwo", "tools", "mcp-serve", "--api-key", api_key],
+            env=env,
+        )
         async with Client(params, mode="legacy") as client:
             tools = [t.name for t in (await client.list_tools()).tools]
             ok = await client.call_tool("orders_status_cached", {"order_id": "A-1003"})
             denied = await client.call_tool("orders_status_live", {"order_id": "A-1003"})
-            return {"tools": tools, "ok": ok.structured_content, "denied": _text(denied)}
+            return {
+                "tools": tools,
+                "ok": ok.structured_content or _text(ok),
+                "denied": _text(denied),
+            }
 
-    out = anyio.run(session)
+    out = anyio.run(session, key)
     assert out["tools"] == ["orders_status_cached"]
     assert out["ok"]["status"] == "delivered"
     assert "may not call orders_status_live" in out["denied"]
+    out = anyio.run(session, other)
+    assert out["tools"] == []
+    assert out["ok"].startswith("ToolNotFound: unknown tool 'orders_status_cached'")
+    assert "unknown tool 'orders_status_live'" in out["denied"]
 
 
 def _mcp_tool(**backend: Any) -> dict[str, Any]:

@@ -290,3 +290,40 @@ def _runs_across_workers(url: str, key: str, db_url: str) -> None:
     assert {rid: run["status"] for rid, run in done.items()} == dict.fromkeys(started, "succeeded")
     listed = {r["id"] for r in httpx.get(f"{url}/api/v1/runs", headers=auth).json()}
     assert set(started) <= listed
+
+
+def test_agent_keys_act_for_their_tenant_on_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    from daytwo.cli._context import state
+    from daytwo.gateway import Gateway
+    from daytwo.gateway.samples import register_samples
+    from daytwo.server.ownership import claim
+
+    assert cli(capsys, "db", "upgrade")[0] == 0
+    store = state.store()
+    with Gateway(store) as gw:
+        register_samples(gw)
+    claim(store, "tool", "orders_status_live", "acme", "tool", exists=False)  # acme's tool
+    assert (
+        cli(capsys, "grants", "add", "tool", "orders_status_cached", "--tenant", "globex")[0] == 0
+    )
+    key = {}
+    for name, tenant in (("acme-bot", "acme"), ("globex-bot", "globex"), ("host-bot", "default")):
+        code, out, err = cli(
+            capsys, "tools", "agent-create", name, "--tool", "*", "--tenant", tenant, "--json"
+        )
+        assert code == 0, err
+        key[name] = json.loads(out)["api_key"]
+    args = '{"order_id": "A-1001"}'
+
+    def call(tool: str, who: str) -> tuple[int, str, str]:
+        return cli(capsys, "tools", "call", tool, "--args", args, "--api-key", key[who], "--json")
+
+    assert call("orders_status_live", "acme-bot")[0] == 0
+    assert call("orders_status_cached", "globex-bot")[0] == 0  # granted to globex
+    assert call("orders_status_cached", "host-bot")[0] == 0  # made on the host: default's
+    for who in ("globex-bot", "host-bot"):
+        hidden = call("orders_status_live", who)
+        missing = call("orders_status_nope", who)
+        assert hidden[0] == missing[0] != 0
+        assert "unknown tool 'orders_status_live'" in hidden[2]
+        assert hidden[2] == missing[2].replace("orders_status_nope", "orders_status_live")
