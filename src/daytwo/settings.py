@@ -122,6 +122,19 @@ class Settings(BaseSettings):
         description="Shell-style patterns of the MCP stdio command lines that may be started; "
         "unset: every operator-registered one. Checked at registration and call.",
     )
+    executor_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Executor id of this process's run worker (DBOS recovers a worker's runs "
+        "under it); unset: the first free slot '<host>-<n>'.",
+    )
+    executor_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds after which a run worker that stopped renewing its lease is "
+        "presumed gone: another live worker takes over its runs.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="WARNING", description="Log level of daytwo's own loggers."
     )

@@ -210,6 +210,41 @@ def test_budget_exceeded_fails_the_run_and_keeps_partial_results(
     assert len(run["outputs"]["steps"]) == 2
 
 
+def test_run_time_budget_counts_the_steps_own_time_not_waiting(
+    runtime: Runtime, tools: PythonTools
+) -> None:
+    def slow(idempotency_key: str) -> str:
+        time.sleep(0.25)
+        return "done"
+
+    tools.add("slow", slow)
+    tools.add("quick", lambda idempotency_key: "done")
+    steps = [{"id": f"s{i}", "kind": "tool", "tool": "slow"} for i in range(4)]
+    _register(runtime, {"name": "sleepy", "budgets": {"max_wall_s": 0.6}, "steps": steps})
+    run = runtime.start("sleepy", {})
+    assert run["status"] == "failed"
+    assert "run-time budget exceeded" in run["error"]
+    assert set(run["outputs"]["steps"]) == {"s0", "s1", "s2"}  # 0.75 s of steps > 0.6 s
+
+    # Two seconds waiting for an approval are not the run's own time.
+    _register(
+        runtime,
+        {
+            "name": "patient",
+            "budgets": {"max_wall_s": 0.5},
+            "steps": [
+                {"id": "ok", "kind": "approval", "prompt": "go?"},
+                {"id": "go", "kind": "tool", "tool": "quick", "after": ["ok"]},
+            ],
+        },
+    )
+    run = runtime.start("patient", {})
+    assert run["status"] == "waiting"
+    time.sleep(2.0)
+    runtime.approve(run["id"], "ok", by="alice")
+    assert runtime.wait(run["id"], timeout_s=30)["status"] == "succeeded"
+
+
 def test_unknown_tool_or_capability_is_refused_before_the_run(
     runtime: Runtime, tools: PythonTools
 ) -> None:

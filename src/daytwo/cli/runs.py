@@ -43,6 +43,9 @@ def _runtime(services: str | None = None, *, launch: bool, **kw: Any) -> Any:
         from daytwo.runtime.steps import Services
 
         svc = Services()
+    kw.setdefault("lease_s", settings.executor_lease_s)
+    if kw.get("executor_id") is None:
+        kw["executor_id"] = settings.executor_id
     rt = Runtime(store, svc, data_dir=settings.data_dir, **kw)
     return rt.launch() if launch else rt
 
@@ -259,7 +262,13 @@ def explain(
 @app.command()
 def worker(
     services: str | None = typer.Option(None, "--services", help=_SERVICES_HELP),
-    executor_id: str = typer.Option("local", "--executor-id", help="Unique per worker process."),
+    executor_id: str | None = typer.Option(
+        None,
+        "--executor-id",
+        help="Unique per worker process; default DAYTWO_EXECUTOR_ID, else the first free "
+        "slot <host>-<n>. A worker restarted under its old id resumes its runs at once; "
+        "runs of a worker that stays gone are taken over by a live one after the lease.",
+    ),
     workers: int = typer.Option(4, "--concurrency", min=1, help="Runs at once in this process."),
     seconds: float = typer.Option(0.0, "--seconds", min=0, help="Stop after N s (0: forever)."),
     dbos_schema: str = typer.Option("dbos", "--dbos-schema", help="PostgreSQL schema of DBOS."),
@@ -268,7 +277,7 @@ def worker(
     rt = _runtime(
         services, launch=True, executor_id=executor_id, workers=workers, dbos_schema=dbos_schema
     )
-    console.print(f"worker {executor_id} ready", style="green")
+    console.print(f"worker {rt.executor_id} ready", style="green")
     started = time.monotonic()
     try:
         while not seconds or time.monotonic() - started < seconds:

@@ -17,7 +17,15 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8765, "--port", help="TCP port to listen on."),
     workers: int = typer.Option(
-        1, "--workers", min=1, help="Worker processes (use PostgreSQL for more than one)."
+        1,
+        "--workers",
+        min=1,
+        help="Worker processes. The default is one because SQLite (the embedded default) "
+        "has one writer at a time: a single process serialises its writes and runs never "
+        "fail on lock contention. For more, use PostgreSQL (DAYTWO_DATABASE_URL). Each "
+        "worker holds an executor slot <host>-<n> and a lease: a crashed worker's runs "
+        "resume in its replacement, or in another worker once the lease "
+        "(DAYTWO_EXECUTOR_LEASE_S) lapsed.",
     ),
 ) -> None:
     """Serve the REST API, the dashboard and the MCP endpoint until Ctrl-C."""
@@ -27,8 +35,9 @@ def serve(
     store = state.store()  # refuses an outdated schema with one clear line
     if workers > 1 and store.is_sqlite:
         console.print(
-            "[yellow]note:[/yellow] several workers over SQLite share one file lock; "
-            "use PostgreSQL (DAYTWO_DATABASE_URL) to scale out"
+            "[yellow]note:[/yellow] several workers over SQLite share one file lock and "
+            "wait for each other under load; use PostgreSQL (DAYTWO_DATABASE_URL) to "
+            "scale out"
         )
     console.print(f"daytwo serving on http://{host}:{port}/ ({workers} worker(s)) — Ctrl-C stops")
     run_server(settings, host=host, port=port, workers=workers, log_level="warning")

@@ -1,4 +1,11 @@
-"""The budget of one run: steps, tokens, cost and wall time used versus the limits."""
+"""The budget of one run: steps, tokens, cost and run time used versus the limits.
+
+Run time is the run's own time: the time its steps took, as each step's checkpoint
+records it. Time spent queued, waiting for an approval, or down between a crash and
+the recovery does not count, and a recovered run carries on with the time its
+checkpointed steps had used (a replay reads the same figures, so it takes the same
+decisions as the first pass).
+"""
 
 from __future__ import annotations
 
@@ -15,29 +22,30 @@ class BudgetMeter:
     """Counts use; :meth:`check` raises BudgetExceeded naming the limit that was passed."""
 
     limits: Budgets
-    started_at: float
     steps: int = 0
     tokens: int = 0
     cost_usd: float = 0.0
+    run_ms: float = 0.0
 
-    def elapsed_s(self, now: float) -> float:
-        """Wall time since the run started."""
-        return max(0.0, now - self.started_at)
+    def elapsed_s(self) -> float:
+        """The run's own time so far: the sum of its steps' durations."""
+        return self.run_ms / 1000
 
-    def remaining_ms(self, now: float) -> float:
-        """Wall time left, in milliseconds."""
-        return max(0.0, (self.limits.max_wall_s - self.elapsed_s(now)) * 1000)
+    def remaining_ms(self) -> float:
+        """Run time left, in milliseconds."""
+        return max(0.0, self.limits.max_wall_s * 1000 - self.run_ms)
 
     def remaining_cost(self) -> float:
         """Cost left, in USD."""
         return max(0.0, self.limits.max_cost_usd - self.cost_usd)
 
-    def add(self, *, tokens: int = 0, cost_usd: float = 0.0) -> None:
-        """Count one more step's usage."""
+    def add(self, *, tokens: int = 0, cost_usd: float = 0.0, ms: float = 0.0) -> None:
+        """Count one more step's usage (``ms``: how long it ran)."""
         self.tokens += tokens
         self.cost_usd += cost_usd
+        self.run_ms += ms
 
-    def check(self, now: float, *, before_step: bool = False) -> None:
+    def check(self, *, before_step: bool = False) -> None:
         """Raise BudgetExceeded when a limit is passed (``before_step`` counts the next step)."""
         lim = self.limits
         steps = self.steps + (1 if before_step else 0)
@@ -59,10 +67,11 @@ class BudgetMeter:
                 hint="raise budgets.max_cost_usd or use cheaper tools/models",
                 limit="max_cost_usd",
             )
-        if self.elapsed_s(now) > lim.max_wall_s:
+        if self.elapsed_s() > lim.max_wall_s:
             raise BudgetExceeded(
-                f"wall-time budget exceeded: {self.elapsed_s(now):.1f} s > max_wall_s "
-                f"{lim.max_wall_s}",
-                hint="raise budgets.max_wall_s",
+                f"run-time budget exceeded: the steps ran {self.elapsed_s():.1f} s > "
+                f"max_wall_s {lim.max_wall_s}",
+                hint="raise budgets.max_wall_s (time spent in steps; queueing and "
+                "approval waits do not count)",
                 limit="max_wall_s",
             )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from dbos import DBOS
 from opentelemetry import trace
 
-from daytwo.exceptions import BudgetExceeded, DaytwoError
+from daytwo.exceptions import DaytwoError
 from daytwo.runtime.acting import acting_for
 from daytwo.runtime.budget import BudgetMeter
 from daytwo.runtime.spec import (
@@ -81,7 +81,14 @@ def run_agent_workflow(
     rt = _runtime()
     run_id = DBOS.workflow_id
     assert run_id is not None
-    spec = rt.registry.spec(agent_name, version)
+    try:
+        spec = rt.registry.spec(agent_name, version)
+    except DaytwoError as exc:
+        # The version vanished or no longer loads: the run fails with the reason and
+        # its row says so (not "queued" forever beside an errored workflow).
+        summary = _summary(run_id, "failed", f"the run could not start: {exc}")
+        return _durable("finish", lambda: rt.finish_run(summary))
+    rt.mark_running(run_id)
     with attached(trace_context), _tracer.start_as_current_span(f"run {agent_name}") as span:
         span.set_attribute("gen_ai.operation.name", "invoke_agent")
         span.set_attribute("gen_ai.agent.name", agent_name)
@@ -91,6 +98,37 @@ def run_agent_workflow(
         span.set_attribute("daytwo.principal", principal)
         with acting_for(principal, run_id):  # services resolve names inside the run's tenant
             return _Execution(rt, run_id, spec, version, inputs, principal).execute()
+
+
+def _summary(
+    run_id: str,
+    status: str,
+    error: str | None,
+    answer: Any = None,
+    outputs: dict[str, Any] | None = None,
+    **counts: Any,
+) -> dict[str, Any]:
+    """The workflow's result, as ``Runtime.finish_run`` records it."""
+    return {
+        "run_id": run_id,
+        "status": status,
+        "error": error,
+        "answer": answer,
+        "outputs": dict(outputs or {}),
+        "skipped": counts.get("skipped", []),
+        "decisions": counts.get("decisions", []),
+        "steps": counts.get("steps", 0),
+        "tokens": counts.get("tokens", 0),
+        "cost_usd": counts.get("cost_usd", 0.0),
+    }
+
+
+def _timed(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``fn()``'s result with how long it ran (``ms``, the run's own time)."""
+    started = time.perf_counter()
+    result = fn()
+    result.setdefault("ms", round((time.perf_counter() - started) * 1000, 3))
+    return result
 
 
 def _durable(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -118,11 +156,10 @@ class _Execution:
         self.outputs: dict[str, Any] = {}
         self.context: dict[str, Any] = {"input": inputs, "steps": self.outputs}
         self.decisions: list[dict[str, Any]] = []
-        self.meter = BudgetMeter(spec.budgets, time.monotonic())
+        self.meter = BudgetMeter(spec.budgets)
         self.skipped: set[str] = set()
 
     def _ctx(self) -> StepContext:
-        now = time.monotonic()
         return StepContext(
             run_id=self.run_id,
             spec=self.spec,
@@ -130,7 +167,7 @@ class _Execution:
             services=self.rt.services,
             context=self.context,
             principal=self.principal,
-            latency_budget_ms=min(self.spec.slo.latency_ms, self.meter.remaining_ms(now)),
+            latency_budget_ms=min(self.spec.slo.latency_ms, self.meter.remaining_ms()),
             cost_budget_usd=self.meter.remaining_cost(),
         )
 
@@ -156,7 +193,7 @@ class _Execution:
                 if sid in self.skipped or (wanted and wanted <= self.skipped):
                     self.skipped.add(sid)
                     continue
-                self.meter.check(time.monotonic(), before_step=True)
+                self.meter.check(before_step=True)
                 if isinstance(step, BranchStep):
                     self._branch(step)
                 elif isinstance(step, ApprovalStep):
@@ -174,32 +211,37 @@ class _Execution:
                     self._account(res)
                     self.outputs[sid] = res["output"]
                 self.meter.steps += 1
-                self.meter.check(time.monotonic())
-        except (BudgetExceeded, RunFailed) as exc:
-            # The run failed on purpose (budget, step, approval): record it with its
-            # partial results and end the workflow normally, so DBOS does not log a
-            # traceback for a user's budget. The runs table holds the status.
+                self.meter.check()
+        except DaytwoError as exc:
+            # The run failed (budget, step, approval, a spec expression that does not
+            # evaluate): record it with its partial results and end the workflow
+            # normally, so DBOS does not log a traceback for a user's budget. The runs
+            # table holds the status.
             return self._finish("failed", str(exc))
         answer = self.outputs.get(self.spec.output) if self.spec.output else None
         return self._finish("succeeded", None, answer)
 
     def _account(self, res: dict[str, Any]) -> None:
-        self.meter.add(tokens=int(res.get("tokens", 0)), cost_usd=float(res.get("cost_usd", 0.0)))
+        self.meter.add(
+            tokens=int(res.get("tokens", 0)),
+            cost_usd=float(res.get("cost_usd", 0.0)),
+            ms=float(res.get("ms", 0.0)),
+        )
         self.decisions.extend(res.get("decisions", []))
 
     def _finish(self, status: str, error: str | None, answer: Any = None) -> dict[str, Any]:
-        summary = {
-            "run_id": self.run_id,
-            "status": status,
-            "error": error,
-            "answer": answer,
-            "outputs": dict(self.outputs),
-            "skipped": sorted(self.skipped),
-            "decisions": self.decisions,
-            "steps": self.meter.steps,
-            "tokens": self.meter.tokens,
-            "cost_usd": round(self.meter.cost_usd, 6),
-        }
+        summary = _summary(
+            self.run_id,
+            status,
+            error,
+            answer,
+            self.outputs,
+            skipped=sorted(self.skipped),
+            decisions=self.decisions,
+            steps=self.meter.steps,
+            tokens=self.meter.tokens,
+            cost_usd=round(self.meter.cost_usd, 6),
+        )
         rt = self.rt
         return _durable("finish", lambda: rt.finish_run(summary))
 
@@ -302,7 +344,7 @@ class _Execution:
     def _run_plan(self, step: PlanStep, avoid: frozenset[str]) -> dict[str, Any]:
         """Ask for a plan (durable), then run each validated call as its own durable step."""
         ctx = self._ctx()
-        plan = _durable(f"plan:{step.id}", lambda: plan_calls(ctx, step, avoid))
+        plan = _durable(f"plan:{step.id}", lambda: _timed(lambda: plan_calls(ctx, step, avoid)))
         if plan["status"] != "ok":
             return plan
         self._account(plan)
@@ -320,7 +362,11 @@ class _Execution:
                 ctx: StepContext = ctx,
                 policy: RetryPolicy = policy,
             ) -> dict[str, Any]:
-                return call_tool(ctx, step.id, tool, args, policy, key_scope=f"{step.id}~plan{i}")
+                return _timed(
+                    lambda: call_tool(
+                        ctx, step.id, tool, args, policy, key_scope=f"{step.id}~plan{i}"
+                    )
+                )
 
             last = _durable(f"plan:{step.id}:{i}", body)
             if last["status"] != "ok":

@@ -21,6 +21,13 @@ import sqlalchemy as sa
 
 from daytwo.exceptions import ConflictError, InputError, NotFoundError
 from daytwo.runtime.engine import WORKFLOW_NAME, run_agent_workflow, set_active_runtime
+from daytwo.runtime.executors import (
+    DEFAULT_LEASE_S,
+    Caretaker,
+    claim_slot,
+    open_runs,
+    settle_ended,
+)
 from daytwo.runtime.protocols import ToolInvoker
 from daytwo.runtime.registry import AgentRegistry
 from daytwo.runtime.spec import AgentSpec, ApprovalStep, MapStep, PlanStep, SpecError, ToolStep
@@ -34,6 +41,7 @@ __all__ = ["QUEUE_NAME", "Runtime", "check_catalog", "sqlite_system_engine"]
 QUEUE_NAME = "daytwo-runs"
 APP_VERSION = "daytwo-runtime-1"
 _FINAL = {"succeeded", "failed", "cancelled"}
+_OPEN = ("queued", "running", "waiting")
 
 
 def sqlite_system_engine(url: str, *, synchronous: str = "NORMAL") -> sa.Engine:
@@ -126,9 +134,10 @@ class Runtime:
         data_dir: Path = Path(".daytwo"),
         system_database_url: str | None = None,
         dbos_schema: str = "dbos",
-        executor_id: str = "local",
+        executor_id: str | None = None,
         workers: int = 4,
         sqlite_synchronous: str = "NORMAL",
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         self.store = store
         self.services = services or Services()
@@ -141,11 +150,13 @@ class Runtime:
         self.system_database_url = system_database_url
         self.dbos_schema = dbos_schema
         self.executor_id = executor_id
+        self.lease_s = lease_s
         self.workers = workers
         self.sqlite_synchronous = sqlite_synchronous
         self._launched = False
         self._queue: Any = None
         self._client: _ClientOps | None = None
+        self._caretaker: Caretaker | None = None
 
     def _ops(self) -> Any:
         """DBOS itself when launched, else a client on the same system database."""
@@ -184,9 +195,18 @@ class Runtime:
 
     # -- lifecycle ---------------------------------------------------------
     def launch(self) -> Runtime:
-        """Start DBOS in this process; pending runs of this executor are recovered."""
+        """Start DBOS in this process; pending runs of this executor are recovered.
+
+        Without an explicit ``executor_id`` the process claims the first free slot
+        ``<host>-<n>`` (a restarted worker takes its predecessor's slot and runs).
+        The process then holds a lease and takes over runs of executors whose lease
+        lapsed (see :mod:`daytwo.runtime.executors`); ``lease_s`` 0 turns that off.
+        """
         from dbos import DBOS, DBOSConfig
 
+        if self.executor_id is None:
+            self.executor_id = claim_slot(self.store, self.lease_s or DEFAULT_LEASE_S)
+        self._release_recovered_claims(self.executor_id)
         config: DBOSConfig = {
             "name": "daytwo",
             "system_database_url": self.system_database_url,
@@ -208,15 +228,61 @@ class Runtime:
             QUEUE_NAME, worker_concurrency=self.workers, polling_interval_sec=0.05
         )
         self._launched = True
+        if self.lease_s > 0:
+            self._caretaker = Caretaker(
+                self.store,
+                self.executor_id,
+                lease_s=self.lease_s,
+                app_version=APP_VERSION,
+                workflows=_workflow_statuses,
+                reenqueue=_reenqueue_for_recovery,
+                release_claims=self._release_run_claims,
+                cancel=DBOS.cancel_workflow,
+                audit=self.audit,
+            )
+            self._caretaker.start()
         return self
+
+    def _release_recovered_claims(self, executor_id: str) -> None:
+        """Drop the tool-call claims of the runs DBOS is about to recover for this executor.
+
+        Their calls in flight died with the previous holder of this executor id; their
+        claims would block the recovered calls until the gateway's claim lease ends.
+        """
+        open_ids = open_runs(self.store)
+        if not open_ids:
+            return
+        pending = self._ops().client.list_workflows(
+            workflow_ids=open_ids,
+            status="PENDING",
+            executor_id=executor_id,
+            load_input=False,
+            load_output=False,
+        )
+        for workflow in pending:
+            self._release_run_claims(workflow.workflow_id)
+        self.close()
+
+    def sweep(self) -> dict[str, list[str]]:
+        """Take over runs of stopped executors and settle runs that cannot proceed, now."""
+        if self._caretaker is None:
+            raise ConflictError(
+                "this runtime holds no executor lease", hint="launch it (with lease_s > 0) first"
+            )
+        return self._caretaker.sweep().as_dict()
 
     def shutdown(self) -> None:
         """Stop DBOS (running workflows stay pending and resume at the next launch)."""
         from dbos import DBOS
 
+        caretaker, self._caretaker = self._caretaker, None
+        if caretaker is not None:
+            caretaker.halt()
         if self._launched:
             DBOS.destroy(destroy_registry=False)
             self._launched = False
+        if caretaker is not None:
+            caretaker.release()
         set_active_runtime(None)
         self.close()
 
@@ -411,6 +477,15 @@ class Runtime:
         )
         return summary
 
+    def mark_running(self, run_id: str) -> None:
+        """Record that a worker executes the run (a queued run only; idempotent on replay)."""
+        running = (
+            sa.update(RunRecord)
+            .where(RunRecord.id == run_id, RunRecord.status == "queued")
+            .values(status="running")
+        )
+        self.store.write(lambda s: s.execute(running))
+
     def mark_waiting(self, run_id: str, step_id: str) -> dict[str, Any]:
         """Record that the run waits for an approval."""
         waiting = (
@@ -456,14 +531,13 @@ class Runtime:
     def show(self, run_id: str, *, steps: bool = True) -> dict[str, Any]:
         """The run as recorded, with its checkpointed steps from DBOS."""
         row = self._row(run_id)
+        if row.status in _OPEN:
+            # A workflow that ended without recording it (an unexpected error, a cancel
+            # through DBOS) settles the row here, so every reader sees one status.
+            workflow = self._ops().get_workflow_status(run_id)
+            if workflow is not None and settle_ended(self.store, run_id, workflow):
+                row = self._row(run_id)
         out = _row_dict(row)
-        if row.status == "queued":
-            status = self._ops().get_workflow_status(run_id)
-            if status is not None and status.status == "PENDING":
-                out["status"] = "running"
-            elif status is not None and status.status == "ERROR":
-                out["status"] = "failed"
-                out["error"] = f"{type(status.error).__name__}: {status.error}"
         if steps:
             out["checkpoints"] = [
                 {
@@ -521,6 +595,10 @@ class Runtime:
         self._set(run_id, status="queued", error=None, finished_at=None)
         DBOS.resume_workflow(run_id)
         return self.wait(run_id, timeout_s=timeout_s) if wait else self.show(run_id, steps=False)
+
+    def _release_run_claims(self, run_id: str) -> None:
+        row = self._row(run_id)
+        self._release_claims(run_id, row.agent_name, row.agent_version)
 
     def _release_claims(self, run_id: str, agent: str, version: int) -> None:
         """Drop the run's pending tool-call claims (its worker died in the middle of a call).
@@ -593,7 +671,7 @@ class Runtime:
                 f"run {run_id} is not waiting for an approval (status {row.status})",
                 hint="see `daytwo runs show RUN`",
             )
-        self._set(run_id, status="queued", error=None)
+        self._set(run_id, status="running", error=None)
         self._ops().send(
             run_id,
             {"approved": approved, "by": by, "note": note},
@@ -603,6 +681,26 @@ class Runtime:
         self.audit(
             "run.approval", by or "operator", run_id, {"step": step_id, "approved": approved}
         )
+
+
+def _workflow_statuses(ids: list[str]) -> list[Any]:
+    from dbos import DBOS
+
+    statuses: list[Any] = DBOS.list_workflows(workflow_ids=ids, load_input=False, load_output=False)
+    return statuses
+
+
+def _reenqueue_for_recovery(run_id: str, dead_executor: str) -> bool:
+    """Hand a pending workflow of a stopped executor back to its queue (DBOS's recovery).
+
+    Guarded by the dead executor's id: once a live process dequeued the workflow its
+    row names that process, so a second sweeper's call changes nothing.
+    """
+    from dbos._dbos import _get_dbos_instance
+    from dbos._utils import INTERNAL_QUEUE_NAME
+
+    sys_db = _get_dbos_instance()._sys_db
+    return bool(sys_db.reenqueue_for_recovery(run_id, [dead_executor], INTERNAL_QUEUE_NAME))
 
 
 def _row_dict(row: RunRecord) -> dict[str, Any]:

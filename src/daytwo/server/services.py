@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -139,8 +138,9 @@ def build_runtime(
 
     Tools and telemetry come from ``gateway``, retrieval from ``kb``, model calls from
     the models layer (``settings.default_model``), audit records go to ``audit``. Each
-    worker process gets its own DBOS executor id; with PostgreSQL every worker shares
-    the runs through the same system database.
+    worker process holds its own executor slot and lease; with PostgreSQL every worker
+    shares the runs through the same system database, and a live worker takes over the
+    runs of one that stopped (``daytwo.runtime.executors``).
     """
     from daytwo.runtime import Runtime, Services
 
@@ -170,5 +170,8 @@ def build_runtime(
         store,
         scope_services(services, store),
         data_dir=settings.data_dir,
-        executor_id=f"server-{os.getpid()}",
+        # A stable slot (<host>-<n>, or DAYTWO_EXECUTOR_ID): a worker that uvicorn
+        # replaces after a crash takes its predecessor's slot and resumes its runs.
+        executor_id=settings.executor_id,
+        lease_s=settings.executor_lease_s,
     )

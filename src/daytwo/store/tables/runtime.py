@@ -15,7 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from daytwo.store.base import Base, JSONType, UTCDateTime, utcnow
 
-__all__ = ["AgentPromotion", "AgentVersion", "RunRecord"]
+__all__ = ["AgentPromotion", "AgentVersion", "RunRecord", "RuntimeExecutor"]
 
 
 class AgentVersion(Base):
@@ -67,3 +67,21 @@ class RunRecord(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class RuntimeExecutor(Base):
+    """A process that executes runs (a server worker, a CLI worker) and its lease.
+
+    A live process renews ``heartbeat_at`` well within the lease; when it stops
+    renewing (``kill -9``, a lost host), any other live process takes over its
+    pending runs. ``stopped_at`` is set on a clean shutdown, freeing the slot at once.
+    """
+
+    __tablename__ = "runtime_executors"
+
+    executor_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
