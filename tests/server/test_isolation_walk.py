@@ -138,13 +138,16 @@ WALK: dict[str, Op] = {
     "GET /api/v1/runs/{run_id}/events": Op(("run",), path=lambda a: {"run_id": a["run"]}),
     "GET /api/v1/agents": Op(("agent",), scoped=True),
     "POST /api/v1/agents": Op(
-        ("agent", "tool", "collection"),
+        ("agent", "tool", "collection", "model_route"),
         bodies=lambda a: [
             # take A's agent name, reference A's tool, plan over it, retrieve A's collection
             {"spec": _agent_spec(a["agent"], kind="llm", prompt="hi")},
             {"spec": _agent_spec("b1", kind="tool", tool=a["tool"])},
             {"spec": _agent_spec("b2", kind="plan", goal="g", tools=[a["tool"]])},
             {"spec": _agent_spec("b3", kind="retrieve", collection=a["collection"], query="q")},
+            # name A's model route as the agent's model, and as a step's
+            {"spec": {**_agent_spec("b4", kind="llm", prompt="hi"), "model": a["model_route"]}},
+            {"spec": _agent_spec("b5", kind="llm", prompt="hi", model=a["model_route"])},
         ],
     ),
     "GET /api/v1/agents/{name}": Op(("agent",), path=lambda a: {"name": a["agent"]}),

@@ -140,8 +140,9 @@ def compile_command(
     llm_step = _step(spec, step)
     context = _context(input_json, context_file)
     definition = render_definition(llm_step, context)
-    registry = load_profiles(state.settings())
-    src = registry.get(from_profile or spec.model)
+    settings = state.settings()
+    registry = load_profiles(settings)
+    src = registry.get(from_profile or llm_step.model or spec.model or settings.default_model)
     dst = registry.get(to_profile)
     reserve = max_tokens or llm_step.max_tokens
     source = compile_prompt(definition, src, max_tokens=reserve)

@@ -261,11 +261,37 @@ def default_services(
 
             profile = model_profile or settings.default_model
             services.llm = ModelLLM(factory=lambda: get_model(profile, settings))
+            services.llm_for = model_llms(settings, services.llm)
         except ImportError:
             pass
     with contextlib.suppress(ImportError):
         services.audit = TracingAudit(store)
     return services
+
+
+def model_llms(settings: Settings, default: ModelLLM | None = None) -> Callable[[str], ModelLLM]:
+    """Profile name → a ModelLLM on that profile (one per profile, built on first use).
+
+    This is how an agent's or a step's ``model:`` is honoured. ``default`` answers for
+    ``settings.default_model``, so the default profile loads once.
+    """
+    import threading
+
+    from daytwo.models import get_model
+
+    llms: dict[str, ModelLLM] = {}
+    if default is not None:
+        llms[settings.default_model] = default
+    lock = threading.Lock()
+
+    def llm_for(profile: str) -> ModelLLM:
+        with lock:
+            llm = llms.get(profile)
+            if llm is None:
+                llm = llms[profile] = ModelLLM(factory=lambda: get_model(profile, settings))
+            return llm
+
+    return llm_for
 
 
 ServicesFactory = Callable[["Settings", "Store"], Services]

@@ -122,6 +122,9 @@ class LLMStep(_StepBase):
     system: str | None = None
     output_schema: dict[str, Any] | None = Field(default=None, alias="schema")
     max_tokens: int = Field(default=256, ge=1)
+    model: str | None = Field(
+        default=None, max_length=128, description="Model profile of this step (else the agent's)."
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -201,7 +204,12 @@ class AgentSpec(_Model):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
     description: str = ""
-    model: str = "local/smollm2-135m"
+    model: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Model profile the agent's llm and plan steps use (a step's own "
+        "`model` wins); unset: the server's DAYTWO_DEFAULT_MODEL.",
+    )
     prompts: dict[str, str] = Field(default_factory=dict)
     budgets: Budgets = Field(default_factory=Budgets)
     slo: Slo = Field(default_factory=Slo)

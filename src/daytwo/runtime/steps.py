@@ -64,6 +64,8 @@ class Services:
     telemetry: TelemetrySource | None = None
     retriever: Retriever | None = None
     llm: LLM | None = None
+    llm_for: Callable[[str], LLM] | None = None
+    """A model profile's LLM: how an agent's (or a step's) ``model`` is honoured."""
     audit: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -285,8 +287,17 @@ def _llm_call(ctx: StepContext, step: LLMStep, llm: LLM) -> Callable[[], LLMResu
     return lambda: llm.complete(messages, schema=step.output_schema, max_tokens=step.max_tokens)
 
 
+def _llm(ctx: StepContext, step_model: str | None, kind: str = "llm") -> LLM:
+    """The LLM of the step's model, else the agent's, else the services' default one."""
+    name = step_model or ctx.spec.model
+    if name and ctx.services.llm_for is not None:
+        return ctx.services.llm_for(name)
+    llm: LLM = _need(ctx.services.llm, "LLM", kind)
+    return llm
+
+
 def _llm_step(ctx: StepContext, step: LLMStep) -> dict[str, Any]:
-    llm: LLM = _need(ctx.services.llm, "LLM", "llm")
+    llm = _llm(ctx, step.model)
     call = _llm_call(ctx, step, llm)
     attempts = Attempts()
     # Invalid structured output is repaired by the LLM's own ladder; it is retried
@@ -366,7 +377,7 @@ def plan_calls(
     ctx: StepContext, step: PlanStep, avoid: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
     """Planner mode: ask the LLM for tool calls; validate them before anything runs."""
-    llm: LLM = _need(ctx.services.llm, "LLM", "plan")
+    llm = _llm(ctx, None, "plan")
     tools: ToolInvoker = _need(ctx.services.tools, "tool invoker", "plan")
     allowed = [t for t in (step.tools or tuple(tools.tools())) if t not in avoid]
     schema = {

@@ -17,7 +17,7 @@ that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from daytwo.exceptions import NotFoundError
@@ -119,12 +119,29 @@ def scope_services(services: Services, store: Store) -> Services:
     return services
 
 
-def check_spec_references(store: Store, spec: AgentSpec, tenant: str) -> None:
+def check_spec_references(
+    store: Store,
+    spec: AgentSpec,
+    tenant: str,
+    model_profiles: Collection[str] | None = None,
+) -> None:
     """SpecError when a step names a tool or collection ``tenant`` cannot see.
 
     The message is the one for a name that exists nowhere. Templated collection
-    names are checked when the step runs.
+    names are checked when the step runs. With ``model_profiles`` (the server's
+    profile names) the agent's and its steps' ``model`` must be one of them: a model
+    is a server profile, never another tenant's gateway route.
     """
+    if model_profiles is not None:
+        models = [("the agent", spec.model)]
+        models += [(f"step {s.id!r}", getattr(s, "model", None)) for s in spec.steps]
+        models += [(f"step {s.id!r}", getattr(s, "model", None)) for s in spec.degraded]
+        for where, name in models:
+            if name is not None and name not in model_profiles:
+                raise SpecError(
+                    f"agent {spec.name!r}: {where} names unknown model profile {name!r}",
+                    hint="GET /v1/models lists the server's model profiles",
+                )
     for step in (*spec.steps, *spec.degraded):
         tools: list[str] = []
         if isinstance(step, (ToolStep, MapStep)) and step.tool is not None:

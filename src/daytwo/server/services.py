@@ -162,6 +162,7 @@ def build_runtime(
 
             profile = settings.default_model
             services.llm = adapters.ModelLLM(factory=lambda: get_model(profile, settings))
+            services.llm_for = adapters.model_llms(settings, services.llm)
         except ImportError:  # pragma: no cover - the models layer is part of daytwo
             pass
     from daytwo.server.scoping import scope_services

@@ -110,13 +110,17 @@ def register(
     body: AgentRegister, principal: Admin, store: StoreDep, request: Request
 ) -> Registered:
     from daytwo.exceptions import InputError
+    from daytwo.models.profiles import load_profiles
     from daytwo.runtime import load_spec, parse_spec_text
+    from daytwo.server.deps import get_settings
     from daytwo.server.scoping import check_spec_references
 
     if (body.spec_yaml is None) == (body.spec is None):
         raise InputError("give exactly one of spec_yaml or spec", hint="send the agent spec once")
     spec = parse_spec_text(body.spec_yaml) if body.spec_yaml is not None else load_spec(body.spec)  # type: ignore[arg-type]
-    check_spec_references(store, spec, principal.tenant)
+    check_spec_references(
+        store, spec, principal.tenant, load_profiles(get_settings(request)).names()
+    )
     reg = _registry(store)
     exists = _exists(reg, spec.name)
     new = claim(store, KIND, spec.name, principal.tenant, "agent", exists=exists)
