@@ -245,6 +245,46 @@ def test_run_time_budget_counts_the_steps_own_time_not_waiting(
     assert runtime.wait(run["id"], timeout_s=30)["status"] == "succeeded"
 
 
+def test_resume_of_a_failed_run_reruns_it_from_the_failed_step(
+    runtime: Runtime, tools: PythonTools
+) -> None:
+    calls: list[str] = []
+    broken = {"on": True}
+
+    def first(idempotency_key: str) -> str:
+        calls.append("first")
+        return "one"
+
+    def flaky(idempotency_key: str) -> str:
+        calls.append("flaky")
+        if broken["on"]:
+            raise ValueError("backend down")
+        return "two"
+
+    tools.add("first", first)
+    tools.add("flaky", flaky)
+    spec = {
+        "name": "retryable",
+        "retry": {"attempts": 1},
+        "steps": [
+            {"id": "a", "kind": "tool", "tool": "first"},
+            {"id": "b", "kind": "tool", "tool": "flaky", "after": ["a"]},
+        ],
+        "output": "b",
+    }
+    _register(runtime, spec)
+    failed = runtime.start("retryable", {})
+    assert failed["status"] == "failed"
+    assert calls == ["first", "flaky"]
+    broken["on"] = False
+    again = runtime.resume(failed["id"], timeout_s=30)
+    assert again["status"] == "succeeded", again["error"]
+    assert again["forked_from"] == failed["id"]
+    assert again["outputs"]["answer"] == "two"
+    assert calls == ["first", "flaky", "flaky"]  # step a's result was reused
+    assert runtime.show(failed["id"], steps=False)["status"] == "failed"  # history kept
+
+
 def test_unknown_tool_or_capability_is_refused_before_the_run(
     runtime: Runtime, tools: PythonTools
 ) -> None:

@@ -193,7 +193,11 @@ def resume(
     services: str | None = typer.Option(None, "--services", help=_SERVICES_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Resume a cancelled or interrupted run from its last completed step, here."""
+    """Resume a cancelled or interrupted run from its last completed step, here.
+
+    A failed run is re-run as a new run from its first step that did not succeed
+    (the finished steps are reused); the new run is printed, with forked_from.
+    """
     rt = _runtime(services, launch=True)
     try:
         run = rt.resume(run_id)

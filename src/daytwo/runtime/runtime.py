@@ -585,12 +585,26 @@ class Runtime:
         self.audit("run.cancel", by, run_id, dict(data or {}))
 
     def resume(self, run_id: str, *, wait: bool = True, timeout_s: float = 600.0) -> dict[str, Any]:
-        """Resume a cancelled or interrupted run from its last completed step."""
+        """Resume a cancelled, interrupted or failed run from its last completed step.
+
+        A cancelled or interrupted run continues in place. A failed run's workflow has
+        ended, so it is re-run as a new run forked from its first step that did not
+        succeed (the steps before are reused, not run again); the new run is returned
+        (``forked_from`` names the failed one).
+        """
         from dbos import DBOS
 
         row = self._row(run_id)
         if row.status == "succeeded":
             raise ConflictError(f"run {run_id} already succeeded", hint="fork it to re-run")
+        workflow = self._ops().get_workflow_status(run_id)
+        if workflow is not None and workflow.status in {"SUCCESS", "ERROR"}:
+            # The run failed and its workflow has ended: DBOS cannot continue it in
+            # place, so it is re-run as a new run from its first unfinished step (a
+            # fork: the finished steps' results are reused, not run again).
+            return self._fork_at(
+                row, self._retry_point(run_id), wait=wait, timeout_s=timeout_s, by="resume"
+            )
         self._release_claims(run_id, row.agent_name, row.agent_version)
         self._set(run_id, status="queued", error=None, finished_at=None)
         DBOS.resume_workflow(run_id)
@@ -621,7 +635,7 @@ class Runtime:
         self, run_id: str, from_step: int | str, *, wait: bool = True, timeout_s: float = 600.0
     ) -> dict[str, Any]:
         """Re-run ``run_id`` from one of its steps (1-based position or step id), same inputs."""
-        from dbos import DBOS, SetWorkflowID
+        from dbos import DBOS
 
         row = self._row(run_id)
         checkpoints: list[dict[str, Any]] = [dict(s) for s in DBOS.list_workflow_steps(run_id)]
@@ -641,6 +655,46 @@ class Runtime:
                 f"run {run_id} has no step {from_step!r} to fork from",
                 hint=f"give 1..{len(agent_steps)} or a step id ({names})",
             )
+        return self._fork_at(
+            row, target["function_id"], wait=wait, timeout_s=timeout_s, step=str(from_step)
+        )
+
+    def _retry_point(self, run_id: str) -> int:
+        """The checkpoint a failed run is re-run from: its first step that did not succeed.
+
+        Without one (a budget or an approval stopped the run between steps), the run's
+        final checkpoint, so the steps it finished are all reused.
+        """
+        from dbos import DBOS
+
+        checkpoints: list[dict[str, Any]] = [dict(c) for c in DBOS.list_workflow_steps(run_id)]
+        for c in checkpoints:
+            output = c.get("output")
+            agent_step = str(c["function_name"]).startswith(("step:", "plan:", "replan:"))
+            if agent_step and (
+                c.get("error") or not isinstance(output, dict) or output.get("status") != "ok"
+            ):
+                return int(c["function_id"])
+        if not checkpoints:
+            raise ConflictError(
+                f"run {run_id} has no checkpoint to re-run from",
+                hint="start it again: daytwo runs start AGENT",
+            )
+        return int(checkpoints[-1]["function_id"])
+
+    def _fork_at(
+        self,
+        row: RunRecord,
+        function_id: int,
+        *,
+        wait: bool,
+        timeout_s: float,
+        step: str | None = None,
+        by: str = "fork",
+    ) -> dict[str, Any]:
+        from dbos import DBOS, SetWorkflowID
+
+        run_id = row.id
         new_id = uuid.uuid4().hex
         with self.store.session(write=True) as s:
             s.add(
@@ -657,8 +711,11 @@ class Runtime:
                 )
             )
         with SetWorkflowID(new_id):
-            DBOS.fork_workflow(run_id, target["function_id"])
-        self.audit("run.fork", "operator", new_id, {"from": run_id, "step": str(from_step)})
+            DBOS.fork_workflow(run_id, function_id)
+        data: dict[str, Any] = {"from": run_id, "checkpoint": function_id, "why": by}
+        if step is not None:
+            data["step"] = step
+        self.audit("run.fork", "operator", new_id, data)
         return self.wait(new_id, timeout_s=timeout_s) if wait else self.show(new_id, steps=False)
 
     def approve(
