@@ -208,7 +208,8 @@ def _prepare(env: dict[str, str]) -> tuple[str, str]:
     store = Store.from_settings(settings)
     try:
         store.upgrade()
-        _, key = KeyStore(store).create(role="admin", tenant="bench", name="bench")
+        # Tenant "default": the agent registered here on the host belongs to it.
+        _, key = KeyStore(store).create(role="admin", tenant="default", name="bench")
         text = (resources.files("daytwo.runtime.samples") / "support.yaml").read_text()
         spec = parse_spec_text(text)
         AgentRegistry(store).register(spec)
