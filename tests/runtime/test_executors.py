@@ -45,6 +45,29 @@ def test_slots_are_claimed_once_freed_on_release_and_retaken_after_the_lease(
     assert "explicit-id" in live_executors(sqlite_store, 30)
 
 
+def test_a_slot_whose_holder_died_on_this_host_is_free_at_once(sqlite_store: Store) -> None:
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert claim_slot(sqlite_store, 30, prefix="d") == "d-0"
+        with sqlite_store.session(write=True) as s:  # d-0 is the sleeper's, lease fresh
+            s.execute(
+                sa.update(RuntimeExecutor)
+                .where(RuntimeExecutor.executor_id == "d-0")
+                .values(pid=holder.pid)
+            )
+        assert "d-0" in live_executors(sqlite_store, 30)
+        assert claim_slot(sqlite_store, 30, prefix="d") == "d-1"  # its holder runs
+    finally:
+        holder.kill()
+        holder.wait()
+    # kill -9 of the holder: its lease is void now, not 30 s later.
+    assert "d-0" not in live_executors(sqlite_store, 30)
+    assert claim_slot(sqlite_store, 30, prefix="d") == "d-0"
+
+
 def test_a_run_never_handed_to_a_worker_is_failed_with_the_reason(
     sqlite_store: Store, tmp_path: Path
 ) -> None:

@@ -66,6 +66,32 @@ def _host() -> str:
     return (socket.gethostname() or "host")[:100]
 
 
+def _host_key() -> str:
+    """This host and PID namespace: where a lease's pid can be checked directly."""
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        namespace = "-"
+    return f"{_host()}#{namespace}"[:255]
+
+
+def _pid_gone(host: str, pid: int) -> bool:
+    """True when ``pid`` of ``host`` is certainly not running (same host and namespace).
+
+    A lease of a process killed on this host is void at once: its slot and runs need
+    not wait for the lease to lapse. Elsewhere only the lease tells.
+    """
+    if host != _host_key() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def renew(store: Store, executor_id: str) -> None:
     """Renew (or take) the lease of ``executor_id`` for this process."""
     now = utcnow()
@@ -75,13 +101,13 @@ def renew(store: Store, executor_id: str) -> None:
         res = s.execute(
             sa.update(RuntimeExecutor)
             .where(RuntimeExecutor.executor_id == executor_id)
-            .values(heartbeat_at=now, stopped_at=None, pid=pid, host=_host())
+            .values(heartbeat_at=now, stopped_at=None, pid=pid, host=_host_key())
         )
         if res.rowcount == 0:
             s.add(
                 RuntimeExecutor(
                     executor_id=executor_id,
-                    host=_host(),
+                    host=_host_key(),
                     pid=pid,
                     started_at=now,
                     heartbeat_at=now,
@@ -118,15 +144,35 @@ def claim_slot(store: Store, lease_s: float, *, prefix: str | None = None) -> st
                         RuntimeExecutor.heartbeat_at < stale,
                     ),
                 )
-                .values(heartbeat_at=now, started_at=now, stopped_at=None, pid=pid, host=_host())
+                .values(
+                    heartbeat_at=now, started_at=now, stopped_at=None, pid=pid, host=_host_key()
+                )
             )
             if res.rowcount == 1:
                 return True
-            if s.get(RuntimeExecutor, executor_id) is not None:
-                return False  # held by a live process
+            row = s.get(RuntimeExecutor, executor_id)
+            if row is not None:
+                if not _pid_gone(row.host, row.pid):
+                    return False  # held by a live process
+                # Its holder died on this host (kill -9): take the slot now, guarded by
+                # the dead holder's pid so two claimants cannot both win it.
+                res = s.execute(
+                    sa.update(RuntimeExecutor)
+                    .where(
+                        RuntimeExecutor.executor_id == executor_id,
+                        RuntimeExecutor.pid == row.pid,
+                        RuntimeExecutor.host == row.host,
+                    )
+                    .values(heartbeat_at=now, started_at=now, stopped_at=None, pid=pid)
+                )
+                return bool(res.rowcount == 1)
             s.add(
                 RuntimeExecutor(
-                    executor_id=executor_id, host=_host(), pid=pid, started_at=now, heartbeat_at=now
+                    executor_id=executor_id,
+                    host=_host_key(),
+                    pid=pid,
+                    started_at=now,
+                    heartbeat_at=now,
                 )
             )
             return True
@@ -151,15 +197,15 @@ def release(store: Store, executor_id: str) -> None:
 
 
 def live_executors(store: Store, lease_s: float) -> set[str]:
-    """Executor ids whose lease is current."""
+    """Executor ids whose lease is current (and whose process, when on this host, runs)."""
     stale = utcnow() - timedelta(seconds=lease_s)
     with store.session() as s:
-        rows = s.scalars(
-            sa.select(RuntimeExecutor.executor_id).where(
+        rows = s.execute(
+            sa.select(RuntimeExecutor.executor_id, RuntimeExecutor.host, RuntimeExecutor.pid).where(
                 RuntimeExecutor.stopped_at.is_(None), RuntimeExecutor.heartbeat_at >= stale
             )
-        )
-        return set(rows)
+        ).all()
+    return {eid for eid, host, pid in rows if not _pid_gone(host, pid)}
 
 
 def open_runs(store: Store, limit: int = _SWEEP_BATCH) -> list[str]:
