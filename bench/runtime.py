@@ -23,6 +23,9 @@
    the run's completion (Python start, DBOS launch and recovery, replay of the
    checkpointed steps, the remaining steps), the part after the worker said
    it was ready, and the steps that ran again (only the one in flight).
+3. **Takeover without a restart** — two workers; the one running the run is
+   killed and stays dead: seconds from the kill until the other worker finished
+   the run, at executor leases of 5 s and 30 s (the default).
 
 Target: daytwo's overhead per step <= LangGraph's with its SQLite checkpointer.
 """
@@ -231,6 +234,8 @@ from daytwo.runtime import PythonTools, Services
 def _step(i, idempotency_key):
     with open(os.environ["RT_BENCH_LOG"], "a") as f:
         f.write(f"{i}\\n")
+    with open(os.environ["RT_BENCH_LOG"] + ".pids", "a") as f:
+        f.write(f"{i} {os.getpid()}\\n")
     if i == 5 and not os.path.exists(os.environ["RT_BENCH_LOG"] + ".killed"):
         time.sleep(60)
     return i
@@ -320,6 +325,95 @@ def bench_recovery(tmp: Path) -> dict[str, Any]:
     }
 
 
+def bench_takeover(tmp: Path, lease_s: float) -> dict[str, Any]:
+    """Two workers; the one running a run is killed and NOT restarted: the other takes over.
+
+    Seconds from the kill to the run's completion, with ``DAYTWO_EXECUTOR_LEASE_S`` =
+    ``lease_s`` (a dead process on the same host voids its lease at once; the survivor
+    notices at its next sweep, every 0.4-0.6 lease).
+    """
+    from daytwo.runtime import Runtime, Services, load_spec
+    from daytwo.store import Store
+
+    data = tmp / f"takeover-{lease_s:g}"
+    data.mkdir()
+    (data / "rt_bench_services.py").write_text(_SLOW_TOOL)
+    log = data / "steps.log"
+    store = Store(f"sqlite:///{data / 'daytwo.db'}")
+    store.upgrade()
+    rt = Runtime(store, Services(), data_dir=data)
+    steps = [
+        {
+            "id": f"s{i}",
+            "kind": "tool",
+            "tool": "step",
+            "arguments": {"i": i},
+            **({"after": [f"s{i - 1}"]} if i else {}),
+        }
+        for i in range(N)
+    ]
+    rt.registry.register(load_spec({"name": "rec", "steps": steps}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAYTWO_")}
+    env.update(
+        {
+            "DAYTWO_DATA_DIR": str(data),
+            "DAYTWO_EXECUTOR_LEASE_S": str(lease_s),
+            "RT_BENCH_LOG": str(log),
+            "PYTHONPATH": str(data),
+        }
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "daytwo",
+        "runs",
+        "worker",
+        "--services",
+        "rt_bench_services:services",
+    ]
+    workers = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
+    try:
+        for proc in workers:
+            assert proc.stdout is not None
+            proc.stdout.readline()  # ready
+        run_id = rt.enqueue("rec", {})
+        pids = Path(str(log) + ".pids")
+        owner = 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not owner:
+            if pids.exists():
+                owner = next(
+                    (
+                        int(p)
+                        for i, p in (ln.split() for ln in pids.read_text().splitlines())
+                        if i == "5"
+                    ),
+                    0,
+                )
+            time.sleep(0.02)
+        victim = next(p for p in workers if p.pid == owner)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        Path(str(log) + ".killed").write_text("")
+        killed = time.perf_counter()
+        while time.perf_counter() - killed < 180:
+            if rt.show(run_id, steps=False)["status"] == "succeeded":
+                break
+            time.sleep(0.02)
+        took_s = time.perf_counter() - killed
+        status = rt.show(run_id, steps=False)["status"]
+    finally:
+        for proc in workers:
+            proc.kill()
+            proc.wait()
+        rt.close()
+        store.dispose()
+    return {"lease_s": lease_s, "status": status, "done_s_after_kill": round(took_s, 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", type=Path, help="Write the results here.")
@@ -332,6 +426,9 @@ def main() -> None:
         results = bench_daytwo(tmp, langgraph_contenders(tmp), args.rounds, args.lock)
         if not args.skip_recovery:
             results["crash_recovery"] = bench_recovery(tmp)
+            results["takeover_without_restart"] = [
+                bench_takeover(tmp, lease) for lease in (5.0, 30.0)
+            ]
     per = results["interleaved"]["contenders"]
 
     def med(name: str) -> float:
