@@ -208,3 +208,34 @@ def test_output_schema_violations_alert_once(gateway: Gateway) -> None:
     assert [(a.field, a.kind) for a in first.alerts] == [("(schema)", "schema")]
     assert all(gateway.call("risk", {}).alerts == [] for _ in range(5))
     assert len(gateway.drift_alerts("risk")) == 1
+
+
+def test_a_second_gateway_process_judges_by_the_profile_another_learned(
+    gateway: Gateway, sqlite_store: Any
+) -> None:
+    """Two gateways on one store (two worker processes): one warm-up, one alert."""
+    backend = RiskBackend()
+    gateway.register_python("risk", backend)
+    # No contract expectations: only the learned profile can see the drift.
+    gateway.register(risk_tool("flag", expectations=False))
+    for _ in range(50):
+        gateway.call("risk", {})  # warm-up here, in "process" A
+    other = Gateway(sqlite_store)  # process B: never saw a response of this tool
+    other.register_python("risk", backend)
+    assert other.drift.profiles("risk@1.0.0")["risk_score"]["learned"]
+    first = other.call("risk", {})
+    assert first.alerts == []
+    # B judges by A's profile at once: categories instead of floats drift (type).
+    backend.mode = "category"
+    alerts_b = [a for _ in range(10) for a in other.call("risk", {}).alerts]
+    assert [(a.field, a.kind, a.source) for a in alerts_b] == [("risk_score", "type", "profile")]
+    # A sees the same drift, but the alert is already open: no duplicate.
+    alerts_a = [a for _ in range(10) for a in gateway.call("risk", {}).alerts]
+    assert alerts_a == []
+    assert len(gateway.drift_alerts("risk")) == 1
+
+
+def test_profiles_are_per_process_without_a_shared_store() -> None:
+    monitor = DriftMonitor()
+    assert monitor.shared is None
+    assert monitor.profiles("t@1") == {}

@@ -21,11 +21,11 @@ import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from daytwo.gateway.contracts import Expectation
 
-__all__ = ["DriftMonitor", "FieldProfile", "Violation", "json_type"]
+__all__ = ["DriftMonitor", "FieldProfile", "SharedProfiles", "Violation", "json_type"]
 
 Source = Literal["contract", "profile"]
 
@@ -126,6 +126,32 @@ class FieldProfile:
             return "category", f"value {value!r} not among the learned categories"
         return None
 
+    def to_state(self) -> dict[str, Any]:
+        """The learned profile as JSON (what another process needs to judge by it)."""
+        return {
+            "seen": self.seen,
+            "types": dict(self.types),
+            "categories": dict(self.categories),
+            "low": self.low,
+            "high": self.high,
+            "categorical": self.categorical,
+            "null_rate": self.null_rate,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> FieldProfile:
+        """A learned profile from :meth:`to_state`."""
+        return cls(
+            seen=int(state.get("seen", 0)),
+            types={str(k): int(v) for k, v in dict(state.get("types", {})).items()},
+            categories={str(k): int(v) for k, v in dict(state.get("categories", {})).items()},
+            low=state.get("low"),
+            high=state.get("high"),
+            learned=True,
+            categorical=bool(state.get("categorical", False)),
+            null_rate=float(state.get("null_rate", 0.0)),
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
         total = max(self.seen, 1)
@@ -176,12 +202,37 @@ class _ToolState:
         self.nulls: dict[str, deque[bool]] = {}
 
 
-class DriftMonitor:
-    """Checks responses against expectations and the learned profile; thread-safe."""
+class SharedProfiles(Protocol):
+    """Where learned profiles and open alerts live for every process of a deployment."""
 
-    def __init__(self, *, window: int = 10, threshold: int = 5) -> None:
+    def load(self, key: str) -> tuple[dict[str, dict[str, Any]] | None, set[tuple[str, str]]]:
+        """(the learned profiles of ``key`` or None, its open alerts as (field, source:kind))."""
+        ...
+
+    def save(self, key: str, profiles: dict[str, dict[str, Any]]) -> None:
+        """Keep the profiles learned for ``key`` (the first process to learn them wins)."""
+        ...
+
+    def alerted(self, key: str, name: str, kind: str) -> bool:
+        """True when some process already raised the alert ``kind`` (source:kind) on ``name``."""
+        ...
+
+
+class DriftMonitor:
+    """Checks responses against expectations and the learned profile; thread-safe.
+
+    With ``shared``, a process that first sees a tool version starts from the profile
+    another process already learned (no second warm-up) and with the alerts already
+    open; a profile learned here is offered to the others. The sliding windows that
+    decide a new profile alert stay per process.
+    """
+
+    def __init__(
+        self, *, window: int = 10, threshold: int = 5, shared: SharedProfiles | None = None
+    ) -> None:
         self.window = window
         self.threshold = threshold
+        self.shared = shared
         self._states: dict[str, _ToolState] = {}
         self._lock = threading.Lock()
 
@@ -189,6 +240,12 @@ class DriftMonitor:
         state = self._states.get(key)
         if state is None:
             state = self._states[key] = _ToolState(expectations, warmup)
+            if self.shared is not None:
+                learned, open_alerts = self.shared.load(key)
+                state.open |= open_alerts
+                if learned is not None:
+                    state.profiles = {n: FieldProfile.from_state(p) for n, p in learned.items()}
+                    state.count = warmup  # learned elsewhere: no warm-up here
         return state
 
     def check(
@@ -210,8 +267,7 @@ class DriftMonitor:
                 if found is not None:
                     v = Violation(name, found[0], "contract", found[1])
                     drifting.append(v)
-                    if (name, "contract:" + found[0]) not in state.open:
-                        state.open.add((name, "contract:" + found[0]))
+                    if self._opens(state, key, name, "contract:" + found[0]):
                         alerts.append(v)
             if index <= state.warmup:
                 names = set(expectations) | {
@@ -223,6 +279,8 @@ class DriftMonitor:
                 if index == state.warmup:
                     for prof in state.profiles.values():
                         prof.learn()
+                    if self.shared is not None:
+                        self.shared.save(key, {n: p.to_state() for n, p in state.profiles.items()})
                 return drifting, alerts, index
             # New fields are a compatible change: only known fields are judged.
             for name in set(expectations) | set(state.profiles):
@@ -252,9 +310,9 @@ class DriftMonitor:
                 if key2 in state.open:
                     drifting.append(v)
                 elif sum(state.windows[(name, kind)]) >= self.threshold:
-                    state.open.add(key2)
                     drifting.append(v)
-                    alerts.append(v)
+                    if self._opens(state, key, name, key2[1]):
+                        alerts.append(v)
             return drifting, alerts, index
 
     def _null_rate(
@@ -275,23 +333,31 @@ class DriftMonitor:
             )
         return None
 
+    def _opens(self, state: _ToolState, key: str, name: str, kind: str) -> bool:
+        """Open the alert; True when it is new here and in every other process."""
+        if (name, kind) in state.open:
+            return False
+        state.open.add((name, kind))
+        return self.shared is None or not self.shared.alerted(key, name, kind)
+
     def open_alert(self, key: str, name: str, kind: str) -> bool:
         """Mark an alert on ``name``/``kind`` of ``key`` open; True when it was not yet."""
         with self._lock:
             state = self._states.get(key)
             if state is None:
                 return True
-            if (name, kind) in state.open:
-                return False
-            state.open.add((name, kind))
-            return True
+            return self._opens(state, key, name, kind)
 
     def profiles(self, key: str) -> dict[str, dict[str, Any]]:
         """The learned profile of every field of tool version ``key``."""
         with self._lock:
             state = self._states.get(key)
             if state is None:
-                return {}
+                learned = self.shared.load(key)[0] if self.shared is not None else None
+                return {
+                    name: FieldProfile.from_state(p).as_dict()
+                    for name, p in sorted((learned or {}).items())
+                }
             return {name: p.as_dict() for name, p in sorted(state.profiles.items())}
 
     def responses(self, key: str) -> int:

@@ -49,6 +49,7 @@ from daytwo.gateway.contracts import (
     parse_definitions,
 )
 from daytwo.gateway.drift import DriftMonitor, Violation, check_expectation
+from daytwo.gateway.drift_profiles import StoredProfiles
 from daytwo.gateway.egress import EgressPolicy, pinned_client
 from daytwo.gateway.idempotency import IdempotencyLedger
 from daytwo.gateway.policies import RateLimits, check_payload, find_injection_markers
@@ -226,7 +227,7 @@ class Gateway:
         allow = [*(settings.egress_allow if settings is not None else ()), *ssrf_allow]
         self.guard = EgressPolicy(allow)
         self.tokens = OAuth2TokenCache()
-        self.drift = DriftMonitor()
+        self.drift = DriftMonitor(shared=StoredProfiles(store))
         self.telemetry = Telemetry(store, window_s=telemetry_window_s)
         self._python: dict[str, Callable[..., Any]] = {}
         self._compiled: dict[str, _Compiled] = {}

@@ -23,6 +23,7 @@ __all__ = [
     "GatewayAgent",
     "GatewayCall",
     "GatewayDriftAlert",
+    "GatewayDriftProfile",
     "GatewayIdempotency",
     "GatewaySecret",
     "GatewayTool",
@@ -120,4 +121,14 @@ class GatewayDriftAlert(Base):
     action: Mapped[str] = mapped_column(String(16))
     response_index: Mapped[int] = mapped_column(Integer)
     sample: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class GatewayDriftProfile(Base):
+    """The learned output profile of one tool version, shared by every gateway process."""
+
+    __tablename__ = "gateway_drift_profiles"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    profiles: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
