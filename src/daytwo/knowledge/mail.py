@@ -278,7 +278,10 @@ def thread_documents(
     for members in threads.values():
         members.sort(key=lambda m: (m.date or floor, m.origin))
         first = members[0]
-        doc_id = f"mail:{first.parents[0] if first.parents else first.message_id}"
+        root = first.parents[0] if first.parents else first.message_id
+        if len(root) > 300:  # ids are free text; keep the document id within bounds
+            root = f"sha256-{hashlib.sha256(root.encode()).hexdigest()}"
+        doc_id = f"mail:{root}"
         people: dict[str, None] = {}
         for m in members:
             for addr in [m.sender, *m.recipients]:

@@ -374,7 +374,10 @@ class FileSource(Source):
             yield SourceDocument(rel, text, title, {"path": rel, "type": ext.lstrip(".")})
         for file in sorted(in_maildir):
             if not file.resolve().is_relative_to(root):
-                yield Skipped(file.relative_to(root).as_posix(), "a symlink that leads outside")
+                yield Skipped(
+                    file.relative_to(root).as_posix(),
+                    "a symlink that leads outside the folder (not followed)",
+                )
                 continue
             for item in mail.read_mail_file(file, file.relative_to(root).as_posix()):
                 if isinstance(item, Skipped):
