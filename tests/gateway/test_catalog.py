@@ -14,7 +14,7 @@ from daytwo.gateway.errors import ToolNotFound
 from daytwo.gateway.openapi import import_openapi, load_openapi
 from daytwo.store import Store
 
-from .conftest import py_tool
+from .conftest import json_response, py_tool
 
 
 def echo(**kw: Any) -> dict[str, Any]:
@@ -245,3 +245,65 @@ def test_openapi_bad_input(tmp_path: Path, text: str, message: str) -> None:
     path.write_text(text)
     with pytest.raises(InputError, match=message):
         import_openapi(load_openapi(path), "http://127.0.0.1:9")
+
+
+LISTS = """
+openapi: 3.0.3
+info: {title: Orders, version: "1.0"}
+paths:
+  /orders:
+    get:
+      operationId: listOrders
+      responses:
+        "200":
+          content:
+            application/json:
+              schema: {type: array, items: {type: object, properties: {id: {type: string}}}}
+  /orders/count:
+    get:
+      operationId: countOrders
+      responses:
+        "200":
+          content:
+            application/json:
+              schema: {type: integer, minimum: 0}
+  /orders/bulk:
+    post:
+      operationId: bulkCreate
+      requestBody:
+        content:
+          application/json:
+            schema: {type: array, items: {type: string}}
+      responses:
+        "200":
+          content:
+            application/json:
+              schema: {type: object}
+"""
+
+
+def test_openapi_array_and_scalar_answers_become_callable_tools(
+    tmp_path: Path, gateway: Gateway, http_server: Any
+) -> None:
+    def handler(method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+        if path == "/orders":
+            return json_response([{"id": "o1"}, {"id": "o2"}])
+        return json_response(2)
+
+    server = http_server(handler)
+    path = tmp_path / "orders.yaml"
+    path.write_text(LISTS)
+    skipped: list[dict[str, str]] = []
+    defs = import_openapi(load_openapi(path), server.url, skipped)
+    # One unsupported operation is reported; the rest of the spec still imports.
+    assert [d.name for d in defs] == ["listOrders", "countOrders"]
+    assert skipped == [
+        {
+            "operation": "POST /orders/bulk",
+            "reason": "its request body is a JSON array without properties; only object "
+            "bodies become tool arguments",
+        }
+    ]
+    gateway.register_many(defs)
+    assert gateway.call("listOrders", {}).output == {"items": [{"id": "o1"}, {"id": "o2"}]}
+    assert gateway.call("countOrders", {}).output == {"value": 2}

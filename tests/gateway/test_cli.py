@@ -112,7 +112,9 @@ def test_diff_and_import_openapi(
         capsys, "tools", "import-openapi", str(spec), "--base-url", "https://inv.example", "--json"
     )
     assert code == 0, err
-    assert sorted(r["name"] for r in json.loads(out)) == ["createItem", "getItem"]
+    imported = json.loads(out)
+    assert sorted(r["name"] for r in imported["tools"]) == ["createItem", "getItem"]
+    assert imported["skipped"] == []
     code, out, _ = cli(capsys, "tools", "diff", "getItem@2", "getItem@2.1.0", "--json")
     assert json.loads(out)["kind"] == "identical"
     code, _, err = cli(capsys, "tools", "import-openapi", str(old), "--base-url", "https://x")

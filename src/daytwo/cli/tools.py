@@ -152,17 +152,20 @@ def import_openapi_cmd(
     """Turn each operation of an OpenAPI 3 spec into a tool ($refs resolved)."""
     from daytwo.gateway.openapi import import_openapi, load_openapi
 
-    definitions = import_openapi(load_openapi(spec), base_url)
+    skipped: list[dict[str, str]] = []
+    definitions = import_openapi(load_openapi(spec), base_url, skipped)
     if dry_run:
         data = [d.model_dump(mode="json") for d in definitions]
     else:
         data = [r.as_dict() for r in _gateway(allow).register_many(definitions)]
     if json_out:
-        print_json(data)
+        print_json({"tools": data, "skipped": skipped})
     else:
         for d in definitions:
             verb = "would register" if dry_run else "registered"
             console.print(f"{verb} {d.name} {d.version} ({d.capability})")
+        for s in skipped:
+            console.print(f"[yellow]skipped[/yellow] {s['operation']}: {s['reason']}")
 
 
 @app.command()

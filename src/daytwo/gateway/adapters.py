@@ -28,10 +28,14 @@ class CompiledAdapter:
                     hint="fix the expression (see jmespath.org)",
                 ) from exc
 
-    def apply(self, raw: dict[str, Any], fields: set[str] | None = None) -> dict[str, Any]:
-        """The contract-shaped output; with ``fields``, only those fields are transformed."""
+    def apply(self, raw: Any, fields: set[str] | None = None) -> dict[str, Any]:
+        """The contract-shaped output; with ``fields``, only those fields are transformed.
+
+        ``raw`` may be any JSON value: an array or a scalar answer is placed in the
+        object by the mapping (JMESPath ``@`` is the whole answer).
+        """
         spec = self.spec
-        out = dict(raw)
+        out = dict(raw) if isinstance(raw, dict) else {}
         if self._paths:
             for name, path in self._paths.items():
                 if fields is None or name in fields:

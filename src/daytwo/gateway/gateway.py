@@ -624,10 +624,12 @@ class Gateway:
     def _shape(self, compiled: _Compiled, raw: Any) -> ToolResult:
         record = compiled.record
         d = record.definition
-        if not isinstance(raw, dict):
+        always = compiled.adapter is not None and compiled.adapter.spec.always
+        if not isinstance(raw, dict) and not always:
             raise BackendError(
                 f"{record.name} answered a JSON {type(raw).__name__}, not an object",
-                hint="return an object or map the response with an adapter",
+                hint="return an object or map the response with an always-on adapter "
+                '(e.g. mapping {"items": "@"})',
             )
         check_payload(
             raw,

@@ -128,9 +128,9 @@ def _operation(
         schema = _json_schema(body.get("content"))
         if schema is not None:
             if schema.get("type", "object") != "object" or "properties" not in schema:
-                raise InputError(
-                    f"operation {name}: only JSON object request bodies can become tool arguments",
-                    hint="wrap the body in an object schema with properties",
+                raise _Unsupported(
+                    f"its request body is a JSON {schema.get('type', 'value')} without "
+                    "properties; only object bodies become tool arguments"
                 )
             for pname, sub in schema["properties"].items():
                 properties[pname] = sub
@@ -138,6 +138,7 @@ def _operation(
             if body.get("required", False):
                 required.extend(schema.get("required", []))
     output: dict[str, Any] = {"type": "object"}
+    adapter: dict[str, Any] | None = None
     responses = op.get("responses", {})
     for code in ("200", "201", "202", "2XX", "default"):
         if code in responses and isinstance(responses[code], dict):
@@ -145,12 +146,18 @@ def _operation(
             if found is not None:
                 output = found
                 break
+    if output.get("type", "object") != "object":
+        # An array or a scalar answer: the tool's output is an object holding it
+        # (``items`` or ``value``), shaped by an always-on adapter.
+        field = "items" if output.get("type") == "array" else "value"
+        output = {"type": "object", "properties": {field: output}, "required": [field]}
+        adapter = {"version": 1, "always": True, "mapping": {field: "@"}}
     tags = op.get("tags") or [doc.get("info", {}).get("title", "api")]
     capability = f"{_slug(str(tags[0])).lower() or 'api'}.{name.lower()}"
     input_schema: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         input_schema["required"] = sorted(set(required))
-    return {
+    definition: dict[str, Any] = {
         "name": name,
         "capability": capability,
         "version": version,
@@ -164,10 +171,24 @@ def _operation(
             "params": where,
         },
     }
+    if adapter is not None:
+        definition["adapter"] = adapter
+    return definition
 
 
-def import_openapi(doc: dict[str, Any], base_url: str) -> list[ToolDefinition]:
-    """One tool definition per operation of the spec."""
+class _Unsupported(Exception):
+    """An operation that cannot become a tool (it is skipped and reported)."""
+
+
+def import_openapi(
+    doc: dict[str, Any], base_url: str, skipped: list[dict[str, str]] | None = None
+) -> list[ToolDefinition]:
+    """One tool definition per operation of the spec.
+
+    An operation that cannot become a tool (say, an array request body) is left out
+    and, when ``skipped`` is given, appended to it as ``{"operation", "reason"}``; the
+    others are imported.
+    """
     if not base_url.startswith(("http://", "https://")):
         raise InputError(
             f"base URL {base_url!r} is not http(s)", hint="pass --base-url https://..."
@@ -180,7 +201,18 @@ def import_openapi(doc: dict[str, Any], base_url: str) -> list[ToolDefinition]:
         common = item.get("parameters", [])
         for method in _METHODS:
             if isinstance(item.get(method), dict):
-                items.append(_operation(doc, path, method, item[method], common, base_url, version))
+                try:
+                    items.append(
+                        _operation(doc, path, method, item[method], common, base_url, version)
+                    )
+                except _Unsupported as exc:
+                    if skipped is not None:
+                        skipped.append(
+                            {"operation": f"{method.upper()} {path}", "reason": str(exc)}
+                        )
     if not items:
-        raise InputError("the OpenAPI spec has no operations", hint="add get/post/... operations")
+        raise InputError(
+            "the OpenAPI spec has no operations that can become tools",
+            hint="add get/post/... operations with object request bodies",
+        )
     return parse_definitions(items, source="OpenAPI spec")
