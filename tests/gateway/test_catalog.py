@@ -307,3 +307,38 @@ def test_openapi_array_and_scalar_answers_become_callable_tools(
     gateway.register_many(defs)
     assert gateway.call("listOrders", {}).output == {"items": [{"id": "o1"}, {"id": "o2"}]}
     assert gateway.call("countOrders", {}).output == {"value": 2}
+
+
+def _ranged(input_prop: dict[str, Any], output_prop: dict[str, Any]) -> ToolDefinition:
+    return _def(
+        input_schema={"type": "object", "properties": {"qty": {"type": "integer", **input_prop}}},
+        output_schema={
+            "type": "object",
+            "properties": {"risk_score": {"type": "number", **output_prop}},
+        },
+    )
+
+
+def test_diff_sees_range_length_and_pattern_changes() -> None:
+    base = _ranged({"minimum": 1, "maximum": 10}, {"minimum": 0, "maximum": 1})
+    # Inputs: a narrower range breaks callers, a wider one does not.
+    narrower_in = _ranged({"minimum": 2, "maximum": 10}, {"minimum": 0, "maximum": 1})
+    assert diff_definitions(base, narrower_in).breaking == ["input.qty: minimum 1 -> 2"]
+    wider_in = _ranged({"minimum": 1, "maximum": 100}, {"minimum": 0, "maximum": 1})
+    report = diff_definitions(base, wider_in)
+    assert report.kind == "compatible"
+    assert "input.qty: maximum 10 -> 100" in report.compatible
+    # Outputs: a wider range (0..1 -> 0..100, the article's unit change) breaks consumers.
+    wider_out = _ranged({"minimum": 1, "maximum": 10}, {"minimum": 0, "maximum": 100})
+    assert diff_definitions(base, wider_out).breaking == ["output.risk_score: maximum 1 -> 100"]
+    unbounded_out = _ranged({"minimum": 1, "maximum": 10}, {"minimum": 0})
+    assert diff_definitions(base, unbounded_out).kind == "breaking"
+    patterned = _def(
+        input_schema={
+            "type": "object",
+            "required": ["account"],
+            "properties": {"account": {"type": "string", "pattern": "^A[0-9]+$"}},
+        }
+    )
+    assert any("pattern" in r for r in diff_definitions(_def(), patterned).breaking)
+    assert diff_definitions(patterned, _def()).kind == "compatible"

@@ -49,6 +49,42 @@ def _types(schema: dict[str, Any]) -> set[str]:
     return {t} if isinstance(t, str) else set(t)
 
 
+_LOWER = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties")
+_UPPER = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties")
+
+
+def _bounds(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    path: str,
+    direction: Literal["input", "output"],
+    out: ContractDiff,
+) -> None:
+    """Range, length and pattern changes: narrower inputs and wider outputs break callers."""
+    for key in (*_LOWER, *_UPPER):
+        o, n = old.get(key), new.get(key)
+        if o == n or isinstance(o, bool) or isinstance(n, bool):
+            continue
+        lower = key in _LOWER
+        narrower = n is not None and (o is None or (n > o if lower else n < o))
+        what = f"{path}: {key} {o!r} -> {n!r}"
+        if (direction == "input") == narrower:
+            out.breaking.append(what)
+        else:
+            out.compatible.append(what)
+    for key in ("pattern", "format", "const"):
+        o, n = old.get(key), new.get(key)
+        if o == n:
+            continue
+        what = f"{path}: {key} {o!r} -> {n!r}"
+        loosened = n is None  # removed: inputs accept more, outputs may be anything
+        tightened = o is None  # added: inputs accept less, outputs promise more
+        if (direction == "input" and loosened) or (direction == "output" and tightened):
+            out.compatible.append(what)
+        else:
+            out.breaking.append(what)
+
+
 def _compare(
     old: dict[str, Any],
     new: dict[str, Any],
@@ -63,6 +99,7 @@ def _compare(
             out.compatible.append(f"{path}: accepts more types {sorted(new_t)}")
         else:
             out.breaking.append(f"{path}: type {sorted(old_t)} -> {sorted(new_t)}")
+    _bounds(old, new, path, direction, out)
     if "enum" in old or "enum" in new:
         old_e = {repr(v) for v in old.get("enum", [])} if "enum" in old else None
         new_e = {repr(v) for v in new.get("enum", [])} if "enum" in new else None
