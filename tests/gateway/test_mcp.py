@@ -175,3 +175,26 @@ def test_mcp_backend_needs_command_or_url(gateway: Gateway) -> None:
     gateway.register(_mcp_tool())
     with pytest.raises(InputError, match="exactly one of command"):
         gateway.call("risk", {"account": "a"})
+
+
+def test_import_mcp_registers_every_tool_of_a_server(
+    gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tools import-mcp --command ...`: each tool of the stdio server, callable at once."""
+    import json as _json
+
+    from daytwo.cli.main import run
+
+    monkeypatch.setenv("DAYTWO_DATABASE_URL", gateway.store.url)
+    monkeypatch.setenv("DAYTWO_DATA_DIR", str(tmp_path / "data"))
+    cmd = f"{sys.executable} {HERE / 'mcp_backend_server.py'} stdio"
+    assert run(["tools", "import-mcp", "--command", cmd, "--prefix", "rb_", "--dry-run"]) == 0
+    assert gateway.tools() == []  # a dry run registers nothing
+    assert run(["tools", "import-mcp", "--command", cmd, "--prefix", "rb_", "--json"]) == 0
+    names = sorted(r.name for r in gateway.tools())
+    assert names == ["rb_broken", "rb_risk_score", "rb_whoami"]
+    score = gateway.call("rb_risk_score", {"account": "acme"}).output
+    assert score["account"] == "acme"
+    assert 0 <= score["risk_score"] <= 1
+    assert _json.dumps(gateway.tools()[0].definition.input_schema)
+    assert run(["tools", "import-mcp"]) == 2  # neither --command nor --url

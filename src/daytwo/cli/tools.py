@@ -168,6 +168,46 @@ def import_openapi_cmd(
             console.print(f"[yellow]skipped[/yellow] {s['operation']}: {s['reason']}")
 
 
+@app.command("import-mcp")
+def import_mcp_cmd(
+    command: str | None = typer.Option(
+        None, "--command", help="The stdio MCP server's command line (shell-quoted)."
+    ),
+    url: str | None = typer.Option(None, "--url", help="The Streamable HTTP MCP server's URL."),
+    prefix: str = typer.Option("", "--prefix", help="Put before every tool name (e.g. gh_)."),
+    timeout_s: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds per MCP call."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the tools, register nothing."),
+    allow: list[str] = _ALLOW,
+    json_out: bool = _JSON,
+) -> None:
+    """Register every tool of an MCP server (one versioned tool each, all or nothing)."""
+    import shlex
+
+    from daytwo.cli._audit import audit_operator
+    from daytwo.gateway.mcp_import import mcp_definitions
+
+    gateway = _gateway(allow)
+    argv = shlex.split(command) if command else None
+    definitions = mcp_definitions(
+        gateway, command=argv, url=url, prefix=prefix, timeout_s=timeout_s
+    )
+    if dry_run:
+        data = [d.model_dump(mode="json") for d in definitions]
+    else:
+        records = gateway.register_many(definitions)
+        for r in records:
+            audit_operator(
+                "tool.register", r.name, {"version": r.version, "hash": r.definition_hash}
+            )
+        data = [r.as_dict() for r in records]
+    if json_out:
+        print_json(data)
+    else:
+        for d in definitions:
+            verb = "would register" if dry_run else "registered"
+            console.print(f"{verb} {d.name} {d.version} ({d.capability})")
+
+
 @app.command()
 def diff(
     a: str = typer.Argument(..., help="Old: a YAML file or name@version."),
