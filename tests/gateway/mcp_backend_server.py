@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer("risk-backend")
 
@@ -21,6 +21,14 @@ def risk_score(account: str) -> dict[str, Any]:
 def whoami() -> dict[str, Any]:
     """The server's process id."""
     return {"pid": os.getpid()}
+
+
+@server.tool()
+def request_meta(ctx: Context) -> dict[str, Any]:
+    """The ``_meta`` of the request that called this tool, as the server received it."""
+    meta = ctx.request_context.meta
+    raw = meta.model_dump(by_alias=True) if hasattr(meta, "model_dump") else dict(meta or {})
+    return {"meta": {k: v for k, v in raw.items() if v is not None}}
 
 
 @server.tool()

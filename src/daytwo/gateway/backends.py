@@ -7,20 +7,23 @@ Credentials come from the vault at call time and never leave the request.
 
 from __future__ import annotations
 
+import email.utils
 import importlib
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import httpx
 from tenacity import (
+    RetryCallState,
     RetryError,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential,
 )
@@ -34,17 +37,33 @@ if TYPE_CHECKING:
     from daytwo.gateway.egress import EgressPolicy
     from daytwo.gateway.vault import CredentialVault, OAuth2TokenCache
 
-__all__ = ["Backend", "HttpBackend", "McpBackend", "PythonBackend", "resolve_callable"]
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "MCP_IDEMPOTENCY_META",
+    "Backend",
+    "HttpBackend",
+    "McpBackend",
+    "PythonBackend",
+    "parse_retry_after",
+    "resolve_callable",
+]
 
 log = logging.getLogger("daytwo.gateway.backends")
 
 _IDEMPOTENT = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
 
+#: The header an HTTP backend gets the gateway's idempotency key of the call in
+#: (the IETF httpapi draft's name, the one Stripe and others use).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: The key in an MCP request's ``_meta`` that carries it (MCP defines no standard one;
+#: a prefixed key, as the spec asks of non-MCP ``_meta`` keys).
+MCP_IDEMPOTENCY_META = "daytwo/idempotency_key"
+
 
 class Backend(Protocol):
-    """What the gateway calls."""
+    """What the gateway calls; ``idempotency_key`` is the gateway's key of the call."""
 
-    def call(self, arguments: dict[str, Any]) -> Any: ...
+    def call(self, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> Any: ...
 
 
 def resolve_callable(ref: str, registry: dict[str, Callable[..., Any]]) -> Callable[..., Any]:
@@ -77,7 +96,7 @@ class PythonBackend:
     def __init__(self, spec: PythonBackendSpec, registry: dict[str, Callable[..., Any]]) -> None:
         self.fn = resolve_callable(spec.callable, registry)
 
-    def call(self, arguments: dict[str, Any]) -> Any:
+    def call(self, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
         try:
             return self.fn(**arguments)
         except (BackendError, InputError):
@@ -90,7 +109,33 @@ class PythonBackend:
 
 
 class _Retryable(Exception):
-    pass
+    """A failed attempt worth another; ``refused``: the backend said it did not handle it."""
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, refused: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.refused = refused
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` value asks to wait (delta-seconds or an HTTP-date).
+
+    ``None`` for a missing or unreadable value; a date in the past is 0.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _auth_headers(
@@ -141,7 +186,15 @@ def _redact(text: str, secrets: list[str]) -> str:
 
 
 class HttpBackend:
-    """An HTTP endpoint: SSRF-checked URL, timeouts, retries for idempotent methods only."""
+    """An HTTP endpoint: SSRF-checked URL, timeouts, retries, the call's idempotency key.
+
+    Idempotent methods are retried on 5xx, 429 and connection errors; other methods
+    only on 429/503 (the backend refused the request) and only when the call carries
+    an idempotency key, which the backend gets in ``Idempotency-Key`` and can
+    deduplicate on. A ``Retry-After`` on 429/503 is waited out, up to
+    ``max_retry_wait_s``; a longer one fails the call at once. An OAuth2 token the
+    backend answers 401 to is refreshed once and the request sent again.
+    """
 
     def __init__(
         self,
@@ -151,20 +204,27 @@ class HttpBackend:
         vault: CredentialVault | None,
         tokens: OAuth2TokenCache,
         client: httpx.Client,
+        max_retry_wait_s: float = 30.0,
     ) -> None:
         self.spec = spec
         self.guard = guard
         self.vault = vault
         self.tokens = tokens
         self.client = client
+        self.max_retry_wait_s = max_retry_wait_s
+        self._backoff = wait_exponential(multiplier=0.05, max=1.0)
 
-    def _request(self, arguments: dict[str, Any]) -> tuple[httpx.Request, list[str]]:
+    def _request(
+        self, arguments: dict[str, Any], idempotency_key: str | None
+    ) -> tuple[httpx.Request, list[str]]:
         spec = self.spec
         url = spec.url
         query: dict[str, Any] = {}
         # W3C traceparent of the current (execute_tool) span: the backend's spans join
         # the initiating query's trace. Argument headers and credentials come after.
         headers: dict[str, str] = dict(inject_context({}))
+        if idempotency_key is not None:
+            headers[IDEMPOTENCY_HEADER] = idempotency_key
         body: dict[str, Any] = {}
         for name, value in arguments.items():
             where = spec.params.get(
@@ -193,11 +253,9 @@ class HttpBackend:
             timeout=spec.timeout_s,
         ), secrets
 
-    def _send_once(self, arguments: dict[str, Any], secrets: list[str]) -> httpx.Response:
-        request, fresh = self._request(arguments)
-        secrets[:] = fresh
+    def _send(self, request: httpx.Request) -> httpx.Response:
         try:
-            resp = self.client.send(request)
+            return self.client.send(request)
         except httpx.TimeoutException as exc:
             raise BackendTimeout(
                 f"the backend {self.spec.method} {self.spec.url} timed out after "
@@ -206,38 +264,95 @@ class HttpBackend:
             ) from exc
         except httpx.HTTPError as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
-        if resp.status_code >= 500 or resp.status_code == 429:
-            raise _Retryable(f"HTTP {resp.status_code}")
+
+    def _drop_rejected_token(self, request: httpx.Request) -> bool:
+        """Forget the OAuth2 token the backend rejected; False when there is none."""
+        auth = self.spec.auth
+        if auth is None or auth.type != "oauth2_client_credentials" or self.vault is None:
+            return False
+        if not (auth.token_url and auth.client_id and auth.client_secret):
+            return False
+        rejected = request.headers.get("authorization", "").split(" ", 1)[-1]
+        self.tokens.invalidate(
+            auth.token_url, auth.client_id, self.vault.get(auth.client_secret), auth.scope, rejected
+        )
+        return True
+
+    def _send_once(
+        self, arguments: dict[str, Any], secrets: list[str], idempotency_key: str | None
+    ) -> httpx.Response:
+        request, fresh = self._request(arguments, idempotency_key)
+        secrets.extend(fresh)
+        resp = self._send(request)
+        if resp.status_code == 401 and self._drop_rejected_token(request):
+            # The token expired or was revoked before its expires_in: one fresh token.
+            log.info("%s answered 401: refreshing the OAuth2 token once", self.spec.url)
+            request, fresh = self._request(arguments, idempotency_key)
+            secrets.extend(fresh)
+            resp = self._send(request)
+        status = resp.status_code
+        if status >= 500 or status == 429:
+            refused = status in (429, 503)
+            wait = parse_retry_after(resp.headers.get("retry-after")) if refused else None
+            if wait is not None and wait > self.max_retry_wait_s:
+                raise BackendError(
+                    f"the backend {self.spec.method} {self.spec.url} answered HTTP {status} "
+                    f"and asked to be retried after {wait:.0f} s, longer than the "
+                    f"{self.max_retry_wait_s:g} s the gateway waits",
+                    hint="retry the call later (or raise the gateway's retry_after_max_s)",
+                    status=status,
+                    retry_after_s=round(wait, 3),
+                )
+            raise _Retryable(f"HTTP {status}", retry_after=wait, refused=refused)
         return resp
 
-    def call(self, arguments: dict[str, Any]) -> Any:
+    def call(self, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
         secrets: list[str] = []
         try:
-            return self._call(arguments, secrets)
+            return self._call(arguments, secrets, idempotency_key)
         except BackendError as exc:
             redacted = _redact(exc.message, secrets)
             if redacted == exc.message:
                 raise
             raise type(exc)(redacted, hint=exc.hint, **exc.context) from None
 
-    def _call(self, arguments: dict[str, Any], secrets: list[str]) -> Any:
-        attempts = 1 + (self.spec.retries if self.spec.method in _IDEMPOTENT else 0)
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return exc.retry_after  # what the backend asked (already capped)
+        return float(self._backoff(state))
+
+    def _call(
+        self, arguments: dict[str, Any], secrets: list[str], idempotency_key: str | None
+    ) -> Any:
+        idempotent = self.spec.method in _IDEMPOTENT
+        keyed = idempotency_key is not None
+
+        def worth_another(exc: BaseException) -> bool:
+            return isinstance(exc, _Retryable) and (idempotent or (keyed and exc.refused))
+
+        attempts = 1 + (self.spec.retries if idempotent or keyed else 0)
         try:
             for attempt in Retrying(
                 stop=stop_after_attempt(attempts),
-                wait=wait_exponential(multiplier=0.05, max=1.0),
-                retry=retry_if_exception_type(_Retryable),
+                wait=self._wait,
+                retry=retry_if_exception(worth_another),
                 reraise=False,
             ):
                 with attempt:
-                    resp = self._send_once(arguments, secrets)
-        except RetryError as exc:
-            cause = exc.last_attempt.exception()
+                    resp = self._send_once(arguments, secrets, idempotency_key)
+        except (RetryError, _Retryable) as exc:
+            if isinstance(exc, RetryError):
+                cause = exc.last_attempt.exception()
+                made = exc.last_attempt.attempt_number
+            else:
+                cause, made = exc, 1
             raise BackendError(
-                f"the backend {self.spec.method} {self.spec.url} failed after {attempts} "
+                f"the backend {self.spec.method} {self.spec.url} failed after {made} "
                 f"attempt(s): {cause}",
-                hint="check the backend; only idempotent methods are retried",
-                attempts=attempts,
+                hint="check the backend; non-idempotent methods are retried only on "
+                "429/503 with an idempotency key",
+                attempts=made,
             ) from cause
         if resp.status_code >= 400:
             raise BackendError(
@@ -363,13 +478,16 @@ class McpBackend:
         with self._lock:
             self._disconnect()
 
-    def call(self, arguments: dict[str, Any]) -> Any:
+    def call(self, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
         import anyio
 
         started = time.monotonic()
         # The trace context also rides in the request's ``_meta`` (``traceparent``), the
-        # one carrier stdio has; the session's event loop runs in another thread.
+        # one carrier stdio has; the session's event loop runs in another thread. So
+        # does the call's idempotency key, for the server to deduplicate on.
         meta = context_carrier()
+        if idempotency_key is not None:
+            meta[MCP_IDEMPOTENCY_META] = idempotency_key
         try:
             if self.spec.command:
                 result = self._stdio_call(arguments, meta)

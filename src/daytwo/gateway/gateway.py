@@ -192,6 +192,7 @@ class Gateway:
         audit: bool = True,
         idempotency_wait_s: float = 30.0,
         idempotency_lease_s: float = 600.0,
+        retry_after_max_s: float = 30.0,
         registered_by: Callable[[str], str | None] | None = None,
         visible_to: Callable[[str, list[str]], list[str]] | None = None,
         principals: Callable[[str], Agent | None] | None = None,
@@ -216,6 +217,7 @@ class Gateway:
         self._vault = vault
         self.require_auth = require_auth
         self.audit = audit
+        self.retry_after_max_s = retry_after_max_s
         self.idempotency = IdempotencyLedger(
             store, wait_s=idempotency_wait_s, lease_s=idempotency_lease_s
         )
@@ -361,7 +363,12 @@ class Gateway:
             return PythonBackend(spec, self._python)
         if isinstance(spec, HttpBackendSpec):
             return HttpBackend(
-                spec, guard=self.guard, vault=self.vault, tokens=self.tokens, client=self._client()
+                spec,
+                guard=self.guard,
+                vault=self.vault,
+                tokens=self.tokens,
+                client=self._client(),
+                max_retry_wait_s=self.retry_after_max_s,
             )
         assert isinstance(spec, McpBackendSpec)
         return McpBackend(
@@ -458,7 +465,7 @@ class Gateway:
                     span.set_attribute("daytwo.tool.replayed", True)
                     return replay
             try:
-                result = self._execute(compiled, arguments, label)
+                result = self._execute(compiled, arguments, label, idempotency_key)
             except BaseException:
                 if idempotency_key is not None:
                     self.idempotency.release(idempotency_key)
@@ -578,13 +585,17 @@ class Gateway:
         )
 
     def _execute(
-        self, compiled: _Compiled, arguments: dict[str, Any], label: str | None
+        self,
+        compiled: _Compiled,
+        arguments: dict[str, Any],
+        label: str | None,
+        idempotency_key: str | None = None,
     ) -> ToolResult:
         record = compiled.record
         d = record.definition
         started = time.perf_counter()
         try:
-            raw = compiled.backend.call(arguments)
+            raw = compiled.backend.call(arguments, idempotency_key=idempotency_key)
         except ToolError as exc:
             elapsed = (time.perf_counter() - started) * 1000
             self.telemetry.record(

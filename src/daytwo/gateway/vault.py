@@ -8,6 +8,7 @@ first use). Secret values never appear in logs, spans or error messages.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import threading
@@ -145,9 +146,36 @@ class OAuth2TokenCache:
     def __init__(self, *, refresh_margin_s: float = 30.0, timeout_s: float = 10.0) -> None:
         self.refresh_margin_s = refresh_margin_s
         self.timeout_s = timeout_s
-        self._tokens: dict[tuple[str, str, str], _Token] = {}
+        # Keyed by token URL, client id, scope and a salted hash of the client secret:
+        # a rotated secret gets a token of its own; the secret itself is never kept.
+        self._tokens: dict[tuple[str, str, str, str], _Token] = {}
+        self._salt = os.urandom(16)
         self._lock = threading.Lock()
         self.fetches = 0
+
+    def _key(
+        self, token_url: str, client_id: str, client_secret: str, scope: str | None
+    ) -> tuple[str, str, str, str]:
+        digest = hashlib.sha256(self._salt + client_secret.encode()).hexdigest()
+        return (token_url, client_id, digest, scope or "")
+
+    def invalidate(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scope: str | None,
+        rejected: str,
+    ) -> None:
+        """Forget the cached token if it is ``rejected`` (a backend answered 401 to it).
+
+        A token another caller already replaced stays: one refresh per rejected token.
+        """
+        key = self._key(token_url, client_id, client_secret, scope)
+        with self._lock:
+            tok = self._tokens.get(key)
+            if tok is not None and tok.value == rejected:
+                del self._tokens[key]
 
     def token(
         self,
@@ -159,7 +187,7 @@ class OAuth2TokenCache:
         client: httpx.Client | None = None,
     ) -> str:
         """A valid access token, fetched (through ``client`` when given) when missing or stale."""
-        key = (token_url, client_id, scope or "")
+        key = self._key(token_url, client_id, client_secret, scope)
         with self._lock:
             tok = self._tokens.get(key)
             now = time.monotonic()
