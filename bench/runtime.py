@@ -17,7 +17,9 @@
    and ``dbos_raw_default_chain`` need their own DBOS launch and run afterwards.
    Graphs: a 10-step chain, and a 10-way fan-out (LangGraph: 10 parallel nodes in
    one superstep; daytwo: a ``map`` step, the ten items checkpointed as one
-   batch, and 10 independent steps, each checkpointed).
+   batch, and 10 independent steps, each checkpointed). ``daytwo_gateway_*`` run the
+   chain and the map with every tool call through the real gateway (validation,
+   idempotency ledger, telemetry, drift, spans): the path a server worker runs.
 2. **Crash recovery** — a worker process is killed with SIGKILL in the middle
    of a 10-step run; a new worker process is started: seconds from its spawn to
    the run's completion (Python start, DBOS launch and recovery, replay of the
@@ -85,10 +87,26 @@ def _interleaved(
     return interleave({name: _round(fn, steps) for name, fn in contenders.items()}, rounds)
 
 
+class _Routed:
+    """Tool calls by name: ``gw_*`` through the gateway, the rest in process."""
+
+    def __init__(self, local: Any, gateway: Any) -> None:
+        self.local, self.gateway = local, gateway
+
+    def tools(self, capability: str | None = None) -> list[str]:
+        return [*self.local.tools(capability), *self.gateway.tools(capability)]
+
+    def call(self, tool: str, arguments: dict[str, Any], **kw: Any) -> Any:
+        target = self.gateway if tool.startswith("gw_") else self.local
+        return target.call(tool, arguments, **kw)
+
+
 def bench_daytwo(
     tmp: Path, peers: dict[str, Callable[[int], Any]], rounds: int, lock: Path | None
 ) -> dict[str, Any]:
+    from daytwo.gateway import Gateway
     from daytwo.runtime import PythonTools, Runtime, Services, load_spec
+    from daytwo.runtime.adapters import GatewayTools
     from daytwo.store import Store
 
     store = Store(f"sqlite:///{tmp / 'daytwo.db'}")
@@ -124,11 +142,33 @@ def bench_daytwo(
         "name": "fansteps",
         "steps": [{"id": f"b{i}", "kind": "tool", "tool": "noop"} for i in range(N)],
     }
+    # The path a server worker really runs: tool steps through the gateway (schema
+    # validation, idempotency ledger, telemetry, drift checks, spans), chained and mapped.
+    gateway = Gateway(store)
+    gateway.register_python("noop_fn", lambda i=0: {"i": i})
+    gateway.register(
+        {
+            "name": "gw_noop",
+            "capability": "bench.noop",
+            "version": "1.0.0",
+            "input_schema": {"type": "object", "properties": {"i": {"type": "integer"}}},
+            "output_schema": {"type": "object", "properties": {"i": {"type": "integer"}}},
+            "backend": {"type": "python", "callable": "noop_fn"},
+        }
+    )
+    gw_chain = {
+        "name": "gwchain",
+        "steps": [{**step, "tool": "gw_noop"} for step in chain["steps"]],
+    }
+    gw_map = {
+        "name": "gwmap",
+        "steps": [{**fan_map["steps"][0], "tool": "gw_noop"}],
+    }
     out: dict[str, Any] = {}
-    rt = Runtime(store, Services(tools=tools), data_dir=tmp)
+    rt = Runtime(store, Services(tools=_Routed(tools, GatewayTools(gateway))), data_dir=tmp)
     rt.launch()
     try:
-        for spec in (chain, fan_map, fan_steps):
+        for spec in (chain, fan_map, fan_steps, gw_chain, gw_map):
             rt.registry.register(load_spec(spec))
 
         def run(agent: str, inputs: dict[str, Any]) -> Callable[[int], Any]:
@@ -143,6 +183,8 @@ def bench_daytwo(
             "daytwo_chain": run("chain", {}),
             "daytwo_fanout_map": run("fanmap", {"items": list(range(N))}),
             "daytwo_fanout_steps": run("fansteps", {}),
+            "daytwo_gateway_chain": run("gwchain", {}),
+            "daytwo_gateway_fanout_map": run("gwmap", {"items": list(range(N))}),
             "dbos_raw_tuned_chain": lambda _: _raw_chain(N),
         }
         with measuring(lock) as measured:
@@ -447,6 +489,8 @@ def main() -> None:
             "chain": round(med("daytwo_chain") / lg_chain, 3),
             "fanout_map": round(med("daytwo_fanout_map") / lg_fan, 3),
             "fanout_steps": round(med("daytwo_fanout_steps") / lg_fan, 3),
+            "gateway_chain": round(med("daytwo_gateway_chain") / lg_chain, 3),
+            "gateway_fanout_map": round(med("daytwo_gateway_fanout_map") / lg_fan, 3),
         },
         "target": "daytwo ms_per_step <= 0.5 x langgraph_sqlite, and <= 1 ms on the chain",
         "target_met": {
