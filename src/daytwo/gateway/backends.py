@@ -28,7 +28,13 @@ from tenacity import (
     wait_exponential,
 )
 
-from daytwo.exceptions import BackendError, InputError, NotFoundError
+from daytwo.exceptions import (
+    BackendError,
+    DatabaseLocked,
+    DatabaseUnavailable,
+    InputError,
+    NotFoundError,
+)
 from daytwo.gateway.contracts import HttpAuth, HttpBackendSpec, McpBackendSpec, PythonBackendSpec
 from daytwo.gateway.errors import BackendTimeout
 from daytwo.tracing.propagation import context_carrier, inject_context
@@ -100,6 +106,11 @@ class PythonBackend:
         try:
             return self.fn(**arguments)
         except (BackendError, InputError):
+            raise
+        except (DatabaseLocked, DatabaseUnavailable):
+            # The store the function uses is busy or down: an infrastructure fault, not
+            # the tool's. It stays itself so the gateway does not count it against the
+            # tool's health and the runtime retries it rather than re-planning.
             raise
         except Exception as exc:
             raise BackendError(

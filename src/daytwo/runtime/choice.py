@@ -88,4 +88,12 @@ def choose_tool(
             + "; ".join(f"{c['tool']}: {c['verdict']}" for c in candidates),
             hint="wait for the circuit to close or add a tool with this capability",
         )
+    passed_over = [
+        f"{c['tool']} ({c['verdict']})"
+        for c in candidates
+        if c["tool"] != tool and c["verdict"] != "fits budget"
+    ]
+    if passed_over:
+        # Say why a preferred (often cheaper) tool was not taken, in the sentence itself.
+        summary += "; passed over " + ", ".join(passed_over)
     return Choice(tool=tool, rule=rule, summary=summary, candidates=candidates)

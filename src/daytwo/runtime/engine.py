@@ -19,6 +19,7 @@ from opentelemetry import trace
 from daytwo.exceptions import DaytwoError
 from daytwo.runtime.acting import acting_for
 from daytwo.runtime.budget import BudgetMeter
+from daytwo.runtime.retry import is_infrastructure_fault
 from daytwo.runtime.spec import (
     AgentSpec,
     ApprovalStep,
@@ -278,6 +279,29 @@ class _Execution:
         tried = {failed["tool"]} if failed.get("tool") else set()
         reason = "; ".join(failed.get("errors", [])[:2]) or "failed"
         history = [failed]
+        if is_infrastructure_fault(failed.get("error_type")):
+            # The store was locked or down through every retry: another tool, the
+            # degraded path or a new plan would not fix that, and the tool did nothing
+            # wrong. Fail the run saying so instead of moving to a costlier tool.
+            last = (failed.get("errors") or ["failed"])[-1]
+            self._decide(
+                "replan",
+                f"step {step.id} not re-planned: the store was unavailable through "
+                f"{failed.get('attempts', 0)} tries ({last}), an infrastructure fault, "
+                f"not {failed.get('tool') or 'the step'}'s",
+                {
+                    "step": step.id,
+                    "strategy": "none",
+                    "reason": last,
+                    "infrastructure_fault": failed.get("error_type"),
+                },
+            )
+            self._account(failed)
+            raise RunFailed(
+                f"step {step.id!r} failed: the store was unavailable ({last})",
+                hint="an infrastructure fault, retried; check the database "
+                "(DAYTWO_SQLITE_BUSY_TIMEOUT_MS, the server) and resume the run",
+            )
         if isinstance(step, ToolStep) and step.capability is not None:
             tools = self.rt.services.tools
             alternatives = [

@@ -1,4 +1,10 @@
-"""Per-step retries: exponential backoff with jitter; a 429's Retry-After wins."""
+"""Per-step retries: exponential backoff with jitter; a 429's Retry-After wins.
+
+A store that is locked or unreachable (``DatabaseLocked``, ``DatabaseUnavailable``) is an
+infrastructure fault, not the step's: it is always retried (at least
+:data:`INFRASTRUCTURE_ATTEMPTS` tries), whatever ``retry_on`` names, and the engine does
+not re-plan to another tool because of it.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +16,40 @@ from typing import Any, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from daytwo.exceptions import DatabaseLocked, DatabaseUnavailable
 from daytwo.runtime.spec import RetryPolicy
 
-__all__ = ["Attempts", "is_retryable", "run_with_retries", "wait_for"]
+__all__ = [
+    "INFRASTRUCTURE_ATTEMPTS",
+    "INFRASTRUCTURE_FAULTS",
+    "Attempts",
+    "is_infrastructure_fault",
+    "is_retryable",
+    "run_with_retries",
+    "wait_for",
+]
 
 T = TypeVar("T")
 
+INFRASTRUCTURE_FAULTS: tuple[type[BaseException], ...] = (DatabaseLocked, DatabaseUnavailable)
+INFRASTRUCTURE_FAULT_NAMES = frozenset(cls.__name__ for cls in INFRASTRUCTURE_FAULTS)
+INFRASTRUCTURE_ATTEMPTS = 4
+
+
+def is_infrastructure_fault(exc: BaseException | str | None) -> bool:
+    """True for a store lock or outage (an exception, or its class name in a step result)."""
+    if isinstance(exc, str):
+        return exc in INFRASTRUCTURE_FAULT_NAMES
+    return isinstance(exc, INFRASTRUCTURE_FAULTS)
+
 
 def is_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
-    """True when the exception (or a base class) is named in ``policy.retry_on``."""
+    """True when the exception (or a base class) is named in ``policy.retry_on``.
+
+    Infrastructure faults are always retryable.
+    """
+    if is_infrastructure_fault(exc):
+        return True
     names = {cls.__name__ for cls in type(exc).__mro__}
     return bool(names & set(policy.retry_on))
 
@@ -58,6 +89,8 @@ def run_with_retries(
         return fn()
     except BaseException as exc:
         first: BaseException = exc
+    if is_infrastructure_fault(first) and policy.attempts < INFRASTRUCTURE_ATTEMPTS:
+        policy = policy.model_copy(update={"attempts": INFRASTRUCTURE_ATTEMPTS})
     if policy.attempts == 1 or not is_retryable(first, policy):
         attempts.errors.append(f"{type(first).__name__}: {first}"[:300])
         raise first
