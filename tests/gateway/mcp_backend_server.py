@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any
@@ -29,6 +30,18 @@ def request_meta(ctx: Context) -> dict[str, Any]:
     meta = ctx.request_context.meta
     raw = meta.model_dump(by_alias=True) if hasattr(meta, "model_dump") else dict(meta or {})
     return {"meta": {k: v for k, v in raw.items() if v is not None}}
+
+
+@server.tool(structured_output=False)
+def summary(account: str) -> str:
+    """A sentence about the account (text content only)."""
+    return f"{account} looks fine"
+
+
+@server.tool(structured_output=False)
+def summary_json(account: str) -> str:
+    """The account's record as JSON text (text content only)."""
+    return json.dumps({"account": account, "pid": os.getpid()})
 
 
 @server.tool()

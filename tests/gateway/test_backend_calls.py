@@ -232,3 +232,64 @@ def test_oauth2_rotated_secret_gets_a_new_token(
         # the cache holds no plaintext secret
         assert "secret-A" not in repr(gw.tokens._tokens)
         assert "secret-B" not in repr(gw.tokens._tokens)
+
+
+def _mcp(name: str, tool: str, **backend: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "capability": f"test.{name}",
+        "version": "1.0.0",
+        "input_schema": {"type": "object"},
+        "backend": {"type": "mcp", "tool": tool, **backend},
+    }
+
+
+def test_mcp_text_results_are_usable(gateway: Gateway, asgi_server: Any) -> None:
+    sys.path.insert(0, str(HERE))
+    try:
+        import mcp_backend_server
+    finally:
+        sys.path.remove(str(HERE))
+    app = mcp_backend_server.server.streamable_http_app(json_response=True, stateless_http=True)
+    url = asgi_server(app).url + "/mcp"
+    gateway.register(_mcp("summary", "summary", url=url))
+    assert gateway.call("summary", {"account": "acme"}).output == {"text": "acme looks fine"}
+    gateway.register(_mcp("record", "summary_json", url=url))
+    record = gateway.call("record", {"account": "acme"}).output
+    assert record["account"] == "acme"  # JSON object text is the object
+    # an output schema with a text field: the JSON text stays text
+    wants_text = _mcp("record_text", "summary_json", url=url)
+    wants_text["output_schema"] = {
+        "type": "object",
+        "properties": {"text": {"type": "string"}},
+        "required": ["text"],
+    }
+    gateway.register(wants_text)
+    out = gateway.call("record_text", {"account": "acme"}).output
+    assert set(out) == {"text"}
+    assert '"account": "acme"' in out["text"]
+
+
+@pytest.mark.slow
+def test_tools_of_one_stdio_server_share_one_process(gateway: Gateway) -> None:
+    import os
+
+    command = [sys.executable, str(HERE / "mcp_backend_server.py"), "stdio"]
+    gateway.register(_mcp("whoami", "whoami", command=command))
+    gateway.register(_mcp("record", "summary_json", command=command))
+    gateway.register(_mcp("meta", "request_meta", command=command))
+    pid = gateway.call("whoami", {}).output["pid"]
+    assert gateway.call("record", {"account": "a"}).output["pid"] == pid
+    meta = gateway.call("meta", {}, idempotency_key="run-9:step-1").output["meta"]
+    assert meta["daytwo/idempotency_key"] == "run-9:step-1"  # over stdio too
+    assert gateway.call("whoami", {}).output["pid"] == pid
+    gateway.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the MCP server process outlived gateway.close()")

@@ -192,7 +192,14 @@ def test_import_mcp_registers_every_tool_of_a_server(
     assert gateway.tools() == []  # a dry run registers nothing
     assert run(["tools", "import-mcp", "--command", cmd, "--prefix", "rb_", "--json"]) == 0
     names = sorted(r.name for r in gateway.tools())
-    assert names == ["rb_broken", "rb_risk_score", "rb_whoami"]
+    assert names == [
+        "rb_broken",
+        "rb_request_meta",
+        "rb_risk_score",
+        "rb_summary",
+        "rb_summary_json",
+        "rb_whoami",
+    ]
     score = gateway.call("rb_risk_score", {"account": "acme"}).output
     assert score["account"] == "acme"
     assert 0 <= score["risk_score"] <= 1

@@ -49,6 +49,7 @@ __all__ = [
     "Backend",
     "HttpBackend",
     "McpBackend",
+    "McpSessions",
     "PythonBackend",
     "parse_retry_after",
     "resolve_callable",
@@ -374,8 +375,114 @@ class HttpBackend:
         return _parse_json(resp.text, f"the backend {self.spec.method} {self.spec.url}")
 
 
+class _StdioSession:
+    """One stdio MCP server process and its client session, kept up between calls."""
+
+    def __init__(self, command: list[str], timeout_s: float) -> None:
+        self.command = list(command)
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._live: tuple[Any, Any, Any, Any] | None = None
+
+    def _connect(self) -> tuple[Any, Any, Any, Any]:
+        from anyio.from_thread import start_blocking_portal
+        from mcp.client import Client
+        from mcp.client.stdio import StdioServerParameters
+
+        with self._lock:
+            if self._live is None:
+                params = StdioServerParameters(command=self.command[0], args=self.command[1:])
+                portal_cm = start_blocking_portal()
+                portal = portal_cm.__enter__()
+                try:
+                    client_cm = portal.wrap_async_context_manager(
+                        Client(params, read_timeout_seconds=self.timeout_s, mode="legacy")
+                    )
+                    client = client_cm.__enter__()
+                except BaseException:
+                    portal_cm.__exit__(None, None, None)
+                    raise
+                self._live = (portal_cm, portal, client_cm, client)
+            return self._live
+
+    def call(
+        self, tool: str, arguments: dict[str, Any], meta: dict[str, str], timeout_s: float
+    ) -> Any:
+        """Call ``tool``; calls of several threads share the session concurrently."""
+        import anyio
+
+        live = self._connect()
+        _, portal, _, client = live
+
+        async def one() -> Any:
+            with anyio.fail_after(timeout_s):
+                return await client.call_tool(
+                    tool, arguments, read_timeout_seconds=timeout_s, meta=meta or None
+                )
+
+        try:
+            return portal.call(one)
+        except BaseException:
+            # A dead or wedged server: the next call starts a new one.
+            self._disconnect(live)
+            raise
+
+    def _disconnect(self, live: tuple[Any, Any, Any, Any] | None = None) -> None:
+        with self._lock:
+            if self._live is None or (live is not None and self._live is not live):
+                return  # already replaced by another thread
+            session, self._live = self._live, None
+        portal_cm, _, client_cm, _ = session
+        try:
+            client_cm.__exit__(None, None, None)
+        except Exception:  # the server may already be gone
+            log.debug("closing the MCP session failed", exc_info=True)
+        finally:
+            portal_cm.__exit__(None, None, None)
+
+    def close(self) -> None:
+        """Stop the server process, if one is running."""
+        self._disconnect()
+
+
+class McpSessions:
+    """Live stdio MCP sessions, one per server command, shared by every tool it serves."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[tuple[str, ...], _StdioSession] = {}
+
+    def session(self, command: list[str], timeout_s: float) -> _StdioSession:
+        """The session of the server ``command`` runs (started on its first call)."""
+        with self._lock:
+            key = tuple(command)
+            found = self._sessions.get(key)
+            if found is None:
+                found = self._sessions[key] = _StdioSession(command, timeout_s)
+            return found
+
+    def close(self) -> None:
+        """Stop every server process."""
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            session.close()
+
+
+def _wants_text(output_schema: dict[str, Any] | None) -> bool:
+    props = (output_schema or {}).get("properties")
+    return isinstance(props, dict) and "text" in props
+
+
 class McpBackend:
-    """A tool on an external MCP server (stdio command or Streamable HTTP URL)."""
+    """A tool on an external MCP server (stdio command or Streamable HTTP URL).
+
+    stdio servers run once per command, shared by the tools they serve (``sessions``);
+    an HTTP server gets one session per call, so fresh credentials go with each.
+    A tool answering only text is usable: text that is a JSON object is the
+    output (unless the output schema declares a ``text`` field and the object has
+    none), any other text is ``{"text": ...}``.
+    """
 
     def __init__(
         self,
@@ -385,6 +492,8 @@ class McpBackend:
         vault: CredentialVault | None,
         tokens: OAuth2TokenCache,
         client: httpx.Client | None = None,
+        sessions: McpSessions | None = None,
+        output_schema: dict[str, Any] | None = None,
     ) -> None:
         if bool(spec.command) == bool(spec.url):
             raise InputError(
@@ -396,8 +505,9 @@ class McpBackend:
         self.vault = vault
         self.tokens = tokens
         self.client = client
-        self._lock = threading.Lock()
-        self._session: tuple[Any, Any, Any, Any] | None = None
+        self._own_sessions = sessions is None
+        self.sessions = sessions if sessions is not None else McpSessions()
+        self.output_schema = output_schema
 
     def _target(self) -> Any:
         from mcp.client.stdio import StdioServerParameters
@@ -433,8 +543,20 @@ class McpBackend:
         if result.structured_content is not None:
             return result.structured_content
         texts = [getattr(c, "text", None) for c in result.content]
+        if not any(t is not None for t in texts):
+            kinds = sorted({str(getattr(c, "type", "?")) for c in result.content}) or ["nothing"]
+            raise BackendError(
+                f"the MCP tool {spec.tool!r} answered no text ({', '.join(kinds)})",
+                hint="the gateway uses structured content or text; check the MCP tool",
+            )
         text = "".join(t for t in texts if t)
-        return _parse_json(text, f"the MCP tool {spec.tool!r}")
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and ("text" in parsed or not _wants_text(self.output_schema)):
+            return parsed
+        return {"text": text}
 
     async def _call_once(self, arguments: dict[str, Any], meta: dict[str, str]) -> Any:
         """HTTP: one session per call, so fresh credentials (OAuth2 tokens) go with each."""
@@ -444,50 +566,16 @@ class McpBackend:
             async with self._client() as client:
                 return await client.call_tool(self.spec.tool, arguments, meta=meta or None)
 
-    async def _call_session(self, client: Any, arguments: dict[str, Any], meta: Any) -> Any:
-        import anyio
-
-        with anyio.fail_after(self.spec.timeout_s):
-            return await client.call_tool(self.spec.tool, arguments, meta=meta or None)
-
     def _stdio_call(self, arguments: dict[str, Any], meta: dict[str, str]) -> Any:
-        """stdio: the server process and its session stay up between calls."""
-        from anyio.from_thread import start_blocking_portal
-
-        with self._lock:
-            if self._session is None:
-                portal_cm = start_blocking_portal()
-                portal = portal_cm.__enter__()
-                try:
-                    client_cm = portal.wrap_async_context_manager(self._client())
-                    client = client_cm.__enter__()
-                except BaseException:
-                    portal_cm.__exit__(None, None, None)
-                    raise
-                self._session = (portal_cm, portal, client_cm, client)
-            _, portal, _, client = self._session
-            try:
-                return portal.call(self._call_session, client, arguments, meta)
-            except BaseException:
-                self._disconnect()
-                raise
-
-    def _disconnect(self) -> None:
-        session, self._session = self._session, None
-        if session is None:
-            return
-        portal_cm, _, client_cm, _ = session
-        try:
-            client_cm.__exit__(None, None, None)
-        except Exception:  # the server may already be gone
-            log.debug("closing the MCP session failed", exc_info=True)
-        finally:
-            portal_cm.__exit__(None, None, None)
+        """stdio: the server's shared session (started on first use)."""
+        assert self.spec.command is not None
+        session = self.sessions.session(self.spec.command, self.spec.timeout_s)
+        return session.call(self.spec.tool, arguments, meta, self.spec.timeout_s)
 
     def close(self) -> None:
-        """Stop the stdio server process, if one is running."""
-        with self._lock:
-            self._disconnect()
+        """Stop the stdio server process when this backend started it alone."""
+        if self._own_sessions:
+            self.sessions.close()
 
     def call(self, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
         import anyio

@@ -39,7 +39,13 @@ from daytwo.gateway.authority import (
     check_tenant_credentials,
     runs_code,
 )
-from daytwo.gateway.backends import Backend, HttpBackend, McpBackend, PythonBackend
+from daytwo.gateway.backends import (
+    Backend,
+    HttpBackend,
+    McpBackend,
+    McpSessions,
+    PythonBackend,
+)
 from daytwo.gateway.catalog import Catalog, ToolRecord, parse_tool_ref, unknown_tool
 from daytwo.gateway.contracts import (
     HttpBackendSpec,
@@ -235,6 +241,8 @@ class Gateway:
         self._compiled: dict[str, _Compiled] = {}
         self._lock = threading.Lock()
         self._http: httpx.Client | None = None
+        # stdio MCP servers: one process and session per command, shared by its tools
+        self.mcp_sessions = McpSessions()
         self._tracer = trace.get_tracer("daytwo.gateway")
 
     # -- catalog -----------------------------------------------------------------------------
@@ -372,7 +380,13 @@ class Gateway:
             )
         assert isinstance(spec, McpBackendSpec)
         return McpBackend(
-            spec, guard=self.guard, vault=self.vault, tokens=self.tokens, client=self._client()
+            spec,
+            guard=self.guard,
+            vault=self.vault,
+            tokens=self.tokens,
+            client=self._client(),
+            sessions=self.mcp_sessions,
+            output_schema=definition.output_schema,
         )
 
     def _client(self) -> httpx.Client:
@@ -790,6 +804,7 @@ class Gateway:
             compiled, self._compiled = list(self._compiled.values()), {}
         for c in compiled:
             c.close()
+        self.mcp_sessions.close()
         if self._http is not None:
             self._http.close()
             self._http = None
