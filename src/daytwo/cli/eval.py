@@ -11,6 +11,7 @@ from rich.table import Table
 
 from daytwo.cli._context import state
 from daytwo.cli._output import console, print_json, progress_bar
+from daytwo.cli.eval_judge import judge_app
 
 
 def _agents(store: Any) -> Any:
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 sets_app = typer.Typer(help="Versioned golden sets.", no_args_is_help=True)
 app.add_typer(sets_app, name="sets")
+app.add_typer(judge_app, name="judge")
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
 
