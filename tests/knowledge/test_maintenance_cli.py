@@ -231,3 +231,42 @@ def test_generations_with_golden_set(
     code, out, _ = cli(capsys, "kb", "generations")
     assert "migration" in out
     assert "overlap@10" in out
+
+
+def test_migrate_estimate_prints_a_prediction_and_starts_nothing(
+    cli: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ("kb", "migrate", "-c", "kb1", "--embedder", "hashing-384", "--chunking", "size=64")
+    code, out, _ = cli(capsys, *args, "--estimate", "--json")
+    assert code == 0
+    est = json.loads(out)
+    assert est["documents"] == 10
+    assert est["sample"]["documents"] == 10
+    assert est["chunking"] == {"size": 64, "overlap": 40}
+    predicted = est["predicted"]
+    assert predicted["chunks"] == 10
+    assert predicted["storage_bytes"]["vectors"] == 10 * 384 * 4
+    assert predicted["storage_bytes"]["total"] == sum(
+        predicted["storage_bytes"][k] for k in ("vectors", "index", "text")
+    )
+    assert est["current_generation_storage_bytes"]["vectors"] == 10 * 384 * 4
+    code, out, _ = cli(capsys, *args, "--estimate")
+    text = " ".join(out.split())  # the console wraps lines
+    assert code == 0
+    assert "nothing was started" in text
+    assert "for 10 documents" in text
+    code, out, _ = cli(capsys, "kb", "generations", "-c", "kb1", "--json")
+    coll = json.loads(out)["collections"][0]
+    assert len(coll["generations"]) == 1
+    assert coll["migration"] is None
+
+    code, _, err = cli(capsys, *args, "--estimate", "--sample-cap", "0")
+    assert code == 2
+    assert "sample cap 0" in error_line(err)
+    code, _, err = cli(capsys, "kb", "migrate", "-c", "nope", "--embedder", "hashing-384",
+                       "--estimate")  # fmt: skip
+    assert code == 2
+    assert "'nope'" in error_line(err)
+    code, _, err = cli(capsys, "kb", "migrate", "-c", "kb1", "--embedder", "nope-1", "--estimate")
+    assert code == 2
+    assert "unknown embedder 'nope-1'" in error_line(err)

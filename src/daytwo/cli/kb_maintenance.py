@@ -45,6 +45,12 @@ def migrate(
         None, "--canary", help="Percent of queries served by the shadow once backfilled."
     ),
     actor: str | None = typer.Option(None, "--actor", help="Who runs it (default: OS user)."),
+    estimate: bool = typer.Option(
+        False, "--estimate", help="Predict time and storage from a sample; start nothing."
+    ),
+    sample_cap: int = typer.Option(
+        2000, "--sample-cap", help="With --estimate: at most this many sampled documents."
+    ),
     json_out: bool = _JSON,
 ) -> None:
     """Create a shadow generation and backfill it (rerun to resume after a crash)."""
@@ -53,6 +59,9 @@ def migrate(
     kb = open_kb()
     base = kb.active_generation(collection).chunking
     config = parse_chunking(chunking, base) if chunking else None
+    if estimate:
+        _print_estimate(kb, collection, embedder, config, sample_cap, json_out)
+        return
     status = start_migration(
         kb,
         collection,
@@ -81,6 +90,41 @@ def migrate(
         f"--collection {collection}",
         markup=False,
     )
+
+
+def _print_estimate(
+    kb: Any,
+    collection: str,
+    embedder: str,
+    config: Any,
+    sample_cap: int,
+    json_out: bool,
+) -> None:
+    from daytwo.knowledge.estimate import estimate_migration
+
+    try:
+        est = estimate_migration(kb, collection, embedder, chunking=config, cap=sample_cap)
+    finally:
+        kb.close()
+    if json_out:
+        print_json(est.to_dict())
+        return
+    st, cur = est.storage, est.current_storage
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in est.seconds_parts.items())
+    console.print(
+        f"{collection}: a generation with {est.embedder} (dim {est.dim}, chunking "
+        f"size={est.chunking['size']},overlap={est.chunking['overlap']}) would take about "
+        f"{est.seconds:.1f} s ({parts}) for {est.documents} documents, ~{est.chunks} chunks\n"
+        f"  storage ~{_mb(st['total'])}: vectors {_mb(st['vectors'])}, index "
+        f"{_mb(st['index'])}, text {_mb(st['text'])} (active generation: {_mb(cur['total'])})\n"
+        f"  from a sample of {est.sample_documents} documents ({est.sample_chunks} chunks, "
+        f"{est.sample_share:.1%} of the text); nothing was started",
+        markup=False,
+    )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
 
 
 generations_app = typer.Typer(help="Index generations: state, progress, shadow reads, prune.")
