@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import rfc8785
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from daytwo.exceptions import ConflictError
@@ -53,16 +53,18 @@ class IdempotencyLedger:
         deadline = time.monotonic() + self.wait_s
         while True:
             try:
+                # One INSERT statement (no ORM unit of work): this runs on every
+                # keyed tool call, so its cost is the gateway's per-call overhead.
+                claim = insert(GatewayIdempotency).values(
+                    key=key,
+                    tool=tool,
+                    version=version,
+                    arguments_hash=digest,
+                    status="pending",
+                    created_at=utcnow(),
+                )
                 with self.store.session(write=True) as s:
-                    s.add(
-                        GatewayIdempotency(
-                            key=key,
-                            tool=tool,
-                            version=version,
-                            arguments_hash=digest,
-                            status="pending",
-                        )
-                    )
+                    s.execute(claim)
                 return None
             except SAIntegrityError:
                 pass
@@ -100,11 +102,13 @@ class IdempotencyLedger:
 
     def complete(self, key: str, result: dict[str, Any]) -> None:
         """Store the result of the call that owns ``key``."""
+        done = (
+            update(GatewayIdempotency)
+            .where(GatewayIdempotency.key == key)
+            .values(status="done", result=result)
+        )
         with self.store.session(write=True) as s:
-            row = s.get(GatewayIdempotency, key)
-            if row is not None:
-                row.status = "done"
-                row.result = result
+            s.execute(done)
 
     def release(self, key: str) -> None:
         """Give up a claim after a failed call, so a retry calls the backend again."""
