@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -293,3 +294,59 @@ def test_tools_of_one_stdio_server_share_one_process(gateway: Gateway) -> None:
         time.sleep(0.05)
     else:
         raise AssertionError("the MCP server process outlived gateway.close()")
+
+
+def test_deadline_caps_retry_after(
+    gateway: Gateway, http_server: Callable[..., LoopbackServer]
+) -> None:
+    server = http_server(lambda *a: (503, {"retry-after": "3"}, b"{}"))
+    gateway.register(http_tool(server.url + "/r"))
+    started = time.monotonic()
+    with pytest.raises(BackendError, match=r"more than the 0\.\d s left of the step's latency"):
+        gateway.call("remote", {}, deadline=time.monotonic() + 0.8)
+    assert time.monotonic() - started < 0.7
+    assert len(server.requests) == 1
+
+
+def test_runtime_step_sends_its_key_and_its_budget_caps_retry_after(
+    sqlite_store: Store, tmp_path: Path, http_server: Callable[..., LoopbackServer]
+) -> None:
+    from daytwo.runtime import Runtime, Services, load_spec
+    from daytwo.runtime.adapters import GatewayTools
+    from daytwo.runtime.steps import idempotency_key
+
+    delay = {"value": "1"}
+    seen: list[tuple[str | None, float]] = []
+
+    def handler(method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+        key = headers.get("idempotency-key")
+        first = not any(k == key for k, _ in seen)
+        seen.append((key, time.monotonic()))
+        if first or delay["value"] != "1":
+            return 503, {"retry-after": delay["value"]}, b"{}"
+        return json_response({"ok": True})
+
+    server = http_server(handler)
+    gw = Gateway(sqlite_store, ssrf_allow=["127.0.0.1"])
+    gw.register(http_tool(server.url + "/r", method="POST"))
+    rt = Runtime(sqlite_store, Services(tools=GatewayTools(gw, as_agent=False)), data_dir=tmp_path)
+    rt.launch()
+    try:
+        steps = [{"id": "call", "kind": "tool", "tool": "remote", "arguments": {}}]
+        rt.registry.register(
+            load_spec({"name": "caller", "slo": {"latency_ms": 2500}, "steps": steps})
+        )
+        run = rt.start("caller", {})
+        assert run["status"] == "succeeded", run["error"]
+        assert seen[0][0] == idempotency_key(run["id"], "call")  # the step's key, both times
+        assert [k for k, _ in seen] == [seen[0][0]] * 2
+        assert seen[1][1] - seen[0][1] >= 0.95
+        delay["value"] = "20"  # within the gateway's 30 s cap, beyond the step's budget
+        started = time.monotonic()
+        failed = rt.start("caller", {})
+        assert failed["status"] == "failed"
+        assert "latency budget" in json.dumps(failed, default=str)
+        assert time.monotonic() - started < 10
+    finally:
+        rt.shutdown()
+        gw.close()

@@ -70,7 +70,13 @@ MCP_IDEMPOTENCY_META = "daytwo/idempotency_key"
 class Backend(Protocol):
     """What the gateway calls; ``idempotency_key`` is the gateway's key of the call."""
 
-    def call(self, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> Any: ...
+    def call(
+        self,
+        arguments: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        deadline: float | None = None,
+    ) -> Any: ...
 
 
 def resolve_callable(ref: str, registry: dict[str, Callable[..., Any]]) -> Callable[..., Any]:
@@ -103,7 +109,13 @@ class PythonBackend:
     def __init__(self, spec: PythonBackendSpec, registry: dict[str, Callable[..., Any]]) -> None:
         self.fn = resolve_callable(spec.callable, registry)
 
-    def call(self, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
+    def call(
+        self,
+        arguments: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        deadline: float | None = None,
+    ) -> Any:
         try:
             return self.fn(**arguments)
         except (BackendError, InputError):
@@ -291,7 +303,11 @@ class HttpBackend:
         return True
 
     def _send_once(
-        self, arguments: dict[str, Any], secrets: list[str], idempotency_key: str | None
+        self,
+        arguments: dict[str, Any],
+        secrets: list[str],
+        idempotency_key: str | None,
+        deadline: float | None = None,
     ) -> httpx.Response:
         request, fresh = self._request(arguments, idempotency_key)
         secrets.extend(fresh)
@@ -315,13 +331,30 @@ class HttpBackend:
                     status=status,
                     retry_after_s=round(wait, 3),
                 )
+            left = deadline - time.monotonic() if deadline is not None else None
+            if wait is not None and left is not None and wait > left:
+                raise BackendError(
+                    f"the backend {self.spec.method} {self.spec.url} answered HTTP {status} "
+                    f"and asked to be retried after {wait:.1f} s, more than the "
+                    f"{max(left, 0.0):.1f} s left of the step's latency budget",
+                    hint="retry the run later, or raise the agent's slo.latency_ms",
+                    status=status,
+                    retry_after_s=round(wait, 3),
+                )
             raise _Retryable(f"HTTP {status}", retry_after=wait, refused=refused)
         return resp
 
-    def call(self, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
+    def call(
+        self,
+        arguments: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        deadline: float | None = None,
+    ) -> Any:
+        """``deadline`` (``time.monotonic()``): no Retry-After is waited out past it."""
         secrets: list[str] = []
         try:
-            return self._call(arguments, secrets, idempotency_key)
+            return self._call(arguments, secrets, idempotency_key, deadline)
         except BackendError as exc:
             redacted = _redact(exc.message, secrets)
             if redacted == exc.message:
@@ -335,7 +368,11 @@ class HttpBackend:
         return float(self._backoff(state))
 
     def _call(
-        self, arguments: dict[str, Any], secrets: list[str], idempotency_key: str | None
+        self,
+        arguments: dict[str, Any],
+        secrets: list[str],
+        idempotency_key: str | None,
+        deadline: float | None = None,
     ) -> Any:
         idempotent = self.spec.method in _IDEMPOTENT
         keyed = idempotency_key is not None
@@ -352,7 +389,7 @@ class HttpBackend:
                 reraise=False,
             ):
                 with attempt:
-                    resp = self._send_once(arguments, secrets, idempotency_key)
+                    resp = self._send_once(arguments, secrets, idempotency_key, deadline)
         except (RetryError, _Retryable) as exc:
             if isinstance(exc, RetryError):
                 cause = exc.last_attempt.exception()
@@ -577,7 +614,13 @@ class McpBackend:
         if self._own_sessions:
             self.sessions.close()
 
-    def call(self, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
+    def call(
+        self,
+        arguments: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        deadline: float | None = None,
+    ) -> Any:
         import anyio
 
         started = time.monotonic()

@@ -416,6 +416,7 @@ class Gateway:
         api_key: str | None = None,
         idempotency_key: str | None = None,
         version: str | None = None,
+        deadline: float | None = None,
     ) -> ToolResult:
         """Call a tool through every policy; raises a typed ToolError/UserError on failure.
 
@@ -425,7 +426,9 @@ class Gateway:
         and refused when the gateway was built with ``require_auth``. ``version`` is
         an exact version or a major to pin (``"1"``); ``tool`` may also be
         ``name@1``. With ``idempotency_key`` a repeated call returns the stored
-        result without calling the backend again.
+        result without calling the backend again; the backend gets the key too
+        (``Idempotency-Key`` header, MCP ``_meta``). ``deadline`` (``time.monotonic()``,
+        the caller's latency budget) caps how long a backend's Retry-After is waited.
         """
         with self._tracer.start_as_current_span(
             f"execute_tool {tool}",
@@ -479,7 +482,7 @@ class Gateway:
                     span.set_attribute("daytwo.tool.replayed", True)
                     return replay
             try:
-                result = self._execute(compiled, arguments, label, idempotency_key)
+                result = self._execute(compiled, arguments, label, idempotency_key, deadline)
             except BaseException:
                 if idempotency_key is not None:
                     self.idempotency.release(idempotency_key)
@@ -604,12 +607,15 @@ class Gateway:
         arguments: dict[str, Any],
         label: str | None,
         idempotency_key: str | None = None,
+        deadline: float | None = None,
     ) -> ToolResult:
         record = compiled.record
         d = record.definition
         started = time.perf_counter()
         try:
-            raw = compiled.backend.call(arguments, idempotency_key=idempotency_key)
+            raw = compiled.backend.call(
+                arguments, idempotency_key=idempotency_key, deadline=deadline
+            )
         except ToolError as exc:
             elapsed = (time.perf_counter() - started) * 1000
             self.telemetry.record(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from daytwo._imports import import_attr
 from daytwo.exceptions import InputError
-from daytwo.runtime.protocols import LLMResult, ToolOutcome, ToolStats
+from daytwo.runtime.protocols import LLMResult, ToolOutcome, ToolStats, call_deadline
 from daytwo.runtime.steps import Services
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class GatewayTools:
             arguments,
             agent=agent if self.as_agent else None,
             idempotency_key=idempotency_key,
+            deadline=call_deadline(),
         )
         return ToolOutcome(
             output=result.output, cost_usd=result.cost_usd, latency_ms=result.latency_ms

@@ -12,8 +12,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from opentelemetry import trace
 
@@ -67,6 +68,26 @@ class LLMResult:
     output_tokens: int = 0
     cost_usd: float = 0.0
     model: str = ""
+
+
+_T = TypeVar("_T")
+_CALL_DEADLINE: ContextVar[float | None] = ContextVar("daytwo_tool_call_deadline", default=None)
+
+
+def call_deadline() -> float | None:
+    """The ``time.monotonic()`` by which the current tool call must finish (the step's
+    latency budget left), or ``None``; an invoker may pass it on (the gateway caps a
+    backend's ``Retry-After`` with it)."""
+    return _CALL_DEADLINE.get()
+
+
+def with_call_deadline(deadline: float | None, fn: Callable[[], _T]) -> _T:
+    """``fn()`` with :func:`call_deadline` answering ``deadline``."""
+    token = _CALL_DEADLINE.set(deadline)
+    try:
+        return fn()
+    finally:
+        _CALL_DEADLINE.reset(token)
 
 
 @runtime_checkable

@@ -29,6 +29,7 @@ from daytwo.runtime.protocols import (
     Retriever,
     TelemetrySource,
     ToolInvoker,
+    with_call_deadline,
 )
 from daytwo.runtime.retry import Attempts, run_with_retries
 from daytwo.runtime.spec import (
@@ -152,12 +153,16 @@ def call_tool(
     """
     tools: ToolInvoker = _need(ctx.services.tools, "tool invoker", "tool")
     key = idempotency_key(ctx.run_id, key_scope or step_id)
+    deadline = time.monotonic() + ctx.latency_budget_ms / 1000
     attempts = Attempts()
     # The gateway opens the call's ``execute_tool`` span (with its cost); the step
     # span around it is a plain step span.
     try:
         outcome = run_with_retries(
-            lambda: tools.call(tool, arguments, agent=ctx.spec.name, idempotency_key=key),
+            lambda: with_call_deadline(
+                deadline,
+                lambda: tools.call(tool, arguments, agent=ctx.spec.name, idempotency_key=key),
+            ),
             policy,
             attempts,
         )
@@ -331,6 +336,7 @@ def _map_step(ctx: StepContext, step: MapStep) -> dict[str, Any]:
         return _result("failed", errors=[f"items {step.items!r} is not a list: {items!r}"[:300]])
     policy = _policy(ctx, step)
     tools: ToolInvoker = _need(ctx.services.tools, "tool invoker", "map")
+    deadline = time.monotonic() + ctx.latency_budget_ms / 1000
 
     def one(index: int, item: Any) -> dict[str, Any]:
         args = render(step.arguments, {**ctx.context, "item": item})
@@ -338,7 +344,10 @@ def _map_step(ctx: StepContext, step: MapStep) -> dict[str, Any]:
         attempts = Attempts()
         try:
             outcome = run_with_retries(
-                lambda: tools.call(step.tool, args, agent=ctx.spec.name, idempotency_key=key),
+                lambda: with_call_deadline(
+                    deadline,
+                    lambda: tools.call(step.tool, args, agent=ctx.spec.name, idempotency_key=key),
+                ),
                 policy,
                 attempts,
             )
