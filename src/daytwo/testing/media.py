@@ -110,7 +110,7 @@ def transcode(source: Path, target: Path) -> Path:
 
     codec, rate = {".mp3": ("libmp3lame", 22050), ".ogg": ("libopus", 48000)}[target.suffix]
     with av.open(str(source)) as inp, av.open(str(target), "w") as out:
-        stream = out.add_stream(codec, rate=rate)
+        stream: Any = out.add_stream(codec, rate=rate)  # an audio stream (codec above)
         for frame in inp.decode(audio=0):
             frame.pts = None
             for packet in stream.encode(frame):
