@@ -20,13 +20,13 @@ import sqlalchemy as sa
 from daytwo.gateway import Gateway
 from daytwo.gateway.samples import register_samples
 from daytwo.models import get_model, load_profiles
-from daytwo.models.profiles import PriceBook
+from daytwo.models.profiles import PriceBook, ProfileRegistry
 from daytwo.runtime import CallableRetriever, Runtime, Services, load_spec
 from daytwo.runtime.adapters import GatewayTelemetry, GatewayTools, ModelLLM
 from daytwo.store import Store
 from daytwo.store.tables.runtime import RunRecord
 from daytwo.store.tables.tracing import SpanRow
-from daytwo.testing import Reply, ScriptedModelServer
+from daytwo.testing import Reply, ScriptedModelServer, scripted_chat_model, scripted_profile
 from daytwo.tracing import TracingHandle, setup_tracing
 from daytwo.tracing.ledger import rollup
 
@@ -183,3 +183,158 @@ def test_one_usage_bearing_span_per_call_and_run_cost_equals_the_ledger(
         assert by_run[run["id"]] == expected
         assert Decimal(str(records[run["id"]])) == expected
         assert Decimal(str(run["cost_usd"])) == expected
+
+
+def test_run_cost_is_the_ledger_sum_to_the_last_digit(sqlite_store: Store, tmp_path: Path) -> None:
+    """Prices whose costs need more than six decimals, cached tokens, two model calls and
+    several tool calls: the run's cost (the budget meter's) is the ledger's sum exactly,
+    not a float sum rounded to the micro-dollar."""
+    price = {"price_in": "2.5", "price_cached": "1.25", "price_out": "10"}
+    registry = ProfileRegistry({"scripted": scripted_profile(**price)})  # type: ignore[arg-type]
+    handle = setup_tracing(sqlite_store, prices=PriceBook(registry))
+    spec = {
+        "name": "exact",
+        "model": "scripted",
+        "steps": [
+            {"id": "first", "kind": "llm", "prompt": "one {{ input.q }}"},
+            {"id": "second", "kind": "llm", "prompt": "two", "after": ["first"]},
+            {"id": "live", "kind": "tool", "tool": "orders_status_live",
+             "arguments": {"order_id": "A-1001"}, "after": ["second"]},
+            {"id": "each", "kind": "map", "items": "input.orders",
+             "tool": "orders_status_cached", "arguments": {"order_id": "{{ item }}"},
+             "after": ["live"]},
+        ],
+        "output": "second",
+    }  # fmt: skip
+    cached = {"prompt_tokens": 1237, "completion_tokens": 41, "total_tokens": 1278,
+              "prompt_tokens_details": {"cached_tokens": 999}}  # fmt: skip
+    plain = {"prompt_tokens": 333, "completion_tokens": 17, "total_tokens": 350}
+    replies = [Reply(content="ok", usage=cached), Reply(content="ok", usage=plain)]  # type: ignore[arg-type]
+    try:
+        with ScriptedModelServer(replies) as server:
+            gateway = Gateway(sqlite_store)
+            register_samples(gateway)
+            model = scripted_chat_model(server.base_url, **price)  # type: ignore[arg-type]
+            services = Services(
+                tools=GatewayTools(gateway),
+                telemetry=GatewayTelemetry(gateway),
+                llm=ModelLLM(model),
+            )
+            with Runtime(sqlite_store, services, data_dir=tmp_path) as rt:
+                rt.registry.register(load_spec(spec))
+                run = rt.start("exact", {"q": "x", "orders": ORDERS}, principal="alice")
+            model.close()
+        handle.flush()
+    finally:
+        handle.shutdown()
+    assert run["status"] == "succeeded", run
+
+    # (238 x 2.5 + 999 x 1.25 + 41 x 10) + (333 x 2.5 + 17 x 10) per 1M, + 0.002 + 3 x 0.0001
+    expected = Decimal("0.00225375") + Decimal("0.0010025") + Decimal("0.002") + Decimal("0.0003")
+    with sqlite_store.session() as s:
+        record = s.get(RunRecord, run["id"])
+        assert record is not None
+    by_run = {r.key: r for r in rollup(sqlite_store, "run")}
+    assert by_run[run["id"]].priced_spans == 2 + 1 + len(ORDERS)
+    assert by_run[run["id"]].unpriced_spans == 0
+    assert by_run[run["id"]].cost_usd == expected
+    assert Decimal(str(record.cost_usd)) == expected
+    assert Decimal(str(run["cost_usd"])) == expected
+
+
+PAID = {"price_in": "2.5", "price_cached": "1.25", "price_out": "10"}
+USED = {"prompt_tokens": 411, "completion_tokens": 23, "total_tokens": 434}
+PER_CALL = (411 * Decimal("2.5") + 23 * Decimal(10)) / 10**6  # 0.0012575
+
+
+def _failed_run_cost(
+    store: Store, tmp_path: Path, spec: dict[str, object], replies: list[Reply]
+) -> tuple[dict[str, object], int, Decimal]:
+    """Run ``spec`` (it fails) on the PAID profile over ``replies``, with a tool that
+    always fails; return the run, how many chat spans the ledger priced and their sum."""
+    from daytwo.exceptions import BackendError
+    from daytwo.runtime import PythonTools
+
+    def broken(idempotency_key: str, **kw: object) -> object:
+        raise BackendError("gone")
+
+    registry = ProfileRegistry({"scripted": scripted_profile(**PAID)})  # type: ignore[arg-type]
+    handle = setup_tracing(store, prices=PriceBook(registry))
+    tools = PythonTools()
+    tools.add("legacy_lookup", broken)
+    tools.add("lookup_v2", lambda sku, idempotency_key: {"sku": sku})
+    try:
+        with ScriptedModelServer(replies) as server:
+            model = scripted_chat_model(server.base_url, **PAID)  # type: ignore[arg-type]
+            with Runtime(
+                store, Services(tools=tools, llm=ModelLLM(model)), data_dir=tmp_path
+            ) as rt:
+                rt.registry.register(load_spec(spec))
+                run = rt.start(str(spec["name"]), {"sku": "A1"}, principal="alice")
+            model.close()
+        handle.flush()
+    finally:
+        handle.shutdown()
+    with store.session() as s:
+        chats = [sp for sp in s.scalars(sa.select(SpanRow)) if sp.operation == "chat"]
+    assert all(sp.cost_status == "priced" for sp in chats)
+    (ledger,) = [r for r in rollup(store, "run") if r.key == run["id"]]
+    return run, len(chats), ledger.cost_usd
+
+
+def test_a_failed_structured_answer_is_paid_for_in_the_run_as_in_the_ledger(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """Every rung of the repair ladder answered (and was billed) but none was valid,
+    twice (retry_on StructuredOutputError): the failed run still costs what the
+    ledger says its model calls cost."""
+    spec = {
+        "name": "picky",
+        "model": "scripted",
+        "steps": [
+            {
+                "id": "answer",
+                "kind": "llm",
+                "prompt": "Q",
+                "schema": {
+                    "type": "object",
+                    "properties": {"n": {"type": "integer"}},
+                    "required": ["n"],
+                },
+                "retry": {"attempts": 2, "backoff_s": 0, "jitter_s": 0,
+                          "retry_on": ["StructuredOutputError"]},
+            }
+        ],
+    }  # fmt: skip
+    replies = [Reply(content="no json here", usage=USED) for _ in range(8)]  # type: ignore[arg-type]
+    run, calls, ledger = _failed_run_cost(sqlite_store, tmp_path, spec, replies)
+    assert run["status"] == "failed"
+    assert calls >= 4  # two tries, each the first ask and a re-ask
+    assert ledger == calls * PER_CALL
+    assert Decimal(str(run["cost_usd"])) == ledger
+    assert run["tokens"] == calls * 434
+
+
+def test_a_rejected_plan_is_paid_for_in_the_run_as_in_the_ledger(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """The tool fails, the planner's plan names a tool it may not call and is rejected:
+    the planner's model call still counts in the run's cost."""
+    spec = {
+        "name": "planned",
+        "model": "scripted",
+        "planner": True,
+        "retry": {"attempts": 1},
+        "steps": [{"id": "stock", "kind": "tool", "tool": "legacy_lookup"}],
+    }
+    bad_plan = '{"calls": [{"tool": "rm_rf", "arguments": {}}]}'
+    run, calls, ledger = _failed_run_cost(
+        sqlite_store,
+        tmp_path,
+        spec,
+        [Reply(content=bad_plan, usage=USED)],  # type: ignore[arg-type]
+    )
+    assert run["status"] == "failed"
+    assert calls == 1
+    assert ledger == PER_CALL
+    assert Decimal(str(run["cost_usd"])) == ledger

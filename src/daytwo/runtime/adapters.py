@@ -8,7 +8,7 @@ set a worker or the CLI uses.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +19,10 @@ from daytwo.runtime.steps import Services
 
 if TYPE_CHECKING:
     from daytwo.models.prompts import PromptDefinition
+    from daytwo.models.types import Usage
     from daytwo.settings import Settings
     from daytwo.store import Store
+    from daytwo.tracing.pricing import Price
 
 __all__ = [
     "GatewayTelemetry",
@@ -161,7 +163,8 @@ class ModelLLM:
             from daytwo.models.structured import Ladder, generate
 
             ladder = Ladder(max_tokens=max_tokens, max_reasks=self.max_reasks, seed=7)
-            res = generate(self.model, msgs, schema, ladder=ladder)
+            with self._charged(price):
+                res = generate(self.model, msgs, schema, ladder=ladder)
             usage = res.usage
             text = ""
             data = res.value.model_dump() if hasattr(res.value, "model_dump") else res.value
@@ -184,35 +187,51 @@ class ModelLLM:
             max_reasks=self.max_reasks,
             seed=7,
         )
-        done = complete_definition(
-            self.model, definition, max_tokens=max_tokens, seed=7, ladder=ladder
-        )
+        with self._charged(price):
+            done = complete_definition(
+                self.model, definition, max_tokens=max_tokens, seed=7, ladder=ladder
+            )
         structured = definition.output_schema is not None
         return self._result(
             "" if structured else done.text, done.value if structured else None, done.usage, price
         )
 
-    def _result(self, text: str, data: Any, usage: Any, price: Any) -> LLMResult:
+    @staticmethod
+    def _cost(usage: Usage, price: Price | None) -> float:
         # The ledger prices the call's span with the same Price.cost: the run's cost
         # (its budget meter) and the ledger's agree, cached and reasoning tokens included.
-        cost = (
-            float(
-                price.cost(
-                    usage.input_tokens,
-                    usage.output_tokens,
-                    usage.cached_tokens,
-                    usage.reasoning_tokens,
-                )
+        if price is None:
+            return 0.0
+        return float(
+            price.cost(
+                usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.reasoning_tokens
             )
-            if price is not None
-            else 0.0
         )
+
+    @contextlib.contextmanager
+    def _charged(self, price: Price | None) -> Iterator[None]:
+        """An error raised after the model answered (no rung of the repair ladder made the
+        answer valid) carries the usage of those calls; add their cost and tokens to its
+        context, so the step counts what the ledger counts (see ``Attempts.failed``)."""
+        from daytwo.exceptions import DaytwoError
+        from daytwo.models.types import Usage
+
+        try:
+            yield
+        except DaytwoError as exc:
+            usage = exc.context.get("usage")
+            if isinstance(usage, Usage):
+                exc.context["cost_usd"] = self._cost(usage, price)
+                exc.context["tokens"] = usage.total_tokens
+            raise
+
+    def _result(self, text: str, data: Any, usage: Usage, price: Price | None) -> LLMResult:
         return LLMResult(
             text=text,
             data=data,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
-            cost_usd=cost,
+            cost_usd=self._cost(usage, price),
             model=self.model.profile.name,
         )
 

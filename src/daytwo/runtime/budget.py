@@ -5,16 +5,27 @@ records it. Time spent queued, waiting for an approval, or down between a crash 
 the recovery does not count, and a recovered run carries on with the time its
 checkpointed steps had used (a replay reads the same figures, so it takes the same
 decisions as the first pass).
+
+Cost is summed as exact ``Decimal`` (each step's cost comes from
+:meth:`daytwo.tracing.pricing.Price.cost` or the tool's price, as the ledger's does), so
+the run's ``cost_usd`` is the ledger's sum for the run to the last digit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 
 from daytwo.exceptions import BudgetExceeded
 from daytwo.runtime.spec import Budgets
 
-__all__ = ["BudgetMeter"]
+__all__ = ["BudgetMeter", "usd"]
+
+
+def usd(value: float | Decimal | str) -> Decimal:
+    """An amount as an exact decimal: a float by its shortest repr (``0.1`` is 0.1, as
+    the ledger reads a tool's ``cost_usd``), never its binary expansion."""
+    return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 @dataclass
@@ -24,7 +35,7 @@ class BudgetMeter:
     limits: Budgets
     steps: int = 0
     tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: Decimal = field(default_factory=Decimal)
     run_ms: float = 0.0
 
     def elapsed_s(self) -> float:
@@ -37,12 +48,12 @@ class BudgetMeter:
 
     def remaining_cost(self) -> float:
         """Cost left, in USD."""
-        return max(0.0, self.limits.max_cost_usd - self.cost_usd)
+        return max(0.0, float(usd(self.limits.max_cost_usd) - self.cost_usd))
 
-    def add(self, *, tokens: int = 0, cost_usd: float = 0.0, ms: float = 0.0) -> None:
+    def add(self, *, tokens: int = 0, cost_usd: float | Decimal | str = 0, ms: float = 0.0) -> None:
         """Count one more step's usage (``ms``: how long it ran)."""
         self.tokens += tokens
-        self.cost_usd += cost_usd
+        self.cost_usd += usd(cost_usd)
         self.run_ms += ms
 
     def check(self, *, before_step: bool = False) -> None:
@@ -61,7 +72,7 @@ class BudgetMeter:
                 hint="raise budgets.max_tokens or shorten prompts",
                 limit="max_tokens",
             )
-        if self.cost_usd > lim.max_cost_usd:
+        if self.cost_usd > usd(lim.max_cost_usd):
             raise BudgetExceeded(
                 f"cost budget exceeded: ${self.cost_usd:.4f} > max_cost_usd {lim.max_cost_usd}",
                 hint="raise budgets.max_cost_usd or use cheaper tools/models",

@@ -225,7 +225,7 @@ class _Execution:
     def _account(self, res: dict[str, Any]) -> None:
         self.meter.add(
             tokens=int(res.get("tokens", 0)),
-            cost_usd=float(res.get("cost_usd", 0.0)),
+            cost_usd=res.get("cost_usd", 0.0),
             ms=float(res.get("ms", 0.0)),
         )
         self.decisions.extend(res.get("decisions", []))
@@ -241,7 +241,8 @@ class _Execution:
             decisions=self.decisions,
             steps=self.meter.steps,
             tokens=self.meter.tokens,
-            cost_usd=round(self.meter.cost_usd, 6),
+            # Exact (no rounding): the ledger's sum for the run, as a JSON number.
+            cost_usd=float(self.meter.cost_usd),
         )
         rt = self.rt
         return _durable("finish", lambda: rt.finish_run(summary))

@@ -12,11 +12,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from daytwo.exceptions import DatabaseLocked, DatabaseUnavailable
+from daytwo.exceptions import DatabaseLocked, DatabaseUnavailable, DaytwoError
+from daytwo.runtime.budget import usd
 from daytwo.runtime.spec import RetryPolicy
 
 __all__ = [
@@ -69,11 +71,23 @@ class Attempts:
 
     errors: list[str] = field(default_factory=list)
     waited_s: float = 0.0
+    cost_usd: Decimal = field(default_factory=Decimal)
+    """What the failed tries spent: a model call whose answer failed validation was
+    still paid for (the ledger prices its ``chat`` span), and the run counts it too."""
+    tokens: int = 0
 
     @property
     def count(self) -> int:
         """Failed tries so far."""
         return len(self.errors)
+
+    def failed(self, exc: BaseException) -> None:
+        """Count one failed try: its error and, when the error says so (``cost_usd`` and
+        ``tokens`` in a :class:`~daytwo.exceptions.DaytwoError`'s context), its spend."""
+        self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+        context = exc.context if isinstance(exc, DaytwoError) else {}
+        self.cost_usd += usd(context.get("cost_usd", 0))
+        self.tokens += int(context.get("tokens", 0))
 
 
 def run_with_retries(
@@ -89,12 +103,11 @@ def run_with_retries(
         return fn()
     except BaseException as exc:
         first: BaseException = exc
+    attempts.failed(first)
     if is_infrastructure_fault(first) and policy.attempts < INFRASTRUCTURE_ATTEMPTS:
         policy = policy.model_copy(update={"attempts": INFRASTRUCTURE_ATTEMPTS})
     if policy.attempts == 1 or not is_retryable(first, policy):
-        attempts.errors.append(f"{type(first).__name__}: {first}"[:300])
         raise first
-    attempts.errors.append(f"{type(first).__name__}: {first}"[:300])
     seconds = wait_for(policy, 1, first)
     attempts.waited_s += seconds
     sleep(seconds)
@@ -110,7 +123,7 @@ def run_with_retries(
     def record(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         if exc is not None:
-            attempts.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            attempts.failed(exc)
 
     retrying = Retrying(
         stop=stop_after_attempt(policy.attempts),
@@ -124,5 +137,5 @@ def run_with_retries(
         return retrying(fn)
     except BaseException as exc:
         # ``before_sleep`` saw every failure that was retried; this is the last one.
-        attempts.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+        attempts.failed(exc)
         raise

@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from opentelemetry import trace
 
-from daytwo.exceptions import StructuredOutputError, ToolError
+from daytwo.exceptions import ToolError
 from daytwo.models.prompts import PromptDefinition
+from daytwo.runtime.budget import usd
 from daytwo.runtime.choice import choose_tool
 from daytwo.runtime.protocols import (
     LLM,
@@ -310,11 +312,14 @@ def _llm_step(ctx: StepContext, step: LLMStep) -> dict[str, Any]:
     policy = _policy(ctx, step)
     # The models layer opens one ``chat`` span per model call (with its usage); the
     # step span around them is a plain step span.
+    # Failed tries that reached the model were paid for: ``attempts`` counts them.
     try:
         res = run_with_retries(call, policy, attempts)
     except Exception as exc:
         return _result(
             "failed",
+            tokens=attempts.tokens,
+            cost_usd=float(attempts.cost_usd),
             attempts=attempts.count,
             errors=attempts.errors,
             error_type=type(exc).__name__,
@@ -323,8 +328,8 @@ def _llm_step(ctx: StepContext, step: LLMStep) -> dict[str, Any]:
     return _result(
         "ok",
         output,
-        tokens=res.input_tokens + res.output_tokens,
-        cost_usd=res.cost_usd,
+        tokens=res.input_tokens + res.output_tokens + attempts.tokens,
+        cost_usd=float(usd(res.cost_usd) + attempts.cost_usd),
         attempts=attempts.count + 1,
         errors=attempts.errors,
     )
@@ -362,7 +367,7 @@ def _map_step(ctx: StepContext, step: MapStep) -> dict[str, Any]:
         # bind_context: the items' tool calls stay in this step's trace.
         rows = list(pool.map(bind_context(one), range(len(items)), items))
     ok = [r for r in rows if r["ok"]]
-    cost = sum(r.get("cost_usd", 0.0) for r in ok)
+    cost = float(sum((usd(r.get("cost_usd", 0.0)) for r in ok), Decimal(0)))
     errors = [f"item {i}: {r['error']}" for i, r in enumerate(rows) if not r["ok"]]
     if step.join == "all":
         if errors:
@@ -408,10 +413,17 @@ def plan_calls(
         f"Goal: {goal}\nTools you may call: {', '.join(allowed)}\n"
         f"Propose at most {step.max_calls} tool calls as JSON."
     )
+    attempts = Attempts()
     try:
         res = llm.complete(_llm_messages(ctx, None, prompt), schema=schema, max_tokens=256)
-    except (StructuredOutputError, Exception) as exc:
-        return _result("failed", errors=[f"{type(exc).__name__}: {exc}"[:300]])
+    except Exception as exc:
+        attempts.failed(exc)  # an answer that was no valid plan was still paid for
+        return _result(
+            "failed",
+            errors=attempts.errors,
+            tokens=attempts.tokens,
+            cost_usd=float(attempts.cost_usd),
+        )
     calls = res.data["calls"] if isinstance(res.data, dict) else []
     problems = [c["tool"] for c in calls if c["tool"] not in allowed]
     telemetry = ctx.services.telemetry
@@ -432,7 +444,10 @@ def plan_calls(
     record_decision(decision["kind"], decision["summary"], decision["data"])
     tokens = res.input_tokens + res.output_tokens
     if verdict != "accepted":
-        return _result("failed", errors=[verdict], tokens=tokens, decisions=[decision])
+        # The rejected plan's model call was paid for all the same.
+        return _result(
+            "failed", errors=[verdict], tokens=tokens, cost_usd=res.cost_usd, decisions=[decision]
+        )
     return _result("ok", calls, tokens=tokens, cost_usd=res.cost_usd, decisions=[decision])
 
 
