@@ -33,12 +33,9 @@ def _runtime(services: str | None = None, *, launch: bool, **kw: Any) -> Any:
         from daytwo.server.scoping import scope_services
 
         svc = scope_services(factory(settings, store), store)
-        try:
-            from daytwo.tracing import setup_tracing
+        from daytwo.tracing import setup_tracing
 
-            setup_tracing(store, settings)
-        except ImportError:
-            pass
+        setup_tracing(store, settings)
     else:
         from daytwo.runtime.steps import Services
 

@@ -249,6 +249,39 @@ class TracingAudit:
         self.log.append(kind=kind, actor=actor, subject=subject, data=data, run_id=subject)
 
 
+def layer_services(
+    settings: Settings,
+    *,
+    gateway: Any = None,
+    kb: Any = None,
+    audit: Any = None,
+    model_profile: str | None = None,
+    with_llm: bool = True,
+) -> Services:
+    """Services over the given layer objects; the one place they are wired to the runtime.
+
+    ``gateway`` gives tools and telemetry, ``kb`` retrieval, ``audit`` the audit sink
+    (None: that service is absent); with ``with_llm`` model calls go through the
+    models layer (``model_profile`` or ``settings.default_model``, and the profile an
+    agent or a step names).
+    """
+    from daytwo.models import get_model
+
+    services = Services(audit=audit)
+    if gateway is not None:
+        services.tools = GatewayTools(gateway)
+        services.telemetry = GatewayTelemetry(gateway)
+        services.extra["gateway"] = gateway
+    if kb is not None:
+        services.retriever = KnowledgeRetriever(kb)
+        services.extra["kb"] = kb
+    if with_llm:
+        profile = model_profile or settings.default_model
+        services.llm = ModelLLM(factory=lambda: get_model(profile, settings))
+        services.llm_for = model_llms(settings, services.llm)
+    return services
+
+
 def default_services(
     settings: Settings,
     store: Store,
@@ -256,37 +289,18 @@ def default_services(
     model_profile: str | None = None,
     with_llm: bool = True,
 ) -> Services:
-    """Services over the real layers that are installed (gateway, knowledge, models, audit)."""
-    services = Services()
-    try:
-        from daytwo.gateway import Gateway
+    """Services over new instances of the real layers (gateway, knowledge, models, audit)."""
+    from daytwo.gateway import Gateway
+    from daytwo.knowledge import KnowledgeBase
 
-        gateway = Gateway(store, settings)
-        services.tools = GatewayTools(gateway)
-        services.telemetry = GatewayTelemetry(gateway)
-        services.extra["gateway"] = gateway
-    except ImportError:
-        pass
-    try:
-        from daytwo.knowledge import KnowledgeBase
-
-        kb = KnowledgeBase(store, settings.data_dir, embedder=settings.embedder)
-        services.retriever = KnowledgeRetriever(kb)
-        services.extra["kb"] = kb
-    except ImportError:
-        pass
-    if with_llm:
-        try:
-            from daytwo.models import get_model
-
-            profile = model_profile or settings.default_model
-            services.llm = ModelLLM(factory=lambda: get_model(profile, settings))
-            services.llm_for = model_llms(settings, services.llm)
-        except ImportError:
-            pass
-    with contextlib.suppress(ImportError):
-        services.audit = TracingAudit(store)
-    return services
+    return layer_services(
+        settings,
+        gateway=Gateway(store, settings),
+        kb=KnowledgeBase(store, settings.data_dir, embedder=settings.embedder),
+        audit=TracingAudit(store),
+        model_profile=model_profile,
+        with_llm=with_llm,
+    )
 
 
 def model_llms(settings: Settings, default: ModelLLM | None = None) -> Callable[[str], ModelLLM]:

@@ -35,16 +35,10 @@ def start_tracing(settings: Settings, store: Store) -> None:
     Model calls are priced from the models layer's profiles (a model without a known
     price stays ``cost_unknown``, never $0).
     """
+    from daytwo.models.profiles import PriceBook, load_profiles
     from daytwo.tracing import setup_tracing
 
-    prices: Any = None
-    try:
-        from daytwo.models.profiles import PriceBook, load_profiles
-
-        prices = PriceBook(load_profiles(settings))
-    except ImportError:  # pragma: no cover - the models layer is part of daytwo
-        prices = None
-    setup_tracing(store, settings, prices=prices)
+    setup_tracing(store, settings, prices=PriceBook(load_profiles(settings)))
 
 
 def tool_visibility(store: Store) -> Callable[[str, list[str]], list[str]]:
@@ -123,11 +117,9 @@ def build_kb(settings: Settings, store: Store) -> Any:
 
 
 def mcp_app(gateway: Any) -> Any:
-    """The gateway's MCP Streamable HTTP app (agent or tenant API keys as Bearer), or None."""
-    try:
-        from daytwo.gateway.mcp_server import mcp_asgi_app
-    except ImportError:  # pragma: no cover - the gateway ships it
-        return None
+    """The gateway's MCP Streamable HTTP app (agent or tenant API keys as Bearer)."""
+    from daytwo.gateway.mcp_server import mcp_asgi_app
+
     return mcp_asgi_app(gateway, path="/")
 
 
@@ -142,29 +134,10 @@ def build_runtime(
     shares the runs through the same system database, and a live worker takes over the
     runs of one that stopped (``daytwo.runtime.executors``).
     """
-    from daytwo.runtime import Runtime, Services
+    from daytwo.runtime import Runtime
+    from daytwo.runtime.adapters import layer_services
 
-    services = Services(audit=audit)
-    try:
-        from daytwo.runtime import adapters
-    except ImportError:  # pragma: no cover - the runtime ships its adapters
-        adapters = None  # type: ignore[assignment]
-    if adapters is not None:
-        if gateway is not None:
-            services.tools = adapters.GatewayTools(gateway)
-            services.telemetry = adapters.GatewayTelemetry(gateway)
-            services.extra["gateway"] = gateway
-        if kb is not None:
-            services.retriever = adapters.KnowledgeRetriever(kb)
-            services.extra["kb"] = kb
-        try:
-            from daytwo.models import get_model
-
-            profile = settings.default_model
-            services.llm = adapters.ModelLLM(factory=lambda: get_model(profile, settings))
-            services.llm_for = adapters.model_llms(settings, services.llm)
-        except ImportError:  # pragma: no cover - the models layer is part of daytwo
-            pass
+    services = layer_services(settings, gateway=gateway, kb=kb, audit=audit)
     from daytwo.server.scoping import scope_services
 
     return Runtime(

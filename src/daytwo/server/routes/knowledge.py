@@ -52,18 +52,9 @@ def _groups(principal: Principal) -> list[str]:
 
 
 def _generations_status(kb: Any) -> dict[str, Any]:
-    import importlib
+    from daytwo.knowledge.shadow_reads import generations_status
 
-    # The knowledge layer moved this report between modules; accept either home.
-    for module in ("daytwo.knowledge.shadow_reads", "daytwo.knowledge.generations"):
-        try:
-            fn = getattr(importlib.import_module(module), "generations_status", None)
-        except ImportError:
-            continue
-        if fn is not None:
-            result: dict[str, Any] = fn(kb)
-            return result
-    raise MissingDependency("the knowledge layer has no generations report", hint="upgrade daytwo")
+    return generations_status(kb)
 
 
 def collections_status(kb: Any, store: Store, tenant: str) -> list[dict[str, Any]]:
