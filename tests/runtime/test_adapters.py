@@ -90,6 +90,10 @@ def test_gateway_replays_a_tool_call_with_the_same_key(
         "orders_status_cached", {"order_id": "A-1002"}, agent="orders", idempotency_key="k-1"
     )
     assert first.output == again.output
+    # The gateway's facts survive the seam: the second answer is the stored one.
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.flags == ()
+    assert again.alerts == ()
     assert sorted(tools.tools("orders.status")) == ["orders_status_cached", "orders_status_live"]
 
 

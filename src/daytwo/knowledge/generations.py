@@ -456,8 +456,8 @@ def _final_sweep(kb: Indexes, mig: KbMigration, gen: KbGeneration) -> None:
     todo = sorted(set(recent) | set(missing))
     for start in range(0, len(todo), 64):
         ids = todo[start : start + 64]
-        with kb.store.session() as session:
-            bump_seq(session, gen.id)  # a write first: takes the SQLite write lock
+        with kb.store.session(write=True) as session:
+            bump_seq(session, gen.id)
             current = _locked_docs(session, gen.collection, ids)
             if current:
                 embedded = _embed_docs(kb, gen, list(current.values()))

@@ -60,7 +60,12 @@ class GatewayTools:
             deadline=call_deadline(),
         )
         return ToolOutcome(
-            output=result.output, cost_usd=result.cost_usd, latency_ms=result.latency_ms
+            output=result.output,
+            cost_usd=result.cost_usd,
+            latency_ms=result.latency_ms,
+            replayed=result.replayed,
+            flags=tuple(result.flags),
+            alerts=tuple(a.__dict__ for a in result.alerts),
         )
 
 

@@ -39,11 +39,19 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ToolOutcome:
-    """What a tool call returned, with its cost."""
+    """What a tool call returned, with its cost and what the gateway noticed.
+
+    ``replayed``: the result was the stored one of an earlier call with the same
+    idempotency key (no second side effect); ``flags``: policy flags such as
+    ``prompt_injection:<field>``; ``alerts``: new drift alerts the call raised.
+    """
 
     output: Any
     cost_usd: float = 0.0
     latency_ms: float = 0.0
+    replayed: bool = False
+    flags: tuple[str, ...] = ()
+    alerts: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,13 @@ def call_tool(
             errors=attempts.errors,
             error_type=type(exc).__name__,
         )
+    noticed: dict[str, Any] = {}
+    if getattr(outcome, "replayed", False):
+        noticed["replayed"] = True  # the stored result of an earlier call: no new effect
+    if getattr(outcome, "flags", ()):
+        noticed["flags"] = list(outcome.flags)
+    if getattr(outcome, "alerts", ()):
+        noticed["drift_alerts"] = [dict(a) for a in outcome.alerts]
     return _result(
         "ok",
         outcome.output,
@@ -184,6 +191,7 @@ def call_tool(
         attempts=attempts.count + 1,
         errors=attempts.errors,
         latency_ms=round(outcome.latency_ms, 2),
+        **noticed,
     )
 
 
