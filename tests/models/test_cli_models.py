@@ -261,6 +261,14 @@ def test_migrate_report_json_html_and_gates(
     assert report["token_inflation"] > 1.0
     gates = {g["name"]: g["passed"] for g in report["gates"]}
     assert gates == {"target schema-valid rate": False, "target context overflows": False}
+    # The decision: format regressions only, and test/b has no training price.
+    decision = report["decision"]
+    assert decision["failure_modes"]["overflow"]["delta"] >= 1
+    assert decision["regressions"]["format"] >= 2
+    assert decision["recommendation"] == "re-prompt"
+    finetune = next(p for p in decision["paths"] if p["path"] == "fine-tune")
+    assert finetune["available"] is False
+    assert "no training price" in finetune["why_not"]
     page = html.read_text(encoding="utf-8")
     assert "Migration report: test/a → test/b" in page
     assert "FAIL" in page

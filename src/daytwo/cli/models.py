@@ -284,9 +284,29 @@ def migrate_report(
     min_agreement: float | None = typer.Option(None, help="Gate: answer agreement rate."),
     max_inflation: float | None = typer.Option(None, help="Gate: token inflation ratio."),
     max_cost_ratio: float | None = typer.Option(None, help="Gate: target/source cost."),
+    examples: int | None = typer.Option(
+        None,
+        "--examples",
+        min=0,
+        help="Good examples available for fine-tuning (default: golden rows with expected).",
+    ),
+    reprompt_hours: float | None = typer.Option(
+        None, "--reprompt-hours", min=0, help="Engineering hours to re-prompt (your estimate)."
+    ),
+    finetune_hours: float | None = typer.Option(
+        None, "--finetune-hours", min=0, help="Engineering hours to fine-tune (your estimate)."
+    ),
+    hourly_usd: float | None = typer.Option(
+        None, "--hourly-usd", min=0, help="Cost of an engineering hour, for the totals."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Replay a golden set on both models and compare; exit 1 when a gate fails."""
+    """Replay a golden set on both models and compare; exit 1 when a gate fails.
+
+    Ends with the re-prompt-or-fine-tune decision: the target's failure modes against
+    the current model's, both paths priced (hours are your inputs; training tokens at
+    the target profile's training price), the recommendation and why.
+    """
     from rich.progress import Progress
 
     from daytwo.models.golden import load_rows
@@ -319,10 +339,20 @@ def migrate_report(
     finally:
         source.close()
         target.close()
+    from daytwo.models.decision import decide_migration
+
+    decision = decide_migration(
+        report,
+        reg.get(to_profile),
+        examples=examples if examples is not None else sum(r.expected is not None for r in rows),
+        reprompt_hours=reprompt_hours,
+        finetune_hours=finetune_hours,
+        hourly_usd=hourly_usd,
+    )
     if html is not None:
         Path(html).write_text(render_html(report), encoding="utf-8")
     if json_out:
-        print_json(report.model_dump(mode="json"))
+        print_json({**report.model_dump(mode="json"), "decision": decision.model_dump()})
     else:
         s, t = report.source, report.target
         console.print(f"{from_profile} → {to_profile}: {len(rows)} rows", markup=False)
@@ -341,6 +371,19 @@ def migrate_report(
         for g in report.gates:
             mark = "[green]pass[/]" if g.passed else "[red]FAIL[/]"
             console.print(f"  gate {g.name}: {g.value} vs {g.threshold} {mark}")
+        for p in decision.paths:
+            if not p.available:
+                console.print(f"  {p.path}: not available ({p.why_not})", markup=False)
+                continue
+            bits = [f"addresses {', '.join(p.addresses)}"]
+            if p.training_usd is not None:
+                bits.append(f"training {p.training_tokens} tokens ${p.training_usd}")
+            if p.total_usd is not None:
+                bits.append(f"total ${p.total_usd}")
+            console.print(f"  {p.path}: {'; '.join(bits)}", markup=False)
+        console.print(
+            f"  recommendation: {decision.recommendation} — {decision.reason}", markup=False
+        )
         if html is not None:
             console.print(f"  HTML report: {html}")
     if not report.passed:
