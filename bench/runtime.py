@@ -288,37 +288,34 @@ def services(settings, store):
 """
 
 
-def bench_recovery(tmp: Path) -> dict[str, Any]:
+def _slow_run_setup(
+    data: Path, **env_extra: str
+) -> tuple[Any, Any, Path, dict[str, str], list[str]]:
+    """A store with the 10-step ``rec`` agent whose step 5 hangs until killed, the
+    worker command and its environment: (store, runtime client, step log, env, cmd)."""
     from daytwo.runtime import Runtime, Services, load_spec
     from daytwo.store import Store
 
-    data = tmp / "recovery"
     data.mkdir()
     (data / "rt_bench_services.py").write_text(_SLOW_TOOL)
     log = data / "steps.log"
     store = Store(f"sqlite:///{data / 'daytwo.db'}")
     store.upgrade()
     rt = Runtime(store, Services(), data_dir=data)
-    rt.registry.register(
-        load_spec(
-            {
-                "name": "rec",
-                "steps": [
-                    {
-                        "id": f"s{i}",
-                        "kind": "tool",
-                        "tool": "step",
-                        "arguments": {"i": i},
-                        **({"after": [f"s{i - 1}"]} if i else {}),
-                    }
-                    for i in range(N)
-                ],
-            }
-        )
-    )
-    run_id = rt.enqueue("rec", {})
+    steps = [
+        {
+            "id": f"s{i}",
+            "kind": "tool",
+            "tool": "step",
+            "arguments": {"i": i},
+            **({"after": [f"s{i - 1}"]} if i else {}),
+        }
+        for i in range(N)
+    ]
+    rt.registry.register(load_spec({"name": "rec", "steps": steps}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAYTWO_")}
     env.update({"DAYTWO_DATA_DIR": str(data), "RT_BENCH_LOG": str(log), "PYTHONPATH": str(data)})
+    env.update(env_extra)
     cmd = [
         sys.executable,
         "-m",
@@ -328,6 +325,12 @@ def bench_recovery(tmp: Path) -> dict[str, Any]:
         "--services",
         "rt_bench_services:services",
     ]
+    return store, rt, log, env, cmd
+
+
+def bench_recovery(tmp: Path) -> dict[str, Any]:
+    store, rt, log, env, cmd = _slow_run_setup(tmp / "recovery")
+    run_id = rt.enqueue("rec", {})
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -374,45 +377,9 @@ def bench_takeover(tmp: Path, lease_s: float) -> dict[str, Any]:
     ``lease_s`` (a dead process on the same host voids its lease at once; the survivor
     notices at its next sweep, every 0.4-0.6 lease).
     """
-    from daytwo.runtime import Runtime, Services, load_spec
-    from daytwo.store import Store
-
-    data = tmp / f"takeover-{lease_s:g}"
-    data.mkdir()
-    (data / "rt_bench_services.py").write_text(_SLOW_TOOL)
-    log = data / "steps.log"
-    store = Store(f"sqlite:///{data / 'daytwo.db'}")
-    store.upgrade()
-    rt = Runtime(store, Services(), data_dir=data)
-    steps = [
-        {
-            "id": f"s{i}",
-            "kind": "tool",
-            "tool": "step",
-            "arguments": {"i": i},
-            **({"after": [f"s{i - 1}"]} if i else {}),
-        }
-        for i in range(N)
-    ]
-    rt.registry.register(load_spec({"name": "rec", "steps": steps}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DAYTWO_")}
-    env.update(
-        {
-            "DAYTWO_DATA_DIR": str(data),
-            "DAYTWO_EXECUTOR_LEASE_S": str(lease_s),
-            "RT_BENCH_LOG": str(log),
-            "PYTHONPATH": str(data),
-        }
+    store, rt, log, env, cmd = _slow_run_setup(
+        tmp / f"takeover-{lease_s:g}", DAYTWO_EXECUTOR_LEASE_S=str(lease_s)
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "daytwo",
-        "runs",
-        "worker",
-        "--services",
-        "rt_bench_services:services",
-    ]
     workers = [
         subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         for _ in range(2)

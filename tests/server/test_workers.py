@@ -100,24 +100,7 @@ def test_run_killed_on_one_server_resumes_on_another(pg_url: str, tmp_path: Path
     second = None
     try:
         second, url_b = start_server(env)
-        from daytwo.gateway import Gateway
-        from daytwo.server.ownership import grant
-        from daytwo.store import Store
-
-        store = Store(pg_url)
-        try:
-            # Python backends: the server operator registers them on the host and shares
-            # them with the tenant (never over the API).
-            gateway = Gateway(store)
-            for definition in (
-                _tool("mark_account", "mark", "seen"),
-                _tool("gated_approval", "gated", "approved"),
-            ):
-                gateway.register(definition)
-                grant(store, "tool", definition["name"], "acme")
-            gateway.create_agent("gatekeeper", ["mark_account", "gated_approval"])
-        finally:
-            store.dispose()
+        _register_gate_tools(pg_url, agent="gatekeeper")
         r = httpx.post(f"{url_b}/api/v1/agents", json={"spec": AGENT}, headers=auth)
         assert r.status_code == 201, r.text
 
@@ -175,7 +158,9 @@ def test_run_killed_on_one_server_resumes_on_another(pg_url: str, tmp_path: Path
             stop_server(second)
 
 
-def _register_gate_tools(url: str) -> None:
+def _register_gate_tools(url: str, agent: str | None = None) -> None:
+    """Python backends: the server operator registers them on the host and shares them
+    with tenant acme (never over the API); ``agent`` also gets a gateway principal."""
     from daytwo.gateway import Gateway
     from daytwo.server.ownership import grant
     from daytwo.store import Store
@@ -189,6 +174,8 @@ def _register_gate_tools(url: str) -> None:
         ):
             gateway.register(definition)
             grant(store, "tool", definition["name"], "acme")
+        if agent is not None:
+            gateway.create_agent(agent, ["mark_account", "gated_approval"])
     finally:
         store.dispose()
 
