@@ -107,6 +107,7 @@ def main() -> int:
                 "logprob_divergence_mean": rep.get("logprob_divergence"),
                 "logprob_divergence_max": rep.get("max_logprob_divergence"),
                 "fingerprint_changes": rep.get("fingerprint_changes"),
+                "recommendations": rep.get("recommendations", []),
                 "prompts": len(prompts),
                 "prompts_with_any_change": diverged,
                 "wall_s": round(wall, 1),

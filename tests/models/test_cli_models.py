@@ -170,6 +170,10 @@ def test_canary_record_then_check_pass_and_drift(
         assert drift["logprob_divergence"] == pytest.approx(0.4 * 11 / 12)
         france = next(p for p in drift["prompts"] if "France" in p["prompt"])
         assert france["first_divergence"] == 0
+        # the chosen tokens lost probability to the alternative: a flatter build
+        advice = {a["parameter"]: a for a in drift["recommendations"]}
+        assert "flatter" in advice["sampling.temperature"]["reason"]
+        assert same["recommendations"] == []
         code, out, _ = cli(
             capsys,
             "models",
@@ -272,3 +276,6 @@ def test_migrate_report_json_html_and_gates(
     page = html.read_text(encoding="utf-8")
     assert "Migration report: test/a → test/b" in page
     assert "FAIL" in page
+    assert "Recommendation: re-prompt" in page
+    assert "no training price" in page
+    assert "needs hours and rate" in page

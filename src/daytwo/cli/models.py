@@ -266,6 +266,10 @@ def canary_check(
                 console.print(
                     f"  differs at token {d.first_divergence}: {d.prompt!r}", markup=False
                 )
+        for a in report.recommendations:
+            console.print(
+                f"  adjust {a.parameter}: {a.current} → {a.suggested} ({a.reason})", markup=False
+            )
     if not report.passed:
         raise typer.Exit(1)
 
@@ -310,7 +314,8 @@ def migrate_report(
     from rich.progress import Progress
 
     from daytwo.models.golden import load_rows
-    from daytwo.models.migration import Gates, migration_report, render_html
+    from daytwo.models.migration import Gates, migration_report
+    from daytwo.models.migration_html import render_html
     from daytwo.models.profiles import PriceBook
 
     rows = load_rows(Path(golden))
@@ -350,7 +355,7 @@ def migrate_report(
         hourly_usd=hourly_usd,
     )
     if html is not None:
-        Path(html).write_text(render_html(report), encoding="utf-8")
+        Path(html).write_text(render_html(report, decision), encoding="utf-8")
     if json_out:
         print_json({**report.model_dump(mode="json"), "decision": decision.model_dump()})
     else:

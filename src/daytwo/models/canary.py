@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from daytwo.exceptions import InputError, NotFoundError
 from daytwo.models.base import ChatModel
+from daytwo.models.canary_advice import Adjustment, recommend
 from daytwo.models.types import Message
 from daytwo.store import Store
 from daytwo.store.base import new_id
@@ -178,6 +179,8 @@ class CanaryReport(BaseModel):
     min_exact_match: float
     max_divergence: float
     passed: bool
+    recommendations: list[Adjustment] = []
+    """When the check fails: inference parameters to adjust, with their evidence."""
 
 
 def _compare(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> tuple[int | None, float]:
@@ -255,6 +258,17 @@ def check(
     rate = sum(d.exact_match for d in drifts) / len(drifts) if drifts else 1.0
     divs = [d.logprob_divergence for d in drifts]
     mean_div = sum(divs) / len(divs) if divs else 0.0
+    passed = rate >= min_exact_match and mean_div <= max_divergence
+    advice = (
+        []
+        if passed
+        else recommend(
+            [{"text": r.text, "tokens": r.tokens} for r in rows],
+            now,
+            model.profile.sampling,
+            changes,
+        )
+    )
     report = CanaryReport(
         record_id=rid,
         profile=model.profile.name,
@@ -265,7 +279,8 @@ def check(
         prompts=drifts,
         min_exact_match=min_exact_match,
         max_divergence=max_divergence,
-        passed=rate >= min_exact_match and mean_div <= max_divergence,
+        passed=passed,
+        recommendations=advice,
     )
     with store.session(write=True) as s:
         s.add(

@@ -36,7 +36,6 @@ __all__ = [
     "TokenReport",
     "TokenRow",
     "migration_report",
-    "render_html",
     "token_report",
 ]
 
@@ -359,38 +358,3 @@ def migration_report(
         gates=results,
         passed=all(r.passed for r in results),
     )
-
-
-def render_html(report: MigrationReport) -> str:
-    """The report as one self-contained HTML page."""
-    from jinja2 import Environment
-
-    def fmt(value: Any) -> str:
-        if value is None:
-            return "unknown"
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        return str(value)
-
-    from importlib import resources
-
-    template = (
-        resources.files("daytwo.models")
-        .joinpath("templates/migration_report.html")
-        .read_text(encoding="utf-8")
-    )
-    env = Environment(autoescape=True)
-    data = report.model_dump(mode="json")
-    keys = [
-        "valid_rate",
-        "rungs",
-        "overflows",
-        "errors",
-        "input_tokens",
-        "output_tokens",
-        "cost",
-        "latency_p50_s",
-        "latency_mean_s",
-        "expected_accuracy",
-    ]
-    return env.from_string(template).render(r=data, keys=keys, fmt=fmt)
