@@ -122,19 +122,26 @@ def test_a_thread_is_reassembled_across_eml_mbox_and_maildir(tmp_path: Path) -> 
     docs, skipped = _read(_mailbox(tmp_path / "mail"))
     thread = docs[f"mail:{ROOT}"]
     assert thread.title == "Order 1042 arrived damaged"
-    # In date order, each message once: the quotes and the attribution are gone.
-    assert thread.text.index("cracked teapot lid") < thread.text.index("ships tomorrow")
-    assert thread.text.index("ships tomorrow") < thread.text.index("courier came already")
+    # Carol and support wrote the first and the third message to each other: one
+    # document, in date order, each message once, quotes and attributions gone.
+    assert thread.text.index("cracked teapot lid") < thread.text.index("courier came already")
     assert thread.text.count("cracked teapot lid") == 1
-    assert thread.text.count("ships tomorrow") == 1
+    assert "ships tomorrow" not in thread.text  # the third message's quoted tail
     assert "wrote:" not in thread.text
     assert "Original Message" not in thread.text
-    assert thread.metadata["messages"] == 3
+    assert thread.metadata["messages"] == 2
     assert thread.metadata["sender"] == "carol@customer.example"
     assert thread.metadata["mail_subject"] == "Order 1042 arrived damaged"
     assert thread.metadata["date"].startswith("2026-11-01")
     assert thread.metadata["last_date"].startswith("2026-11-03")
-    assert thread.acl == (
+    assert thread.acl == ("user:carol@customer.example", "user:support@shop.example")
+    # The reply copied dispatch in: it is a document of its own audience, same thread.
+    (copied,) = [d for k, d in docs.items() if k.startswith(f"mail:{ROOT}#")]
+    assert "ships tomorrow" in copied.text
+    assert "teapot" not in copied.text  # only in the stripped quote
+    assert copied.metadata["thread"] == f"mail:{ROOT}"
+    assert copied.metadata["messages"] == 1
+    assert copied.acl == (
         "user:carol@customer.example",
         "user:dispatch@shop.example",
         "user:support@shop.example",
@@ -171,12 +178,18 @@ def test_strip_quotes_keeps_the_new_words_only() -> None:
 def test_the_people_on_a_thread_see_it_and_nobody_else(kb: KnowledgeBase, tmp_path: Path) -> None:
     root = _mailbox(tmp_path / "mail")
     report = kb.ingest_path(root, "mail")
-    assert report.added == 3  # two threads and one attachment
-    hits = kb.search("mail", "teapot lid replacement", "carol@customer.example", mode="bm25")
+    assert report.added == 4  # two audiences of one thread, the newsletter, one attachment
+    hits = kb.search("mail", "cracked teapot", "carol@customer.example", mode="bm25")
     assert {h.doc_id for h in hits} == {f"mail:{ROOT}"}
     assert kb.search("mail", "teapot", "erin@else.example", mode="bm25") == []
     assert kb.search("mail", "teapot", "mallory", groups=("everyone",), mode="bm25") == []
-    assert kb.search("mail", "fragile", "dispatch@shop.example", mode="bm25")[0].doc_id == (
+    # Dispatch was copied in on the reply: it reads the reply, not the messages before it
+    # nor their attachments, as in its own mailbox.
+    seen = kb.search("mail", "replacement ships tomorrow", "dispatch@shop.example", mode="bm25")
+    assert [h.doc_id.startswith(f"mail:{ROOT}#") for h in seen] == [True]
+    assert kb.search("mail", "teapot", "dispatch@shop.example", mode="bm25") == []
+    assert kb.search("mail", "fragile", "dispatch@shop.example", mode="bm25") == []
+    assert kb.search("mail", "fragile", "carol@customer.example", mode="bm25")[0].doc_id == (
         f"mail:{ROOT}/1/photo-notes.txt"
     )
     doc = kb.get_document("mail", f"mail:{ROOT}")
@@ -217,7 +230,7 @@ def test_incremental_sync_of_a_mailbox(kb: KnowledgeBase, tmp_path: Path) -> Non
     kb.ingest_path(root, "mail")
     again = kb.ingest_path(root, "mail")
     assert (again.added, again.updated, again.deleted, again.chunks) == (0, 0, 0, 0)
-    assert again.unchanged == 3
+    assert again.unchanged == 4
     late = _mail(
         "reply-3@shop.example",
         "support@shop.example",
@@ -229,15 +242,16 @@ def test_incremental_sync_of_a_mailbox(kb: KnowledgeBase, tmp_path: Path) -> Non
     )
     (root / "Maildir" / "new" / "1764100000.M2P2.host").write_bytes(late)
     third = kb.ingest_path(root, "mail")
-    assert (third.added, third.updated, third.unchanged) == (0, 1, 2)
+    assert (third.added, third.updated, third.unchanged) == (0, 1, 3)
     doc = kb.get_document("mail", f"mail:{ROOT}")
     assert doc is not None
-    assert doc.metadata["messages"] == 4
+    assert doc.metadata["messages"] == 3  # carol and support's audience
     assert "Closing this case" in doc.text
     (root / "first.eml").unlink()  # the attachment's message is gone; the root id stays
     fourth = kb.ingest_path(root, "mail")
-    assert fourth.deleted == 1
+    assert fourth.deleted >= 1
     assert kb.get_document("mail", f"mail:{ROOT}") is not None
+    assert kb.get_document("mail", f"mail:{ROOT}/1/photo-notes.txt") is None
 
 
 def test_erase_a_thread_removes_its_attachments_and_chunks(
@@ -245,7 +259,7 @@ def test_erase_a_thread_removes_its_attachments_and_chunks(
 ) -> None:
     kb.ingest_path(_mailbox(tmp_path / "mail"), "mail")
     receipt = erase(kb, "mail", where=f"thread=mail:{ROOT}")
-    assert receipt.documents == 2
+    assert receipt.documents == 3  # both audiences' documents and the attachment
     with kb.store.session() as s:
         for table in (KbDocument, KbChunk, KbDocMeta):
             left = s.scalars(

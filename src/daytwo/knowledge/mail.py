@@ -2,23 +2,29 @@
 
 All the messages of one source are threaded together, across files: a message joins the
 thread of every id it names (its ``Message-ID``, ``In-Reply-To`` and ``References``).
-A thread is one document: its messages in date order, each with its sender and date and
-with the quoted text of earlier messages removed (lines starting with ``>``, the
-"On … wrote:" line above them, an Outlook "-----Original Message-----" tail), so each
-message's words are indexed once. Its id is ``mail:<root message id>`` (the first id
-of the oldest message's ``References``, else its own id), stable across syncs.
+A thread's messages are kept in date order, each with its sender and date and with the
+quoted text of earlier messages removed (lines starting with ``>``, the "On … wrote:"
+line above them, an Outlook "-----Original Message-----" tail), so each message's words
+are indexed once. A person sees the messages they were sent, never more: the messages
+of a thread are grouped by audience (sender plus recipients), and each group is one
+document readable by exactly that audience. Someone copied in later therefore does not
+read the earlier messages (nor their attachments), as in their own mailbox. Most
+threads have one audience and so one document, ``mail:<root message id>`` (the first id
+of the oldest message's ``References``, else its own id); the group holding the
+thread's first message keeps that id, another audience's group is
+``mail:<root>#<hash of its first message id>``; both are stable across syncs.
 
-Metadata: sender, recipients, participants, the subject line (as ``mail_subject``: the
-key ``subject`` names a GDPR data subject, see :mod:`daytwo.knowledge.erase`), the first
-and last date, the message count, and ``thread`` (the thread's id, also carried by its
-attachments, so ``kb erase --where thread=<id>`` removes a thread and everything derived
-from it). The default ACL is the people on the thread: ``user:<address>`` for every
-sender and recipient (addresses in lower case, as a principal searching names itself).
+Metadata: sender, recipients, participants (the audience), the subject line (as
+``mail_subject``: the key ``subject`` names a GDPR data subject, see
+:mod:`daytwo.knowledge.erase`), the first and last date, the message count, and
+``thread`` (the thread's id, carried by all its documents and attachments, so ``kb erase --where thread=<id>`` removes a thread and everything derived
+from it). The default ACL is the audience: ``user:<address>`` for the sender and every
+recipient (addresses in lower case, as a principal searching names itself).
 
 Attachments that a file loader reads (text, Markdown, HTML, PDF, and the images and
 audio of :mod:`daytwo.knowledge.media` when its extra is installed) become child
-documents ``<thread id>/<message number>/<file name>`` with the thread's ACL; others
-are reported as skipped, with the reason.
+documents ``<thread id>/<message number>/<file name>`` readable by the audience of the
+message that carried them; others are reported as skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -250,10 +256,16 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat() if value is not None else ""
 
 
+def _audience(message: MailMessage) -> tuple[str, ...]:
+    """Who received ``message``: its sender and recipients, sorted."""
+    return tuple(sorted({a for a in [message.sender, *message.recipients] if a}))
+
+
 def thread_documents(
     messages: list[MailMessage], load_attachment: AttachmentLoader
 ) -> Iterator[SourceDocument | Skipped]:
-    """One document per thread (and one per readable attachment); see the module docstring."""
+    """A thread's documents (one per audience) and one per readable attachment; see the
+    module docstring."""
     unique: dict[str, MailMessage] = {}
     for message in messages:
         unique.setdefault(message.message_id, message)  # the same message in two mailboxes
@@ -281,36 +293,42 @@ def thread_documents(
         root = first.parents[0] if first.parents else first.message_id
         if len(root) > 300:  # ids are free text; keep the document id within bounds
             root = f"sha256-{hashlib.sha256(root.encode()).hexdigest()}"
-        doc_id = f"mail:{root}"
-        people: dict[str, None] = {}
-        for m in members:
-            for addr in [m.sender, *m.recipients]:
-                if addr:
-                    people.setdefault(addr, None)
-        acl = tuple(f"user:{a}" for a in sorted(people))
+        thread_id = f"mail:{root}"
         subject = _PREFIX.sub("", first.subject).strip() or first.subject
-        parts = []
+        audiences: dict[tuple[str, ...], list[MailMessage]] = {}
         for m in members:
-            who = f"{m.sender_name} <{m.sender}>" if m.sender_name else m.sender or "(unknown)"
-            parts.append(f"From: {who}\nDate: {_iso(m.date)}\n\n{m.body}".strip())
-        recipients = sorted({a for m in members for a in m.recipients})
-        metadata: dict[str, Any] = {
-            "type": "email",
-            "thread": doc_id,
-            "path": first.origin,
-            "sender": first.sender,
-            "recipients": ", ".join(recipients),
-            "participants": ", ".join(sorted(people)),
-            "mail_subject": subject,
-            "date": _iso(first.date),
-            "last_date": _iso(members[-1].date),
-            "messages": len(members),
-        }
-        yield SourceDocument(doc_id, "\n\n".join(parts), subject, metadata, acl)
+            audiences.setdefault(_audience(m), []).append(m)
+        for audience, group in audiences.items():
+            # The group holding the thread's first message keeps the thread's id; another
+            # audience's group is named after its own first message (stable across syncs).
+            doc_id = (
+                thread_id
+                if group[0] is first
+                else f"{thread_id}#{hashlib.sha256(group[0].message_id.encode()).hexdigest()[:12]}"
+            )
+            parts = []
+            for m in group:
+                who = f"{m.sender_name} <{m.sender}>" if m.sender_name else m.sender or "(unknown)"
+                parts.append(f"From: {who}\nDate: {_iso(m.date)}\n\n{m.body}".strip())
+            recipients = sorted({a for m in group for a in m.recipients})
+            metadata: dict[str, Any] = {
+                "type": "email",
+                "thread": thread_id,
+                "path": group[0].origin,
+                "sender": group[0].sender,
+                "recipients": ", ".join(recipients),
+                "participants": ", ".join(audience),
+                "mail_subject": subject,
+                "date": _iso(group[0].date),
+                "last_date": _iso(group[-1].date),
+                "messages": len(group),
+            }
+            acl = tuple(f"user:{a}" for a in audience)
+            yield SourceDocument(doc_id, "\n\n".join(parts), subject, metadata, acl)
         for number, m in enumerate(members, start=1):
             seen: set[str] = set()
             for name, content_type, data in m.attachments:
-                child = f"{doc_id}/{number}/{name}"
+                child = f"{thread_id}/{number}/{name}"
                 if child in seen:
                     continue
                 seen.add(child)
@@ -332,7 +350,7 @@ def thread_documents(
                 child_meta = {
                     **extra,
                     "type": extra.get("type", "email-attachment"),
-                    "thread": doc_id,
+                    "thread": thread_id,
                     "attachment": name,
                     "content_type": content_type,
                     "sender": m.sender,
@@ -340,4 +358,10 @@ def thread_documents(
                 }
                 if "blob_sha256" in extra:  # an image or a recording, kept where it is
                     child_meta["blob_path"] = f"{m.origin}/{name}"
-                yield SourceDocument(child, text, title or name, child_meta, acl)
+                yield SourceDocument(
+                    child,
+                    text,
+                    title or name,
+                    child_meta,
+                    tuple(f"user:{a}" for a in _audience(m)),
+                )
