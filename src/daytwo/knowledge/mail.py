@@ -17,8 +17,8 @@ thread's first message keeps that id, another audience's group is
 Metadata: sender, recipients, participants (the audience), the subject line (as
 ``mail_subject``: the key ``subject`` names a GDPR data subject, see
 :mod:`daytwo.knowledge.erase`), the first and last date, the message count, and
-``thread`` (the thread's id, carried by all its documents and attachments, so ``kb erase --where thread=<id>`` removes a thread and everything derived
-from it). The default ACL is the audience: ``user:<address>`` for the sender and every
+``thread`` (the thread's id, carried by all its documents and attachments, so
+``kb erase --where thread=<id>`` removes a thread and everything derived from it). The default ACL is the audience: ``user:<address>`` for the sender and every
 recipient (addresses in lower case, as a principal searching names itself).
 
 Attachments that a file loader reads (text, Markdown, HTML, PDF, and the images and
