@@ -18,8 +18,9 @@ Metadata: sender, recipients, participants (the audience), the subject line (as
 ``mail_subject``: the key ``subject`` names a GDPR data subject, see
 :mod:`daytwo.knowledge.erase`), the first and last date, the message count, and
 ``thread`` (the thread's id, carried by all its documents and attachments, so
-``kb erase --where thread=<id>`` removes a thread and everything derived from it). The default ACL is the audience: ``user:<address>`` for the sender and every
-recipient (addresses in lower case, as a principal searching names itself).
+``kb erase --where thread=<id>`` removes a thread and everything derived from it).
+The default ACL is the audience: ``user:<address>`` for the sender and every recipient
+(addresses in lower case, as a principal searching names itself).
 
 Attachments that a file loader reads (text, Markdown, HTML, PDF, and the images and
 audio of :mod:`daytwo.knowledge.media` when its extra is installed) become child
