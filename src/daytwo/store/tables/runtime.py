@@ -51,6 +51,11 @@ class RunRecord(Base):
     """One agent run (its id is the DBOS workflow id) with the exact version it ran."""
 
     __tablename__ = "runtime_runs"
+    __table_args__ = (
+        Index("ix_runtime_runs_created_at", "created_at", "id"),
+        Index("ix_runtime_runs_session", "session_id", "created_at"),
+        Index("ix_runtime_runs_user", "user_id", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     agent_name: Mapped[str] = mapped_column(String(128), index=True)
@@ -67,6 +72,10 @@ class RunRecord(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The conversation the run belongs to and the end user it served (either may be
+    # unknown): the trace explorer strings a session's or a user's runs together.
+    session_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class RuntimeExecutor(Base):

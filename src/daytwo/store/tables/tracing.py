@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Float, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from daytwo.store.base import Base, JSONType, UTCDateTime
@@ -32,6 +32,28 @@ class SpanRow(Base):
         Index("ix_trace_spans_trace_id", "trace_id"),
         Index("ix_trace_spans_run_id", "run_id"),
         Index("ix_trace_spans_start_time", "start_time"),
+        # Model and tool spans carry no run id: the explorer reaches runs by their trace.
+        Index(
+            "ix_trace_spans_model_trace",
+            "model",
+            "trace_id",
+            sqlite_where=text("model IS NOT NULL"),
+            postgresql_where=text("model IS NOT NULL"),
+        ),
+        Index(
+            "ix_trace_spans_tool_trace",
+            "name",
+            "trace_id",
+            sqlite_where=text("operation = 'execute_tool'"),
+            postgresql_where=text("operation = 'execute_tool'"),
+        ),
+        Index(
+            "ix_trace_spans_trace_run",
+            "trace_id",
+            "run_id",
+            sqlite_where=text("run_id IS NOT NULL"),
+            postgresql_where=text("run_id IS NOT NULL"),
+        ),
     )
 
     span_id: Mapped[str] = mapped_column(String(16), primary_key=True)
