@@ -30,8 +30,20 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src
 
-# The dashboard's browser tests drive Debian's Chromium (never a downloaded browser).
-browser:
+# The dashboard's browser tests drive Debian's Chromium (never a downloaded browser) and
+# check accessibility with axe-core, from the npm registry into .cache/ (test time only:
+# nothing the server serves comes from there).
+AXE_VERSION := 4.10.3
+AXE_JS := .cache/axe-core/axe.min.js
+
+$(AXE_JS):
+	@mkdir -p .cache/axe-core
+	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq npm)
+	cd .cache && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null
+	tar -xzf .cache/axe-core-$(AXE_VERSION).tgz -C .cache/axe-core --strip-components=1 package/axe.min.js package/LICENSE
+	rm -f .cache/axe-core-$(AXE_VERSION).tgz
+
+browser: $(AXE_JS)
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 
 test: lint browser

@@ -19,6 +19,7 @@ version; A's tool must answer exactly as a tool that exists nowhere.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -386,6 +387,14 @@ def _leaks(text: str, request_text: str, a: Seed) -> list[str]:
     return found
 
 
+def _dashboard_login(c: TestClient, key: str) -> None:
+    """A dashboard session for ``key`` (the login form, as a browser posts it)."""
+    form = c.get("/login").text
+    token = re.search(r'name="csrf_token" value="([0-9a-f]*)"', form)
+    data = {"key": key, "next": "/", "csrf_token": token.group(1) if token else ""}
+    assert c.post("/login", data=data, follow_redirects=False).status_code == 303
+
+
 def test_walk_every_operation_as_another_tenant(
     run_client: TestClient, keys: Keys, store: Store
 ) -> None:
@@ -426,12 +435,28 @@ def test_walk_every_operation_as_another_tenant(
                     problems.append(f"{role} {op_id} {body}: {r.status_code} {r.text[:200]}")
                 if r.status_code >= 500 and r.status_code != 501:
                     problems.append(f"{role} {op_id}: server error {r.status_code}")
-    # The dashboard's pages (not in the OpenAPI document) as B.
-    pages = [href for href, _ in NAV] + [f"/runs/{a['run']}", f"/runs?agent={a['agent2']}"]
+    # The dashboard's pages (not in the OpenAPI document) as B, logged in with a
+    # session like a browser, with their query parameters and table exports.
+    pages = [href for href, _ in NAV] + [
+        f"/runs/{a['run']}",
+        f"/runs?agent={a['agent2']}",
+        "/?window=30d",
+        "/?window=30d&export=agent-health&format=json",
+        "/?window=30d&export=alerts&format=csv",
+        "/?window=30d&export=eval-health&format=json",
+        f"/evals/runs/{a['eval_run']}",
+        f"/evals/runs/{a['eval_run']}?metric=exact_match&export=cases&format=json",
+        f"/runs?agent={a['agent2']}&export=runs&format=csv",
+        f"/models/canary/{a['eval_run']}",
+    ]
     for role, key in roles.items():
+        browser = TestClient(c.app, raise_server_exceptions=False)
+        _dashboard_login(browser, key)
         for href in pages:
-            r = c.get(href, headers=Keys.header(key), follow_redirects=False)
+            r = browser.get(href, follow_redirects=False)
             tried += 1
+            if r.status_code in (302, 303) or r.status_code >= 500:
+                problems.append(f"{role} page {href}: {r.status_code} (not served to B)")
             leaked = _leaks(r.text, href, a)
             if leaked:
                 problems.append(f"{role} page {href} {r.status_code}: leaks {leaked}")

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from html import escape
 
-__all__ = ["bar_chart", "line_chart"]
+__all__ = ["bar_chart", "interval_chart", "line_chart", "sparkline"]
 
 _W, _H, _PAD = 600, 180, 28
-PALETTE = ["#2f6fdf", "#d08a2f", "#2f9f8f", "#7a4fd6", "#c0392b"]
+# Colours with a contrast ratio of at least 3:1 against the white cards (WCAG 1.4.11 for
+# graphics); text colours live in style.css, checked with axe-core in the browser tests.
+PALETTE = ["#2f6fdf", "#a86100", "#1d7f72", "#7a4fd6", "#c0392b"]
 
 
 def bar_chart(points: Sequence[tuple[str, float]], *, unit: str = "") -> str:
@@ -60,3 +62,102 @@ def line_chart(series: Mapping[str, Sequence[float]], *, lo: float = 0.0, hi: fl
     parts.append(f'<text x="4" y="14">{hi:g}</text><text x="4" y="{_H - _PAD}">{lo:g}</text>')
     parts.append("</svg>")
     return "".join(parts) + f'<p class="legend muted">{"".join(legend)}</p>'
+
+
+def sparkline(values: Sequence[float | None], *, label: str, unit: str = "", color: int = 0) -> str:
+    """A small inline trend (120x28) of equally spaced values; gaps where a value is None.
+
+    ``label`` names the series for screen readers (``role="img"`` with an ``aria-label``
+    holding the first, last and highest value).
+    """
+    known = [v for v in values if v is not None]
+    if not known:
+        return '<span class="muted">—</span>'
+    w, h, pad = 120, 28, 2
+    top = max(known) or 1.0
+    n = max(len(values) - 1, 1)
+    colour = PALETTE[color % len(PALETTE)]
+    summary = f"{label}: first {known[0]:g}{unit}, last {known[-1]:g}{unit}, max {top:g}{unit}"
+    parts = [
+        f'<svg class="spark" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+        f'aria-label="{escape(summary)}"><title>{escape(summary)}</title>'
+    ]
+    run: list[str] = []
+    segments: list[list[str]] = []
+    for i, v in enumerate(values):
+        if v is None:
+            if run:
+                segments.append(run)
+            run = []
+            continue
+        x = pad + i * (w - 2 * pad) / n
+        y = h - pad - (h - 2 * pad) * v / top
+        run.append(f"{x:.1f},{y:.1f}")
+    if run:
+        segments.append(run)
+    for seg in segments:
+        if len(seg) == 1:
+            cx, cy = seg[0].split(",")
+            parts.append(f'<circle cx="{cx}" cy="{cy}" r="1.8" fill="{colour}"/>')
+        else:
+            parts.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" '
+                f'points="{" ".join(seg)}"/>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def interval_chart(
+    rows: Sequence[tuple[str, float, float, float]], *, threshold: float | None = None
+) -> str:
+    """Confidence intervals on a shared axis: one row per (label, low, estimate, high).
+
+    Draws zero (and ``-threshold``, the largest allowed drop, when given) as vertical
+    lines, so a gate's verdict can be read off: an interval wholly left of the threshold
+    line fails.
+    """
+    if not rows:
+        return '<p class="muted">No paired cases to compare.</p>'
+    lo = min([r[1] for r in rows] + [0.0] + ([-threshold] if threshold else []))
+    hi = max([r[3] for r in rows] + [0.0])
+    span = (hi - lo) or 1.0
+    lo, hi = lo - 0.08 * span, hi + 0.08 * span
+    span = hi - lo
+    left, right, row_h = 170, 20, 26
+    w = 600
+    height = 30 + row_h * len(rows)
+
+    def x_of(v: float) -> float:
+        return left + (w - left - right) * (v - lo) / span
+
+    parts = [
+        f'<svg class="chart interval" viewBox="0 0 {w} {height}" role="img" '
+        f'aria-label="paired bootstrap intervals">'
+    ]
+    zero = x_of(0.0)
+    parts.append(
+        f'<line x1="{zero:.1f}" y1="4" x2="{zero:.1f}" y2="{height - 18}" stroke="#66707a" '
+        f'stroke-dasharray="3 3"/><text x="{zero - 4:.1f}" y="{height - 4}">0</text>'
+    )
+    if threshold:
+        tx = x_of(-threshold)
+        parts.append(
+            f'<line x1="{tx:.1f}" y1="4" x2="{tx:.1f}" y2="{height - 18}" stroke="{PALETTE[4]}" '
+            f'stroke-dasharray="2 2"/><text x="{tx - 30:.1f}" y="{height - 4}">'
+            f"-{threshold:g}</text>"
+        )
+    for i, (label, low, est, high) in enumerate(rows):
+        y = 16 + i * row_h
+        worse = high < -(threshold or 0.0)
+        colour = PALETTE[4] if worse else PALETTE[0]
+        parts.append(
+            f'<g class="interval-row" data-label="{escape(label)}"><text x="4" y="{y + 4}">'
+            f"{escape(label[:28])}</text>"
+            f'<line x1="{x_of(low):.1f}" y1="{y}" x2="{x_of(high):.1f}" y2="{y}" '
+            f'stroke="{colour}" stroke-width="3"/>'
+            f'<circle cx="{x_of(est):.1f}" cy="{y}" r="4" fill="{colour}">'
+            f"<title>{escape(label)}: {est:+.4f} [{low:+.4f}, {high:+.4f}]</title></circle></g>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)

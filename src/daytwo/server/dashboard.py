@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -23,29 +22,17 @@ from daytwo.server.auth import SESSION_TTL, KeyStore, NotAuthenticated, Principa
 from daytwo.server.deps import SESSION_COOKIE
 from daytwo.server.errors import status_of
 from daytwo.server.events import audit_anonymous, audit_event
+from daytwo.server.exports import export_table, utc_time
 from daytwo.server.websec import LoginThrottle, csrf_token
 
-__all__ = ["NAV", "OverviewCard", "page", "render", "router", "templates"]
+__all__ = ["NAV", "page", "render", "router", "templates"]
 
 templates = Jinja2Templates(directory=str(resources.files("daytwo.server") / "templates"))
+templates.env.filters["utc"] = utc_time
 router = APIRouter(include_in_schema=False)
 
 NAV: list[tuple[str, str]] = [("/", "Overview")]
 """Navigation entries (href, label); page modules append theirs."""
-
-
-@dataclass
-class OverviewCard:
-    """One tile of the overview page."""
-
-    title: str
-    href: str
-    value: str
-    detail: str
-
-
-OVERVIEW_CARDS: list[Callable[[Request, Principal], OverviewCard | None]] = []
-"""Functions giving a tile of the overview page; page modules append theirs."""
 
 
 def render(
@@ -55,8 +42,12 @@ def render(
     *,
     status_code: int = 200,
     **context: Any,
-) -> HTMLResponse:
-    """Render a page with the common context (principal, navigation, version)."""
+) -> Response:
+    """Render a page with the common context (principal, navigation, version).
+
+    With ``?export=TABLE_ID&format=csv|json`` the answer is that table of the page
+    (server/exports.py): same handler, same filters, same tenant.
+    """
     ctx = {
         "principal": principal,
         "nav": NAV,
@@ -65,7 +56,13 @@ def render(
         "csrf": csrf_token(request.cookies.get(SESSION_COOKIE, "")),
         **context,
     }
-    return templates.TemplateResponse(request, template, ctx, status_code=status_code)
+    response = templates.TemplateResponse(request, template, ctx, status_code=status_code)
+    table = request.query_params.get("export")
+    if table and principal is not None and status_code == 200:
+        slug = request.url.path.strip("/").replace("/", "-") or "overview"
+        fmt = request.query_params.get("format", "csv")
+        return export_table(bytes(response.body).decode(), table, fmt, slug)
+    return response
 
 
 def _principal_of(request: Request) -> Principal | None:
@@ -195,23 +192,3 @@ def logout(request: Request) -> Response:
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
-
-
-@page("/", title="Overview")
-def overview(request: Request, principal: Principal) -> Response:
-    try:
-        request.app.state.store.ping()
-        database = "ok"
-    except DaytwoError as exc:
-        database = exc.message
-    cards = []
-    for card_of in OVERVIEW_CARDS:
-        try:
-            card = card_of(request, principal)
-        except DaytwoError:
-            card = None
-        if card is not None:
-            cards.append(card)
-    return render(
-        request, "overview.html", principal, title="Overview", database=database, cards=cards
-    )

@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from daytwo.server.auth import Principal, role_at_least
-from daytwo.server.dashboard import OVERVIEW_CARDS, OverviewCard, page, render
+from daytwo.server.dashboard import page, render
 from daytwo.server.routes.runs import list_runs, owned_run, run_audit, run_waterfall
 
 __all__: list[str] = []
@@ -132,21 +132,6 @@ def agents_page(request: Request, principal: Principal) -> Response:
     )
 
 
-def _runs_card(request: Request, principal: Principal) -> OverviewCard:
-    runs = list_runs(request.app.state.store, principal.tenant, limit=500)
-    done = [r for r in runs if r["status"] == "succeeded"]
-    failed = [r for r in runs if r["status"] == "failed"]
-    return OverviewCard(
-        title="Runs",
-        href="/runs",
-        value=str(len(runs)),
-        detail=f"{len(done)} succeeded, {len(failed)} failed (last {len(runs)})",
-    )
-
-
-OVERVIEW_CARDS.append(_runs_card)
-
-
 @page("/tools", title="Tools", nav="Tools")
 def tools_page(request: Request, principal: Principal) -> Response:
     from daytwo.server.routes.tools import get_gateway, tool_alerts, tool_health
@@ -189,24 +174,6 @@ def costs_page(request: Request, principal: Principal) -> Response:
     return render(
         request, "costs.html", principal, title="Costs", report=report, days=days, day_chart=chart
     )
-
-
-def _costs_card(request: Request, principal: Principal) -> OverviewCard:
-    from datetime import timedelta
-
-    from daytwo.server.routes.costs import cost_report
-    from daytwo.store.base import utcnow
-
-    report = cost_report(request.app.state.store, principal.tenant, utcnow() - timedelta(days=30))
-    return OverviewCard(
-        title="Costs (30 days)",
-        href="/costs",
-        value=f"${report.total_usd}",
-        detail=f"{report.unpriced_spans} unpriced call(s) not included",
-    )
-
-
-OVERVIEW_CARDS.append(_costs_card)
 
 
 @page("/knowledge", title="Knowledge", nav="Knowledge")

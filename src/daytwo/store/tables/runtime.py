@@ -55,6 +55,18 @@ class RunRecord(Base):
         Index("ix_runtime_runs_created_at", "created_at", "id"),
         Index("ix_runtime_runs_session", "session_id", "created_at"),
         Index("ix_runtime_runs_user", "user_id", "created_at"),
+        # The overview's health aggregates read only these columns (server/health.py).
+        Index(
+            "ix_runtime_runs_health",
+            "created_at",
+            "principal",
+            "agent_name",
+            "agent_version",
+            "status",
+            "finished_at",
+            "cost_usd",
+            "tokens",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
