@@ -20,7 +20,11 @@ def bar_chart(points: Sequence[tuple[str, float]], *, unit: str = "") -> str:
     top = max(v for _, v in points) or 1.0
     n = len(points)
     step = (_W - 2 * _PAD) / n
-    parts = [f'<svg class="chart" viewBox="0 0 {_W} {_H}" preserveAspectRatio="none" role="img">']
+    summary = f"bar chart of {n} values, highest {top:g}{unit}"
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {_W} {_H}" preserveAspectRatio="none" role="img" '
+        f'aria-label="{escape(summary)}">'
+    ]
     for i, (label, value) in enumerate(points):
         h = (_H - 2 * _PAD) * value / top
         x = _PAD + i * step + step * 0.15
@@ -40,7 +44,13 @@ def line_chart(series: Mapping[str, Sequence[float]], *, lo: float = 0.0, hi: fl
     if not series or not any(series.values()):
         return '<p class="muted">No data yet.</p>'
     span = (hi - lo) or 1.0
-    parts = [f'<svg class="chart" viewBox="0 0 {_W} {_H}" preserveAspectRatio="none" role="img">']
+    summary = "line chart of " + ", ".join(
+        f"{name} (last {values[-1]:.3f})" for name, values in series.items() if values
+    )
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {_W} {_H}" preserveAspectRatio="none" role="img" '
+        f'aria-label="{escape(summary)}">'
+    ]
     legend = []
     for k, (name, values) in enumerate(series.items()):
         color = PALETTE[k % len(PALETTE)]
