@@ -307,10 +307,12 @@ def _seed(c: TestClient, store: Store, keys: Keys) -> Seed:
     assert r.status_code in {200, 201}, r.text
     a.ids["collection"], a.ids["document"] = "acme-kb", "acme-doc-1"
     r = c.post(
-        "/api/v1/runs", json={"agent": "support", "inputs": {"question": "q"}}, headers=operator
+        "/api/v1/runs",
+        json={"agent": "support", "inputs": {"question": "q"}, "session": "acme-session-1"},
+        headers=operator,
     )
     assert r.status_code == 202, r.text
-    a.ids["run"] = r.json()["id"]
+    a.ids["run"], a.ids["session"] = r.json()["id"], "acme-session-1"
     deadline = time.monotonic() + 60
     while c.get(f"/api/v1/runs/{a['run']}", headers=operator).json()["status"] not in {
         "succeeded",
@@ -448,6 +450,14 @@ def test_walk_every_operation_as_another_tenant(
         f"/evals/runs/{a['eval_run']}?metric=exact_match&export=cases&format=json",
         f"/runs?agent={a['agent2']}&export=runs&format=csv",
         f"/models/canary/{a['eval_run']}",
+        # the trace explorer: filters, its exports, a session, a comparison
+        "/explorer?q=q",
+        f"/explorer?session={a['session']}&agent=support",
+        "/explorer?export=explorer&format=json",
+        "/explorer/export?format=json",
+        "/explorer/export?format=csv&status=succeeded",
+        f"/explorer/sessions/{a['session']}",
+        f"/explorer/compare?run={a['run']}&run={a['run']}",
     ]
     for role, key in roles.items():
         browser = TestClient(c.app, raise_server_exceptions=False)
@@ -491,6 +501,11 @@ def test_walk_every_operation_as_another_tenant(
         headers=own,
     )
     assert _leaks(hits.text, "", a)
+    # ... and A's own viewer, logged in, finds A's run on the explorer's pages.
+    own_browser = TestClient(c.app, raise_server_exceptions=False)
+    _dashboard_login(own_browser, keys.viewer)
+    for href in (f"/explorer/sessions/{a['session']}", "/explorer/export?format=json"):
+        assert a["run"] in own_browser.get(href).text, href
     listed = _mcp(c, keys.viewer, "tools/list", {})
     assert _leaks(json.dumps(listed), "", a), listed  # A's own key sees its tool over MCP
 

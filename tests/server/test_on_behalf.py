@@ -55,10 +55,18 @@ def test_retrieval_as_the_key_or_on_behalf_of_the_end_user(store: Store, tmp_pat
 def test_run_started_on_behalf_of_a_user(run_client: TestClient, keys: Keys, store: Store) -> None:
     c = run_client
     op = Keys.header(keys.operator)
-    body = {"agent": "support", "on_behalf_of": {"principal": "alice", "groups": ["staff"]}}
+    body = {
+        "agent": "support",
+        "on_behalf_of": {"principal": "alice", "groups": ["staff"]},
+        "session": "chat-7",
+    }
     r = c.post("/api/v1/runs", json=body, headers=op)
     assert r.status_code == 202, r.text
     assert run_subject(store, r.json()["id"]) == ("alice", ["staff"])
+    # The run records its conversation and end user (the explorer's session view).
+    assert (r.json()["session"], r.json()["user"]) == ("chat-7", "alice")
+    bad_session = {"agent": "support", "session": "a b"}
+    assert c.post("/api/v1/runs", json=bad_session, headers=op).status_code == 422
     wait_done(c, r.json()["id"], keys.operator)
     bad = {"agent": "support", "on_behalf_of": {"principal": "a b|c", "groups": []}}
     assert c.post("/api/v1/runs", json=bad, headers=op).status_code == 422

@@ -96,6 +96,7 @@ def test_openinference_trace_lands_priced_as_a_run(
     assert run["outputs"] == {"output": "It ships tomorrow."}
     assert run["tokens"] == 150
     assert Decimal(str(run["cost_usd"])) == expected
+    assert run["session"] == "sess-42"  # the explorer strings the session's runs together
 
     explained = client.get(f"/api/v1/runs/{run_id}/explain", headers=Keys.header(keys.viewer))
     assert explained.status_code == 200

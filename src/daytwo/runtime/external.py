@@ -69,6 +69,8 @@ def record_external_runs(
             values["inputs"] = {"input": _io(s.input)}
         if s.output is not None:
             values["outputs"] = {"output": _io(s.output)}
+        if s.session_id:
+            values["session_id"] = s.session_id[:128]
         if s.root_name is not None and s.status != "running":
             values["agent_name"] = (s.agent or s.root_name)[:128]
         if s.run_id in known:

@@ -306,6 +306,8 @@ class Runtime:
         principal: str,
         run_id: str | None,
         forked_from: str | None = None,
+        session_id: str | None = None,
+        user_id: str | None = None,
     ) -> tuple[str, int]:
         if not isinstance(inputs, dict):
             raise InputError("run inputs must be a JSON object", hint='e.g. {"question": "..."}')
@@ -329,6 +331,8 @@ class Runtime:
                     decisions=[],
                     principal=principal,
                     forked_from=forked_from,
+                    session_id=session_id,
+                    user_id=user_id,
                 )
             )
         )
@@ -343,15 +347,20 @@ class Runtime:
         version: int | str | None = None,
         principal: str = "",
         run_id: str | None = None,
+        session_id: str | None = None,
+        user_id: str | None = None,
     ) -> str:
         """Queue a run for any worker of this system database; returns its id.
 
         Works without launching DBOS here (through a client), so a CLI or a web
-        process can hand runs to separate worker processes.
+        process can hand runs to separate worker processes. ``session_id`` and
+        ``user_id`` record the conversation and the end user the run belongs to.
         """
         from dbos import SetWorkflowID
 
-        rid, number = self._new_run(agent, version, inputs, principal, run_id)
+        rid, number = self._new_run(
+            agent, version, inputs, principal, run_id, session_id=session_id, user_id=user_id
+        )
         if self._launched:
             with SetWorkflowID(rid):
                 self._queue.enqueue(
@@ -385,11 +394,19 @@ class Runtime:
         run_id: str | None = None,
         wait: bool = True,
         timeout_s: float = 600.0,
+        session_id: str | None = None,
+        user_id: str | None = None,
     ) -> dict[str, Any]:
-        """Run an agent in this process; with ``wait`` return the finished run."""
+        """Run an agent in this process; with ``wait`` return the finished run.
+
+        ``session_id`` and ``user_id`` record the conversation and the end user the run
+        belongs to (the trace explorer strings a session's runs together).
+        """
         from dbos import DBOS, SetWorkflowID
 
-        rid, number = self._new_run(agent, version, inputs, principal, run_id)
+        rid, number = self._new_run(
+            agent, version, inputs, principal, run_id, session_id=session_id, user_id=user_id
+        )
         spec = self.registry.spec(agent, number)
         if wait and not any(isinstance(s, ApprovalStep) for s in spec.steps):
             # Run the workflow in this thread: no hand-off to DBOS's pool, no polling.
@@ -777,4 +794,6 @@ def _row_dict(row: RunRecord) -> dict[str, Any]:
         "cost_usd": row.cost_usd,
         "created_at": row.created_at.isoformat() if row.created_at else None,
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        "session": row.session_id,
+        "user": row.user_id,
     }

@@ -166,7 +166,7 @@ def create_app(
 
 def _layer_routers() -> list[APIRouter]:
     """Routers of the layers (each module registers the routes of one layer)."""
-    from daytwo.server import evalrun, overview, pages  # noqa: F401  (the dashboard pages)
+    from daytwo.server import evalrun, explorer, overview, pages  # noqa: F401  (the dashboard pages)
     from daytwo.server.routes import (
         agents,
         audit,

@@ -15,7 +15,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
 
@@ -24,7 +26,7 @@ from markupsafe import Markup, escape
 
 from daytwo.exceptions import InputError, NotFoundError
 
-__all__ = ["FORMATS", "export_table", "tables_in", "utc_time"]
+__all__ = ["FORMATS", "export_format", "export_rows", "export_table", "tables_in", "utc_time"]
 
 FORMATS = ("csv", "json")
 
@@ -171,3 +173,80 @@ def utc_time(value: datetime | str | None) -> Markup:
     value = value.astimezone(UTC)
     iso = value.isoformat(timespec="seconds").replace("+00:00", "Z")
     return Markup('<time datetime="{}">{} UTC</time>').format(iso, f"{value:%Y-%m-%d %H:%M}")
+
+
+# -- whole result sets (more rows than a page shows), e.g. the trace explorer's --------
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def export_format(query: Mapping[str, str]) -> str:
+    """The ``format`` of an export request (csv or json); InputError otherwise."""
+    fmt = query.get("format", "csv")
+    if fmt not in FORMATS:
+        raise InputError(
+            f"unknown export format {fmt[:20]!r}", hint="use format=csv or format=json"
+        )
+    return fmt
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell; text a spreadsheet would run as a formula gets a leading ``'``."""
+    value = _plain(value)
+    if value is None:
+        return ""
+    text = (
+        json.dumps(value, default=str, ensure_ascii=False)
+        if isinstance(value, (dict, list))
+        else str(value)
+    )
+    if text.startswith(_FORMULA) and not _is_number(text):
+        text = "'" + text
+    return text
+
+
+def export_rows(
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str],
+    fmt: str,
+    filename: str,
+    *,
+    truncated_at: int | None = None,
+) -> Response:
+    """Rows (dicts) as a CSV (header first) or JSON (array of objects) download.
+
+    For result sets larger than a page (the explorer's filtered table); values keep
+    their types in JSON. ``truncated_at`` (the row limit, when the rows stopped there)
+    is told in the ``X-Daytwo-Export-Truncated`` header.
+    """
+    headers = {"Content-Disposition": f'attachment; filename="{filename}.{fmt}"'}
+    if truncated_at is not None:
+        headers["X-Daytwo-Export-Truncated"] = str(truncated_at)
+    if fmt == "json":
+        body = json.dumps(
+            [{c: _plain(row.get(c)) for c in columns} for row in rows],
+            default=str,
+            ensure_ascii=False,
+        )
+        return Response(body, media_type="application/json", headers=headers)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)

@@ -68,6 +68,12 @@ class RunStart(BaseModel):
         description="The end user the run acts for: retrieval uses their principal and "
         "groups (default: the key's principal, no groups).",
     )
+    session: str | None = Field(
+        default=None,
+        pattern=_SUBJECT,
+        description="The conversation the run belongs to (the dashboard's explorer strings "
+        "a session's runs together).",
+    )
 
 
 class Checkpoint(BaseModel):
@@ -98,6 +104,8 @@ class RunOut(BaseModel):
     cost_usd: float
     created_at: str | None
     finished_at: str | None
+    session: str | None = None
+    user: str | None = None
     checkpoints: list[Checkpoint] | None = None
 
 
@@ -164,6 +172,8 @@ def list_runs(
                 "cost_usd": r.cost_usd,
                 "created_at": r.created_at.isoformat() if r.created_at else None,
                 "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                "session": r.session_id,
+                "user": r.user_id,
             }
             for r in s.scalars(q)
         ]
@@ -203,6 +213,8 @@ def start_run(body: RunStart, principal: Operator, store: StoreDep, runtime: Run
         principal=principal_string(principal),
         run_id=run_id,
         wait=False,
+        session_id=body.session,
+        user_id=body.on_behalf_of.principal if body.on_behalf_of is not None else None,
     )
     return _out(run)
 
