@@ -18,7 +18,7 @@ from daytwo.knowledge.fusion import FusionConfig
 from daytwo.knowledge.ingest import IngestReport
 from daytwo.knowledge.search import MODES, Hit
 from daytwo.knowledge.service import Document, KnowledgeBase
-from daytwo.knowledge.sources import Skipped
+from daytwo.knowledge.source_types import Skipped
 
 __all__ = [
     "DEFAULT_EMBEDDER",

@@ -33,7 +33,7 @@ from daytwo.exceptions import InputError
 from daytwo.knowledge.acl import EVERYONE, flatten_metadata, normalise_acl
 from daytwo.knowledge.chunking import ChunkingConfig
 from daytwo.knowledge.indexes import Indexes
-from daytwo.knowledge.sources import Skipped, Source, SourceDocument
+from daytwo.knowledge.source_types import Skipped, Source, SourceDocument
 from daytwo.knowledge.writes import Piece, embed_pieces, replace_chunks
 from daytwo.store.base import utcnow
 from daytwo.store.tables.knowledge import (

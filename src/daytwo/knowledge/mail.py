@@ -42,7 +42,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from daytwo.knowledge.sources import Skipped, SourceDocument, html_text
+from daytwo.knowledge.source_types import Skipped, SourceDocument
+from daytwo.knowledge.text_files import html_text
 
 __all__ = [
     "MAIL_TYPES",

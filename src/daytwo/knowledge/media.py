@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from daytwo.exceptions import InputError
-from daytwo.knowledge.sources import Skipped, SourceDocument
+from daytwo.knowledge.source_types import Skipped, SourceDocument
 
 __all__ = [
     "AUDIO_TYPES",

@@ -12,13 +12,13 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from daytwo.exceptions import InputError, NotFoundError
+from daytwo.knowledge.source_types import Skipped, Source, SourceDocument
+from daytwo.knowledge.text_files import FILE_TYPES, parse_bytes, parse_file, read_text
 
 __all__ = [
     "FILE_TYPES",
@@ -31,141 +31,9 @@ __all__ = [
     "open_source",
 ]
 
-FILE_TYPES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
 RECORD_TYPES = {".jsonl", ".csv"}
 _ID_KEYS = ("_id", "id", "doc_id")
 _TEXT_KEYS = ("text", "content", "body")
-
-
-@dataclass(frozen=True)
-class SourceDocument:
-    """A document read from a source."""
-
-    doc_id: str
-    text: str
-    title: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
-    acl: tuple[str, ...] | None = None
-    """The document's own readers (the people on an e-mail thread, the agents for an
-    internal ticket comment), or None for the ingest's ACL. When set, it replaces the
-    ingest's default ``group:everyone``; entries given explicitly (``--acl``) are added."""
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """Something a source could not read, and why."""
-
-    item: str
-    reason: str
-
-
-class Source:
-    """Base of the sources: ``key`` identifies it, ``read()`` yields documents and skips."""
-
-    key: str = ""
-    reuse: Callable[[str, str], list[SourceDocument]] | None = None
-    """Set by the ingest: (blob path, SHA-256) → the documents already derived from that
-    file in the collection, so images and recordings are not OCR'd/transcribed again."""
-    read_progress: Callable[[str, float, float], None] | None = None
-    """Set by the ingest: (item, done, total) while a long item is read (a recording's
-    seconds transcribed), for a progress bar."""
-
-    def read(self) -> Iterator[SourceDocument | Skipped]:
-        """Every document of the source (and every item skipped, with its reason)."""
-        raise NotImplementedError
-
-
-class _HTMLText(HTMLParser):
-    _SKIP: ClassVar[frozenset[str]] = frozenset({"script", "style", "noscript", "template"})
-    _BLOCK: ClassVar[frozenset[str]] = frozenset(
-        {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "tr", "section", "article"}
-    )
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.title = ""
-        self._stack: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._stack.append(tag)
-        if tag in self._BLOCK:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        while self._stack:
-            if self._stack.pop() == tag:
-                break
-
-    def handle_data(self, data: str) -> None:
-        if any(t in self._SKIP for t in self._stack):
-            return
-        if self._stack and self._stack[-1] == "title":
-            self.title += data.strip()
-            return
-        self.parts.append(data)
-
-
-def _squash(text: str) -> str:
-    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-def _read_text(path: Path) -> str:
-    return _decode_text(path.read_bytes())
-
-
-def _decode_text(data: bytes) -> str:
-    if b"\x00" in data[:4096]:
-        raise ValueError("binary content, not text")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 text (byte {exc.start})") from exc
-
-
-def _read_pdf(data: bytes) -> tuple[str, str]:
-    from pypdf import PdfReader
-
-    reader = PdfReader(io.BytesIO(data))
-    if reader.is_encrypted:
-        raise ValueError("encrypted PDF")
-    text = "\n".join(page.extract_text() or "" for page in reader.pages)
-    title = ""
-    if reader.metadata is not None and reader.metadata.title:
-        title = str(reader.metadata.title)
-    return title, text
-
-
-def parse_file(path: Path) -> tuple[str, str]:
-    """(title, text) of one file; ValueError/OSError with the reason when unreadable."""
-    return parse_bytes(path.name, path.read_bytes())
-
-
-def html_text(raw: str) -> tuple[str, str]:
-    """(title, text) of an HTML page."""
-    parser = _HTMLText()
-    parser.feed(raw)
-    parser.close()
-    return parser.title, _squash("".join(parser.parts))
-
-
-def parse_bytes(name: str, data: bytes) -> tuple[str, str]:
-    """(title, text) of the content of a file called ``name`` (a file, an attachment)."""
-    path = Path(name)
-    ext = path.suffix.lower()
-    stem = path.stem.replace("_", " ")
-    if ext == ".pdf":
-        title, text = _read_pdf(data)
-        return title or stem, _squash(text)
-    raw = _decode_text(data)
-    if ext in {".html", ".htm"}:
-        title, text = html_text(raw)
-        return title or stem, text
-    if ext in {".md", ".markdown"}:
-        match = re.search(r"^#\s+(.+)$", raw, flags=re.MULTILINE)
-        return (match.group(1).strip() if match else stem), raw.strip()
-    return stem, raw.strip()
 
 
 def _record_doc(record: Any, where: str) -> SourceDocument:
@@ -203,7 +71,7 @@ def _read_jsonl(path: Path, label: str) -> Iterator[SourceDocument | Skipped]:
 
 def _read_csv(path: Path, label: str) -> Iterator[SourceDocument | Skipped]:
     try:
-        text = _read_text(path)
+        text = read_text(path)
     except ValueError as exc:
         yield Skipped(label, str(exc))
         return
@@ -275,7 +143,7 @@ class FileSource(Source):
                 yield from _read_jsonl(file, rel)
             return
         try:
-            text = _read_text(file)
+            text = read_text(file)
         except ValueError as exc:
             yield Skipped(rel, str(exc))
             return

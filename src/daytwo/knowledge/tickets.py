@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daytwo.knowledge.sources import Skipped, SourceDocument
+from daytwo.knowledge.source_types import Skipped, SourceDocument
 
 __all__ = [
     "INTERNAL_ACL",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from dbos import DBOS
 from opentelemetry import trace
@@ -19,6 +19,7 @@ from opentelemetry import trace
 from daytwo.exceptions import DaytwoError
 from daytwo.runtime.acting import acting_for
 from daytwo.runtime.budget import BudgetMeter
+from daytwo.runtime.registry import AgentRegistry
 from daytwo.runtime.retry import is_infrastructure_fault
 from daytwo.runtime.spec import (
     AgentSpec,
@@ -30,6 +31,7 @@ from daytwo.runtime.spec import (
     ToolStep,
 )
 from daytwo.runtime.steps import (
+    Services,
     StepContext,
     call_tool,
     plan_calls,
@@ -39,27 +41,48 @@ from daytwo.runtime.steps import (
 from daytwo.runtime.templating import evaluate
 from daytwo.tracing.propagation import attached, context_carrier
 
-if TYPE_CHECKING:
-    from daytwo.runtime.runtime import Runtime
-
-__all__ = ["WORKFLOW_NAME", "RunFailed", "run_agent_workflow", "set_active_runtime"]
+__all__ = ["WORKFLOW_NAME", "RunFailed", "RunHost", "run_agent_workflow", "set_active_runtime"]
 
 WORKFLOW_NAME = "daytwo.run_agent"
 _tracer = trace.get_tracer("daytwo.runtime")
-_active: Runtime | None = None
+
+
+class RunHost(Protocol):
+    """What the workflow needs of the process's runtime (:class:`~daytwo.runtime.Runtime`).
+
+    The engine depends on this, not on the runtime module: the runtime starts
+    workflows, the workflow calls back through these few members.
+    """
+
+    @property
+    def registry(self) -> AgentRegistry: ...
+
+    @property
+    def services(self) -> Services: ...
+
+    def mark_running(self, run_id: str) -> None: ...
+
+    def mark_waiting(self, run_id: str, step_id: str) -> dict[str, Any]: ...
+
+    def audit_step(self, run_id: str, step_id: str, result: dict[str, Any]) -> None: ...
+
+    def finish_run(self, summary: dict[str, Any]) -> dict[str, Any]: ...
+
+
+_active: RunHost | None = None
 
 
 class RunFailed(DaytwoError):
     """A run stopped: a step failed for good, an approval was rejected, or a budget ran out."""
 
 
-def set_active_runtime(runtime: Runtime | None) -> None:
+def set_active_runtime(runtime: RunHost | None) -> None:
     """Bind the process's runtime (DBOS is a process-wide singleton, and so is this)."""
     global _active
     _active = runtime
 
 
-def _runtime() -> Runtime:
+def _runtime() -> RunHost:
     if _active is None:
         raise RunFailed("no daytwo runtime is active in this process", hint="Runtime.launch()")
     return _active
@@ -142,7 +165,7 @@ class _Execution:
 
     def __init__(
         self,
-        rt: Runtime,
+        rt: RunHost,
         run_id: str,
         spec: AgentSpec,
         version: int,
