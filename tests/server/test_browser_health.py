@@ -128,7 +128,10 @@ def test_eval_run_view_filters_in_the_browser(settings: Settings, store: Store) 
     with live_server(app) as base, chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         _login(page, base, keys.viewer)
-        page.goto(f"{base}/evals/runs/{cand}")
+        # From the evals page, the newest run of the set is one click away.
+        page.goto(f"{base}/evals")
+        page.locator("#eval-runs-tagged tbody a").first.click()
+        page.wait_for_url(re.compile(rf".*/evals/runs/{cand}$"))
         assert len(_cells(page, "cases", 1)) == 6
         assert page.locator("#intervals svg .interval-row").count() >= 2
         page.select_option("#f-tag", "carry")

@@ -1,0 +1,202 @@
+"""Dashboard benchmark: the overview's server time on a store seeded with 100k runs.
+
+    python bench/dashboard.py --json bench/results/dashboard.json [--runs 100000]
+
+The store (a SQLite file, or ``--database-url``) is seeded by
+``daytwo.testing.seed_runs`` (100k runs over 30 days, with their 433k spans: 45 % of
+them tenant ``default``, 40 % ``acme``). A viewer of each tenant logs in; every
+contender is one in-process request (Starlette's TestClient: the whole app, no
+network) and its figure is the median of ``--requests`` requests, in ms. Rounds are
+interleaved and rotated (bench/_common.py).
+
+Contenders, for the tenant with the most runs (``default``) unless named:
+- ``overview_24h`` / ``overview_7d`` / ``overview_30d``: ``GET /?window=...``;
+- ``overview_30d_acme``: the same for tenant ``acme``;
+- ``export_30d_json``: ``GET /?window=30d&export=agent-health&format=json``;
+- peer ``python_rows_30d``: the same run figures computed the obvious way, fetching
+  the window's rows (agent, version, status, times, cost, tokens, error) and
+  aggregating in Python with exact numpy percentiles, no page around it;
+- peer ``old_overview``: the figures of the previous overview page (the last 500
+  runs and the ledger's 30-day cost report), without its page.
+
+The target (issue 18) is ≤ 200 ms server time per page at 100k runs; the knowledge
+and eval sections are empty here (their cost grows with collections and eval runs,
+not with runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from _common import add_lock_options, interleave, machine, measuring, write_result
+from daytwo.server import create_app
+from daytwo.server.auth import KeyStore
+from daytwo.server.tenancy import tenant_clause
+from daytwo.settings import Settings
+from daytwo.store import Store
+from daytwo.store.base import utcnow
+from daytwo.store.tables.runtime import RunRecord
+from daytwo.testing.seed_runs import seed_runs
+
+ROUNDS = 7
+REQUESTS = 5
+
+
+def _login(c: TestClient, key: str) -> None:
+    form = c.get("/login").text
+    token = re.search(r'name="csrf_token" value="([0-9a-f]*)"', form)
+    data = {"key": key, "next": "/", "csrf_token": token.group(1) if token else ""}
+    r = c.post("/login", data=data, follow_redirects=False)
+    if r.status_code != 303:
+        raise SystemExit(f"login failed: {r.status_code} {r.text[:200]}")
+
+
+def _timed(fn: Callable[[], Any], n: int) -> float:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000.0)
+    return statistics.median(times)
+
+
+def _get(c: TestClient, url: str) -> Callable[[], Any]:
+    def once() -> Any:
+        r = c.get(url)
+        if r.status_code != 200:
+            raise SystemExit(f"{url}: {r.status_code} {r.text[:300]}")
+        return r
+
+    return once
+
+
+def python_rows(store: Store, tenant: str, days: float = 30.0) -> dict[Any, Any]:
+    """The peer: fetch the window's rows and aggregate in Python (exact percentiles)."""
+    since = utcnow() - timedelta(days=days)
+    q = sa.select(
+        RunRecord.agent_name,
+        RunRecord.agent_version,
+        RunRecord.status,
+        RunRecord.created_at,
+        RunRecord.finished_at,
+        RunRecord.cost_usd,
+        RunRecord.tokens,
+        RunRecord.error,
+    ).where(RunRecord.created_at >= since, tenant_clause(RunRecord.principal, tenant))
+    groups: dict[Any, dict[str, Any]] = defaultdict(
+        lambda: {"runs": 0, "cost": 0.0, "tokens": 0, "lat": [], "status": defaultdict(int)}
+    )
+    with store.session() as s:
+        for name, version, status, created, finished, cost, tokens, error in s.execute(q):
+            g = groups[(name, version)]
+            g["runs"] += 1
+            g["cost"] += cost
+            g["tokens"] += tokens
+            g["status"][status] += 1
+            if finished is not None:
+                g["lat"].append((finished - created).total_seconds() * 1000.0)
+            if error:
+                g["status"]["error:" + error.split(":", 1)[0]] += 1
+    for g in groups.values():
+        if g["lat"]:
+            g["p50"], g["p95"] = np.quantile(np.asarray(g["lat"]), [0.5, 0.95])
+    return groups
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = tempfile.TemporaryDirectory(prefix="daytwo-bench-dashboard-")
+    url = args.database_url or f"sqlite:///{tmp.name}/store.db"
+    store = Store(url)
+    store.upgrade()
+    started = time.perf_counter()
+    seeded = seed_runs(store, args.runs)
+    seed_s = time.perf_counter() - started
+    settings = Settings(data_dir=Path(tmp.name) / "data", database_url=url, embedder="hashing-384")
+    app = create_app(settings, store, with_runtime=False)
+    ks = KeyStore(store)
+    default_key = ks.create(role="viewer", tenant="default", name="bench default")[1]
+    acme_key = ks.create(role="viewer", tenant="acme", name="bench acme")[1]
+    # One client runs the app's lifespan; the second shares the started app.
+    with TestClient(app) as c_default:
+        c_acme = TestClient(app)
+        _login(c_default, default_key)
+        _login(c_acme, acme_key)
+
+        def old_overview() -> Any:
+            # The figures of the page this one replaced (its template was trivial).
+            from daytwo.server.routes.costs import cost_report
+            from daytwo.server.routes.runs import list_runs
+
+            runs = list_runs(store, "default", limit=500)
+            report = cost_report(store, "default", utcnow() - timedelta(days=30))
+            return runs, report
+
+        n = args.requests
+        contenders = {
+            "overview_24h": lambda: _timed(_get(c_default, "/?window=24h"), n),
+            "overview_7d": lambda: _timed(_get(c_default, "/?window=7d"), n),
+            "overview_30d": lambda: _timed(_get(c_default, "/?window=30d"), n),
+            "overview_30d_acme": lambda: _timed(_get(c_acme, "/?window=30d"), n),
+            "export_30d_json": lambda: _timed(
+                _get(c_default, "/?window=30d&export=agent-health&format=json"), n
+            ),
+            "python_rows_30d": lambda: _timed(lambda: python_rows(store, "default"), n),
+            "old_overview": lambda: _timed(old_overview, n),
+        }
+        with measuring(args.lock) as measured:
+            result = interleave(contenders, args.rounds)
+    store.dispose()
+    tmp.cleanup()
+    med = {k: v["median"] for k, v in result["contenders"].items()}
+    return {
+        "benchmark": "dashboard overview server time",
+        "unit": "ms per request (median of requests per round)",
+        "store": "sqlite file" if url.startswith("sqlite") else url.split("@")[-1],
+        "seeded": {
+            "runs": seeded.runs,
+            "spans": seeded.spans,
+            "by_tenant": seeded.by_tenant,
+            "seed_seconds": round(seed_s, 1),
+        },
+        "requests_per_round": n,
+        "target_ms": 200,
+        "within_target": {k: med[k] <= 200 for k in med if k.startswith("overview")},
+        "ratios": {
+            "python_rows_30d / overview_30d": round(
+                med["python_rows_30d"] / med["overview_30d"], 2
+            ),
+            "old_overview / overview_30d": round(med["old_overview"] / med["overview_30d"], 2),
+        },
+        **result,
+        "machine": machine(),
+        "measured": measured,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--requests", type=int, default=REQUESTS)
+    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    parser.add_argument("--json", type=Path, default=None, help="write the result here")
+    add_lock_options(parser)
+    args = parser.parse_args()
+    write_result(args.json, run(args))
+
+
+if __name__ == "__main__":
+    main()
