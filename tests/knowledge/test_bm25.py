@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from daytwo.knowledge import KnowledgeBase
+from daytwo.knowledge.embedders import HashingEmbedder
+from daytwo.knowledge.fts import FTS_INDEX
+from daytwo.knowledge.ingest import ANALYZE_AFTER
+from daytwo.store import Store
 from daytwo.store.tables.knowledge import KbChunk
 
 PUBLIC = {
@@ -60,3 +66,32 @@ def test_scores_are_bm25_of_the_permitted_set(kb: KnowledgeBase) -> None:
             expected += idf * f * (k1 + 1) / (f + norm)
         assert math.isclose(got[doc_id], expected, rel_tol=1e-6), (doc_id, got, expected)
     assert got["p2"] > got["p1"]
+
+
+@pytest.mark.postgres
+def test_pg_bulk_ingest_merges_the_gin_pending_list(pg_url: str, tmp_path: Path) -> None:
+    """A search scans the GIN index's pending list linearly: a bulk ingest merges it, and
+    the list is capped at 256 kB between merges."""
+    store = Store(pg_url)
+    store.upgrade()
+    kb = KnowledgeBase(store, tmp_path / "data", embedder=HashingEmbedder())
+    try:
+        folder = tmp_path / "docs"
+        folder.mkdir()
+        for i in range(ANALYZE_AFTER + 10):
+            (folder / f"d{i}.txt").write_text(f"harbour crane {i} pier schedule ticket office")
+        kb.ingest_path(folder, "port")
+        with store.engine.connect() as conn:
+            merged_now = conn.exec_driver_sql(
+                f"SELECT gin_clean_pending_list('{FTS_INDEX}'::regclass)"
+            ).scalar()
+            options = conn.exec_driver_sql(
+                "SELECT reloptions FROM pg_class WHERE oid = to_regclass(%(i)s)", {"i": FTS_INDEX}
+            ).scalar()
+        assert merged_now == 0  # nothing left for a search to scan linearly
+        assert "gin_pending_list_limit=256" in options
+        hits = kb.search("port", "crane pier", "bob", ["customers"], mode="bm25", k=5)
+        assert len(hits) == 5
+    finally:
+        kb.close()
+        store.dispose()

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from daytwo.exceptions import InputError
 from daytwo.knowledge.acl import EVERYONE, flatten_metadata, normalise_acl
 from daytwo.knowledge.chunking import ChunkingConfig
+from daytwo.knowledge.fts import FTS_INDEX
 from daytwo.knowledge.indexes import Indexes
 from daytwo.knowledge.source_types import Skipped, Source, SourceDocument
 from daytwo.knowledge.writes import Piece, embed_pieces, replace_chunks
@@ -347,10 +348,14 @@ def refresh_statistics(kb: Indexes) -> None:
 
     Autovacuum analyzes a table only after a share of it changed and some time passed;
     straight after a bulk ingest the planner would still believe the tables empty and
-    compute keyword matches row by row (seconds per query on 5,000 documents).
+    compute keyword matches row by row (seconds per query on 5,000 documents). The GIN
+    index's pending list (where fast updates land until VACUUM merges them) is merged
+    too: a search scans that list linearly, 10 ms of a 10.3 ms keyword lookup on 5,000
+    freshly ingested chunks (0.3 ms once merged).
     """
     if kb.store.is_sqlite:
         return
     with kb.store.engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         conn.exec_driver_sql("ANALYZE kb_chunks, kb_acl, kb_doc_meta, kb_documents")
+        conn.exec_driver_sql(f"SELECT gin_clean_pending_list('{FTS_INDEX}'::regclass)")

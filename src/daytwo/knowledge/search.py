@@ -165,14 +165,14 @@ def _chunk_rows(
 
     The ACL (and the filters) are tested again against the rows just read, in the same
     snapshot: whatever the index handed over (an ANN index shared by concurrent
-    searches, a cached permitted set), no text leaves without this check. Two small
-    statements keyed by (collection, doc_id) rather than a correlated EXISTS, which
-    PostgreSQL plans as a scan of the collection's ACL per chunk when its statistics lag.
+    searches, a cached permitted set), no text leaves without this check. Keyed by
+    (collection, doc_id) rather than a correlated EXISTS, which PostgreSQL plans as a
+    scan of the collection's ACL per chunk when its statistics lag: two small statements
+    on SQLite, one with an uncorrelated semi-join on PostgreSQL (a round trip saved).
     """
     if not pks or not entries:
         return []
     connection = session.connection()
-    chunks = KbChunk.__table__.c
     rows: list[Sequence[Any]]
     if connection.dialect.name == "sqlite":  # hot path: one bind, no statement expansion
         cursor = connection.connection.cursor()
@@ -185,14 +185,13 @@ def _chunk_rows(
             rows = list(cursor.fetchall())
         finally:
             cursor.close()
-    else:
+    else:  # one round trip; arrays rather than expanded IN lists (one statement text)
         rows = list(
-            connection.execute(
-                sa.select(
-                    chunks.id, chunks.doc_id, chunks.chunk_id, chunks.title, chunks.text
-                ).where(chunks.id.in_(pks), chunks.collection == collection)
+            connection.exec_driver_sql(
+                _PG_VISIBLE_ROWS, {"pks": pks, "c": collection, "entries": list(entries)}
             ).all()
         )
+        return _meta_filtered(connection, collection, rows, {str(r[1]) for r in rows}, filters)
     docs = sorted({str(r[1]) for r in rows})
     if not docs:
         return []
@@ -208,6 +207,28 @@ def _chunk_rows(
             .distinct()
         ).scalars()
     )
+    return _meta_filtered(connection, collection, rows, visible, filters)
+
+
+# The rows and their ACL test in one statement: the ACL rows are looked up for the doc
+# ids of the given chunks (an uncorrelated semi-join, planned as a hash of a few rows).
+_PG_VISIBLE_ROWS = (
+    "SELECT c.id, c.doc_id, c.chunk_id, c.title, c.text FROM kb_chunks AS c "
+    "WHERE c.id = ANY(%(pks)s) AND c.collection = %(c)s AND c.doc_id IN ("
+    "SELECT a.doc_id FROM kb_acl AS a WHERE a.collection = %(c)s "
+    "AND a.entry = ANY(%(entries)s) AND a.doc_id IN ("
+    "SELECT d.doc_id FROM kb_chunks AS d WHERE d.id = ANY(%(pks)s)))"
+)
+
+
+def _meta_filtered(
+    connection: sa.Connection,
+    collection: str,
+    rows: list[Sequence[Any]],
+    visible: set[str],
+    filters: Mapping[str, Any] | None,
+) -> list[Sequence[Any]]:
+    """``rows`` of the ``visible`` documents that match the metadata ``filters``."""
     meta = KbDocMeta.__table__.c
     for key, value in flatten_metadata(filters or {}).items():
         if not visible:
