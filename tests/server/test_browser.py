@@ -31,7 +31,18 @@ DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 # README's screenshots; every other run writes them to a temporary directory only,
 # so `make test` leaves the tree clean (times and ids differ on every run).
 UPDATE_DOCS = os.environ.get("DAYTWO_UPDATE_SCREENSHOTS") == "1"
-PAGES = ("login", "run", "overview", "runs", "agents", "tools", "knowledge", "evals", "costs")
+PAGES = (
+    "login",
+    "run",
+    "overview",
+    "runs",
+    "agents",
+    "tools",
+    "knowledge",
+    "evals",
+    "eval-run",
+    "costs",
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -103,7 +114,7 @@ def test_login_run_waterfall_audit_and_screenshots(
             )
             assert r.status_code == 200, r.text
 
-        make_runs(store)  # two eval runs of a golden set owned by acme
+        _base_eval, cand_eval = make_runs(store)  # two eval runs of a golden set owned by acme
 
         # Start a run from the runs page, watch it complete, open its waterfall.
         page.goto(f"{base}/runs")
@@ -127,6 +138,10 @@ def test_login_run_waterfall_audit_and_screenshots(
             assert resp.status == 200, f"{href}: {resp.status}"
             assert page.locator("h1").first.is_visible()
             page.screenshot(path=str(SCREENSHOTS / f"{_slug(href)}.png"), full_page=True)
+
+        page.goto(f"{base}/evals/runs/{cand_eval}?metric=exact_match")
+        assert page.locator("#cases tbody tr").count() == 6
+        page.screenshot(path=str(SCREENSHOTS / "eval-run.png"), full_page=True)
 
         page.goto(f"{base}/agents")
         page.fill("#promote-support input[name=version]", "1")

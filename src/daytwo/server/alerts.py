@@ -26,7 +26,7 @@ from fastapi import Request
 from daytwo.server.tenancy import DEFAULT_TENANT
 from daytwo.store import Store
 
-__all__ = ["BUDGET_WARN", "Alert", "canary_profiles", "open_alerts"]
+__all__ = ["BUDGET_WARN", "Alert", "canary_profiles", "open_alerts", "tool_drift"]
 
 BUDGET_WARN = 0.8
 """A budget alert opens when today's spending reaches this share of a daily limit."""
@@ -58,11 +58,16 @@ def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def _tool_alerts(request: Request, tenant: str, since: datetime) -> list[Alert]:
+def tool_drift(request: Request, tenant: str) -> list[Any]:
+    """The drift alerts of the tenant's tools, newest first (the gateway's records)."""
     from daytwo.server.routes.tools import get_gateway, tool_alerts
 
+    return tool_alerts(request.app.state.store, get_gateway(request), tenant, limit=500)
+
+
+def _tool_alerts(drift: list[Any], since: datetime) -> list[Alert]:
     out = []
-    for a in tool_alerts(request.app.state.store, get_gateway(request), tenant, limit=500):
+    for a in drift:
         at = _parse(a.created_at)
         if at < since:
             continue
@@ -70,7 +75,8 @@ def _tool_alerts(request: Request, tenant: str, since: datetime) -> list[Alert]:
             Alert(
                 kind="tool drift",
                 subject=f"{a.tool} v{a.version}",
-                summary=f"{a.kind} {a.field or ''} ({a.action or 'recorded'})".strip(),
+                summary=" ".join(p for p in (a.kind, a.field if a.field != a.kind else "") if p)
+                + f" ({a.action or 'recorded'})",
                 at=at,
                 href=f"/tools#drift-{a.id}",
                 severity="bad" if a.action == "block" else "warn",
@@ -179,11 +185,18 @@ def _canary_alerts(store: Store, tenant: str) -> list[Alert]:
     ]
 
 
-def open_alerts(request: Request, tenant: str, since: datetime) -> list[Alert]:
-    """The tenant's open alerts, newest first (budgets, which are about today, first)."""
+def open_alerts(
+    request: Request, tenant: str, since: datetime, drift: list[Any] | None = None
+) -> list[Alert]:
+    """The tenant's open alerts, newest first (budgets, which are about today, first).
+
+    ``drift``: the tenant's tool drift alerts when the caller has read them already.
+    """
     store = request.app.state.store
+    if drift is None:
+        drift = tool_drift(request, tenant)
     alerts = [
-        *_tool_alerts(request, tenant, since),
+        *_tool_alerts(drift, since),
         *_eval_alerts(store, tenant, since),
         *_canary_alerts(store, tenant),
     ]

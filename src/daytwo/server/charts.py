@@ -145,6 +145,13 @@ def interval_chart(
         f'<svg class="chart interval" viewBox="0 0 {w} {height}" role="img" '
         f'aria-label="paired bootstrap intervals">'
     ]
+    for end in (lo, hi):  # the axis's two ends, so widths can be read off
+        if abs(x_of(end) - x_of(0.0)) < 60:
+            continue  # it would overwrite the 0
+        anchor = "start" if end == lo else "end"
+        parts.append(
+            f'<text x="{x_of(end):.1f}" y="{height - 4}" text-anchor="{anchor}">{end:+.3g}</text>'
+        )
     zero = x_of(0.0)
     parts.append(
         f'<line x1="{zero:.1f}" y1="4" x2="{zero:.1f}" y2="{height - 18}" stroke="#66707a" '

@@ -146,7 +146,8 @@ def eval_run_page(request: Request, principal: Principal, run_id: str) -> Respon
             }
         )
 
-    intervals: list[tuple[str, float, float, float]] = []
+    quality: list[tuple[str, float, float, float]] = []
+    usage: list[tuple[str, float, float, float]] = []
     gate_note = None
     if baseline is not None:
         for m in metric_names:
@@ -159,7 +160,8 @@ def eval_run_page(request: Request, principal: Principal, run_id: str) -> Respon
                 continue
             # The gate flips lower-is-better metrics: right of zero is always better.
             label = f"{m} (flipped)" if m in LOWER_IS_BETTER else m
-            intervals.append((label, g.stats.ci_low, g.stats.mean_delta, g.stats.ci_high))
+            row = (label, g.stats.ci_low, g.stats.mean_delta, g.stats.ci_high)
+            (usage if m in LOWER_IS_BETTER else quality).append(row)
     return render(
         request,
         "evalrun.html",
@@ -176,7 +178,10 @@ def eval_run_page(request: Request, principal: Principal, run_id: str) -> Respon
         tags=all_tags,
         below=below,
         errors_only=errors_only,
-        chart=interval_chart(intervals) if baseline is not None else None,
+        # Scores share one axis; cost, latency, tokens and errors have units of their
+        # own, so each gets its own small chart.
+        chart=interval_chart(quality) if baseline is not None and quality else None,
+        usage_charts=[interval_chart([row]) for row in usage] if baseline is not None else [],
         gate_note=gate_note,
         lower_is_better=metric in LOWER_IS_BETTER if metric else False,
     )

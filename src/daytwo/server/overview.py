@@ -15,7 +15,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from daytwo.exceptions import DaytwoError, NotFoundError
-from daytwo.server.alerts import canary_profiles, open_alerts
+from daytwo.server.alerts import canary_profiles, open_alerts, tool_drift
 from daytwo.server.auth import Principal
 from daytwo.server.charts import sparkline
 from daytwo.server.dashboard import page, render
@@ -47,18 +47,18 @@ def _sparks(h: AgentHealth, unit: str) -> dict[str, str]:
 
 
 def _tool_health(
-    request: Request, tenant: str, window_s: float, since: Any
+    request: Request, tenant: str, window_s: float, since: Any, drift: list[Any]
 ) -> list[dict[str, Any]]:
-    from daytwo.server.routes.tools import get_gateway, tool_alerts, tool_health
+    from daytwo.server.routes.tools import get_gateway, tool_health
 
     store = request.app.state.store
     gateway = get_gateway(request)
-    drift: dict[str, int] = {}
-    for a in tool_alerts(store, gateway, tenant, limit=500):
+    counts: dict[str, int] = {}
+    for a in drift:
         if a.created_at >= since.isoformat():
-            drift[a.tool] = drift.get(a.tool, 0) + 1
+            counts[a.tool] = counts.get(a.tool, 0) + 1
     return [
-        {**h.model_dump(), "drift_alerts": drift.get(h.tool, 0)}
+        {**h.model_dump(), "drift_alerts": counts.get(h.tool, 0)}
         for h in tool_health(store, gateway, tenant, window_s)
     ]
 
@@ -133,12 +133,13 @@ def overview(request: Request, principal: Principal) -> Response:
     health = run_health(store, tenant, window)
     unit = "hour" if window.hourly else "day"
     agents = [(h, _sparks(h, unit)) for h in [health.total, *health.agents]]
+    drift, drift_error = _section(tool_drift, request, tenant)
     tools, tools_error = _section(
-        _tool_health, request, tenant, window.length.total_seconds(), health.since
+        _tool_health, request, tenant, window.length.total_seconds(), health.since, drift
     )
     knowledge, knowledge_error = _section(_knowledge_health, request, tenant)
     evals, evals_error = _section(_eval_health, request, tenant)
-    alerts, alerts_error = _section(open_alerts, request, tenant, health.since)
+    alerts, alerts_error = _section(open_alerts, request, tenant, health.since, drift)
     return render(
         request,
         "overview.html",
@@ -150,7 +151,7 @@ def overview(request: Request, principal: Principal) -> Response:
         agents=agents,
         unit=unit,
         tools=tools,
-        tools_error=tools_error,
+        tools_error=tools_error or drift_error,
         knowledge=knowledge,
         knowledge_error=knowledge_error,
         evals=evals,
