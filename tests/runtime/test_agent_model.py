@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from daytwo.models.types import Usage
 from daytwo.runtime import Runtime, Services, load_spec
 from daytwo.runtime.adapters import ModelLLM, default_services
 from daytwo.runtime.protocols import LLMResult
@@ -22,7 +23,9 @@ class Named:
     def complete(
         self, messages: Sequence[Mapping[str, str]], *, schema: Any, max_tokens: int
     ) -> LLMResult:
-        return LLMResult(text=self.name, input_tokens=3, output_tokens=1, model=self.name)
+        return LLMResult(
+            text=self.name, usage=Usage(input_tokens=3, output_tokens=1), model=self.name
+        )
 
 
 SPEC = {

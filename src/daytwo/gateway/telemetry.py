@@ -25,19 +25,19 @@ log = logging.getLogger("daytwo.gateway.telemetry")
 class ToolStats:
     """What the planner reads: latency percentiles, error rate and cost in the window."""
 
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    error_rate: float
-    cost_usd: float
-    calls: int
+    p50_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+    error_rate: float = 0.0
+    cost_usd: float = 0.0
+    calls: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
 
 
-_EMPTY = ToolStats(0.0, 0.0, 0.0, 0.0, 0.0, 0)
+_EMPTY = ToolStats()
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:

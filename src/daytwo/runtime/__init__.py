@@ -20,11 +20,11 @@ from daytwo.runtime.protocols import (
     TelemetrySource,
     ToolInvoker,
     ToolOutcome,
-    ToolStats,
 )
 from daytwo.runtime.spec import AgentSpec, SpecError
 
 if TYPE_CHECKING:
+    from daytwo.gateway.telemetry import ToolStats
     from daytwo.runtime.registry import AgentRegistry
     from daytwo.runtime.runtime import Runtime
     from daytwo.runtime.steps import Services
@@ -61,6 +61,10 @@ def __getattr__(name: str) -> Any:
         from daytwo.runtime.steps import Services
 
         return Services
+    if name == "ToolStats":  # the gateway's, loaded with the gateway when first asked for
+        from daytwo.gateway.telemetry import ToolStats
+
+        return ToolStats
     if name == "AgentRegistry":
         from daytwo.runtime.registry import AgentRegistry
 

@@ -14,10 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from daytwo._imports import import_attr
 from daytwo.exceptions import InputError
-from daytwo.runtime.protocols import LLMResult, ToolOutcome, ToolStats, call_deadline
+from daytwo.runtime.protocols import AuditSink, LLMResult, ToolOutcome, call_deadline
 from daytwo.runtime.steps import Services
 
 if TYPE_CHECKING:
+    from daytwo.gateway.gateway import Gateway
+    from daytwo.gateway.telemetry import ToolStats
+    from daytwo.knowledge.search import Hit
+    from daytwo.knowledge.service import KnowledgeBase
+    from daytwo.models.base import ChatModel
     from daytwo.models.prompts import PromptDefinition
     from daytwo.models.types import Usage
     from daytwo.settings import Settings
@@ -38,7 +43,7 @@ __all__ = [
 class GatewayTools:
     """Tool calls through :class:`daytwo.gateway.Gateway` (auth, policies, idempotency)."""
 
-    def __init__(self, gateway: Any, *, as_agent: bool = True) -> None:
+    def __init__(self, gateway: Gateway, *, as_agent: bool = True) -> None:
         self.gateway = gateway
         self.as_agent = as_agent
 
@@ -65,32 +70,24 @@ class GatewayTools:
             latency_ms=result.latency_ms,
             replayed=result.replayed,
             flags=tuple(result.flags),
-            alerts=tuple(a.__dict__ for a in result.alerts),
+            alerts=tuple(result.alerts),
         )
 
 
 class GatewayTelemetry:
     """Live per-tool figures from the gateway's telemetry window."""
 
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
     def snapshot(self, tool: str) -> ToolStats:
-        s = self.gateway.telemetry.snapshot(tool)
-        return ToolStats(
-            p50_ms=s.p50_ms,
-            p95_ms=s.p95_ms,
-            p99_ms=s.p99_ms,
-            error_rate=s.error_rate,
-            cost_usd=s.cost_usd,
-            calls=s.calls,
-        )
+        return self.gateway.telemetry.snapshot(tool)
 
 
 class KnowledgeRetriever:
     """Search through :class:`daytwo.knowledge.KnowledgeBase` with the principal's ACL."""
 
-    def __init__(self, kb: Any, *, groups: Sequence[str] = ()) -> None:
+    def __init__(self, kb: KnowledgeBase, *, groups: Sequence[str] = ()) -> None:
         self.kb = kb
         self.groups = tuple(groups)
 
@@ -116,18 +113,8 @@ class KnowledgeRetriever:
         return [_hit_dict(h) for h in hits]
 
 
-def _hit_dict(hit: Any) -> dict[str, Any]:
-    if isinstance(hit, dict):
-        return hit
-    for method in ("to_dict", "as_dict"):
-        if hasattr(hit, method):
-            out: dict[str, Any] = getattr(hit, method)()
-            return out
-    if hasattr(hit, "model_dump"):
-        dumped: dict[str, Any] = hit.model_dump(mode="json")
-        return dumped
-    fields = ("chunk_id", "document_id", "text", "score", "source", "title")
-    return {f: getattr(hit, f) for f in fields if hasattr(hit, f)}
+def _hit_dict(hit: Hit) -> dict[str, Any]:
+    return hit.to_dict()
 
 
 class ModelLLM:
@@ -135,9 +122,9 @@ class ModelLLM:
 
     def __init__(
         self,
-        model: Any = None,
+        model: ChatModel | None = None,
         *,
-        factory: Callable[[], Any] | None = None,
+        factory: Callable[[], ChatModel] | None = None,
         max_reasks: int = 1,
     ) -> None:
         self._model = model
@@ -145,7 +132,7 @@ class ModelLLM:
         self.max_reasks = max_reasks
 
     @property
-    def model(self) -> Any:
+    def model(self) -> ChatModel:
         """The profiled model (built on first use: a local model loads only when needed)."""
         if self._model is None:
             if self._factory is None:
@@ -234,8 +221,7 @@ class ModelLLM:
         return LLMResult(
             text=text,
             data=data,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
+            usage=usage,
             cost_usd=self._cost(usage, price),
             model=self.model.profile.name,
         )
@@ -257,9 +243,9 @@ class TracingAudit:
 def layer_services(
     settings: Settings,
     *,
-    gateway: Any = None,
-    kb: Any = None,
-    audit: Any = None,
+    gateway: Gateway | None = None,
+    kb: KnowledgeBase | None = None,
+    audit: AuditSink | None = None,
     model_profile: str | None = None,
     with_llm: bool = True,
 ) -> Services:

@@ -11,10 +11,13 @@ decision record: candidates, their live figures, the rule that decided.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daytwo.exceptions import ToolError
-from daytwo.runtime.protocols import TelemetrySource, ToolStats
+from daytwo.runtime.protocols import TelemetrySource
+
+if TYPE_CHECKING:
+    from daytwo.gateway.telemetry import ToolStats
 
 __all__ = ["Choice", "NoToolAvailable", "choose_tool"]
 

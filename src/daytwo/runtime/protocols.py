@@ -14,12 +14,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from opentelemetry import trace
 
 from daytwo.exceptions import NotFoundError
 from daytwo.models.prompts import PromptDefinition
+from daytwo.models.types import Usage
+
+if TYPE_CHECKING:
+    # The gateway's own types. Importing the gateway package loads all of it, so they
+    # are imported where first used (``ToolStats`` through this module's __getattr__).
+    from daytwo.gateway.gateway import DriftAlert
+    from daytwo.gateway.telemetry import ToolStats
 
 __all__ = [
     "LLM",
@@ -51,29 +58,20 @@ class ToolOutcome:
     latency_ms: float = 0.0
     replayed: bool = False
     flags: tuple[str, ...] = ()
-    alerts: tuple[dict[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class ToolStats:
-    """Live figures of one tool (the gateway's telemetry snapshot)."""
-
-    p50_ms: float = 0.0
-    p95_ms: float = 0.0
-    p99_ms: float = 0.0
-    error_rate: float = 0.0
-    cost_usd: float = 0.0
-    calls: int = 0
+    alerts: tuple[DriftAlert, ...] = ()
 
 
 @dataclass(frozen=True)
 class LLMResult:
-    """One LLM answer: text, parsed JSON when a schema was asked for, usage and cost."""
+    """One LLM answer: text, parsed JSON when a schema was asked for, usage and cost.
+
+    ``usage`` is the models layer's own :class:`~daytwo.models.types.Usage` (cached and
+    reasoning tokens included); ``cost_usd`` its price, the one the ledger computes.
+    """
 
     text: str
     data: Any = None
-    input_tokens: int = 0
-    output_tokens: int = 0
+    usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     model: str = ""
 
@@ -118,10 +116,20 @@ class TelemetrySource(Protocol):
 
 @runtime_checkable
 class Retriever(Protocol):
-    """Searches a knowledge collection as a principal; hits are plain dicts."""
+    """Searches a knowledge collection as a principal; hits are plain dicts.
+
+    ``groups``: the groups of the end user a run acts for (None: the retriever's own).
+    """
 
     def search(
-        self, collection: str, query: str, *, principal: str, k: int, mode: str
+        self,
+        collection: str,
+        query: str,
+        *,
+        principal: str,
+        k: int,
+        mode: str,
+        groups: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]: ...
 
 
@@ -215,16 +223,39 @@ class StaticTelemetry:
 
     def snapshot(self, tool: str) -> ToolStats:
         with self._lock:
-            return self._stats.get(tool, ToolStats())
+            stats = self._stats.get(tool)
+        if stats is None:
+            from daytwo.gateway.telemetry import ToolStats
+
+            return ToolStats()
+        return stats
 
 
 @dataclass
 class CallableRetriever:
-    """A retriever backed by a function ``(collection, query, k) -> list of hits``."""
+    """A retriever backed by a function ``(collection, query, k) -> list of hits``.
+
+    It has no access control: ``principal`` and ``groups`` are not used.
+    """
 
     fn: Callable[[str, str, int], list[dict[str, Any]]]
 
     def search(
-        self, collection: str, query: str, *, principal: str, k: int, mode: str
+        self,
+        collection: str,
+        query: str,
+        *,
+        principal: str,
+        k: int,
+        mode: str,
+        groups: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         return self.fn(collection, query, k)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ToolStats":  # the gateway's (see the TYPE_CHECKING import above)
+        from daytwo.gateway.telemetry import ToolStats
+
+        return ToolStats
+    raise AttributeError(name)

@@ -9,6 +9,7 @@ replayed from the checkpoint after a crash.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -26,6 +27,7 @@ from daytwo.runtime.budget import usd
 from daytwo.runtime.choice import choose_tool
 from daytwo.runtime.protocols import (
     LLM,
+    AuditSink,
     LLMResult,
     PromptLLM,
     Retriever,
@@ -69,7 +71,7 @@ class Services:
     llm: LLM | None = None
     llm_for: Callable[[str], LLM] | None = None
     """A model profile's LLM: how an agent's (or a step's) ``model`` is honoured."""
-    audit: Any = None
+    audit: AuditSink | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -177,12 +179,12 @@ def call_tool(
             error_type=type(exc).__name__,
         )
     noticed: dict[str, Any] = {}
-    if getattr(outcome, "replayed", False):
+    if outcome.replayed:
         noticed["replayed"] = True  # the stored result of an earlier call: no new effect
-    if getattr(outcome, "flags", ()):
+    if outcome.flags:
         noticed["flags"] = list(outcome.flags)
-    if getattr(outcome, "alerts", ()):
-        noticed["drift_alerts"] = [dict(a) for a in outcome.alerts]
+    if outcome.alerts:
+        noticed["drift_alerts"] = [dataclasses.asdict(a) for a in outcome.alerts]
     return _result(
         "ok",
         outcome.output,
@@ -336,7 +338,7 @@ def _llm_step(ctx: StepContext, step: LLMStep) -> dict[str, Any]:
     return _result(
         "ok",
         output,
-        tokens=res.input_tokens + res.output_tokens + attempts.tokens,
+        tokens=res.usage.total_tokens + attempts.tokens,
         cost_usd=float(usd(res.cost_usd) + attempts.cost_usd),
         attempts=attempts.count + 1,
         errors=attempts.errors,
@@ -450,7 +452,7 @@ def plan_calls(
         "data": {"calls": calls, "verdict": verdict, "allowed": allowed, "est_cost_usd": est_cost},
     }
     record_decision(decision["kind"], decision["summary"], decision["data"])
-    tokens = res.input_tokens + res.output_tokens
+    tokens = res.usage.total_tokens
     if verdict != "accepted":
         # The rejected plan's model call was paid for all the same.
         return _result(

@@ -22,6 +22,7 @@ from typing import Any
 
 from daytwo.exceptions import NotFoundError
 from daytwo.runtime.acting import current_principal, current_run_id
+from daytwo.runtime.protocols import Retriever, ToolInvoker, ToolOutcome
 from daytwo.runtime.spec import AgentSpec, MapStep, PlanStep, RetrievalStep, SpecError, ToolStep
 from daytwo.runtime.steps import Services
 from daytwo.server.ownership import check_visible, claimant, visible
@@ -50,17 +51,17 @@ def _tool_name(ref: str) -> str:
 class TenantTools:
     """A ToolInvoker that only knows the run's tenant's tools."""
 
-    def __init__(self, inner: Any, store: Store) -> None:
+    def __init__(self, inner: ToolInvoker, store: Store) -> None:
         self.inner = inner
         self.store = store
 
     def tools(self, capability: str | None = None) -> list[str]:
-        names: list[str] = self.inner.tools(capability)
+        names = self.inner.tools(capability)
         return visible(self.store, "tool", names, _run_tenant())
 
     def call(
         self, tool: str, arguments: dict[str, Any], *, agent: str, idempotency_key: str
-    ) -> Any:
+    ) -> ToolOutcome:
         check_visible(self.store, "tool", _tool_name(tool), _run_tenant(), "tool")
         return self.inner.call(tool, arguments, agent=agent, idempotency_key=idempotency_key)
 
@@ -68,19 +69,25 @@ class TenantTools:
 class TenantRetriever:
     """A Retriever that only searches the run's tenant's collections."""
 
-    def __init__(self, inner: Any, store: Store) -> None:
+    def __init__(self, inner: Retriever, store: Store) -> None:
         self.inner = inner
         self.store = store
 
     def search(
-        self, collection: str, query: str, *, principal: str, k: int, mode: str
+        self,
+        collection: str,
+        query: str,
+        *,
+        principal: str,
+        k: int,
+        mode: str,
+        groups: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
+        """``groups`` is ignored: a run's groups are the recorded end user's, or none."""
         check_visible(self.store, "collection", collection, _run_tenant(), "collection")
         subject = run_subject(self.store, current_run_id())
         if subject is None:  # the key's own principal
-            hits: list[dict[str, Any]] = self.inner.search(
-                collection, query, principal=principal, k=k, mode=mode
-            )
+            hits = self.inner.search(collection, query, principal=principal, k=k, mode=mode)
         else:  # on behalf of the end user the caller named
             hits = self.inner.search(
                 collection, query, principal=subject[0], k=k, mode=mode, groups=subject[1]
