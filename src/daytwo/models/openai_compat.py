@@ -154,12 +154,14 @@ class OpenAICompatProvider:
                         f"{response.text[:300]}",
                         hint="check the model name, API key and request options",
                     )
+                done = False
                 for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
+                    if done or not line.startswith("data:"):
+                        continue  # after [DONE]: read to the end, so the connection is reused
                     data = line[5:].strip()
                     if data == "[DONE]":
-                        return
+                        done = True
+                        continue
                     try:
                         chunk = json.loads(data)
                     except json.JSONDecodeError as exc:

@@ -9,6 +9,8 @@ gets the vendor's 400 naming the field.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
@@ -41,7 +43,6 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", tags=["model gateway"], responses=GATEWAY_RESPONSES)
 
 R = TypeVar("R")
-_END = StreamChunk()
 
 
 def gateway_of(request: Request) -> ModelGateway:
@@ -63,14 +64,10 @@ async def in_thread(call: CallContext, fn: Callable[..., R], *args: Any) -> R:
     return await anyio.to_thread.run_sync(call.run, fn, *args)
 
 
-def _next(it: ModelStream) -> StreamChunk:
-    return next(it, _END)
-
-
 class SSEResponse(StreamingResponse):
     """A server-sent-event stream that always closes its body iterator, and treats a
     client that went away as the normal end of the stream (the iterator's ``finally``
-    then closes the model stream, which records what was produced)."""
+    then stops the model stream, which records what was produced)."""
 
     media_type = "text/event-stream"
 
@@ -86,34 +83,68 @@ class SSEResponse(StreamingResponse):
                     await aclose()
 
 
-async def pump(
-    call: CallContext, it: ModelStream, first: StreamChunk
-) -> AsyncGenerator[StreamChunk, None]:
-    """The model stream's chunks, each fetched in the thread pool; closes the stream
-    (in its context, shielded from cancellation) when the consumer stops early."""
-    done = False
-    try:
-        chunk = first
-        while chunk is not _END:
-            yield chunk
-            chunk = await in_thread(call, _next, it)
-        done = True
-    finally:
-        if not done:
-            with anyio.CancelScope(shield=True):
-                await in_thread(call, it.close)
+_Item = tuple[str, Any]
+"""What the producer thread hands over: ("chunk", StreamChunk), ("error", exc), ("end", None)."""
 
 
 async def open_stream(
-    gw: ModelGateway, call: CallContext, stream: Callable[[], tuple[ModelStream, Any]]
-) -> tuple[ModelStream, StreamChunk, Any]:
-    """Start a model stream and fetch its first chunk (errors before it become HTTP errors)."""
+    call: CallContext, stream: Callable[[], tuple[ModelStream, R]]
+) -> tuple[AsyncGenerator[StreamChunk, None], R]:
+    """Start a model stream in one worker thread and wait for its first chunk.
 
-    def start() -> tuple[ModelStream, StreamChunk, Any]:
-        it, result = stream()
-        return it, next(it, _END), result
+    The thread (in the request's context) runs the whole blocking stream and hands each
+    chunk to the event loop as it arrives: one thread-pool hop per stream, not one per
+    chunk. An error before the first chunk (budget, context overflow, upstream refusal)
+    is raised here, so it becomes an HTTP error; later ones end the event stream.
+    Returns the chunks and the stream's result holder (``stream()``'s second value).
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[_Item] = asyncio.Queue()
+    stop = threading.Event()
+    started: list[R] = []
 
-    return await in_thread(call, start)
+    def put(kind: str, value: Any) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+
+    def produce() -> None:
+        try:
+            it, result = stream()
+            started.append(result)
+            for chunk in it:
+                put("chunk", chunk)
+                if stop.is_set():
+                    # The client left: closing the stream records what was produced.
+                    it.close()
+                    break
+            put("end", None)
+        except Exception as exc:
+            put("error", exc)
+
+    task = asyncio.ensure_future(anyio.to_thread.run_sync(call.run, produce))
+    first = await queue.get()
+    if first[0] == "error":
+        await task
+        raise first[1]
+    return _chunks(first, queue, stop, task), started[0]
+
+
+async def _chunks(
+    first: _Item, queue: asyncio.Queue[_Item], stop: threading.Event, task: asyncio.Future[None]
+) -> AsyncGenerator[StreamChunk, None]:
+    """The chunks the producer hands over; when the consumer stops early, the producer
+    closes the model stream at its next chunk, and this waits for it (shielded), so the
+    call's span and budget are recorded whatever happened to the client."""
+    try:
+        item = first
+        while item[0] == "chunk":
+            yield item[1]
+            item = await queue.get()
+        if item[0] == "error":
+            raise item[1]
+    finally:
+        stop.set()
+        with anyio.CancelScope(shield=True):
+            await task
 
 
 @router.post(
@@ -138,10 +169,10 @@ async def chat_completions(request: Request) -> Response:
                     hint="set stream to false for requests with tools",
                     param="stream",
                 )
-            it, first, result = await open_stream(gw, call, lambda: gw.stream(call, model, req))
+            chunks, result = await open_stream(call, lambda: gw.stream(call, model, req))
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             return SSEResponse(
-                _openai_events(call, it, first, result, req.model, include_usage),
+                _openai_events(chunks, result, req.model, include_usage),
                 headers={"cache-control": "no-cache"},
             )
         response = await in_thread(call, gw.complete, call, model, req)
@@ -155,16 +186,14 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def _openai_events(
-    call: CallContext,
-    it: ModelStream,
-    first: StreamChunk,
+    chunks: AsyncGenerator[StreamChunk, None],
     result: StreamResult,
     model: str,
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
     cid, created = completion_id(), int(time.time())
     role_sent = False
-    async with aclosing(pump(call, it, first)) as chunks:
+    async with aclosing(chunks):
         async for chunk in chunks:
             if not (chunk.text or chunk.finish_reason or not role_sent):
                 continue
@@ -233,11 +262,9 @@ async def messages(request: Request) -> Response:
                 param="stream",
             )
         if req.stream:
-            it, first, result = await open_stream(
-                gw, call, lambda: gw.stream(call, model, chat_req)
-            )
+            chunks, result = await open_stream(call, lambda: gw.stream(call, model, chat_req))
             return SSEResponse(
-                anthropic_wire.events(pump(call, it, first), result, req.model),
+                anthropic_wire.events(chunks, result, req.model),
                 headers={"cache-control": "no-cache"},
             )
         response = await in_thread(call, gw.complete, call, model, chat_req)
