@@ -74,7 +74,7 @@ def serve(
         store.dispose()
     if workers == 1:
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, freeze_heap=True),
             host=host,
             port=port,
             log_level=log_level,
