@@ -187,3 +187,55 @@ def test_bad_input_is_one_line(
     assert message in out
     assert "Traceback" not in out
     assert _counts() == (0, 0)
+
+
+def test_report_shows_judge_verdicts_and_the_gate_uses_them(
+    capsys: pytest.CaptureFixture[str], two_runs: tuple[str, str], tmp_path: Path
+) -> None:
+    good, bad = two_runs
+    with ScriptedModelServer(responder=fair_judge) as server:
+        model = f"{server.base_url}#judge"
+        for run_id in (good, bad):
+            code, out = cli(capsys, "eval", "judge", "pointwise", run_id, "--model", model)
+            assert code == 0, out
+        code, out = cli(capsys, "eval", "judge", "pairwise", "--candidate", bad,
+                        "--baseline", good, "--model", model)  # fmt: skip
+        assert code == 0, out
+
+    # The gate reads the stored verdicts: pointwise scores, and pairwise wins per case.
+    code, out = cli(capsys, "eval", "gate", "--candidate", bad, "--baseline", good,
+                    "--metric", "judge:answer_relevance@1", "--json")  # fmt: skip
+    assert code == 1, out
+    res = json.loads(out)
+    assert (res["baseline_mean"], res["candidate_mean"], res["n"]) == (1.0, 0.0, 16)
+    code, out = cli(capsys, "eval", "gate", "--candidate", good, "--baseline", bad,
+                    "--metric", "judge:pairwise", "--json")  # fmt: skip
+    assert code == 0, out  # judged the other way round: good won every case
+    assert json.loads(out)["candidate_mean"] == 1.0
+    code, out = cli(capsys, "eval", "gate", "--candidate", bad, "--baseline", good,
+                    "--metric", "judge:correctness")  # fmt: skip
+    assert code == 2
+    assert "no verdicts of judge 'correctness'" in out
+
+    # Text, JSON and HTML reports all carry the verdicts.
+    code, out = cli(capsys, "eval", "report", bad, "--baseline", good,
+                    "--gate-metric", "judge:answer_relevance@1")  # fmt: skip
+    assert code == 0, out
+    assert "judge answer_relevance@1 (pointwise" in out
+    assert "mean score 0" in out
+    assert "candidate wins 0, baseline wins 16" in out
+    assert "FAIL: significant drop" in out
+    html = tmp_path / "r.html"
+    code, out = cli(capsys, "eval", "report", bad, "--baseline", good, "--json",
+                    "--html", str(html))  # fmt: skip
+    assert code == 0, out
+    data = json.loads(out)
+    judges = {j["judge"]: j for j in data["judges"]}
+    assert judges["answer_relevance@1"]["mean_score"] == 0.0
+    assert judges["answer_relevance@1"]["results"][0]["verdict"] == "1"
+    assert judges["pairwise@1"]["baseline_wins"] == 16
+    assert judges["pairwise@1"]["baseline_run"] == good
+    page = html.read_text()
+    assert "<h2>Judges</h2>" in page
+    assert "answer_relevance@1 (pointwise)" in page
+    assert "baseline wins 16" in page

@@ -289,19 +289,25 @@ def test_judge_metrics_and_failures_are_recorded(sqlite_store: Store) -> None:
     gs.add("j", [Case(key="a", input="q1"), Case(key="b", input="q2")])
 
     def agent(case: Case) -> AgentResult:
-        return AgentResult(output="ans", retrieved_context=["ctx"])
+        return AgentResult(output="The answer is here.", retrieved_context=["ctx"])
 
-    # relevance for a: 5; faithfulness for a: junk twice (failure); b: 3 and 4.
-    script = ['{"score": 5}', "junk", "junk", '{"score": 3}', '{"score": 4}']
+    # a: relevancy yes, support junk twice (failure); b: relevancy no, support yes.
+    script = [
+        '{"verdict": "yes"}', "junk", "junk", '{"verdict": "no"}', '{"verdict": "yes"}',
+    ]  # fmt: skip
     with ScriptedModelServer(script) as server:
-        scorer = Scorer(judge_model=OpenAICompatProvider(server.base_url, max_retries=0))
+        scorer = Scorer(
+            judge_model=OpenAICompatProvider(server.base_url, max_retries=0),
+            metrics=["answer_relevancy", "faithfulness"],
+        )
         run = EvalRuns(sqlite_store).run(
             CallableRunner(agent, name="j"), "j", scorer=scorer, concurrency=1
         )
     m = run.summary["metrics"]
     assert m["faithfulness"]["missing"] == 1  # the failure is counted, not dropped
+    assert m["faithfulness"]["mean"] == 1.0
     assert m["judge_failure"]["mean"] == 0.5
-    assert m["answer_relevance"]["mean"] == pytest.approx((1.0 + 0.5) / 2)
+    assert m["answer_relevancy"]["mean"] == pytest.approx((1.0 + 0.0) / 2)
 
 
 def test_run_input_errors(seeded: Store) -> None:

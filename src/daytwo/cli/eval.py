@@ -12,6 +12,7 @@ from rich.table import Table
 from daytwo.cli._context import state
 from daytwo.cli._output import console, print_json, progress_bar
 from daytwo.cli.eval_judge import judge_app
+from daytwo.cli.eval_report import report_cmd
 
 
 def _agents(store: Any) -> Any:
@@ -251,16 +252,27 @@ def run_cmd(
         2, "--concurrency", "-c", min=1, max=64, help="Parallel cases."
     ),
     judge: str | None = typer.Option(
-        None, "--judge", help="Model for LLM judges: 'local' or an OpenAI-compatible URL."
+        None, "--judge", help="Model for LLM judges: 'local' or an OpenAI-compatible URL#model."
     ),
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metrics",
+            help="Reference-free metrics, comma-separated or repeated: faithfulness, "
+            "answer_relevancy, context_precision, context_recall (need --judge), "
+            "semantic_similarity (the embedder). Default with --judge: the four judge metrics.",
+        ),
+    ] = None,
     k: int = typer.Option(5, "--k", min=1, help="Cut-off of retrieval metrics."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Run a golden set version through an agent version and store every metric."""
     from daytwo.evals.bindings import open_chat_model, resolve_runner
-    from daytwo.evals.scoring import Scorer
+    from daytwo.evals.scoring import Scorer, resolve_metrics
     from daytwo.exceptions import InputError
 
+    chosen = [x.strip() for m in metrics or [] for x in m.split(",") if x.strip()] or None
+    resolve_metrics(chosen, judge=judge is not None)  # bad names fail before any work
     if (agent is None) == (target is None):
         raise InputError(
             "pass exactly one of --agent and --target",
@@ -279,8 +291,9 @@ def run_cmd(
         else:
             assert agent is not None
             runner = resolve_runner(agent, stack, settings=state.settings(), agents=_agents(store))
+        embedder = _embedder() if chosen and "semantic_similarity" in chosen else None
         judge_model = open_chat_model(judge, stack, settings=state.settings())[0] if judge else None
-        scorer = Scorer(k=k, judge_model=judge_model)
+        scorer = Scorer(k=k, judge_model=judge_model, metrics=chosen, embedder=embedder)
         total = info.case_count * repeats
         with progress_bar(disable=json_out) as bar:
             task = bar.add_task(
@@ -293,9 +306,32 @@ def run_cmd(
                 concurrency=concurrency,
                 scorer=scorer,
                 progress=lambda done, _t: bar.update(task, completed=done),
-                config={"agent_ref": agent, "judge": judge, "k": k, "concurrency": concurrency},
+                config={
+                    "agent_ref": agent,
+                    "judge": judge,
+                    "k": k,
+                    "concurrency": concurrency,
+                    "metrics": scorer.metrics,
+                },
             )
     _print_run(run, json_out)
+
+
+def _embedder() -> Any:
+    """The configured embedder (semantic similarity); a missing model is one clear error."""
+    from daytwo.exceptions import ConfigError
+    from daytwo.knowledge.embedders import get_embedder
+
+    name = state.settings().embedder
+    embedder = get_embedder(name)
+    try:
+        embedder.embed(["probe"])
+    except Exception as exc:
+        raise ConfigError(
+            f"embedder {name!r} does not load: {exc}",
+            hint="install it (daytwo doctor names the package) or set DAYTWO_EMBEDDER",
+        ) from exc
+    return embedder
 
 
 def _target(
@@ -724,45 +760,4 @@ def load_cmd(
     )
 
 
-@app.command("report")
-def report_cmd(
-    run_id: Annotated[str, typer.Argument(help="Run id (or prefix).")],
-    html: Annotated[Path, typer.Option("--html", help="Write the HTML report here.")],
-    baseline: str | None = typer.Option(None, "--baseline", help="Compare with this run."),
-    gate_metric: str | None = typer.Option(
-        None, "--gate-metric", help="Show the release gate's verdict on this metric."
-    ),
-    max_drop: float = typer.Option(0.0, "--max-drop", min=0.0, help="Gate: largest drop."),
-    confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.999),
-    trace_url: str | None = typer.Option(
-        None,
-        "--trace-url",
-        help="Link each case to its trace: a URL template with {trace_id} "
-        "(e.g. http://phoenix:6006/projects/default/traces/{trace_id}).",
-    ),
-) -> None:
-    """Write a self-contained HTML report (cases, deltas, gate verdict, inline SVG plots)."""
-    from daytwo.evals.report import render_html
-    from daytwo.exceptions import InputError
-
-    runs = _runs()
-    verdict = None
-    if gate_metric is not None:
-        from daytwo.evals.gates import gate
-
-        base = runs.get(baseline) if baseline else runs.previous(runs.get(run_id).id)
-        if base is None:
-            raise InputError("the gate needs a baseline run", hint="pass --baseline RUN_ID")
-        verdict = gate(
-            state.store(), candidate=runs.get(run_id).id, baseline=base.id,
-            metric=gate_metric, max_drop=max_drop, confidence=confidence,
-        )  # fmt: skip
-    if trace_url is not None and "{trace_id}" not in trace_url:
-        raise InputError(
-            f"--trace-url {trace_url!r} has no {{trace_id}} placeholder",
-            hint="e.g. --trace-url 'http://jaeger:16686/trace/{trace_id}'",
-        )
-    text = render_html(runs, run_id, baseline, gate=verdict, trace_url=trace_url)
-    html.parent.mkdir(parents=True, exist_ok=True)
-    html.write_text(text, encoding="utf-8")
-    console.print(f"wrote {html}")
+app.command("report")(report_cmd)

@@ -21,15 +21,14 @@ __all__ = ["case_changes", "junit_xml", "markdown_comment"]
 
 def case_changes(runs: EvalRuns, result: GateResult) -> list[tuple[str, float, float]]:
     """``(case, baseline, candidate)`` of the gated metric for cases in both runs, worst first."""
-    from daytwo.evals.report import per_case_means
+    from daytwo.evals.verdicts import JUDGE_PREFIX, judge_case_values
 
-    cand = per_case_means(runs, result.candidate)
-    base = per_case_means(runs, result.baseline)
-    rows = [
-        (key, base[key][result.metric], cand[key][result.metric])
-        for key in sorted(set(cand) & set(base))
-        if result.metric in cand[key] and result.metric in base[key]
-    ]
+    if result.metric.startswith(JUDGE_PREFIX):
+        cand, base = judge_case_values(runs.store, result.metric, result.candidate, result.baseline)
+    else:
+        cand = runs.case_values(result.candidate, result.metric)
+        base = runs.case_values(result.baseline, result.metric)
+    rows = [(key, base[key], cand[key]) for key in sorted(set(cand) & set(base))]
     sign = -1.0 if result.metric in LOWER_IS_BETTER else 1.0
     return sorted(rows, key=lambda r: sign * (r[2] - r[1]))
 

@@ -1,9 +1,10 @@
 """Release gates and drift alerts over stored runs.
 
 ``gate``: pairs the candidate's and the baseline's per-case values of one
-metric and bootstraps the mean difference (seeded). Lower-is-better metrics
-(latency, cost, tokens, errors) are flipped so that a *drop* always means
-"worse". The gate fails when the whole confidence interval of the change lies
+metric (a stored metric, or a stored judge's verdicts as ``judge:NAME@VERSION``,
+see :mod:`daytwo.evals.verdicts`) and bootstraps the mean difference (seeded).
+Lower-is-better metrics (latency, cost, tokens, errors) are flipped so that a *drop*
+always means "worse". The gate fails when the whole confidence interval of the change lies
 below ``-max_drop``: we are confident the candidate lost more than allowed.
 
 ``watch``: compares a metric's values in the most recent runs of an agent on a
@@ -23,6 +24,7 @@ from opentelemetry import trace
 from daytwo.evals.metrics import LOWER_IS_BETTER
 from daytwo.evals.runs import EvalRuns, RunInfo
 from daytwo.evals.stats import BootstrapResult, WindowChange, paired_bootstrap, window_change
+from daytwo.evals.verdicts import JUDGE_PREFIX, judge_case_values
 from daytwo.exceptions import InputError, NotFoundError
 from daytwo.store import Store
 from daytwo.store.tables.evals import EvalAlert
@@ -87,8 +89,11 @@ def gate(
         raise InputError("--max-drop must be >= 0", hint="e.g. --max-drop 0.05")
     runs = EvalRuns(store)
     cand_run, base_run = runs.get(candidate), runs.get(baseline)
-    cand = runs.case_values(cand_run.id, metric)
-    base = runs.case_values(base_run.id, metric)
+    if metric.startswith(JUDGE_PREFIX):  # a stored judge's verdicts (`daytwo eval judge`)
+        cand, base = judge_case_values(store, metric, cand_run.id, base_run.id)
+    else:
+        cand = runs.case_values(cand_run.id, metric)
+        base = runs.case_values(base_run.id, metric)
     if not cand or not base:
         which = cand_run if not cand else base_run
         known = sorted(which.summary.get("metrics", {}))

@@ -18,12 +18,13 @@ from sqlalchemy import select
 
 from daytwo.evals.metrics import LOWER_IS_BETTER
 from daytwo.evals.runs import EvalRuns, RunInfo
+from daytwo.evals.verdicts import judge_evidence, judge_verdicts
 from daytwo.store.tables.evals import EvalCase
 
 if TYPE_CHECKING:
     from daytwo.evals.gates import GateResult
 
-__all__ = ["bar_chart_svg", "human_ms", "per_case_means", "render_html"]
+__all__ = ["bar_chart_svg", "human_ms", "per_case_means", "render_html", "report_data"]
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1100px}
@@ -168,6 +169,7 @@ def render_html(
         )
     if gate is not None:
         out.append(_gate_box(gate))
+    out.append(_judges_html(judge_verdicts(runs.store, run.id)))
     out.append("<h2>Metrics</h2><table><tr><th>metric</th><th>component</th><th>candidate</th>")
     out.append("<th>baseline</th><th>delta</th><th>cases</th><th>missing</th></tr>")
     for n in names:
@@ -216,6 +218,124 @@ def render_html(
     return "\n".join(out)
 
 
+def _judges_html(judges: list[dict[str, Any]]) -> str:
+    """Stored verdicts of `daytwo eval judge` on the run: one table per judge."""
+    if not judges:
+        return ""
+    out = ["<h2>Judges</h2>"]
+    for j in judges:
+        head = (
+            f"<h3>{escape(j['judge'])} ({escape(j['kind'])})</h3><p>model "
+            f"<code>{escape(j['model'])}</code>, prompt sha256 "
+            f"<code>{escape(j['prompt_sha256'][:12])}</code>, {j['cases']} cases, "
+            f"{j['judge_failures']} judge failures; "
+        )
+        if j["kind"] == "pointwise":
+            mean = j["mean_score"]
+            out.append(head + f"mean score {_fmt(mean)} (0..1).</p>")
+            cols = ("case", "verdict (1–5)", "score", "parse")
+            rows = [(c["case"], c["verdict"], _fmt(c["score"]), c["parse_status"])
+                    for c in j["results"]]  # fmt: skip
+        else:
+            rate = j["consistency_rate"]
+            out.append(
+                head + f"against baseline <code>{escape(str(j['baseline_run'])[:12])}</code>: "
+                f"candidate wins {j['candidate_wins']}, baseline wins {j['baseline_wins']}, "
+                f"ties {j['ties']}, consistent across both orders {_fmt(rate)}.</p>"
+            )
+            cols = ("case", "verdict", "candidate shown first", "baseline shown first")
+            rows = [(c["case"], c["verdict"], str(c.get("candidate_first")),
+                     str(c.get("baseline_first"))) for c in j["results"]]  # fmt: skip
+        out.append("<table><tr>" + "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>")
+        for r in rows:
+            cells = "".join(
+                f"<td>{v if v.startswith('<span') else escape(v)}</td>" for v in map(str, r)
+            )
+            out.append(f"<tr>{cells}</tr>")
+        out.append("</table>")
+    return "".join(out)
+
+
+def _evidence_html(evidence: dict[str, dict[str, Any]]) -> str:
+    """The judge's evidence of a case's reference-free metrics, folded."""
+    if not evidence:
+        return '<span class="muted">–</span>'
+    parts = []
+    for name, ev in sorted(evidence.items()):
+        items = []
+        for c in ev.get("claims", []):
+            flag = c.get("supported", c.get("relevant"))
+            mark = {True: "✔", False: "✘", None: "failure"}.get(flag, "?")
+            where = (
+                f" — passage {c['passage_rank']}"
+                + (f" ({escape(str(c['passage_id']))})" if c.get("passage_id") else "")
+                + f": “{escape(c.get('passage', ''))}”"
+                if "passage_rank" in c
+                else ""
+            )
+            items.append(f"<li>{mark} {escape(c['claim'])}{where}</li>")
+        for p in ev.get("passages", []) if name == "context_precision" else []:
+            mark = {True: "relevant", False: "not relevant", None: "failure"}[p["relevant"]]
+            pid = f" ({escape(str(p['passage_id']))})" if p.get("passage_id") else ""
+            items.append(f"<li>#{p['rank']}{pid} {mark}: “{escape(p.get('passage', ''))}”</li>")
+        why = f" <i>{escape(ev['reason'])}</i>" if ev.get("reason") else ""
+        parts.append(
+            f"<details><summary>{escape(name)} {_fmt(ev.get('value'))}{why}</summary>"
+            f"<ul>{''.join(items)}</ul></details>"
+        )
+    return "".join(parts)
+
+
+def report_data(
+    runs: EvalRuns,
+    run_id: str,
+    baseline_id: str | None = None,
+    *,
+    gate: GateResult | None = None,
+) -> dict[str, Any]:
+    """What the report shows, as data (``daytwo eval report --json`` and the text view)."""
+    run = runs.get(run_id)
+    base: RunInfo | None = runs.get(baseline_id) if baseline_id else runs.previous(run.id)
+    cm = run.summary.get("metrics", {})
+    bm = base.summary.get("metrics", {}) if base else {}
+    metrics = []
+    for n in sorted(cm, key=lambda n: (cm[n]["component"], n)):
+        c, b = cm[n].get("mean"), bm.get(n, {}).get("mean")
+        metrics.append(
+            {
+                "metric": n,
+                "component": cm[n]["component"],
+                "candidate": c,
+                "baseline": b,
+                "delta": c - b if c is not None and b is not None else None,
+                "cases": cm[n].get("cases", 0),
+                "missing": cm[n].get("missing", 0),
+            }
+        )
+    evidence = judge_evidence(runs, run.id)
+    cand = per_case_means(runs, run.id)
+    before = per_case_means(runs, base.id) if base else {}
+    cases = [
+        {
+            "case": key,
+            "metrics": cand[key],
+            "deltas": {
+                m: v - before[key][m] for m, v in cand[key].items() if m in before.get(key, {})
+            },
+            "judge_evidence": evidence.get(key, {}),
+        }
+        for key in sorted(cand)
+    ]
+    return {
+        "run": run.as_dict(),
+        "baseline": base.as_dict() if base else None,
+        "gate": gate.as_dict() if gate else None,
+        "metrics": metrics,
+        "judges": judge_verdicts(runs.store, run.id),
+        "cases": cases,
+    }
+
+
 _CASE_METRICS = (
     "fuzzy_match",
     "exact_match",
@@ -224,6 +344,8 @@ _CASE_METRICS = (
     "ndcg@5",
     "faithfulness",
     "answer_relevancy",
+    "context_precision",
+    "context_recall",
     "semantic_similarity",
 )
 
@@ -262,6 +384,9 @@ def _cases_table(
         }
     cols = [c for c in _CASE_METRICS if any(c in v for v in cand.values())]
     head = "".join(f"<th>{escape(c)}</th>" for c in cols)
+    evidence = judge_evidence(runs, run_id)
+    if evidence:
+        head += "<th>judge evidence</th>"
     out = [
         "<h2>Cases</h2><p>Each metric cell shows the candidate's value and, below it, the "
         "change against the baseline.</p><table><tr><th>case</th><th>input</th>"
@@ -300,7 +425,9 @@ def _cases_table(
             f"<tr><td>{escape(key)}</td><td class='text'>{_text(data.get('input'))}</td>"
             f"<td class='text'>{_text(expected)}</td><td class='text'>{_text(actual)}</td>"
             f"<td class='text'>{_text((old.output or {}).get('output') if old else None)}</td>"
-            f"{''.join(cells)}<td>{escape(human_ms(latency))}<br><small class='"
+            f"{''.join(cells)}"
+            + (f"<td class='text'>{_evidence_html(evidence.get(key, {}))}</td>" if evidence else "")
+            + f"<td>{escape(human_ms(latency))}<br><small class='"
             f"{_delta_class(lat_delta, 'latency_ms')}'>"
             f"{_signed(lat_delta, 'latency_ms') if lat_delta is not None else ''}</small></td>"
             f"<td class='text'>{_text(res.error if res is not None else None)}</td>"

@@ -2,23 +2,35 @@
 
 Components: ``retrieval`` (precision/recall/nDCG/MRR/hit rate at k against
 the relevant ids), ``tools`` (right tool, right arguments), ``output``
-(schema validity, exact/fuzzy match, reference-fact recall), ``judge``
-(faithfulness and answer relevance by LLM judge; a judge failure is recorded
-with value None and ``judge_failure`` = 1, never dropped) and ``cost``
-(errors here; tokens, latency and cost are read from the trace after the run).
+(schema validity, exact/fuzzy match, reference-fact recall, semantic similarity by
+embedding), ``judge`` (the reference-free metrics of :mod:`daytwo.evals.reference_free`:
+faithfulness, answer relevancy, context precision and recall, each with the judge's
+evidence; a judge failure is recorded with value None and counted in ``judge_failure``,
+never dropped) and ``cost`` (errors here; tokens, latency and cost are read from the
+trace after the run).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from daytwo.evals import metrics as m
 from daytwo.evals.cases import Case
-from daytwo.evals.judges import ANSWER_RELEVANCE, FAITHFULNESS, ChatModel, PointwiseJudge
+from daytwo.evals.dedup import Embedder, default_embedder
+from daytwo.evals.judges import ChatModel
+from daytwo.evals.reference_free import (
+    CONTEXT_METRICS,
+    JUDGE_METRICS,
+    REFERENCE_FREE_METRICS,
+    RefFreeJudge,
+    semantic_similarity,
+)
 from daytwo.evals.runner import AgentResult
+from daytwo.exceptions import InputError
 
-__all__ = ["MetricValue", "Scorer"]
+__all__ = ["MetricValue", "Scorer", "resolve_metrics"]
 
 
 @dataclass(frozen=True)
@@ -31,16 +43,57 @@ class MetricValue:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class Scorer:
-    """Turns (case, result) into metric values; judges are optional (``judge_model``)."""
-
-    def __init__(self, *, k: int = 5, judge_model: ChatModel | None = None, seed: int = 0) -> None:
-        self.k = k
-        self.faithfulness = (
-            PointwiseJudge(judge_model, FAITHFULNESS, seed=seed) if judge_model else None
+def resolve_metrics(metrics: Sequence[str] | None, *, judge: bool) -> list[str]:
+    """The reference-free metrics to compute; unknown names or a missing judge are refused."""
+    chosen = list(JUDGE_METRICS if metrics is None and judge else metrics or [])
+    unknown = [x for x in chosen if x not in REFERENCE_FREE_METRICS]
+    if unknown:
+        raise InputError(
+            f"unknown metric {unknown[0]!r}",
+            hint=f"choose among {', '.join(REFERENCE_FREE_METRICS)}",
         )
-        self.relevance = (
-            PointwiseJudge(judge_model, ANSWER_RELEVANCE, seed=seed) if judge_model else None
+    needs = [x for x in chosen if x in JUDGE_METRICS]
+    if needs and not judge:
+        raise InputError(
+            f"metric {needs[0]} needs a judge model",
+            hint="pass --judge local (SmolLM2) or --judge URL#model",
+        )
+    return list(dict.fromkeys(chosen))
+
+
+def _embedder_name(embedder: Embedder) -> str:
+    return str(getattr(embedder, "name", type(embedder).__name__))
+
+
+class Scorer:
+    """Turns (case, result) into metric values.
+
+    ``metrics`` picks among the reference-free metrics (``REFERENCE_FREE_METRICS``);
+    by default every judge metric when a ``judge_model`` is given, none otherwise.
+    Judge metrics need ``judge_model``; ``semantic_similarity`` needs ``embedder``
+    (faithfulness uses it too, to find each claim's passage, falling back to the
+    default embedder).
+    """
+
+    def __init__(
+        self,
+        *,
+        k: int = 5,
+        judge_model: ChatModel | None = None,
+        seed: int = 0,
+        metrics: Sequence[str] | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.k = k
+        chosen = resolve_metrics(metrics, judge=judge_model is not None)
+        if "semantic_similarity" in chosen and embedder is None:
+            raise InputError("semantic_similarity needs an embedder")
+        self.metrics = chosen
+        self.embedder = embedder
+        self.judge = (
+            RefFreeJudge(judge_model, embedder or default_embedder(), seed=seed)
+            if judge_model is not None and any(x in JUDGE_METRICS for x in chosen)
+            else None
         )
 
     def score(self, case: Case, result: AgentResult) -> list[MetricValue]:
@@ -76,6 +129,19 @@ class Scorer:
                     m.reference_fact_recall(result.output, case.reference_facts),
                 )
             )
+        if (
+            "semantic_similarity" in self.metrics
+            and self.embedder is not None
+            and case.expected_output is not None
+        ):
+            out.append(
+                MetricValue(
+                    "output",
+                    "semantic_similarity",
+                    semantic_similarity(self.embedder, result.output, case.expected_output),
+                    {"embedder": _embedder_name(self.embedder)},
+                )
+            )
         out += self._judge(case, result)
         return out
 
@@ -100,31 +166,31 @@ class Scorer:
         return out
 
     def _judge(self, case: Case, result: AgentResult) -> list[MetricValue]:
-        if self.relevance is None or result.output is None:
+        """The judge metrics that apply: answer metrics need an answer, context ones passages."""
+        judge = self.judge
+        if judge is None or result.output is None:
             return []
-        values: list[MetricValue] = []
-        failures = 0
-        v = self.relevance.score(case.input, result.output)
-        failures += v.failed
-        values.append(
+        passages = [p for p in result.retrieved_context if p]
+        ids = list(result.retrieved_ids)
+        scored = []
+        if "answer_relevancy" in self.metrics:
+            scored.append(judge.answer_relevancy(case.input, result.output))
+        if passages and "faithfulness" in self.metrics:
+            scored.append(judge.faithfulness(result.output, passages, ids))
+        wanted = (CONTEXT_METRICS - {"faithfulness"}) & set(self.metrics)
+        if passages and wanted:
+            context = judge.context_metrics(case.input, passages, ids, self.k)
+            scored += [s for s in context if s.name in wanted]
+        values = [
             MetricValue(
                 "judge",
-                "answer_relevance",
-                v.score,
-                {"parse_status": v.parse_status, "raw": v.raw[-1:], "judge": "answer_relevance@1"},
+                s.name,
+                s.value,
+                {**s.evidence, "embedder": _embedder_name(judge.embedder)}
+                if s.name == "faithfulness"
+                else s.evidence,
             )
-        )
-        context = "\n".join(result.retrieved_context)
-        if context and self.faithfulness is not None:
-            f = self.faithfulness.score(case.input, result.output, context=context)
-            failures += f.failed
-            values.append(
-                MetricValue(
-                    "judge",
-                    "faithfulness",
-                    f.score,
-                    {"parse_status": f.parse_status, "raw": f.raw[-1:], "judge": "faithfulness@1"},
-                )
-            )
-        values.append(MetricValue("judge", "judge_failure", float(failures)))
+            for s in scored
+        ]
+        values.append(MetricValue("judge", "judge_failure", float(sum(s.failed for s in scored))))
         return values
