@@ -184,3 +184,34 @@ def test_synthesize_typos_from_cases_then_review(capsys: pytest.CaptureFixture[s
     args = ["eval", "synthesize", "--set", "sup", "--kind", "typos", "--from-docs", "nope"]
     assert run(args) == 2
     assert "neither a knowledge collection" in capsys.readouterr().err
+
+
+def test_promote_near_duplicate_threshold_from_setting_and_flag(
+    capsys: pytest.CaptureFixture[str], agents: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The near-duplicate threshold is the setting's unless --threshold overrides it."""
+    from daytwo.evals.dedup import default_embedder, near_duplicates
+
+    assert cli(capsys, "db", "upgrade")[0] == 0
+    assert cli(capsys, "eval", "sets", "import", "sup", str(sample_golden_path()))[0] == 0
+    code, out = cli(capsys, "eval", "run", "--agent", "python:my_agents:bad@v1",
+                    "--set", "sup@1", "--json")  # fmt: skip
+    assert code == 0, out
+    code, out = cli(capsys, "eval", "show", json.loads(out)["id"], "--cases", "--json")
+    result = json.loads(out)["results"][0]
+    code, out = cli(capsys, "eval", "sets", "export", "sup@1")
+    source = next(json.loads(x) for x in out.splitlines() if json.loads(x)["key"] == result["case"])
+    paraphrase = "Could you tell me: " + source["input"].rstrip("?") + ", please?"
+    assert cli(capsys, "eval", "sets", "create", "prod")[0] == 0
+    assert cli(capsys, "eval", "sets", "add", "prod", "--input", paraphrase)[0] == 0
+    sim = near_duplicates([source["input"]], [paraphrase], embedder=default_embedder())[0][1]
+    assert 0.5 < sim < 0.99, sim
+
+    monkeypatch.setenv("DAYTWO_EVAL_NEAR_DUPLICATE_THRESHOLD", f"{sim - 0.01:.4f}")
+    state.reset()
+    assert run(["eval", "promote", result["id"], "--set", "prod", "--tag", "t"]) == 2
+    assert "near-duplicate" in capsys.readouterr().err
+    code, out = cli(capsys, "eval", "promote", result["id"], "--set", "prod", "--tag", "t",
+                    "--threshold", f"{min(1.0, sim + 0.01):.4f}", "--json")  # fmt: skip
+    assert code == 0, out
+    assert json.loads(out)["version"]["version"] == 2
