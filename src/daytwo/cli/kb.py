@@ -40,6 +40,54 @@ def _parse_filters(values: list[str]) -> dict[str, str]:
     return filters
 
 
+def _search_filter(values: list[str], where: str | None) -> dict[str, Any] | None:
+    """The filter of ``--filter key=value`` (string equalities) and ``--where JSON``."""
+    import json
+    from pathlib import Path
+
+    from daytwo.exceptions import InputError
+    from daytwo.knowledge.filters import parse_filter
+
+    flat = _parse_filters(values)
+    if where is None:
+        return dict(flat) or None
+    text = where
+    if where.startswith("@"):
+        try:
+            text = Path(where[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read the filter file {where[1:]!r}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"--where is not JSON: {exc.msg} at character {exc.pos}",
+            hint="quote it for the shell: --where '{\"must\": [...]}'",
+        ) from exc
+    parsed = parse_filter(data)
+    structured = parsed.to_dict() if parsed is not None else {}
+    if not flat:
+        return structured or None
+    must = [{"key": k, "match": {"value": v}} for k, v in flat.items()]
+    return {"must": [*must, structured] if structured else must}
+
+
+def _fusion(method: str | None, rrf_k: int | None, alpha: float | None) -> Any:
+    from daytwo.exceptions import InputError
+    from daytwo.knowledge.fusion import FusionConfig
+
+    if method is None:
+        if rrf_k is not None or alpha is not None:
+            raise InputError("--rrf-k and --alpha need --fusion", hint="e.g. --fusion convex")
+        return None
+    data: dict[str, Any] = {"method": method}
+    if rrf_k is not None:
+        data["rrf_k"] = rrf_k
+    if alpha is not None:
+        data["alpha"] = alpha
+    return FusionConfig.from_dict(data)
+
+
 @app.command()
 def ingest(
     target: str = typer.Argument(
@@ -159,7 +207,27 @@ def search(
     mode: str = typer.Option("hybrid", "--mode", help="bm25, dense or hybrid."),
     k: int = typer.Option(10, "--k", "-k", help="Number of results."),
     filters: list[str] = typer.Option(  # noqa: B008
-        [], "--filter", help="Metadata filter key=value (repeatable)."
+        [], "--filter", help="Metadata equality key=value, the value a string (repeatable)."
+    ),
+    where: str | None = typer.Option(
+        None,
+        "--where",
+        help='Typed metadata filter as JSON (or @FILE), e.g. \'{"must": [{"key": "year", '
+        '"range": {"gte": 2020}}]}\'; see README.md "Search".',
+    ),
+    fusion: str | None = typer.Option(
+        None, "--fusion", help="Hybrid fusion for this search: rrf, convex or dbsf."
+    ),
+    rrf_k: int | None = typer.Option(None, "--rrf-k", help="RRF k (with --fusion rrf)."),
+    alpha: float | None = typer.Option(
+        None, "--alpha", help="Dense weight in [0, 1] (with --fusion convex)."
+    ),
+    group_by: str | None = typer.Option(
+        None, "--group-by", help="'document': one hit per document, k counts documents."
+    ),
+    group_size: int = typer.Option(1, "--group-size", help="Chunks per document when grouped."),
+    cursor: str | None = typer.Option(
+        None, "--cursor", help="next_cursor of the previous page of this same search."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -168,12 +236,24 @@ def search(
 
     from daytwo.knowledge.search import SearchRequest
 
-    kb = open_kb()
     request = SearchRequest(
-        collection, query, principal, tuple(group), mode, k, _parse_filters(filters)
+        collection,
+        query,
+        principal,
+        tuple(group),
+        mode,
+        k,
+        _search_filter(filters, where),
+        fusion=_fusion(fusion, rrf_k, alpha),
+        group_by=group_by,
+        group_size=group_size,
+        cursor=cursor,
     )
-    hits = kb.run(request)
-    kb.close()
+    kb = open_kb()
+    try:
+        hits = kb.run(request)
+    finally:
+        kb.close()
     if json_out:
         print_json(
             {
@@ -182,6 +262,7 @@ def search(
                 "principal": principal,
                 "mode": mode,
                 "hits": [h.to_dict() for h in hits],
+                "next_cursor": hits.next_cursor,
             }
         )
         return
@@ -207,6 +288,8 @@ def search(
             hit.text[:80].replace("\n", " "),
         )
     console.print(table)
+    if hits.next_cursor:
+        console.print(f"next page: --cursor {hits.next_cursor}", markup=False)
 
 
 @app.command()

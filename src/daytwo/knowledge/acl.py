@@ -23,7 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from daytwo.exceptions import InputError
-from daytwo.store.tables.knowledge import KbAcl, KbChunk, KbDocMeta
+from daytwo.knowledge.filters import Filter, filter_clause
+from daytwo.store.tables.knowledge import KbAcl, KbChunk
 
 __all__ = [
     "EVERYONE",
@@ -104,9 +105,10 @@ def flatten_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
 
 
 def permitted_clause(
-    collection: str, entries: Sequence[str], filters: Mapping[str, Any] | None
+    collection: str, entries: Sequence[str], filters: Filter | None
 ) -> sa.ColumnElement[bool]:
-    """SQL condition on ``KbChunk``: its document is visible with ``entries`` and matches."""
+    """SQL condition on ``KbChunk``: its document is visible with ``entries`` and matches
+    the typed metadata filter (:mod:`daytwo.knowledge.filters`)."""
     acl = sa.exists(
         sa.select(sa.literal(1)).where(
             KbAcl.collection == collection,
@@ -115,15 +117,6 @@ def permitted_clause(
         )
     )
     conditions: list[sa.ColumnElement[bool]] = [KbChunk.collection == collection, acl]
-    for key, value in flatten_metadata(filters or {}).items():
-        conditions.append(
-            sa.exists(
-                sa.select(sa.literal(1)).where(
-                    KbDocMeta.collection == collection,
-                    KbDocMeta.doc_id == KbChunk.doc_id,
-                    KbDocMeta.key == key,
-                    KbDocMeta.value == value,
-                )
-            )
-        )
+    if filters is not None:
+        conditions.append(filter_clause(filters, collection, KbChunk.__table__.c.doc_id))
     return sa.and_(*conditions)

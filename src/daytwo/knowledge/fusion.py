@@ -70,7 +70,20 @@ class FusionConfig:
                 f"unknown fusion setting {sorted(unknown)[0]!r}",
                 hint=f"known: {', '.join(cls.__dataclass_fields__)}",
             )
-        return cls(**data)
+        for name, value in data.items():
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if name == "method" and not isinstance(value, str):
+                raise InputError("fusion method must be a string", hint="'rrf', 'convex' or 'dbsf'")
+            if name in {"rrf_k", "depth"} and not (numeric and float(value).is_integer()):
+                raise InputError(f"fusion {name} must be an integer", hint=f"e.g. {name}=60")
+            if name != "method" and not numeric:
+                raise InputError(f"fusion {name} must be a number", hint=f"e.g. {name}=0.5")
+        if "depth" in data and not 1 <= data["depth"] <= 10_000:
+            raise InputError("fusion depth must be 1 to 10000", hint="e.g. depth=100")
+        clean: dict[str, Any] = {
+            k: int(v) if k in {"rrf_k", "depth"} else v for k, v in data.items()
+        }
+        return cls(**clean)
 
 
 def _normalised(results: Ranked) -> dict[int, float]:

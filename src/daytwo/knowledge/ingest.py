@@ -30,8 +30,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from daytwo.exceptions import InputError
-from daytwo.knowledge.acl import EVERYONE, flatten_metadata, normalise_acl
+from daytwo.knowledge.acl import EVERYONE, normalise_acl
 from daytwo.knowledge.chunking import ChunkingConfig
+from daytwo.knowledge.filters import typed_metadata
 from daytwo.knowledge.fts import FTS_INDEX
 from daytwo.knowledge.indexes import Indexes
 from daytwo.knowledge.source_types import Skipped, Source, SourceDocument
@@ -183,8 +184,15 @@ def apply_writes(
                 KbAcl(collection=collection, doc_id=doc.doc_id, entry=e) for e in doc.acl
             )
             session.add_all(
-                KbDocMeta(collection=collection, doc_id=doc.doc_id, key=k, value=v)
-                for k, v in flatten_metadata(doc.metadata).items()
+                KbDocMeta(
+                    collection=collection,
+                    doc_id=doc.doc_id,
+                    key=k,
+                    value=v.text,
+                    kind=v.kind,
+                    num=v.num,
+                )
+                for k, v in typed_metadata(doc.metadata).items()
             )
         session.flush()
         for gen in generations:

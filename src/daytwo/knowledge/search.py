@@ -16,6 +16,7 @@ ANN index holds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import time
@@ -30,21 +31,25 @@ import sqlalchemy as sa
 from opentelemetry import trace
 from sqlalchemy.orm import Session
 
-from daytwo.exceptions import InputError, NotFoundError
-from daytwo.knowledge.acl import flatten_metadata, permitted_clause, principal_entries
+from daytwo.exceptions import ConflictError, InputError, NotFoundError
+from daytwo.knowledge.acl import permitted_clause, principal_entries
 from daytwo.knowledge.bm25 import Permitted
+from daytwo.knowledge.cursors import Cursor, decode_cursor, encode_cursor, fingerprint
+from daytwo.knowledge.filters import Filter, filter_clause, parse_filter
 from daytwo.knowledge.fts import keyword_search
-from daytwo.knowledge.fusion import FusionConfig, fuse
+from daytwo.knowledge.fusion import Fused, FusionConfig, fuse
 from daytwo.knowledge.generations import OPEN_STATES
 from daytwo.knowledge.indexes import Indexes
-from daytwo.store.tables.knowledge import KbAcl, KbChunk, KbCollection, KbDocMeta, KbGeneration
+from daytwo.store.tables.knowledge import KbAcl, KbChunk, KbCollection, KbDocument, KbGeneration
 from daytwo.store.tables.knowledge_maintenance import KbMigration
 from daytwo.tracing.content import capture, content_policy
 
 __all__ = [
+    "GROUP_BY",
     "MODES",
     "CollectionState",
     "Hit",
+    "Hits",
     "Route",
     "SearchRequest",
     "SearchTimings",
@@ -54,7 +59,10 @@ __all__ = [
 ]
 
 MODES = ("bm25", "dense", "hybrid")
+GROUP_BY = ("document",)
 MAX_K = 1000
+MAX_WINDOW = 1000  # offset + k of a page (as Elasticsearch's max_result_window)
+MAX_GROUP_SIZE = 20
 _tracer = trace.get_tracer("daytwo.knowledge")
 
 
@@ -68,10 +76,13 @@ class Hit:
     text: str
     score: float
     contributions: dict[str, dict[str, float]] = field(default_factory=dict)
+    chunks: tuple[Hit, ...] = ()
+    """With ``group_by="document"``: the document's best chunks, best first (this hit's
+    own chunk is the first); otherwise empty."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (CLI ``--json``, REST)."""
-        return {
+        out: dict[str, Any] = {
             "doc_id": self.doc_id,
             "chunk_id": self.chunk_id,
             "title": self.title,
@@ -79,6 +90,17 @@ class Hit:
             "score": self.score,
             "contributions": self.contributions,
         }
+        if self.chunks:
+            out["chunks"] = [
+                {"chunk_id": c.chunk_id, "text": c.text, "score": c.score} for c in self.chunks
+            ]
+        return out
+
+
+class Hits(list[Hit]):
+    """A page of hits, and the cursor of the next page (None when this is the last)."""
+
+    next_cursor: str | None = None
 
 
 @dataclass
@@ -158,7 +180,7 @@ def _chunk_rows(
     pks: list[int],
     collection: str,
     entries: Sequence[str],
-    filters: Mapping[str, Any] | None,
+    filters: Filter | None,
 ) -> list[Sequence[Any]]:
     """(pk, doc_id, chunk_id, title, text) of the given chunks that are visible with
     ``entries`` and ``filters`` (any order).
@@ -226,20 +248,17 @@ def _meta_filtered(
     collection: str,
     rows: list[Sequence[Any]],
     visible: set[str],
-    filters: Mapping[str, Any] | None,
+    filters: Filter | None,
 ) -> list[Sequence[Any]]:
     """``rows`` of the ``visible`` documents that match the metadata ``filters``."""
-    meta = KbDocMeta.__table__.c
-    for key, value in flatten_metadata(filters or {}).items():
-        if not visible:
-            break
-        visible &= set(
+    if filters is not None and visible:
+        documents = KbDocument.__table__.c
+        visible = set(
             connection.execute(
-                sa.select(meta.doc_id).where(
-                    meta.collection == collection,
-                    meta.doc_id.in_(sorted(visible)),
-                    meta.key == key,
-                    meta.value == value,
+                sa.select(documents.doc_id).where(
+                    documents.collection == collection,
+                    documents.doc_id.in_(sorted(visible)),
+                    filter_clause(filters, collection, documents.doc_id),
                 )
             ).scalars()
         )
@@ -280,8 +299,12 @@ def generation(kb: Indexes, session: Session, generation_id: str) -> KbGeneratio
 class SearchRequest:
     """One search, as the CLI, the REST route or a caller built it, carried to the index.
 
-    ``filters``: metadata ``key: value`` equalities that must all hold (inside both index
-    paths, under the ACL).
+    ``filters``: a typed metadata filter (:mod:`daytwo.knowledge.filters`: the JSON shape,
+    or the flat ``{key: value}`` equalities), applied inside both index paths under the
+    ACL; validated here (``InputError`` naming the wrong part). ``fusion``: this search's
+    fusion instead of the collection's. ``group_by="document"``: one hit per document
+    (its best ``group_size`` chunks in :attr:`Hit.chunks`), ``k`` counts documents.
+    ``cursor``: the ``next_cursor`` of the previous page of the same search.
     """
 
     collection: str
@@ -290,14 +313,53 @@ class SearchRequest:
     groups: tuple[str, ...] = ()
     mode: str = "hybrid"
     k: int = 10
-    filters: Mapping[str, Any] | None = None
+    filters: Mapping[str, Any] | Filter | None = None
+    fusion: FusionConfig | None = None
+    group_by: str | None = None
+    group_size: int = 1
+    cursor: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise InputError(f"unknown search mode {self.mode!r}", hint="use bm25, dense or hybrid")
         if not 1 <= self.k <= MAX_K:
             raise InputError(f"k={self.k} is out of range", hint=f"use 1 to {MAX_K}")
+        if self.group_by is not None and self.group_by not in GROUP_BY:
+            raise InputError(
+                f"unknown group_by {self.group_by!r}", hint="use 'document' (or leave it out)"
+            )
+        if not 1 <= self.group_size <= MAX_GROUP_SIZE:
+            raise InputError(
+                f"group_size={self.group_size} is out of range", hint=f"use 1 to {MAX_GROUP_SIZE}"
+            )
+        if self.group_size > 1 and self.group_by is None:
+            raise InputError("group_size needs group_by", hint="add group_by=document")
+        if self.cursor is not None and not (0 < len(self.cursor) <= 400):
+            raise InputError("the cursor is empty or too long", hint="pass next_cursor unchanged")
         object.__setattr__(self, "groups", tuple(self.groups))
+        object.__setattr__(self, "filters", parse_filter(self.filters))
+
+    @property
+    def filter(self) -> Filter | None:
+        """The parsed filter (validated at construction)."""
+        return self.filters if isinstance(self.filters, Filter) else None
+
+    def fingerprint(self) -> str:
+        """What a cursor of this search must match (everything but ``k`` and the cursor)."""
+        flt = self.filter
+        return fingerprint(
+            {
+                "collection": self.collection,
+                "query": self.query,
+                "principal": self.principal,
+                "groups": sorted(self.groups),
+                "mode": self.mode,
+                "filter": flt.canonical() if flt is not None else None,
+                "fusion": self.fusion.to_dict() if self.fusion is not None else None,
+                "group_by": self.group_by,
+                "group_size": self.group_size,
+            }
+        )
 
 
 def run_search(
@@ -309,11 +371,12 @@ def run_search(
     generation: KbGeneration | None = None,
     session: Session | None = None,
     state: CollectionState | None = None,
-) -> list[Hit]:
+) -> Hits:
     """See :meth:`daytwo.knowledge.KnowledgeBase.search` (``generation``: not the active
     one; ``session`` and ``state``: the caller's, when it has read them already)."""
     collection, mode, k = request.collection, request.mode, request.k
     owned = kb.store.session(snapshot=True) if session is None else contextlib.nullcontext(session)
+    hits: Hits
     with owned as session, _tracer.start_as_current_span(f"retrieve {collection}") as span:
         span.set_attribute("gen_ai.operation.name", "retrieval")
         span.set_attribute("daytwo.kb.collection", collection)
@@ -341,7 +404,7 @@ def run_search(
                         {
                             "doc_ids": [h.doc_id for h in hits],
                             "k": k,
-                            "filters": dict(request.filters or {}),
+                            "filters": request.filter.to_dict() if request.filter else {},
                         },
                         default=str,
                     ),
@@ -358,17 +421,37 @@ def _search(
     query_vector: npt.NDArray[np.float32] | None,
     timings: SearchTimings | None,
     gen: KbGeneration | None = None,
-) -> list[Hit]:
+) -> Hits:
     collection, query, mode, k = request.collection, request.query, request.mode, request.k
-    filters = request.filters
-    if not query.strip() and query_vector is None:
-        return []
+    filters = request.filter
+    out = Hits()
     if state is None:
         state = read_state(kb, session, collection)
     if gen is None:
         gen = generation(kb, session, state.active)
-    fusion = state.fusion
-    depth = k if mode != "hybrid" else max(k, fusion.depth)
+    fingerprint_ = request.fingerprint()
+    offset = 0
+    if request.cursor is not None:
+        cursor = decode_cursor(request.cursor, fingerprint_, state.seqs)
+        if cursor.generation != gen.id:
+            raise ConflictError(
+                "the cursor was issued by another index generation of this collection",
+                hint="search again without a cursor",
+            )
+        offset = cursor.offset
+    want = offset + k
+    if want > MAX_WINDOW:
+        raise InputError(
+            f"a page ends at most {MAX_WINDOW} results deep (this one at {want})",
+            hint="narrow the search with filters instead of paging further",
+        )
+    if not query.strip() and query_vector is None:
+        return out
+    fusion = request.fusion or state.fusion
+    grouped = request.group_by == "document"
+    depth = want + 1 if mode != "hybrid" else max(want + 1, fusion.depth)
+    if grouped:
+        depth = max(depth, (want + 1) * request.group_size * 2)
     vector = query_vector
     if mode != "bm25" and vector is None:
         started = time.perf_counter()
@@ -378,44 +461,91 @@ def _search(
     started = time.perf_counter()
     entries = principal_entries(session, collection, request.principal, request.groups)
     if not entries:
-        return []
+        return out
     seq = state.seqs.get(gen.id)
     index = kb.index_for(gen) if mode != "bm25" else None
     seq = kb.catch_up(session, gen.id, seq)
     permitted = _permitted(kb, session, gen.id, seq, collection, entries, filters)
-    bm25: list[tuple[int, float]] = []
-    dense: list[tuple[int, float]] = []
-    pending: Future[list[tuple[int, float]]] | None = None
-    if index is not None and vector is not None:
-        if mode == "hybrid":  # the vector search runs while the keyword postings are read
-            pending = _pool().submit(index.search, vector, depth, permitted.keys)
-        else:
-            dense = index.search(vector, depth, permitted.keys)
-    if mode != "dense":
-        bm25 = keyword_search(session, gen.id, query, depth, permitted)
-    if pending is not None:
-        dense = pending.result()
-    if mode == "bm25":
-        fused = fuse(bm25, [], _SINGLE, limit=k)
-    elif mode == "dense":
-        fused = fuse([], dense, _SINGLE, limit=k)
-    else:
-        fused = fuse(bm25, dense, fusion, limit=k)
-    pks = [key for key, _, _ in fused]
+    single = _SINGLE if mode != "hybrid" else fusion
+    page: list[Grouped]
+    while True:
+        bm25: list[tuple[int, float]] = []
+        dense: list[tuple[int, float]] = []
+        pending: Future[list[tuple[int, float]]] | None = None
+        if index is not None and vector is not None:
+            if mode == "hybrid":  # the vector search runs while the keyword postings are read
+                pending = _pool().submit(index.search, vector, depth, permitted.keys)
+            else:
+                dense = index.search(vector, depth, permitted.keys)
+        if mode != "dense":
+            bm25 = keyword_search(session, gen.id, query, depth, permitted)
+        if pending is not None:
+            dense = pending.result()
+        fused = fuse(bm25, dense, single, limit=None if grouped else want + 1)
+        if not grouped:
+            more = len(fused) > want
+            page = [(pk, score, parts, ()) for pk, score, parts in fused[offset:want]]
+            break
+        groups = _grouped(session, fused, want + 1, request.group_size)
+        exhausted = len(bm25) < depth and len(dense) < depth
+        if len(groups) > want or exhausted or depth >= permitted.keys.size:
+            more = len(groups) > want
+            page = groups[offset:want]
+            break
+        depth = min(depth * 4, int(permitted.keys.size))
+    pks = [pk for pk, _, _, _ in page] + [pk for *_, rest in page for pk, _, _ in rest]
     rows = {r[0]: r for r in _chunk_rows(session, pks, collection, entries, filters)}
     if timings:
         timings.search_seconds += time.perf_counter() - started
-    hits: list[Hit] = []
-    for pk, score, parts in fused:
+
+    def hit(pk: int, score: float, parts: dict[str, dict[str, float]]) -> Hit | None:
         row = rows.get(pk)
         if row is None:  # not in this snapshot, or not permitted in it
+            return None
+        if mode != "hybrid":
+            score = parts[mode]["score"]
+        return Hit(row[1], row[2], row[3], row[4], float(score), parts)
+
+    for pk, score, parts, rest in page:
+        best = hit(pk, score, parts)
+        if best is None:
             continue
-        if mode == "bm25":
-            score = parts["bm25"]["score"]
-        elif mode == "dense":
-            score = parts["dense"]["score"]
-        hits.append(Hit(row[1], row[2], row[3], row[4], float(score), parts))
-    return hits
+        if grouped:
+            others = [h for h in (hit(*r) for r in rest) if h is not None]
+            best = dataclasses.replace(best, chunks=(best, *others))
+        out.append(best)
+    if more and want < MAX_WINDOW:
+        out.next_cursor = encode_cursor(Cursor(fingerprint_, gen.id, want))
+    return out
+
+
+Grouped = tuple[int, float, dict[str, dict[str, float]], tuple[Fused, ...]]
+
+
+def _grouped(session: Session, fused: list[Fused], limit: int, size: int) -> list[Grouped]:
+    """The best ``limit`` documents of ``fused`` (ranked by their best chunk): each as its
+    best chunk and up to ``size - 1`` more of its chunks, best first."""
+    chunks = KbChunk.__table__.c
+    doc_of: dict[int, str] = {}
+    pks = [pk for pk, _, _ in fused]
+    for i in range(0, len(pks), 5000):
+        rows = session.connection().execute(
+            sa.select(chunks.id, chunks.doc_id).where(chunks.id.in_(pks[i : i + 5000]))
+        )
+        doc_of.update((int(pk), str(doc)) for pk, doc in rows)
+    order: dict[str, list[Fused]] = {}
+    for item in fused:
+        doc = doc_of.get(item[0])
+        if doc is None:
+            continue
+        members = order.get(doc)
+        if members is None:
+            if len(order) >= limit:
+                continue
+            members = order[doc] = []
+        if len(members) < size:
+            members.append(item)
+    return [(m[0][0], m[0][1], m[0][2], tuple(m[1:])) for m in order.values()]
 
 
 _SINGLE = FusionConfig(method="rrf")
@@ -434,7 +564,7 @@ def _permitted(
     seq: int,
     collection: str,
     entries: Sequence[str],
-    filters: Mapping[str, Any] | None,
+    filters: Filter | None,
 ) -> Permitted:
     """The generation's chunks visible with ``entries`` and ``filters`` (sorted pks and
     their lengths; computed by SQL, cached per generation seq: any write moves the seq)."""
@@ -442,7 +572,7 @@ def _permitted(
         generation_id,
         seq,
         tuple(entries),
-        json.dumps(dict(filters), sort_keys=True, default=str) if filters else "",
+        filters.canonical() if filters is not None else "",
     )
     permitted = kb.allowed_cache.get(key)
     if permitted is None:

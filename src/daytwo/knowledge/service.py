@@ -29,7 +29,7 @@ from daytwo.knowledge.ingest import (
     content_hash,
     ingest_source,
 )
-from daytwo.knowledge.search import Hit, SearchRequest, SearchTimings
+from daytwo.knowledge.search import Hit, Hits, SearchRequest, SearchTimings
 from daytwo.knowledge.shadow_reads import routed_search
 from daytwo.knowledge.sources import open_source
 from daytwo.store.tables.knowledge import KbCollection, KbDocument
@@ -244,8 +244,9 @@ class KnowledgeBase(Indexes):
         *,
         query_vector: npt.NDArray[np.float32] | None = None,
         timings: SearchTimings | None = None,
-    ) -> list[Hit]:
-        """Run a :class:`~daytwo.knowledge.search.SearchRequest` (what the CLI and REST build)."""
+    ) -> Hits:
+        """Run a :class:`~daytwo.knowledge.search.SearchRequest` (what the CLI and REST build):
+        a page of hits and its ``next_cursor``."""
         return routed_search(self, request, query_vector, timings)
 
     def close(self) -> None:

@@ -25,10 +25,12 @@ import numpy.typing as npt
 import sqlalchemy as sa
 
 from daytwo.exceptions import InputError, StoreError
+from daytwo.knowledge.cursors import cursor_generation
 from daytwo.knowledge.generations import MigrationStatus, open_migration
 from daytwo.knowledge.indexes import Indexes
 from daytwo.knowledge.search import (
     Hit,
+    Hits,
     SearchRequest,
     SearchTimings,
     generation,
@@ -56,7 +58,7 @@ def routed_search(
     request: SearchRequest,
     query_vector: npt.NDArray[np.float32] | None = None,
     timings: SearchTimings | None = None,
-) -> list[Hit]:
+) -> Hits:
     """Search the active generation; during a migration, shadow-read and canary-route.
 
     The route is part of the collection state each search reads in its first statement
@@ -69,6 +71,10 @@ def routed_search(
         search = functools.partial(run_search, kb, request, state=state)
         if route is None or query_vector is not None:
             return search(query_vector, timings, session=session)
+        paged = cursor_generation(request.cursor) if request.cursor else None
+        if paged in state.seqs:  # a next page comes from the generation of the first
+            gen = generation(kb, session, paged)
+            return search(None, timings, generation=gen, session=session)
         active = generation(kb, session, state.active)
         other = generation(kb, session, route.other)
         serve, compare, served = active, other, "active"

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from daytwo.exceptions import MissingDependency, NotFoundError
+from daytwo.knowledge.fusion import FusionConfig
 from daytwo.knowledge.search import SearchRequest
 from daytwo.server.auth import Principal
 from daytwo.server.deps import Admin, Operator, Viewer, get_store
@@ -23,10 +24,11 @@ from daytwo.server.ownership import check_owned, check_visible, claim, release, 
 from daytwo.server.tenancy import principal_string
 from daytwo.store import Store
 
-__all__ = ["collections_status", "get_kb", "router"]
+__all__ = ["NEXT_CURSOR", "collections_status", "get_kb", "router"]
 
 router = APIRouter(prefix="/api/v1/knowledge", tags=["knowledge"], responses=ERROR_RESPONSES)
 KIND = "collection"
+NEXT_CURSOR = "Daytwo-Next-Cursor"
 
 Collection = Annotated[
     str,
@@ -104,14 +106,42 @@ class Written(BaseModel):
 
 
 class SearchIn(BaseModel):
+    """A search: the query, and the options of the query language (README.md, "Search")."""
+
     query: str = Field(min_length=1, max_length=2000)
     mode: Literal["bm25", "dense", "hybrid"] = "hybrid"
-    k: int = Field(default=10, ge=1, le=100)
-    filters: dict[str, str | int | float | bool] = Field(
+    k: int = Field(default=10, ge=1, le=100, description="Hits per page (documents if grouped).")
+    filters: dict[str, Any] = Field(
         default_factory=dict,
-        max_length=20,
-        description="Metadata equalities that must all hold (applied inside the search).",
+        description=(
+            "Typed metadata filter applied inside the search: Qdrant's shape "
+            '({"must"|"should"|"must_not": [{"key": K, "match": {"value"|"any"|"except": ...}}'
+            ' | {"key": K, "range": {"gt"|"gte"|"lt"|"lte": number or ISO date}}'
+            ' | {"key": K, "exists": bool} | nested filter]}), or flat {key: value} equalities.'
+        ),
     )
+    fusion: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "This search's hybrid fusion instead of the collection's: method rrf|convex|dbsf, "
+            "rrf_k, alpha, bm25_weight, dense_weight, depth (unset fields take defaults)."
+        ),
+    )
+    group_by: Literal["document"] | None = Field(
+        default=None, description="One hit per document with its best chunks."
+    )
+    group_size: int = Field(default=1, ge=1, le=20, description="Chunks per document (grouped).")
+    cursor: str | None = Field(
+        default=None,
+        max_length=400,
+        description="The Daytwo-Next-Cursor header of the previous page of this same search.",
+    )
+
+
+class ChunkOut(BaseModel):
+    chunk_id: str
+    text: str
+    score: float
 
 
 class HitOut(BaseModel):
@@ -120,6 +150,9 @@ class HitOut(BaseModel):
     title: str
     text: str
     score: float
+    chunks: list[ChunkOut] | None = Field(
+        default=None, description="With group_by=document: the document's best chunks."
+    )
 
 
 @router.get("/collections", response_model=list[CollectionOut], summary="Collections")
@@ -183,9 +216,18 @@ def erase(
     return Written(collection=collection, doc_id=doc_id, status="erased")
 
 
-@router.post("/collections/{collection}/search", response_model=list[HitOut], summary="Search")
+@router.post(
+    "/collections/{collection}/search",
+    response_model=list[HitOut],
+    summary="Search (the next page's cursor is in the Daytwo-Next-Cursor header)",
+)
 def search(
-    collection: Collection, body: SearchIn, principal: Viewer, store: StoreDep, kb: KbDep
+    collection: Collection,
+    body: SearchIn,
+    principal: Viewer,
+    store: StoreDep,
+    kb: KbDep,
+    response: Response,
 ) -> list[HitOut]:
     check_visible(store, KIND, collection, principal.tenant, "collection")
     request = SearchRequest(
@@ -196,10 +238,25 @@ def search(
         body.mode,
         body.k,
         body.filters,
+        fusion=FusionConfig.from_dict(body.fusion) if body.fusion is not None else None,
+        group_by=body.group_by,
+        group_size=body.group_size,
+        cursor=body.cursor,
     )
     hits = kb.run(request)
+    if hits.next_cursor is not None:
+        response.headers[NEXT_CURSOR] = hits.next_cursor
     return [
-        HitOut(doc_id=h.doc_id, chunk_id=h.chunk_id, title=h.title, text=h.text, score=h.score)
+        HitOut(
+            doc_id=h.doc_id,
+            chunk_id=h.chunk_id,
+            title=h.title,
+            text=h.text,
+            score=h.score,
+            chunks=[ChunkOut(chunk_id=c.chunk_id, text=c.text, score=c.score) for c in h.chunks]
+            if h.chunks
+            else None,
+        )
         for h in hits
     ]
 

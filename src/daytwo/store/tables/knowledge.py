@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -102,7 +103,12 @@ class KbAcl(Base):
 
 
 class KbDocMeta(Base):
-    """Flattened scalar metadata of a document, for metadata filters inside the search."""
+    """Flattened scalar metadata of a document, for metadata filters inside the search.
+
+    ``kind`` is the value's JSON type (``str``, ``num``, ``bool``, or ``date`` for a string
+    holding an ISO-8601 date); ``num`` the number, or a date's seconds since the epoch, so
+    range filters compare numbers (:mod:`daytwo.knowledge.filters`).
+    """
 
     __tablename__ = "kb_doc_meta"
 
@@ -110,6 +116,10 @@ class KbDocMeta(Base):
     doc_id: Mapped[str] = mapped_column(String(512), primary_key=True)
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(8), default="str", server_default="str")
+    num: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (Index("ix_kb_doc_meta_num", "collection", "key", "num"),)
 
 
 class KbChunk(Base):

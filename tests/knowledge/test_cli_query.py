@@ -1,0 +1,74 @@
+"""`daytwo kb search` query options: --where typed filters, --fusion, --group-by, --cursor;
+bad input is one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from daytwo.cli.main import run
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DAYTWO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAYTWO_EMBEDDER", "hashing-384")
+    assert run(["db", "upgrade"]) == 0
+    lines = [
+        {"id": f"d{i}", "text": f"refund policy number {i}", "metadata": {"year": 2018 + i}}
+        for i in range(6)
+    ]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
+    assert run(["kb", "ingest", str(path), "-c", "q"]) == 0
+    return tmp_path
+
+
+SEARCH = ["kb", "search", "refund policy", "--as", "ann", "-g", "staff", "-c", "q", "--json"]
+
+
+def test_where_fusion_group_and_cursor(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    where = json.dumps({"must": [{"key": "year", "range": {"gte": 2021}}]})
+    assert run([*SEARCH, "--where", where, "--fusion", "convex", "--alpha", "0.5"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {h["doc_id"] for h in data["hits"]} == {"d3", "d4", "d5"}
+    (cli_env / "f.json").write_text(where, encoding="utf-8")
+    assert (
+        run([*SEARCH, "--where", f"@{cli_env / 'f.json'}", "-k", "2", "--group-by", "document"])
+        == 0
+    )
+    first = json.loads(capsys.readouterr().out)
+    assert len(first["hits"]) == 2
+    assert first["hits"][0]["chunks"]
+    cursor = first["next_cursor"]
+    assert cursor
+    args = [*SEARCH, "--where", where, "-k", "2", "--group-by", "document", "--cursor", cursor]
+    assert run(args) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert len(second["hits"]) == 1
+    assert second["next_cursor"] is None
+    assert {h["doc_id"] for h in first["hits"] + second["hits"]} == {"d3", "d4", "d5"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--where", "{nope"], "--where is not JSON"),
+        (["--where", '{"must": [{"key": "year", "range": {"gte": "x"}}]}'], "range.gte"),
+        (["--fusion", "max"], "unknown fusion method"),
+        (["--alpha", "0.3"], "--rrf-k and --alpha need --fusion"),
+        (["--group-by", "page"], "unknown group_by"),
+        (["--cursor", "abc"], "not one this server issued"),
+    ],
+)
+def test_bad_query_options_exit_2(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    capsys.readouterr()
+    assert run([*SEARCH, *extra]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.out + captured.err
+    assert "Traceback" not in captured.out + captured.err
