@@ -217,6 +217,50 @@ WALK: dict[str, Op] = {
             {"candidate": a["eval_run"], "baseline": a["eval_run"], "metric": "exact_match"}
         ],
     ),
+    # Golden-set curation (routes/curation.py) and judges (routes/judges.py).
+    "POST /api/v1/evals/sets": Op(("eval_set",), bodies=lambda a: [{"name": a["eval_set"]}]),
+    "GET /api/v1/evals/sets/{name}/versions/{version}/cases": Op(
+        ("eval_set",), path=lambda a: {"name": a["eval_set"], "version": "1"}
+    ),
+    "GET /api/v1/evals/sets/{name}/diff": Op(("eval_set",), path=lambda a: {"name": a["eval_set"]}),
+    "POST /api/v1/evals/sets/{name}/promote": Op(
+        ("eval_set", "eval_run", "run", "trace"),
+        path=lambda a: {"name": a["eval_set"]},
+        bodies=lambda a: [
+            {"run": a["eval_result"], "force": True},
+            {"run": a["run"], "force": True},
+            {"run": f"otlp-{a['trace']}", "force": True},
+        ],
+    ),
+    "GET /api/v1/evals/sets/{name}/proposed": Op(
+        ("eval_set",), path=lambda a: {"name": a["eval_set"]}
+    ),
+    "POST /api/v1/evals/sets/{name}/proposed/{case_id}": Op(
+        ("eval_set",),
+        path=lambda a: {"name": a["eval_set"], "case_id": a["proposed"]},
+        bodies=lambda a: [
+            {"action": "accept"},
+            {"action": "reject", "reason": "B"},
+            {"action": "edit", "reason": "B", "case": {"input": "B"}},
+        ],
+    ),
+    "GET /api/v1/evals/judges": Op(("judge",), scoped=True),
+    "GET /api/v1/evals/judges/{name}/{version}/verdicts": Op(
+        ("judge", "eval_run"), path=lambda a: {"name": a["judge"], "version": "1"}
+    ),
+    "GET /api/v1/evals/judges/{name}/{version}/next": Op(
+        ("judge",), path=lambda a: {"name": a["judge"], "version": "1"}
+    ),
+    "POST /api/v1/evals/judges/{name}/{version}/annotations": Op(
+        ("judge",),
+        path=lambda a: {"name": a["judge"], "version": "1"},
+        bodies=lambda a: [
+            {"judgement_id": a["judgement"], "label": "candidate", "shown_first": "candidate"}
+        ],
+    ),
+    "GET /api/v1/evals/judges/{name}/{version}/agreement": Op(
+        ("judge",), path=lambda a: {"name": a["judge"], "version": "1"}
+    ),
     "GET /api/v1/costs": Op(("run",), scoped=True),
     "GET /api/v1/audit/verify": Op(ALL, scoped=True),
     "GET /api/v1/audit/export": Op(ALL, scoped=True),
@@ -288,6 +332,15 @@ def _seed(c: TestClient, store: Store, keys: Keys) -> Seed:
         config={"started_by": "acme/key:0123456789ab"},
     )
     a.ids["eval_set"], a.ids["eval_run"] = "acme-set", run.id
+    a.ids["eval_result"] = EvalRuns(store).results(run.id)[0].id
+    a.ids["proposed"] = (
+        GoldenSets(store)
+        .propose("acme-set", [Case(key="p1", input=f"{CONTENT['eval case']} 2")], {"source": "x"})[
+            0
+        ]
+        .id
+    )
+    a.ids["judge"], a.ids["judgement"] = "acme_judge", _judged(store, run.id)
     tool = _http_tool("acme_tool")
     tool["description"] = CONTENT["tool"]
     r = c.post("/api/v1/tools", json={"definition": tool}, headers=admin)
@@ -335,6 +388,25 @@ def _seed(c: TestClient, store: Store, keys: Keys) -> Seed:
     return a
 
 
+def _judged(store: Store, run_id: str) -> str:
+    """A's own pairwise judge over its eval run (both orders), through a scripted model."""
+    from daytwo.evals.judges import PAIRWISE, JudgeSpec
+    from daytwo.evals.judging import judge_pairwise
+    from daytwo.models.openai_compat import OpenAICompatProvider
+    from daytwo.store.tables.evals import EvalJudgement
+    from daytwo.testing import ScriptedModelServer
+
+    spec = JudgeSpec("acme_judge", "1", "pairwise", PAIRWISE.system, "ACME " + PAIRWISE.template)
+    with ScriptedModelServer(default='{"winner": "A"}') as server:
+        model = OpenAICompatProvider(server.base_url, model="scripted")
+        try:
+            judge_pairwise(EvalRuns(store), model, spec, run_id, run_id)
+        finally:
+            model.close()
+    with store.session() as s:
+        return str(s.scalar(sa.select(EvalJudgement.id).where(EvalJudgement.run_id == run_id)))
+
+
 def _trace_of(store: Store, run_id: str) -> str:
     from daytwo.store.tables.tracing import SpanRow
     from daytwo.tracing import current_handle
@@ -369,6 +441,8 @@ def _fingerprint(c: TestClient, keys: Keys, a: Seed) -> str:
         "runs": [(r["id"], r["status"]) for r in c.get("/api/v1/runs", headers=h).json()],
         "keys": [(k["id"], k["revoked_at"]) for k in c.get("/api/v1/keys", headers=h).json()],
         "scores": c.get(f"/api/v1/traces/{a['trace']}/scores", headers=h).json(),
+        "proposed": c.get(f"/api/v1/evals/sets/{a['eval_set']}/proposed", headers=h).json(),
+        "verdicts": c.get(f"/api/v1/evals/judges/{a['judge']}/1/verdicts", headers=h).json(),
         "model_routes": c.get("/api/v1/models/routes", headers=h).json(),
         "budgets": [
             {k: v for k, v in b.items() if "spent" not in k and "used" not in k}
@@ -458,6 +532,12 @@ def test_walk_every_operation_as_another_tenant(
         "/explorer/export?format=csv&status=succeeded",
         f"/explorer/sessions/{a['session']}",
         f"/explorer/compare?run={a['run']}&run={a['run']}",
+        f"/evals/sets/{a['eval_set']}",
+        f"/evals/sets/{a['eval_set']}?old=1&new=1",
+        f"/evals/add?run={a['run']}",
+        f"/evals/add?run={a['eval_result']}",
+        f"/evals/add?run=otlp-{a['trace']}",
+        f"/evals/judges/{a['judge']}/1",
     ]
     for role, key in roles.items():
         browser = TestClient(c.app, raise_server_exceptions=False)

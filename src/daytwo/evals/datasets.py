@@ -449,6 +449,79 @@ class GoldenSets:
             )
             return info, len(chosen_a), len(chosen_r)
 
+    def decide(
+        self,
+        name: str,
+        case_id: str,
+        action: str,
+        *,
+        reason: str = "",
+        reviewer: str = "",
+        edited: Case | None = None,
+    ) -> tuple[StoredCase, VersionInfo | None]:
+        """Accept, edit or reject one proposed case, keeping who decided and why.
+
+        ``accept`` adds the case as proposed to a new version; ``edit`` adds ``edited``
+        instead (same key; the proposal is kept, marked ``edited``); ``reject`` only
+        marks it. A reason is required to reject or edit. One write transaction: on
+        any error nothing changes. Returns the decided case and the new version.
+        """
+        if action not in ("accept", "edit", "reject"):
+            raise InputError(f"unknown review action {action!r}", hint="use accept, edit or reject")
+        reason = reason.strip()
+        if action != "accept" and not reason:
+            raise InputError(
+                f"a reason is required to {action} a proposed case",
+                hint="say what is wrong with it (it is kept with the decision)",
+            )
+        if (action == "edit") != (edited is not None):
+            raise InputError(
+                "an edited case goes with action 'edit' only",
+                hint="send the corrected case with action edit, or no case to accept as is",
+            )
+        if not case_id or case_id == "all":
+            raise InputError("name one proposed case by id or key", hint="list them first")
+        decision = {"action": action, "reason": reason, "reviewer": reviewer}
+        with self.store.session(write=True) as s:
+            st = self._set(s, name)
+            pending = list(
+                s.scalars(
+                    select(EvalCase).where(EvalCase.set_id == st.id, EvalCase.status == "proposed")
+                )
+            )
+            row = _pick(pending, [case_id])[0]
+            row.provenance = {**(row.provenance or {}), "review": decision}
+            if action == "reject":
+                row.status = "rejected"
+                s.flush()
+                return _stored(row), None
+            chosen = row
+            if edited is not None:
+                row.status = "edited"
+                data = edited.model_copy(update={"key": row.case_key}).content()
+                chosen = EvalCase(
+                    set_id=st.id,
+                    case_key=row.case_key,
+                    content_hash=case_hash(data),
+                    data=data,
+                    status="accepted",
+                    provenance={**(row.provenance or {}), "edited_from": row.id},
+                )
+                s.add(chosen)
+            else:
+                row.status = "accepted"
+            s.flush()
+            latest = self._version(s, st, None)
+            current = self._cases_of(s, latest)
+            by_key = {c.case_key: c for c in current}
+            order = [c.case_key for c in current]
+            if chosen.case_key not in by_key:
+                order.append(chosen.case_key)
+            by_key[chosen.case_key] = chosen
+            note = f"{'edited' if edited is not None else 'accepted'} {chosen.case_key}"
+            info = self._write_version(s, st, latest, [by_key[k] for k in order], note)
+            return _stored(chosen), info
+
 
 def _pick(pending: list[EvalCase], refs: list[str]) -> list[EvalCase]:
     if refs == ["all"]:

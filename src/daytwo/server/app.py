@@ -177,12 +177,19 @@ def create_app(
 
 def _layer_routers() -> list[APIRouter]:
     """Routers of the layers (each module registers the routes of one layer)."""
-    from daytwo.server import evalrun, explorer, overview, pages  # noqa: F401  (the dashboard pages)
+    from daytwo.server import (  # noqa: F401  (the dashboard pages)
+        curation,
+        evalrun,
+        explorer,
+        overview,
+        pages,
+    )
     from daytwo.server.routes import (
         agents,
         audit,
         costs,
         evals,
+        judges,
         knowledge,
         model_gateway,
         otlp,
@@ -190,6 +197,7 @@ def _layer_routers() -> list[APIRouter]:
         tools,
         traces,
     )
+    from daytwo.server.routes import curation as curation_routes
 
     return [
         otlp.router,
@@ -199,6 +207,8 @@ def _layer_routers() -> list[APIRouter]:
         tools.router,
         knowledge.router,
         evals.router,
+        curation_routes.router,
+        judges.router,
         costs.router,
         audit.router,
         model_gateway.router,

@@ -1,7 +1,8 @@
 // daytwo dashboard: a small vanilla-JS layer (no CDN, no build step).
 // - <form data-api-form data-method="POST" data-then="/runs/{id}">: send the fields as JSON
 //   to the form's action; then go to the page named by data-then (fields of the answer
-//   fill {placeholders}) or print the answer into the element named by data-result.
+//   fill {placeholders}) or print the answer into the element named by data-result;
+//   data-action="/api/v1/x/{field}" builds the URL from the form's own fields.
 // - <button data-api-button="/api/v1/..." data-method="POST" data-result="#id">: call the API
 //   and print a summary of the answer.
 // - <div data-sse="/api/v1/runs/ID/events" data-reload-on="done">: stream server-sent
@@ -61,7 +62,10 @@ function bindForms() {
       ev.preventDefault();
       const target = form.dataset.result || null;
       try {
-        const data = await callApi(form.dataset.method || "POST", form.action, formValues(form));
+        const values = formValues(form);
+        // data-action="/api/.../{field}": the URL takes fields of the form (a chosen set).
+        const url = form.dataset.action ? fill(form.dataset.action, values) : form.action;
+        const data = await callApi(form.dataset.method || "POST", url, values);
         if (form.dataset.then) { window.location.href = fill(form.dataset.then, data); return; }
         if (target) show(target, JSON.stringify(data, null, 2), "ok");
       } catch (e) {

@@ -18,6 +18,7 @@ from daytwo.store.base import Base, JSONType, UTCDateTime, new_id, utcnow
 
 __all__ = [
     "EvalAlert",
+    "EvalAnnotation",
     "EvalCase",
     "EvalJudge",
     "EvalJudgement",
@@ -191,4 +192,28 @@ class EvalAlert(Base):
     recent_mean: Mapped[float] = mapped_column(Float)
     delta: Mapped[float] = mapped_column(Float)
     detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class EvalAnnotation(Base):
+    """A human reviewer's label of one judge verdict (the annotation queue).
+
+    ``label`` is a 1..5 score (pointwise) or ``candidate``/``baseline``/``tie``
+    (pairwise); ``shown_first`` records which answer the reviewer saw as "A", so a
+    pair shown to two reviewers in both orders can be checked for position bias.
+    """
+
+    __tablename__ = "eval_annotations"
+    __table_args__ = (
+        UniqueConstraint("judgement_id", "reviewer", name="uq_eval_annotations_item_reviewer"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    judgement_id: Mapped[str] = mapped_column(
+        ForeignKey("eval_judgements.id", ondelete="CASCADE"), index=True
+    )
+    reviewer: Mapped[str] = mapped_column(String(255))
+    label: Mapped[str] = mapped_column(String(32))
+    shown_first: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
