@@ -44,6 +44,7 @@ function formValues(form) {
   for (const el of form.elements) {
     if (!el.name || el.disabled) continue;
     if (el.type === "checkbox") { out[el.name] = el.checked; continue; }
+    if (el.type === "radio") { if (el.checked) out[el.name] = el.value; continue; }
     if (el.value === "") continue;
     if (el.dataset.json !== undefined) {
       try { out[el.name] = JSON.parse(el.value); } catch (e) { throw new Error(el.name + " is not valid JSON"); }
@@ -64,7 +65,8 @@ function bindForms() {
       try {
         const values = formValues(form);
         // data-action="/api/.../{field}": the URL takes fields of the form (a chosen set).
-        const url = form.dataset.action ? fill(form.dataset.action, values) : form.action;
+        // getAttribute: a field named "action" would shadow form.action.
+        const url = form.dataset.action ? fill(form.dataset.action, values) : form.getAttribute("action");
         const data = await callApi(form.dataset.method || "POST", url, values);
         if (form.dataset.then) { window.location.href = fill(form.dataset.then, data); return; }
         if (target) show(target, JSON.stringify(data, null, 2), "ok");
