@@ -234,6 +234,24 @@ def test_errors_are_the_sdks_own_exception_types(gw: Gateway) -> None:
     assert gw.upstream.requests == []  # nothing was sent upstream
 
 
+def test_a_stream_refused_before_its_first_chunk_is_the_sdks_exception(gw: Gateway) -> None:
+    # The stream runs in a worker thread: its errors before the first chunk (context
+    # overflow, unknown model) must still be HTTP errors, not a broken event stream.
+    long = [{"role": "user", "content": "word " * 200}]
+    with pytest.raises(openai.BadRequestError) as ov:
+        gw.openai().chat.completions.create(model="test/tiny", messages=long, stream=True)  # type: ignore[arg-type]
+    assert ov.value.body["code"] == "context_length_exceeded"  # type: ignore[index]
+    assert "64-token window" in str(ov.value)
+    with pytest.raises(anthropic.BadRequestError, match="64-token window"):
+        gw.anthropic().messages.create(
+            model="test/tiny",
+            max_tokens=8,
+            messages=long,  # type: ignore[arg-type]
+            stream=True,
+        )
+    assert gw.upstream.requests == []  # nothing was sent upstream
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
