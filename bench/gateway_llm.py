@@ -68,7 +68,13 @@ def bench_app() -> Any:
     from daytwo.server import create_app
     from daytwo.settings import load_settings
 
-    return create_app(load_settings(), with_runtime=False, with_gateway=False, with_knowledge=False)
+    return create_app(
+        load_settings(),
+        with_runtime=False,
+        with_gateway=False,
+        with_knowledge=False,
+        freeze_heap=True,
+    )
 
 
 # -- processes ----------------------------------------------------------------------------
