@@ -182,6 +182,15 @@ WALK: dict[str, Op] = {
         ("collection", "document"),
         path=lambda a: {"collection": a["collection"], "doc_id": a["document"]},
     ),
+    "POST /api/v1/knowledge/collections/{collection}/bulk": Op(
+        ("collection", "document"),
+        path=lambda a: {"collection": a["collection"]},
+        # one NDJSON line each: overwrite A's document, erase it
+        bodies=lambda a: [
+            {"doc_id": a["document"], "text": "overwritten by B"},
+            {"op": "delete", "doc_id": a["document"]},
+        ],
+    ),
     "POST /api/v1/knowledge/collections/{collection}/search": Op(
         ("collection", "document"),
         path=lambda a: {"collection": a["collection"]},

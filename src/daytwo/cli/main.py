@@ -12,6 +12,7 @@ from daytwo._version import __version__
 from daytwo.cli import (
     agents,
     db,
+    kb_bulk,  # noqa: F401  (adds bulk/snapshot/restore to kb)
     kb_maintenance,  # noqa: F401  (adds migrate/erase/vacuum/... to kb)
     models,
     runs,

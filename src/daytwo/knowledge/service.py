@@ -20,13 +20,12 @@ import sqlalchemy as sa
 
 from daytwo.exceptions import InputError, NotFoundError
 from daytwo.knowledge.acl import default_acl
+from daytwo.knowledge.bulk import parse_document
 from daytwo.knowledge.fusion import FusionConfig
 from daytwo.knowledge.indexes import LIVE_STATES, Indexes
 from daytwo.knowledge.ingest import (
-    DocWrite,
     IngestReport,
     apply_writes,
-    content_hash,
     ingest_source,
 )
 from daytwo.knowledge.search import Hit, Hits, SearchRequest, SearchTimings
@@ -127,13 +126,29 @@ class KnowledgeBase(Indexes):
         private: bool = False,
     ) -> None:
         """Insert or replace one document; it is searchable when this returns."""
-        if not doc_id or len(doc_id) > 512:
-            raise InputError("doc_id must be 1 to 512 characters", hint="give a shorter id")
-        entries = default_acl(acl, private)
-        meta = dict(metadata or {})
-        digest = content_hash(title, text, meta, entries, private)
-        doc = DocWrite(doc_id, text, title, meta, entries, private, "api", digest)
+        doc = parse_document(
+            {
+                "doc_id": doc_id,
+                "text": text,
+                "title": title,
+                "metadata": dict(metadata or {}),
+                "acl": list(acl) if acl is not None else None,
+                "private": private,
+            }
+        )
         apply_writes(self, collection, upserts=[doc])
+
+    def existing_documents(self, collection: str, doc_ids: Sequence[str]) -> set[str]:
+        """Which of ``doc_ids`` are stored in ``collection``."""
+        with self.store.session() as session:
+            return set(
+                session.scalars(
+                    sa.select(KbDocument.doc_id).where(
+                        KbDocument.collection == collection,
+                        KbDocument.doc_id.in_(list(doc_ids)),
+                    )
+                )
+            )
 
     def delete_document(self, collection: str, doc_id: str) -> bool:
         """Delete a document from every live generation; False when it did not exist."""

@@ -2,7 +2,11 @@
 
 Both answer before the application sees the request, with the common JSON
 error body (see ``errors.py``): 413 for a body over the limit, 415 for a body
-on ``/api/`` that is not JSON (multipart is allowed on upload routes).
+on ``/api/`` that is not JSON (multipart is allowed on upload routes). NDJSON
+bodies of the bulk routes (``/api/.../bulk``) are the exception: they stream
+through unbuffered (the route reads them line by line), counted against
+``max_stream_bytes`` as they arrive (past it the route fails with a 400 naming
+the limit; the lines written before it keep their results).
 """
 
 from __future__ import annotations
@@ -50,12 +54,34 @@ class RequestGuard:
         max_upload_bytes: int = 32 << 20,
         api_prefix: str = "/api/",
         path_limits: Mapping[str, PathLimit] | None = None,
+        max_stream_bytes: int = 1 << 30,
     ) -> None:
+        self.max_stream_bytes = max_stream_bytes
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
         self.api_prefix = api_prefix
         self.path_limits = dict(path_limits or {})
+
+    def _counted(self, receive: Receive) -> Receive:
+        """``receive`` that fails once more than ``max_stream_bytes`` arrived."""
+        size = 0
+        limit = self.max_stream_bytes
+
+        async def counted() -> Message:
+            nonlocal size
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size > limit:
+                from daytwo.exceptions import InputError
+
+                raise InputError(
+                    f"the NDJSON body is larger than {limit} bytes",
+                    hint="send the rest in another request",
+                )
+            return message
+
+        return counted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
@@ -65,6 +91,10 @@ class RequestGuard:
         path: str = scope["path"]
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         is_upload = path.endswith("/upload") and ctype == "multipart/form-data"
+        bulk = path.startswith(self.api_prefix) and path.endswith("/bulk")
+        if bulk and ctype == "application/x-ndjson":
+            await self.app(scope, self._counted(receive), send)
+            return
         limit = self.max_upload_bytes if is_upload else self.max_body_bytes
         special = self.path_limits.get(path)
         if special is not None:

@@ -216,6 +216,91 @@ def erase(
     return Written(collection=collection, doc_id=doc_id, status="erased")
 
 
+class BulkItemOut(BaseModel):
+    """The outcome of one NDJSON line."""
+
+    line: int
+    op: str
+    doc_id: str | None
+    status: Literal["stored", "erased", "not_found", "error"]
+    error: str | None = None
+
+
+class BulkOut(BaseModel):
+    """Per-line results of a bulk request, in line order, and their counts."""
+
+    collection: str
+    lines: int
+    stored: int
+    erased: int
+    not_found: int
+    error: int
+    items: list[BulkItemOut]
+
+
+_BULK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-ndjson": {
+                "schema": {"type": "string"},
+                "example": '{"doc_id": "a", "text": "..."}\n{"op": "delete", "doc_id": "b"}\n',
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/collections/{collection}/bulk",
+    response_model=BulkOut,
+    summary="Upsert and delete documents from NDJSON lines (streamed; one result per line)",
+    description="Each line is a JSON object: a document (`op` `upsert`, the default: "
+    '`doc_id`, `text`, `title`, `metadata`, `acl`, `private`) or `{"op": "delete", '
+    '"doc_id": ...}`. The body is read as it arrives; good lines are written in batches, '
+    "each item atomic; a bad line gets an `error` result and never stops the others.",
+    openapi_extra=_BULK_BODY,
+)
+async def bulk(
+    collection: Collection, principal: Operator, store: StoreDep, kb: KbDep, request: Request
+) -> BulkOut:
+    from starlette.concurrency import run_in_threadpool
+
+    from daytwo.knowledge.bulk import BATCH, BulkWriter, LineSplitter
+
+    def claim_name() -> bool:
+        exists = collection in {c["name"] for c in kb.stats()["collections"]}
+        return claim(store, KIND, collection, principal.tenant, "collection", exists=exists)
+
+    new = await run_in_threadpool(claim_name)  # 409 before any line is read
+    writer = BulkWriter(kb, collection)
+    splitter = LineSplitter()
+    items: list[Any] = []
+    pending: list[bytes | None] = []
+    try:
+        async for chunk in request.stream():
+            pending.extend(splitter.push(chunk))
+            if len(pending) >= BATCH:
+                items.extend(await run_in_threadpool(writer.feed, pending))
+                pending = []
+        pending.extend(splitter.end())
+        items.extend(await run_in_threadpool(writer.feed, pending))
+        items.extend(await run_in_threadpool(writer.flush))
+    finally:
+        if new and writer.counts["stored"] == 0:
+            await run_in_threadpool(release, store, KIND, collection)
+    summary = writer.summary()
+    if summary["stored"]:
+        audit_event(request, principal, "doc.write", collection, {"items": summary["stored"]})
+    if summary["erased"]:
+        audit_event(request, principal, "doc.erase", collection, {"items": summary["erased"]})
+    return BulkOut(
+        collection=collection,
+        **summary,
+        items=[BulkItemOut(**i.to_dict()) for i in sorted(items, key=lambda i: i.line)],
+    )
+
+
 @router.post(
     "/collections/{collection}/search",
     response_model=list[HitOut],

@@ -1,0 +1,67 @@
+"""`daytwo kb bulk|snapshot|restore`: NDJSON bulk writes, and a collection to and from a file.
+
+Registered on the ``kb`` Typer app of :mod:`daytwo.cli.kb` when this module is imported
+(``cli/main.py`` imports it).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from daytwo.cli._output import console, print_json
+from daytwo.cli.kb import app, open_kb
+
+__all__: list[str] = []
+
+_CHUNK = 1 << 16
+
+
+@app.command()
+def bulk(
+    path: str = typer.Argument(..., help="NDJSON file of upserts and deletes ('-': stdin)."),
+    collection: str = typer.Option("default", "--collection", "-c", help="Collection name."),
+    json_out: bool = typer.Option(False, "--json", help="Print every line's result as JSON."),
+) -> None:
+    """Upsert and delete documents from NDJSON lines, read as a stream.
+
+    Each line: {"doc_id", "text", "title", "metadata", "acl", "private"} (an upsert) or
+    {"op": "delete", "doc_id"}. A bad line is reported with its number and never stops
+    the others; each item is written atomically. Exit code 1 when a line failed.
+    """
+    from daytwo.exceptions import InputError
+    from daytwo.knowledge.bulk import BulkWriter, LineSplitter
+
+    kb = open_kb()
+    writer = BulkWriter(kb, collection)
+    splitter = LineSplitter()
+    results = []
+    try:
+        stream = sys.stdin.buffer if path == "-" else Path(path).open("rb")  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", hint="check the path") from None
+    try:
+        with stream:
+            while chunk := stream.read(_CHUNK):
+                results.extend(writer.feed(splitter.push(chunk)))
+            results.extend(writer.feed(splitter.end()))
+            results.extend(writer.flush())
+    finally:
+        kb.close()
+    summary = writer.summary()
+    results.sort(key=lambda r: r.line)
+    if json_out:
+        print_json({"collection": collection, **summary, "items": [r.to_dict() for r in results]})
+    else:
+        for r in results:
+            if r.status == "error":
+                console.print(f"[red]line {r.line}[/red]: {r.error}")
+        console.print(
+            f"{collection}: {summary['stored']} stored, {summary['erased']} erased, "
+            f"{summary['not_found']} not found, {summary['error']} failed "
+            f"({summary['lines']} lines)"
+        )
+    if summary["error"]:
+        raise typer.Exit(1)
