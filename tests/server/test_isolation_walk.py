@@ -559,6 +559,16 @@ def test_walk_every_operation_as_another_tenant(
             leaked = _leaks(r.text, href, a)
             if leaked:
                 problems.append(f"{role} page {href} {r.status_code}: leaks {leaked}")
+    # Control: A's own viewer is served those pages (not a 404 or a redirect), so the
+    # walk above reached real pages of A's objects.
+    own_browser = TestClient(c.app, raise_server_exceptions=False)
+    _dashboard_login(own_browser, keys.viewer)
+    for href in pages:
+        if href.startswith("/models/canary/"):
+            continue  # no canary check exists: a 404 for A as well
+        r = own_browser.get(href, follow_redirects=False)
+        if r.status_code != 200:
+            problems.append(f"control: A's viewer got {r.status_code} for {href}")
     # The MCP endpoint as B: its API keys and an agent key of B allowed every tool.
     gateway = c.app.state.gateway  # type: ignore[attr-defined]
     mcp_keys = {**roles, "agent": gateway.create_agent("globex-any", ["*"], tenant="globex")}
