@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from daytwo.exceptions import BackendError, ConflictError, ContractViolation
+from daytwo.exceptions import BackendError, ConflictError, ContractViolation, PayloadTooLarge
 from daytwo.gateway import Gateway
-from daytwo.gateway.errors import PayloadTooLarge
 from daytwo.gateway.samples import register_samples
 from daytwo.gateway.telemetry import stats_from_db
 from daytwo.store import Store

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from daytwo.exceptions import ConflictError, InputError, SchemaDefinitionError
+from daytwo.exceptions import ConflictError, InputError, SchemaDefinitionError, ToolNotFound
 from daytwo.gateway import Gateway, ToolDefinition, diff_definitions, load_definitions
-from daytwo.gateway.errors import ToolNotFound
 from daytwo.gateway.openapi import import_openapi, load_openapi
 from daytwo.store import Store
 

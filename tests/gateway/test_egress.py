@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from daytwo.exceptions import BackendError, InputError
+from daytwo.exceptions import BackendError, InputError, SsrfBlocked
 from daytwo.gateway import Gateway
 from daytwo.gateway.egress import EgressPolicy, pinned_client
-from daytwo.gateway.errors import SsrfBlocked
 from daytwo.settings import Settings
 from daytwo.store import Store
 

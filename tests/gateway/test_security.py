@@ -18,9 +18,16 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import text
 
-from daytwo.exceptions import BackendError, ConfigError, NotFoundError, PermissionDenied
+from daytwo.exceptions import (
+    BackendError,
+    BackendTimeout,
+    ConfigError,
+    NotFoundError,
+    PermissionDenied,
+    SsrfBlocked,
+    ToolRateLimited,
+)
 from daytwo.gateway import CredentialVault, Gateway
-from daytwo.gateway.errors import BackendTimeout, SsrfBlocked, ToolRateLimited
 from daytwo.gateway.policies import SsrfGuard
 from daytwo.gateway.samples import register_samples
 from daytwo.gateway.vault import vault_key

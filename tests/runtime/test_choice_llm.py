@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from daytwo.exceptions import NoToolAvailable
 from daytwo.runtime import (
     PythonTools,
     Runtime,
@@ -15,7 +16,7 @@ from daytwo.runtime import (
     load_spec,
 )
 from daytwo.runtime.adapters import ModelLLM
-from daytwo.runtime.choice import NoToolAvailable, choose_tool
+from daytwo.runtime.choice import choose_tool
 from daytwo.testing import Reply, ScriptedModelServer, scripted_chat_model
 
 STATUS_SPEC = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from daytwo.exceptions import InputError, NotFoundError, PermissionDenied
-from daytwo.server.auth import KeyStore, NotAuthenticated, role_at_least
+from daytwo.exceptions import InputError, NotAuthenticated, NotFoundError, PermissionDenied
+from daytwo.server.auth import KeyStore, role_at_least
 from daytwo.store import Store
 from daytwo.store.tables.server import ApiKey
 

@@ -20,9 +20,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from daytwo.exceptions import PermissionDenied
+from daytwo.exceptions import CodeExecutionDenied, PermissionDenied
 from daytwo.gateway import Gateway
-from daytwo.gateway.authority import CodeExecutionDenied
 from daytwo.gateway.contracts import parse_definitions
 from daytwo.server import create_app
 from daytwo.server.ownership import claim

@@ -23,7 +23,7 @@ import shlex
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
-from daytwo.exceptions import PermissionDenied
+from daytwo.exceptions import CodeExecutionDenied, PermissionDenied
 from daytwo.gateway.contracts import (
     HttpBackendSpec,
     McpBackendSpec,
@@ -39,10 +39,6 @@ __all__ = [
     "refuse_from_api",
     "runs_code",
 ]
-
-
-class CodeExecutionDenied(PermissionDenied):
-    """A backend that runs code on the server was refused (HTTP 403)."""
 
 
 def runs_code(definition: ToolDefinition) -> str | None:

@@ -30,13 +30,13 @@ from tenacity import (
 
 from daytwo.exceptions import (
     BackendError,
+    BackendTimeout,
     DatabaseLocked,
     DatabaseUnavailable,
     InputError,
     NotFoundError,
 )
 from daytwo.gateway.contracts import HttpAuth, HttpBackendSpec, McpBackendSpec, PythonBackendSpec
-from daytwo.gateway.errors import BackendTimeout
 from daytwo.tracing.propagation import context_carrier, inject_context
 
 if TYPE_CHECKING:

@@ -10,9 +10,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from daytwo.exceptions import ConflictError, InputError
+from daytwo.exceptions import ConflictError, InputError, ToolNotFound
 from daytwo.gateway.contracts import ToolDefinition, definition_hash, parse_semver
-from daytwo.gateway.errors import ToolNotFound
 from daytwo.store import Store, new_id
 from daytwo.store.tables.gateway import GatewayTool
 

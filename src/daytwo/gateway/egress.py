@@ -28,8 +28,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from daytwo.exceptions import InputError
-from daytwo.gateway.errors import SsrfBlocked
+from daytwo.exceptions import InputError, SsrfBlocked
 
 if TYPE_CHECKING:
     import httpx2

@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from daytwo.exceptions import (
     BackendError,
+    CodeExecutionDenied,
     ContractViolation,
     DriftBlocked,
     PermissionDenied,
@@ -33,12 +34,7 @@ from daytwo.exceptions import (
 )
 from daytwo.gateway.adapters import CompiledAdapter
 from daytwo.gateway.agents import DEFAULT_TENANT, Agent, AgentRegistry
-from daytwo.gateway.authority import (
-    CodeExecutionDenied,
-    check_allowed,
-    check_tenant_credentials,
-    runs_code,
-)
+from daytwo.gateway.authority import check_allowed, check_tenant_credentials, runs_code
 from daytwo.gateway.backends import (
     Backend,
     HttpBackend,

@@ -11,9 +11,8 @@ from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from daytwo.exceptions import InputError
+from daytwo.exceptions import InputError, PayloadTooLarge, ToolRateLimited
 from daytwo.gateway.egress import EgressPolicy
-from daytwo.gateway.errors import PayloadTooLarge, ToolRateLimited
 
 __all__ = [
     "RateLimits",

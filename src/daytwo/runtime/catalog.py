@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from daytwo.exceptions import SpecError
 from daytwo.runtime.protocols import ToolInvoker
-from daytwo.runtime.spec import AgentSpec, MapStep, PlanStep, SpecError, ToolStep
+from daytwo.runtime.spec import AgentSpec, MapStep, PlanStep, ToolStep
 
 __all__ = ["check_catalog"]
 

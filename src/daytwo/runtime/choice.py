@@ -13,17 +13,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from daytwo.exceptions import ToolError
+from daytwo.exceptions import NoToolAvailable
 from daytwo.runtime.protocols import TelemetrySource
 
 if TYPE_CHECKING:
     from daytwo.gateway.telemetry import ToolStats
 
 __all__ = ["Choice", "NoToolAvailable", "choose_tool"]
-
-
-class NoToolAvailable(ToolError):
-    """Every tool of a capability is circuit-broken or excluded."""
 
 
 @dataclass(frozen=True)

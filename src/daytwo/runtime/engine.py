@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from dbos import DBOS
 from opentelemetry import trace
 
-from daytwo.exceptions import DaytwoError
+from daytwo.exceptions import DaytwoError, RunFailed
 from daytwo.runtime.acting import acting_for
 from daytwo.runtime.budget import BudgetMeter
 from daytwo.runtime.registry import AgentRegistry
@@ -70,10 +70,6 @@ class RunHost(Protocol):
 
 
 _active: RunHost | None = None
-
-
-class RunFailed(DaytwoError):
-    """A run stopped: a step failed for good, an approval was rejected, or a budget ran out."""
 
 
 def set_active_runtime(runtime: RunHost | None) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from daytwo.runtime.spec import AgentSpec, SpecError
+from daytwo.exceptions import SpecError
+from daytwo.runtime.spec import AgentSpec
 
 __all__ = ["load_spec", "load_spec_file", "parse_spec_text"]
 

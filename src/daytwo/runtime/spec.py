@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from daytwo.exceptions import InputError
+from daytwo.exceptions import SpecError
 from daytwo.models.prompts import PromptDefinition
 
 __all__ = [
@@ -34,10 +34,6 @@ __all__ = [
 
 _ID = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _STEP_REF = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*)")
-
-
-class SpecError(InputError):
-    """An agent spec is malformed: bad YAML, unknown field or step, a cycle."""
 
 
 class _Model(BaseModel):

@@ -21,7 +21,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from daytwo.exceptions import ToolError
+from daytwo.exceptions import SpecError, ToolError
 from daytwo.models.prompts import PromptDefinition
 from daytwo.runtime.budget import usd
 from daytwo.runtime.choice import choose_tool
@@ -43,7 +43,6 @@ from daytwo.runtime.spec import (
     PlanStep,
     RetrievalStep,
     RetryPolicy,
-    SpecError,
     ToolStep,
 )
 from daytwo.runtime.templating import evaluate, render

@@ -15,7 +15,7 @@ from typing import Any
 import jmespath
 from jmespath.exceptions import JMESPathError
 
-from daytwo.runtime.spec import SpecError
+from daytwo.exceptions import SpecError
 
 __all__ = ["evaluate", "render"]
 

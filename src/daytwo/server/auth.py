@@ -28,6 +28,7 @@ from daytwo.exceptions import (
     ConflictError,
     DatabaseLocked,
     InputError,
+    NotAuthenticated,
     NotFoundError,
     PermissionDenied,
 )
@@ -55,10 +56,6 @@ SESSION_TTL = timedelta(hours=12)
 _log = logging.getLogger(__name__)
 USE_RESOLUTION = timedelta(minutes=1)
 """``last_used_at`` is written at most this often per key (no write per request)."""
-
-
-class NotAuthenticated(PermissionDenied):
-    """No key, an unknown key, or a revoked key (HTTP 401)."""
 
 
 def is_api_key(key: str) -> bool:

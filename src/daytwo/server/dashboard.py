@@ -17,8 +17,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from daytwo._version import __version__
-from daytwo.exceptions import DaytwoError, PermissionDenied
-from daytwo.server.auth import SESSION_TTL, KeyStore, NotAuthenticated, Principal
+from daytwo.exceptions import DaytwoError, NotAuthenticated, PermissionDenied
+from daytwo.server.auth import SESSION_TTL, KeyStore, Principal
 from daytwo.server.deps import SESSION_COOKIE
 from daytwo.server.errors import status_of
 from daytwo.server.events import audit_anonymous, audit_event

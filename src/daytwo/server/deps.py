@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from daytwo.server.auth import KeyStore, NotAuthenticated, Principal, Role
+from daytwo.exceptions import NotAuthenticated
+from daytwo.server.auth import KeyStore, Principal, Role
 from daytwo.server.events import note_key_use
 from daytwo.settings import Settings
 from daytwo.store import Store

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from daytwo import exceptions as exc
-from daytwo.server.auth import NotAuthenticated
+from daytwo.exceptions import NotAuthenticated
 
 __all__ = [
     "ERROR_RESPONSES",

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from daytwo.exceptions import NotFoundError
+from daytwo.exceptions import NotFoundError, SpecError
 from daytwo.runtime.acting import current_principal, current_run_id
 from daytwo.runtime.protocols import Retriever, ToolInvoker, ToolOutcome
-from daytwo.runtime.spec import AgentSpec, MapStep, PlanStep, RetrievalStep, SpecError, ToolStep
+from daytwo.runtime.spec import AgentSpec, MapStep, PlanStep, RetrievalStep, ToolStep
 from daytwo.runtime.steps import Services
 from daytwo.server.ownership import check_visible, claimant, visible
 from daytwo.server.tenancy import tenant_of

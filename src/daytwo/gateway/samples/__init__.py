@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from daytwo.exceptions import ToolNotFound
 from daytwo.gateway.contracts import ToolDefinition
-from daytwo.gateway.errors import ToolNotFound
 
 if TYPE_CHECKING:
     from daytwo.gateway.catalog import ToolRecord

@@ -19,7 +19,7 @@ import orjson
 from fastapi.responses import Response
 
 from daytwo import exceptions as exc
-from daytwo.server.auth import NotAuthenticated
+from daytwo.exceptions import NotAuthenticated
 
 __all__ = ["GATEWAY_RESPONSES", "GatewayError", "error_response", "gateway_error"]
 

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
 
-from daytwo.exceptions import InputError, NotFoundError
+from daytwo.exceptions import InputError, NotAuthenticated, NotFoundError
 from daytwo.models.fallback import FallbackModel
 from daytwo.models.instrumented import ProfiledModel, get_model
 from daytwo.models.profiles import Profile, ProfileRegistry, load_profiles
 from daytwo.models.structured import Ladder, generate
 from daytwo.models.types import ChatResponse, Message, StreamChunk, Usage
-from daytwo.server.auth import KeyStore, NotAuthenticated, Principal
+from daytwo.server.auth import KeyStore, Principal
 from daytwo.server.llm.limits import GatewayLimits
 from daytwo.server.llm.routes_store import ModelRoutes
 from daytwo.server.tenancy import principal_string

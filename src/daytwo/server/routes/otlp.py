@@ -20,7 +20,8 @@ from google.rpc import status_pb2
 from sqlalchemy.orm import Session
 
 from daytwo import exceptions as exc
-from daytwo.server.auth import NotAuthenticated, Principal
+from daytwo.exceptions import NotAuthenticated
+from daytwo.server.auth import Principal
 from daytwo.server.errors import status_of
 from daytwo.server.tenancy import principal_string, tenant_of
 from daytwo.tracing.otlp import JSON, PROTOBUF, decode_request, encode_response, media_type
