@@ -10,6 +10,9 @@ the original JSON, so the number 1 and the string "1" are told apart.
 from __future__ import annotations
 
 import json
+import math
+import re
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,10 +25,45 @@ down_revision = "0110_knowledge_maintenance"
 branch_labels = None
 depends_on = None
 
+# How daytwo.knowledge.filters typed a value at this revision, frozen here: a migration
+# imports no layer above the store (tests/test_layers.py), and must not change meaning
+# when that module changes later.
+_DATE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}"
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
+)
+
+
+def _epoch(text: str) -> float | None:
+    if len(text) > 40 or not _DATE.match(text):
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return moment.timestamp()
+
+
+def _typed(value: Any) -> tuple[str, float | None] | None:
+    """(kind, num) of a scalar metadata value; None for lists, objects, NaN, null."""
+    if isinstance(value, bool):
+        return "bool", None
+    if isinstance(value, (int, float)):
+        number = float(value)
+        return ("num", number) if math.isfinite(number) else None
+    if isinstance(value, str):
+        when = _epoch(value[:500])
+        return ("date", when) if when is not None else ("str", None)
+    return None
+
 
 def upgrade() -> None:
-    from daytwo.knowledge.filters import typed_metadata
-
     with op.batch_alter_table("kb_doc_meta") as batch:
         batch.add_column(sa.Column("kind", sa.String(8), nullable=False, server_default="str"))
         batch.add_column(sa.Column("num", sa.Float(), nullable=True))
@@ -59,10 +97,12 @@ def upgrade() -> None:
         sa.select(docs.c.collection, docs.c.doc_id, docs.c.metadata)
     ):
         data = json.loads(raw) if isinstance(raw, str) else raw
-        for key, value in typed_metadata(data or {}).items():
-            if value.kind != "str":
+        for key, raw_value in (data or {}).items():
+            typed = _typed(raw_value)
+            if typed is not None and typed[0] != "str":
+                kind, num = typed
                 rows.append(
-                    {"c": collection, "d": doc_id, "k": key, "kind_": value.kind, "num_": value.num}
+                    {"c": collection, "d": doc_id, "k": str(key)[:200], "kind_": kind, "num_": num}
                 )
         if len(rows) >= 1000:
             bind.execute(update, rows)
