@@ -42,3 +42,27 @@ def test_kb_bulk_from_a_file(cli_env: Path, capsys: pytest.CaptureFixture[str]) 
     assert "text must be a string" in out["items"][1]["error"]
     assert run(["kb", "bulk", str(cli_env / "missing.ndjson"), "-c", "port"]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_kb_snapshot_and_restore(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = cli_env / "docs.ndjson"
+    docs.write_text(
+        "\n".join(json.dumps({"doc_id": f"d{i}", "text": f"harbour crane {i}"}) for i in range(5)),
+        encoding="utf-8",
+    )
+    assert run(["kb", "bulk", str(docs), "-c", "port"]) == 0
+    snap = cli_env / "port.snap"
+    assert run(["kb", "snapshot", str(snap), "-c", "port", "--json"]) == 0
+    capsys.readouterr()
+    assert run(["kb", "restore", str(snap), "-c", "copy", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"]["document"] == 5
+    search = ["kb", "search", "crane 3", "--as", "bob", "-g", "x", "--mode", "bm25", "--json"]
+    assert run([*search, "-c", "port"]) == 0
+    original = [h["doc_id"] for h in json.loads(capsys.readouterr().out)["hits"]]
+    assert run([*search, "-c", "copy"]) == 0
+    assert [h["doc_id"] for h in json.loads(capsys.readouterr().out)["hits"]] == original
+    assert run(["kb", "restore", str(snap), "-c", "copy"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    docs.write_bytes(b"not a snapshot")
+    assert run(["kb", "restore", str(docs), "-c", "other"]) == 2
+    assert "not a daytwo knowledge snapshot" in capsys.readouterr().err

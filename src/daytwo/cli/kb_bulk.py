@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from daytwo.cli._output import console, print_json
+from daytwo.cli._output import console, print_json, progress_bar
 from daytwo.cli.kb import app, open_kb
 
 __all__: list[str] = []
@@ -65,3 +65,62 @@ def bulk(
         )
     if summary["error"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def snapshot(
+    path: str = typer.Argument(..., help="File to write (gzip NDJSON, replaced atomically)."),
+    collection: str = typer.Option("default", "--collection", "-c", help="Collection name."),
+    json_out: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Write a collection (documents, ACLs, metadata, generations with their chunks and
+    vectors, source identity) to one versioned, checksummed file."""
+    from daytwo.knowledge.snapshot import snapshot_collection
+
+    kb = open_kb()
+    try:
+        with progress_bar(disable=json_out) as bar:
+            task = bar.add_task("snapshot (rows)", total=None)
+
+            def advance(done: int) -> None:
+                bar.update(task, completed=done)
+
+            report = snapshot_collection(kb, collection, Path(path), progress=advance)
+    finally:
+        kb.close()
+    if json_out:
+        print_json(report)
+    else:
+        rows = ", ".join(f"{n} {k}s" for k, n in report["rows"].items())
+        console.print(f"{collection} → {path}: {rows} (sha256 {report['sha256'][:16]}…)")
+
+
+@app.command()
+def restore(
+    path: str = typer.Argument(..., help="A file written by daytwo kb snapshot."),
+    collection: str | None = typer.Option(
+        None, "--collection", "-c", help="Restore under this name (default: the snapshot's)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Restore a snapshot into a collection that does not exist yet. The file is checked
+    whole (format, version, checksum) inside one transaction: nothing is written unless
+    it all checks out."""
+    from daytwo.knowledge.snapshot import restore_collection
+
+    kb = open_kb()
+    try:
+        with progress_bar(disable=json_out) as bar:
+            task = bar.add_task("restore (rows)", total=None)
+
+            def advance(done: int) -> None:
+                bar.update(task, completed=done)
+
+            report = restore_collection(kb, Path(path), collection, progress=advance)
+    finally:
+        kb.close()
+    if json_out:
+        print_json(report)
+    else:
+        rows = ", ".join(f"{n} {k}s" for k, n in report["rows"].items())
+        console.print(f"{path} → {report['collection']}: {rows}")
