@@ -179,16 +179,6 @@ class AgentRegistry:
                 self._by_name[name] = hit
         return hit[1]
 
-    def by_name(self, name: str) -> Agent:
-        """An agent by name, or PermissionDenied."""
-        agent = self.find(name)
-        if agent is None:
-            raise PermissionDenied(
-                f"unknown agent {name!r}",
-                hint="create it: daytwo tools agent-create NAME --tool PATTERN",
-            )
-        return agent
-
 
 def _agent(row: GatewayAgent) -> Agent:
     return Agent(row.name, tuple(row.tools), row.rate_limit, tenant=row.tenant)

@@ -100,11 +100,6 @@ class MigrationStatus:
             row.canary_percent,
         )
 
-    @property
-    def backfill_complete(self) -> bool:
-        """True once the shadow holds every document."""
-        return self.state != "backfilling"
-
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {

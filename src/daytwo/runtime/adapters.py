@@ -262,10 +262,8 @@ def layer_services(
     if gateway is not None:
         services.tools = GatewayTools(gateway)
         services.telemetry = GatewayTelemetry(gateway)
-        services.extra["gateway"] = gateway
     if kb is not None:
         services.retriever = KnowledgeRetriever(kb)
-        services.extra["kb"] = kb
     if with_llm:
         profile = model_profile or settings.default_model
         services.llm = ModelLLM(factory=lambda: get_model(profile, settings))

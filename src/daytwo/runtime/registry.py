@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -218,8 +217,3 @@ class AgentRegistry:
             current, previous = stack[-1], stack[-2]
             s.add(AgentPromotion(name=name, alias=alias, version=previous, action="rollback"))
         return current, previous
-
-
-def canonical_json(spec: AgentSpec) -> str:
-    """The spec as sorted JSON text (for display)."""
-    return json.dumps(_spec_json(spec), sort_keys=True)

@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -71,7 +71,6 @@ class Services:
     llm_for: Callable[[str], LLM] | None = None
     """A model profile's LLM: how an agent's (or a step's) ``model`` is honoured."""
     audit: AuditSink | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -113,16 +113,19 @@ def run_subject(store: Store, run_id: str | None) -> tuple[str, list[str]] | Non
 def scope_services(services: Services, store: Store) -> Services:
     """``services`` with tools and retrieval resolved inside each run's tenant.
 
-    The gateway among them (``extra["gateway"]``) refuses to run a code backend of a
-    tool a tenant registered, and lets it read only its tenant's credentials.
+    The gateway behind the tools (a :class:`~daytwo.runtime.adapters.GatewayTools`)
+    refuses to run a code backend of a tool a tenant registered, and lets it read only
+    its tenant's credentials.
     """
+    from daytwo.runtime.adapters import GatewayTools
+
+    tools = services.tools.inner if isinstance(services.tools, TenantTools) else services.tools
+    if isinstance(tools, GatewayTools) and tools.gateway.registered_by is None:
+        tools.gateway.registered_by = lambda name: claimant(store, "tool", name)
     if services.tools is not None and not isinstance(services.tools, TenantTools):
         services.tools = TenantTools(services.tools, store)
     if services.retriever is not None and not isinstance(services.retriever, TenantRetriever):
         services.retriever = TenantRetriever(services.retriever, store)
-    gateway = services.extra.get("gateway")
-    if gateway is not None and getattr(gateway, "registered_by", None) is None:
-        gateway.registered_by = lambda name: claimant(store, "tool", name)
     return services
 
 
