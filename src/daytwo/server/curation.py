@@ -100,7 +100,7 @@ def set_page(request: Request, principal: Principal, name: str) -> Response:
     )
 
 
-@page("/evals/add", title="Add to golden set", role="operator")
+@page("/evals/add", title="Add to golden set")
 def add_page(request: Request, principal: Principal) -> Response:
     from daytwo.evals.datasets import GoldenSets
     from daytwo.server.routes.curation import owned_promotable
@@ -128,6 +128,7 @@ def add_page(request: Request, principal: Principal) -> Response:
         run=run,
         sets=[{"name": n, "latest": next(reversed(gs.versions(n)), None)} for n in sets],
         selected=wanted if wanted in sets else (sets[0] if sets else None),
+        can_add=role_at_least(principal.role, "operator"),
     )
 
 
