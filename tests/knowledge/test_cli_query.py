@@ -72,3 +72,18 @@ def test_bad_query_options_exit_2(
     captured = capsys.readouterr()
     assert message in captured.out + captured.err
     assert "Traceback" not in captured.out + captured.err
+
+
+def test_keyword_flags(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    args = [*SEARCH[:2], "refund AND number -2018", *SEARCH[3:], "--mode", "bm25"]
+    assert run([*args, "--syntax", "boolean", "--highlight", "--title-boost", "0"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["hits"]) == 6
+    hit = data["hits"][0]
+    assert [hit["text"][m["start"] : m["end"]] for m in hit["highlights"]] == ["refund", "number"]
+    assert run([*args, "--syntax", "boolean", "--where", '{"year": 2018}']) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["doc_id"] == "d0"
+    assert run([*args, "--syntax", "sql"]) == 2
+    captured = capsys.readouterr()
+    assert "unknown query syntax" in captured.out + captured.err

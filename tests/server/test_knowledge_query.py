@@ -126,3 +126,37 @@ def test_rest_cursor_stays_with_its_caller_and_collection(client: TestClient, ke
     assert {h["doc_id"] for h in hits} == {"d2"}
     theirs = _search(client, keys.other_viewer, {"query": "refund", "filters": flt}, "theirs")
     assert [h["doc_id"] for h in theirs.json()] == ["t1"]
+
+
+def test_rest_keyword_options(client: TestClient, keys: Keys) -> None:
+    op = Keys.header(keys.operator)
+    for doc_id, title, text in (
+        ("b", "Bank transfer", "We pay refunds by bank transfer."),
+        ("d", "Shipping", "Transfer of bank details is never asked."),
+    ):
+        r = client.put(
+            "/api/v1/knowledge/collections/kw/documents",
+            json={"doc_id": doc_id, "title": title, "text": text},
+            headers=op,
+        )
+        assert r.status_code == 200, r.text
+    body = {"query": '"bank transfer"', "mode": "bm25", "keyword": {"syntax": "boolean"}}
+    hits = _search(client, keys.viewer, body, "kw").json()
+    assert [h["doc_id"] for h in hits] == ["b"]
+    assert hits[0]["highlights"] is None
+    body["keyword"] = {"syntax": "boolean", "highlight": True, "title_boost": 2.0}
+    hit = _search(client, keys.viewer, body, "kw").json()[0]
+    assert {(m["field"], m["start"], m["end"]) for m in hit["highlights"]} == {
+        ("title", 0, 4),
+        ("title", 5, 13),
+        ("text", 18, 22),
+        ("text", 23, 31),
+    }
+    for keyword, status, message in (
+        ({"syntax": "boolean"}, 400, "unterminated phrase"),
+        ({"syntax": "lucene"}, 422, "syntax"),
+        ({"title_boost": 50}, 422, "title_boost"),
+    ):
+        r = _search(client, keys.viewer, {"query": '"bank', "keyword": keyword}, "kw")
+        assert r.status_code == status, r.text
+        assert message in r.text

@@ -72,6 +72,13 @@ def _search_filter(values: list[str], where: str | None) -> dict[str, Any] | Non
     return {"must": [*must, structured] if structured else must}
 
 
+def _keyword(syntax: str, title_boost: float, highlight: bool) -> Any:
+    from daytwo.knowledge.keyword_query import KeywordOptions
+
+    options = KeywordOptions(syntax, title_boost, highlight)  # type: ignore[arg-type]
+    return options if options.custom or highlight else None
+
+
 def _fusion(method: str | None, rrf_k: int | None, alpha: float | None) -> Any:
     from daytwo.exceptions import InputError
     from daytwo.knowledge.fusion import FusionConfig
@@ -229,6 +236,11 @@ def search(
     cursor: str | None = typer.Option(
         None, "--cursor", help="next_cursor of the previous page of this same search."
     ),
+    syntax: str = typer.Option(
+        "plain", "--syntax", help='plain, or boolean: AND OR NOT -x ( ) "phrases".'
+    ),
+    title_boost: float = typer.Option(1.0, "--title-boost", help="Weight of title terms."),
+    highlight: bool = typer.Option(False, "--highlight", help="Offsets of the query terms."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Search a collection as a principal: scores and which index contributed each hit."""
@@ -248,6 +260,7 @@ def search(
         group_by=group_by,
         group_size=group_size,
         cursor=cursor,
+        keyword=_keyword(syntax, title_boost, highlight),
     )
     kb = open_kb()
     try:

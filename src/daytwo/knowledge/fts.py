@@ -24,7 +24,14 @@ from sqlalchemy.orm import Session
 from daytwo.knowledge.bm25 import Bm25Params, Permitted, Postings, rank
 from daytwo.store.engine import WRITE_OPTION
 
-__all__ = ["FTS_INDEX", "MAX_QUERY_TERMS", "ensure_fts", "keyword_search", "query_terms"]
+__all__ = [
+    "FTS_INDEX",
+    "MAX_QUERY_TERMS",
+    "ensure_fts",
+    "keyword_search",
+    "query_terms",
+    "stem_words",
+]
 
 MAX_QUERY_TERMS = 64
 
@@ -303,3 +310,18 @@ def _postings(term: str, rows: Sequence[Sequence[Any]]) -> Postings:
     keys = np.fromiter((int(r[0]) for r in rows), dtype=np.uint64, count=len(rows))
     tf = np.fromiter((float(r[1]) for r in rows), dtype=np.float32, count=len(rows))
     return Postings(term, keys, tf)
+
+
+def stem_words(connection: Connection, words: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Each word's index terms as this backend's analyzer makes them (porter stems on
+    SQLite, the ``english`` configuration's lexemes on PostgreSQL; none for a PostgreSQL
+    stop word), cached per word."""
+    words = list(dict.fromkeys(w.lower() for w in words))
+    if connection.dialect.name == "sqlite":
+        cursor = connection.connection.cursor()
+        try:
+            return {w: tuple(_sqlite_stems(cursor, [w])) for w in words}
+        finally:
+            cursor.close()
+    _pg_stems(connection, words)
+    return {w: _PG_STEMS.get(w, ()) for w in words}

@@ -40,6 +40,13 @@ from daytwo.knowledge.fts import keyword_search
 from daytwo.knowledge.fusion import Fused, FusionConfig, fuse
 from daytwo.knowledge.generations import OPEN_STATES
 from daytwo.knowledge.indexes import Indexes
+from daytwo.knowledge.keyword_query import (
+    Highlight,
+    KeywordOptions,
+    boolean_search,
+    highlights,
+    parse_query,
+)
 from daytwo.store.tables.knowledge import KbAcl, KbChunk, KbCollection, KbDocument, KbGeneration
 from daytwo.store.tables.knowledge_maintenance import KbMigration
 from daytwo.tracing.content import capture, content_policy
@@ -79,6 +86,8 @@ class Hit:
     chunks: tuple[Hit, ...] = ()
     """With ``group_by="document"``: the document's best chunks, best first (this hit's
     own chunk is the first); otherwise empty."""
+    highlights: tuple[Highlight, ...] = ()
+    """With ``keyword.highlight``: where the query's terms occur in the title and text."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (CLI ``--json``, REST)."""
@@ -92,8 +101,16 @@ class Hit:
         }
         if self.chunks:
             out["chunks"] = [
-                {"chunk_id": c.chunk_id, "text": c.text, "score": c.score} for c in self.chunks
+                {
+                    "chunk_id": c.chunk_id,
+                    "text": c.text,
+                    "score": c.score,
+                    "highlights": [h.to_dict() for h in c.highlights],
+                }
+                for c in self.chunks
             ]
+        if self.highlights:
+            out["highlights"] = [h.to_dict() for h in self.highlights]
         return out
 
 
@@ -305,6 +322,8 @@ class SearchRequest:
     fusion instead of the collection's. ``group_by="document"``: one hit per document
     (its best ``group_size`` chunks in :attr:`Hit.chunks`), ``k`` counts documents.
     ``cursor``: the ``next_cursor`` of the previous page of the same search.
+    ``keyword``: boolean syntax with phrases, a title boost, highlights
+    (:mod:`daytwo.knowledge.keyword_query`).
     """
 
     collection: str
@@ -318,6 +337,7 @@ class SearchRequest:
     group_by: str | None = None
     group_size: int = 1
     cursor: str | None = None
+    keyword: KeywordOptions | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -338,6 +358,8 @@ class SearchRequest:
             raise InputError("the cursor is empty or too long", hint="pass next_cursor unchanged")
         object.__setattr__(self, "groups", tuple(self.groups))
         object.__setattr__(self, "filters", parse_filter(self.filters))
+        if self.keyword is not None and self.keyword.syntax == "boolean":
+            parse_query(self.query)  # a malformed query is the caller's error, in any mode
 
     @property
     def filter(self) -> Filter | None:
@@ -358,6 +380,7 @@ class SearchRequest:
                 "fusion": self.fusion.to_dict() if self.fusion is not None else None,
                 "group_by": self.group_by,
                 "group_size": self.group_size,
+                "keyword": dataclasses.asdict(self.keyword) if self.keyword else None,
             }
         )
 
@@ -478,7 +501,10 @@ def _search(
             else:
                 dense = index.search(vector, depth, permitted.keys)
         if mode != "dense":
-            bm25 = keyword_search(session, gen.id, query, depth, permitted)
+            if request.keyword is not None and request.keyword.custom:
+                bm25 = boolean_search(session, gen.id, query, depth, permitted, request.keyword)
+            else:
+                bm25 = keyword_search(session, gen.id, query, depth, permitted)
         if pending is not None:
             dense = pending.result()
         fused = fuse(bm25, dense, single, limit=None if grouped else want + 1)
@@ -514,9 +540,28 @@ def _search(
             others = [h for h in (hit(*r) for r in rest) if h is not None]
             best = dataclasses.replace(best, chunks=(best, *others))
         out.append(best)
+    if request.keyword is not None and request.keyword.highlight and out:
+        _highlight(session, out, query, request.keyword)
     if more and want < MAX_WINDOW:
         out.next_cursor = encode_cursor(Cursor(fingerprint_, gen.id, want))
     return out
+
+
+def _highlight(session: Session, hits: Hits, query: str, options: KeywordOptions) -> None:
+    """Mark where the query's terms occur in each hit (and its grouped chunks), in place."""
+    every = [h for hit in hits for h in (hit.chunks or (hit,))]
+    marks = dict(
+        zip(
+            (h.chunk_id for h in every),
+            highlights(session, query, options, [(h.title, h.text) for h in every]),
+            strict=True,
+        )
+    )
+    for i, hit in enumerate(hits):
+        chunks = tuple(
+            dataclasses.replace(c, highlights=tuple(marks[c.chunk_id])) for c in hit.chunks
+        )
+        hits[i] = dataclasses.replace(hit, highlights=tuple(marks[hit.chunk_id]), chunks=chunks)
 
 
 Grouped = tuple[int, float, dict[str, dict[str, float]], tuple[Fused, ...]]

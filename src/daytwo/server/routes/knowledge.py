@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from daytwo.exceptions import MissingDependency, NotFoundError
 from daytwo.knowledge.fusion import FusionConfig
+from daytwo.knowledge.keyword_query import KeywordOptions
 from daytwo.knowledge.search import SearchRequest
 from daytwo.server.auth import Principal
 from daytwo.server.deps import Admin, Operator, Viewer, get_store
@@ -136,12 +137,30 @@ class SearchIn(BaseModel):
         max_length=400,
         description="The Daytwo-Next-Cursor header of the previous page of this same search.",
     )
+    keyword: KeywordIn | None = None
+
+
+class KeywordIn(BaseModel):
+    """Keyword options (README.md, "Search")."""
+
+    syntax: Literal["plain", "boolean"] = Field(
+        default="plain", description='boolean: AND, OR, NOT, -x, ( ), "phrases".'
+    )
+    title_boost: float = Field(default=1.0, ge=0.0, le=10.0, description="Title term weight.")
+    highlight: bool = Field(default=False, description="Character offsets of query terms.")
+
+
+class HighlightOut(BaseModel):
+    field: Literal["title", "text"]
+    start: int
+    end: int
 
 
 class ChunkOut(BaseModel):
     chunk_id: str
     text: str
     score: float
+    highlights: list[HighlightOut] | None = None
 
 
 class HitOut(BaseModel):
@@ -153,6 +172,7 @@ class HitOut(BaseModel):
     chunks: list[ChunkOut] | None = Field(
         default=None, description="With group_by=document: the document's best chunks."
     )
+    highlights: list[HighlightOut] | None = None
 
 
 @router.get("/collections", response_model=list[CollectionOut], summary="Collections")
@@ -327,6 +347,7 @@ def search(
         group_by=body.group_by,
         group_size=body.group_size,
         cursor=body.cursor,
+        keyword=KeywordOptions(**body.keyword.model_dump()) if body.keyword else None,
     )
     hits = kb.run(request)
     if hits.next_cursor is not None:
@@ -338,12 +359,25 @@ def search(
             title=h.title,
             text=h.text,
             score=h.score,
-            chunks=[ChunkOut(chunk_id=c.chunk_id, text=c.text, score=c.score) for c in h.chunks]
+            chunks=[
+                ChunkOut(
+                    chunk_id=c.chunk_id,
+                    text=c.text,
+                    score=c.score,
+                    highlights=_marks(c) if request.keyword and request.keyword.highlight else None,
+                )
+                for c in h.chunks
+            ]
             if h.chunks
             else None,
+            highlights=_marks(h) if request.keyword and request.keyword.highlight else None,
         )
         for h in hits
     ]
+
+
+def _marks(hit: Any) -> list[HighlightOut]:
+    return [HighlightOut(field=m.field, start=m.start, end=m.end) for m in hit.highlights]
 
 
 class GenerationHealth(BaseModel):
