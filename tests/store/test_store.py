@@ -127,3 +127,18 @@ def test_wrong_database_url(url: str, error: type[Exception]) -> None:
     with pytest.raises(error):
         store = Store(url)
         store.ping()
+
+
+def test_the_fast_schema_check_reads_the_heads_alembic_reads(db_url: str) -> None:
+    """The CLI's check (no Alembic import) must agree with Alembic on both sides."""
+    from daytwo.store.heads import script_heads, stored_heads
+    from daytwo.store.migrate import applied_heads
+
+    assert set(script_heads()) == code_heads()
+    store = Store(db_url)
+    try:
+        assert stored_heads(store.engine) is None  # no alembic_version table yet
+        store.upgrade()
+        assert stored_heads(store.engine) == applied_heads(store.engine) == code_heads()
+    finally:
+        store.dispose()

@@ -11,7 +11,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from daytwo.exceptions import DatabaseLocked, SchemaOutdated
-from daytwo.store import migrate
 from daytwo.store.engine import WRITE_OPTION, is_sqlite, make_engine, map_db_error
 
 if TYPE_CHECKING:
@@ -113,6 +112,8 @@ class Store:
 
     def upgrade(self) -> list[str]:
         """Apply pending migrations; return the revisions applied (empty when current)."""
+        from daytwo.store import migrate  # alembic: 0.4 s of every CLI start otherwise
+
         try:
             return migrate.upgrade(self.engine)
         except OperationalError as exc:
@@ -120,6 +121,8 @@ class Store:
 
     def schema_status(self) -> tuple[set[str], set[str]]:
         """(applied heads, code heads)."""
+        from daytwo.store import migrate
+
         try:
             return migrate.applied_heads(self.engine), migrate.code_heads()
         except OperationalError as exc:
@@ -127,6 +130,10 @@ class Store:
 
     def check_schema(self) -> None:
         """Raise SchemaOutdated unless the database is at the code's heads."""
+        from daytwo.store.heads import script_heads, stored_heads
+
+        if stored_heads(self.engine) == set(script_heads()):  # no Alembic on the hot path
+            return
         applied, heads = self.schema_status()
         if applied == heads:
             return
@@ -134,6 +141,8 @@ class Store:
             raise SchemaOutdated(
                 "the database has no daytwo schema yet", hint="run `daytwo db upgrade`"
             )
+        from daytwo.store import migrate
+
         known = migrate.known_revisions()
         if applied - known:
             raise SchemaOutdated(
