@@ -3,7 +3,9 @@ case, two reviewers label five pairs and the page shows Cohen's κ."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,10 @@ from .live import chromium, live_server
 from .test_curation import _prefers_real_answers, judged_runs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# As in test_browser.py: `DAYTWO_UPDATE_SCREENSHOTS=1` refreshes the README's images.
+UPDATE_DOCS = os.environ.get("DAYTWO_UPDATE_SCREENSHOTS") == "1"
 
 
 @pytest.fixture
@@ -147,3 +153,6 @@ def test_add_run_accept_synthesized_and_label_pairs_for_kappa(
         assert page.locator("#kappa-judge").inner_text() == "0.48"
         page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
     assert errors == []
+    if UPDATE_DOCS:
+        for name in ("golden-set", "review"):
+            shutil.copyfile(tmp_path / f"{name}.png", DOCS_SCREENSHOTS / f"{name}.png")

@@ -177,13 +177,12 @@ def create_app(
 
 def _layer_routers() -> list[APIRouter]:
     """Routers of the layers (each module registers the routes of one layer)."""
-    from daytwo.server import (  # noqa: F401  (the dashboard pages)
-        curation,
-        evalrun,
-        explorer,
-        overview,
-        pages,
-    )
+    from daytwo.server import evalrun, explorer, overview, pages  # noqa: F401  (dashboard pages)
+
+    # isort: off
+    from daytwo.server import curation  # noqa: F401  (after pages: "Review" follows "Evals")
+
+    # isort: on
     from daytwo.server.routes import (
         agents,
         audit,
