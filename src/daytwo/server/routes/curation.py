@@ -229,10 +229,12 @@ def promote_run(
     name: SetName, body: PromoteIn, principal: Operator, store: StoreDep, request: Request
 ) -> PromoteOut:
     """The run becomes a case of a new version (expected output as given, else none)."""
+    from daytwo.evals.dedup import default_embedder
     from daytwo.evals.promote import promote
 
     check_owned(store, KIND, name, principal.tenant, "eval set")
     run = owned_promotable(store, principal, body.run)
+    settings = request.app.state.settings  # the same embedder and threshold as the CLI's
     info, case = promote(
         store,
         body.run,
@@ -240,6 +242,8 @@ def promote_run(
         tags=body.tags,
         sources=[_Fetched(run)],
         expected_output=body.expected_output,
+        embedder=default_embedder(settings.embedder),
+        threshold=settings.eval_near_duplicate_threshold,
         force=body.force,
     )
     audit_event(
