@@ -28,6 +28,7 @@ from daytwo.knowledge.ingest import (
     apply_writes,
     ingest_source,
 )
+from daytwo.knowledge.rerank import Reranker, rerank
 from daytwo.knowledge.search import Hit, Hits, SearchRequest, SearchTimings
 from daytwo.knowledge.shadow_reads import routed_search
 from daytwo.knowledge.sources import open_source
@@ -248,10 +249,19 @@ class KnowledgeBase(Indexes):
         *,
         query_vector: npt.NDArray[np.float32] | None = None,
         timings: SearchTimings | None = None,
+        reranker: Reranker | None = None,
+        rerank_depth: int = 50,
     ) -> list[Hit]:
-        """Search as ``principal`` (with ``groups``): ``mode`` is bm25, dense or hybrid."""
-        request = SearchRequest(collection, query, principal, tuple(groups), mode, k, filters)
-        return self.run(request, query_vector=query_vector, timings=timings)
+        """Search as ``principal`` (with ``groups``): ``mode`` is bm25, dense or hybrid.
+
+        With a ``reranker`` (:mod:`daytwo.knowledge.rerank`), the first ``rerank_depth``
+        hits (at least ``k``) are rescored by it and the best ``k`` returned."""
+        depth = max(k, rerank_depth) if reranker is not None else k
+        request = SearchRequest(collection, query, principal, tuple(groups), mode, depth, filters)
+        hits = self.run(request, query_vector=query_vector, timings=timings)
+        if reranker is None:
+            return hits
+        return rerank(query, hits, reranker, k)
 
     def run(
         self,
