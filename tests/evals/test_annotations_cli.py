@@ -83,3 +83,33 @@ def test_agreement_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
         assert code != 0
         assert message in out
         assert "Traceback" not in out
+
+
+def test_review_from_the_cli_needs_a_reason_to_reject_and_audits_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from daytwo.tracing.audit import AuditLog
+
+    assert cli(capsys, "db", "upgrade")[0] == 0
+    sets = GoldenSets(state.store())
+    sets.create("syn")
+    props = sets.propose(
+        "syn",
+        [Case(key=f"p{i}", input=f"question {i}?") for i in range(2)],
+        {"source": "synthesis"},
+    )
+    code, out = cli(capsys, "eval", "review", "--set", "syn", "--reject", props[0].id[:8])
+    assert code == 2
+    assert "a reason is required to reject" in out
+    assert len(GoldenSets(state.store()).proposed("syn")) == 2  # nothing written
+    code, out = cli(capsys, "eval", "review", "--set", "syn", "--reject", props[0].id[:8],
+                    "--accept", props[1].id[:8], "--reason", "off topic", "--json")  # fmt: skip
+    assert code == 0, out
+    assert json.loads(out)["rejected"] == 1
+    sets = GoldenSets(state.store())
+    assert [c.key for c in sets.cases("syn")] == ["p1"]
+    assert sets.cases("syn")[0].provenance["review"]["reason"] == "off topic"
+    records = [r for r in AuditLog(state.store()).records() if r.kind == "eval.case.review"]
+    assert [(r.subject, r.data["decided"], r.data["reason"]) for r in records] == [
+        ("syn", ["p0", "p1"], "off topic")
+    ]

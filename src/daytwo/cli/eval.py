@@ -628,11 +628,21 @@ def review_cmd(
     reject: Annotated[
         list[str] | None, typer.Option("--reject", help="Case id/prefix or 'all'.")
     ] = None,
+    reason: str = typer.Option(
+        "", "--reason", help="Why (required to reject); kept on each case and audited."
+    ),
     json_out: bool = JSON_OPT,
 ) -> None:
     """List proposed cases, or accept/reject them (accepted ones form a new version)."""
+    from daytwo.exceptions import InputError
+
     sets = _sets()
     accept, reject = accept or [], reject or []
+    if reject and not reason.strip():
+        raise InputError(
+            "a reason is required to reject proposed cases",
+            hint='add --reason "what is wrong with them" (it is kept and audited)',
+        )
     if not accept and not reject:
         pending = sets.proposed(set_name)
         if json_out:
@@ -656,7 +666,24 @@ def review_cmd(
                 markup=False,
             )
         return
-    info, n_acc, n_rej = sets.review(set_name, accept=accept, reject=reject)
+    before = {c.id: c.key for c in sets.proposed(set_name)}
+    info, n_acc, n_rej = sets.review(
+        set_name, accept=accept, reject=reject, reason=reason.strip(), reviewer="cli"
+    )
+    from daytwo.cli._audit import audit_operator
+
+    still = {c.id for c in sets.proposed(set_name)}
+    audit_operator(
+        "eval.case.review",
+        set_name,
+        {
+            "accept": accept,
+            "reject": reject,
+            "reason": reason.strip(),
+            "decided": sorted(before[i] for i in before if i not in still),
+            "version": info.version if info else None,
+        },
+    )
     data = {"accepted": n_acc, "rejected": n_rej, "version": info.as_dict() if info else None}
     if json_out:
         print_json(data)

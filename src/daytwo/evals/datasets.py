@@ -408,10 +408,18 @@ class GoldenSets:
             ]
 
     def review(
-        self, name: str, *, accept: Iterable[str] = (), reject: Iterable[str] = (), note: str = ""
+        self,
+        name: str,
+        *,
+        accept: Iterable[str] = (),
+        reject: Iterable[str] = (),
+        note: str = "",
+        reason: str = "",
+        reviewer: str = "",
     ) -> tuple[VersionInfo | None, int, int]:
         """Accept and reject proposed cases by id (or id prefix); accepted ones form a new version.
 
+        ``reason`` and ``reviewer`` (when given) are kept on each decided case.
         Returns (new version or None, accepted count, rejected count).
         """
         accept, reject = list(accept), list(reject)
@@ -432,6 +440,11 @@ class GoldenSets:
                 )
             for row in chosen_r:
                 row.status = "rejected"
+            if reason or reviewer:
+                for action, rows in (("accept", chosen_a), ("reject", chosen_r)):
+                    for row in rows:
+                        decision = {"action": action, "reason": reason, "reviewer": reviewer}
+                        row.provenance = {**(row.provenance or {}), "review": decision}
             if not chosen_a:
                 return None, 0, len(chosen_r)
             latest = self._version(s, st, None)
