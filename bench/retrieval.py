@@ -2,6 +2,7 @@
 
     python bench/retrieval.py --dataset ../shared/datasets/msmarco \\
         --json bench/results/retrieval_msmarco.json [--scale 1000000]   # + ANN scale run
+        [--backend postgresql]   # the daytwo half on PostgreSQL (kb_backends.py: both)
 
 Reports nDCG@10, recall@100, MRR@10 (ranx) for bm25, dense and hybrid; the fusion grid
 it was tuned on; ingest throughput (chunks/s, embedding vs indexing); query latency p50/p99
@@ -224,6 +225,13 @@ def main() -> int:
     ap.add_argument("--dataset", type=Path, required=True)
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--embedder", default="minilm-l6-int8")
+    ap.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="store of the daytwo run (postgresql: a fresh schema in 127.0.0.1:5432/test); "
+        "bench/kb_backends.py runs both side by side",
+    )
     ap.add_argument("--scale", type=int, default=0, help="random vectors for the ANN scale run")
     ap.add_argument(
         "--scale-lock", type=Path, help="flock this file while the scale run measures latency"
@@ -263,7 +271,13 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        store = Store(f"sqlite:///{workdir / 'kb.db'}")
+        if args.backend == "postgresql":
+            from kb_backends import pg_schema_url
+
+            store = Store(pg_schema_url("bench_retrieval"))
+        else:
+            store = Store(f"sqlite:///{workdir / 'kb.db'}")
+        result["backend"] = args.backend
         store.upgrade()
         kb = KnowledgeBase(store, workdir, embedder=args.embedder)
         report = kb.ingest_path(args.dataset, "bench")
@@ -394,6 +408,10 @@ def main() -> int:
         print("lancedb", result["lancedb"], file=sys.stderr, flush=True)
         kb.close()
         store.dispose()
+        if args.backend == "postgresql":
+            from kb_backends import drop_schema
+
+            drop_schema("bench_retrieval")
 
     d, lance = result["daytwo"], result["lancedb"]
     result["targets"] = {
