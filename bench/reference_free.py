@@ -75,7 +75,13 @@ def _auc(scores: list[float], labels: list[bool]) -> float:
 
 
 def retrieval_side(
-    judge: RefFreeJudge, embedder: Any, n_queries: int, depth: int, k: int, pool: str
+    judge: RefFreeJudge,
+    embedder: Any,
+    n_queries: int,
+    depth: int,
+    k: int,
+    pool: str,
+    progress: Path | None = None,
 ) -> Any:
     corpus = [json.loads(line) for line in (DATASET / "corpus.jsonl").open()]
     queries = [json.loads(line) for line in (DATASET / "queries.jsonl").open()]
@@ -133,8 +139,14 @@ def retrieval_side(
                 "judge_relevant": sum(flags),
                 "human_relevant": sum(labels),
                 "failures": sum(1 for j in judged if j is None),
+                "passages": ids,
+                "judge": judged,
+                "human": labels,
             }
         )
+        if progress is not None:  # a loaded machine may not finish: keep each query's verdicts
+            with progress.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(per_query[-1]) + "\n")
     cp_j = [r["judge_context_precision"] for r in per_query]
     cp_h = [r["human_context_precision"] for r in per_query]
     both = [
@@ -241,6 +253,9 @@ def main() -> None:
     parser.add_argument("--model", default="local", help="'local' or URL#model")
     parser.add_argument("--pool", choices=("corpus", "judged"), default="corpus")
     parser.add_argument("--part", choices=("answers", "retrieval", "both"), default="both")
+    parser.add_argument(
+        "--progress", type=Path, default=None, help="Append each query's verdicts here (JSONL)."
+    )
     args = parser.parse_args()
     random.seed(0)
     embedder = get_embedder("minilm-l6-int8")
@@ -252,7 +267,9 @@ def main() -> None:
         answers = answer_side(judge, embedder) if args.part != "retrieval" else None
         print(json.dumps(answers, indent=2), file=sys.stderr)
         retrieval = (
-            retrieval_side(judge, embedder, args.queries, args.depth, args.k, args.pool)
+            retrieval_side(
+                judge, embedder, args.queries, args.depth, args.k, args.pool, args.progress
+            )
             if args.part != "answers"
             else None
         )
