@@ -18,6 +18,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -27,6 +29,7 @@ __all__ = [
     "DEFAULT_LOCK",
     "MIN_ROUNDS",
     "add_lock_options",
+    "daytwo_cli",
     "high_priority",
     "interleave",
     "load_avg",
@@ -181,3 +184,22 @@ def write_result(path: Path | None, result: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n", encoding="utf-8")
     print(text)
+
+
+def daytwo_cli(args: list[str], env: Mapping[str, str]) -> tuple[int, Any, float]:
+    """Run this venv's ``daytwo`` with ``args``: (exit code, its JSON output, wall seconds).
+
+    Output that is not JSON comes back as ``{"stdout", "stderr"}`` (their last 2,000
+    characters), so a failed step is recorded rather than lost.
+    """
+    daytwo = Path(sys.executable).with_name("daytwo")
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [str(daytwo), *args], capture_output=True, text=True, env=dict(env), check=False
+    )
+    wall = time.perf_counter() - started
+    try:
+        body = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        body = {"stdout": proc.stdout[-2000:], "stderr": proc.stderr[-2000:]}
+    return proc.returncode, body, wall

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from _common import daytwo_cli
 
 PROFILE = "local/smollm2-135m"
 BASELINE = {"threads": 1, "batch": 512, "ctx": 2048}
@@ -41,20 +41,6 @@ def _flags(setting: dict[str, int]) -> list[str]:
     return [f"--{k}={v}" for k, v in setting.items()]
 
 
-def _cli(args: list[str], env: dict[str, str]) -> tuple[int, Any, float]:
-    daytwo = Path(sys.executable).with_name("daytwo")
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [str(daytwo), *args], capture_output=True, text=True, env=env, check=False
-    )
-    wall = time.perf_counter() - started
-    try:
-        body = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        body = {"stdout": proc.stdout[-2000:], "stderr": proc.stderr[-2000:]}
-    return proc.returncode, body, wall
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", dest="json_out", type=Path, required=True)
@@ -62,10 +48,10 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
         env = {**os.environ, "DAYTWO_DATA_DIR": data_dir}
-        code, _, _ = _cli(["db", "upgrade"], env)
+        code, _, _ = daytwo_cli(["db", "upgrade"], env)
         if code != 0:
             raise SystemExit("daytwo db upgrade failed")
-        code, rec, wall = _cli(
+        code, rec, wall = daytwo_cli(
             [
                 "models",
                 "canary",
@@ -83,7 +69,7 @@ def main() -> int:
         print(f"recorded {rec['record_id']} at {BASELINE} ({wall:.0f} s)", file=sys.stderr)
         checks = []
         for setting in SETTINGS:
-            code, rep, wall = _cli(
+            code, rep, wall = daytwo_cli(
                 ["models", "canary", "check", "--profile", PROFILE, *_flags(setting), "--json"],
                 env,
             )

@@ -28,60 +28,26 @@ not with runs).
 from __future__ import annotations
 
 import argparse
-import re
-import statistics
-import tempfile
-import time
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from _common import add_lock_options, interleave, machine, measuring, write_result
+import _pages as pages
+from _common import interleave, machine, measuring
+from _pages import get, login, seeded_store, timed
 from daytwo.server import create_app
 from daytwo.server.auth import KeyStore
 from daytwo.server.tenancy import tenant_clause
-from daytwo.settings import Settings
 from daytwo.store import Store
 from daytwo.store.base import utcnow
 from daytwo.store.tables.runtime import RunRecord
-from daytwo.testing.seed_runs import seed_runs
 
 ROUNDS = 7
 REQUESTS = 5
-
-
-def _login(c: TestClient, key: str) -> None:
-    form = c.get("/login").text
-    token = re.search(r'name="csrf_token" value="([0-9a-f]*)"', form)
-    data = {"key": key, "next": "/", "csrf_token": token.group(1) if token else ""}
-    r = c.post("/login", data=data, follow_redirects=False)
-    if r.status_code != 303:
-        raise SystemExit(f"login failed: {r.status_code} {r.text[:200]}")
-
-
-def _timed(fn: Callable[[], Any], n: int) -> float:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000.0)
-    return statistics.median(times)
-
-
-def _get(c: TestClient, url: str) -> Callable[[], Any]:
-    def once() -> Any:
-        r = c.get(url)
-        if r.status_code != 200:
-            raise SystemExit(f"{url}: {r.status_code} {r.text[:300]}")
-        return r
-
-    return once
 
 
 def python_rows(store: Store, tenant: str, days: float = 30.0) -> dict[Any, Any]:
@@ -118,23 +84,17 @@ def python_rows(store: Store, tenant: str, days: float = 30.0) -> dict[Any, Any]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    tmp = tempfile.TemporaryDirectory(prefix="daytwo-bench-dashboard-")
-    url = args.database_url or f"sqlite:///{tmp.name}/store.db"
-    store = Store(url)
-    store.upgrade()
-    started = time.perf_counter()
-    seeded = seed_runs(store, args.runs)
-    seed_s = time.perf_counter() - started
-    settings = Settings(data_dir=Path(tmp.name) / "data", database_url=url, embedder="hashing-384")
-    app = create_app(settings, store, with_runtime=False)
+    seed = seeded_store(args.database_url, args.runs, "daytwo-bench-dashboard-")
+    store, seeded, seed_s = seed.store, seed.runs, seed.seed_s
+    app = create_app(seed.settings, store, with_runtime=False)
     ks = KeyStore(store)
     default_key = ks.create(role="viewer", tenant="default", name="bench default")[1]
     acme_key = ks.create(role="viewer", tenant="acme", name="bench acme")[1]
     # One client runs the app's lifespan; the second shares the started app.
     with TestClient(app) as c_default:
         c_acme = TestClient(app)
-        _login(c_default, default_key)
-        _login(c_acme, acme_key)
+        login(c_default, default_key)
+        login(c_acme, acme_key)
 
         def old_overview() -> Any:
             # The figures of the page this one replaced (its template was trivial).
@@ -147,26 +107,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         n = args.requests
         contenders = {
-            "overview_24h": lambda: _timed(_get(c_default, "/?window=24h"), n),
-            "overview_7d": lambda: _timed(_get(c_default, "/?window=7d"), n),
-            "overview_30d": lambda: _timed(_get(c_default, "/?window=30d"), n),
-            "overview_30d_acme": lambda: _timed(_get(c_acme, "/?window=30d"), n),
-            "export_30d_json": lambda: _timed(
-                _get(c_default, "/?window=30d&export=agent-health&format=json"), n
+            "overview_24h": lambda: timed(get(c_default, "/?window=24h"), n),
+            "overview_7d": lambda: timed(get(c_default, "/?window=7d"), n),
+            "overview_30d": lambda: timed(get(c_default, "/?window=30d"), n),
+            "overview_30d_acme": lambda: timed(get(c_acme, "/?window=30d"), n),
+            "export_30d_json": lambda: timed(
+                get(c_default, "/?window=30d&export=agent-health&format=json"), n
             ),
-            "python_rows_30d": lambda: _timed(lambda: python_rows(store, "default"), n),
+            "python_rows_30d": lambda: timed(lambda: python_rows(store, "default"), n),
             # Seconds per call at 100k runs: one call per round is enough to see it.
-            "old_overview": lambda: _timed(old_overview, 1),
+            "old_overview": lambda: timed(old_overview, 1),
         }
         with measuring(args.lock) as measured:
             result = interleave(contenders, args.rounds)
     store.dispose()
-    tmp.cleanup()
+    seed.tmp.cleanup()
     med = {k: v["median"] for k, v in result["contenders"].items()}
     return {
         "benchmark": "dashboard overview server time",
         "unit": "ms per request (median of requests per round)",
-        "store": "sqlite file" if url.startswith("sqlite") else url.split("@")[-1],
+        "store": seed.label,
         "seeded": {
             "runs": seeded.runs,
             "spans": seeded.spans,
@@ -189,15 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument("--requests", type=int, default=REQUESTS)
-    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
-    parser.add_argument("--json", type=Path, default=None, help="write the result here")
-    add_lock_options(parser)
-    args = parser.parse_args()
-    write_result(args.json, run(args))
+    pages.main(__doc__ or "", run, ROUNDS, REQUESTS)
 
 
 if __name__ == "__main__":

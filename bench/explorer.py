@@ -31,57 +31,28 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from _common import add_lock_options, interleave, machine, measuring, write_result
+import _pages as pages
+from _common import interleave, machine, measuring
+from _pages import get, login, seeded_store, timed
 from daytwo.server import create_app
 from daytwo.server.auth import KeyStore
 from daytwo.server.explorer_query import Filters, explore, latency_ms, run_rows
 from daytwo.server.tenancy import tenant_clause
-from daytwo.settings import Settings
-from daytwo.store import Store
 from daytwo.store.tables.runtime import RunRecord
-from daytwo.testing.seed_runs import NEEDLE_PHRASE, seed_runs
+from daytwo.testing.seed_runs import NEEDLE_PHRASE
 
 ROUNDS = 7
 REQUESTS = 5
 DEEP_PAGE = 401
-
-
-def _login(c: TestClient, key: str) -> None:
-    r = c.post("/login", data={"key": key, "next": "/"}, follow_redirects=False)
-    if r.status_code != 303:
-        raise SystemExit(f"login failed: {r.status_code} {r.text[:200]}")
-
-
-def _timed(fn: Callable[[], Any], n: int) -> float:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000.0)
-    return statistics.median(times)
-
-
-def _get(c: TestClient, url: str) -> Callable[[], Any]:
-    def once() -> Any:
-        r = c.get(url)
-        if r.status_code != 200:
-            raise SystemExit(f"{url}: {r.status_code} {r.text[:300]}")
-        return r
-
-    return once
 
 
 def _cursor_of_page(c: TestClient, page: int) -> str:
@@ -95,23 +66,14 @@ def _cursor_of_page(c: TestClient, page: int) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    tmp = tempfile.TemporaryDirectory(prefix="daytwo-bench-explorer-")
-    url = args.database_url or f"sqlite:///{tmp.name}/store.db"
-    store = Store(url)
-    store.upgrade()
-    started = time.perf_counter()
-    seeded = seed_runs(store, args.runs)
-    seed_s = time.perf_counter() - started
-    if not store.is_sqlite:
-        with store.engine.connect() as conn:  # fresh tables: give the planner statistics
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+    seed = seeded_store(args.database_url, args.runs, "daytwo-bench-explorer-")
+    store, seeded, seed_s = seed.store, seed.runs, seed.seed_s
+    app = create_app(seed.settings, store, with_runtime=False)
     needle = seeded.needle
-    settings = Settings(data_dir=Path(tmp.name) / "data", database_url=url, embedder="hashing-384")
-    app = create_app(settings, store, with_runtime=False)
     key = KeyStore(store).create(role="viewer", tenant="acme", name="bench acme")[1]
     day = (seeded.first + timedelta(days=12)).date().isoformat()
     with TestClient(app) as c:
-        _login(c, key)
+        login(c, key)
         page_41 = _cursor_of_page(c, 41)
 
         deep = Filters()
@@ -154,20 +116,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         n = args.requests
         contenders: dict[str, Callable[[], float]] = {
-            name: (lambda u=u: _timed(_get(c, u), n)) for name, u in pages.items()
+            name: (lambda u=u: timed(get(c, u), n)) for name, u in pages.items()
         }
-        contenders["keyset_sql_page_401"] = lambda: _timed(keyset_sql, n)
-        contenders["offset_sql_page_401"] = lambda: _timed(offset_sql, n)
+        contenders["keyset_sql_page_401"] = lambda: timed(keyset_sql, n)
+        contenders["offset_sql_page_401"] = lambda: timed(offset_sql, n)
         with measuring(args.lock) as measured:
             result = interleave(contenders, args.rounds)
     store.dispose()
-    tmp.cleanup()
+    seed.tmp.cleanup()
     med = {k: v["median"] for k, v in result["contenders"].items()}
     worst = max((k for k in med if k in pages), key=lambda k: med[k])
     return {
         "benchmark": "trace explorer server time",
         "unit": "ms per request (median of requests per round)",
-        "store": "sqlite file" if url.startswith("sqlite") else url.split("@")[-1],
+        "store": seed.label,
         "seeded": {
             "runs": seeded.runs,
             "spans": seeded.spans,
@@ -191,15 +153,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument("--requests", type=int, default=REQUESTS)
-    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
-    parser.add_argument("--json", type=Path, default=None, help="write the result here")
-    add_lock_options(parser)
-    args = parser.parse_args()
-    write_result(args.json, run(args))
+    pages.main(__doc__ or "", run, ROUNDS, REQUESTS)
 
 
 if __name__ == "__main__":

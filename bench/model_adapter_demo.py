@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
+from _common import daytwo_cli
 from daytwo.evals.samples import sample_golden_path
 from daytwo.runtime.samples import support_agent_path
 from daytwo.testing import OtherFamilyModel, ScriptedModelServer, other_family_profile
@@ -45,20 +44,6 @@ ORDER_SCHEMA = {
     "properties": {"order_id": {"type": "string"}, "refund": {"type": "boolean"}},
     "required": ["order_id", "refund"],
 }
-
-
-def _cli(args: list[str], env: dict[str, str]) -> tuple[int, Any, float]:
-    daytwo = Path(sys.executable).with_name("daytwo")
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [str(daytwo), *args], capture_output=True, text=True, env=env, check=False
-    )
-    wall = time.perf_counter() - started
-    try:
-        body = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        body = {"stdout": proc.stdout[-2000:], "stderr": proc.stderr[-2000:]}
-    return proc.returncode, body, round(wall, 1)
 
 
 def _golden_rows(path: Path) -> list[dict[str, Any]]:
@@ -116,7 +101,7 @@ def main() -> int:
             (data / "profiles.yaml").write_text(
                 profiles_yaml(other_family_profile(server.base_url)), encoding="utf-8"
             )
-            code, _, _ = _cli(["db", "upgrade"], env)
+            code, _, _ = daytwo_cli(["db", "upgrade"], env)
             if code != 0:
                 raise SystemExit("daytwo db upgrade failed")
             context = Path(tmp) / "context.json"
@@ -128,19 +113,19 @@ def main() -> int:
             )
             compiled = {}
             for target in (LOCAL, OTHER_FAMILY):
-                code, body, wall = _cli(
+                code, body, wall = daytwo_cli(
                     [
                         "models", "compile", "--agent", str(support_agent_path()),
                         "--to", target, "--context", str(context), "--json",
                     ],
                     env,
                 )  # fmt: skip
-                compiled[target] = {"exit_code": code, "wall_s": wall, "result": body}
+                compiled[target] = {"exit_code": code, "wall_s": round(wall, 1), "result": body}
             out["compile"] = compiled
-            code, _, wall = _cli(
+            code, _, wall = daytwo_cli(
                 ["models", "canary", "record", "--profile", LOCAL, *RECORD, "--json"], env
             )
-            code2, chk, wall2 = _cli(
+            code2, chk, wall2 = daytwo_cli(
                 ["models", "canary", "check", "--profile", LOCAL, *CHECK, "--json"], env
             )
             out["canary"] = {
@@ -153,7 +138,7 @@ def main() -> int:
                 "logprob_divergence": chk.get("logprob_divergence"),
                 "fingerprint_changes": chk.get("fingerprint_changes"),
                 "recommendations": chk.get("recommendations"),
-                "wall_s": [wall, wall2],
+                "wall_s": [round(wall, 1), round(wall2, 1)],
             }
             out["migrate_report"] = {}
             for src, dst in ((LOCAL, OTHER_FAMILY), (OTHER_FAMILY, LOCAL)):
@@ -161,7 +146,7 @@ def main() -> int:
                 if args.html is not None and src == OTHER_FAMILY:
                     html = args.html
                 refused_before = model.refused
-                code, rep, wall = _cli(
+                code, rep, wall = daytwo_cli(
                     [
                         "models", "migrate-report", "--from", src, "--to", dst,
                         "--golden", str(Path(tmp) / "golden.jsonl"), "--html", str(html),
@@ -172,7 +157,7 @@ def main() -> int:
                 )  # fmt: skip
                 out["migrate_report"][f"{src} -> {dst}"] = {
                     "exit_code": code,
-                    "wall_s": wall,
+                    "wall_s": round(wall, 1),
                     "source": rep.get("source"),
                     "target": rep.get("target"),
                     "token_inflation": rep.get("token_inflation"),
