@@ -37,6 +37,7 @@ from typing import Any
 
 from daytwo.store import Store
 from daytwo.store.base import utcnow
+from daytwo.tracing.processor import COLUMNS
 
 __all__ = ["MODELS", "NEEDLE_PHRASE", "TENANTS", "TOOLS", "SeededRuns", "seed_runs"]
 
@@ -156,31 +157,7 @@ _RUN_COLUMNS = (
     "session_id",
     "user_id",
 )
-_SPAN_COLUMNS = (
-    "span_id",
-    "trace_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "scope",
-    "start_time",
-    "end_time",
-    "duration_ms",
-    "status",
-    "status_message",
-    "attributes",
-    "operation",
-    "model",
-    "run_id",
-    "session_id",
-    "agent",
-    "principal",
-    "tenant",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "cost_status",
-)
+_SPAN_COLUMNS = COLUMNS  # the span store's own column order
 _JSON_RUN = {"inputs", "outputs", "decisions"}
 _TIME_RUN = {"created_at", "finished_at"}
 _JSON_SPAN = {"attributes"}
