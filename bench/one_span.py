@@ -43,13 +43,13 @@ def worker(mode: str, out: Path) -> None:
     from opentelemetry import trace
     from sqlalchemy import func, select
 
-    from daytwo.gateway import Gateway
     from daytwo.runtime import Runtime, Services, ToolOutcome, load_spec
     from daytwo.runtime.adapters import GatewayTools
     from daytwo.runtime.protocols import ToolInvoker
     from daytwo.store import Store
     from daytwo.store.tables.tracing import SpanRow
     from daytwo.tracing import setup_tracing
+    from runtime import noop_gateway
 
     tracer = trace.get_tracer("daytwo.runtime")
 
@@ -82,18 +82,7 @@ def worker(mode: str, out: Path) -> None:
     spans_store = Store(f"sqlite:///{tmp / 'spans.db'}")
     spans_store.upgrade()
     handle = setup_tracing(spans_store)
-    gateway = Gateway(store)
-    gateway.register_python("noop_fn", lambda i=0: {"i": i})
-    gateway.register(
-        {
-            "name": "gw_noop",
-            "capability": "bench.noop",
-            "version": "1.0.0",
-            "input_schema": {"type": "object", "properties": {"i": {"type": "integer"}}},
-            "output_schema": {"type": "object", "properties": {"i": {"type": "integer"}}},
-            "backend": {"type": "python", "callable": "noop_fn"},
-        }
-    )
+    gateway = noop_gateway(store)
     spec = {
         "name": "gwchain",
         "steps": [

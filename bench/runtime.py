@@ -67,6 +67,25 @@ def _raw_chain(n: int) -> int:
     return n
 
 
+def noop_gateway(store: Any) -> Any:
+    """The worker-path benches' gateway: one Python no-op tool, ``gw_noop`` (``bench.noop``)."""
+    from daytwo.gateway import Gateway
+
+    gateway = Gateway(store)
+    gateway.register_python("noop_fn", lambda i=0: {"i": i})
+    gateway.register(
+        {
+            "name": "gw_noop",
+            "capability": "bench.noop",
+            "version": "1.0.0",
+            "input_schema": {"type": "object", "properties": {"i": {"type": "integer"}}},
+            "output_schema": {"type": "object", "properties": {"i": {"type": "integer"}}},
+            "backend": {"type": "python", "callable": "noop_fn"},
+        }
+    )
+    return gateway
+
+
 def _round(fn: Callable[[int], Any], steps: int) -> Callable[[], float]:
     """One round of ``fn``: RUNS runs, as ms per step (thread ids never repeat)."""
     counter = iter(range(1_000_000))
@@ -104,7 +123,6 @@ class _Routed:
 def bench_daytwo(
     tmp: Path, peers: dict[str, Callable[[int], Any]], rounds: int, lock: Path | None
 ) -> dict[str, Any]:
-    from daytwo.gateway import Gateway
     from daytwo.runtime import PythonTools, Runtime, Services, load_spec
     from daytwo.runtime.adapters import GatewayTools
     from daytwo.store import Store
@@ -144,18 +162,7 @@ def bench_daytwo(
     }
     # The path a server worker really runs: tool steps through the gateway (schema
     # validation, idempotency ledger, telemetry, drift checks, spans), chained and mapped.
-    gateway = Gateway(store)
-    gateway.register_python("noop_fn", lambda i=0: {"i": i})
-    gateway.register(
-        {
-            "name": "gw_noop",
-            "capability": "bench.noop",
-            "version": "1.0.0",
-            "input_schema": {"type": "object", "properties": {"i": {"type": "integer"}}},
-            "output_schema": {"type": "object", "properties": {"i": {"type": "integer"}}},
-            "backend": {"type": "python", "callable": "noop_fn"},
-        }
-    )
+    gateway = noop_gateway(store)
     gw_chain = {
         "name": "gwchain",
         "steps": [{**step, "tool": "gw_noop"} for step in chain["steps"]],
