@@ -467,14 +467,27 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the result here")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (at least 5 for a report)")
     parser.add_argument("--requests", type=int, default=200, help="requests per path at 1 client")
+    beside = Path(sys.executable).with_name("litellm")
     parser.add_argument(
         "--litellm",
-        default=shutil.which("litellm"),
-        help="the litellm executable (its own venv); without it LiteLLM is not measured",
+        default=str(beside) if beside.exists() else shutil.which("litellm"),
+        help="the litellm executable (default: this venv's, else on PATH; its own venv works)",
+    )
+    parser.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="measure without LiteLLM (the result then has no peer: not a report)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     add_lock_options(parser)
     args = parser.parse_args()
+    if args.no_peer:
+        args.litellm = None
+    elif not args.litellm:
+        parser.error(
+            "the LiteLLM proxy (the peer) was not found: `make bench-deps` installs it, "
+            "--litellm PATH names another venv's, --no-peer measures without it"
+        )
     write_result(args.json, run_locked(args, run))
 
 
