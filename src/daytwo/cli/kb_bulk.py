@@ -7,12 +7,17 @@ Registered on the ``kb`` Typer app of :mod:`daytwo.cli.kb` when this module is i
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from daytwo.cli._output import console, print_json, progress_bar
 from daytwo.cli.kb import app, open_kb
+
+if TYPE_CHECKING:
+    from daytwo.knowledge import KnowledgeBase
 
 __all__: list[str] = []
 
@@ -67,6 +72,21 @@ def bulk(
         raise typer.Exit(1)
 
 
+def _with_row_progress(
+    label: str,
+    json_out: bool,
+    work: Callable[[KnowledgeBase, Callable[[int], None]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Run ``work(kb, advance)`` on the CLI's knowledge base with a rows-done progress bar."""
+    kb = open_kb()
+    try:
+        with progress_bar(disable=json_out) as bar:
+            task = bar.add_task(label, total=None)
+            return work(kb, lambda done: bar.update(task, completed=done))
+    finally:
+        kb.close()
+
+
 @app.command()
 def snapshot(
     path: str = typer.Argument(..., help="File to write (gzip NDJSON, replaced atomically)."),
@@ -77,17 +97,11 @@ def snapshot(
     vectors, source identity) to one versioned, checksummed file."""
     from daytwo.knowledge.snapshot import snapshot_collection
 
-    kb = open_kb()
-    try:
-        with progress_bar(disable=json_out) as bar:
-            task = bar.add_task("snapshot (rows)", total=None)
-
-            def advance(done: int) -> None:
-                bar.update(task, completed=done)
-
-            report = snapshot_collection(kb, collection, Path(path), progress=advance)
-    finally:
-        kb.close()
+    report = _with_row_progress(
+        "snapshot (rows)",
+        json_out,
+        lambda kb, advance: snapshot_collection(kb, collection, Path(path), progress=advance),
+    )
     if json_out:
         print_json(report)
     else:
@@ -108,17 +122,11 @@ def restore(
     it all checks out."""
     from daytwo.knowledge.snapshot import restore_collection
 
-    kb = open_kb()
-    try:
-        with progress_bar(disable=json_out) as bar:
-            task = bar.add_task("restore (rows)", total=None)
-
-            def advance(done: int) -> None:
-                bar.update(task, completed=done)
-
-            report = restore_collection(kb, Path(path), collection, progress=advance)
-    finally:
-        kb.close()
+    report = _with_row_progress(
+        "restore (rows)",
+        json_out,
+        lambda kb, advance: restore_collection(kb, Path(path), collection, progress=advance),
+    )
     if json_out:
         print_json(report)
     else:
