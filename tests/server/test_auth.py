@@ -84,3 +84,53 @@ def test_sessions_follow_their_key(store: Store) -> None:
     ks.revoke(info.id)
     with pytest.raises(NotAuthenticated):
         ks.session_principal(token2)
+
+
+def test_a_verified_key_is_not_read_again(store: Store) -> None:
+    ks = KeyStore(store)
+    _, key = ks.create(role="viewer", tenant="acme")
+    ks.authenticate(key)
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        for _ in range(5):
+            assert ks.authenticate(key).tenant == "acme"
+        # A wrong secret for the same key id is never served from the cache.
+        with pytest.raises(NotAuthenticated, match="not valid"):
+            ks.authenticate(key[:-4] + "AAAA")
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", count)
+    reads = [q for q in statements if "FROM server_api_keys" in q]
+    assert len(reads) == 1, statements  # only the wrong secret's lookup
+
+
+def test_revocation_is_immediate_in_the_process_and_bounded_across_processes(
+    store: Store,
+) -> None:
+    ks = KeyStore(store)
+    ks.create(role="admin", tenant="acme", name="spare")
+    info, key = ks.create(role="admin", tenant="acme")
+    gateway_keys = KeyStore(store)  # another KeyStore of this process (model gateway, MCP)
+    assert gateway_keys.authenticate(key).tenant == "acme"
+    # Another process: its own store object, hence its own cache.
+    other = Store(store.url)
+    try:
+        other_keys = KeyStore(other, verified_ttl=0.5)
+        assert other_keys.authenticate(key).tenant == "acme"
+        ks.revoke(info.id)
+        with pytest.raises(NotAuthenticated, match="revoked"):
+            gateway_keys.authenticate(key)  # same process: refused at once
+        with pytest.raises(NotAuthenticated, match="revoked"):
+            ks.authenticate(key)
+        # The other process trusts its verification for at most verified_ttl seconds.
+        import time
+
+        time.sleep(0.6)
+        with pytest.raises(NotAuthenticated, match="revoked"):
+            other_keys.authenticate(key)
+    finally:
+        other.dispose()

@@ -6,6 +6,13 @@ digest is stored. Keys are high-entropy random strings, so a plain digest
 (no slow KDF) is the usual choice (GitHub and Stripe tokens work this way);
 comparison is constant-time.
 
+A verified key is remembered for :data:`VERIFIED_TTL` seconds per process (keyed by
+the digest of the whole presented key, never the key itself), so a client's
+requests do not each read the key's row. Revoking a key through any
+:class:`KeyStore` of the process forgets it at once (the next request is refused);
+a revocation made by another process (another API worker, ``daytwo keys revoke``)
+is seen by this one within :data:`VERIFIED_TTL` seconds.
+
 Roles are ordered: ``viewer`` reads, ``operator`` also starts and steers runs,
 ingests and runs evals, ``admin`` also manages keys. A principal only ever sees
 its own tenant's objects.
@@ -18,6 +25,9 @@ import hmac
 import logging
 import re
 import secrets
+import threading
+import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -56,6 +66,10 @@ SESSION_TTL = timedelta(hours=12)
 _log = logging.getLogger(__name__)
 USE_RESOLUTION = timedelta(minutes=1)
 """``last_used_at`` is written at most this often per key (no write per request)."""
+VERIFIED_TTL = 5.0
+"""Seconds a process trusts a key it verified before reading its row again (the bound
+on how late a revocation made by another process takes effect here)."""
+_VERIFIED_MAX = 10_000
 
 
 def is_api_key(key: str) -> bool:
@@ -137,11 +151,63 @@ def check_role(role: str) -> Role:
     return role  # type: ignore[return-value]
 
 
+@dataclass
+class _Verified:
+    principal: Principal
+    last_used_at: datetime | None
+    until: float
+
+
+class _VerifiedKeys:
+    """Keys verified recently in this process, by the digest of the presented key."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: dict[str, _Verified] = {}
+        self.revocations = 0  # a verification that read the row before one must not be kept
+
+    def get(self, digest: str) -> _Verified | None:
+        hit = self.entries.get(digest)
+        if hit is None or hit.until < time.monotonic():
+            return None
+        return hit
+
+    def put(self, digest: str, hit: _Verified, revocations: int) -> None:
+        with self.lock:
+            if revocations != self.revocations:
+                return
+            if len(self.entries) >= _VERIFIED_MAX:
+                self.entries.clear()
+            self.entries[digest] = hit
+
+    def forget(self, key_id: str) -> None:
+        with self.lock:
+            self.revocations += 1
+            for digest in [d for d, v in self.entries.items() if v.principal.key_id == key_id]:
+                del self.entries[digest]
+
+
+# One cache per store object: every KeyStore of a process over that store (the API's,
+# the model gateway's, the MCP endpoint's) shares it, so a revocation evicts for all.
+_verified: weakref.WeakKeyDictionary[Store, _VerifiedKeys] = weakref.WeakKeyDictionary()
+_verified_lock = threading.Lock()
+
+
+def _verified_keys(store: Store) -> _VerifiedKeys:
+    with _verified_lock:
+        cache = _verified.get(store)
+        if cache is None:
+            cache = _verified[store] = _VerifiedKeys()
+        return cache
+
+
 class KeyStore:
     """Creates, lists, revokes and checks API keys and dashboard sessions."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, verified_ttl: float = VERIFIED_TTL) -> None:
         self.store = store
+        self.verified_ttl = verified_ttl
+        self._verified = _verified_keys(store)
 
     def create(self, *, role: str, tenant: str, name: str = "") -> tuple[KeyInfo, str]:
         """Create a key; return its info and the full key (shown only this once)."""
@@ -200,9 +266,12 @@ class KeyStore:
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
             s.execute(sa.delete(DashboardSession).where(DashboardSession.key_id == key_id))
-            return KeyInfo.of(row)
+            info = KeyInfo.of(row)
+        # After the commit: a request verifying meanwhile re-reads the row and sees it.
+        self._verified.forget(key_id)
+        return info
 
-    def _touch(self, row: ApiKey) -> None:
+    def _touch(self, row: ApiKey | _Verified, key_id: str) -> None:
         """Record that the key was used: at most one write per key and minute.
 
         Its own short write transaction after the read (a read that turned into a
@@ -212,12 +281,14 @@ class KeyStore:
         now = utcnow()
         if row.last_used_at is not None and row.last_used_at >= now - USE_RESOLUTION:
             return
+        if isinstance(row, _Verified):
+            row.last_used_at = now  # this process tries again in a minute, not per request
         try:
             with self.store.session(write=True) as s:
                 s.execute(
                     sa.update(ApiKey)
                     .where(
-                        ApiKey.id == row.id,
+                        ApiKey.id == key_id,
                         sa.or_(
                             ApiKey.last_used_at.is_(None),
                             ApiKey.last_used_at < now - USE_RESOLUTION,
@@ -226,7 +297,7 @@ class KeyStore:
                     .values(last_used_at=now)
                 )
         except DatabaseLocked:
-            _log.debug("last use of key %s not recorded: the database is busy", row.id)
+            _log.debug("last use of key %s not recorded: the database is busy", key_id)
 
     def authenticate(self, key: str) -> Principal:
         """The principal of a full key; NotAuthenticated when unknown, malformed or revoked."""
@@ -236,9 +307,15 @@ class KeyStore:
                 "the API key is malformed", hint="keys look like dt_<32 hex>_<secret>"
             )
         key_id, secret = m.groups()
+        digest = _digest(secret)
+        cached = self._verified.get(f"{key_id}:{digest}")
+        if cached is not None:
+            self._touch(cached, key_id)
+            return cached.principal
+        revocations = self._verified.revocations
         with self.store.session() as s:
             row = s.get(ApiKey, key_id)
-            if row is None or not hmac.compare_digest(row.secret_sha256, _digest(secret)):
+            if row is None or not hmac.compare_digest(row.secret_sha256, digest):
                 raise NotAuthenticated(
                     "the API key is not valid", hint="create one with `daytwo keys create`"
                 )
@@ -246,8 +323,12 @@ class KeyStore:
                 raise NotAuthenticated(
                     "the API key was revoked", hint="create a new one with `daytwo keys create`"
                 )
-        self._touch(row)
-        return Principal(key_id=row.id, name=row.name, tenant=row.tenant, role=row.role)  # type: ignore[arg-type]
+        principal = Principal(key_id=row.id, name=row.name, tenant=row.tenant, role=row.role)  # type: ignore[arg-type]
+        entry = _Verified(principal, row.last_used_at, time.monotonic() + self.verified_ttl)
+        self._touch(entry, key_id)
+        if self.verified_ttl > 0:
+            self._verified.put(f"{key_id}:{digest}", entry, revocations)
+        return principal
 
     def open_session(self, key: str) -> tuple[Principal, str]:
         """Log in with a key: return the principal and a new session token for a cookie."""
@@ -275,7 +356,7 @@ class KeyStore:
             row = s.get(ApiKey, sess.key_id)
             if row is None or row.revoked_at is not None:
                 raise NotAuthenticated("the session's key was revoked", hint="log in again")
-        self._touch(row)
+        self._touch(row, row.id)
         return Principal(key_id=row.id, name=row.name, tenant=row.tenant, role=row.role)  # type: ignore[arg-type]
 
     def close_session(self, token: str) -> None:
