@@ -146,3 +146,50 @@ def test_rows_keep_times_and_attributes_and_prices_are_asked_once_a_second(store
         ("m", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
         ("m", datetime(2023, 11, 14, 22, 13, 21, tzinfo=UTC)),
     ]
+
+
+def test_a_large_batch_stores_every_span_with_its_empty_columns(store: Store) -> None:
+    """Over several multi-row statements (and a tail of odd size), a column left empty is
+    NULL, a value is the value, and nothing is lost or duplicated."""
+    handle = setup_tracing(store, prices=_CountingPrices())
+    tracer = trace.get_tracer("daytwo.test")
+    n = 1000  # 3 statements of 256 rows, then 128 + 64 + 32 + 16 + 8 ... for the rest
+    try:
+        with tracer.start_as_current_span("run") as root:
+            for i in range(n):
+                attributes: dict[str, str | int] = {"i": i}
+                if i % 3 == 0:
+                    attributes |= {
+                        "gen_ai.operation.name": "chat",
+                        "gen_ai.request.model": "m",
+                        "gen_ai.usage.input_tokens": i,
+                        "gen_ai.usage.output_tokens": 0,
+                        "daytwo.tenant": f"t{i % 2}",
+                    }
+                tracer.start_span(f"s{i}", attributes=attributes).end()
+        assert handle.flush()
+        with store.session() as s:
+            rows = {r.name: r for r in s.scalars(sa.select(SpanRow))}
+    finally:
+        handle.shutdown()
+    assert len(rows) == n + 1
+    assert rows["run"].parent_span_id is None
+    assert rows["run"].span_id == format(root.get_span_context().span_id, "016x")
+    for i in range(n):
+        row = rows[f"s{i}"]
+        assert row.attributes["i"] == i
+        assert row.parent_span_id == rows["run"].span_id
+        assert row.status_message is None
+        assert row.session_id is None
+        if i % 3 == 0:
+            assert (row.input_tokens, row.output_tokens) == (i, 0)
+            assert row.tenant == f"t{i % 2}"
+            assert row.cost_status == "priced"
+            assert Decimal(row.cost_usd) == Decimal(i) / 1_000_000
+        else:
+            assert row.input_tokens is None
+            assert row.output_tokens is None
+            assert row.tenant is None
+            assert row.model is None
+            assert row.cost_status is None
+            assert row.cost_usd is None

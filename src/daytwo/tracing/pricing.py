@@ -77,10 +77,14 @@ class Price(BaseModel):
         reasoning_tokens: int = 0,
     ) -> Decimal:
         """Cost of one call: cached input at the cached rate, reasoning at its rate."""
-        tokens_in = max(input_tokens, 0)
-        tokens_out = max(output_tokens, 0)
-        cached = min(max(cached_tokens, 0), tokens_in)
-        reasoning = min(max(reasoning_tokens, 0), tokens_out)
+        # Conditional expressions, not max()/min(): this runs for every stored model
+        # span, and the builtins cost more than the Decimal arithmetic below.
+        tokens_in = input_tokens if input_tokens > 0 else 0
+        tokens_out = output_tokens if output_tokens > 0 else 0
+        cached = cached_tokens if cached_tokens > 0 else 0
+        cached = cached if cached < tokens_in else tokens_in
+        reasoning = reasoning_tokens if reasoning_tokens > 0 else 0
+        reasoning = reasoning if reasoning < tokens_out else tokens_out
         cached_rate = self.cached if self.cached is not None else self.input
         reasoning_rate = self.reasoning if self.reasoning is not None else self.output
         total = (
@@ -110,12 +114,15 @@ class SpanCost:
 
 
 def _int(value: Any) -> int:
+    if type(value) is int:  # the usual case, first
+        return value if value > 0 else 0
     if isinstance(value, bool) or value is None:
         return 0
     try:
-        return max(int(value), 0)
+        number = int(value)
     except (TypeError, ValueError):
         return 0
+    return number if number > 0 else 0
 
 
 def _decimal(value: Any) -> Decimal | None:

@@ -7,14 +7,17 @@ everything queued so far before returning.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
@@ -65,13 +68,15 @@ class _SqliteTime:
         self._prefixes: dict[int, str] = {}
 
     def __call__(self, ns: int) -> str:
-        sec, rem = divmod(ns, 1_000_000_000)
+        us = ns // 1000
+        sec = us // 1_000_000
         prefix = self._prefixes.get(sec)
         if prefix is None:
             if len(self._prefixes) > 64:
                 self._prefixes.clear()
-            prefix = self._prefixes[sec] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sec))
-        return f"{prefix}.{rem // 1000:06d}"
+            prefix = self._prefixes[sec] = time.strftime("%Y-%m-%d %H:%M:%S.", time.gmtime(sec))
+        # 1_000_000 + microseconds is 7 digits: dropping the 1 zero-pads to 6.
+        return prefix + str(1_000_000 + us - sec * 1_000_000)[1:]
 
 
 def _dumps(value: Any) -> str:
@@ -183,6 +188,17 @@ COLUMNS = (
 """``trace_spans`` columns in the order of :func:`_span_values`."""
 _SPAN_ID, _PARENT, _COST_USD, _COST_STATUS = 0, 2, 21, 22
 _KINDS = {kind: kind.name.lower() for kind in SpanKind}
+_ERROR = StatusCode.ERROR
+
+
+def _hex(ids: dict[int, str], value: int, width: int) -> str:
+    """``value`` as ``width`` hex digits, remembered (a batch's spans share few traces)."""
+    text = ids.get(value)
+    if text is None:
+        if len(ids) > 1024:
+            ids.clear()
+        text = ids[value] = f"{value:0{width}x}"
+    return text
 
 
 def _span_values(
@@ -190,47 +206,66 @@ def _span_values(
     prices: PriceSource | None,
     stamp: Callable[[int], Any],
     encode: Callable[[Mapping[str, Any]], Any],
+    traces: dict[int, str] | None = None,
 ) -> list[Any]:
     """One ``trace_spans`` row in :data:`COLUMNS` order; ``stamp`` converts nanosecond
-    times and ``encode`` the attribute mapping into what the driver takes."""
+    times and ``encode`` the attribute mapping into what the driver takes; ``traces``
+    remembers the hex form of trace ids across the spans of a batch.
+
+    This runs once per stored span, in the worker thread but under the GIL the traced
+    thread needs too: every value is read once and converted with the cheapest call
+    that gives the same result (``_str`` only for values that are not short strings).
+    """
     ctx = span.get_span_context()
     assert ctx is not None
     attrs = _attributes(span)
     get = attrs.get
     start_ns = span.start_time or 0
     end_ns = span.end_time or start_ns
+    operation = get(A.OPERATION)
     cost: SpanCost | None = None
-    if get(A.OPERATION) in A.COST_OPERATIONS or A.TOOL_COST_USD in attrs:
+    if operation in A.COST_OPERATIONS or A.TOOL_COST_USD in attrs:
         at = prices.second(start_ns) if isinstance(prices, _PriceCache) else _ts(start_ns)
         cost = span_cost(attrs, at, prices)
     agent = get(A.AGENT_NAME)
     if agent is not None and get(A.AGENT_VERSION) is not None:
         agent = f"{agent}@{get(A.AGENT_VERSION)}"
+    model = get(A.MODEL_PROFILE) or get(A.RESPONSE_MODEL) or get(A.REQUEST_MODEL)
+    run, session, principal, tenant = (
+        get(A.RUN_ID),
+        get(A.SESSION_ID),
+        get(A.PRINCIPAL),
+        get(A.TENANT),
+    )
+    tokens_in, tokens_out = get(A.USAGE_INPUT), get(A.USAGE_OUTPUT)
     status = span.status
     parent = span.parent
     scope = span.instrumentation_scope
+    scope_name = scope.name if scope is not None else None
+    name = span.name
+    trace_id = ctx.trace_id
     return [
-        ctx.span_id.to_bytes(8, "big").hex(),
-        ctx.trace_id.to_bytes(16, "big").hex(),
-        parent.span_id.to_bytes(8, "big").hex() if parent is not None else None,
-        span.name[:255],
+        f"{ctx.span_id:016x}",
+        _hex(traces, trace_id, 32) if traces is not None else f"{trace_id:032x}",
+        f"{parent.span_id:016x}" if parent is not None else None,
+        name if len(name) <= 255 else name[:255],
         _KINDS[span.kind],
-        _str(scope.name if scope is not None else None, 128),
+        scope_name if type(scope_name) is str and len(scope_name) <= 128 else _str(scope_name, 128),
         stamp(start_ns),
         stamp(end_ns),
         (end_ns - start_ns) / 1e6,
-        "error" if status.status_code is StatusCode.ERROR else "ok",
+        "error" if status.status_code is _ERROR else "ok",
         status.description,
         encode(attrs),
-        _str(get(A.OPERATION), 32),
-        _str(get(A.MODEL_PROFILE) or get(A.RESPONSE_MODEL) or get(A.REQUEST_MODEL), 255),
-        _str(get(A.RUN_ID), 64),
-        _str(get(A.SESSION_ID), 128),
-        _str(agent, 255),
-        _str(get(A.PRINCIPAL), 255),
-        _str(get(A.TENANT), 255),
-        _optional_int(get(A.USAGE_INPUT)),
-        _optional_int(get(A.USAGE_OUTPUT)),
+        operation if type(operation) is str and len(operation) <= 32 else _str(operation, 32),
+        model if type(model) is str and len(model) <= 255 else _str(model, 255),
+        run if type(run) is str and len(run) <= 64 else _str(run, 64),
+        session if type(session) is str and len(session) <= 128 else _str(session, 128),
+        agent if type(agent) is str and len(agent) <= 255 else _str(agent, 255),
+        principal if type(principal) is str and len(principal) <= 255 else _str(principal, 255),
+        tenant if type(tenant) is str and len(tenant) <= 255 else _str(tenant, 255),
+        tokens_in if type(tokens_in) is int else _optional_int(tokens_in),
+        tokens_out if type(tokens_out) is int else _optional_int(tokens_out),
         None if cost is None or cost.usd is None else str(cost.usd),
         None if cost is None else cost.status,
     ]
@@ -298,14 +333,73 @@ def _insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
     _execute_many(conn, table.name, columns, params)
 
 
+_NULL = float("nan")
+"""What SQLite is given for NULL: it stores a bound NaN as NULL, exactly like None (so a
+NaN was never storable), and the ``sqlite3`` module binds a float directly, while each
+None goes through its adaptation protocol (a failed ``__conform__`` lookup): about a
+microsecond each, for the five to ten empty columns of a typical span."""
+
+_SQLITE_ROWS = 256
+"""Rows per SQLite INSERT statement (fewer when the columns would pass the limit on
+bound variables)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _values_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
+    """``INSERT INTO table (columns) VALUES (?, ...), ... `` for ``rows`` rows."""
+    one = f"({', '.join('?' for _ in columns)})"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * rows)}"
+
+
+def _sqlite_rows_per_statement(conn: Connection, width: int) -> int:
+    driver = conn.connection.driver_connection
+    getlimit = getattr(driver, "getlimit", None)
+    limit = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit is not None else 999
+    rows = _SQLITE_ROWS
+    while rows > 1 and rows * width > limit:
+        rows //= 2
+    return rows
+
+
 def _execute_many(
-    conn: Connection, table: str, columns: Sequence[str], params: list[tuple[Any, ...]]
+    conn: Connection, table: str, columns: Sequence[str], params: Sequence[Sequence[Any]]
 ) -> None:
-    """executemany straight to the driver: per-row SQLAlchemy bind processing costs more
-    than the insert itself. Tests read the rows back through the ORM on both backends."""
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(mark for _ in columns)})"
-    conn.exec_driver_sql(sql, params)
+    """Insert ``params`` (rows of driver values in ``columns`` order) into ``table``.
+
+    Straight to the driver: per-row SQLAlchemy bind processing costs more than the
+    insert itself (tests read the rows back through the ORM on both backends).
+    PostgreSQL gets psycopg's ``executemany`` (pipelined). SQLite gets multi-row
+    ``INSERT ... VALUES`` statements of up to :data:`_SQLITE_ROWS` rows, with
+    :data:`_NULL` for None: ``executemany`` runs one statement per row, and the
+    ``sqlite3`` module releases the GIL around each, so a writer thread that shares the
+    GIL with a busy traced thread waits for it once per row (the interpreter's switch
+    interval, 5 ms) and stores a few hundred rows a second. One statement per chunk
+    releases the GIL once while SQLite updates the table and its indexes, which then
+    runs beside the traced program on another core.
+    """
+    if not params:
+        return
+    if conn.dialect.name != "sqlite":
+        marks = ", ".join("%s" for _ in columns)
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+            [tuple(row) for row in params],
+        )
+        return
+    width = len(columns)
+    names = tuple(columns)
+    null = _NULL
+    flat = [null if v is None else v for v in chain.from_iterable(params)]
+    per = _sqlite_rows_per_statement(conn, width)
+    done, total = 0, len(params)
+    while done < total:
+        rows = per
+        while rows > total - done:  # the tail in powers of two: few distinct statements
+            rows //= 2
+        conn.exec_driver_sql(
+            _values_sql(table, names, rows), tuple(flat[done * width : (done + rows) * width])
+        )
+        done += rows
 
 
 class StoreSpanProcessor(SpanProcessor):
@@ -328,6 +422,7 @@ class StoreSpanProcessor(SpanProcessor):
         self._queue: deque[ReadableSpan] = deque()
         self._cost_below: set[str] = set()
         self._sqlite_time = _SqliteTime()
+        self._trace_hex: dict[int, str] = {}
         self._wake = threading.Event()
         self._write_lock = threading.Lock()
         self._stopped = False
@@ -417,16 +512,17 @@ class StoreSpanProcessor(SpanProcessor):
             def encode(attrs: Mapping[str, Any]) -> Any:
                 return Jsonb(attrs, dumps=_dumps)
 
-        rows: list[tuple[Any, ...]] = []
+        rows: list[list[Any]] = []
         decisions: list[dict[str, Any]] = []
-        prices, mark = self._price_cache, self._mark_wrapper
+        prices, mark, traces = self._price_cache, self._mark_wrapper, self._trace_hex
         for span in spans:
-            row = _span_values(span, prices, stamp, encode)
+            row = _span_values(span, prices, stamp, encode, traces)
             mark(row)
-            rows.append(tuple(row))
-            if span.events:
+            rows.append(row)
+            # ``span.events`` copies the SDK's list into a tuple: look before copying.
+            if getattr(span, "_events", True) and span.events:
                 decisions.extend(_decision_rows(span, row[1], row[0]))
-        # Core executemany (not the ORM's bulk path): spans are write-once rows.
+        # Straight to the driver (not the ORM's bulk path): spans are write-once rows.
         with engine.begin() as conn:
             _execute_many(conn, _SPANS.name, COLUMNS, rows)
             if decisions:
