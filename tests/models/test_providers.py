@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from daytwo.exceptions import ConfigError, InputError, NotFoundError, RateLimited, TransportError
 from daytwo.models import Message, ProfileRegistry, get_model
+from daytwo.models.instrumented import ProfiledModel
+from daytwo.models.openai_compat import OpenAICompatProvider
+from daytwo.models.types import ChatResponse
 from daytwo.testing import Reply, ScriptedModelServer
 
 USER = [Message(role="user", content="hello")]
@@ -190,3 +195,62 @@ def test_anthropic_tool_round_trip_messages() -> None:
         "role": "user",
         "content": [{"type": "tool_result", "tool_use_id": "t1", "content": '{"price": 3}'}],
     }
+
+
+async def _achat(model: ProfiledModel, **options: Any) -> ChatResponse:
+    """``model.achat(USER)``, its session closed on the loop it ran on."""
+    try:
+        return await model.achat(USER, **options)
+    finally:
+        provider = model.provider
+        assert isinstance(provider, OpenAICompatProvider)
+        await provider.aclose()
+        model.close()
+
+
+def test_achat_answers_like_chat_with_one_span(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The awaited call retries transport errors (Retry-After honoured), answers the
+    same ChatResponse and records the same chat span as the blocking one."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    script = [
+        Reply(status=503),
+        Reply(status=429, retry_after=0.01),
+        Reply(content="hi", usage={"prompt_tokens": 11, "completion_tokens": 3}),
+    ]
+    with ScriptedModelServer(script) as server:
+        model = get_model("openai/gpt-4o-mini", registry=REG, base_url=server.base_url)
+        assert model.can_await
+        out = asyncio.run(_achat(model, temperature=0, seed=7, max_tokens=5))
+    assert len(server.requests) == 3
+    assert server.requests[-1]["seed"] == 7
+    assert (out.text, out.profile, out.usage.output_tokens) == ("hi", "openai/gpt-4o-mini", 3)
+    (span,) = [s for s in spans.get_finished_spans() if s.name == "chat gpt-4o-mini"]
+    attrs = dict(span.attributes or {})
+    assert attrs["gen_ai.usage.input_tokens"] == 11
+    assert attrs["daytwo.model.budget.prompt_tokens"] > 0
+
+
+def test_achat_errors_are_the_blocking_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with ScriptedModelServer([Reply(status=400, body='{"error": "bad"}')]) as server:
+        model = get_model("openai/gpt-4o-mini", registry=REG, base_url=server.base_url)
+        with pytest.raises(InputError, match="refused the request"):
+            asyncio.run(_achat(model))
+    model = get_model(
+        "openai/gpt-4o-mini", registry=REG, base_url="http://127.0.0.1:9", max_retries=0
+    )
+    with pytest.raises(TransportError, match="cannot reach"):
+        asyncio.run(_achat(model))
+
+
+def test_a_summarising_model_is_not_awaited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its summariser would call a model (blocking) while fitting the window."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    model = get_model(
+        "openai/gpt-4o-mini", registry=REG, base_url="http://x", budget_strategy="summarise"
+    )
+    assert not model.can_await
+    with pytest.raises(ConfigError, match="event loop"):
+        asyncio.run(model.achat(USER))

@@ -188,6 +188,31 @@ def test_chat_completion_with_the_openai_sdk_is_one_priced_span_in_the_callers_t
     assert span.output_tokens == reply.usage.completion_tokens
 
 
+def test_a_plain_call_is_answered_on_the_event_loop_without_a_worker_thread(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OpenAI-compatible upstream is awaited (no thread hop per call); the call still
+    leaves its priced span, attributed, and the budget counters."""
+    from daytwo.server.llm import api
+
+    async def no_thread(*args: Any) -> Any:
+        raise AssertionError("the plain call went through a worker thread")
+
+    monkeypatch.setattr(api, "in_thread", no_thread)
+    client = gw.openai(default_headers={"x-daytwo-session": "sess-loop"})
+    reply = client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER)
+    assert reply.choices[0].message.content == "Hello from upstream."
+    msg = gw.anthropic().messages.create(
+        model="openai/gpt-4o-mini",
+        max_tokens=20,
+        messages=[{"role": "user", "content": "Say hello."}],
+    )
+    assert msg.content[0].type == "text"
+    spans = gw.chat_spans()
+    assert len(spans) == 2
+    assert all(s.cost_status == "priced" and s.tenant == "acme" for s in spans)
+
+
 def test_streaming_with_include_usage(gw: Gateway) -> None:
     gw.upstream.push(Reply(content="one two three four five six seven"))
     client = gw.openai()

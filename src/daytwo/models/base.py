@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 from daytwo.models.profiles import Profile
 from daytwo.models.types import ChatResponse, Message, StreamChunk
 
-__all__ = ["ChatModel", "Provider"]
+__all__ = ["AsyncProvider", "ChatModel", "Provider"]
 
 
 @runtime_checkable
@@ -31,6 +31,15 @@ class Provider(Protocol):
 
     def close(self) -> None:
         """Free connections (and a local engine)."""
+        ...
+
+
+@runtime_checkable
+class AsyncProvider(Protocol):
+    """A provider that can also answer on the event loop (no worker thread per call)."""
+
+    async def achat(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
+        """One completion, awaited."""
         ...
 
 

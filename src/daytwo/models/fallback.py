@@ -78,6 +78,42 @@ class FallbackModel:
                 errors.append(exc)
         raise self._give_up(errors)
 
+    @property
+    def can_await(self) -> bool:
+        """Whether every member can answer on the event loop (:meth:`achat`)."""
+        return all(m.async_provider is not None for m in self.models)
+
+    async def achat(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        logprobs: int | None = None,
+        max_tokens: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> ChatResponse:
+        """:meth:`chat` awaited (every member must :attr:`can_await`)."""
+        errors: list[ModelError] = []
+        for model in self.models:
+            try:
+                return await model.achat(
+                    messages,
+                    tools=tools,
+                    response_format=response_format,
+                    temperature=temperature,
+                    seed=seed,
+                    logprobs=logprobs,
+                    max_tokens=max_tokens,
+                    extra=extra,
+                )
+            except ModelError as exc:
+                if not _falls_through(exc):
+                    raise
+                errors.append(exc)
+        raise self._give_up(errors)
+
     def stream_chunks(
         self,
         messages: Sequence[Message],

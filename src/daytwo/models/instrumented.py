@@ -18,7 +18,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from daytwo.exceptions import ConfigError, InputError
-from daytwo.models.base import Provider
+from daytwo.models.base import AsyncProvider, Provider
 from daytwo.models.budget import BudgetReport, BudgetStrategy, fit_to_budget
 from daytwo.models.profiles import Profile, ProfileRegistry, load_profiles
 from daytwo.models.tokens import count_text
@@ -50,6 +50,11 @@ class ProfiledModel:
         self.budget_strategy: BudgetStrategy = budget_strategy
         self.summariser = summariser
         self.last_budget: BudgetReport | None = None
+        self.async_provider: AsyncProvider | None = (
+            provider if isinstance(provider, AsyncProvider) and summariser is None else None
+        )
+        """The provider when a call can be awaited on the event loop (:meth:`achat`:
+        an async wire, and no summariser, which would call a model while fitting)."""
 
     def _options(
         self,
@@ -122,43 +127,96 @@ class ProfiledModel:
         options = self._options(
             tools, response_format, temperature, seed, logprobs, max_tokens, extra
         )
-        p = self.profile
         with self._span() as span:
             self._request_attributes(span, temperature, max_tokens, seed)
             try:
-                msgs, report = fit_to_budget(
-                    messages,
-                    p,
-                    tools=tools,
-                    max_tokens=max_tokens,
-                    strategy=self.budget_strategy,
-                    summariser=self.summariser,
-                )
-                self.last_budget = report
-                span.set_attribute("daytwo.model.budget.prompt_tokens", report.prompt.tokens)
-                span.set_attribute("daytwo.model.budget.count", report.prompt.label)
-                if report.dropped_messages or report.summarised_messages:
-                    span.set_attribute("daytwo.model.budget.strategy", report.strategy)
-                capture_messages(span, "gen_ai.input.messages", msgs)
+                msgs = self._fit(span, messages, tools, max_tokens)
                 response = self.provider.chat(msgs, **options)
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise
-            response.profile = p.name
-            if p.provider == "local" or not response.model:
-                # llama.cpp answers with the GGUF file path: the profile's model names it.
-                response.model = p.model
-            span.set_attribute("gen_ai.response.model", response.model)
-            capture_messages(
-                span,
-                "gen_ai.output.messages",
-                [{"role": "assistant", "content": response.text or ""}],
+            return self._answered(span, response)
+
+    @property
+    def can_await(self) -> bool:
+        """Whether :meth:`achat` may be used (see :attr:`async_provider`)."""
+        return self.async_provider is not None
+
+    async def achat(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        logprobs: int | None = None,
+        max_tokens: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> ChatResponse:
+        """:meth:`chat` awaited on the event loop (same checks, same span); only for a
+        model whose :attr:`async_provider` is set."""
+        provider = self.async_provider
+        if provider is None:
+            raise ConfigError(
+                f"profile {self.profile.name}'s provider cannot answer on the event loop",
+                hint="call chat() in a worker thread",
             )
-            self._usage_attributes(span, response.usage)
-            if response.finish_reason:
-                span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
-            return response
+        options = self._options(
+            tools, response_format, temperature, seed, logprobs, max_tokens, extra
+        )
+        with self._span() as span:
+            self._request_attributes(span, temperature, max_tokens, seed)
+            try:
+                msgs = self._fit(span, messages, tools, max_tokens)
+                response = await provider.achat(msgs, **options)
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            return self._answered(span, response)
+
+    def _fit(
+        self,
+        span: Span,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] | None,
+        max_tokens: int | None,
+    ) -> list[Message]:
+        """The messages that fit the window (or :class:`ContextOverflow`), noted on the span."""
+        msgs, report = fit_to_budget(
+            messages,
+            self.profile,
+            tools=tools,
+            max_tokens=max_tokens,
+            strategy=self.budget_strategy,
+            summariser=self.summariser,
+        )
+        self.last_budget = report
+        span.set_attribute("daytwo.model.budget.prompt_tokens", report.prompt.tokens)
+        span.set_attribute("daytwo.model.budget.count", report.prompt.label)
+        if report.dropped_messages or report.summarised_messages:
+            span.set_attribute("daytwo.model.budget.strategy", report.strategy)
+        capture_messages(span, "gen_ai.input.messages", msgs)
+        return msgs
+
+    def _answered(self, span: Span, response: ChatResponse) -> ChatResponse:
+        """``response`` named by the profile, its model, output and usage on the span."""
+        p = self.profile
+        response.profile = p.name
+        if p.provider == "local" or not response.model:
+            # llama.cpp answers with the GGUF file path: the profile's model names it.
+            response.model = p.model
+        span.set_attribute("gen_ai.response.model", response.model)
+        capture_messages(
+            span,
+            "gen_ai.output.messages",
+            [{"role": "assistant", "content": response.text or ""}],
+        )
+        self._usage_attributes(span, response.usage)
+        if response.finish_reason:
+            span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
+        return response
 
     def stream(
         self,

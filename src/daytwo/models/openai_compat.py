@@ -7,13 +7,16 @@ said (validation is the structured-output layer's job).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import aiohttp
 import httpx
 from tenacity import (
+    AsyncRetrying,
     RetryCallState,
     Retrying,
     retry_if_exception_type,
@@ -56,6 +59,16 @@ def transport_retrying(max_retries: int) -> Retrying:
     )
 
 
+def async_transport_retrying(max_retries: int) -> AsyncRetrying:
+    """:func:`transport_retrying` for coroutines (the wait does not block the loop)."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(TransportError),
+        stop=stop_after_attempt(max_retries + 1),
+        wait=_wait,
+        reraise=True,
+    )
+
+
 def _raise_if_rate_limited(response: httpx.Response, url: str) -> None:
     if response.status_code == 429:
         raise RateLimited(
@@ -81,11 +94,29 @@ class OpenAICompatProvider:
         self.model = model
         self.max_retries = max_retries
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._headers = headers
+        self._timeout = timeout
         self._client = client or httpx.Client(timeout=timeout, headers=headers)
+        self._asession: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
 
     def close(self) -> None:
-        """Close the HTTP client."""
+        """Close the HTTP clients (the async one if its loop still runs: waited for
+        from another thread, scheduled from the loop's own)."""
         self._client.close()
+        if self._asession is None:
+            return
+        loop, session = self._asession
+        self._asession = None
+        if loop.is_closed() or not loop.is_running():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.create_task(session.close())
+        else:
+            asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=10)
 
     def _payload(self, messages: Sequence[Message], **options: Any) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -99,22 +130,51 @@ class OpenAICompatProvider:
         url = f"{self.base_url}{path}"
         try:
             response = self._client.post(url, json=payload)
-        except httpx.TimeoutException as exc:
-            raise TransportError(f"timeout calling {url}", hint="raise the timeout") from exc
         except httpx.TransportError as exc:
+            raise _transport_error(url, exc) from exc
+        _check_status(
+            response.status_code, response.headers.get("retry-after"), lambda: response.text, url
+        )
+        return response
+
+    async def _apost(self, path: str, payload: dict[str, Any]) -> bytes:
+        url = f"{self.base_url}{path}"
+        try:
+            async with self._session().post(url, json=payload) as response:
+                raw = await response.read()
+        except TimeoutError as exc:
+            raise TransportError(f"timeout calling {url}", hint="raise the timeout") from exc
+        except aiohttp.ClientError as exc:
             raise TransportError(
                 f"cannot reach {url}: {exc}", hint="check that the model server is running"
             ) from exc
-        _raise_if_rate_limited(response, url)
-        if response.status_code >= 500:
-            raise TransportError(f"{url} answered HTTP {response.status_code}")
-        if response.status_code >= 400:
-            detail = response.text[:300]
-            raise InputError(
-                f"{url} refused the request (HTTP {response.status_code}): {detail}",
-                hint="check the model name, API key and request options",
+        _check_status(
+            response.status,
+            response.headers.get("retry-after"),
+            lambda: raw.decode("utf-8", "replace"),
+            url,
+        )
+        return raw
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The kept-alive session of the running event loop (a pool belongs to one
+        loop: a new loop, as in tests that start several, gets a new session).
+
+        aiohttp rather than ``httpx.AsyncClient``: a third of the CPU per call, which
+        is most of what the gateway adds to a call."""
+        loop = asyncio.get_running_loop()
+        if self._asession is None or self._asession[0] is not loop:
+            session = aiohttp.ClientSession(
+                headers=self._headers, timeout=aiohttp.ClientTimeout(total=self._timeout)
             )
-        return response
+            self._asession = (loop, session)
+        return self._asession[1]
+
+    async def aclose(self) -> None:
+        """Close the event loop's session (call it on that loop)."""
+        if self._asession is not None:
+            session, self._asession = self._asession[1], None
+            await session.close()
 
     def _retrying(self) -> Retrying:
         return transport_retrying(self.max_retries)
@@ -129,6 +189,19 @@ class OpenAICompatProvider:
             body = response.json()
         except json.JSONDecodeError as exc:
             raise ModelError(f"model server answered non-JSON: {response.text[:200]!r}") from exc
+        return parse_chat_completion(body, latency)
+
+    async def achat(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
+        """:meth:`chat` on the event loop (an async client, no worker thread)."""
+        payload = self._payload(messages, **options)
+        started = time.perf_counter()
+        retrying = async_transport_retrying(self.max_retries)
+        raw: bytes = await retrying(self._apost, "/chat/completions", payload)
+        latency = time.perf_counter() - started
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise ModelError(f"model server answered non-JSON: {raw[:200]!r}") from exc
         return parse_chat_completion(body, latency)
 
     def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[StreamChunk]:
@@ -169,6 +242,27 @@ class OpenAICompatProvider:
                     yield parse_stream_chunk(chunk)
         except httpx.TransportError as exc:
             raise TransportError(f"cannot reach {url}: {exc}") from exc
+
+
+def _transport_error(url: str, exc: httpx.TransportError) -> TransportError:
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportError(f"timeout calling {url}", hint="raise the timeout")
+    return TransportError(
+        f"cannot reach {url}: {exc}", hint="check that the model server is running"
+    )
+
+
+def _check_status(status: int, retry_after: str | None, text: Callable[[], str], url: str) -> None:
+    """Raise the error an HTTP status means (``text()``: the body, read only for one)."""
+    if status == 429:
+        raise RateLimited(f"rate limited by {url}", retry_after=_parse_retry_after(retry_after))
+    if status >= 500:
+        raise TransportError(f"{url} answered HTTP {status}")
+    if status >= 400:
+        raise InputError(
+            f"{url} refused the request (HTTP {status}): {text()[:300]}",
+            hint="check the model name, API key and request options",
+        )
 
 
 def _usage(raw: dict[str, Any]) -> Usage:

@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from daytwo.exceptions import InputError
-from daytwo.models.types import StreamChunk, Usage
+from daytwo.models.types import ChatResponse, StreamChunk, Usage
 from daytwo.server.llm import anthropic_wire, embeddings
 from daytwo.server.llm.errors import GATEWAY_RESPONSES, Wire, error_response
 from daytwo.server.llm.openai_wire import (
@@ -36,7 +36,13 @@ from daytwo.server.llm.openai_wire import (
     completion_id,
     parse_body,
 )
-from daytwo.server.llm.service import CallContext, ModelGateway, ModelStream, StreamResult
+from daytwo.server.llm.service import (
+    CallContext,
+    GatewayModel,
+    ModelGateway,
+    ModelStream,
+    StreamResult,
+)
 
 __all__ = ["router"]
 
@@ -62,6 +68,16 @@ def api_key(request: Request, *, anthropic: bool = False) -> str | None:
 async def in_thread(call: CallContext, fn: Callable[..., R], *args: Any) -> R:
     """Run blocking ``fn`` in the thread pool, inside the request's context."""
     return await anyio.to_thread.run_sync(call.run, fn, *args)
+
+
+async def complete(
+    gw: ModelGateway, call: CallContext, model: GatewayModel, req: ChatRequest
+) -> ChatResponse:
+    """One non-streamed completion: on the event loop when the model's wire allows
+    (no thread hop), else in the thread pool; in the request's context either way."""
+    if gw.can_await(model, req):
+        return await asyncio.create_task(gw.acomplete(call, model, req), context=call.context)
+    return await in_thread(call, gw.complete, call, model, req)
 
 
 class SSEResponse(StreamingResponse):
@@ -175,7 +191,7 @@ async def chat_completions(request: Request) -> Response:
                 _openai_events(chunks, result, req.model, include_usage),
                 headers={"cache-control": "no-cache"},
             )
-        response = await in_thread(call, gw.complete, call, model, req)
+        response = await complete(gw, call, model, req)
     except Exception as exc:
         return error_response(exc)
     return Response(
@@ -267,7 +283,7 @@ async def messages(request: Request) -> Response:
                 anthropic_wire.events(chunks, result, req.model),
                 headers={"cache-control": "no-cache"},
             )
-        response = await in_thread(call, gw.complete, call, model, chat_req)
+        response = await complete(gw, call, model, chat_req)
     except Exception as exc:
         return error_response(exc, wire)
     return Response(

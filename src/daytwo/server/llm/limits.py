@@ -223,6 +223,11 @@ class GatewayLimits:
             spent_tokens=spent.tokens,
         )
 
+    @property
+    def local(self) -> bool:
+        """Whether the counters are this process's memory (no I/O to count a call)."""
+        return isinstance(self._counters, _MemoryCounters)
+
     def _limits(self, scope: Scope, subject: str) -> _Limits | None:
         now = time.monotonic()
         hit = self._cache.get((scope, subject))

@@ -198,18 +198,44 @@ class ModelGateway:
         if fmt and fmt.get("type") == "json_schema":
             response = self._structured(model, messages, fmt, req)
         else:
-            response = model.chat(
-                messages,
-                tools=req.tools,
-                response_format=fmt,
-                temperature=req.temperature,
-                seed=req.seed,
-                logprobs=(req.top_logprobs or 0) if req.logprobs else None,
-                max_tokens=req.output_budget(),
-                extra=req.passthrough(),
-            )
+            response = model.chat(messages, **self._chat_options(req))
         self.limits.record(call.principal, response.usage, self._priced(response.profile))
         return response
+
+    def can_await(self, model: GatewayModel, req: ChatRequest) -> bool:
+        """Whether :meth:`acomplete` may answer ``req`` on the event loop: the model's
+        wire is async, the structured-output ladder (blocking, several calls) is not
+        asked for, and the budget counters are this process's memory (Redis ones
+        would block the loop)."""
+        fmt = req.response_format
+        return (
+            model.can_await and self.limits.local and not (fmt and fmt.get("type") == "json_schema")
+        )
+
+    async def acomplete(
+        self, call: CallContext, model: GatewayModel, req: ChatRequest
+    ) -> ChatResponse:
+        """:meth:`complete` awaited on the event loop, when :meth:`can_await`; run it
+        as a task in ``call``'s context (its span's parent and attribution)."""
+        from daytwo.server.llm.openai_wire import to_messages
+
+        messages = to_messages(req.messages)
+        self.limits.check(call.principal)
+        response = await model.achat(messages, **self._chat_options(req))
+        self.limits.record(call.principal, response.usage, self._priced(response.profile))
+        return response
+
+    @staticmethod
+    def _chat_options(req: ChatRequest) -> dict[str, Any]:
+        return {
+            "tools": req.tools,
+            "response_format": req.response_format or None,
+            "temperature": req.temperature,
+            "seed": req.seed,
+            "logprobs": (req.top_logprobs or 0) if req.logprobs else None,
+            "max_tokens": req.output_budget(),
+            "extra": req.passthrough(),
+        }
 
     def _structured(
         self,
