@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from daytwo.knowledge import HashingEmbedder, KnowledgeBase
+from daytwo.knowledge.ingest import BATCH_DOCS
 from daytwo.store import Store, new_id, utcnow
 from daytwo.store.tables.knowledge import KbChunk, KbDocument, KbGeneration, KbTombstone
 
@@ -64,7 +65,8 @@ def test_corrupt_file_keeps_its_previous_version(kb: KnowledgeBase, tmp_path: Pa
 def test_crash_mid_ingest_then_rerun_finishes_without_duplicates(
     kb: KnowledgeBase, tmp_path: Path
 ) -> None:
-    root = write_docs(tmp_path / "docs", {f"d{i:03}.txt": f"document {i} text" for i in range(150)})
+    n = BATCH_DOCS + 50  # two write batches: the crash comes after the first
+    root = write_docs(tmp_path / "docs", {f"d{i:03}.txt": f"document {i} text" for i in range(n)})
     calls = []
 
     def crash_after_first_batch(done: int, total: int) -> None:
@@ -76,17 +78,17 @@ def test_crash_mid_ingest_then_rerun_finishes_without_duplicates(
         kb.ingest_path(root, "big", progress=crash_after_first_batch)
     with kb.store.session() as s:
         partial = s.scalar(sa.select(sa.func.count()).select_from(KbDocument))
-    assert 0 < partial < 150
+    assert 0 < partial < n
     # A new process: a fresh KnowledgeBase over the same store and data directory.
     fresh = KnowledgeBase(kb.store, kb.data_dir, embedder=HashingEmbedder())
     report = fresh.ingest_path(root, "big")
-    assert report.added == 150 - partial
+    assert report.added == n - partial
     assert report.unchanged == partial
     chunks = _chunks(fresh, "big")
-    assert len(chunks) == 150
-    assert len({c[1] for c in chunks}) == 150
-    hits = fresh.search("big", "document 7 text", "u", groups=EVERYONE, mode="dense", k=200)
-    assert len(hits) == 150
+    assert len(chunks) == n
+    assert len({c[1] for c in chunks}) == n
+    hits = fresh.search("big", "document 7 text", "u", groups=EVERYONE, mode="dense", k=n)
+    assert len(hits) == n
 
 
 def test_read_your_writes_and_delete(kb: KnowledgeBase) -> None:

@@ -55,7 +55,11 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int], None]
-BATCH_DOCS = 64
+# Documents per write transaction, and so per embedding window: the embedder sorts one
+# window's chunks by length before batching, and on MS MARCO passages a window of 64
+# documents pads to 1.108x the real tokens where 256 pads to 1.036x (16 % fewer ONNX
+# calls too). A crash loses at most the batch being written (the next sync redoes it).
+BATCH_DOCS = 256
 
 
 @dataclass(frozen=True)
