@@ -31,12 +31,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
+from daytwo.runtime.records import end_run
 from daytwo.store import Store
 from daytwo.store.base import utcnow
 from daytwo.store.tables.runtime import RunRecord, RuntimeExecutor
@@ -240,17 +240,13 @@ def settle_ended(store: Store, run_id: str, workflow: Any) -> str | None:
         values = {"status": "cancelled"}
     else:
         return None
-    settled = _settle(store, run_id, {**values, "finished_at": utcnow()})
+    settled = _settle(store, run_id, values)
     return str(values["status"]) if settled else None
 
 
 def _settle(store: Store, run_id: str, values: dict[str, Any]) -> bool:
-    change = (
-        sa.update(RunRecord)
-        .where(RunRecord.id == run_id, RunRecord.status.in_(_OPEN))
-        .values(**values)
-    )
-    return store.write(lambda s: cast("CursorResult[Any]", s.execute(change)).rowcount) > 0
+    """End an open run now with ``values``; whether it was still open."""
+    return store.write(lambda s: end_run(s, run_id, values, only=RunRecord.status.in_(_OPEN)))
 
 
 @dataclass
@@ -403,7 +399,7 @@ class Caretaker:
         return report
 
     def _fail(self, run_id: str, reason: str, report: SweepReport) -> None:
-        failed = {"status": "failed", "error": reason, "finished_at": utcnow()}
+        failed = {"status": "failed", "error": reason}
         if _settle(self.store, run_id, failed):
             report.failed.append(run_id)
             self._audit("run.reaped", f"runtime:{self.executor_id}", run_id, {"reason": reason})

@@ -4,17 +4,21 @@ The agent ran elsewhere (LangGraph, pydantic-ai, plain OpenAI SDK code); daytwo 
 saw its spans. Each trace becomes a run in ``runtime_runs`` (id ``otlp-<trace id>``,
 agent version 0) so the run list, the dashboard, costs, ``runs explain`` and the
 audit view treat it like a run of a daytwo agent. The record is rewritten from the
-trace's summary after every export request that touches the trace.
+trace's summary after every export request that touches the trace; its end time and
+latency come from :func:`~daytwo.runtime.records.run_timing`, counted from the creation
+time first recorded.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
+from daytwo.runtime.records import run_timing
 from daytwo.store.base import utcnow
 from daytwo.store.tables.runtime import RunRecord
 from daytwo.tracing.ingest import TraceSummary
@@ -51,19 +55,24 @@ def record_external_runs(
     if not summaries:
         return []
     ids = [s.run_id for s in summaries]
-    known: set[str] = set()
+    # The runs already recorded, with the creation time their latency counts from.
+    known: dict[str, datetime] = {}
     for i in range(0, len(ids), 500):
-        known.update(conn.scalars(select(RunRecord.id).where(RunRecord.id.in_(ids[i : i + 500]))))
+        chunk = ids[i : i + 500]
+        query = select(RunRecord.id, RunRecord.created_at).where(RunRecord.id.in_(chunk))
+        for run_id, created_at in conn.execute(query):
+            known[run_id] = created_at
     inserts: list[dict[str, Any]] = []
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for s in summaries:
+        created = known.get(s.run_id) or s.started_at or utcnow()
         values: dict[str, Any] = {
             "status": s.status,
             "error": s.error,
             "tokens": s.input_tokens + s.output_tokens,
             "cost_usd": float(s.cost_usd),
             "steps_done": s.spans,
-            "finished_at": s.finished_at if s.status != "running" else None,
+            **run_timing(created, s.finished_at if s.status != "running" else None),
         }
         if s.input is not None:
             values["inputs"] = {"input": _io(s.input)}
@@ -87,7 +96,7 @@ def record_external_runs(
                 "decisions": [],
                 "principal": principal,
                 "forked_from": None,
-                "created_at": s.started_at or utcnow(),
+                "created_at": created,
                 **values,
             }
         )

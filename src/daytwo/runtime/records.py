@@ -2,25 +2,92 @@
 
 Written when a run is created, by the workflow as it runs (running, waiting, its
 outcome) and by whoever steers it; read back as the run's view (:func:`run_view`).
-Every write is one statement in the store's write transaction; each change that
-matters is audited through the sink the runtime binds.
+Every write is one statement in the store's write transaction (a run's end reads the
+run's creation time first, in the same transaction); each change that matters is
+audited through the sink the runtime binds.
+
+A run's end is written by :func:`end_run` only (the workflow's outcome, a cancel, the
+executors' reaper, OTLP traces through :func:`run_timing`): it sets ``finished_at`` and
+the latency the dashboard and the explorer read, ``latency_ms = finished_at -
+created_at`` and its histogram bucket (:func:`latency_bucket`), so no reader computes
+them per row.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
 
 from daytwo.exceptions import ConflictError, NotFoundError
 from daytwo.store import Store, utcnow
 from daytwo.store.tables.runtime import RunRecord
 
-__all__ = ["FINAL", "OPEN", "RunRecords", "run_view", "summary_view"]
+__all__ = [
+    "FINAL",
+    "LATENCY_BUCKETS_PER_E",
+    "OPEN",
+    "RunRecords",
+    "end_run",
+    "latency_bucket",
+    "run_timing",
+    "run_view",
+    "summary_view",
+]
 
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
 OPEN = ("queued", "running", "waiting")
+
+LATENCY_BUCKETS_PER_E = 16
+"""Latency histogram resolution: bucket ``b`` holds ``e^(b/16) <= ms < e^((b+1)/16)``
+(runs under 1 ms in bucket 0), so a bucket's geometric middle is within ±3.2 % of any
+latency in it."""
+
+_TIMING = ("finished_at", "latency_ms", "latency_bucket")
+
+
+def latency_bucket(ms: float) -> int:
+    """The log-scaled histogram bucket of a latency in ms (``floor(16 ln ms)``, ≥ 0)."""
+    return math.floor(math.log(max(ms, 1.0)) * LATENCY_BUCKETS_PER_E)
+
+
+def run_timing(created_at: datetime, finished_at: datetime | None) -> dict[str, Any]:
+    """The end columns of a run created at ``created_at``: ``finished_at``, ``latency_ms``
+    (``finished_at - created_at`` in ms) and ``latency_bucket``; all None while open."""
+    if finished_at is None:
+        return dict.fromkeys(_TIMING)
+    ms = (finished_at - created_at) / timedelta(milliseconds=1)
+    return {"finished_at": finished_at, "latency_ms": ms, "latency_bucket": latency_bucket(ms)}
+
+
+def end_run(
+    session: Session,
+    run_id: str,
+    values: dict[str, Any],
+    *,
+    only: sa.ColumnElement[bool] | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """Write the end of a run in ``session`` (a write transaction): ``values`` (its final
+    status, ...) with :func:`run_timing` at ``at`` (now), in one UPDATE of the run's row
+    if ``only`` holds for it. Whether the row was changed."""
+    if any(k in values for k in _TIMING):
+        raise ValueError("end_run sets the run's end time and latency itself")
+    created = session.scalar(sa.select(RunRecord.created_at).where(RunRecord.id == run_id))
+    if created is None:
+        return False
+    change = (
+        sa.update(RunRecord)
+        .where(RunRecord.id == run_id, *(() if only is None else (only,)))
+        .values(**values, **run_timing(created, at or utcnow()))
+    )
+    return cast("CursorResult[Any]", session.execute(change)).rowcount > 0
+
 
 Audit = Callable[[str, str, str, dict[str, Any]], None]
 
@@ -78,8 +145,23 @@ class RunRecords:
             return row
 
     def set(self, run_id: str, **values: Any) -> None:
-        """Change columns of the run's row (one UPDATE)."""
+        """Change columns of the run's row (one UPDATE); its end goes through :meth:`end`."""
+        if any(k in values for k in _TIMING):
+            raise ValueError("a run's end is written by RunRecords.end or reopen")
         change = sa.update(RunRecord).where(RunRecord.id == run_id).values(**values)
+        self.store.write(lambda s: s.execute(change))
+
+    def end(self, run_id: str, **values: Any) -> bool:
+        """End the run now with ``values`` (e.g. ``status="cancelled"``); see :func:`end_run`."""
+        return self.store.write(lambda s: end_run(s, run_id, values))
+
+    def reopen(self, run_id: str, **values: Any) -> None:
+        """Make an ended run open again (resumed): no end time, no latency, ``values``."""
+        change = (
+            sa.update(RunRecord)
+            .where(RunRecord.id == run_id)
+            .values(**values, **dict.fromkeys(_TIMING))
+        )
         self.store.write(lambda s: s.execute(change))
 
     def recent(
@@ -97,23 +179,21 @@ class RunRecords:
     # -- written by the workflow (inside durable steps) --------------------
     def finish_run(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Write the run's final status, partial results and decisions."""
-        # One UPDATE, no read first: on SQLite a read-then-write transaction cannot
-        # wait for the lock (its snapshot would be stale), a plain UPDATE can.
-        final = (
-            sa.update(RunRecord)
-            .where(RunRecord.id == summary["run_id"], RunRecord.status != "cancelled")
-            .values(
-                status=summary["status"],
-                outputs={"answer": summary["answer"], "steps": summary["outputs"]},
-                decisions=summary["decisions"],
-                error=summary["error"],
-                steps_done=summary["steps"],
-                tokens=summary["tokens"],
-                cost_usd=summary["cost_usd"],
-                finished_at=utcnow(),
-            )
+        # A write transaction (BEGIN IMMEDIATE on SQLite), so reading the run's creation
+        # time before the UPDATE waits for the lock instead of failing. A cancelled run
+        # keeps its cancel.
+        final = {
+            "status": summary["status"],
+            "outputs": {"answer": summary["answer"], "steps": summary["outputs"]},
+            "decisions": summary["decisions"],
+            "error": summary["error"],
+            "steps_done": summary["steps"],
+            "tokens": summary["tokens"],
+            "cost_usd": summary["cost_usd"],
+        }
+        self.store.write(
+            lambda s: end_run(s, summary["run_id"], final, only=RunRecord.status != "cancelled")
         )
-        self.store.write(lambda s: s.execute(final))
         self.audit(
             "run.end",
             "runtime",

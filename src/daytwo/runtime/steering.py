@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from daytwo.exceptions import ConflictError, InputError
 from daytwo.runtime.records import FINAL, RunRecords
 from daytwo.runtime.registry import AgentRegistry
-from daytwo.store import utcnow
 from daytwo.store.tables.runtime import RunRecord
 
 __all__ = ["RunSteering", "RunWatcher"]
@@ -56,7 +55,7 @@ class RunSteering:
         if row.status in FINAL:
             raise ConflictError(f"run {run_id} is already {row.status}", hint="nothing to cancel")
         self.ops().cancel_workflow(run_id)
-        self.records.set(run_id, status="cancelled", finished_at=utcnow())
+        self.records.end(run_id, status="cancelled")
         self.records.audit("run.cancel", by, run_id, dict(data or {}))
 
     def resume(self, run_id: str, *, wait: bool, timeout_s: float) -> dict[str, Any]:
@@ -75,7 +74,7 @@ class RunSteering:
                 row, self._retry_point(run_id), wait=wait, timeout_s=timeout_s, by="resume"
             )
         self._release_claims(run_id, row.agent_name, row.agent_version)
-        self.records.set(run_id, status="queued", error=None, finished_at=None)
+        self.records.reopen(run_id, status="queued", error=None)
         DBOS.resume_workflow(run_id)
         return self._read_back(run_id, wait, timeout_s)
 

@@ -2,19 +2,21 @@
 
 Three grouped statements over ``runtime_runs`` (its covering index
 ``ix_runtime_runs_health`` starts with ``created_at``, so a window is an index range
-and no run row is read):
+and no run row is read by the first two):
 
-- per agent@version and status, with a log-scaled latency bucket: run counts, cost,
-  tokens and the latency histogram the percentiles are read from;
+- per agent@version, status and latency bucket: run counts, cost, tokens and the
+  latency histogram the percentiles are read from;
 - per agent@version and hour (24 h window) or day: runs, failures, cost, for the
   sparklines;
 - failed and cancelled runs per agent@version and error kind (the error's text up to
   its first colon, which is how the runtime words its failures: ``step 'x' failed``,
   ``budget exceeded``, ``the run could not start``).
 
-p50/p95 come from the histogram: buckets are ``floor(16 ln ms)`` wide, so a reported
-percentile is the bucket's geometric middle, within ±3.2 % of the exact value. The
-run's cost is the runtime's own figure (it equals the ledger's sum for the run).
+A run's latency is ``finished_at - created_at``, stored with its histogram bucket
+``floor(16 ln ms)`` when the run ends (``runtime/records.end_run``), so nothing is
+computed per row here. p50/p95 come from the histogram: a reported percentile is the
+bucket's geometric middle, within ±3.2 % of the exact value. The run's cost is the
+runtime's own figure (it equals the ledger's sum for the run).
 """
 
 from __future__ import annotations
@@ -28,15 +30,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from daytwo.exceptions import InputError
+from daytwo.runtime.records import LATENCY_BUCKETS_PER_E
 from daytwo.server.tenancy import tenant_clause
 from daytwo.store import Store
 from daytwo.store.base import utcnow
 from daytwo.store.tables.runtime import RunRecord
 
 __all__ = ["WINDOWS", "AgentHealth", "RunHealth", "Window", "run_health", "window_of"]
-
-BUCKETS_PER_E = 16
-"""Latency histogram resolution: bucket ``b`` holds ``e^(b/16) <= ms < e^((b+1)/16)``."""
 
 
 @dataclass(frozen=True)
@@ -154,19 +154,6 @@ def _dialect(store: Store) -> str:
     return store.engine.dialect.name
 
 
-def _latency_ms(dialect: str) -> sa.ColumnElement[float]:
-    if dialect == "sqlite":
-        return (func_julianday(RunRecord.finished_at) - func_julianday(RunRecord.created_at)) * (
-            86_400_000.0
-        )
-    seconds = sa.func.extract("epoch", RunRecord.finished_at - RunRecord.created_at)
-    return sa.cast(seconds, sa.Float) * 1000.0
-
-
-def func_julianday(column: Any) -> sa.ColumnElement[float]:
-    return sa.func.julianday(column, type_=sa.Float)
-
-
 def _time_bucket(dialect: str, hourly: bool) -> sa.ColumnElement[str]:
     if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC)
         return sa.func.substr(RunRecord.created_at, 1, 13 if hourly else 10, type_=sa.String)
@@ -204,7 +191,7 @@ def quantile(histogram: dict[int, int], q: float) -> float | None:
     for bucket in sorted(histogram):
         seen += histogram[bucket]
         if seen >= rank:
-            return math.exp((bucket + 0.5) / BUCKETS_PER_E)
+            return math.exp((bucket + 0.5) / LATENCY_BUCKETS_PER_E)
     return None  # pragma: no cover - the loop always reaches rank
 
 
@@ -220,15 +207,7 @@ def run_health(
         RunRecord.created_at <= until,
         tenant_clause(RunRecord.principal, tenant),
     )
-    latency = _latency_ms(dialect)
-    clipped = sa.case((latency < 1.0, 1.0), else_=latency)
-    lat_bucket = sa.case(
-        (
-            RunRecord.finished_at.is_not(None),
-            sa.cast(sa.func.floor(sa.func.ln(clipped) * BUCKETS_PER_E), sa.Integer),
-        ),
-        else_=None,
-    )
+    lat_bucket = RunRecord.latency_bucket
     when = _time_bucket(dialect, window.hourly)
     kind = _error_kind(dialect)
     by_status = (
@@ -308,10 +287,12 @@ def run_health(
             c[1][i] += failed or 0
             c[2][i] += float(cost or 0.0)
     for key, h in [*agents.items(), (None, total)]:
-        runs, failed, cost = counts[key]
-        h.series_runs = list(runs)
-        h.series_error_rate = [f / r if r else None for f, r in zip(failed, runs, strict=True)]
-        h.series_cost = list(cost)
+        day_runs, day_failed, day_cost = counts[key]
+        h.series_runs = list(day_runs)
+        h.series_error_rate = [
+            f / r if r else None for f, r in zip(day_failed, day_runs, strict=True)
+        ]
+        h.series_cost = list(day_cost)
         h.p50_ms = quantile(h.histogram, 0.50)
         h.p95_ms = quantile(h.histogram, 0.95)
 

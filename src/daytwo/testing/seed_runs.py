@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from daytwo.runtime.records import run_timing
 from daytwo.store import Store
 from daytwo.store.base import utcnow
 from daytwo.tracing.processor import COLUMNS
@@ -154,6 +155,8 @@ _RUN_COLUMNS = (
     "cost_usd",
     "created_at",
     "finished_at",
+    "latency_ms",
+    "latency_bucket",
     "session_id",
     "user_id",
 )
@@ -471,13 +474,18 @@ def _runtime_run(
         steps,
         tokens,
         float(cost),
-        created,
-        None if status == "running" else created + timedelta(milliseconds=total_ms),
+        *_timing(created, None if status == "running" else timedelta(milliseconds=total_ms)),
         session.id,
         session.user,
     )
     session.runs.append(run_id)
     return run, spans.rows, session
+
+
+def _timing(created: datetime, took: timedelta | None) -> tuple[Any, ...]:
+    """created_at, then the end columns as the runtime writes them (run_timing)."""
+    end = run_timing(created, None if took is None else created + took)
+    return created, end["finished_at"], end["latency_ms"], end["latency_bucket"]
 
 
 def _finish_step(spans: _Spans, ms: float, error: str | None) -> None:
@@ -549,8 +557,7 @@ def _external_run(
         len(spans.rows),
         used,
         float(cost),
-        created,
-        created + timedelta(milliseconds=total),
+        *_timing(created, timedelta(milliseconds=total)),
         session.id,
         None,  # OTLP carries no end user the explorer trusts
     )

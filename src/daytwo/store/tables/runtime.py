@@ -63,7 +63,7 @@ class RunRecord(Base):
             "agent_name",
             "agent_version",
             "status",
-            "finished_at",
+            "latency_bucket",
             "cost_usd",
             "tokens",
         ),
@@ -84,6 +84,11 @@ class RunRecord(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Set with finished_at by the one writer of a run's end (runtime/records.end_run):
+    # finished_at - created_at in ms, and its log-scaled histogram bucket
+    # (runtime/records.latency_bucket). None while the run is open.
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_bucket: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The conversation the run belongs to and the end user it served (either may be
     # unknown): the trace explorer strings a session's or a user's runs together.
     session_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
