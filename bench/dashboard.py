@@ -18,7 +18,13 @@ Contenders, for the tenant with the most runs (``default``) unless named:
   aggregating in Python with exact numpy percentiles, no page around it;
 - peer ``old_overview``: the figures of the previous overview page (the last 500
   runs and the ledger's 30-day cost report over the spans), without its page; one
-  call per round (it takes seconds).
+  call per round (it takes seconds);
+- ``health_30d`` / ``health_30d_acme``: the overview's run figures alone
+  (``run_health``, which reads each run's stored latency bucket), against the peers
+  ``perrow_health_30d`` / ``perrow_health_30d_acme``: the same three statements as
+  the overview ran before runs stored their latency, computing each row's bucket from
+  ``finished_at - created_at`` (``julianday()`` or an epoch difference, then ``ln()``),
+  over the covering index they had (created for them here, with ``finished_at``).
 
 The target (issue 18) is ≤ 200 ms server time per page at 100k runs; the knowledge
 and eval sections are empty here (their cost grows with collections and eval runs,
@@ -41,6 +47,7 @@ from _common import interleave, machine, measuring
 from _pages import get, login, seeded_store, timed
 from daytwo.server import create_app
 from daytwo.server.auth import KeyStore
+from daytwo.server.health import WINDOWS, run_health
 from daytwo.server.tenancy import tenant_clause
 from daytwo.store import Store
 from daytwo.store.base import utcnow
@@ -83,9 +90,60 @@ def python_rows(store: Store, tenant: str, days: float = 30.0) -> dict[Any, Any]
     return groups
 
 
+PERROW_INDEX = (
+    "CREATE INDEX ix_bench_perrow_health ON runtime_runs (created_at, principal, agent_name,"
+    " agent_version, status, finished_at, cost_usd, tokens)"
+)
+
+
+def perrow_health(store: Store, tenant: str, days: float = 30.0) -> list[Any]:
+    """The peer: the overview's statements as they were, each row's bucket computed in SQL."""
+    since = utcnow() - timedelta(days=days)
+    sqlite = store.is_sqlite
+    if sqlite:
+        ms: Any = (
+            sa.func.julianday(RunRecord.finished_at) - sa.func.julianday(RunRecord.created_at)
+        ) * 86_400_000.0
+        day: Any = sa.func.substr(RunRecord.created_at, 1, 10)
+        err = sa.func.coalesce(RunRecord.error, "")
+        kind: Any = sa.func.substr(err, 1, sa.func.instr(err + ":", ":") - 1)
+    else:
+        epoch = sa.func.extract("epoch", RunRecord.finished_at - RunRecord.created_at)
+        ms = sa.cast(epoch, sa.Float) * 1000.0
+        day = sa.func.to_char(sa.func.timezone("UTC", RunRecord.created_at), "YYYY-MM-DD")
+        kind = sa.func.split_part(sa.func.coalesce(RunRecord.error, ""), ":", 1)
+    clipped = sa.case((ms < 1.0, 1.0), else_=ms)
+    bucket = sa.case(
+        (
+            RunRecord.finished_at.is_not(None),
+            sa.cast(sa.func.floor(sa.func.ln(clipped) * 16), sa.Integer),
+        ),
+        else_=None,
+    )
+    where = sa.and_(RunRecord.created_at >= since, tenant_clause(RunRecord.principal, tenant))
+    agent = (RunRecord.agent_name, RunRecord.agent_version)
+    cost, tokens = sa.func.sum(RunRecord.cost_usd), sa.func.sum(RunRecord.tokens)
+    failed = sa.func.sum(sa.case((RunRecord.status == "failed", 1), else_=0))
+    statements = [
+        sa.select(*agent, RunRecord.status, bucket, sa.func.count(), cost, tokens)
+        .where(where)
+        .group_by(*agent, RunRecord.status, bucket),
+        sa.select(*agent, day, sa.func.count(), failed, cost).where(where).group_by(*agent, day),
+        sa.select(*agent, RunRecord.status, kind, sa.func.count())
+        .where(where, RunRecord.status.in_(("failed", "cancelled")))
+        .group_by(*agent, RunRecord.status, kind),
+    ]
+    with store.session(snapshot=True) as s:
+        return [s.execute(q).all() for q in statements]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     seed = seeded_store(args.database_url, args.runs, "daytwo-bench-dashboard-")
     store, seeded, seed_s = seed.store, seed.runs, seed.seed_s
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(PERROW_INDEX)
+        if not store.is_sqlite:
+            conn.exec_driver_sql("ANALYZE runtime_runs")
     app = create_app(seed.settings, store, with_runtime=False)
     ks = KeyStore(store)
     default_key = ks.create(role="viewer", tenant="default", name="bench default")[1]
@@ -106,6 +164,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return runs, report
 
         n = args.requests
+        month = WINDOWS["30d"]
         contenders = {
             "overview_24h": lambda: timed(get(c_default, "/?window=24h"), n),
             "overview_7d": lambda: timed(get(c_default, "/?window=7d"), n),
@@ -115,6 +174,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 get(c_default, "/?window=30d&export=agent-health&format=json"), n
             ),
             "python_rows_30d": lambda: timed(lambda: python_rows(store, "default"), n),
+            "health_30d": lambda: timed(lambda: run_health(store, "default", month), n),
+            "health_30d_acme": lambda: timed(lambda: run_health(store, "acme", month), n),
+            "perrow_health_30d": lambda: timed(lambda: perrow_health(store, "default"), n),
+            "perrow_health_30d_acme": lambda: timed(lambda: perrow_health(store, "acme"), n),
             # Seconds per call at 100k runs: one call per round is enough to see it.
             "old_overview": lambda: timed(old_overview, 1),
         }
@@ -141,6 +204,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 med["python_rows_30d"] / med["overview_30d"], 2
             ),
             "old_overview / overview_30d": round(med["old_overview"] / med["overview_30d"], 2),
+            "health_30d / perrow_health_30d": round(
+                med["health_30d"] / med["perrow_health_30d"], 2
+            ),
+            "health_30d_acme / perrow_health_30d_acme": round(
+                med["health_30d_acme"] / med["perrow_health_30d_acme"], 2
+            ),
         },
         **result,
         "machine": machine(),
