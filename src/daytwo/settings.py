@@ -9,6 +9,7 @@ call :func:`load_settings`.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -55,6 +56,11 @@ class Settings(BaseSettings):
     local_model_ctx: int = Field(default=4096, ge=256, description="Context size of llama.cpp.")
     default_model: str = Field(default="local/smollm2-135m", description="Default model profile.")
     embedder: str = Field(default="minilm-l6-int8", description="Default embedder name.")
+    rerankers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Rerankers searches may name (`--rerank NAME`, REST `rerank`): name -> "
+        "base URL of a server speaking the TEI POST /rerank protocol.",
+    )
     secret_key: SecretStr | None = Field(
         default=None, description="Key of the credential vault (else <data_dir>/secret.key)."
     )
@@ -138,6 +144,16 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="WARNING", description="Log level of daytwo's own loggers."
     )
+
+    @field_validator("rerankers")
+    @classmethod
+    def _check_rerankers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, url in value.items():
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", name):
+                raise ValueError(f"reranker name {name!r}: use letters, digits, '_', '.', '-'")
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"reranker {name!r}: {url!r} is not an http(s) URL")
+        return value
 
     @field_validator("egress_allow", "trace_content_redact", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from daytwo.cli.main import run
+from daytwo.testing.rerank_server import ScriptedRerankServer
 
 
 @pytest.fixture
@@ -87,3 +88,37 @@ def test_keyword_flags(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert run([*args, "--syntax", "sql"]) == 2
     captured = capsys.readouterr()
     assert "unknown query syntax" in captured.out + captured.err
+
+
+def test_rerank_by_configured_name(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scripted cross-encoder ranks by the trailing number, highest first.
+    scores = {f"refund policy number {i}": float(i) for i in range(6)}
+    with ScriptedRerankServer(scores=scores) as up, ScriptedRerankServer(status=500) as down:
+        rerankers = {"lex": up.url, "broken": down.url}
+        monkeypatch.setenv("DAYTWO_RERANKERS", json.dumps(rerankers))
+        capsys.readouterr()
+        args = [*SEARCH, "--mode", "bm25", "-k", "2", "--rerank", "lex", "--rerank-depth", "6"]
+        assert run(args) == 0
+        first = json.loads(capsys.readouterr().out)
+        assert [h["doc_id"] for h in first["hits"]] == ["d5", "d4"]
+        assert first["hits"][0]["contributions"]["rerank"] == {"score": 5.0, "rank": 1}
+        assert run([*args, "--cursor", first["next_cursor"]]) == 0
+        assert [h["doc_id"] for h in json.loads(capsys.readouterr().out)["hits"]] == ["d3", "d2"]
+        assert len(up.requests) == 2
+        assert len(up.requests[0]["texts"]) == 6
+        assert run([*SEARCH[:-1], "--mode", "bm25", "--rerank", "lex"]) == 0  # as a table
+        table = capsys.readouterr().out
+        assert "rerank" in table
+        assert "#1 5.000" in table
+        assert run([*SEARCH, "--rerank", "nope"]) == 2
+        err = capsys.readouterr().err
+        assert "unknown reranker 'nope'" in err
+        assert "lex" in err
+        assert "Traceback" not in err
+        assert run([*SEARCH, "--rerank", "broken"]) != 0
+        err = capsys.readouterr().err
+        assert "reranker broken failed: HTTP 500" in err
+        assert "Traceback" not in err
+        assert down.url not in err

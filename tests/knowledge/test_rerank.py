@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from daytwo.exceptions import TransportError
-from daytwo.knowledge import KnowledgeBase
+from daytwo.exceptions import InputError, TransportError
+from daytwo.knowledge import HashingEmbedder, KnowledgeBase
 from daytwo.knowledge.rerank import TeiReranker
+from daytwo.knowledge.search import SearchRequest
 from daytwo.testing.rerank_server import ScriptedRerankServer
 
 DOCS = {
@@ -46,3 +49,62 @@ def test_a_failing_reranker_is_a_transport_error(kb: KnowledgeBase) -> None:
         with pytest.raises(TransportError, match="reranker"):
             kb.search("port", "crane", "bob", ["x"], mode="bm25", reranker=reranker)
         reranker.close()
+
+
+def _named(kb: KnowledgeBase, url: str) -> KnowledgeBase:
+    return KnowledgeBase(kb.store, kb.data_dir, HashingEmbedder(), rerankers={"lex": url})
+
+
+def test_a_search_request_names_a_configured_reranker_and_pages_its_order(
+    kb: KnowledgeBase,
+) -> None:
+    for doc_id, text in DOCS.items():
+        kb.upsert_document("port", doc_id, text)
+    scores = {DOCS["c"]: 0.9, DOCS["a"]: 0.5, DOCS["b"]: 0.1}
+    with ScriptedRerankServer(scores=scores) as server:
+        named = _named(kb, server.url)
+        base = SearchRequest("port", "harbour crane", "bob", ("x",), "bm25", 2, rerank="lex")
+        first = named.run(base)
+        assert [h.doc_id for h in first] == ["c", "a"]
+        assert first[0].contributions["rerank"]["rank"] == 1
+        assert first.next_cursor is not None
+        second = named.run(dataclasses.replace(base, cursor=first.next_cursor))
+        assert [h.doc_id for h in second] == ["b"]
+        assert second.next_cursor is None
+        # The depth and the reranker are part of the search: a cursor does not carry over.
+        for other in (
+            dataclasses.replace(base, cursor=first.next_cursor, rerank_depth=10),
+            dataclasses.replace(base, cursor=first.next_cursor, rerank=None),
+        ):
+            with pytest.raises(InputError, match="belongs to another search"):
+                named.run(other)
+        # rerank_depth bounds what is rescored: with 2, the last hit is never seen.
+        server.requests.clear()
+        shallow = named.run(dataclasses.replace(base, k=1, rerank_depth=2))
+        assert [len(r["texts"]) for r in server.requests] == [2]
+        assert [h.doc_id for h in shallow] == ["a"]  # of b, a: the scripted order prefers a
+
+
+def test_reranker_names_are_checked_and_never_urls(kb: KnowledgeBase) -> None:
+    kb.upsert_document("port", "a", DOCS["a"])
+    with ScriptedRerankServer() as server:
+        named = _named(kb, server.url)
+        with pytest.raises(InputError, match="unknown reranker 'other'") as info:
+            named.run(SearchRequest("port", "crane", "bob", ("x",), rerank="other"))
+        assert "lex" in (info.value.hint or "")
+        with pytest.raises(InputError, match="not valid"):
+            SearchRequest("port", "crane", "bob", ("x",), rerank=server.url)
+        with pytest.raises(InputError, match="more than rerank_depth"):
+            SearchRequest("port", "crane", "bob", ("x",), k=20, rerank="lex", rerank_depth=10)
+        with pytest.raises(InputError, match="rerank_depth=0"):
+            SearchRequest("port", "crane", "bob", ("x",), k=1, rerank="lex", rerank_depth=0)
+        assert server.requests == []
+
+
+def test_a_named_reranker_that_fails_names_itself_not_its_url(kb: KnowledgeBase) -> None:
+    kb.upsert_document("port", "a", DOCS["a"])
+    with ScriptedRerankServer(status=503) as server:
+        named = _named(kb, server.url)
+        with pytest.raises(TransportError, match=r"reranker lex failed: HTTP 503") as info:
+            named.run(SearchRequest("port", "crane", "bob", ("x",), rerank="lex"))
+        assert server.url not in str(info.value)

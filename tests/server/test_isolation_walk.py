@@ -194,7 +194,11 @@ WALK: dict[str, Op] = {
     "POST /api/v1/knowledge/collections/{collection}/search": Op(
         ("collection", "document"),
         path=lambda a: {"collection": a["collection"]},
-        bodies=lambda a: [{"query": "ACME"}],
+        # plain, and reranked by a named reranker (the name is checked after visibility)
+        bodies=lambda a: [
+            {"query": "ACME"},
+            {"query": "ACME", "mode": "bm25", "rerank": "lex", "rerank_depth": 5},
+        ],
     ),
     "GET /api/v1/knowledge/collections/{collection}/health": Op(
         ("collection",), path=lambda a: {"collection": a["collection"]}

@@ -25,7 +25,9 @@ def open_kb() -> KnowledgeBase:
     from daytwo.knowledge import KnowledgeBase
 
     settings = state.settings()
-    return KnowledgeBase(state.store(), settings.data_dir, embedder=settings.embedder)
+    return KnowledgeBase(
+        state.store(), settings.data_dir, embedder=settings.embedder, rerankers=settings.rerankers
+    )
 
 
 def _parse_filters(values: list[str]) -> dict[str, str]:
@@ -241,6 +243,12 @@ def search(
     ),
     title_boost: float = typer.Option(1.0, "--title-boost", help="Weight of title terms."),
     highlight: bool = typer.Option(False, "--highlight", help="Offsets of the query terms."),
+    rerank: str | None = typer.Option(
+        None, "--rerank", help="Rescore with this configured reranker (setting 'rerankers')."
+    ),
+    rerank_depth: int = typer.Option(
+        50, "--rerank-depth", help="How many first hits the reranker rescores (with --rerank)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Search a collection as a principal: scores and which index contributed each hit."""
@@ -261,6 +269,8 @@ def search(
         group_size=group_size,
         cursor=cursor,
         keyword=_keyword(syntax, title_boost, highlight),
+        rerank=rerank,
+        rerank_depth=rerank_depth,
     )
     kb = open_kb()
     try:
@@ -283,7 +293,8 @@ def search(
         console.print(f"no results for {principal} in {collection}", markup=False)
         return
     table = Table(title=f"{mode} search of {collection} as {principal}")
-    for column in ("#", "doc", "score", "bm25", "dense", "text"):
+    columns = ("#", "doc", "score", "bm25", "dense") + (("rerank",) if rerank else ()) + ("text",)
+    for column in columns:
         table.add_column(column)
     for rank, hit in enumerate(hits, start=1):
         parts = hit.contributions
@@ -298,6 +309,7 @@ def search(
             f"{hit.score:.4f}",
             cell("bm25"),
             cell("dense"),
+            *((cell("rerank"),) if rerank else ()),
             hit.text[:80].replace("\n", " "),
         )
     console.print(table)

@@ -2,7 +2,8 @@
 
 :class:`Indexes` holds the store, the embedders (resolved by a generation's recorded
 name), the collections and their live generations, the ANN index handle of each
-generation (opened, caught up from the database, saved) and the cache of permitted sets.
+generation (opened, caught up from the database, saved), the cache of permitted sets
+and the rerankers the operator configured (by name).
 The function modules (ingest, search, generations, erase, maintenance, shadow reads)
 take an :class:`Indexes`; :class:`daytwo.knowledge.KnowledgeBase` is the facade on top
 of it (documents, search, fusion settings), so no module needs the facade.
@@ -14,6 +15,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from daytwo.knowledge.chunking import ChunkingConfig
 from daytwo.knowledge.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from daytwo.knowledge.fts import ensure_fts
 from daytwo.knowledge.fusion import FusionConfig
+from daytwo.knowledge.rerank import Reranker, TeiReranker
 from daytwo.store import Store, new_id, utcnow
 from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbDocument, KbGeneration
 
@@ -78,6 +81,7 @@ class Indexes:
         *,
         chunking: ChunkingConfig | None = None,
         ann_params: AnnParams | None = None,
+        rerankers: Mapping[str, Reranker | str] | None = None,
     ) -> None:
         self.store = store
         self.data_dir = Path(data_dir)
@@ -92,7 +96,23 @@ class Indexes:
         self.allowed_cache = AllowedCache()
         self._indexes: dict[str, AnnIndex] = {}
         self._lock = threading.RLock()
+        self._rerankers: dict[str, Reranker | str] = dict(rerankers or {})
         ensure_fts(store.engine)
+
+    def reranker(self, name: str) -> Reranker:
+        """The configured reranker ``name`` (a URL given in the settings is a TEI
+        ``/rerank`` server, named by its key); an unknown name is an ``InputError``."""
+        with self._lock:
+            found = self._rerankers.get(name)
+            if found is None:
+                known = ", ".join(sorted(self._rerankers)) or "none is configured"
+                raise InputError(
+                    f"unknown reranker {name!r}",
+                    hint=f"use one the operator configured (setting 'rerankers'): {known}",
+                )
+            if isinstance(found, str):
+                found = self._rerankers[name] = TeiReranker(found, name=name)
+            return found
 
     # -- collections and generations ------------------------------------------
     def embedder_for(self, gen: KbGeneration) -> Embedder:

@@ -9,23 +9,25 @@ the servers that copy it), so a cross-encoder you serve yourself (for example
 double :class:`daytwo.testing.rerank_server.ScriptedRerankServer` speaks the same
 protocol for tests. Any object with ``name`` and ``score(query, texts)`` is a reranker.
 
-:func:`rerank` rescores the hits a search returned (the principal's, after the ACL)
-and reorders them; each hit keeps its fused score under ``contributions["fused"]``
-and gets ``contributions["rerank"]``.
+The CLI and the REST API pick a reranker by name among those the operator configured
+(the ``rerankers`` setting: name -> URL, resolved by :meth:`Indexes.reranker
+<daytwo.knowledge.indexes.Indexes.reranker>`); a caller never gives a URL, so the
+server calls no address a tenant chose. :func:`daytwo.knowledge.search.rerank_hits`
+rescores the hits a search returned (the principal's, after the ACL) and reorders
+them; each hit keeps its fused score under ``contributions["fused"]`` and gets
+``contributions["rerank"]``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Protocol
 
 import httpx
 
 from daytwo.exceptions import TransportError
-from daytwo.knowledge.search import Hit
 
-__all__ = ["Reranker", "TeiReranker", "rerank"]
+__all__ = ["Reranker", "TeiReranker"]
 
 
 class Reranker(Protocol):
@@ -39,11 +41,17 @@ class Reranker(Protocol):
 
 
 class TeiReranker:
-    """A cross-encoder behind the Text Embeddings Inference ``/rerank`` protocol."""
+    """A cross-encoder behind the Text Embeddings Inference ``/rerank`` protocol.
 
-    def __init__(self, url: str, *, timeout: float = 10.0, truncate: bool = True) -> None:
+    ``name``: how errors name it (default ``tei:<url>``); a configured reranker is named
+    by its setting key, so that its URL, the operator's, is not shown to callers."""
+
+    def __init__(
+        self, url: str, *, name: str | None = None, timeout: float = 10.0, truncate: bool = True
+    ) -> None:
         self.url = url.rstrip("/")
-        self.name = f"tei:{self.url}"
+        self.name = name or f"tei:{self.url}"
+        self._named = name is not None
         self._truncate = truncate
         self._client = httpx.Client(timeout=timeout)
 
@@ -68,36 +76,27 @@ class TeiReranker:
                 seen.add(index)
         except (httpx.HTTPError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise TransportError(
-                f"reranker {self.url} failed: {exc}",
+                f"reranker {self.name} failed: {self._reason(exc)}",
                 hint="check that the /rerank server is up and speaks the TEI protocol",
             ) from exc
         if len(seen) != len(texts):
             raise TransportError(
-                f"reranker {self.url} scored {len(seen)} of {len(texts)} passages",
+                f"reranker {self.name} scored {len(seen)} of {len(texts)} passages",
                 hint="check the server's max batch size",
             )
         return scores
 
+    def _reason(self, exc: Exception) -> str:
+        if not self._named:
+            return str(exc)
+        if isinstance(exc, httpx.HTTPStatusError):  # httpx's text names the URL
+            return f"HTTP {exc.response.status_code}"
+        if isinstance(exc, httpx.TimeoutException):
+            return "timed out"
+        if isinstance(exc, httpx.TransportError):
+            return "could not be reached"
+        return "its answer is not a TEI /rerank answer"
+
     def close(self) -> None:
         """Close the HTTP client."""
         self._client.close()
-
-
-def rerank(query: str, hits: Sequence[Hit], reranker: Reranker, k: int | None = None) -> list[Hit]:
-    """``hits`` rescored by ``reranker`` and reordered (ties keep the search's order),
-    the first ``k`` (all when None)."""
-    if not hits:
-        return []
-    texts = [f"{h.title}\n{h.text}" if h.title else h.text for h in hits]
-    scores = reranker.score(query, texts)
-    order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))
-    out = []
-    for rank, i in enumerate(order[: k if k is not None else len(order)]):
-        hit = hits[i]
-        parts = {
-            **hit.contributions,
-            "fused": {"score": hit.score, "rank": i + 1},
-            "rerank": {"score": scores[i], "rank": rank + 1},
-        }
-        out.append(replace(hit, score=scores[i], contributions=parts))
-    return out

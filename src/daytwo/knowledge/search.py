@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -47,6 +48,7 @@ from daytwo.knowledge.keyword_query import (
     highlights,
     parse_query,
 )
+from daytwo.knowledge.rerank import Reranker
 from daytwo.store.tables.knowledge import KbAcl, KbChunk, KbCollection, KbDocument, KbGeneration
 from daytwo.store.tables.knowledge_maintenance import KbMigration
 from daytwo.tracing.content import capture, content_policy
@@ -62,6 +64,7 @@ __all__ = [
     "SearchTimings",
     "generation",
     "read_state",
+    "rerank_hits",
     "run_search",
 ]
 
@@ -70,6 +73,8 @@ GROUP_BY = ("document",)
 MAX_K = 1000
 MAX_WINDOW = 1000  # offset + k of a page (as Elasticsearch's max_result_window)
 MAX_GROUP_SIZE = 20
+MAX_RERANK_DEPTH = 200  # a cross-encoder scores every one of them, per search
+_RERANKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _tracer = trace.get_tracer("daytwo.knowledge")
 
 
@@ -323,7 +328,9 @@ class SearchRequest:
     (its best ``group_size`` chunks in :attr:`Hit.chunks`), ``k`` counts documents.
     ``cursor``: the ``next_cursor`` of the previous page of the same search.
     ``keyword``: boolean syntax with phrases, a title boost, highlights
-    (:mod:`daytwo.knowledge.keyword_query`).
+    (:mod:`daytwo.knowledge.keyword_query`). ``rerank``: the name of a reranker the
+    operator configured (:meth:`Indexes.reranker`), which rescores the first
+    ``rerank_depth`` hits; pages (``k``, cursors) are cut from that reranked list.
     """
 
     collection: str
@@ -338,6 +345,8 @@ class SearchRequest:
     group_size: int = 1
     cursor: str | None = None
     keyword: KeywordOptions | None = None
+    rerank: str | None = None
+    rerank_depth: int = 50
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -356,6 +365,22 @@ class SearchRequest:
             raise InputError("group_size needs group_by", hint="add group_by=document")
         if self.cursor is not None and not (0 < len(self.cursor) <= 400):
             raise InputError("the cursor is empty or too long", hint="pass next_cursor unchanged")
+        if self.rerank is not None:
+            if not _RERANKER_NAME.match(self.rerank):
+                raise InputError(
+                    f"reranker name {self.rerank!r} is not valid",
+                    hint="give the name of a configured reranker (not a URL)",
+                )
+            if not 1 <= self.rerank_depth <= MAX_RERANK_DEPTH:
+                raise InputError(
+                    f"rerank_depth={self.rerank_depth} is out of range",
+                    hint=f"use 1 to {MAX_RERANK_DEPTH}",
+                )
+            if self.k > self.rerank_depth:
+                raise InputError(
+                    f"k={self.k} is more than rerank_depth={self.rerank_depth}",
+                    hint="raise rerank_depth (the hits reranked) to at least k",
+                )
         object.__setattr__(self, "groups", tuple(self.groups))
         object.__setattr__(self, "filters", parse_filter(self.filters))
         if self.keyword is not None and self.keyword.syntax == "boolean":
@@ -381,6 +406,7 @@ class SearchRequest:
                 "group_by": self.group_by,
                 "group_size": self.group_size,
                 "keyword": dataclasses.asdict(self.keyword) if self.keyword else None,
+                "rerank": [self.rerank, self.rerank_depth] if self.rerank else None,
             }
         )
 
@@ -452,6 +478,7 @@ def _search(
         state = read_state(kb, session, collection)
     if gen is None:
         gen = generation(kb, session, state.active)
+    reranker = kb.reranker(request.rerank) if request.rerank is not None else None
     fingerprint_ = request.fingerprint()
     offset = 0
     if request.cursor is not None:
@@ -462,6 +489,15 @@ def _search(
                 hint="search again without a cursor",
             )
         offset = cursor.offset
+    if reranker is not None:
+        first = dataclasses.replace(request, k=request.rerank_depth, cursor=None, rerank=None)
+        ranked = rerank_hits(
+            query, _search(kb, session, state, first, query_vector, timings, gen), reranker
+        )
+        out.extend(ranked[offset : offset + k])
+        if offset + k < len(ranked):
+            out.next_cursor = encode_cursor(Cursor(fingerprint_, gen.id, offset + k))
+        return out
     want = offset + k
     if want > MAX_WINDOW:
         raise InputError(
@@ -544,6 +580,28 @@ def _search(
         _highlight(session, out, query, request.keyword)
     if more and want < MAX_WINDOW:
         out.next_cursor = encode_cursor(Cursor(fingerprint_, gen.id, want))
+    return out
+
+
+def rerank_hits(
+    query: str, hits: Sequence[Hit], reranker: Reranker, k: int | None = None
+) -> list[Hit]:
+    """``hits`` rescored by ``reranker`` and reordered (ties keep the search's order),
+    the first ``k`` (all when None)."""
+    if not hits:
+        return []
+    texts = [f"{h.title}\n{h.text}" if h.title else h.text for h in hits]
+    scores = reranker.score(query, texts)
+    order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))
+    out = []
+    for rank, i in enumerate(order[: k if k is not None else len(order)]):
+        hit = hits[i]
+        parts = {
+            **hit.contributions,
+            "fused": {"score": hit.score, "rank": i + 1},
+            "rerank": {"score": scores[i], "rank": rank + 1},
+        }
+        out.append(dataclasses.replace(hit, score=scores[i], contributions=parts))
     return out
 
 

@@ -28,8 +28,8 @@ from daytwo.knowledge.ingest import (
     apply_writes,
     ingest_source,
 )
-from daytwo.knowledge.rerank import Reranker, rerank
-from daytwo.knowledge.search import Hit, Hits, SearchRequest, SearchTimings
+from daytwo.knowledge.rerank import Reranker
+from daytwo.knowledge.search import Hit, Hits, SearchRequest, SearchTimings, rerank_hits
 from daytwo.knowledge.shadow_reads import routed_search
 from daytwo.knowledge.sources import open_source
 from daytwo.store.tables.knowledge import KbCollection, KbDocument
@@ -261,7 +261,7 @@ class KnowledgeBase(Indexes):
         hits = self.run(request, query_vector=query_vector, timings=timings)
         if reranker is None:
             return hits
-        return rerank(query, hits, reranker, k)
+        return rerank_hits(query, hits, reranker, k)
 
     def run(
         self,

@@ -113,7 +113,7 @@ def build_kb(settings: Settings, store: Store) -> Any:
     """The knowledge base of this server process (embedders load on first use)."""
     from daytwo.knowledge.service import KnowledgeBase
 
-    return KnowledgeBase(store, settings.data_dir, settings.embedder)
+    return KnowledgeBase(store, settings.data_dir, settings.embedder, rerankers=settings.rerankers)
 
 
 def mcp_app(gateway: Any) -> Any:

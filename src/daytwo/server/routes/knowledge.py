@@ -138,6 +138,13 @@ class SearchIn(BaseModel):
         description="The Daytwo-Next-Cursor header of the previous page of this same search.",
     )
     keyword: KeywordIn | None = None
+    rerank: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Name of a reranker the operator configured (setting `rerankers`; never "
+        "a URL): it rescores the first rerank_depth hits, pages are cut from its order.",
+    )
+    rerank_depth: int = Field(default=50, ge=1, le=200, description="Hits the reranker rescores.")
 
 
 class KeywordIn(BaseModel):
@@ -348,6 +355,8 @@ def search(
         group_size=body.group_size,
         cursor=body.cursor,
         keyword=KeywordOptions(**body.keyword.model_dump()) if body.keyword else None,
+        rerank=body.rerank,
+        rerank_depth=body.rerank_depth,
     )
     hits = kb.run(request)
     if hits.next_cursor is not None:
