@@ -46,6 +46,8 @@ class Permitted:
 
     keys: Keys
     lengths: npt.NDArray[np.float32]
+    complete: bool = False
+    """Every chunk of the generation is permitted (no ACL or filter test is needed)."""
 
     @property
     def average_length(self) -> float:

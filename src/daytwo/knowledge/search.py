@@ -540,7 +540,10 @@ def _search(
             if request.keyword is not None and request.keyword.custom:
                 bm25 = boolean_search(session, gen.id, query, depth, permitted, request.keyword)
             else:
-                bm25 = keyword_search(session, gen.id, query, depth, permitted)
+                visible = (
+                    None if permitted.complete else permitted_clause(collection, entries, filters)
+                )
+                bm25 = keyword_search(session, gen.id, query, depth, permitted, visible=visible)
         if pending is not None:
             dense = pending.result()
         fused = fuse(bm25, dense, single, limit=None if grouped else want + 1)
@@ -687,6 +690,11 @@ def _permitted(
         keys = np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
         lengths = np.fromiter((r[1] or 0 for r in rows), dtype=np.float32, count=len(rows))
         order = np.argsort(keys, kind="stable")
-        permitted = Permitted(keys[order], lengths[order])
+        total = (
+            session.connection()
+            .execute(sa.select(sa.func.count()).where(chunks.generation == generation_id))
+            .scalar_one()
+        )
+        permitted = Permitted(keys[order], lengths[order], complete=len(rows) == total)
         kb.allowed_cache.put(key, permitted)
     return permitted
