@@ -24,7 +24,9 @@ its vectors, hybrid quality is not the point here (``bench/retrieval.py`` is).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import random
 import sys
 import tempfile
@@ -42,6 +44,7 @@ from retrieval import doc_run, evaluate, load_beir
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 K = 100
+BACKENDS: tuple[str, ...] = ("sqlite", "postgresql")
 
 
 def synthetic_corpus(source: Path, target: Path, total: int, seed: int = 20) -> int:
@@ -51,7 +54,10 @@ def synthetic_corpus(source: Path, target: Path, total: int, seed: int = 20) -> 
     words = [str(r["text"]).split() for r in rows]
     rng = random.Random(seed)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w", encoding="utf-8") as out:
+    if target.exists():  # written whole by an earlier run (renamed into place below)
+        return max(total, len(rows))
+    partial = target.with_name(f".{target.name}.{os.getpid()}")
+    with partial.open("w", encoding="utf-8") as out:
         for r in rows:
             out.write(json.dumps(r) + "\n")
         for i in range(max(0, total - len(rows))):
@@ -62,16 +68,65 @@ def synthetic_corpus(source: Path, target: Path, total: int, seed: int = 20) -> 
                 start = rng.randrange(max(1, len(w) - size + 1))
                 parts.append(" ".join(w[start : start + size]))
             out.write(json.dumps({"_id": f"syn-{i}", "title": "", "text": " ".join(parts)}) + "\n")
+    partial.replace(target)
     return max(total, len(rows))
 
 
-def pg_schema_url(schema: str) -> str:
+def pg_schema_url(schema: str, fresh: bool = True) -> str:
     admin = sa.create_engine(PG_URL)
     with admin.begin() as conn:
-        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        if fresh:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     admin.dispose()
     return f"{PG_URL}?options=-csearch_path%3D{schema}"
+
+
+def built(url: str) -> int:
+    """Chunks a kept store of an earlier ``--build`` holds (0: none, or not finished)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            done = conn.exec_driver_sql("SELECT count(*) FROM kb_chunks").scalar()
+    except sa.exc.DBAPIError:
+        done = 0
+    finally:
+        engine.dispose()
+    return int(done or 0)
+
+
+def open_kb(
+    name: str, backend: str, corpus_dir: Path, args: argparse.Namespace, workdir: Path
+) -> tuple[Any, dict[str, Any]]:
+    """The point's knowledge base on ``backend``: built now, or reused (``--workdir``)."""
+    from daytwo.knowledge import KnowledgeBase
+    from daytwo.store import Store
+
+    schema = f"bench_kb_backends_{name}"
+    marker = workdir / f"{name}-{backend}.built"
+    reuse = args.workdir is not None and marker.exists()
+    if backend == "sqlite":
+        url = f"sqlite:///{workdir / (name + '.db')}"
+        if not reuse:
+            (workdir / f"{name}.db").unlink(missing_ok=True)
+    else:
+        url = pg_schema_url(schema, fresh=not reuse)
+    store = Store(url)
+    store.upgrade()
+    kb = KnowledgeBase(store, workdir / f"{name}-{backend}", embedder=args.embedder)
+    if reuse:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+        info["reused"] = True
+        if built(url) != info["chunks"]:
+            raise SystemExit(f"error: {marker} does not match the store; build it again")
+    else:
+        started = time.perf_counter()
+        report = kb.ingest_path(corpus_dir, "bench")
+        info = {"chunks": report.chunks, "ingest_s": round(time.perf_counter() - started, 1)}
+        if args.workdir is not None:
+            marker.write_text(json.dumps(info), encoding="utf-8")
+    print(name, backend, info, file=sys.stderr, flush=True)
+    return kb, info
 
 
 def drop_schema(schema: str) -> None:
@@ -89,25 +144,15 @@ def point(
     args: argparse.Namespace,
     workdir: Path,
 ) -> dict[str, Any]:
-    from daytwo.knowledge import KnowledgeBase
-    from daytwo.store import Store
-
     out: dict[str, Any] = {}
     kbs: dict[str, Any] = {}
-    schema = f"bench_kb_backends_{name}"
-    urls = {"sqlite": f"sqlite:///{workdir / (name + '.db')}", "postgresql": pg_schema_url(schema)}
-    for backend, url in urls.items():
-        store = Store(url)
-        store.upgrade()
-        kb = KnowledgeBase(store, workdir / f"{name}-{backend}", embedder=args.embedder)
-        started = time.perf_counter()
-        report = kb.ingest_path(corpus_dir, "bench")
-        out[backend] = {
-            "chunks": report.chunks,
-            "ingest_s": round(time.perf_counter() - started, 1),
-        }
-        print(name, backend, out[backend], file=sys.stderr, flush=True)
-        kbs[backend] = kb
+    urls = (args.build,) if args.build else BACKENDS
+    for backend in urls:
+        kbs[backend], out[backend] = open_kb(name, backend, corpus_dir, args, workdir)
+        if args.build:
+            kbs[backend].close()
+            kbs[backend].store.dispose()
+            return out
 
     def run(backend: str, mode: str) -> tuple[dict[str, dict[str, float]], list[float]]:
         kb = kbs[backend]
@@ -147,8 +192,8 @@ def point(
     for kb in kbs.values():
         kb.close()
         kb.store.dispose()
-    if not args.keep_pg:
-        drop_schema(schema)
+    if not args.keep_pg and args.workdir is None:
+        drop_schema(f"bench_kb_backends_{name}")
     print(name, json.dumps({k: out[k] for k in ("ratio_pg_to_sqlite", "targets")}), file=sys.stderr)
     return out
 
@@ -162,8 +207,22 @@ def main() -> int:
     ap.add_argument("--skip-base", action="store_true", help="only the scale point")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--keep-pg", action="store_true", help="keep the PostgreSQL schemas")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the stores here (outside the repo, e.g. .cache/kb_backends) and reuse "
+        "the ones an earlier run built (PostgreSQL: the bench_kb_backends_* schemas)",
+    )
+    ap.add_argument(
+        "--build",
+        choices=BACKENDS,
+        help="with --workdir: only build this backend's stores (run one per backend, in "
+        "parallel), then measure with a later run that reuses them",
+    )
     add_lock_options(ap)
     args = ap.parse_args()
+    if args.build and args.workdir is None:
+        ap.error("--build needs --workdir")
     queries, qrels = load_beir(args.dataset)
     result: dict[str, Any] = {
         "dataset": args.dataset.name,
@@ -173,16 +232,20 @@ def main() -> int:
         "machine": machine(),
         "points": {},
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        else:
+            workdir = args.workdir.resolve()
+            workdir.mkdir(parents=True, exist_ok=True)
         if not args.skip_base:
             result["points"]["base"] = point("base", args.dataset, queries, qrels, args, workdir)
             write_result(args.json, result)  # kept should the scale point fail
         if args.scale:
-            corpus = workdir / "scale" / "corpus.jsonl"
+            corpus = workdir / f"scale-{args.scale}" / "corpus.jsonl"
             total = synthetic_corpus(args.dataset / "corpus.jsonl", corpus, args.scale)
             result["points"][f"scale_{total}"] = point(
-                "scale", corpus.parent, queries, qrels, args, workdir
+                f"scale{args.scale}", corpus.parent, queries, qrels, args, workdir
             )
     write_result(args.json, result)
     return 0
