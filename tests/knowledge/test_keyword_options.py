@@ -105,3 +105,32 @@ def test_bad_keyword_options() -> None:
         KeywordOptions("lucene")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="outside"):
         KeywordOptions(title_boost=11.0)
+
+
+def test_boolean_requirements_and_exclusions_hold_for_the_dense_half(kb: KnowledgeBase) -> None:
+    docs = {
+        "card": "refund by card within five days",
+        "voucher": "refund as a voucher for the shop",
+        "both": "card refund or voucher, as you like",
+        "other": "opening hours of the harbour shop",
+    }
+    for doc_id, text in docs.items():
+        kb.upsert_document("h", doc_id, text)
+    boolean = KeywordOptions(syntax="boolean")
+
+    def found(query: str, mode: str = "hybrid", **kw: Any) -> dict[str, set[str]]:
+        request = SearchRequest("h", query, "bob", ("x",), mode, 10, keyword=kw.get("kw"))
+        return {h.doc_id: set(h.contributions) for h in kb.run(request)}
+
+    # Plain syntax: the dense half ranks every chunk, the voucher ones too.
+    assert {"voucher", "both"} <= set(found("refund voucher"))
+    # NOT excludes from both halves; the OR terms do not restrict the dense half, so a
+    # chunk without "refund" still comes from it alone.
+    hits = found("refund -voucher", kw=boolean)
+    assert set(hits) == {"card", "other"}
+    assert hits["other"] == {"dense"}
+    assert set(found("refund -voucher", "dense", kw=boolean)) == {"card", "other"}
+    # AND requires the terms in the dense half too.
+    assert set(found("refund AND card", kw=boolean)) == {"card", "both"}
+    assert set(found('"refund by card" OR hours', kw=boolean)) == set(docs)  # alternatives
+    assert set(found("(refund AND card) -voucher", kw=boolean)) == {"card"}

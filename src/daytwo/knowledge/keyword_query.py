@@ -41,7 +41,14 @@ from daytwo.knowledge.bm25 import Permitted, Postings, rank
 from daytwo.knowledge.fts import _TERM, stem_words
 from daytwo.knowledge.keysets import members
 
-__all__ = ["Highlight", "KeywordOptions", "boolean_search", "highlights", "parse_query"]
+__all__ = [
+    "Highlight",
+    "KeywordOptions",
+    "boolean_constraint",
+    "boolean_search",
+    "highlights",
+    "parse_query",
+]
 
 Keys = npt.NDArray[np.uint64]
 MAX_NODES = 64
@@ -276,6 +283,55 @@ def boolean_search(
     ranked = rank(postings, permitted, int(permitted.keys.size))
     keep_keys = set(matched.tolist())
     return [(pk, score) for pk, score in ranked if pk in keep_keys][:k]
+
+
+def boolean_constraint(
+    session: Session, generation: str, query: str, permitted: Permitted
+) -> Keys | None:
+    """The permitted chunks a boolean query does not rule out, for the dense half of a
+    search (None: it rules out none).
+
+    Only what the query requires or excludes constrains: an ``AND`` group must match
+    (with its phrases and negations), a ``NOT``/``-x`` excludes from its group, while
+    the terms of an ``OR`` group (the default between terms) are alternatives that rank
+    the keyword half; so ``refund -voucher`` keeps every chunk without "voucher" for the
+    vector search (which finds "reimbursement" too), ``refund AND card`` only chunks
+    with both, and a lone term or phrase constrains nothing."""
+    node = parse_query(query)
+    words = list(dict.fromkeys(w for w, _ in _words(node)))
+    if not words or permitted.keys.size == 0:
+        return None
+    connection = session.connection()
+    stems = stem_words(connection, words)
+    all_stems = sorted({s for w in words for s in stems[w]})
+    index = _read(connection, generation, all_stems, False)
+    return _constraint(node, stems, index, permitted, connection)
+
+
+def _constraint(
+    node: Node,
+    stems: dict[str, tuple[str, ...]],
+    index: _Index,
+    permitted: Permitted,
+    connection: Connection,
+) -> Keys | None:
+    if not isinstance(node, Op) or node.kind == "not":
+        return None  # a term, a phrase: alternatives; a NOT is applied by its group
+    if node.kind == "and":
+        return _match(node, stems, index, permitted, connection)
+    negated = [i.items[0] for i in node.items if isinstance(i, Op) and i.kind == "not"]
+    others = [i for i in node.items if not (isinstance(i, Op) and i.kind == "not")]
+    allowed = [_constraint(i, stems, index, permitted, connection) for i in others]
+    out = permitted.keys
+    if allowed and all(a is not None for a in allowed):
+        out = np.unique(np.concatenate([a for a in allowed if a is not None]))
+    excluded = [_match(i, stems, index, permitted, connection) for i in negated]
+    if out is permitted.keys and all(e is None for e in excluded):
+        return None
+    for part in excluded:
+        if part is not None:
+            out = np.setdiff1d(out, part, assume_unique=True)
+    return out
 
 
 def _plain(query: str) -> Node:

@@ -44,6 +44,7 @@ from daytwo.knowledge.indexes import Indexes
 from daytwo.knowledge.keyword_query import (
     Highlight,
     KeywordOptions,
+    boolean_constraint,
     boolean_search,
     highlights,
     parse_query,
@@ -525,6 +526,12 @@ def _search(
     index = kb.index_for(gen) if mode != "bm25" else None
     seq = kb.catch_up(session, gen.id, seq)
     permitted = _permitted(kb, session, gen.id, seq, collection, entries, filters)
+    dense_keys = permitted.keys
+    if index is not None and request.keyword is not None and request.keyword.syntax == "boolean":
+        # what the boolean query requires or excludes holds for the dense half too
+        constraint = boolean_constraint(session, gen.id, query, permitted)
+        if constraint is not None:
+            dense_keys = constraint
     single = _SINGLE if mode != "hybrid" else fusion
     page: list[Grouped]
     while True:
@@ -533,9 +540,9 @@ def _search(
         pending: Future[list[tuple[int, float]]] | None = None
         if index is not None and vector is not None:
             if mode == "hybrid":  # the vector search runs while the keyword postings are read
-                pending = _pool().submit(index.search, vector, depth, permitted.keys)
+                pending = _pool().submit(index.search, vector, depth, dense_keys)
             else:
-                dense = index.search(vector, depth, permitted.keys)
+                dense = index.search(vector, depth, dense_keys)
         if mode != "dense":
             if request.keyword is not None and request.keyword.custom:
                 bm25 = boolean_search(session, gen.id, query, depth, permitted, request.keyword)
