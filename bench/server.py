@@ -58,8 +58,47 @@ DOCS = [
 # -- the app each uvicorn worker builds ---------------------------------------------------
 
 
+def _sample_stacks(path: str, interval: float = 0.005) -> None:
+    """A sampling profiler of every thread of this worker (``BENCH_PROFILE=<file>``).
+
+    Every ``interval`` seconds, each thread's stack that is not waiting in a known
+    idle function is counted; the file (rewritten every 2 s, one worker per pid) holds
+    collapsed stacks (``frame;frame;... count``) for flamegraph tools, and the top
+    self/inclusive frames.
+    """
+    import collections
+    import threading
+    import traceback
+
+    idle = {"wait", "select", "_worker", "poll", "get", "sleep", "run_forever", "_run_once"}
+    stacks: collections.Counter[str] = collections.Counter()
+    me = threading.get_ident()
+
+    def loop() -> None:
+        last = time.monotonic()
+        while True:
+            time.sleep(interval)
+            for tid, frame in sys._current_frames().items():
+                if tid == me:
+                    continue
+                summary = traceback.extract_stack(frame)
+                if not summary or summary[-1].name in idle:
+                    continue
+                stacks[";".join(f"{Path(f.filename).name}:{f.name}" for f in summary)] += 1
+            if time.monotonic() - last > 2:
+                last = time.monotonic()
+                lines = [f"{k} {v}" for k, v in stacks.most_common()]
+                Path(f"{path}.{os.getpid()}").write_text("\n".join(lines) + "\n")
+
+    me_thread = threading.Thread(target=loop, daemon=True, name="bench-sampler")
+    me_thread.start()
+    me = me_thread.ident or 0
+
+
 def bench_app() -> Any:
     """uvicorn factory: the daytwo app with a runtime for the sample agent (scripted model)."""
+    if os.environ.get("BENCH_PROFILE"):
+        _sample_stacks(os.environ["BENCH_PROFILE"])
     from daytwo.knowledge.service import KnowledgeBase
     from daytwo.runtime import (
         CallableRetriever,
@@ -243,7 +282,11 @@ def _start_server(
         "--timeout-graceful-shutdown",
         "5",
     ]
-    full_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).parent)}
+    # The bench directory for this module, then the caller's path (a worktree's src).
+    path = os.pathsep.join(
+        p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p
+    )
+    full_env = {**os.environ, **env, "PYTHONPATH": path}
     # The server's log goes to a file: an unread pipe would block the workers once full.
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -278,7 +321,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def _load(
-    url: str, key: str, collection: str, clients: int, seconds: float, pids: tuple[int, int]
+    url: str,
+    key: str,
+    collection: str,
+    clients: int,
+    seconds: float,
+    pids: tuple[int, int],
+    routes: tuple[str, ...] = ("start_run", "search"),
 ) -> dict[str, Any]:
     import resource
 
@@ -313,20 +362,20 @@ async def _load(
         async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
             n = 0
             while time.monotonic() < stop_at:
-                body = {
-                    "agent": "support",
-                    "inputs": {"question": "when will my order ship?", "order_id": f"A-{i}-{n}"},
-                }
-                data = await one(client, "start_run", "POST", "/api/v1/runs", body)
-                if data:
-                    run_ids.append(data["id"])
-                await one(
-                    client,
-                    "search",
-                    "POST",
-                    f"/api/v1/knowledge/collections/{collection}/search",
-                    {"query": "shipping time", "mode": "bm25", "k": 3},
-                )
+                if "start_run" in routes:
+                    inputs = {"question": "when will my order ship?", "order_id": f"A-{i}-{n}"}
+                    body = {"agent": "support", "inputs": inputs}
+                    data = await one(client, "start_run", "POST", "/api/v1/runs", body)
+                    if data:
+                        run_ids.append(data["id"])
+                if "search" in routes:
+                    await one(
+                        client,
+                        "search",
+                        "POST",
+                        f"/api/v1/knowledge/collections/{collection}/search",
+                        {"query": "shipping time", "mode": "bm25", "k": 3},
+                    )
                 n += 1
 
     server_sid, model_pid = pids
@@ -367,6 +416,9 @@ async def _load(
                 await asyncio.sleep(0.5)
         if pending:
             run_status["unfinished"] = len(pending)
+    # Server CPU until every run started in the load finished (the runs execute in the
+    # API workers here), including the status polling above.
+    settled = _cpu_split(ticks0, _cpu_ticks(), server_sid, model_pid)["server_workers"]
     requests = sum(len(v) for v in lat.values())
     failed_runs = sum(v for k, v in run_status.items() if k != "succeeded")
     total_errors = sum(errors.values()) + failed_runs
@@ -391,7 +443,20 @@ async def _load(
         "cpu_s": cpu,
         "server_cores_used": round(cpu["server_workers"] / elapsed, 2),
         "server_cpu_ms_per_request": round(1000 * cpu["server_workers"] / max(requests, 1), 1),
+        "server_cpu_ms_per_request_until_runs_settled": round(1000 * settled / max(requests, 1), 1),
     }
+
+
+_KIND_FIELDS = (
+    "requests",
+    "requests_per_s",
+    "latency_ms",
+    "errors",
+    "error_examples",
+    "server_cores_used",
+    "server_cpu_ms_per_request",
+    "server_cpu_ms_per_request_until_runs_settled",
+)
 
 
 def _config(
@@ -428,9 +493,20 @@ def _config(
                 )
                 r.raise_for_status()
             load1 = os.getloadavg()[0]
-            result = asyncio.run(
-                _load(url, key, collection, args.clients, args.seconds, (proc.pid, model[0]))
-            )
+            phase_load = round(load1, 2)
+            pids = (proc.pid, model[0])
+            # One kind of request at a time first: the server CPU per request of each.
+            by_kind = {}
+            for kind in ("search", "start_run"):
+                phase = asyncio.run(
+                    _load(url, key, collection, args.clients, args.kind_seconds, pids, (kind,))
+                )
+                by_kind[kind] = {
+                    "load_avg_before": phase_load,
+                    **{k: phase[k] for k in _KIND_FIELDS},
+                }
+                phase_load = round(os.getloadavg()[0], 2)
+            result = asyncio.run(_load(url, key, collection, args.clients, args.seconds, pids))
         finally:
             _stop(proc)
     finally:
@@ -445,6 +521,7 @@ def _config(
         "clients": args.clients,
         "load_avg_before": round(load1, 2),
         **result,
+        "by_kind": by_kind,
     }
 
 
@@ -453,6 +530,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--kind-seconds",
+        type=float,
+        default=10.0,
+        help="length of the search-only and start-run-only phases before the mixed load",
+    )
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     args = parser.parse_args()

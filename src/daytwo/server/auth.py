@@ -299,6 +299,20 @@ class KeyStore:
         except DatabaseLocked:
             _log.debug("last use of key %s not recorded: the database is busy", key_id)
 
+    def verified(self, key: str) -> Principal | None:
+        """The principal of ``key`` when this process verified it recently and recording
+        its use needs no write; else ``None`` (then call :meth:`authenticate`). No I/O."""
+        m = _KEY_RE.match(key.strip())
+        if not m:
+            return None
+        key_id, secret = m.groups()
+        cached = self._verified.get(f"{key_id}:{_digest(secret)}")
+        if cached is None or cached.last_used_at is None:
+            return None
+        if cached.last_used_at < utcnow() - USE_RESOLUTION:
+            return None
+        return cached.principal
+
     def authenticate(self, key: str) -> Principal:
         """The principal of a full key; NotAuthenticated when unknown, malformed or revoked."""
         m = _KEY_RE.match(key.strip())

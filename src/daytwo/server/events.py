@@ -18,7 +18,14 @@ from daytwo.exceptions import DatabaseLocked
 from daytwo.server.auth import Principal
 from daytwo.server.tenancy import principal_string
 
-__all__ = ["audit_anonymous", "audit_event", "note_key_use", "principal_data", "record_key_use"]
+__all__ = [
+    "audit_anonymous",
+    "audit_event",
+    "key_use_noted",
+    "note_key_use",
+    "principal_data",
+    "record_key_use",
+]
 
 
 def principal_data(principal: Principal) -> dict[str, str]:
@@ -54,6 +61,13 @@ def audit_anonymous(
 
 _seen: dict[str, str] = {}
 _seen_lock = threading.Lock()
+
+
+def key_use_noted(principal: Principal) -> bool:
+    """True when this process already recorded the key's use today (no I/O)."""
+    from daytwo.store.base import utcnow
+
+    return _seen.get(principal.key_id) == utcnow().date().isoformat()
 
 
 def note_key_use(request: Request, principal: Principal) -> None:

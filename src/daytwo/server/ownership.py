@@ -82,7 +82,20 @@ def check_visible(store: Store, kind: str, name: str, tenant: str, what: str) ->
     Another tenant's object does not exist for the caller: the message is the one a
     name that exists nowhere gets.
     """
-    if not visible(store, kind, [name], tenant):
+    # On every request that names an object: one session, and the grant only read
+    # when the tenant does not own the name.
+    with store.session() as s:
+        owner = s.scalar(
+            sa.select(Ownership.tenant).where(Ownership.kind == kind, Ownership.name == name)
+        )
+        if (owner or DEFAULT_TENANT) == tenant:
+            return
+        granted = s.scalar(
+            sa.select(Grant.name).where(
+                Grant.kind == kind, Grant.name == name, Grant.tenant == tenant
+            )
+        )
+    if granted is None:
         raise NotFoundError(f"no {what} {name!r}", hint=f"list your {what}s first")
 
 

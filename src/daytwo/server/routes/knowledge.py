@@ -47,7 +47,11 @@ def get_kb(request: Request) -> Any:
     return kb
 
 
-KbDep = Annotated[Any, Depends(get_kb)]
+async def _get_kb(request: Request) -> Any:
+    return get_kb(request)  # async: no thread-pool hand-off for a read of the app's state
+
+
+KbDep = Annotated[Any, Depends(_get_kb)]
 
 
 def _groups(principal: Principal) -> list[str]:

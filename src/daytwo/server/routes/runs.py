@@ -180,7 +180,13 @@ def list_runs(
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
-RuntimeDep = Annotated[Any, Depends(get_runtime)]
+
+
+async def _get_runtime(request: Request) -> Any:
+    return get_runtime(request)  # async: no thread-pool hand-off for a read of the app's state
+
+
+RuntimeDep = Annotated[Any, Depends(_get_runtime)]
 
 
 @router.get("", response_model=list[RunOut], summary="List runs (newest first)")

@@ -38,7 +38,11 @@ def get_gateway(request: Request) -> Any:
     return gateway
 
 
-GatewayDep = Annotated[Any, Depends(get_gateway)]
+async def _get_gateway(request: Request) -> Any:
+    return get_gateway(request)  # async: no thread-pool hand-off for a read of the app's state
+
+
+GatewayDep = Annotated[Any, Depends(_get_gateway)]
 
 
 class ToolOut(BaseModel):
