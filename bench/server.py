@@ -492,6 +492,12 @@ def _config(
                     timeout=60,
                 )
                 r.raise_for_status()
+            # What the idle server burns (DBOS queue polling, lease caretaker): the
+            # per-request figures below also come net of it.
+            ticks0, t_idle = _cpu_ticks(), time.perf_counter()
+            time.sleep(args.idle_seconds)
+            idle_s = _cpu_split(ticks0, _cpu_ticks(), proc.pid, model[0])["server_workers"]
+            idle_cores = idle_s / (time.perf_counter() - t_idle)
             load1 = os.getloadavg()[0]
             phase_load = round(load1, 2)
             pids = (proc.pid, model[0])
@@ -501,9 +507,13 @@ def _config(
                 phase = asyncio.run(
                     _load(url, key, collection, args.clients, args.kind_seconds, pids, (kind,))
                 )
+                net = phase["server_cores_used"] - idle_cores
                 by_kind[kind] = {
                     "load_avg_before": phase_load,
                     **{k: phase[k] for k in _KIND_FIELDS},
+                    "server_cpu_ms_per_request_net_of_idle": round(
+                        1000 * net * phase["seconds"] / max(phase["requests"], 1), 1
+                    ),
                 }
                 phase_load = round(os.getloadavg()[0], 2)
             result = asyncio.run(_load(url, key, collection, args.clients, args.seconds, pids))
@@ -520,6 +530,7 @@ def _config(
         "workers": workers,
         "clients": args.clients,
         "load_avg_before": round(load1, 2),
+        "server_idle_cores": round(idle_cores, 3),
         **result,
         "by_kind": by_kind,
     }
@@ -530,6 +541,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--idle-seconds", type=float, default=3.0)
     parser.add_argument(
         "--kind-seconds",
         type=float,
