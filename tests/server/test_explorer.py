@@ -226,3 +226,60 @@ def test_session_view_and_compare(
     acme = _acme(store)
     delta = acme[b].cost_usd - acme[a].cost_usd
     assert f"{delta:+.6f}" in r.text
+
+
+def _holds(r: RunRecord, fragment: str) -> bool:
+    text = " ".join((json.dumps(r.inputs), json.dumps(r.outputs), r.error or "")).lower()
+    return fragment.lower() in text
+
+
+@pytest.mark.parametrize(
+    "fragment", ["", "refund", "OK", "needle*", 'a "quoted', "NEAR(x y)", "it's"]
+)
+def test_free_text_is_an_indexed_substring_within_the_tenant_by_cursor(
+    client: TestClient, keys: Keys, store: Store, seeded: SeededRuns, fragment: str
+) -> None:
+    """The trigram index answers what the substring scan answered: the tenant's runs only,
+    composed with another filter, page after page; FTS5 syntax in the text is text."""
+    with store.session(write=True) as s:  # a run whose text holds the syntax characters literally
+        run = s.get(RunRecord, seeded.needle.session_runs[0])
+        assert run is not None
+        run.outputs = {"answer": "see needle* and NEAR(x y), it's here"}
+        run.error = 'a "quoted remark (kept from a retried step)'
+        run.status = "succeeded"
+    login(client, keys.viewer)
+    acme = _acme(store)
+    expected = sorted(
+        rid for rid, r in acme.items() if _holds(r, fragment) and r.status == "succeeded"
+    )
+    q = fragment.replace(" ", "+").replace('"', "%22").replace("*", "%2A").replace("'", "%27")
+    walked = _walk(client, f"/explorer?q={q}&status=succeeded&limit=7")
+    assert sorted(walked) == expected
+    assert len(walked) == len(set(walked))
+    if fragment not in ("", "OK", "refund"):
+        assert expected == [run.id]
+
+
+@pytest.mark.parametrize(
+    ("q", "message"),
+    [("x" * 201, "at most 200 characters"), ("a%00b", "no control characters")],
+)
+def test_bad_free_text_is_a_clear_400(client: TestClient, keys: Keys, q: str, message: str) -> None:
+    login(client, keys.viewer)
+    r = client.get(f"/explorer?q={q}")
+    assert r.status_code == 400
+    assert message in r.text
+    assert "Traceback" not in r.text
+
+
+def test_each_row_links_to_adding_its_run_to_a_golden_set(
+    client: TestClient, keys: Keys, seeded: SeededRuns
+) -> None:
+    login(client, keys.viewer)
+    page = client.get("/explorer?limit=20").text
+    links = re.findall(r'class="add-to-set" href="(/evals/add\?run=[^"]+)"', page)
+    assert len(links) == len(_ids(page)) == 20
+    r = client.get(links[0])
+    assert r.status_code == 200
+    assert "Add to golden set" in r.text
+    assert _ids(page)[0] in r.text

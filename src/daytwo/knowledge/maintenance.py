@@ -35,7 +35,7 @@ from daytwo.exceptions import InputError, NotFoundError
 from daytwo.knowledge.ann import AnnIndex, AnnParams
 from daytwo.knowledge.generations import write_lock
 from daytwo.knowledge.indexes import Indexes
-from daytwo.store import utcnow
+from daytwo.store import run_text, utcnow
 from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbGeneration, KbTombstone
 from daytwo.store.tables.knowledge_maintenance import KbIndexMaintenance
 
@@ -223,6 +223,7 @@ def compact_storage(kb: Indexes) -> dict[str, Any]:
             cur = raw.cursor()
             cur.execute("INSERT INTO kb_chunks_fts(kb_chunks_fts) VALUES ('optimize')")
             cur.execute("VACUUM")
+            run_text.rebuild(cur)  # VACUUM may renumber the rowids that index is keyed by
             cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             cur.close()
         else:

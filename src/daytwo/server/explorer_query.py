@@ -7,8 +7,9 @@ cursor over (sort key, id), never OFFSET: page 2,000 costs what page 1 does.
 
 A run's model and tool calls are spans without a run id, found through the run's trace
 (partial indexes model→trace, tool→trace, trace→run, migration 0340). Free text is a
-case-insensitive scan of the inputs, outputs and error of the rows the other filters
-leave, stopped at the page size (measured in bench/dashboard.py).
+case-insensitive substring of the inputs, outputs or error, found through a trigram
+index (:mod:`daytwo.store.run_text`, migration 0505) and ANDed with the tenant and the
+other filters, so it composes with the keyset cursor like any filter.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import sqlalchemy as sa
 
 from daytwo.exceptions import InputError
 from daytwo.server.tenancy import tenant_clause
-from daytwo.store import Store
+from daytwo.store import Store, run_text
 from daytwo.store.tables.runtime import RunRecord
 from daytwo.store.tables.tracing import SpanRow
 from daytwo.tracing.ingest import EXTERNAL_RUN_PREFIX
@@ -155,6 +156,8 @@ def parse_filters(query: Mapping[str, str]) -> Filters:
     q = query.get("q", "").strip()
     if len(q) > 200:
         raise _bad("q", q, "at most 200 characters")
+    if any(ch < " " and ch not in "\t\n\r" for ch in q):
+        raise _bad("q", q.encode("unicode_escape").decode(), "text (no control characters)")
     values["q"] = q
     if raw := query.get("status", ""):
         values["status"] = _choice("status", raw, STATUSES)
@@ -323,18 +326,28 @@ def _where(filters: Filters, tenant: str, dialect: str, s: Any) -> list[sa.Colum
     if filters.until is not None:
         out.append(r.created_at < filters.until)
     if filters.q:
-        text = (
-            sa.func.coalesce(sa.cast(r.inputs, sa.Text), "")
-            + " "
-            + sa.func.coalesce(sa.cast(r.outputs, sa.Text), "")
-            + " "
-            + sa.func.coalesce(r.error, "")
-        )
-        if dialect == "sqlite":  # LIKE is case-insensitive (ASCII) on SQLite
-            out.append(text.contains(filters.q, autoescape=True))
-        else:
-            out.append(text.icontains(filters.q, autoescape=True))
+        out.append(_text_holds(filters.q, dialect))
     return out
+
+
+def _text_holds(fragment: str, dialect: str) -> sa.ColumnElement[bool]:
+    """Runs whose inputs, outputs or error hold ``fragment`` (any case), through the
+    trigram index of :mod:`daytwo.store.run_text` when the fragment has a trigram."""
+    r = RunRecord
+    if dialect == "sqlite" and len(fragment) >= run_text.MIN_INDEXED:
+        return sa.literal_column("runtime_runs.rowid").in_(run_text.sqlite_rowids(fragment))
+    empty: sa.ColumnElement[str] = sa.literal_column("''")
+    space: sa.ColumnElement[str] = sa.literal_column("' '")
+    text = (
+        sa.func.coalesce(sa.cast(r.inputs, sa.Text), empty)
+        + space
+        + sa.func.coalesce(sa.cast(r.outputs, sa.Text), empty)
+        + space
+        + sa.func.coalesce(r.error, empty)
+    )
+    if dialect == "sqlite":  # LIKE is case-insensitive (ASCII) on SQLite
+        return text.contains(fragment, autoescape=True)
+    return text.icontains(fragment, autoescape=True)
 
 
 @dataclass
