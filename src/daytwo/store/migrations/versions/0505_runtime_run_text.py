@@ -1,7 +1,7 @@
 """runtime: a trigram index over a run's inputs, outputs and error (explorer free text)
 
 Revision ID: 0505_runtime_run_text
-Revises: 0503_runtime_run_health
+Revises: 0504_runtime_run_latency
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from alembic import op
 from daytwo.store import run_text
 
 revision = "0505_runtime_run_text"
-down_revision = "0503_runtime_run_health"
+down_revision = "0504_runtime_run_latency"
 branch_labels = None
 depends_on = None
 
