@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from daytwo.knowledge import HashingEmbedder, KnowledgeBase
-from daytwo.knowledge.ingest import BATCH_DOCS
+from daytwo.knowledge.embedders import Vectors
+from daytwo.knowledge.ingest import BATCH_DOCS, DocWrite, commit_writes, prepare_writes
 from daytwo.store import Store, new_id, utcnow
 from daytwo.store.tables.knowledge import KbChunk, KbDocument, KbGeneration, KbTombstone
 
@@ -168,3 +170,112 @@ def test_upsert_bad_input(kb: KnowledgeBase) -> None:
         kb.upsert_document("c", "", "x")
     with pytest.raises(InputError, match="ACL entry"):
         kb.upsert_document("c", "a", "x", acl=["role:admin"])
+
+
+def _add_shadow(kb: KnowledgeBase, collection: str) -> str:
+    """Start a re-index by hand: a shadow generation with its own chunking."""
+    shadow_id = f"g{new_id()[:15]}"
+    with kb.store.session() as s:
+        s.add(
+            KbGeneration(
+                id=shadow_id,
+                collection=collection,
+                embedder="hashing-384",
+                embedder_version="1",
+                dim=384,
+                chunking={"size": 50, "overlap": 5},
+                ann_params={},
+                state="shadow",
+                seq=0,
+                created_at=utcnow(),
+            )
+        )
+    return shadow_id
+
+
+def _docs_per_generation(kb: KnowledgeBase, collection: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    with kb.store.session() as s:
+        for gen, doc_id in s.execute(
+            sa.select(KbChunk.generation, KbChunk.doc_id).where(KbChunk.collection == collection)
+        ):
+            out.setdefault(gen, set()).add(doc_id)
+    return out
+
+
+def test_commit_reaches_a_generation_that_went_live_after_prepare(kb: KnowledgeBase) -> None:
+    kb.upsert_document("c", "a", "alpha")
+    active = kb.active_generation("c")
+    doc = DocWrite("b", "bravo words", "", {}, ["group:everyone"], False, "api", "h")
+    prepared = prepare_writes(kb, [doc], kb.live_generations("c"))
+    assert set(prepared.pieces) == {active.id}
+    shadow_id = _add_shadow(kb, "c")  # a re-index starts between prepare and commit
+    timings = commit_writes(kb, "c", prepared)
+    assert timings.chunks == 2
+    per_gen = _docs_per_generation(kb, "c")
+    assert per_gen[shadow_id] == {"b"}
+    assert per_gen[active.id] == {"a", "b"}
+
+
+def test_commit_skips_a_generation_that_stopped_being_live(kb: KnowledgeBase) -> None:
+    kb.upsert_document("c", "a", "alpha")
+    shadow_id = _add_shadow(kb, "c")
+    doc = DocWrite("b", "bravo", "", {}, ["group:everyone"], False, "api", "h")
+    prepared = prepare_writes(kb, [doc], kb.live_generations("c"))
+    assert shadow_id in prepared.pieces
+    with kb.store.session() as s:  # the re-index is cancelled
+        s.execute(sa.delete(KbGeneration).where(KbGeneration.id == shadow_id))
+    commit_writes(kb, "c", prepared)
+    assert shadow_id not in _docs_per_generation(kb, "c")
+    assert kb.get_document("c", "b") is not None
+
+
+def test_reindex_starting_mid_ingest_reaches_the_pipelined_batch(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    # Batch 2 is being embedded (for the active generation only) while batch 1 commits;
+    # the re-index starts right after that commit, before batch 2's.
+    n = BATCH_DOCS + 7
+    root = write_docs(tmp_path / "docs", {f"d{i:03}.txt": f"document {i}" for i in range(n)})
+    shadow: list[str] = []
+
+    def start_reindex_after_first_batch(done: int, total: int) -> None:
+        if done == BATCH_DOCS:
+            shadow.append(_add_shadow(kb, "big"))
+
+    kb.ingest_path(root, "big", progress=start_reindex_after_first_batch)
+    per_gen = _docs_per_generation(kb, "big")
+    active = kb.active_generation("big")
+    assert len(per_gen[active.id]) == n
+    second_batch = {f"d{i:03}.txt" for i in range(BATCH_DOCS, n)}
+    assert per_gen[shadow[0]] == second_batch  # the first batch is the backfill's job
+
+
+class _FailingEmbedder(HashingEmbedder):
+    def __init__(self, fail_on_call: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self.fail_on_call = fail_on_call
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise RuntimeError("embedding model crashed")
+        return super().embed(texts)
+
+
+def test_embedding_error_in_the_worker_propagates_after_committed_batches(
+    store: Store, tmp_path: Path
+) -> None:
+    n = BATCH_DOCS + 7
+    root = write_docs(tmp_path / "docs", {f"d{i:03}.txt": f"document {i}" for i in range(n)})
+    kb = KnowledgeBase(store, tmp_path / "data", embedder=_FailingEmbedder(fail_on_call=2))
+    progress: list[int] = []
+    try:
+        with pytest.raises(RuntimeError, match="embedding model crashed"):
+            kb.ingest_path(root, "big", progress=lambda done, total: progress.append(done))
+        assert progress == [0, BATCH_DOCS]
+        with kb.store.session() as s:
+            assert s.scalar(sa.select(sa.func.count()).select_from(KbDocument)) == BATCH_DOCS
+    finally:
+        kb.close()

@@ -187,19 +187,21 @@ class Indexes:
             )
         return gen
 
-    def live_generations(self, collection: str) -> list[KbGeneration]:
-        """Every generation writes must reach: the active one and any shadow ones."""
+    def live_generations(
+        self, collection: str, session: Session | None = None
+    ) -> list[KbGeneration]:
+        """Every generation writes must reach: the active one and any shadow ones (read in
+        ``session`` when given: a write transaction that must see the set it writes to)."""
         self.ensure_collection(collection)
-        with self.store.session() as session:
-            return list(
-                session.scalars(
-                    sa.select(KbGeneration)
-                    .where(
-                        KbGeneration.collection == collection, KbGeneration.state.in_(LIVE_STATES)
-                    )
-                    .order_by(KbGeneration.created_at)
-                )
-            )
+        query = (
+            sa.select(KbGeneration)
+            .where(KbGeneration.collection == collection, KbGeneration.state.in_(LIVE_STATES))
+            .order_by(KbGeneration.created_at)
+        )
+        if session is not None:
+            return list(session.scalars(query))
+        with self.store.session() as own:
+            return list(own.scalars(query))
 
     # -- ANN indexes --------------------------------------------------------------
     def index_dir(self, gen: KbGeneration) -> Path:

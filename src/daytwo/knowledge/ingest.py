@@ -24,6 +24,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,15 +43,19 @@ from daytwo.store.tables.knowledge import (
     KbAcl,
     KbDocMeta,
     KbDocument,
+    KbGeneration,
 )
 
 __all__ = [
     "DocWrite",
     "IngestReport",
+    "PreparedWrites",
     "WriteTimings",
     "apply_writes",
+    "commit_writes",
     "content_hash",
     "ingest_source",
+    "prepare_writes",
     "refresh_statistics",
 ]
 
@@ -129,6 +134,42 @@ def content_hash(
     return hashlib.sha256(payload).hexdigest()
 
 
+@dataclass
+class PreparedWrites:
+    """Upserts chunked and embedded for some generations, ready to be committed."""
+
+    upserts: Sequence[DocWrite]
+    pieces: dict[str, list[Piece]] = field(default_factory=dict)
+    """Per generation id: the upserts' chunks with their vectors."""
+    embed_seconds: float = 0.0
+
+
+def prepare_writes(
+    kb: Indexes, upserts: Sequence[DocWrite], generations: Sequence[KbGeneration]
+) -> PreparedWrites:
+    """Chunk and embed ``upserts`` once per generation (no database access: ingest runs
+    it on a worker thread while the previous batch is being committed)."""
+    prepared = PreparedWrites(upserts)
+    _prepare_missing(kb, prepared, generations)
+    return prepared
+
+
+def _prepare_missing(
+    kb: Indexes, prepared: PreparedWrites, generations: Sequence[KbGeneration]
+) -> None:
+    started = time.perf_counter()
+    for gen in generations:
+        if gen.id in prepared.pieces:
+            continue
+        pieces = embed_pieces(
+            kb.embedder_for(gen),
+            ChunkingConfig.from_dict(gen.chunking),
+            [(d.doc_id, d.title, d.text) for d in prepared.upserts],
+        )
+        prepared.pieces[gen.id] = [p for doc in prepared.upserts for p in pieces[doc.doc_id]]
+    prepared.embed_seconds += time.perf_counter() - started
+
+
 def apply_writes(
     kb: Indexes,
     collection: str,
@@ -136,23 +177,31 @@ def apply_writes(
     deletes: Sequence[str] = (),
 ) -> WriteTimings:
     """Write ``upserts`` and ``deletes`` to every live generation of ``collection`` atomically."""
-    timings = WriteTimings()
-    generations = kb.live_generations(collection)
-    prepared: dict[str, list[Piece]] = {}
-    started = time.perf_counter()
-    for gen in generations:
-        pieces = embed_pieces(
-            kb.embedder_for(gen),
-            ChunkingConfig.from_dict(gen.chunking),
-            [(d.doc_id, d.title, d.text) for d in upserts],
-        )
-        prepared[gen.id] = [p for doc in upserts for p in pieces[doc.doc_id]]
-        timings.chunks += len(prepared[gen.id])
-    timings.embed_seconds = time.perf_counter() - started
+    prepared = prepare_writes(kb, upserts, kb.live_generations(collection))
+    return commit_writes(kb, collection, prepared, deletes)
+
+
+def commit_writes(
+    kb: Indexes,
+    collection: str,
+    prepared: PreparedWrites,
+    deletes: Sequence[str] = (),
+) -> WriteTimings:
+    """Write prepared upserts and ``deletes`` to every live generation atomically.
+
+    The live generations are read again inside the write transaction: a generation that
+    went live after :func:`prepare_writes` (a re-index started) is chunked and embedded
+    here, so no live generation misses a write; one that stopped being live is skipped.
+    """
+    upserts = prepared.upserts
+    embed_before = prepared.embed_seconds
     started = time.perf_counter()
     doc_ids = [d.doc_id for d in upserts] + list(deletes)
     now = utcnow()
+    kb.ensure_collection(collection)
     with kb.store.session(write=True) as session:
+        generations = kb.live_generations(collection, session)
+        _prepare_missing(kb, prepared, generations)
         if doc_ids:
             for table in (KbAcl, KbDocMeta):
                 session.execute(
@@ -200,11 +249,15 @@ def apply_writes(
             )
         session.flush()
         for gen in generations:
-            replace_chunks(session, gen.id, collection, doc_ids, prepared[gen.id])
+            replace_chunks(session, gen.id, collection, doc_ids, prepared.pieces[gen.id])
     for gen in generations:
         kb.refresh_index(gen)
-    timings.index_seconds = time.perf_counter() - started
-    return timings
+    late_embed = prepared.embed_seconds - embed_before
+    return WriteTimings(
+        chunks=sum(len(prepared.pieces[gen.id]) for gen in generations),
+        embed_seconds=prepared.embed_seconds,
+        index_seconds=time.perf_counter() - started - late_embed,
+    )
 
 
 def ingest_source(
@@ -299,15 +352,30 @@ def ingest_source(
     done = 0
     if progress:
         progress(0, total)
-    for i in range(0, len(writes), BATCH_DOCS):
-        batch = writes[i : i + BATCH_DOCS]
-        timings = apply_writes(kb, collection, upserts=batch)
-        report.chunks += timings.chunks
-        report.embed_seconds += timings.embed_seconds
-        report.index_seconds += timings.index_seconds
-        done += len(batch)
-        if progress:
-            progress(done, total)
+    batches = [writes[i : i + BATCH_DOCS] for i in range(0, len(writes), BATCH_DOCS)]
+    if batches:
+        # One worker chunks and embeds batch i+1 while batch i is committed (onnxruntime
+        # releases the GIL); the commit re-checks the live generations itself.
+        # A crash or Ctrl-C loses at most the batch being committed; the worker finishes
+        # the batch it is embedding before the exception leaves (nothing runs on after).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-embed") as pool:
+            live = kb.live_generations(collection)
+            pending = pool.submit(prepare_writes, kb, batches[0], live)
+            try:
+                for i, batch in enumerate(batches):
+                    prepared = pending.result()
+                    if i + 1 < len(batches):
+                        live = kb.live_generations(collection)
+                        pending = pool.submit(prepare_writes, kb, batches[i + 1], live)
+                    timings = commit_writes(kb, collection, prepared)
+                    report.chunks += timings.chunks
+                    report.embed_seconds += timings.embed_seconds
+                    report.index_seconds += timings.index_seconds
+                    done += len(batch)
+                    if progress:
+                        progress(done, total)
+            finally:
+                pending.cancel()
     if vanished:
         timings = apply_writes(kb, collection, deletes=vanished)
         report.index_seconds += timings.index_seconds
