@@ -100,7 +100,7 @@ def retrieval() -> Row | None:
     return (
         f"nDCG@10 hybrid {_n(hybrid['ndcg@10'], 3)} (bm25 {_n(ours['bm25']['ndcg@10'], 3)}, "
         f"dense {_n(ours['dense']['ndcg@10'], 3)}); p50 excl. embedding "
-        f"{_n(hybrid['p50_ms_excl_embedding'], 1)} ms",
+        f"{_n(hybrid.get('p50_ms_interleaved', hybrid['p50_ms_excl_embedding']), 1)} ms",
         f"LanceDB hybrid {_n(lance['hybrid']['ndcg@10'], 3)}, "
         f"p50 {_n(lance['hybrid']['p50_ms'], 1)} ms",
         _verdict(
@@ -128,15 +128,19 @@ def fusion() -> Row | None:
 
 
 def embedding() -> Row | None:
-    d = _read("retrieval_embedding_msmarco.json")
-    if d is None:
+    d = _read("retrieval_msmarco.json")
+    if d is None or "embedding" not in d:
         return None
-    e = d["embedding"]
+    e, ingest = d["embedding"], d["ingest"]
+    # The embedder alone on every 20th passage of the same corpus vs the whole pipeline.
+    busy = ingest["chunks_per_s"] / e["ours_sorted_dynamic_per_s"]
     return (
-        f"{_n(e['ours_sorted_dynamic_per_s'], 1)} passages/s, {_n(e['speedup'])}× naive",
+        f"{_n(e['ours_sorted_dynamic_per_s'], 1)} passages/s, {_n(e['speedup'])}× naive; "
+        f"ingest {_n(ingest['chunks_per_s'], 1)} chunks/s = {_n(busy * 100, 0)} % of the "
+        "embedder alone",
         f"naive unsorted batches of 32: {_n(e['naive_unsorted_batch32_per_s'], 1)}/s",
-        _verdict(e["speedup"] >= 3.0, "3×"),
-        _load(d),
+        f"3× naive: {_verdict(e['speedup'] >= 3.0)}; ingest ≥ 90 %: {_verdict(busy >= 0.9)}",
+        _load({"embedding": e}),
     )
 
 
@@ -368,7 +372,7 @@ def structured() -> Row | None:
 ROWS: list[tuple[str, Callable[[], Row | None]]] = [
     ("retrieval, MS MARCO subset (5k passages)", retrieval),
     ("fusion default vs its best single input", fusion),
-    ("embedding throughput (MiniLM int8)", embedding),
+    ("embedding and ingest (MiniLM int8, MS MARCO passages)", embedding),
     ("ANN on data with neighbourhood structure", ann),
     ("index maintenance after deletes", maintenance),
     ("PostgreSQL vs SQLite keyword/hybrid search", kb_backends),
