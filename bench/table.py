@@ -369,6 +369,21 @@ def structured() -> Row | None:
     )
 
 
+def judges() -> Row | None:
+    d = _read("judges.json")
+    if d is None:
+        return None
+    o = d["overall"]
+    return (
+        f"{o['pairs']} pairs asked in both orders: {_n(o['consistency_rate'] * 100, 0)} % "
+        "position-consistent, first answer picked "
+        f"{_n(o['picked_first_position_rate'] * 100, 0)} %",
+        "—",
+        "evidence for asking both orders (a 135M judge is near chance)",
+        _load(d),
+    )
+
+
 ROWS: list[tuple[str, Callable[[], Row | None]]] = [
     ("retrieval, MS MARCO subset (5k passages)", retrieval),
     ("fusion default vs its best single input", fusion),
@@ -385,6 +400,7 @@ ROWS: list[tuple[str, Callable[[], Row | None]]] = [
     ("dashboard overview", dashboard),
     ("trace explorer", explorer),
     ("structured output", structured),
+    ("pairwise judge, SmolLM2-135M", judges),
 ]
 
 
