@@ -108,3 +108,27 @@ def test_a_named_reranker_that_fails_names_itself_not_its_url(kb: KnowledgeBase)
         with pytest.raises(TransportError, match=r"reranker lex failed: HTTP 503") as info:
             named.run(SearchRequest("port", "crane", "bob", ("x",), rerank="lex"))
         assert server.url not in str(info.value)
+
+
+def test_a_rerank_deeper_than_the_servers_batch_limit_goes_in_several_requests(
+    kb: KnowledgeBase,
+) -> None:
+    texts = [f"harbour crane note number {i}" for i in range(50)]
+    for i, text in enumerate(texts):
+        kb.upsert_document("port", f"d{i:02}", text)
+    # The last documents score best: the order must survive being split into requests.
+    scores = {text: i / 100 for i, text in enumerate(texts)}
+    with ScriptedRerankServer(scores=scores, max_batch=32) as server:
+        named = _named(kb, server.url)
+        request = SearchRequest(
+            "port", "harbour crane", "bob", ("x",), "bm25", 5, rerank="lex", rerank_depth=50
+        )
+        hits = named.run(request)
+        assert [h.doc_id for h in hits] == ["d49", "d48", "d47", "d46", "d45"]
+        assert [len(r["texts"]) for r in server.requests] == [32, 18]
+    # A server that refuses the batch (TEI's 422) is the reranker's error, not a crash.
+    with ScriptedRerankServer(scores=scores, max_batch=8) as server:
+        reranker = TeiReranker(server.url, max_batch=16)
+        with pytest.raises(TransportError, match="reranker"):
+            kb.search("port", "harbour crane", "bob", ["x"], mode="bm25", k=20, reranker=reranker)
+        reranker.close()

@@ -44,36 +44,48 @@ class TeiReranker:
     """A cross-encoder behind the Text Embeddings Inference ``/rerank`` protocol.
 
     ``name``: how errors name it (default ``tei:<url>``); a configured reranker is named
-    by its setting key, so that its URL, the operator's, is not shown to callers."""
+    by its setting key, so that its URL, the operator's, is not shown to callers.
+    ``max_batch``: passages per request; TEI refuses more than its ``--max-client-batch-size``
+    (32 by default) with a 422, so a deeper rerank is sent in several requests."""
 
     def __init__(
-        self, url: str, *, name: str | None = None, timeout: float = 10.0, truncate: bool = True
+        self,
+        url: str,
+        *,
+        name: str | None = None,
+        timeout: float = 10.0,
+        truncate: bool = True,
+        max_batch: int = 32,
     ) -> None:
         self.url = url.rstrip("/")
         self.name = name or f"tei:{self.url}"
         self._named = name is not None
         self._truncate = truncate
+        self._max_batch = max(1, max_batch)
         self._client = httpx.Client(timeout=timeout)
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
         if not texts:
             return []
-        body = {
-            "query": query,
-            "texts": list(texts),
-            "raw_scores": True,
-            "truncate": self._truncate,
-        }
+        scores = [0.0] * len(texts)
+        seen: set[int] = set()
         try:
-            response = self._client.post(f"{self.url}/rerank", json=body)
-            response.raise_for_status()
-            ranked = response.json()
-            scores = [0.0] * len(texts)
-            seen = set()
-            for item in ranked:
-                index = int(item["index"])
-                scores[index] = float(item["score"])
-                seen.add(index)
+            for start in range(0, len(texts), self._max_batch):
+                chunk = list(texts[start : start + self._max_batch])
+                body = {
+                    "query": query,
+                    "texts": chunk,
+                    "raw_scores": True,
+                    "truncate": self._truncate,
+                }
+                response = self._client.post(f"{self.url}/rerank", json=body)
+                response.raise_for_status()
+                for item in response.json():
+                    index = int(item["index"])
+                    if not 0 <= index < len(chunk):
+                        raise IndexError(index)
+                    scores[start + index] = float(item["score"])
+                    seen.add(start + index)
         except (httpx.HTTPError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise TransportError(
                 f"reranker {self.name} failed: {self._reason(exc)}",

@@ -29,7 +29,10 @@ def word_overlap(query: str, text: str) -> float:
 
 
 class ScriptedRerankServer:
-    """``POST /rerank`` ``{"query", "texts"}`` → ``[{"index", "score"}]`` best first."""
+    """``POST /rerank`` ``{"query", "texts"}`` → ``[{"index", "score"}]`` best first.
+
+    Like TEI, it refuses more than ``max_batch`` texts (its ``--max-client-batch-size``,
+    32 by default) with a 422 validation error."""
 
     def __init__(
         self,
@@ -37,8 +40,10 @@ class ScriptedRerankServer:
         *,
         scores: Mapping[str, float] | None = None,
         status: int = 200,
+        max_batch: int = 32,
     ) -> None:
         self._scorer = scorer
+        self.max_batch = max_batch
         self._scores = dict(scores or {})
         self.status = status
         self.requests: list[dict[str, Any]] = []
@@ -84,6 +89,11 @@ class ScriptedRerankServer:
             self.requests.append(request)
         if self.status != 200:
             return self.status, {"error": "scripted failure"}
+        if len(texts) > self.max_batch:
+            return 422, {
+                "error": f"batch size {len(texts)} > maximum allowed batch size {self.max_batch}",
+                "error_type": "Validation",
+            }
         scored = [(i, self._scores.get(t, self._scorer(query, t))) for i, t in enumerate(texts)]
         scored.sort(key=lambda p: -p[1])
         return 200, [{"index": i, "score": s} for i, s in scored]
