@@ -4,16 +4,38 @@ Revision ID: 0505_runtime_run_text
 Revises: 0504_runtime_run_latency
 """
 
+# ruff: noqa: E501  (frozen SQL, one statement per line)
 from __future__ import annotations
 
 from alembic import op
-
-from daytwo.store import run_text
 
 revision = "0505_runtime_run_text"
 down_revision = "0504_runtime_run_latency"
 branch_labels = None
 depends_on = None
+
+# The DDL as it was when this revision was written (frozen here: a later change to
+# daytwo.store.run_text needs its own revision, not an edit of this one).
+SQLITE_DDL = [
+    "CREATE VIRTUAL TABLE IF NOT EXISTS runtime_runs_text USING fts5(inputs, outputs, error, content='runtime_runs', content_rowid='rowid', tokenize='trigram')",
+    "CREATE TRIGGER IF NOT EXISTS runtime_runs_text_ai AFTER INSERT ON runtime_runs BEGIN INSERT INTO runtime_runs_text(rowid, inputs, outputs, error) VALUES (new.rowid, new.inputs, new.outputs, new.error); END",
+    "CREATE TRIGGER IF NOT EXISTS runtime_runs_text_ad AFTER DELETE ON runtime_runs BEGIN INSERT INTO runtime_runs_text(runtime_runs_text, rowid, inputs, outputs, error) VALUES ('delete', old.rowid, old.inputs, old.outputs, old.error); END",
+    "CREATE TRIGGER IF NOT EXISTS runtime_runs_text_au AFTER UPDATE OF inputs, outputs, error ON runtime_runs BEGIN INSERT INTO runtime_runs_text(runtime_runs_text, rowid, inputs, outputs, error) VALUES ('delete', old.rowid, old.inputs, old.outputs, old.error); INSERT INTO runtime_runs_text(rowid, inputs, outputs, error) VALUES (new.rowid, new.inputs, new.outputs, new.error); END",
+]
+SQLITE_DROP = [
+    "DROP TRIGGER IF EXISTS runtime_runs_text_ai",
+    "DROP TRIGGER IF EXISTS runtime_runs_text_ad",
+    "DROP TRIGGER IF EXISTS runtime_runs_text_au",
+    "DROP TABLE IF EXISTS runtime_runs_text",
+]
+SQLITE_REBUILD = "INSERT INTO runtime_runs_text(runtime_runs_text) VALUES ('rebuild')"
+PG_DDL = [
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    "CREATE INDEX IF NOT EXISTS ix_runtime_runs_text_trgm ON runtime_runs USING gin ((COALESCE(CAST(inputs AS TEXT), '') || ' ' || COALESCE(CAST(outputs AS TEXT), '') || ' ' || COALESCE(error, '')) gin_trgm_ops)",
+]
+PG_DROP = [
+    "DROP INDEX IF EXISTS ix_runtime_runs_text_trgm",
+]
 
 
 def upgrade() -> None:
@@ -21,15 +43,15 @@ def upgrade() -> None:
     # fragment found in no run read the whole table. See daytwo.store.run_text.
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
-        for ddl in run_text.SQLITE_DDL:
+        for ddl in SQLITE_DDL:
             op.execute(ddl)
-        op.execute(run_text.SQLITE_REBUILD)  # backfill the runs stored before
+        op.execute(SQLITE_REBUILD)  # backfill the runs stored before
     else:
-        for ddl in run_text.PG_DDL:  # an index is built over the existing rows
+        for ddl in PG_DDL:  # an index is built over the existing rows
             op.execute(ddl)
 
 
 def downgrade() -> None:
     bind = op.get_bind()
-    for ddl in run_text.SQLITE_DROP if bind.dialect.name == "sqlite" else run_text.PG_DROP:
+    for ddl in SQLITE_DROP if bind.dialect.name == "sqlite" else PG_DROP:
         op.execute(ddl)
