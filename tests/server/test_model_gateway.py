@@ -475,6 +475,16 @@ def test_rate_limit_per_key(gw: Gateway) -> None:
         client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER)
 
 
+def test_a_key_revoked_in_this_process_is_refused_by_the_gateway_at_once(gw: Gateway) -> None:
+    ks = KeyStore(gw.store)
+    info, key = ks.create(role="operator", tenant="revoked")
+    client = gw.openai(key=key)
+    client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER)  # now cached
+    ks.revoke(info.id)
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER)
+
+
 def test_anthropic_messages_with_the_anthropic_sdk(gw: Gateway) -> None:
     client = gw.anthropic()
     # An Anthropic profile (the upstream speaks the Messages API) ...

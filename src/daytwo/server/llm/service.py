@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextvars
 import json
 import threading
-import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,10 +48,6 @@ __all__ = ["CallContext", "GatewayModel", "ModelGateway", "ModelStream", "Stream
 GatewayModel = ProfiledModel | FallbackModel
 ModelStream = Generator[StreamChunk, None, None]
 R = TypeVar("R")
-
-KEY_CACHE_SECONDS = 2.0
-"""How long a checked key is trusted without asking the DB again (a revoked key
-stops working on the gateway within this time)."""
 
 
 @dataclass
@@ -94,26 +89,20 @@ class ModelGateway:
         self.limits = GatewayLimits(store, settings)
         self._models: dict[str, ProfiledModel] = {}
         self._lock = threading.Lock()
-        self._key_cache: dict[str, tuple[float, Principal]] = {}
 
     # -- callers ---------------------------------------------------------------------
 
     def authenticate(self, key: str | None) -> Principal:
-        """The principal of a full API key (cached for :data:`KEY_CACHE_SECONDS`)."""
+        """The principal of a full API key.
+
+        Verification is cached by :class:`KeyStore` itself, per process and keyed by a
+        digest, and a revocation in this process drops it at once."""
         if not key:
             raise NotAuthenticated(
                 "no API key given",
                 hint="send `Authorization: Bearer dt_...` (create one with `daytwo keys create`)",
             )
-        now = time.monotonic()
-        hit = self._key_cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        principal = self.keys.authenticate(key)
-        if len(self._key_cache) > 10_000:
-            self._key_cache.clear()
-        self._key_cache[key] = (now + KEY_CACHE_SECONDS, principal)
-        return principal
+        return self.keys.authenticate(key)
 
     def call_context(self, principal: Principal, headers: Mapping[str, str]) -> CallContext:
         """The context of one call: the caller's trace as parent, the caller on every span."""
