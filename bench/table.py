@@ -311,7 +311,8 @@ def _overview_like(name: str, what: str) -> Row | None:
     worst = max(slow, key=slow.get)
     met = all(d["within_target"].values())
     return (
-        f"{what}, {_n(d['seeded']['runs'], 0)} seeded runs, {d['store']}: slowest page "
+        f"{what}, {_n(d['seeded']['runs'], 0)} seeded runs, "
+        f"{'SQLite' if 'sqlite' in d['store'] else 'PostgreSQL'}: slowest page "
         f"{worst} {_n(slow[worst], 1)} ms",
         ", ".join(f"{k} {_n(v, 1)}" for k, v in d.get("ratios", {}).items()) or "—",
         _verdict(met, f"{d['target_ms']} ms"),
@@ -321,6 +322,10 @@ def _overview_like(name: str, what: str) -> Row | None:
 
 def dashboard() -> Row | None:
     return _overview_like("dashboard.json", "health overview")
+
+
+def dashboard_postgres() -> Row | None:
+    return _overview_like("dashboard_postgres.json", "health overview")
 
 
 def explorer() -> Row | None:
@@ -398,6 +403,7 @@ ROWS: list[tuple[str, Callable[[], Row | None]]] = [
     ("OTLP ingest, 4 exporters × 512-span batches", otlp),
     ("server", server),
     ("dashboard overview", dashboard),
+    ("dashboard overview", dashboard_postgres),
     ("trace explorer", explorer),
     ("structured output", structured),
     ("pairwise judge, SmolLM2-135M", judges),
