@@ -194,15 +194,12 @@ def parse_filters(query: Mapping[str, str]) -> Filters:
 
 
 def latency_ms(dialect: str) -> sa.ColumnElement[float]:
-    """A run's wall time in ms (finished - created); -1 while it has not finished."""
-    created, finished = RunRecord.created_at, RunRecord.finished_at
-    if dialect == "sqlite":
-        raw: sa.ColumnElement[Any] = (
-            sa.func.julianday(finished) - sa.func.julianday(created)
-        ) * 86_400_000.0
-    else:
-        raw = sa.cast(sa.extract("epoch", finished - created), sa.Float) * 1000.0
-    return sa.func.coalesce(raw, -1.0)
+    """A run's wall time in ms (finished - created); -1 while it has not finished.
+
+    The value ``runtime.records.end_run`` stores when the run ends (``dialect`` is kept for
+    the callers; the stored column reads the same on both backends)."""
+    del dialect
+    return sa.func.coalesce(RunRecord.latency_ms, -1.0)
 
 
 def _sort_column(sort: str, dialect: str) -> sa.ColumnElement[Any]:

@@ -55,6 +55,8 @@ class RunRecord(Base):
         Index("ix_runtime_runs_created_at", "created_at", "id"),
         Index("ix_runtime_runs_session", "session_id", "created_at"),
         Index("ix_runtime_runs_user", "user_id", "created_at"),
+        # The explorer's sort by latency (server/explorer_query.py).
+        Index("ix_runtime_runs_latency", "latency_ms", "id"),
         # The overview's health aggregates read only these columns (server/health.py).
         Index(
             "ix_runtime_runs_health",
