@@ -111,22 +111,7 @@ def test_read_your_writes_and_delete(kb: KnowledgeBase) -> None:
 def test_writes_reach_every_live_generation(kb: KnowledgeBase) -> None:
     kb.upsert_document("c", "a", "alpha")
     active = kb.active_generation("c")
-    shadow_id = f"g{new_id()[:15]}"
-    with kb.store.session() as s:
-        s.add(
-            KbGeneration(
-                id=shadow_id,
-                collection="c",
-                embedder="hashing-384",
-                embedder_version="1",
-                dim=384,
-                chunking={"size": 50, "overlap": 5},
-                ann_params={},
-                state="shadow",
-                seq=0,
-                created_at=utcnow(),
-            )
-        )
+    shadow_id = _add_shadow(kb, "c")
     kb.upsert_document("c", "b", "bravo")
     kb.delete_document("c", "a")
     with kb.store.session() as s:
