@@ -329,6 +329,10 @@ def dashboard_postgres() -> Row | None:
 
 
 def explorer() -> Row | None:
+    return _overview_like("explorer.json", "trace explorer")
+
+
+def explorer_postgres() -> Row | None:
     return _overview_like("explorer_postgres.json", "trace explorer")
 
 
@@ -405,6 +409,7 @@ ROWS: list[tuple[str, Callable[[], Row | None]]] = [
     ("dashboard overview", dashboard),
     ("dashboard overview", dashboard_postgres),
     ("trace explorer", explorer),
+    ("trace explorer", explorer_postgres),
     ("structured output", structured),
     ("pairwise judge, SmolLM2-135M", judges),
 ]
