@@ -141,6 +141,12 @@ class Settings(BaseSettings):
         description="Seconds after which a run worker that stopped renewing its lease is "
         "presumed gone: another live worker takes over its runs.",
     )
+    serve_runs: Literal["execute", "enqueue"] = Field(
+        default="execute",
+        description="What a `daytwo serve` process does with a run it starts: 'execute' it "
+        "in that process, or 'enqueue' it for separate `daytwo worker` processes "
+        "(PostgreSQL only).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="WARNING", description="Log level of daytwo's own loggers."
     )

@@ -8,7 +8,7 @@ from daytwo.cli._audit import audit_operator
 from daytwo.cli._context import state
 from daytwo.cli._output import console, print_json
 
-__all__ = ["grants_app", "keys_app", "serve"]
+__all__ = ["grants_app", "keys_app", "serve", "worker"]
 
 keys_app = typer.Typer(help="Create, list and revoke API keys of the server.", no_args_is_help=True)
 
@@ -29,18 +29,43 @@ def serve(
     ),
 ) -> None:
     """Serve the REST API, the dashboard and the MCP endpoint until Ctrl-C."""
+    from daytwo.server.launch import check_enqueue_backend
     from daytwo.server.launch import serve as run_server
 
     settings = state.settings()
     store = state.store()  # refuses an outdated schema with one clear line
+    check_enqueue_backend(settings, store.is_sqlite)
     if workers > 1 and store.is_sqlite:
         console.print(
             "[yellow]note:[/yellow] several workers over SQLite share one file lock and "
             "wait for each other under load; use PostgreSQL (DAYTWO_DATABASE_URL) to "
             "scale out"
         )
-    console.print(f"daytwo serving on http://{host}:{port}/ ({workers} worker(s)) — Ctrl-C stops")
+    mode = "queues runs for `daytwo worker`" if settings.serve_runs == "enqueue" else "runs"
+    console.print(
+        f"daytwo serving on http://{host}:{port}/ ({workers} worker(s), {mode}) — Ctrl-C stops"
+    )
     run_server(settings, host=host, port=port, workers=workers, log_level="warning")
+
+
+def worker(
+    concurrency: int = typer.Option(
+        4, "--concurrency", min=1, help="Runs this process executes at the same time."
+    ),
+) -> None:
+    """Execute the runs that `daytwo serve` queues (DAYTWO_SERVE_RUNS=enqueue; PostgreSQL).
+
+    Start one or more next to the API processes. A worker killed in the middle of a
+    run is replaced by its restart (same slot) or, once its lease
+    (DAYTWO_EXECUTOR_LEASE_S) lapsed, by another worker: the run continues from its
+    last checkpoint.
+    """
+    from daytwo.server.launch import run_worker
+
+    def ready(executor_id: str) -> None:
+        console.print(f"daytwo worker {executor_id} executing queued runs — Ctrl-C stops")
+
+    run_worker(state.settings(), concurrency=concurrency, ready=ready)
 
 
 @keys_app.command("create")

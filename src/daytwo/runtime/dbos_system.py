@@ -88,6 +88,13 @@ class ClientOps:
     def cancel_workflow(self, run_id: str) -> None:
         self.client.cancel_workflow(run_id)
 
+    def resume_workflow(self, run_id: str) -> None:
+        self.client.resume_workflow(run_id)
+
+    def fork_workflow(self, run_id: str, start_step: int) -> None:
+        # The new workflow's id comes from the caller's SetWorkflowID, as with DBOS.
+        self.client.fork_workflow(run_id, start_step)
+
     def send(self, run_id: str, message: Any, topic: str, *, idempotency_key: str) -> None:
         self.client.send(run_id, message, topic, idempotency_key)
 

@@ -11,13 +11,16 @@ the runs through one queue.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from daytwo.exceptions import ConflictError, InputError
+import sqlalchemy as sa
+
+from daytwo.exceptions import ConfigError, ConflictError, InputError
 from daytwo.runtime.catalog import check_catalog
 from daytwo.runtime.dbos_system import (
     APP_VERSION,
@@ -71,6 +74,7 @@ class Runtime:
         workers: int = 4,
         sqlite_synchronous: str = "NORMAL",
         lease_s: float = DEFAULT_LEASE_S,
+        enqueue_only: bool = False,
     ) -> None:
         self.store = store
         self.services = services or Services()
@@ -83,6 +87,13 @@ class Runtime:
             else:
                 system_database_url = store.url
         self.system_database_url = system_database_url
+        if enqueue_only and sa.engine.make_url(system_database_url).get_backend_name() == "sqlite":
+            raise ConfigError(
+                "enqueue-only runtimes (DAYTWO_SERVE_RUNS=enqueue) need PostgreSQL: over SQLite "
+                "no separate worker process shares the run queue",
+                hint="set DAYTWO_DATABASE_URL to a PostgreSQL URL, or DAYTWO_SERVE_RUNS=execute",
+            )
+        self.enqueue_only = enqueue_only
         self.dbos_schema = dbos_schema
         self.executor_id = executor_id
         self.lease_s = lease_s
@@ -91,6 +102,7 @@ class Runtime:
         self._launched = False
         self._queue: Any = None
         self._client: ClientOps | None = None
+        self._client_lock = threading.Lock()
         self._caretaker: Caretaker | None = None
 
     def _ops(self) -> Any:
@@ -99,11 +111,15 @@ class Runtime:
             from dbos import DBOS
 
             return DBOS
-        if self._client is None:
-            self._client = open_client(
-                self.system_database_url, self.dbos_schema, self.sqlite_synchronous
-            )
-        return self._client
+        client = self._client
+        if client is None:
+            with self._client_lock:  # request threads of a server share one client
+                if self._client is None:
+                    self._client = open_client(
+                        self.system_database_url, self.dbos_schema, self.sqlite_synchronous
+                    )
+                client = self._client
+        return client
 
     def close(self) -> None:
         """Release the client connection (when one was opened)."""
@@ -119,9 +135,15 @@ class Runtime:
         ``<host>-<n>`` (a restarted worker takes its predecessor's slot and runs).
         The process then holds a lease and takes over runs of executors whose lease
         lapsed (see :mod:`daytwo.runtime.executors`); ``lease_s`` 0 turns that off.
+
+        An ``enqueue_only`` runtime launches nothing: it executes no run and holds no
+        lease; its runs are queued for the worker processes through a client.
         """
         from dbos import DBOS
 
+        if self.enqueue_only:
+            self._ops()  # open the client now, not in the first request
+            return self
         if self.executor_id is None:
             self.executor_id = claim_slot(self.store, self.lease_s or DEFAULT_LEASE_S)
         self._release_recovered_claims(self.executor_id)
@@ -291,13 +313,28 @@ class Runtime:
         session_id: str | None = None,
         user_id: str | None = None,
     ) -> dict[str, Any]:
-        """Run an agent in this process; with ``wait`` return the finished run.
+        """Run an agent in this process (an ``enqueue_only`` runtime: queue it for the
+        workers); with ``wait`` return the finished run.
 
         ``session_id`` and ``user_id`` record the conversation and the end user the run
         belongs to (the trace explorer strings a session's runs together).
         """
         from dbos import DBOS, SetWorkflowID
 
+        if self.enqueue_only:
+            rid = self.enqueue(
+                agent,
+                inputs,
+                version=version,
+                principal=principal,
+                run_id=run_id,
+                session_id=session_id,
+                user_id=user_id,
+            )
+            if wait:
+                return self.wait(rid, timeout_s=timeout_s)
+            # Just queued: the row is the whole truth, no workflow status to consult.
+            return run_view(self.records.row(rid))
         rid, number = self._new_run(
             agent, version, inputs, principal, run_id, session_id=session_id, user_id=user_id
         )

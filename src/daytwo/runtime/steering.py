@@ -1,8 +1,9 @@
 """Steering runs that exist: cancel, resume, fork, approve.
 
 Works on the run rows (:mod:`daytwo.runtime.records`) and on DBOS through whichever
-operations the runtime hands it (DBOS launched here, or a client); resuming and
-forking execute the run, so they need DBOS launched in this process.
+operations the runtime hands it (DBOS launched here, or a client); a resumed or
+forked run goes back to DBOS's queue, so whichever process executes runs (this one,
+or a ``daytwo worker`` when this is an enqueue-only API process) continues it.
 """
 
 from __future__ import annotations
@@ -60,8 +61,6 @@ class RunSteering:
 
     def resume(self, run_id: str, *, wait: bool, timeout_s: float) -> dict[str, Any]:
         """Continue a cancelled or interrupted run in place; re-run a failed one as a fork."""
-        from dbos import DBOS
-
         row = self.records.row(run_id)
         if row.status == "succeeded":
             raise ConflictError(f"run {run_id} already succeeded", hint="fork it to re-run")
@@ -75,7 +74,7 @@ class RunSteering:
             )
         self._release_claims(run_id, row.agent_name, row.agent_version)
         self.records.reopen(run_id, status="queued", error=None)
-        DBOS.resume_workflow(run_id)
+        self.ops().resume_workflow(run_id)
         return self._read_back(run_id, wait, timeout_s)
 
     def release_run_claims(self, run_id: str) -> None:
@@ -104,10 +103,10 @@ class RunSteering:
         self, run_id: str, from_step: int | str, *, wait: bool, timeout_s: float
     ) -> dict[str, Any]:
         """Re-run ``run_id`` from one of its steps (1-based position or step id), same inputs."""
-        from dbos import DBOS
-
         row = self.records.row(run_id)
-        checkpoints: list[dict[str, Any]] = [dict(s) for s in DBOS.list_workflow_steps(run_id)]
+        checkpoints: list[dict[str, Any]] = [
+            dict(s) for s in self.ops().list_workflow_steps(run_id)
+        ]
         agent_steps = [c for c in checkpoints if c["function_name"].startswith("step:")]
         target: dict[str, Any] | None = None
         if isinstance(from_step, int) or str(from_step).isdigit():
@@ -134,9 +133,9 @@ class RunSteering:
         Without one (a budget or an approval stopped the run between steps), the run's
         final checkpoint, so the steps it finished are all reused.
         """
-        from dbos import DBOS
-
-        checkpoints: list[dict[str, Any]] = [dict(c) for c in DBOS.list_workflow_steps(run_id)]
+        checkpoints: list[dict[str, Any]] = [
+            dict(c) for c in self.ops().list_workflow_steps(run_id)
+        ]
         for c in checkpoints:
             output = c.get("output")
             agent_step = str(c["function_name"]).startswith(("step:", "plan:", "replan:"))
@@ -161,7 +160,7 @@ class RunSteering:
         step: str | None = None,
         by: str = "fork",
     ) -> dict[str, Any]:
-        from dbos import DBOS, SetWorkflowID
+        from dbos import SetWorkflowID
 
         run_id = row.id
         new_id = uuid.uuid4().hex
@@ -174,7 +173,7 @@ class RunSteering:
             forked_from=run_id,
         )
         with SetWorkflowID(new_id):
-            DBOS.fork_workflow(run_id, function_id)
+            self.ops().fork_workflow(run_id, function_id)
         data: dict[str, Any] = {"from": run_id, "checkpoint": function_id, "why": by}
         if step is not None:
             data["step"] = step

@@ -1,17 +1,31 @@
-"""Run the server with uvicorn: one in-process worker, or N worker processes."""
+"""Run the server with uvicorn (one in-process worker, or N worker processes) and run workers.
+
+With ``DAYTWO_SERVE_RUNS=enqueue`` the server's processes only record and queue runs;
+:func:`run_worker` processes (``daytwo worker``) execute them. Topology for PostgreSQL:
+``daytwo serve --workers N`` plus one or more ``daytwo worker``.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import signal
 import socket
+import threading
 from typing import Any
 
-from daytwo.exceptions import ConflictError, InputError
+from daytwo.exceptions import ConfigError, ConflictError, InputError
 from daytwo.settings import Settings
 
-__all__ = ["check_port", "serve", "serve_dashboard", "settings_env"]
+__all__ = [
+    "check_enqueue_backend",
+    "check_port",
+    "run_worker",
+    "serve",
+    "serve_dashboard",
+    "settings_env",
+]
 
 _FACTORY = "daytwo.server.app:app_from_env"
 
@@ -70,6 +84,7 @@ def serve(
     store = Store.from_settings(settings)
     try:
         store.check_schema()
+        check_enqueue_backend(settings, store.is_sqlite)
     finally:
         store.dispose()
     if workers == 1:
@@ -92,6 +107,65 @@ def serve(
         log_level=log_level,
         timeout_graceful_shutdown=3,
     )
+
+
+def check_enqueue_backend(settings: Settings, is_sqlite: bool) -> None:
+    """Refuse ``serve_runs = "enqueue"`` over SQLite (no worker process shares that queue)."""
+    if settings.serve_runs == "enqueue" and is_sqlite:
+        raise ConfigError(
+            "DAYTWO_SERVE_RUNS=enqueue needs PostgreSQL: with SQLite the API processes "
+            "execute their runs themselves",
+            hint="set DAYTWO_DATABASE_URL to a PostgreSQL URL, or unset DAYTWO_SERVE_RUNS",
+        )
+
+
+def run_worker(settings: Settings, *, concurrency: int = 4, ready: Any = None) -> None:
+    """Execute queued runs in this process until SIGTERM or SIGINT (``daytwo worker``).
+
+    The runtime is the server's (same tools, knowledge, models, tenant scoping and
+    audit), launched with DBOS: it dequeues runs from ``daytwo-runs``, holds an
+    executor slot and lease, and takes over runs of a worker that died. ``ready`` is
+    called once runs are being dequeued.
+    """
+    from daytwo.server import services
+    from daytwo.store import Store
+
+    if concurrency < 1:
+        raise InputError("--concurrency must be at least 1", hint="pass --concurrency 1 or more")
+    store = Store.from_settings(settings)
+    gateway = kb = runtime = None
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        store.check_schema()
+        if store.is_sqlite:
+            raise ConfigError(
+                "daytwo worker needs PostgreSQL: with SQLite `daytwo serve` executes the runs",
+                hint="set DAYTWO_DATABASE_URL to a PostgreSQL URL",
+            )
+        audit = services.audit_log(settings, store)
+        kb = services.build_kb(settings, store)
+        gateway = services.build_gateway(settings, store, audit)
+        runtime = services.build_runtime(
+            settings, store, audit, gateway, kb, executes=True, concurrency=concurrency
+        )
+        services.start_tracing(settings, store)
+        runtime.launch()
+        if ready is not None:
+            ready(runtime.executor_id)
+        stop.wait()
+    finally:
+        if runtime is not None:
+            runtime.shutdown()
+        if gateway is not None:
+            gateway.close()
+        if kb is not None:
+            kb.close()
+        store.dispose()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def serve_dashboard(settings: Settings, host: str = "127.0.0.1", port: int = 8765) -> None:

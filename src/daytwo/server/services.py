@@ -124,7 +124,14 @@ def mcp_app(gateway: Any) -> Any:
 
 
 def build_runtime(
-    settings: Settings, store: Store, audit: Any, gateway: Any = None, kb: Any = None
+    settings: Settings,
+    store: Store,
+    audit: Any,
+    gateway: Any = None,
+    kb: Any = None,
+    *,
+    executes: bool | None = None,
+    concurrency: int = 4,
 ) -> Any:
     """The agent runtime of this server process (not launched yet), over the real layers.
 
@@ -133,6 +140,10 @@ def build_runtime(
     worker process holds its own executor slot and lease; with PostgreSQL every worker
     shares the runs through the same system database, and a live worker takes over the
     runs of one that stopped (``daytwo.runtime.executors``).
+
+    ``executes`` (default: ``settings.serve_runs == "execute"``) False gives an
+    enqueue-only runtime: runs are queued for ``daytwo worker`` processes, which build
+    theirs with ``executes=True`` and run ``concurrency`` runs at a time.
     """
     from daytwo.runtime import Runtime
     from daytwo.runtime.adapters import layer_services
@@ -148,4 +159,6 @@ def build_runtime(
         # replaces after a crash takes its predecessor's slot and resumes its runs.
         executor_id=settings.executor_id,
         lease_s=settings.executor_lease_s,
+        enqueue_only=not (executes if executes is not None else settings.serve_runs == "execute"),
+        workers=concurrency,
     )
