@@ -128,3 +128,41 @@ def test_agents_routes(run_client: TestClient, keys: Keys) -> None:
     r = c.post("/api/v1/agents", json={"spec_yaml": "name: [oops"}, headers=Keys.header(keys.admin))
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_input"
+
+
+def test_start_with_an_idempotency_key_returns_the_same_run(
+    run_client: TestClient, keys: Keys
+) -> None:
+    c = run_client
+    body = {"agent": "support", "inputs": {"question": "Where is it?", "order_id": "A-7"}}
+    headers = {**Keys.header(keys.operator), "Idempotency-Key": "order-A-7-try-1"}
+    first = c.post("/api/v1/runs", json=body, headers=headers)
+    assert first.status_code == 202, first.text
+    again = c.post("/api/v1/runs", json=body, headers=headers)
+    assert again.status_code == 202, again.text
+    assert again.json()["id"] == first.json()["id"]
+    other = c.post(
+        "/api/v1/runs",
+        json=body,
+        headers={**Keys.header(keys.operator), "Idempotency-Key": "order-A-7-try-2"},
+    )
+    assert other.status_code == 202, other.text
+    assert other.json()["id"] != first.json()["id"]
+    wait_done(c, first.json()["id"], keys.viewer)
+    wait_done(c, other.json()["id"], keys.viewer)
+    listed = c.get("/api/v1/runs", headers=Keys.header(keys.viewer)).json()
+    assert sorted(r["id"] for r in listed) == sorted([first.json()["id"], other.json()["id"]])
+    # The finished run is still what the key stands for.
+    late = c.post("/api/v1/runs", json=body, headers=headers)
+    assert late.json()["id"] == first.json()["id"]
+    assert late.json()["status"] == "succeeded"
+
+    for bad in ("has space", "x" * 256):
+        r = c.post(
+            "/api/v1/runs",
+            json=body,
+            headers={**Keys.header(keys.operator), "Idempotency-Key": bad},
+        )
+        assert r.status_code == 422, r.text
+        assert "idempotency-key" in r.text.lower(), r.text
+    assert len(c.get("/api/v1/runs", headers=Keys.header(keys.viewer)).json()) == 2

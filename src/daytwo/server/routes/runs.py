@@ -9,12 +9,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from daytwo.exceptions import MissingDependency, NotFoundError
+from daytwo.exceptions import ConflictError, MissingDependency, NotFoundError
 from daytwo.server.auth import Principal
 from daytwo.server.deps import Operator, Viewer, get_store
 from daytwo.server.errors import ERROR_RESPONSES
@@ -202,26 +202,70 @@ def runs(
     ]
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Starting again with the same key (within the tenant) returns the run "
+        "the first request started instead of starting another.",
+    ),
+]
+
+
+def _idempotent_run_id(tenant: str, key: str) -> str:
+    """The run id a tenant's idempotency key stands for (the same on every API process)."""
+    import hashlib
+
+    return hashlib.sha256(f"{tenant}\0{key}".encode()).hexdigest()[:32]
+
+
+def _existing_run(store: Store, tenant: str, run_id: str) -> RunOut | None:
+    found = list_runs(store, tenant, run_id=run_id, limit=1)
+    return _out(found[0]) if found else None
+
+
 @router.post("", response_model=RunOut, status_code=202, summary="Start a run")
-def start_run(body: RunStart, principal: Operator, store: StoreDep, runtime: RuntimeDep) -> RunOut:
+def start_run(
+    body: RunStart,
+    principal: Operator,
+    store: StoreDep,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> RunOut:
     import uuid
 
     from daytwo.server.scoping import record_run_subject
 
     check_visible(store, "agent", body.agent, principal.tenant, "agent")
-    run_id = uuid.uuid4().hex
-    if body.on_behalf_of is not None:  # recorded before the run can retrieve anything
-        record_run_subject(store, run_id, body.on_behalf_of.principal, body.on_behalf_of.groups)
-    run = runtime.start(
-        body.agent,
-        body.inputs,
-        version=body.version,
-        principal=principal_string(principal),
-        run_id=run_id,
-        wait=False,
-        session_id=body.session,
-        user_id=body.on_behalf_of.principal if body.on_behalf_of is not None else None,
-    )
+    if idempotency_key is None:
+        run_id = uuid.uuid4().hex
+    else:
+        run_id = _idempotent_run_id(principal.tenant, idempotency_key)
+        existing = _existing_run(store, principal.tenant, run_id)
+        if existing is not None:
+            return existing
+    try:
+        if body.on_behalf_of is not None:  # recorded before the run can retrieve anything
+            record_run_subject(store, run_id, body.on_behalf_of.principal, body.on_behalf_of.groups)
+        run = runtime.start(
+            body.agent,
+            body.inputs,
+            version=body.version,
+            principal=principal_string(principal),
+            run_id=run_id,
+            wait=False,
+            session_id=body.session,
+            user_id=body.on_behalf_of.principal if body.on_behalf_of is not None else None,
+        )
+    except (ConflictError, sa.exc.IntegrityError):
+        # A concurrent request with the same key recorded the run first: answer with it.
+        existing = _existing_run(store, principal.tenant, run_id) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing
     return _out(run)
 
 
