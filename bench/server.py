@@ -1,6 +1,7 @@
 """Server load benchmark: N concurrent HTTP clients against `uvicorn --workers 1|2`.
 
     python bench/server.py --json bench/results/server.json
+    python bench/server.py --topology enqueue --json bench/results/server_enqueue.json
 
 For each backend (SQLite file, PostgreSQL schema) and each worker count (1, 2):
 
@@ -14,6 +15,13 @@ For each backend (SQLite file, PostgreSQL schema) and each worker count (1, 2):
   then query the knowledge API (``POST /api/v1/knowledge/.../search``);
 - afterwards every started run is awaited; a run that does not succeed counts
   as an error.
+
+``--topology enqueue`` (PostgreSQL): the API workers run with
+``DAYTWO_SERVE_RUNS=enqueue`` and only record and queue runs; one separate DBOS
+worker process (:func:`run_worker`) executes them. 1 and 2 API workers alternate
+round by round (``--rounds``, default 5); medians and spreads per configuration, the
+second worker's gain per round. Server CPU counts the API workers only; the run
+worker's CPU is reported apart (``run_worker_cpu_ms_per_run``).
 
 Reported per configuration: requests/s, runs started/s, p50/p99 latency per
 route, error counts and rate, runs succeeded. Targets (issue 10): zero errors at
@@ -95,10 +103,8 @@ def _sample_stacks(path: str, interval: float = 0.005) -> None:
     me = me_thread.ident or 0
 
 
-def bench_app() -> Any:
-    """uvicorn factory: the daytwo app with a runtime for the sample agent (scripted model)."""
-    if os.environ.get("BENCH_PROFILE"):
-        _sample_stacks(os.environ["BENCH_PROFILE"])
+def _bench_runtime(*, enqueue_only: bool) -> tuple[Any, Any, Any, Any]:
+    """(settings, store, knowledge base, runtime) for the sample agent (scripted model)."""
     from daytwo.knowledge.service import KnowledgeBase
     from daytwo.runtime import (
         CallableRetriever,
@@ -108,7 +114,6 @@ def bench_app() -> Any:
         StaticTelemetry,
     )
     from daytwo.runtime.adapters import ModelLLM
-    from daytwo.server import create_app
     from daytwo.server.services import audit_log
     from daytwo.settings import load_settings
     from daytwo.store import Store
@@ -141,9 +146,38 @@ def bench_app() -> Any:
         services,
         data_dir=settings.data_dir,
         dbos_schema=os.environ.get("BENCH_DBOS_SCHEMA", "dbos"),
-        executor_id=f"bench-{os.getpid()}",
+        executor_id=None if enqueue_only else f"bench-{os.getpid()}",
+        enqueue_only=enqueue_only,
     )
+    return settings, store, kb, runtime
+
+
+def bench_app() -> Any:
+    """uvicorn factory: the daytwo app with a runtime for the sample agent (scripted model).
+
+    ``DAYTWO_SERVE_RUNS=enqueue``: the runtime only queues runs (for :func:`run_worker`).
+    """
+    if os.environ.get("BENCH_PROFILE"):
+        _sample_stacks(os.environ["BENCH_PROFILE"])
+    from daytwo.server import create_app
+
+    enqueue_only = os.environ.get("DAYTWO_SERVE_RUNS") == "enqueue"
+    settings, store, kb, runtime = _bench_runtime(enqueue_only=enqueue_only)
     return create_app(settings, store, runtime=runtime, knowledge=kb)
+
+
+def run_worker() -> None:
+    """The DBOS worker process of the enqueue topology: executes queued runs until stdin closes."""
+    from daytwo.server.services import start_tracing
+
+    settings, store, kb, runtime = _bench_runtime(enqueue_only=False)
+    start_tracing(settings, store)
+    runtime.launch()
+    print("ready", flush=True)
+    sys.stdin.read()
+    runtime.shutdown()
+    kb.close()
+    store.dispose()
 
 
 # -- the parent: set up, serve, load, measure --------------------------------------------
@@ -185,13 +219,17 @@ def _cpu_split(
     after: dict[int, tuple[str, int, int]],
     server_sid: int,
     model_pid: int,
+    worker_sid: int = -1,
 ) -> dict[str, float]:
-    """CPU seconds spent during the load by the server, the model, PostgreSQL, this client."""
-    groups = {"server_workers": 0, "scripted_model": 0, "postgres": 0}
+    """CPU seconds spent during the load by the server, the run worker (enqueue topology),
+    the model, PostgreSQL, this client."""
+    groups = {"server_workers": 0, "run_worker": 0, "scripted_model": 0, "postgres": 0}
     for pid, (comm, sid, ticks) in after.items():
         delta = ticks - (before[pid][2] if pid in before else 0)
         if sid == server_sid:
             groups["server_workers"] += delta
+        elif sid == worker_sid:
+            groups["run_worker"] += delta
         elif pid == model_pid:
             groups["scripted_model"] += delta
         elif comm == "postgres":
@@ -261,6 +299,39 @@ def _prepare(env: dict[str, str]) -> tuple[str, str]:
     return key, collection
 
 
+def _start_run_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[str]:
+    """The separate DBOS worker process of the enqueue topology (its own session)."""
+    path = os.pathsep.join(
+        p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p
+    )
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import server; server.run_worker()"],
+            env={**os.environ, **env, "PYTHONPATH": path},
+            cwd=str(ROOT),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise RuntimeError(f"run worker did not start: {log_path.read_text()[-2000:]}")
+    return proc
+
+
+def _stop_run_worker(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _start_server(
     env: dict[str, str], workers: int, log_path: Path
 ) -> tuple[subprocess.Popen[bytes], str]:
@@ -326,7 +397,7 @@ async def _load(
     collection: str,
     clients: int,
     seconds: float,
-    pids: tuple[int, int],
+    pids: tuple[int, ...],
     routes: tuple[str, ...] = ("start_run", "search"),
 ) -> dict[str, Any]:
     import resource
@@ -378,14 +449,14 @@ async def _load(
                     )
                 n += 1
 
-    server_sid, model_pid = pids
+    server_sid, model_pid, worker_sid = (*pids, -1)[:3]
     ticks0, busy0 = _cpu_ticks(), _machine_busy_ticks()
     self0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     await asyncio.gather(*(client_loop(i) for i in range(clients)))
     elapsed = time.perf_counter() - t0
     self1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = _cpu_split(ticks0, _cpu_ticks(), server_sid, model_pid)
+    cpu = _cpu_split(ticks0, _cpu_ticks(), server_sid, model_pid, worker_sid)
     cpu["load_client"] = round(self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime, 2)
     cpu["machine_busy"] = round((_machine_busy_ticks() - busy0) / _TICK, 2)
     cpu["everything_else"] = round(
@@ -418,7 +489,8 @@ async def _load(
             run_status["unfinished"] = len(pending)
     # Server CPU until every run started in the load finished (the runs execute in the
     # API workers here), including the status polling above.
-    settled = _cpu_split(ticks0, _cpu_ticks(), server_sid, model_pid)["server_workers"]
+    settled_cpu = _cpu_split(ticks0, _cpu_ticks(), server_sid, model_pid, worker_sid)
+    settled = settled_cpu["server_workers"]
     requests = sum(len(v) for v in lat.values())
     failed_runs = sum(v for k, v in run_status.items() if k != "succeeded")
     total_errors = sum(errors.values()) + failed_runs
@@ -444,6 +516,10 @@ async def _load(
         "server_cores_used": round(cpu["server_workers"] / elapsed, 2),
         "server_cpu_ms_per_request": round(1000 * cpu["server_workers"] / max(requests, 1), 1),
         "server_cpu_ms_per_request_until_runs_settled": round(1000 * settled / max(requests, 1), 1),
+        # Enqueue topology: the run worker's CPU per run started, until every run settled.
+        "run_worker_cpu_ms_per_run": round(
+            1000 * settled_cpu["run_worker"] / max(len(run_ids), 1), 1
+        ),
     }
 
 
@@ -536,6 +612,155 @@ def _config(
     }
 
 
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+    }
+
+
+def _enqueue_topology(args: argparse.Namespace, model: tuple[int, str]) -> dict[str, Any]:
+    """API workers that only queue runs + one DBOS worker process, on PostgreSQL.
+
+    One schema and one run worker for the whole bench; each round starts the API with
+    1 and then 2 uvicorn workers (the order alternates), runs a search-only and a
+    start-run-only phase, and waits until every started run finished (the run worker
+    drains the queue before the next configuration is measured).
+    """
+    import httpx
+    import sqlalchemy as sa
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-server-enqueue-"))
+    # A database of its own (not a schema of the shared one): dropping it afterwards
+    # cannot take an extension (pg_trgm) other sessions' schemas use along with it.
+    database = f"bench_enqueue_{uuid.uuid4().hex[:8]}"
+    url = sa.engine.make_url(PG_URL)
+    env = {
+        "DAYTWO_DATA_DIR": str(tmp / "data"),
+        "DAYTWO_EMBEDDER": "hashing-384",
+        "DAYTWO_SERVE_RUNS": "enqueue",
+        "BENCH_MODEL_URL": model[1],
+        "DAYTWO_DATABASE_URL": url.set(database=database).render_as_string(hide_password=False),
+        "BENCH_DBOS_SCHEMA": "dbos",
+    }
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
+    rounds: list[dict[str, Any]] = []
+    try:
+        key, collection = _prepare(env)
+        worker = _start_run_worker(env, tmp / "worker.log")
+        try:
+            for n in range(args.rounds):
+                order = args.workers if n % 2 == 0 else list(reversed(args.workers))
+                for workers in order:
+                    proc, url = _start_server(env, workers, tmp / "server.log")
+                    try:
+                        if n == 0 and workers == order[0]:
+                            for doc_id, title, text in DOCS:
+                                httpx.put(
+                                    f"{url}/api/v1/knowledge/collections/{collection}/documents",
+                                    json={"doc_id": doc_id, "title": title, "text": text},
+                                    headers={"Authorization": f"Bearer {key}"},
+                                    timeout=60,
+                                ).raise_for_status()
+                        pids = (proc.pid, model[0], worker.pid)
+                        entry: dict[str, Any] = {
+                            "round": n,
+                            "api_workers": workers,
+                            "load_avg_before": round(os.getloadavg()[0], 2),
+                        }
+                        for kind in ("search", "start_run"):
+                            phase = asyncio.run(
+                                _load(
+                                    url,
+                                    key,
+                                    collection,
+                                    args.clients,
+                                    args.kind_seconds,
+                                    pids,
+                                    (kind,),
+                                )
+                            )
+                            entry[kind] = {
+                                **{k: phase[k] for k in _KIND_FIELDS},
+                                "cpu_s": phase["cpu_s"],
+                                "run_worker_cpu_ms_per_run": phase["run_worker_cpu_ms_per_run"],
+                            }
+                        print(json.dumps(entry), flush=True)
+                        rounds.append(entry)
+                    finally:
+                        _stop(proc)
+        finally:
+            _stop_run_worker(worker)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        admin.dispose()
+    summary: dict[str, Any] = {}
+    for workers in args.workers:
+        mine = [r for r in rounds if r["api_workers"] == workers]
+        summary[str(workers)] = {
+            kind: {
+                "requests_per_s": _spread([r[kind]["requests_per_s"] for r in mine]),
+                "server_cpu_ms_per_request": _spread(
+                    [r[kind]["server_cpu_ms_per_request"] for r in mine]
+                ),
+                "p50_ms": _spread([r[kind]["latency_ms"][kind]["p50"] for r in mine]),
+                "errors": sum(r[kind]["errors"] for r in mine),
+            }
+            for kind in ("search", "start_run")
+        }
+        summary[str(workers)]["start_run"]["run_worker_cpu_ms_per_run"] = _spread(
+            [r["start_run"]["run_worker_cpu_ms_per_run"] for r in mine]
+        )
+    gain = {}
+    if {1, 2} <= set(args.workers):
+        for kind in ("search", "start_run"):
+            # Per round: the 2-worker over the 1-worker throughput of the same round.
+            ratios = [
+                b[kind]["requests_per_s"] / max(a[kind]["requests_per_s"], 0.01)
+                for a, b in zip(
+                    [r for r in rounds if r["api_workers"] == 1],
+                    [r for r in rounds if r["api_workers"] == 2],
+                    strict=False,
+                )
+            ]
+            gain[kind] = _spread(ratios)
+    loads = [r["load_avg_before"] for r in rounds]
+    return {
+        "benchmark": "server_enqueue",
+        "topology": "N uvicorn API workers (DAYTWO_SERVE_RUNS=enqueue) + 1 DBOS run worker, "
+        "PostgreSQL",
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "params": {
+            "clients": args.clients,
+            "kind_seconds": args.kind_seconds,
+            "rounds": args.rounds,
+        },
+        "load_avg": _spread(loads),
+        "by_api_workers": summary,
+        "second_api_worker_gain": gain,
+        "targets": {
+            "start_run_server_cpu_ms_le_10": all(
+                v["start_run"]["server_cpu_ms_per_request"]["median"] <= 10
+                for v in summary.values()
+            ),
+            "search_server_cpu_ms_le_5": all(
+                v["search"]["server_cpu_ms_per_request"]["median"] <= 5 for v in summary.values()
+            ),
+            "zero_errors": all(v[k]["errors"] == 0 for v in summary.values() for k in v),
+            "second_worker_gain_ge_1_7": bool(gain) and gain["start_run"]["median"] >= 1.7,
+        },
+        "rounds": rounds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -550,7 +775,38 @@ def main() -> None:
     )
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    parser.add_argument(
+        "--topology",
+        choices=["inline", "enqueue"],
+        default="inline",
+        help="inline: the API workers execute the runs; enqueue: they only queue them "
+        "and one separate DBOS worker process executes them (PostgreSQL only)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the enqueue topology")
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=3.0,
+        help="--json is not written when the load average was above this (the figures "
+        "then say more about the other work than about daytwo)",
+    )
     args = parser.parse_args()
+    if args.topology == "enqueue":
+        model_proc, model_url = _start_model()
+        try:
+            out = _enqueue_topology(args, (model_proc.pid, model_url))
+        finally:
+            assert model_proc.stdin is not None
+            model_proc.stdin.close()
+            model_proc.wait(timeout=30)
+        text = json.dumps(out, indent=2)
+        if args.json and out["load_avg"]["max"] <= args.max_load:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(text + "\n")
+        elif args.json:
+            print(f"load average up to {out['load_avg']['max']}: {args.json} not written")
+        print(text)
+        return
 
     configs = []
     model_proc, model_url = _start_model()
