@@ -124,3 +124,29 @@ def test_sources_never_overwrite_each_other(
     assert [(r["source"], r["documents"]) for r in rows] == [("crm", 2), ("sheet", 1)]
     assert run(["kb", "ingest", str(sheet), "-c", "mix", "--source", "bad name!"]) == 2
     assert "source name 'bad name!' is not valid" in capsys.readouterr().err
+
+
+def test_ingest_with_an_analyzer(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = write_docs(cli_env.parent / "de", {"wohnen.txt": "Die Häuser am Fluss sind alt."})
+    assert run(["kb", "ingest", str(docs), "-c", "de", "--analyzer", "klingon"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown analyzer 'klingon'" in err
+    assert "german" in err
+    assert "Traceback" not in err
+    assert run(["kb", "stats", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["collections"] == []  # nothing written
+    assert run(["kb", "ingest", str(docs), "-c", "de", "--analyzer", "german"]) == 0
+    capsys.readouterr()
+    args = ["kb", "search", "Haus", "--as", "ann", "-g", "staff", "-c", "de", "--mode", "bm25"]
+    assert run([*args, "--json"]) == 0
+    assert [h["doc_id"] for h in json.loads(capsys.readouterr().out)["hits"]] == ["wohnen.txt"]
+    assert run(["kb", "ingest", str(docs), "-c", "de", "--analyzer", "french"]) == 2
+    assert "--analyzer french" in capsys.readouterr().err
+    assert run(["kb", "migrate", "--collection", "de", "--analyzer", "simple", "--json"]) == 0
+    capsys.readouterr()
+    assert run(["kb", "cutover", "--collection", "de"]) == 0
+    capsys.readouterr()
+    assert run([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"] == []  # simple: no stemming
+    assert run(["kb", "ingest", "--help"]) == 0
+    assert "--analyzer" in capsys.readouterr().out

@@ -104,8 +104,9 @@ def scan(paths: list[Path], needle: bytes) -> list[str]:
     return found
 
 
+@pytest.mark.parametrize("shadow_analyzer", ["english", "german"])
 def test_marker_gone_from_db_fts_and_index_files_after_erase_and_vacuum(
-    sqlite_store: Store, tmp_path: Path
+    sqlite_store: Store, tmp_path: Path, shadow_analyzer: str
 ) -> None:
     kb = KnowledgeBase(sqlite_store, tmp_path / "data", embedder="hashing-384")
     seed(kb)
@@ -116,9 +117,13 @@ def test_marker_gone_from_db_fts_and_index_files_after_erase_and_vacuum(
         title=f"Ticket {MARKER}",
         metadata={"subject": "person-x", "note": MARKER},
     )
-    # A shadow generation holds the marker too.
+    # A shadow generation holds the marker too (a German one: in its own FTS5 table).
     status = start_migration(
-        kb, "crm", "hashing-384", chunking=parse_chunking("size=16,overlap=2", {})
+        kb,
+        "crm",
+        "hashing-384",
+        chunking=parse_chunking("size=16,overlap=2", {}),
+        analyzer=shadow_analyzer,
     )
     backfill(kb, status.id)
     assert kb.search("crm", MARKER, "alice", groups=["x"], mode="bm25")[0].doc_id == "secret-doc"
@@ -137,7 +142,8 @@ def test_marker_gone_from_db_fts_and_index_files_after_erase_and_vacuum(
     vacuum(kb, "crm")
     kb.close()
     sqlite_store.dispose()
-    for needle in (MARKER.encode(), MARKER.lower().encode(), MARKER.encode("utf-16-le")):
+    stem = MARKER.lower()[:-2].encode()  # the German stem "...secr", a prefix of the word
+    for needle in (MARKER.encode(), stem, MARKER.encode("utf-16-le")):
         assert scan(files(), needle) == []
     with sqlite_store.engine.connect() as conn:
         fts = conn.exec_driver_sql(

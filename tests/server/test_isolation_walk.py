@@ -173,6 +173,10 @@ WALK: dict[str, Op] = {
     "GET /api/v1/tools/drift-alerts": Op(("tool",), scoped=True),
     "GET /api/v1/tools/{name}": Op(("tool",), path=lambda a: {"name": a["tool"]}),
     "GET /api/v1/knowledge/collections": Op(("collection",), scoped=True),
+    "POST /api/v1/knowledge/collections": Op(
+        ("collection",),  # create A's collection again, with another analyzer
+        bodies=lambda a: [{"name": a["collection"], "analyzer": "german"}],
+    ),
     "PUT /api/v1/knowledge/collections/{collection}/documents": Op(
         ("collection", "document"),
         path=lambda a: {"collection": a["collection"]},

@@ -8,6 +8,7 @@ import typer
 
 from daytwo.cli._context import state
 from daytwo.cli._output import console, print_json, progress_bar
+from daytwo.store.analyzers import STEMMED
 
 if TYPE_CHECKING:
     from daytwo.knowledge import KnowledgeBase
@@ -97,6 +98,9 @@ def _fusion(method: str | None, rrf_k: int | None, alpha: float | None) -> Any:
     return FusionConfig.from_dict(data)
 
 
+_LANGUAGES = ", ".join(STEMMED)
+
+
 @app.command()
 def ingest(
     target: str = typer.Argument(
@@ -128,6 +132,13 @@ def ingest(
         "--format",
         help="Read JSONL/CSV files as a ticket export: zendesk, jira, github "
         "(default: detected from the keys or the CSV header).",
+    ),
+    analyzer: str | None = typer.Option(
+        None,
+        "--analyzer",
+        help="Keyword analyzer of a new collection: english (default; Porter/Snowball "
+        "stems, English stop words), simple (no stemming) or a language: " + _LANGUAGES + ". "
+        "An existing collection keeps its own; change it with daytwo kb migrate --analyzer.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the ingest report as JSON."),
 ) -> None:
@@ -167,6 +178,7 @@ def ingest(
             source_name=source,
             ticket_format=ticket_format,
             read_progress=reading,
+            analyzer=analyzer,
             **sql,
         )
     kb.close()

@@ -33,9 +33,17 @@ def _actor(actor: str | None) -> str:
 @app.command()
 def migrate(
     collection: str = _COLLECTION,
-    embedder: str = typer.Option(..., "--embedder", help="Target embedder name."),
+    embedder: str | None = typer.Option(
+        None, "--embedder", help="Target embedder name (default: same)."
+    ),
     chunking: str | None = typer.Option(
         None, "--chunking", help="Target chunking, e.g. size=256,overlap=32 (default: same)."
+    ),
+    analyzer: str | None = typer.Option(
+        None,
+        "--analyzer",
+        help="Target keyword analyzer: english, simple or a language such as german "
+        "(default: same).",
     ),
     batch_size: int = typer.Option(32, "--batch-size", help="Documents per backfill batch."),
     shadow_reads: float | None = typer.Option(
@@ -57,8 +65,9 @@ def migrate(
     from daytwo.knowledge.generations import backfill, parse_chunking, start_migration
 
     kb = open_kb()
-    base = kb.active_generation(collection).chunking
-    config = parse_chunking(chunking, base) if chunking else None
+    active = kb.active_generation(collection)
+    embedder = embedder or active.embedder
+    config = parse_chunking(chunking, active.chunking) if chunking else None
     if estimate:
         _print_estimate(kb, collection, embedder, config, sample_cap, json_out)
         return
@@ -70,6 +79,7 @@ def migrate(
         shadow_read_rate=shadow_reads,
         canary_percent=canary,
         actor=_actor(actor),
+        analyzer=analyzer,
     )
     with progress_bar(disable=json_out) as bar:
         task = bar.add_task(

@@ -23,16 +23,19 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from daytwo.knowledge.bm25 import Bm25Params, Permitted, Postings, rank
+from daytwo.store.analyzers import DEFAULT_ANALYZER, analyze_text
 from daytwo.store.engine import WRITE_OPTION
-from daytwo.store.tables.knowledge import KbChunk
+from daytwo.store.tables.knowledge import KbChunk, KbGeneration
 
 __all__ = [
     "FTS_INDEX",
     "MAX_QUERY_TERMS",
+    "analyzer_of",
     "ensure_fts",
     "keyword_search",
     "query_terms",
     "stem_words",
+    "terms_table",
 ]
 
 MAX_QUERY_TERMS = 64
@@ -100,19 +103,41 @@ _STOPWORDS = frozenset(
 )
 _TERM = re.compile(r"\w+", re.UNICODE)
 
+# English chunks (the default) go to the external-content porter table; every other
+# analyzer's to kb_chunks_fts_x, a table holding its own copy of the text as the analyzer
+# made it (daytwo_analyze: Snowball stems; ``simple``: the text as it is), tokenized
+# without stemming. The triggers pick the table from the chunk's generation; a delete
+# finds it by the row's presence in kb_chunks_fts_x (an external-content table must never
+# be told to delete a row it does not hold).
+_SQLITE_X = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS kb_chunks_fts_x USING fts5("
+    "title, text, tokenize='unicode61 remove_diacritics 2')"
+)
+_SQLITE_ADD = (
+    "INSERT INTO kb_chunks_fts_x(rowid, title, text) "
+    "SELECT new.id, daytwo_analyze(a, new.title), daytwo_analyze(a, new.text) FROM "
+    "(SELECT analyzer AS a FROM kb_generations WHERE id = new.generation) WHERE a != 'english'; "
+    "INSERT INTO kb_chunks_fts(rowid, title, text) SELECT new.id, new.title, new.text "
+    "WHERE NOT EXISTS (SELECT 1 FROM kb_chunks_fts_x WHERE rowid = new.id); "
+)
+_SQLITE_DROP = (
+    "INSERT INTO kb_chunks_fts(kb_chunks_fts, rowid, title, text) "
+    "SELECT 'delete', old.id, old.title, old.text "
+    "WHERE NOT EXISTS (SELECT 1 FROM kb_chunks_fts_x WHERE rowid = old.id); "
+    "DELETE FROM kb_chunks_fts_x WHERE rowid = old.id; "
+)
+_SQLITE_TRIGGERS = [
+    f"CREATE TRIGGER kb_chunks_fts_ai AFTER INSERT ON kb_chunks BEGIN {_SQLITE_ADD}END",
+    f"CREATE TRIGGER kb_chunks_fts_ad AFTER DELETE ON kb_chunks BEGIN {_SQLITE_DROP}END",
+    "CREATE TRIGGER kb_chunks_fts_au AFTER UPDATE ON kb_chunks BEGIN "
+    f"{_SQLITE_DROP}{_SQLITE_ADD}END",
+]
 _SQLITE_DDL = [
     "CREATE VIRTUAL TABLE IF NOT EXISTS kb_chunks_fts USING fts5("
     "title, text, content='kb_chunks', content_rowid='id', "
     "tokenize='porter unicode61 remove_diacritics 2')",
-    "CREATE TRIGGER IF NOT EXISTS kb_chunks_fts_ai AFTER INSERT ON kb_chunks BEGIN "
-    "INSERT INTO kb_chunks_fts(rowid, title, text) VALUES (new.id, new.title, new.text); END",
-    "CREATE TRIGGER IF NOT EXISTS kb_chunks_fts_ad AFTER DELETE ON kb_chunks BEGIN "
-    "INSERT INTO kb_chunks_fts(kb_chunks_fts, rowid, title, text) "
-    "VALUES ('delete', old.id, old.title, old.text); END",
-    "CREATE TRIGGER IF NOT EXISTS kb_chunks_fts_au AFTER UPDATE ON kb_chunks BEGIN "
-    "INSERT INTO kb_chunks_fts(kb_chunks_fts, rowid, title, text) "
-    "VALUES ('delete', old.id, old.title, old.text); "
-    "INSERT INTO kb_chunks_fts(rowid, title, text) VALUES (new.id, new.title, new.text); END",
+    _SQLITE_X,
+    "CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts_terms_x USING fts5vocab(kb_chunks_fts_x, instance)",
 ]
 # fts5vocab "instance" rows (term, doc, col, offset): the postings with their frequencies.
 _SQLITE_TERMS = (
@@ -127,11 +152,34 @@ _SQLITE_QUERY_TABLE = (
 _SQLITE_QUERY_VOCAB = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_query_terms USING fts5vocab(temp, kb_query, row)"
 )
+_SQLITE_QUERY_TABLE_X = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_query_x USING fts5("
+    "x, tokenize='unicode61 remove_diacritics 2')"
+)
+_SQLITE_QUERY_VOCAB_X = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_query_terms_x "
+    "USING fts5vocab(temp, kb_query_x, row)"
+)
 # PostgreSQL: a stored generated tsvector column (computed once per write, never per
-# query) with a GIN index; the expression index of earlier versions is dropped.
+# query) with a GIN index; the expression index of earlier versions is dropped. Its text
+# search configuration is the row's fts_config, which a BEFORE trigger sets from the
+# chunk's generation (generated columns are computed after BEFORE triggers).
+_PG_CONFIG = (
+    "ALTER TABLE kb_chunks ADD COLUMN fts_config regconfig NOT NULL DEFAULT 'english'::regconfig"
+)
 _PG_COLUMN = (
     "ALTER TABLE kb_chunks ADD COLUMN fts tsvector GENERATED ALWAYS AS "
-    "(to_tsvector('english'::regconfig, coalesce(title, '') || ' ' || text)) STORED"
+    "(to_tsvector(fts_config, coalesce(title, '') || ' ' || text)) STORED"
+)
+_PG_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION kb_chunks_fts_config() RETURNS trigger "
+    "LANGUAGE plpgsql SET search_path FROM CURRENT AS $$ BEGIN "
+    "NEW.fts_config := coalesce((SELECT CAST(analyzer AS regconfig) FROM kb_generations "
+    "WHERE id = NEW.generation), 'english'::regconfig); RETURN NEW; END $$"
+)
+_PG_TRIGGER = (
+    "CREATE TRIGGER kb_chunks_fts_config BEFORE INSERT OR UPDATE OF generation ON kb_chunks "
+    "FOR EACH ROW EXECUTE FUNCTION kb_chunks_fts_config()"
 )
 FTS_INDEX = "ix_kb_chunks_fts_column"
 # A GIN index takes single writes into a pending list that every search scans linearly
@@ -161,25 +209,48 @@ def ensure_fts(engine: Engine) -> None:
                 conn.exec_driver_sql(ddl)
             if existed is None:
                 conn.exec_driver_sql("INSERT INTO kb_chunks_fts(kb_chunks_fts) VALUES ('rebuild')")
+            trigger = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'kb_chunks_fts_ai'"
+            ).scalar()
+            if trigger is None or "kb_chunks_fts_x" not in str(trigger):  # none, or English-only
+                for name in ("ai", "ad", "au"):
+                    conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS kb_chunks_fts_{name}")
+                for ddl in _SQLITE_TRIGGERS:
+                    conn.exec_driver_sql(ddl)
         else:
-            has_column = conn.exec_driver_sql(
-                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
-                "AND table_name = 'kb_chunks' AND column_name = 'fts'"
-            ).first()
-            if has_column is None:  # checked first: ALTER TABLE locks the table even when a no-op
+            columns = set(
+                conn.exec_driver_sql(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = 'kb_chunks'"
+                ).scalars()
+            )
+            # checked first: ALTER TABLE locks the table even when a no-op
+            if "fts_config" not in columns:  # a new store, or an English-only index: rebuilt
+                if "fts" in columns:
+                    conn.exec_driver_sql("ALTER TABLE kb_chunks DROP COLUMN fts")
+                conn.exec_driver_sql(_PG_CONFIG)
                 conn.exec_driver_sql(_PG_COLUMN)
+            has_trigger = conn.exec_driver_sql(
+                "SELECT 1 FROM pg_trigger WHERE tgname = 'kb_chunks_fts_config' "
+                "AND tgrelid = to_regclass('kb_chunks')"
+            ).first()
+            if has_trigger is None:
+                conn.exec_driver_sql(_PG_FUNCTION)
+                conn.exec_driver_sql(_PG_TRIGGER)
             for ddl in _PG_DDL:
                 conn.exec_driver_sql(ddl)
             if conn.exec_driver_sql(_PG_LIMIT_SET, {"index": FTS_INDEX}).first() is None:
                 conn.exec_driver_sql(_PG_SET_LIMIT)  # an index made by an earlier version
 
 
-def query_terms(query: str) -> list[str]:
-    """Distinct lower-cased words of the query without stop words (at most 64)."""
+def query_terms(query: str, analyzer: str = DEFAULT_ANALYZER) -> list[str]:
+    """Distinct lower-cased words of the query (at most 64), without English stop words
+    for the ``english`` analyzer."""
+    stopwords = _STOPWORDS if analyzer == "english" else frozenset()
     seen: dict[str, None] = {}
     for match in _TERM.finditer(query.lower()):
         term = match.group(0)
-        if term in _STOPWORDS or term in seen:
+        if term in stopwords or term in seen:
             continue
         seen[term] = None
         if len(seen) >= MAX_QUERY_TERMS:
@@ -212,49 +283,81 @@ def keyword_search(
     selects the permitted chunks (:func:`daytwo.knowledge.acl.permitted_clause`); it
     may be None only when ``permitted.complete``.
     """
-    terms = query_terms(query)
+    connection = session.connection()
+    analyzer = analyzer_of(connection, generation)
+    terms = query_terms(query, analyzer)
     if not terms or permitted.keys.size == 0 or k <= 0:
         return []
-    connection = session.connection()
     if connection.dialect.name == "sqlite":
-        return rank(_sqlite_postings(connection, terms), permitted, k, params)
+        return rank(_sqlite_postings(connection, terms, analyzer), permitted, k, params)
     if visible is None and not permitted.complete:
         raise ValueError("a keyword search of part of a generation needs its SQL condition")
-    return _pg_ranked(connection, generation, terms, k, permitted, params, visible)
+    return _pg_ranked(connection, generation, terms, k, permitted, params, visible, analyzer)
 
 
-_STEMS: dict[str, tuple[str, ...]] = {}
+_ANALYZERS: dict[str, str] = {}
+
+
+def analyzer_of(connection: Connection, generation: str) -> str:
+    """The analyzer ``generation`` is indexed with (cached: a generation never changes
+    it; a collection changes analyzer by moving to a new generation)."""
+    found = _ANALYZERS.get(generation)
+    if found is None:
+        found = connection.execute(
+            sa.select(KbGeneration.analyzer).where(KbGeneration.id == generation)
+        ).scalar()
+        if found is None:
+            return DEFAULT_ANALYZER
+        with _STEMS_LOCK:
+            if len(_ANALYZERS) > 10_000:
+                _ANALYZERS.clear()
+            _ANALYZERS[generation] = found
+    return found
+
+
+def terms_table(analyzer: str) -> str:
+    """The fts5vocab instance table over the SQLite keyword index holding ``analyzer``'s
+    chunks."""
+    return "kb_fts_terms" if analyzer == "english" else "kb_fts_terms_x"
+
+
+_STEMS: dict[tuple[str, str], tuple[str, ...]] = {}
 _STEMS_LOCK = threading.Lock()
 
 
-def _sqlite_stems(cursor: Any, terms: Sequence[str]) -> list[str]:
-    """The index terms FTS5's tokenizer makes of ``terms`` (porter stems), cached."""
+def _sqlite_stems(cursor: Any, terms: Sequence[str], analyzer: str) -> list[str]:
+    """The index terms the analyzer's FTS5 index makes of ``terms`` (porter stems for
+    ``english``; else the Snowball stems or words through ``unicode61``), cached."""
     out: dict[str, None] = {}
+    english = analyzer == "english"
+    table, vocab = ("kb_query", "kb_query_terms") if english else ("kb_query_x", "kb_query_terms_x")
     for term in terms:
-        cached = _STEMS.get(term)
+        cached = _STEMS.get((analyzer, term))
         if cached is None:
-            cursor.execute(_SQLITE_QUERY_TABLE)
-            cursor.execute(_SQLITE_QUERY_VOCAB)
-            cursor.execute("DELETE FROM temp.kb_query")
-            cursor.execute("INSERT INTO temp.kb_query(x) VALUES (?)", (term,))
-            cached = tuple(r[0] for r in cursor.execute("SELECT term FROM temp.kb_query_terms"))
-            cursor.execute("DELETE FROM temp.kb_query")
+            cursor.execute(_SQLITE_QUERY_TABLE if english else _SQLITE_QUERY_TABLE_X)
+            cursor.execute(_SQLITE_QUERY_VOCAB if english else _SQLITE_QUERY_VOCAB_X)
+            cursor.execute(f"DELETE FROM temp.{table}")
+            cursor.execute(
+                f"INSERT INTO temp.{table}(x) VALUES (?)", (analyze_text(analyzer, term),)
+            )
+            cached = tuple(r[0] for r in cursor.execute(f"SELECT term FROM temp.{vocab}"))
+            cursor.execute(f"DELETE FROM temp.{table}")
             with _STEMS_LOCK:
                 if len(_STEMS) > 50_000:
                     _STEMS.clear()
-                _STEMS[term] = cached
+                _STEMS[(analyzer, term)] = cached
         for stem in cached:
             out.setdefault(stem, None)
     return list(out)
 
 
-def _sqlite_postings(connection: Connection, terms: Sequence[str]) -> list[Postings]:
+def _sqlite_postings(connection: Connection, terms: Sequence[str], analyzer: str) -> list[Postings]:
     cursor = connection.connection.cursor()
     try:
         out = []
-        for stem in _sqlite_stems(cursor, terms):
+        for stem in _sqlite_stems(cursor, terms, analyzer):
             rows = cursor.execute(
-                "SELECT doc, count(*) FROM kb_fts_terms WHERE term = ? GROUP BY doc",
+                f"SELECT doc, count(*) FROM {terms_table(analyzer)} WHERE term = ? GROUP BY doc",
                 (stem,),
             ).fetchall()
             out.append(_postings(stem, rows))
@@ -263,27 +366,27 @@ def _sqlite_postings(connection: Connection, terms: Sequence[str]) -> list[Posti
         cursor.close()
 
 
-_PG_STEMS: dict[str, tuple[str, ...]] = {}
+_PG_STEMS: dict[tuple[str, str], tuple[str, ...]] = {}
 
 
-def _pg_stems(connection: Connection, terms: Sequence[str]) -> list[str]:
-    """The lexemes PostgreSQL's ``english`` configuration makes of ``terms``, cached per
+def _pg_stems(connection: Connection, terms: Sequence[str], analyzer: str) -> list[str]:
+    """The lexemes the analyzer's PostgreSQL configuration makes of ``terms``, cached per
     term like :func:`_sqlite_stems` (a query of known words costs no round trip)."""
-    missing = [t for t in terms if t not in _PG_STEMS]
+    missing = [t for t in terms if (analyzer, t) not in _PG_STEMS]
     if missing:
         rows = connection.exec_driver_sql(
-            "SELECT t, ARRAY(SELECT lexeme FROM unnest(to_tsvector('english'::regconfig, t))) "
-            "FROM unnest(CAST(%(terms)s AS text[])) AS t",
-            {"terms": missing},
+            "SELECT t, ARRAY(SELECT lexeme FROM unnest(to_tsvector("
+            "CAST(%(cfg)s AS regconfig), t))) FROM unnest(CAST(%(terms)s AS text[])) AS t",
+            {"terms": missing, "cfg": analyzer},
         ).all()
         with _STEMS_LOCK:
             if len(_PG_STEMS) > 50_000:
                 _PG_STEMS.clear()
             for term, lexemes in rows:
-                _PG_STEMS[str(term)] = tuple(lexemes or ())
+                _PG_STEMS[(analyzer, str(term))] = tuple(lexemes or ())
     out: dict[str, None] = {}
     for term in terms:
-        for lexeme in _PG_STEMS.get(term, ()):
+        for lexeme in _PG_STEMS.get((analyzer, term), ()):
             out.setdefault(lexeme, None)
     return list(out)
 
@@ -296,13 +399,14 @@ def _pg_ranked(
     permitted: Permitted,
     params: Bm25Params | None,
     visible: sa.ColumnElement[bool] | None,
+    analyzer: str,
 ) -> list[tuple[int, float]]:
     """BM25 top-``k`` in one statement: the GIN index finds the permitted chunks holding
     a query lexeme, each chunk's tsvector is cut to those lexemes, ``n(t)`` is counted
     over them and the scores summed per chunk; ``N`` and the average length are the
     permitted set's, passed in. The formula of :func:`daytwo.knowledge.bm25.rank`,
     without shipping every posting to Python."""
-    lexemes = _pg_stems(connection, terms)
+    lexemes = _pg_stems(connection, terms, analyzer)
     if not lexemes:
         return []
     params = params or Bm25Params()
@@ -374,16 +478,18 @@ def _postings(term: str, rows: Sequence[Sequence[Any]]) -> Postings:
     return Postings(term, keys, tf)
 
 
-def stem_words(connection: Connection, words: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """Each word's index terms as this backend's analyzer makes them (porter stems on
-    SQLite, the ``english`` configuration's lexemes on PostgreSQL; none for a PostgreSQL
-    stop word), cached per word."""
+def stem_words(
+    connection: Connection, words: Sequence[str], analyzer: str = DEFAULT_ANALYZER
+) -> dict[str, tuple[str, ...]]:
+    """Each word's index terms as this backend's index of ``analyzer`` makes them (for
+    ``english`` porter stems on SQLite, the ``english`` configuration's lexemes on
+    PostgreSQL; none for a PostgreSQL stop word), cached per word."""
     words = list(dict.fromkeys(w.lower() for w in words))
     if connection.dialect.name == "sqlite":
         cursor = connection.connection.cursor()
         try:
-            return {w: tuple(_sqlite_stems(cursor, [w])) for w in words}
+            return {w: tuple(_sqlite_stems(cursor, [w], analyzer)) for w in words}
         finally:
             cursor.close()
-    _pg_stems(connection, words)
-    return {w: _PG_STEMS.get(w, ()) for w in words}
+    _pg_stems(connection, words, analyzer)
+    return {w: _PG_STEMS.get((analyzer, w), ()) for w in words}

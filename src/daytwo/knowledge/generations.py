@@ -38,6 +38,7 @@ from daytwo.knowledge.embedders import get_embedder
 from daytwo.knowledge.indexes import Indexes
 from daytwo.knowledge.writes import Piece, bump_seq, embed_pieces, replace_chunks, write_chunks
 from daytwo.store import new_id, utcnow
+from daytwo.store.analyzers import check_analyzer
 from daytwo.store.tables.knowledge import (
     KbChunk,
     KbCollection,
@@ -189,16 +190,19 @@ def start_migration(
     shadow_read_rate: float | None = None,
     canary_percent: float | None = None,
     actor: str = "cli",
+    analyzer: str | None = None,
 ) -> MigrationStatus:
     """Create the shadow generation, or return the unfinished migration to the same target
     (to resume its backfill, or to change its shadow-read rate and canary percentage).
 
     Raises before changing anything: NotFoundError for an unknown collection,
     ConfigError for an unknown embedder, ConflictError when another migration of the
-    collection is unfinished, InputError when the target equals the active generation.
+    collection is unfinished, InputError when the target equals the active generation or
+    names an unknown ``analyzer`` (the keyword index's; default: the active one's).
     """
     _check_rates(shadow_read_rate, canary_percent)
     active = kb.active_generation(collection)
+    target_analyzer = active.analyzer if analyzer is None else check_analyzer(analyzer)
     target_embedder = get_embedder(embedder)  # ConfigError for an unknown name
     config = chunking or ChunkingConfig.from_dict(active.chunking)
     params = ann_params or AnnParams.from_dict(active.ann_params)
@@ -212,6 +216,7 @@ def start_migration(
                 and target.embedder == target_embedder.name
                 and target.chunking == config.to_dict()
                 and target.ann_params == params.to_dict()
+                and target.analyzer == target_analyzer
             )
             if not same:
                 raise ConflictError(
@@ -229,10 +234,11 @@ def start_migration(
         target_embedder.name == active.embedder
         and config.to_dict() == active.chunking
         and params.to_dict() == active.ann_params
+        and target_analyzer == active.analyzer
     ):
         raise InputError(
             f"collection {collection!r} already uses {embedder} with these settings",
-            hint="choose another --embedder or --chunking",
+            hint="choose another --embedder, --chunking or --analyzer",
         )
     dim = target_embedder.dim  # may ask a remote endpoint: before the transaction
     with kb.store.session(write=True) as session:
@@ -258,6 +264,7 @@ def start_migration(
             dim=dim,
             chunking=config.to_dict(),
             ann_params=params.to_dict(),
+            analyzer=target_analyzer,
             state="shadow",
             seq=0,
             created_at=now,

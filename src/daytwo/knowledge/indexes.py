@@ -31,6 +31,7 @@ from daytwo.knowledge.fts import ensure_fts
 from daytwo.knowledge.fusion import FusionConfig
 from daytwo.knowledge.rerank import Reranker, TeiReranker
 from daytwo.store import Store, new_id, utcnow
+from daytwo.store.analyzers import DEFAULT_ANALYZER, check_analyzer
 from daytwo.store.tables.knowledge import KbChunk, KbCollection, KbDocument, KbGeneration
 
 __all__ = ["LIVE_STATES", "AllowedCache", "Indexes"]
@@ -129,19 +130,24 @@ class Indexes:
                 self._embedders[name] = get_embedder(name)
             return self._embedders[name]
 
-    def ensure_collection(self, collection: str) -> KbGeneration:
-        """Create the collection and its first (active) generation if missing."""
+    def ensure_collection(self, collection: str, analyzer: str | None = None) -> KbGeneration:
+        """Create the collection and its first (active) generation if missing, its keyword
+        index analyzing text with ``analyzer`` (:mod:`daytwo.store.analyzers`; ``english``
+        when None). For an existing collection ``analyzer`` must be its own, or None
+        (InputError: changing it is a re-index, :func:`daytwo.knowledge.generations.
+        start_migration`)."""
         if not _NAME.match(collection):
             raise InputError(
                 f"collection name {collection!r} is not valid",
                 hint="use letters, digits, '_', '.', '-' (at most 200 characters)",
             )
+        wanted = None if analyzer is None else check_analyzer(analyzer)
         with self.store.session() as session:
             row = session.get(KbCollection, collection)
             if row is not None and row.active_generation:
                 gen = session.get(KbGeneration, row.active_generation)
                 if gen is not None:
-                    return gen
+                    return _same_analyzer(gen, wanted)
         embedder = self._default_embedder()
         gen = KbGeneration(
             id=f"g{new_id()[:15]}",
@@ -151,6 +157,7 @@ class Indexes:
             dim=embedder.dim,
             chunking=self.chunking.to_dict(),
             ann_params=self.ann_params.to_dict(),
+            analyzer=wanted or DEFAULT_ANALYZER,
             state="active",
             seq=0,
             created_at=utcnow(),
@@ -160,7 +167,7 @@ class Indexes:
             if row is not None and row.active_generation:
                 existing = session.get(KbGeneration, row.active_generation)
                 if existing is not None:
-                    return existing
+                    return _same_analyzer(existing, wanted)
             if row is None:
                 row = KbCollection(
                     name=collection, tenant="default", fusion={}, created_at=utcnow()
@@ -320,6 +327,7 @@ class Indexes:
                             "embedder_version": gen.embedder_version,
                             "dim": gen.dim,
                             "chunking": gen.chunking,
+                            "analyzer": gen.analyzer,
                             "ann": gen.ann_params,
                             "seq": gen.seq,
                             "chunks": chunks,
@@ -341,3 +349,12 @@ class Indexes:
                     }
                 )
         return out
+
+
+def _same_analyzer(gen: KbGeneration, wanted: str | None) -> KbGeneration:
+    if wanted is not None and wanted != gen.analyzer:
+        raise InputError(
+            f"collection {gen.collection!r} analyzes text as {gen.analyzer!r}, not {wanted!r}",
+            hint=f"re-index it: daytwo kb migrate -c {gen.collection} --analyzer {wanted}",
+        )
+    return gen

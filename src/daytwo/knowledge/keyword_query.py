@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from daytwo.exceptions import InputError
 from daytwo.knowledge.bm25 import Permitted, Postings, rank
-from daytwo.knowledge.fts import _TERM, stem_words
+from daytwo.knowledge.fts import _TERM, analyzer_of, query_terms, stem_words, terms_table
 from daytwo.knowledge.keysets import members
 
 __all__ = [
@@ -256,14 +256,15 @@ def boolean_search(
 ) -> list[tuple[int, float]]:
     """Top-``k`` (chunk pk, BM25 score) of the permitted chunks matching the query."""
     connection = session.connection()
-    node = parse_query(query) if options.syntax == "boolean" else _plain(query)
+    analyzer = analyzer_of(connection, generation)
+    node = parse_query(query) if options.syntax == "boolean" else _plain(query, analyzer)
     words = list(dict.fromkeys(w for w, _ in _words(node)))
     if not words or permitted.keys.size == 0:
         return []
-    stems = stem_words(connection, words)
+    stems = stem_words(connection, words, analyzer)
     all_stems = sorted({s for w in words for s in stems[w]})
-    index = _read(connection, generation, all_stems, options.title_boost != 1.0)
-    matched = _match(node, stems, index, permitted, connection)
+    index = _read(connection, generation, all_stems, options.title_boost != 1.0, analyzer)
+    matched = _match(node, stems, index, permitted, connection, analyzer)
     if matched is None or matched.size == 0:
         return []
     positive = sorted({s for w, neg in _words(node) if not neg for s in stems[w]})
@@ -302,10 +303,11 @@ def boolean_constraint(
     if not words or permitted.keys.size == 0:
         return None
     connection = session.connection()
-    stems = stem_words(connection, words)
+    analyzer = analyzer_of(connection, generation)
+    stems = stem_words(connection, words, analyzer)
     all_stems = sorted({s for w in words for s in stems[w]})
-    index = _read(connection, generation, all_stems, False)
-    return _constraint(node, stems, index, permitted, connection)
+    index = _read(connection, generation, all_stems, False, analyzer)
+    return _constraint(node, stems, index, permitted, connection, analyzer)
 
 
 def _constraint(
@@ -314,18 +316,19 @@ def _constraint(
     index: _Index,
     permitted: Permitted,
     connection: Connection,
+    analyzer: str,
 ) -> Keys | None:
     if not isinstance(node, Op) or node.kind == "not":
         return None  # a term, a phrase: alternatives; a NOT is applied by its group
     if node.kind == "and":
-        return _match(node, stems, index, permitted, connection)
+        return _match(node, stems, index, permitted, connection, analyzer)
     negated = [i.items[0] for i in node.items if isinstance(i, Op) and i.kind == "not"]
     others = [i for i in node.items if not (isinstance(i, Op) and i.kind == "not")]
-    allowed = [_constraint(i, stems, index, permitted, connection) for i in others]
+    allowed = [_constraint(i, stems, index, permitted, connection, analyzer) for i in others]
     out = permitted.keys
     if allowed and all(a is not None for a in allowed):
         out = np.unique(np.concatenate([a for a in allowed if a is not None]))
-    excluded = [_match(i, stems, index, permitted, connection) for i in negated]
+    excluded = [_match(i, stems, index, permitted, connection, analyzer) for i in negated]
     if out is permitted.keys and all(e is None for e in excluded):
         return None
     for part in excluded:
@@ -334,15 +337,15 @@ def _constraint(
     return out
 
 
-def _plain(query: str) -> Node:
+def _plain(query: str, analyzer: str) -> Node:
     """The plain syntax as a tree: its words, ORed (what the default path scores)."""
-    from daytwo.knowledge.fts import query_terms
-
-    terms = query_terms(query)
+    terms = query_terms(query, analyzer)
     return Op("or", tuple(Term(t) for t in terms)) if terms else Op("or", ())
 
 
-def _read(connection: Connection, generation: str, stems: Sequence[str], titles: bool) -> _Index:
+def _read(
+    connection: Connection, generation: str, stems: Sequence[str], titles: bool, analyzer: str
+) -> _Index:
     index = _Index({}, {}, {})
     if not stems:
         return index
@@ -354,7 +357,8 @@ def _read(connection: Connection, generation: str, stems: Sequence[str], titles:
                 title: dict[int, float] = {}
                 where: dict[tuple[int, int], set[int]] = {}
                 for doc, col, offset in cursor.execute(
-                    "SELECT doc, col, offset FROM kb_fts_terms WHERE term = ?", (stem,)
+                    f"SELECT doc, col, offset FROM {terms_table(analyzer)} WHERE term = ?",
+                    (stem,),
                 ):
                     doc = int(doc)
                     tf[doc] = tf.get(doc, 0.0) + 1.0
@@ -381,7 +385,7 @@ def _read(connection: Connection, generation: str, stems: Sequence[str], titles:
         candidates = sorted({pk for tf in index.tf.values() for pk in tf})
         title_rows = connection.exec_driver_sql(
             "SELECT u.lexeme, c.id, cardinality(u.positions) FROM kb_chunks AS c "
-            "CROSS JOIN LATERAL unnest(to_tsvector('english'::regconfig, "
+            "CROSS JOIN LATERAL unnest(to_tsvector(c.fts_config, "
             "coalesce(c.title, ''))) AS u WHERE c.id = ANY(%(pks)s) AND u.lexeme = ANY(%(lex)s)",
             {"pks": candidates, "lex": list(stems)},
         ).all()
@@ -401,6 +405,7 @@ def _match(
     index: _Index,
     permitted: Permitted,
     connection: Connection,
+    analyzer: str,
 ) -> Keys | None:
     """The permitted chunks matching ``node`` (None: the node has no indexed term)."""
     if isinstance(node, Term):
@@ -409,12 +414,12 @@ def _match(
             return None
         return _keys((pk for s in found for pk in index.tf.get(s, {})), permitted)
     if isinstance(node, Phrase):
-        return _phrase(node, stems, index, permitted, connection)
+        return _phrase(node, stems, index, permitted, connection, analyzer)
     if node.kind == "or":  # a negation excludes from its group (Elasticsearch's must_not)
         negated = [i.items[0] for i in node.items if isinstance(i, Op) and i.kind == "not"]
         others = [i for i in node.items if not (isinstance(i, Op) and i.kind == "not")]
-        matches = [_match(i, stems, index, permitted, connection) for i in others]
-        excluded = [_match(i, stems, index, permitted, connection) for i in negated]
+        matches = [_match(i, stems, index, permitted, connection, analyzer) for i in others]
+        excluded = [_match(i, stems, index, permitted, connection, analyzer) for i in negated]
         known = [f for f in matches if f is not None]
         if not known:
             if not others and any(e is not None for e in excluded):
@@ -426,7 +431,7 @@ def _match(
             if part is not None:
                 out = np.setdiff1d(out, part, assume_unique=True)
         return out
-    parts = [_match(i, stems, index, permitted, connection) for i in node.items]
+    parts = [_match(i, stems, index, permitted, connection, analyzer) for i in node.items]
     known = [p for p in parts if p is not None]
     if not known:
         return None
@@ -444,8 +449,9 @@ def _phrase(
     index: _Index,
     permitted: Permitted,
     connection: Connection,
+    analyzer: str,
 ) -> Keys | None:
-    offsets = _phrase_offsets(node.words, stems, connection)
+    offsets = _phrase_offsets(node.words, stems, connection, analyzer)
     if not offsets:
         return None
     first_stem, first_rel = offsets[0]
@@ -465,16 +471,19 @@ def _phrase(
 
 
 def _phrase_offsets(
-    words: Sequence[str], stems: dict[str, tuple[str, ...]], connection: Connection
+    words: Sequence[str],
+    stems: dict[str, tuple[str, ...]],
+    connection: Connection,
+    analyzer: str,
 ) -> list[tuple[str, int]]:
     """(stem, position relative to the phrase's first indexed word) of a phrase."""
     if connection.dialect.name == "sqlite":
         out = [(stems[w][0], i) for i, w in enumerate(words) if stems.get(w)]
     else:  # the analyzer's own positions: a dropped stop word leaves a gap
         rows = connection.exec_driver_sql(
-            "SELECT u.lexeme, p FROM unnest(to_tsvector('english'::regconfig, %(p)s)) AS u "
-            "CROSS JOIN LATERAL unnest(u.positions) AS p",
-            {"p": " ".join(words)},
+            "SELECT u.lexeme, p FROM unnest(to_tsvector(CAST(%(cfg)s AS regconfig), %(p)s)) "
+            "AS u CROSS JOIN LATERAL unnest(u.positions) AS p",
+            {"p": " ".join(words), "cfg": analyzer},
         ).all()
         out = sorted(((str(lex), int(p)) for lex, p in rows), key=lambda r: r[1])
     if not out:
@@ -487,19 +496,25 @@ def _phrase_offsets(
 
 
 def highlights(
-    session: Session, query: str, options: KeywordOptions, fields: Sequence[tuple[str, str]]
+    session: Session,
+    query: str,
+    options: KeywordOptions,
+    fields: Sequence[tuple[str, str]],
+    generation: str | None = None,
 ) -> list[list[Highlight]]:
     """Per (title, text) pair of ``fields``: where the query's (non-negated) terms occur,
-    as character offsets (Python string indices, i.e. Unicode code points)."""
+    as character offsets (Python string indices, i.e. Unicode code points), the words
+    analyzed as ``generation``'s index analyzes them (``english`` when None)."""
     connection = session.connection()
-    node = parse_query(query) if options.syntax == "boolean" else _plain(query)
+    analyzer = "english" if generation is None else analyzer_of(connection, generation)
+    node = parse_query(query) if options.syntax == "boolean" else _plain(query, analyzer)
     wanted_words = [w for w, neg in _words(node) if not neg]
-    wanted = {s for stems in stem_words(connection, wanted_words).values() for s in stems}
+    wanted = {s for stems in stem_words(connection, wanted_words, analyzer).values() for s in stems}
     found: list[tuple[int, str, re.Match[str]]] = []
     for i, (title, text) in enumerate(fields):
         for name, value in (("title", title), ("text", text)):
             found.extend((i, name, m) for m in _TERM.finditer(value))
-    stems = stem_words(connection, [m.group(0) for _, _, m in found]) if wanted else {}
+    stems = stem_words(connection, [m.group(0) for _, _, m in found], analyzer) if wanted else {}
     out: list[list[Highlight]] = [[] for _ in fields]
     for i, name, match in found:
         if wanted.intersection(stems.get(match.group(0).lower(), ())):

@@ -222,6 +222,7 @@ def compact_storage(kb: Indexes) -> dict[str, Any]:
         if engine.dialect.name == "sqlite":
             cur = raw.cursor()
             cur.execute("INSERT INTO kb_chunks_fts(kb_chunks_fts) VALUES ('optimize')")
+            cur.execute("INSERT INTO kb_chunks_fts_x(kb_chunks_fts_x) VALUES ('optimize')")
             cur.execute("VACUUM")
             run_text.rebuild(cur)  # VACUUM may renumber the rowids that index is keyed by
             cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -587,7 +587,7 @@ def _search(
             best = dataclasses.replace(best, chunks=(best, *others))
         out.append(best)
     if request.keyword is not None and request.keyword.highlight and out:
-        _highlight(session, out, query, request.keyword)
+        _highlight(session, out, query, request.keyword, gen.id)
     if more and want < MAX_WINDOW:
         out.next_cursor = encode_cursor(Cursor(fingerprint_, gen.id, want))
     return out
@@ -615,13 +615,15 @@ def rerank_hits(
     return out
 
 
-def _highlight(session: Session, hits: Hits, query: str, options: KeywordOptions) -> None:
+def _highlight(
+    session: Session, hits: Hits, query: str, options: KeywordOptions, generation: str
+) -> None:
     """Mark where the query's terms occur in each hit (and its grouped chunks), in place."""
     every = [h for hit in hits for h in (hit.chunks or (hit,))]
     marks = dict(
         zip(
             (h.chunk_id for h in every),
-            highlights(session, query, options, [(h.title, h.text) for h in every]),
+            highlights(session, query, options, [(h.title, h.text) for h in every], generation),
             strict=True,
         )
     )

@@ -89,6 +89,7 @@ class KnowledgeBase(Indexes):
         source_name: str | None = None,
         ticket_format: str | None = None,
         read_progress: Callable[[str, float, float], None] | None = None,
+        analyzer: str | None = None,
         **sql_options: Any,
     ) -> IngestReport:
         """Sync a folder, file or SQLAlchemy URL into ``collection`` (incremental).
@@ -96,7 +97,12 @@ class KnowledgeBase(Indexes):
         ``source_name`` names the source (default: derived from the path or URL); a sync
         changes only the documents of its source. ``ticket_format`` (zendesk, jira,
         github) reads JSONL/CSV files as that ticket export (default: detected).
+        ``analyzer`` is the keyword analyzer of a new collection (``english``, ``simple``
+        or a language, :mod:`daytwo.store.analyzers`); for an existing one it must be
+        its own (:meth:`ensure_collection`), checked before anything is read or written.
         """
+        if analyzer is not None:
+            self.ensure_collection(collection, analyzer=analyzer)
         source = open_source(str(path), ticket_format=ticket_format, **sql_options)
         if source_name is not None:
             if not _SOURCE_NAME.match(source_name):

@@ -155,7 +155,16 @@ def generations_status(kb: Indexes, collection: str | None = None) -> dict[str, 
                     "generations": [
                         {
                             k: g[k]
-                            for k in ("id", "state", "embedder", "dim", "chunking", "seq", "chunks")
+                            for k in (
+                                "id",
+                                "state",
+                                "embedder",
+                                "dim",
+                                "chunking",
+                                "analyzer",
+                                "seq",
+                                "chunks",
+                            )
                         }
                         for g in coll["generations"]
                     ],

@@ -17,6 +17,7 @@ from daytwo.exceptions import (
     MissingDependency,
     StoreError,
 )
+from daytwo.store.analyzers import analyze_text
 
 __all__ = ["WRITE_OPTION", "is_sqlite", "make_engine", "map_db_error"]
 
@@ -37,6 +38,8 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.close()
+        # The keyword index's triggers stem non-English collections' chunks with it.
+        dbapi_conn.create_function("daytwo_analyze", 2, analyze_text, deterministic=True)
 
     return on_connect
 

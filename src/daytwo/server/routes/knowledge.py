@@ -24,6 +24,7 @@ from daytwo.server.events import audit_event
 from daytwo.server.ownership import check_owned, check_visible, claim, release, visible
 from daytwo.server.tenancy import principal_string
 from daytwo.store import Store
+from daytwo.store.analyzers import STEMMED
 
 __all__ = ["NEXT_CURSOR", "collections_status", "get_kb", "router"]
 
@@ -77,6 +78,7 @@ class GenerationOut(BaseModel):
     embedder: str
     dim: int
     chunking: Any = None
+    analyzer: str = "english"
     seq: int
     chunks: int
 
@@ -189,6 +191,43 @@ class HitOut(BaseModel):
 @router.get("/collections", response_model=list[CollectionOut], summary="Collections")
 def collections(principal: Viewer, store: StoreDep, kb: KbDep) -> list[CollectionOut]:
     return [CollectionOut(**c) for c in collections_status(kb, store, principal.tenant)]
+
+
+class CollectionIn(BaseModel):
+    """A new collection and the analyzer of its keyword index."""
+
+    name: str = Field(min_length=1, max_length=200)
+    analyzer: str = Field(
+        default="english",
+        max_length=32,
+        description="english, simple (no stemming) or a language: " + ", ".join(STEMMED),
+    )
+
+
+class CollectionCreated(BaseModel):
+    name: str
+    analyzer: str
+    active_generation: str
+
+
+@router.post(
+    "/collections",
+    response_model=CollectionCreated,
+    summary="Create a collection with its keyword analyzer (idempotent for the same one)",
+)
+def create_collection(
+    body: CollectionIn, principal: Operator, store: StoreDep, kb: KbDep, request: Request
+) -> CollectionCreated:
+    exists = body.name in {c["name"] for c in kb.stats()["collections"]}
+    new = claim(store, KIND, body.name, principal.tenant, "collection", exists=exists)
+    try:
+        gen = kb.ensure_collection(body.name, analyzer=body.analyzer)
+    except BaseException:
+        if new:
+            release(store, KIND, body.name)
+        raise
+    audit_event(request, principal, "collection.create", body.name, {"analyzer": gen.analyzer})
+    return CollectionCreated(name=body.name, analyzer=gen.analyzer, active_generation=gen.id)
 
 
 @router.put(
@@ -444,7 +483,12 @@ def health(
 class MigrationIn(BaseModel):
     """Start (or resume) a shadow-index migration and backfill it."""
 
-    embedder: str = Field(min_length=1, max_length=200)
+    embedder: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Default: the active one's."
+    )
+    analyzer: str | None = Field(
+        default=None, max_length=32, description="Keyword analyzer; default: the active one's."
+    )
     chunking: str | None = Field(default=None, max_length=100, description="size=N,overlap=N")
     shadow_read_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     canary_percent: float | None = Field(default=None, ge=0.0, le=100.0)
@@ -498,8 +542,9 @@ def migrate(
     status = gen.start_migration(
         kb,
         collection,
-        body.embedder,
+        body.embedder or kb.active_generation(collection).embedder,
         chunking=chunking,
+        analyzer=body.analyzer,
         shadow_read_rate=body.shadow_read_rate,
         canary_percent=body.canary_percent,
         actor=principal_string(principal),

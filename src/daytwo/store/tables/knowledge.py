@@ -67,6 +67,8 @@ class KbGeneration(Base):
     dim: Mapped[int] = mapped_column(Integer)
     chunking: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     ann_params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    analyzer: Mapped[str] = mapped_column(String(32), default="english", server_default="english")
+    """The keyword index's text analyzer (:mod:`daytwo.store.analyzers`)."""
     state: Mapped[str] = mapped_column(String(16), default="active")
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
