@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
+import orjson
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -30,6 +31,8 @@ from daytwo.models.types import ChatResponse, Message, StreamChunk, ToolCall, Us
 __all__ = ["OpenAICompatProvider", "parse_chat_completion", "parse_stream_chunk"]
 
 
+R = TypeVar("R")
+_JSON_HEADERS = {"Content-Type": "application/json"}
 _BACKOFF = wait_random_exponential(multiplier=0.2, max=8.0)
 
 
@@ -140,7 +143,9 @@ class OpenAICompatProvider:
     async def _apost(self, path: str, payload: dict[str, Any]) -> bytes:
         url = f"{self.base_url}{path}"
         try:
-            async with self._session().post(url, json=payload) as response:
+            async with self._session().post(
+                url, data=orjson.dumps(payload), headers=_JSON_HEADERS
+            ) as response:
                 raw = await response.read()
         except TimeoutError as exc:
             raise TransportError(f"timeout calling {url}", hint="raise the timeout") from exc
@@ -176,6 +181,29 @@ class OpenAICompatProvider:
             session, self._asession = self._asession[1], None
             await session.close()
 
+    async def _aretry(self, fn: Callable[..., Awaitable[R]], *args: Any) -> R:
+        """``await fn(*args)`` under :func:`async_transport_retrying`, the first attempt
+        outside tenacity: building its policy costs more CPU than the rest of a call's
+        client side, and almost every call succeeds at once. A transport failure hands
+        over to the full policy, which counts that failure as its first attempt (same
+        attempts, same waits)."""
+        try:
+            return await fn(*args)
+        except TransportError as exc:
+            if self.max_retries < 1:
+                raise
+            first: TransportError | None = exc
+        attempts = async_transport_retrying(self.max_retries)
+
+        async def attempt() -> R:
+            nonlocal first
+            if first is not None:
+                failed, first = first, None
+                raise failed
+            return await fn(*args)
+
+        return await attempts(attempt)
+
     def _retrying(self) -> Retrying:
         return transport_retrying(self.max_retries)
 
@@ -195,11 +223,10 @@ class OpenAICompatProvider:
         """:meth:`chat` on the event loop (an async client, no worker thread)."""
         payload = self._payload(messages, **options)
         started = time.perf_counter()
-        retrying = async_transport_retrying(self.max_retries)
-        raw: bytes = await retrying(self._apost, "/chat/completions", payload)
+        raw = await self._aretry(self._apost, "/chat/completions", payload)
         latency = time.perf_counter() - started
         try:
-            body = json.loads(raw)
+            body = orjson.loads(raw)
         except ValueError as exc:
             raise ModelError(f"model server answered non-JSON: {raw[:200]!r}") from exc
         return parse_chat_completion(body, latency)

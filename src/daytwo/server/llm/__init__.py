@@ -6,7 +6,7 @@ gets daytwo's context checks, structured-output ladder, fallbacks, budgets, rate
 limits and one priced ``chat`` span per model call in its own trace.
 """
 
-from daytwo.server.llm.api import router
+from daytwo.server.llm.api import FAST_ROUTES, router
 from daytwo.server.llm.service import ModelGateway
 
-__all__ = ["ModelGateway", "router"]
+__all__ = ["FAST_ROUTES", "ModelGateway", "router"]

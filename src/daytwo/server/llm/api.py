@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, TypeVar
 
@@ -44,7 +44,7 @@ from daytwo.server.llm.service import (
     StreamResult,
 )
 
-__all__ = ["router"]
+__all__ = ["FAST_ROUTES", "dispatch", "router"]
 
 router = APIRouter(prefix="/v1", tags=["model gateway"], responses=GATEWAY_RESPONSES)
 
@@ -291,3 +291,27 @@ async def messages(request: Request) -> Response:
         media_type="application/json",
         headers={"x-daytwo-model-profile": response.profile or ""},
     )
+
+
+FAST_ROUTES: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {
+    ("POST", "/v1/chat/completions"): chat_completions,
+    ("POST", "/v1/messages"): messages,
+    ("POST", "/v1/embeddings"): create_embeddings,
+    ("GET", "/v1/models"): list_models,
+}
+"""The gateway's routes by (method, path), for the app's direct dispatch
+(:class:`daytwo.server.app.DaytwoAPI`): each takes the bare request, parses and
+authenticates it itself and answers every error in the vendor's shape, so none
+needs FastAPI's routing, dependency solving or exception middleware."""
+
+
+async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+    """ASGI app answering exactly the :data:`FAST_ROUTES` (the caller checked the
+    method and path). An exception the endpoint did not turn into an answer itself
+    becomes a vendor-shaped 500, as the app's stack would give, never a traceback."""
+    endpoint = FAST_ROUTES[(scope["method"], scope["path"])]
+    try:
+        response = await endpoint(Request(scope, receive))
+    except Exception as exc:
+        response = error_response(exc, "anthropic" if scope["path"] == "/v1/messages" else "openai")
+    await response(scope, receive, send)
