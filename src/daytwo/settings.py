@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     serve_runs: Literal["execute", "enqueue"] = Field(
         default="execute",
         description="What a `daytwo serve` process does with a run it starts: 'execute' it "
-        "in that process, or 'enqueue' it for separate `daytwo worker` processes "
+        "in that process, or 'enqueue' it for separate `daytwo runs worker` processes "
         "(PostgreSQL only).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

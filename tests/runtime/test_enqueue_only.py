@@ -2,7 +2,7 @@
 
 The executing runtime is launched here (DBOS is a process singleton); the enqueue-only
 one never launches DBOS and reaches the runs through a client on the same PostgreSQL
-system database, as an API process next to ``daytwo worker`` processes does.
+system database, as an API process next to ``daytwo runs worker`` processes does.
 """
 
 from __future__ import annotations

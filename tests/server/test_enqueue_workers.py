@@ -1,7 +1,7 @@
 """Enqueue-only API processes and separate run workers (``DAYTWO_SERVE_RUNS=enqueue``).
 
 The API process records a run and queues it; it never executes a step. A ``daytwo
-worker`` process dequeues and runs it; killed in the middle of a step, another worker
+runs worker`` process dequeues and runs it; killed in the middle of a step, another worker
 takes the run over once the dead one's lease lapsed and completes it from its last
 checkpoint. Over SQLite the mode is refused with one clear line.
 """
@@ -25,7 +25,7 @@ from .test_workers import AGENT, FINAL, _calls, _register_gate_tools, _wait
 
 def _start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daytwo", "worker", "--concurrency", "2"],
+        [sys.executable, "-m", "daytwo", "runs", "worker", "--concurrency", "2"],
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -34,7 +34,7 @@ def _start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # printed once the worker dequeues runs
-    if "executing queued runs" not in line:
+    if "ready" not in line:
         proc.kill()
         raise AssertionError(f"worker did not start: {line}{proc.communicate()}")
     return proc
@@ -147,7 +147,3 @@ def test_enqueue_mode_over_sqlite_is_refused(
     code, _, err = cli(capsys, "serve", "--port", "0")
     assert code == 2
     assert "DAYTWO_SERVE_RUNS=enqueue needs PostgreSQL" in err
-    monkeypatch.delenv("DAYTWO_SERVE_RUNS")
-    code, _, err = cli(capsys, "worker")
-    assert code == 2
-    assert "daytwo worker needs PostgreSQL" in err

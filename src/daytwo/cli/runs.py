@@ -274,7 +274,18 @@ def worker(
     seconds: float = typer.Option(0.0, "--seconds", min=0, help="Stop after N s (0: forever)."),
     dbos_schema: str = typer.Option("dbos", "--dbos-schema", help="PostgreSQL schema of DBOS."),
 ) -> None:
-    """Execute queued runs (and recover this executor's interrupted ones) until stopped."""
+    """Execute queued runs (and recover this executor's interrupted ones) until stopped.
+
+    With `daytwo serve` in DAYTWO_SERVE_RUNS=enqueue mode (PostgreSQL) these processes
+    execute the runs the API queues. SIGTERM stops it like Ctrl-C: the lease is given
+    up, runs in flight resume in the next worker.
+    """
+    import signal
+
+    def _interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
     rt = _runtime(
         services, launch=True, executor_id=executor_id, workers=workers, dbos_schema=dbos_schema
     )

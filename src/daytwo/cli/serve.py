@@ -8,7 +8,7 @@ from daytwo.cli._audit import audit_operator
 from daytwo.cli._context import state
 from daytwo.cli._output import console, print_json
 
-__all__ = ["grants_app", "keys_app", "serve", "worker"]
+__all__ = ["grants_app", "keys_app", "serve"]
 
 keys_app = typer.Typer(help="Create, list and revoke API keys of the server.", no_args_is_help=True)
 
@@ -41,31 +41,11 @@ def serve(
             "wait for each other under load; use PostgreSQL (DAYTWO_DATABASE_URL) to "
             "scale out"
         )
-    mode = "queues runs for `daytwo worker`" if settings.serve_runs == "enqueue" else "runs"
+    mode = "queues runs for `daytwo runs worker`" if settings.serve_runs == "enqueue" else "runs"
     console.print(
         f"daytwo serving on http://{host}:{port}/ ({workers} worker(s), {mode}) — Ctrl-C stops"
     )
     run_server(settings, host=host, port=port, workers=workers, log_level="warning")
-
-
-def worker(
-    concurrency: int = typer.Option(
-        4, "--concurrency", min=1, help="Runs this process executes at the same time."
-    ),
-) -> None:
-    """Execute the runs that `daytwo serve` queues (DAYTWO_SERVE_RUNS=enqueue; PostgreSQL).
-
-    Start one or more next to the API processes. A worker killed in the middle of a
-    run is replaced by its restart (same slot) or, once its lease
-    (DAYTWO_EXECUTOR_LEASE_S) lapsed, by another worker: the run continues from its
-    last checkpoint.
-    """
-    from daytwo.server.launch import run_worker
-
-    def ready(executor_id: str) -> None:
-        console.print(f"daytwo worker {executor_id} executing queued runs — Ctrl-C stops")
-
-    run_worker(state.settings(), concurrency=concurrency, ready=ready)
 
 
 @keys_app.command("create")

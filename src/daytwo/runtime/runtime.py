@@ -90,7 +90,7 @@ class Runtime:
         if enqueue_only and sa.engine.make_url(system_database_url).get_backend_name() == "sqlite":
             raise ConfigError(
                 "enqueue-only runtimes (DAYTWO_SERVE_RUNS=enqueue) need PostgreSQL: over SQLite "
-                "no separate worker process shares the run queue",
+                "the API and the run workers would take turns at one file's write lock",
                 hint="set DAYTWO_DATABASE_URL to a PostgreSQL URL, or DAYTWO_SERVE_RUNS=execute",
             )
         self.enqueue_only = enqueue_only

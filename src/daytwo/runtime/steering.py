@@ -3,7 +3,7 @@
 Works on the run rows (:mod:`daytwo.runtime.records`) and on DBOS through whichever
 operations the runtime hands it (DBOS launched here, or a client); a resumed or
 forked run goes back to DBOS's queue, so whichever process executes runs (this one,
-or a ``daytwo worker`` when this is an enqueue-only API process) continues it.
+or a ``daytwo runs worker`` when this is an enqueue-only API process) continues it.
 """
 
 from __future__ import annotations

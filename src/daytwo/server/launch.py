@@ -1,8 +1,8 @@
-"""Run the server with uvicorn (one in-process worker, or N worker processes) and run workers.
+"""Run the server with uvicorn: one in-process worker, or N worker processes.
 
 With ``DAYTWO_SERVE_RUNS=enqueue`` the server's processes only record and queue runs;
-:func:`run_worker` processes (``daytwo worker``) execute them. Topology for PostgreSQL:
-``daytwo serve --workers N`` plus one or more ``daytwo worker``.
+``daytwo runs worker`` processes execute them. Topology for PostgreSQL:
+``daytwo serve --workers N`` plus one or more ``daytwo runs worker``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import socket
-import threading
 from typing import Any
 
 from daytwo.exceptions import ConfigError, ConflictError, InputError
@@ -21,7 +19,6 @@ from daytwo.settings import Settings
 __all__ = [
     "check_enqueue_backend",
     "check_port",
-    "run_worker",
     "serve",
     "serve_dashboard",
     "settings_env",
@@ -114,58 +111,9 @@ def check_enqueue_backend(settings: Settings, is_sqlite: bool) -> None:
     if settings.serve_runs == "enqueue" and is_sqlite:
         raise ConfigError(
             "DAYTWO_SERVE_RUNS=enqueue needs PostgreSQL: with SQLite the API processes "
-            "execute their runs themselves",
+            "execute their runs themselves (one file has one writer at a time)",
             hint="set DAYTWO_DATABASE_URL to a PostgreSQL URL, or unset DAYTWO_SERVE_RUNS",
         )
-
-
-def run_worker(settings: Settings, *, concurrency: int = 4, ready: Any = None) -> None:
-    """Execute queued runs in this process until SIGTERM or SIGINT (``daytwo worker``).
-
-    The runtime is the server's (same tools, knowledge, models, tenant scoping and
-    audit), launched with DBOS: it dequeues runs from ``daytwo-runs``, holds an
-    executor slot and lease, and takes over runs of a worker that died. ``ready`` is
-    called once runs are being dequeued.
-    """
-    from daytwo.server import services
-    from daytwo.store import Store
-
-    if concurrency < 1:
-        raise InputError("--concurrency must be at least 1", hint="pass --concurrency 1 or more")
-    store = Store.from_settings(settings)
-    gateway = kb = runtime = None
-    stop = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        store.check_schema()
-        if store.is_sqlite:
-            raise ConfigError(
-                "daytwo worker needs PostgreSQL: with SQLite `daytwo serve` executes the runs",
-                hint="set DAYTWO_DATABASE_URL to a PostgreSQL URL",
-            )
-        audit = services.audit_log(settings, store)
-        kb = services.build_kb(settings, store)
-        gateway = services.build_gateway(settings, store, audit)
-        runtime = services.build_runtime(
-            settings, store, audit, gateway, kb, executes=True, concurrency=concurrency
-        )
-        services.start_tracing(settings, store)
-        runtime.launch()
-        if ready is not None:
-            ready(runtime.executor_id)
-        stop.wait()
-    finally:
-        if runtime is not None:
-            runtime.shutdown()
-        if gateway is not None:
-            gateway.close()
-        if kb is not None:
-            kb.close()
-        store.dispose()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def serve_dashboard(settings: Settings, host: str = "127.0.0.1", port: int = 8765) -> None:

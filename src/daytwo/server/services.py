@@ -124,14 +124,7 @@ def mcp_app(gateway: Any) -> Any:
 
 
 def build_runtime(
-    settings: Settings,
-    store: Store,
-    audit: Any,
-    gateway: Any = None,
-    kb: Any = None,
-    *,
-    executes: bool | None = None,
-    concurrency: int = 4,
+    settings: Settings, store: Store, audit: Any, gateway: Any = None, kb: Any = None
 ) -> Any:
     """The agent runtime of this server process (not launched yet), over the real layers.
 
@@ -141,9 +134,8 @@ def build_runtime(
     shares the runs through the same system database, and a live worker takes over the
     runs of one that stopped (``daytwo.runtime.executors``).
 
-    ``executes`` (default: ``settings.serve_runs == "execute"``) False gives an
-    enqueue-only runtime: runs are queued for ``daytwo worker`` processes, which build
-    theirs with ``executes=True`` and run ``concurrency`` runs at a time.
+    With ``settings.serve_runs == "enqueue"`` the runtime is enqueue-only: runs are
+    queued for ``daytwo runs worker`` processes and never execute here.
     """
     from daytwo.runtime import Runtime
     from daytwo.runtime.adapters import layer_services
@@ -159,6 +151,5 @@ def build_runtime(
         # replaces after a crash takes its predecessor's slot and resumes its runs.
         executor_id=settings.executor_id,
         lease_s=settings.executor_lease_s,
-        enqueue_only=not (executes if executes is not None else settings.serve_runs == "execute"),
-        workers=concurrency,
+        enqueue_only=settings.serve_runs == "enqueue",
     )
