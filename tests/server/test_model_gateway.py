@@ -305,6 +305,40 @@ def test_malformed_bodies_get_a_vendor_shaped_400_naming_the_field(
     assert error["message"]
 
 
+def test_gateway_routes_keep_the_apps_guards(gw: Gateway) -> None:
+    """The /v1 routes skip FastAPI's stack (DaytwoAPI), not the guards every route has:
+    security headers, the body limit, the CSRF check of key-less browser requests."""
+    auth = {"Authorization": f"Bearer {gw.keys.operator}"}
+    gw.upstream.push("Guarded.")
+    ok = httpx.post(
+        f"{gw.url}/v1/chat/completions",
+        json={"model": "openai/gpt-4o-mini", "messages": USER},
+        headers=auth,
+    )
+    assert ok.status_code == 200, ok.text
+    listed = httpx.get(f"{gw.url}/v1/models", headers=auth)
+    for r in (ok, listed):
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["x-frame-options"] == "DENY"
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+    big = httpx.post(
+        f"{gw.url}/v1/chat/completions",
+        content=b"{" + b" " * (2 << 20) + b"}",
+        headers={**auth, "content-type": "application/json"},
+    )
+    assert big.status_code == 413, big.text
+    assert big.json()["error"]["code"] == "body_too_large"
+    forged = httpx.post(
+        f"{gw.url}/v1/messages",
+        json={"model": "openai/gpt-4o-mini", "max_tokens": 8, "messages": USER},
+        headers={"origin": "https://evil.example"},
+    )
+    assert forged.status_code == 403, forged.text
+    assert forged.json()["error"]["code"] == "csrf_refused"
+    # Methods and paths the gateway does not answer still get the app's own answers.
+    assert httpx.get(f"{gw.url}/v1/chat/completions", headers=auth).status_code == 405
+
+
 def test_models_lists_profiles(gw: Gateway) -> None:
     names = [m.id for m in gw.openai().models.list()]
     assert "openai/gpt-4o-mini" in names
