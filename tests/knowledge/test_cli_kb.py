@@ -142,6 +142,9 @@ def test_ingest_with_an_analyzer(cli_env: Path, capsys: pytest.CaptureFixture[st
     assert [h["doc_id"] for h in json.loads(capsys.readouterr().out)["hits"]] == ["wohnen.txt"]
     assert run(["kb", "ingest", str(docs), "-c", "de", "--analyzer", "french"]) == 2
     assert "--analyzer french" in capsys.readouterr().err
+    assert run(["kb", "migrate", "--collection", "de", "--analyzer", "klingon"]) == 2
+    assert "unknown analyzer 'klingon'" in capsys.readouterr().err
+    # nothing was started: a migration to another target is not refused as a conflict
     assert run(["kb", "migrate", "--collection", "de", "--analyzer", "simple", "--json"]) == 0
     capsys.readouterr()
     assert run(["kb", "cutover", "--collection", "de"]) == 0

@@ -41,6 +41,11 @@ def test_rest_collection_with_an_analyzer(client: TestClient, keys: Keys) -> Non
     assert clash.status_code == 400, clash.text
     assert "--analyzer french" in clash.text
 
+    bad = client.post(
+        f"{BASE}/de/migration", json={"analyzer": "klingon"}, headers=Keys.header(keys.admin)
+    )
+    assert bad.status_code == 400, bad.text
+    assert "unknown analyzer 'klingon'" in bad.text
     r = client.post(
         f"{BASE}/de/migration", json={"analyzer": "simple"}, headers=Keys.header(keys.admin)
     )
