@@ -87,9 +87,17 @@ class RequestGuard:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # Only two headers matter here (the last occurrence of each counts).
+        raw_type = b""
+        length: str | None = None
+        for k, v in scope["headers"]:
+            name = k.lower()
+            if name == b"content-type":
+                raw_type = v
+            elif name == b"content-length":
+                length = v.decode("latin-1")
         path: str = scope["path"]
-        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        ctype = raw_type.decode("latin-1").split(";")[0].strip().lower()
         is_upload = path.endswith("/upload") and ctype == "multipart/form-data"
         bulk = path.startswith(self.api_prefix) and path.endswith("/bulk")
         if bulk and ctype == "application/x-ndjson":
@@ -99,7 +107,6 @@ class RequestGuard:
         special = self.path_limits.get(path)
         if special is not None:
             limit = special.limit
-        length = headers.get("content-length")
         if length is not None:
             try:
                 declared = int(length)

@@ -52,6 +52,7 @@ CONTENT_SECURITY_POLICY = (
     "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
+_KEY_HEADERS = frozenset({b"authorization", b"x-api-key"})
 _HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-frame-options", b"DENY"),
@@ -123,6 +124,15 @@ class WebGuard:
         await self.app(scope, receive, send_with_headers)
 
     async def _csrf_problem(self, scope: Scope, receive: Receive) -> tuple[str | None, Receive]:
+        # Most unsafe requests carry a key: answer them from the raw headers, without
+        # decoding every header (the first occurrence of each name counts, as below).
+        seen: set[bytes] = set()
+        for k, v in scope["headers"]:
+            name = k.lower()
+            if name in _KEY_HEADERS and name not in seen:
+                if v:
+                    return None, receive  # authenticated by the key, not by the cookie
+                seen.add(name)
         headers: dict[str, str] = {}
         for k, v in scope["headers"]:
             headers.setdefault(k.decode("latin-1").lower(), v.decode("latin-1"))

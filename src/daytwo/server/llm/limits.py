@@ -254,7 +254,7 @@ class GatewayLimits:
 
     def spent(self, scope: Scope, subject: str, *, at: datetime | None = None) -> Spent:
         """What ``subject`` spent on the UTC day of ``at`` (default today)."""
-        day = (at or datetime.now(UTC)).strftime("%Y-%m-%d")
+        day = (at or datetime.now(UTC)).date().isoformat()
         usd = self._counters.get(self._key(scope, subject, day, "usd"))
         tokens = self._counters.get(self._key(scope, subject, day, "tokens"))
         return Spent(usd=int(usd) / _NANO, tokens=int(tokens))
@@ -317,7 +317,7 @@ class GatewayLimits:
         knows what was spent before it.
         """
         now = datetime.now(UTC)
-        day = now.strftime("%Y-%m-%d")
+        day = now.date().isoformat()  # YYYY-MM-DD, as strftime but cheaper
         nano = 0
         price = profile.price_at(now) if profile is not None else None
         if price is not None:
