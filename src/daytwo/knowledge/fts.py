@@ -1,12 +1,17 @@
 """Keyword index: SQLite FTS5 or PostgreSQL full-text search (tsvector + GIN), scored BM25.
 
-The index lives next to ``kb_chunks`` in the same database and the same transaction:
-on SQLite an external-content FTS5 table kept in sync by triggers (and an ``fts5vocab``
-table over it that reads postings with term frequencies), on PostgreSQL a GIN
-expression index. :func:`ensure_fts` creates them idempotently (they are not Alembic
-models: Alembic cannot compare virtual tables, and the tsvector column exists only on
-PostgreSQL). The index finds
-the postings; the scores are BM25 with statistics of what the principal may read
+Each generation has a text analyzer (:mod:`daytwo.store.analyzers`: ``english`` by
+default, ``simple``, or a Snowball language), applied by the database when a chunk is
+written (triggers) and here when a query is stemmed.
+
+The index lives next to ``kb_chunks`` in the same database and the same transaction: on
+SQLite an external-content FTS5 table for English chunks and one holding its own
+analyzed copy for the other analyzers', kept in sync by triggers (and ``fts5vocab``
+tables over them that read postings with term frequencies); on PostgreSQL a stored
+generated tsvector column (with the row's text search configuration) and its GIN index.
+:func:`ensure_fts` creates them idempotently (they are not Alembic models: Alembic cannot
+compare virtual tables, and the tsvector column exists only on PostgreSQL). The index
+finds the postings; the scores are BM25 with statistics of what the principal may read
 (:mod:`daytwo.knowledge.bm25`), the same formula on both backends.
 """
 

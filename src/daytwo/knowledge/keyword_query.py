@@ -16,10 +16,12 @@ statistics of the principal's permitted set (:mod:`daytwo.knowledge.bm25`).
 ``title_boost``: a term's frequency in the chunk's title counts ``title_boost`` times
 (1 = title and body alike, the default; 0 = body only), a BM25F-style field weight.
 
-Where the backends differ (the analyzers): SQLite FTS5 stems with Porter and keeps stop
-words; PostgreSQL's ``english`` configuration stems with Snowball and drops stop words
-from the index, so on PostgreSQL a stop word in a query matches nothing and is ignored
-(``the AND refund`` is ``refund``), and a phrase's stop words are gaps of one position.
+Every step reads the generation's analyzer (:mod:`daytwo.store.analyzers`). Where the
+backends differ, for the default ``english``: SQLite FTS5 stems with Porter and keeps
+stop words; PostgreSQL's ``english`` configuration stems with Snowball and drops stop
+words from the index (a language's configuration drops that language's), so on
+PostgreSQL a stop word in a query matches nothing and is ignored (``the AND refund`` is
+``refund``), and a phrase's stop words are gaps of one position.
 On PostgreSQL the title and the text are one tsvector (title first), so a phrase can
 span the end of the title and the start of the text; on SQLite it cannot.
 """

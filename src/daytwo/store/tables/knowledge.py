@@ -6,10 +6,12 @@ rebuilt from them. Each write to a generation bumps its ``seq``; chunks carry th
 ``seq`` that wrote them and deletions leave a tombstone with theirs, so an index file
 that remembers the ``seq`` it was saved at can be caught up.
 
-The keyword index is not a table of the model: SQLite FTS5 (``kb_chunks_fts`` with
-triggers on ``kb_chunks``) and the PostgreSQL GIN index are created by
-``daytwo.knowledge.fts.ensure_fts`` (idempotent), because Alembic cannot compare
-virtual tables or expression indexes.
+The keyword index is not a table of the model: SQLite FTS5 (``kb_chunks_fts`` for
+English chunks, ``kb_chunks_fts_x`` for other analyzers', with triggers on
+``kb_chunks``) and the PostgreSQL ``fts`` / ``fts_config`` columns, their trigger and
+GIN index are created by ``daytwo.knowledge.fts.ensure_fts`` (idempotent), because
+Alembic cannot compare virtual tables or generated columns. Which analyzer a chunk is
+indexed with is its generation's ``analyzer`` (:mod:`daytwo.store.analyzers`).
 """
 
 from __future__ import annotations
