@@ -193,8 +193,12 @@ class ProfiledModel:
             summariser=self.summariser,
         )
         self.last_budget = report
-        span.set_attribute("daytwo.model.budget.prompt_tokens", report.prompt.tokens)
-        span.set_attribute("daytwo.model.budget.count", report.prompt.label)
+        span.set_attributes(
+            {
+                "daytwo.model.budget.prompt_tokens": report.prompt.tokens,
+                "daytwo.model.budget.count": report.prompt.label,
+            }
+        )
         if report.dropped_messages or report.summarised_messages:
             span.set_attribute("daytwo.model.budget.strategy", report.strategy)
         capture_messages(span, "gen_ai.input.messages", msgs)
@@ -314,19 +318,27 @@ class ProfiledModel:
     def _request_attributes(
         span: Span, temperature: float | None, max_tokens: int | None, seed: int | None
     ) -> None:
+        attrs: dict[str, float | int] = {}
         if temperature is not None:
-            span.set_attribute("gen_ai.request.temperature", temperature)
+            attrs["gen_ai.request.temperature"] = temperature
         if max_tokens is not None:
-            span.set_attribute("gen_ai.request.max_tokens", max_tokens)
+            attrs["gen_ai.request.max_tokens"] = max_tokens
         if seed is not None:
-            span.set_attribute("gen_ai.request.seed", seed)
+            attrs["gen_ai.request.seed"] = seed
+        if attrs:
+            span.set_attributes(attrs)
 
     @staticmethod
     def _usage_attributes(span: Span, usage: Usage) -> None:
-        span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
-        span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
-        span.set_attribute("gen_ai.usage.cache_read.input_tokens", usage.cached_tokens)
-        span.set_attribute("gen_ai.usage.reasoning.output_tokens", usage.reasoning_tokens)
+        # One call (one lock acquisition in the SDK) for the four.
+        span.set_attributes(
+            {
+                "gen_ai.usage.input_tokens": usage.input_tokens,
+                "gen_ai.usage.output_tokens": usage.output_tokens,
+                "gen_ai.usage.cache_read.input_tokens": usage.cached_tokens,
+                "gen_ai.usage.reasoning.output_tokens": usage.reasoning_tokens,
+            }
+        )
 
     def close(self) -> None:
         """Close the provider (stops a local engine)."""
