@@ -90,7 +90,7 @@ def test_runs_start_show_list_fork_explain(
     assert started["version"] == 1
     rid = started["id"]
     shown = _json(capsys, ["runs", "show", rid, "--json"])
-    assert [c["name"] for c in shown["checkpoints"]] == ["step:first", "step:second", "finish"]
+    assert [c["name"] for c in shown["checkpoints"]] == ["step:first", "step:second"]
     listed = _json(capsys, ["runs", "list", "--json"])
     assert [r["id"] for r in listed] == [rid]
     forked = _json(capsys, ["runs", "fork", rid, "--from-step", "2", *services, "--json"])

@@ -42,7 +42,7 @@ def test_dag_runs_in_order_and_checkpoints_every_step(runtime: Runtime, tools: P
     # One idempotency key per (run, step), distinct between steps.
     assert len({k for _, k in seen}) == 2
     shown = runtime.show(run["id"])
-    assert [c["name"] for c in shown["checkpoints"]] == ["step:a", "step:b", "finish"]
+    assert [c["name"] for c in shown["checkpoints"]] == ["step:a", "step:b"]
 
 
 def test_branch_takes_one_side_and_map_joins(runtime: Runtime, tools: PythonTools) -> None:

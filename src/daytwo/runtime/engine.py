@@ -1,9 +1,10 @@
 """The durable run: one DBOS workflow per run, one DBOS step per agent step.
 
 The workflow walks the agent's DAG in topological order. Every step's result is
-checkpointed by DBOS; after a crash the workflow is replayed from the
-checkpoints (completed steps are not run again) and continues with the first
-step that did not complete. Branch decisions are pure functions of checkpointed
+checkpointed in DBOS's step table (one write transaction per step, see
+:func:`~daytwo.runtime.dbos_system.checkpointed_step`); after a crash the workflow
+is replayed from the checkpoints (completed steps are not run again) and continues
+with the first step that did not complete. Branch decisions are pure functions of checkpointed
 outputs, so replays take the same path.
 """
 
@@ -19,6 +20,7 @@ from opentelemetry import trace
 from daytwo.exceptions import DaytwoError, RunFailed
 from daytwo.runtime.acting import acting_for
 from daytwo.runtime.budget import BudgetMeter
+from daytwo.runtime.dbos_system import checkpointed_step
 from daytwo.runtime.registry import AgentRegistry
 from daytwo.runtime.retry import is_infrastructure_fault
 from daytwo.runtime.spec import (
@@ -106,8 +108,7 @@ def run_agent_workflow(
     except DaytwoError as exc:
         # The version vanished or no longer loads: the run fails with the reason and
         # its row says so (not "queued" forever beside an errored workflow).
-        summary = _summary(run_id, "failed", f"the run could not start: {exc}")
-        return _durable("finish", lambda: rt.finish_run(summary))
+        return rt.finish_run(_summary(run_id, "failed", f"the run could not start: {exc}"))
     rt.mark_running(run_id)
     with attached(trace_context), _tracer.start_as_current_span(f"run {agent_name}") as span:
         span.set_attribute("gen_ai.operation.name", "invoke_agent")
@@ -152,8 +153,8 @@ def _timed(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def _durable(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = DBOS.run_step({"name": name}, fn)
-    return result
+    """``fn()`` as the workflow's next checkpointed step (replayed, not run, on recovery)."""
+    return checkpointed_step(name, fn)
 
 
 class _Execution:
@@ -263,8 +264,13 @@ class _Execution:
             # Exact (no rounding): the ledger's sum for the run, as a JSON number.
             cost_usd=float(self.meter.cost_usd),
         )
-        rt = self.rt
-        return _durable("finish", lambda: rt.finish_run(summary))
+        # Not a checkpointed step: the run's end is the workflow's result, which DBOS
+        # records right after this returns, and writing it again is harmless (the same
+        # values; a cancelled run keeps its cancel). A crash between this write and
+        # DBOS's record replays the run from its checkpoints and writes the end again
+        # (a second ``run.end`` audit record, the later end time): the window a
+        # checkpoint would only move, at the price of two more writes per run.
+        return self.rt.finish_run(summary)
 
     def _branch(self, step: BranchStep) -> None:
         value = evaluate(step.when, self.context)

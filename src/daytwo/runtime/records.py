@@ -111,8 +111,10 @@ class RunRecords:
         session_id: str | None = None,
         user_id: str | None = None,
         must_be_new: bool = False,
+        status: str = "queued",
     ) -> None:
-        """Insert a queued run (``must_be_new``: a caller-chosen id that must be free)."""
+        """Insert a run, queued (or ``running``: this process runs it at once);
+        ``must_be_new``: a caller-chosen id that must be free."""
         if must_be_new:
             with self.store.session() as s:
                 if s.get(RunRecord, run_id) is not None:
@@ -124,7 +126,7 @@ class RunRecords:
                     id=run_id,
                     agent_name=agent,
                     agent_version=version,
-                    status="queued",
+                    status=status,
                     inputs=inputs,
                     outputs={},
                     decisions=[],

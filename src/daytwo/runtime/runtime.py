@@ -104,6 +104,9 @@ class Runtime:
         self._client: ClientOps | None = None
         self._client_lock = threading.Lock()
         self._caretaker: Caretaker | None = None
+        # Runs :meth:`start` created as running, to run in the caller's thread: their
+        # workflow need not mark them running (one write less per run).
+        self._created_running: set[str] = set()
 
     def _ops(self) -> Any:
         """DBOS itself when launched, else a client on the same system database."""
@@ -236,11 +239,19 @@ class Runtime:
         run_id: str | None,
         session_id: str | None = None,
         user_id: str | None = None,
-    ) -> tuple[str, int]:
+        inline: bool = False,
+    ) -> tuple[str, int, bool]:
+        """Record a new run: (its id, the version, whether it runs inline).
+
+        ``inline``: the caller runs the workflow in its thread at once, unless the
+        agent waits for approvals; such a run is created running, not queued.
+        """
         if not isinstance(inputs, dict):
             raise InputError("run inputs must be a JSON object", hint='e.g. {"question": "..."}')
         number = self.registry.resolve(agent, version)
-        check_catalog(self.registry.spec(agent, number), self.services.tools)
+        spec = self.registry.spec(agent, number)
+        check_catalog(spec, self.services.tools)
+        inline = inline and not any(isinstance(s, ApprovalStep) for s in spec.steps)
         rid = run_id or uuid.uuid4().hex
         self.records.create(
             rid,
@@ -251,9 +262,10 @@ class Runtime:
             session_id=session_id,
             user_id=user_id,
             must_be_new=run_id is not None,
+            status="running" if inline else "queued",
         )
         self.audit("run.start", principal or "anonymous", rid, {"agent": agent, "version": number})
-        return rid, number
+        return rid, number, inline
 
     def enqueue(
         self,
@@ -274,7 +286,7 @@ class Runtime:
         """
         from dbos import SetWorkflowID
 
-        rid, number = self._new_run(
+        rid, number, _ = self._new_run(
             agent, version, inputs, principal, run_id, session_id=session_id, user_id=user_id
         )
         if self._launched:
@@ -335,14 +347,29 @@ class Runtime:
                 return self.wait(rid, timeout_s=timeout_s)
             # Just queued: the row is the whole truth, no workflow status to consult.
             return run_view(self.records.row(rid))
-        rid, number = self._new_run(
-            agent, version, inputs, principal, run_id, session_id=session_id, user_id=user_id
+        rid, number, inline = self._new_run(
+            agent,
+            version,
+            inputs,
+            principal,
+            run_id,
+            session_id=session_id,
+            user_id=user_id,
+            inline=wait,
         )
-        spec = self.registry.spec(agent, number)
-        if wait and not any(isinstance(s, ApprovalStep) for s in spec.steps):
+        if inline:
             # Run the workflow in this thread: no hand-off to DBOS's pool, no polling.
-            with SetWorkflowID(rid):
-                summary = run_agent_workflow(agent, number, inputs, principal, context_carrier())
+            # The row says running from its first write; should this process stop
+            # before the workflow is recorded, the caretaker fails the run as it does
+            # a queued one that never reached a worker.
+            self._created_running.add(rid)
+            try:
+                with SetWorkflowID(rid):
+                    summary = run_agent_workflow(
+                        agent, number, inputs, principal, context_carrier()
+                    )
+            finally:
+                self._created_running.discard(rid)
             view = summary_view(rid, agent, number, inputs, principal, summary)
             return view if view is not None else self.show(rid, steps=False)
         with SetWorkflowID(rid):
@@ -377,6 +404,8 @@ class Runtime:
 
     def mark_running(self, run_id: str) -> None:
         """Record that a worker executes the run (a queued run only; idempotent on replay)."""
+        if run_id in self._created_running:
+            return  # created running by :meth:`start`, in this thread
         self.records.mark_running(run_id)
 
     def mark_waiting(self, run_id: str, step_id: str) -> dict[str, Any]:

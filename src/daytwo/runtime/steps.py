@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 
@@ -58,6 +60,7 @@ __all__ = [
 ]
 
 _tracer = trace.get_tracer("daytwo.runtime")
+T = TypeVar("T")
 
 
 @dataclass
@@ -343,6 +346,43 @@ def _llm_step(ctx: StepContext, step: LLMStep) -> dict[str, Any]:
     )
 
 
+_ITEM_THREADS = 64
+_item_pool: ThreadPoolExecutor | None = None
+_item_pool_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process's threads for map items, started as needed and kept: a pool per map
+    step cost more than its ten no-op items (a thread start each)."""
+    global _item_pool
+    with _item_pool_lock:
+        if _item_pool is None:
+            _item_pool = ThreadPoolExecutor(_ITEM_THREADS, thread_name_prefix="daytwo-map")
+        return _item_pool
+
+
+def _bounded(fn: Callable[[int, Any], T], items: list[Any], limit: int) -> list[T]:
+    """``fn(i, item)`` for every item, at most ``limit`` at a time, results in order.
+
+    Items never wait for each other, so sharing the pool cannot deadlock; a map of
+    one item, or of concurrency 1, runs in the caller's thread.
+    """
+    if limit <= 1 or len(items) <= 1:
+        return [fn(i, item) for i, item in enumerate(items)]
+    pool = _pool()
+    results: list[Any] = [None] * len(items)
+    queued = iter(enumerate(items))
+    running = {pool.submit(fn, i, item): i for i, item in itertools.islice(queued, limit)}
+    while running:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            results[running.pop(future)] = future.result()
+            following = next(queued, None)
+            if following is not None:
+                running[pool.submit(fn, *following)] = following[0]
+    return results
+
+
 def _map_step(ctx: StepContext, step: MapStep) -> dict[str, Any]:
     items = evaluate(step.items, ctx.context)
     if not isinstance(items, list):
@@ -370,10 +410,9 @@ def _map_step(ctx: StepContext, step: MapStep) -> dict[str, Any]:
 
     # The items run concurrently and are checkpointed together, as one durable step:
     # a crash mid-map re-runs the map, and the per-item idempotency keys keep the
-    # tools' side effects exactly-once.
-    with ThreadPoolExecutor(max_workers=min(step.concurrency, max(1, len(items)))) as pool:
-        # bind_context: the items' tool calls stay in this step's trace.
-        rows = list(pool.map(bind_context(one), range(len(items)), items))
+    # tools' side effects exactly-once. bind_context: the items' tool calls stay in
+    # this step's trace.
+    rows = _bounded(bind_context(one), items, step.concurrency)
     ok = [r for r in rows if r["ok"]]
     cost = float(sum((usd(r.get("cost_usd", 0.0)) for r in ok), Decimal(0)))
     errors = [f"item {i}: {r['error']}" for i, r in enumerate(rows) if not r["ok"]]
