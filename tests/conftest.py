@@ -151,6 +151,24 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'daytwo.db'}"
 
 
+def _extensions_outside_test_schemas(conn: Any) -> None:
+    """Keep pg_trgm in ``public``: an extension is one per database and lives in one
+    schema; created from a test schema, it would be dropped (with every other schema's
+    trigram index) when that schema is, under tests running beside it."""
+    import sqlalchemy as sa
+
+    where = conn.execute(
+        sa.text(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
+            "ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
+        )
+    ).scalar_one_or_none()
+    if where is None:
+        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public"))
+    elif where != "public":
+        conn.execute(sa.text("ALTER EXTENSION pg_trgm SET SCHEMA public"))
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """URL of a fresh PostgreSQL schema in database ``test`` (dropped afterwards)."""
@@ -161,6 +179,7 @@ def pg_url() -> Iterator[str]:
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_URL)
     with admin.begin() as conn:
+        _extensions_outside_test_schemas(conn)
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     try:
         yield f"{PG_URL}?options=-csearch_path%3D{schema}"

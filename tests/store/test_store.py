@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,37 @@ def test_the_fast_schema_check_reads_the_heads_alembic_reads(db_url: str) -> Non
         assert stored_heads(store.engine) == applied_heads(store.engine) == code_heads()
     finally:
         store.dispose()
+
+
+def test_the_trigram_index_finds_pg_trgm_in_a_schema_off_the_search_path() -> None:
+    """pg_trgm installed by a DBA in ``extensions`` (as managed PostgreSQL services do),
+    the store in schema ``app``: the migration still builds the explorer's text index."""
+    from tests.conftest import PG_URL, _pg_reachable
+
+    if not _pg_reachable():
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    name = f"t_ext_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    base = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        setup = sa.create_engine(base)
+        with setup.begin() as conn:
+            conn.execute(sa.text("CREATE SCHEMA extensions"))
+            conn.execute(sa.text("CREATE EXTENSION pg_trgm SCHEMA extensions"))
+            conn.execute(sa.text("CREATE SCHEMA app"))
+        setup.dispose()
+        store = Store(f"{base}?options=-csearch_path%3Dapp")
+        store.upgrade()
+        with store.engine.connect() as conn:
+            indexdef = conn.execute(
+                sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                {"n": run_text.PG_INDEX},
+            ).scalar_one()
+        store.dispose()
+        assert "extensions.gin_trgm_ops" in indexdef
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

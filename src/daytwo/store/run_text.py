@@ -22,12 +22,14 @@ import sqlalchemy as sa
 
 __all__ = [
     "MIN_INDEXED",
-    "PG_DDL",
     "PG_EXPRESSION",
+    "PG_EXTENSION",
+    "PG_EXTENSION_SCHEMA",
     "PG_INDEX",
     "SQLITE_DDL",
     "SQLITE_TABLE",
     "match_phrase",
+    "pg_index_ddl",
     "rebuild",
 ]
 
@@ -68,11 +70,25 @@ PG_EXPRESSION = (
     "|| ' ' || COALESCE(error, '')"
 )
 PG_INDEX = "ix_runtime_runs_text_trgm"
-PG_DDL = [
-    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON runtime_runs "
-    f"USING gin (({PG_EXPRESSION}) gin_trgm_ops)",
-]
+PG_EXTENSION = "CREATE EXTENSION IF NOT EXISTS pg_trgm"
+# An extension is one per database, in whichever schema was first on the search path
+# when it was created (or where the DBA put it): the operator class is qualified with
+# that schema, which need not be on this store's search path.
+PG_EXTENSION_SCHEMA = (
+    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+    "WHERE e.extname = 'pg_trgm'"
+)
+
+
+def pg_index_ddl(extension_schema: str) -> str:
+    """The trigram index, its operator class taken from ``extension_schema``."""
+    quoted = '"' + extension_schema.replace('"', '""') + '"'
+    return (
+        f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON runtime_runs "
+        f"USING gin (({PG_EXPRESSION}) {quoted}.gin_trgm_ops)"
+    )
+
+
 PG_DROP = [f"DROP INDEX IF EXISTS {PG_INDEX}"]
 
 

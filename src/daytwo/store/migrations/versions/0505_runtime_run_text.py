@@ -29,10 +29,12 @@ SQLITE_DROP = [
     "DROP TABLE IF EXISTS runtime_runs_text",
 ]
 SQLITE_REBUILD = "INSERT INTO runtime_runs_text(runtime_runs_text) VALUES ('rebuild')"
-PG_DDL = [
-    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    "CREATE INDEX IF NOT EXISTS ix_runtime_runs_text_trgm ON runtime_runs USING gin ((COALESCE(CAST(inputs AS TEXT), '') || ' ' || COALESCE(CAST(outputs AS TEXT), '') || ' ' || COALESCE(error, '')) gin_trgm_ops)",
-]
+PG_EXTENSION = "CREATE EXTENSION IF NOT EXISTS pg_trgm"
+# The operator class is qualified with the schema the extension lives in: an extension
+# is one per database, installed in whichever schema was first on the search path (or
+# where the DBA put it, e.g. ``extensions``), which need not be on this store's path.
+PG_EXTENSION_SCHEMA = "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
+PG_INDEX = "CREATE INDEX IF NOT EXISTS ix_runtime_runs_text_trgm ON runtime_runs USING gin ((COALESCE(CAST(inputs AS TEXT), '') || ' ' || COALESCE(CAST(outputs AS TEXT), '') || ' ' || COALESCE(error, '')) {opclass})"
 PG_DROP = [
     "DROP INDEX IF EXISTS ix_runtime_runs_text_trgm",
 ]
@@ -46,9 +48,10 @@ def upgrade() -> None:
         for ddl in SQLITE_DDL:
             op.execute(ddl)
         op.execute(SQLITE_REBUILD)  # backfill the runs stored before
-    else:
-        for ddl in PG_DDL:  # an index is built over the existing rows
-            op.execute(ddl)
+    else:  # the index is built over the existing rows
+        op.execute(PG_EXTENSION)
+        schema = bind.exec_driver_sql(PG_EXTENSION_SCHEMA).scalar_one()
+        op.execute(PG_INDEX.format(opclass=f'"{schema}".gin_trgm_ops'))
 
 
 def downgrade() -> None:
