@@ -89,10 +89,17 @@ def test_add_run_accept_synthesized_and_label_pairs_for_kappa(
             time.sleep(0.2)
 
         page = _login(browser, base, keys.operator, errors)
-        # 1. From the run page, add the run to a golden set with an edited expected output.
+        # The run page offers the same form as the explorer's per-row link.
         page.goto(f"{base}/runs/{run_id}")
-        page.click("#add-to-set")
+        assert page.get_attribute("#add-to-set", "href") == f"/evals/add?run={run_id}"
+        # 1. From the explorer's row of the run, add it to a golden set with an edited
+        # expected output (the explorer filtered to this run's agent and status).
+        page.goto(f"{base}/explorer?agent=support&status=succeeded")
+        row = page.locator("tr", has=page.locator(f'a[href="/runs/{run_id}"]'))
+        assert row.count() == 1
+        row.locator("a.add-to-set").click()
         page.wait_for_url(re.compile(r".*/evals/add\?run="))
+        assert run_id in page.url
         assert "ships tomorrow" in page.input_value("#expected_output")  # pre-filled
         assert page.locator("#run-input").inner_text() == "Where is my order A-1001?"
         page.select_option("#set", "arith")
