@@ -30,9 +30,10 @@ from daytwo.server.ownership import claim
 from daytwo.server.tenancy import tenant_of
 from daytwo.store import Store
 from daytwo.store.base import utcnow
-from daytwo.store.tables.evals import EvalAlert
+from daytwo.store.tables.evals import EvalAlert, EvalResult
 from daytwo.store.tables.models import CanaryCheck
 from daytwo.store.tables.runtime import RunRecord
+from daytwo.store.tables.tracing import SpanRow
 from daytwo.testing.seed_runs import seed_runs
 
 from .helpers import Keys
@@ -232,6 +233,85 @@ def test_eval_run_view_filters_trace_links_and_interval(
     assert theirs.get(f"/evals/runs/{cand}?export=cases&format=json").status_code == 404
     # A baseline of another tenant's cannot be named either.
     assert c.get(f"/evals/runs/{cand}?baseline=nope").status_code == 404
+
+
+def _span(trace_id: str, span_id: str, name: str, tenant: str, **extra: object) -> SpanRow:
+    now = utcnow()
+    return SpanRow(
+        span_id=span_id,
+        trace_id=trace_id,
+        parent_span_id=extra.pop("parent", None),
+        name=name,
+        kind="INTERNAL",
+        start_time=now - timedelta(milliseconds=40),
+        end_time=now,
+        duration_ms=40.0,
+        status="OK",
+        attributes={},
+        tenant=tenant,
+        principal=f"{tenant}/key:0123456789ab",
+        **extra,
+    )
+
+
+def test_an_external_cases_trace_without_a_run_has_its_own_page(
+    client: TestClient, keys: Keys, store: Store
+) -> None:
+    """An eval case of an external target links to the spans its agent exported, though
+    no run row (``otlp-<trace id>``) stands for that trace; only the tenant's spans."""
+    _base, cand = make_tagged_runs(store)
+    with store.session() as s:
+        traces = dict(
+            s.execute(
+                sa.select(EvalResult.case_key, EvalResult.trace_id).where(EvalResult.run_id == cand)
+            ).all()
+        )
+    tid = traces["c0"]  # each case is the root of its own trace
+    with store.session(write=True) as s:
+        s.add(_span(tid, "a" * 16, "invoke_agent shop-bot", "acme"))
+        s.add(
+            _span(
+                tid,
+                "b" * 16,
+                "chat gpt-4o-mini",
+                "acme",
+                parent="a" * 16,
+                operation="chat",
+                model="gpt-4o-mini",
+                input_tokens=120,
+                output_tokens=30,
+                cost_usd="0.000036",
+                cost_status="priced",
+            )
+        )
+        # Another tenant's span in the same trace id: never shown to acme, nor counted.
+        s.add(_span(tid, "c" * 16, "chat secret-model", "globex", cost_usd="9.5"))
+    c = session(client, keys.viewer)
+    page = c.get(f"/evals/runs/{cand}")
+    assert page.status_code == 200, page.text
+    # c0's trace holds acme's spans: linked; the other cases' traces hold none: not.
+    assert page.text.count('href="/traces/') == 1
+    assert f'href="/traces/{tid}"' in page.text
+    assert traces["c1"][:16] in page.text
+    assert f'href="/runs/otlp-{tid}"' not in page.text  # no run row stands for it
+    trace = c.get(f"/traces/{tid}")
+    assert trace.status_code == 200, trace.text
+    assert "chat gpt-4o-mini" in trace.text
+    assert "invoke_agent shop-bot" in trace.text
+    assert "$0.000036" in trace.text  # the ledger's exact cost of acme's spans alone
+    assert "secret-model" not in trace.text
+    assert "9.5" not in trace.text
+    # Another tenant's viewer: acme's spans are not theirs (their own span is all they
+    # would see); a tenant with no span in the trace gets a 404.
+    theirs = session(TestClient(client.app), keys.other_viewer)
+    other = theirs.get(f"/traces/{tid}")
+    assert "gpt-4o-mini" not in other.text
+    assert "shop-bot" not in other.text
+    assert theirs.get(f"/traces/{'cd' * 16}").status_code == 404
+    assert c.get(f"/traces/{'cd' * 16}").status_code == 404
+    bad = c.get("/traces/not-a-trace")
+    assert bad.status_code == 400
+    assert "is not a trace id" in bad.text
 
 
 def test_exports_are_the_page_tables_with_the_page_filters(

@@ -562,6 +562,7 @@ def test_walk_every_operation_as_another_tenant(
         f"/evals/add?run={a['run']}",
         f"/evals/add?run={a['eval_result']}",
         f"/evals/add?run=otlp-{a['trace']}",
+        f"/traces/{a['trace']}",
         f"/evals/judges/{a['judge']}/1",
     ]
     for role, key in roles.items():

@@ -68,6 +68,26 @@ def _run_pages(store: Any, tenant: str, run_ids: set[str]) -> set[str]:
         )
 
 
+def _trace_pages(store: Any, tenant: str, trace_ids: set[str]) -> set[str]:
+    """The ids among ``trace_ids`` of traces holding spans of ``tenant`` (their page
+    shows those spans)."""
+    from daytwo.store.tables.tracing import SpanRow
+
+    if not trace_ids:
+        return set()
+    with store.session() as s:
+        return set(
+            s.scalars(
+                sa.select(SpanRow.trace_id)
+                .where(
+                    SpanRow.trace_id.in_(sorted(trace_ids)),
+                    sa.or_(SpanRow.tenant == tenant, tenant_clause(SpanRow.principal, tenant)),
+                )
+                .distinct()
+            )
+        )
+
+
 @page("/evals/runs/{run_id}", title="Eval run")
 def eval_run_page(request: Request, principal: Principal, run_id: str) -> Response:
     from daytwo.evals.gates import gate
@@ -117,6 +137,9 @@ def eval_run_page(request: Request, principal: Principal, run_id: str) -> Respon
         by_case[r.case_key].append(r)
     behind = {r.id: _run_of(r) for r in results}
     visible_runs = _run_pages(store, principal.tenant, {v for v in behind.values() if v})
+    visible_traces = _trace_pages(
+        store, principal.tenant, {r.trace_id for r in results if r.trace_id}
+    )
     cases = []
     for key, reps in sorted(by_case.items()):
         value = values.get(metric or "", {}).get(key)
@@ -141,6 +164,7 @@ def eval_run_page(request: Request, principal: Principal, run_id: str) -> Respon
                 "latency_ms": sum(r.latency_ms for r in reps) / len(reps),
                 "cost_usd": sum(r.cost_usd for r in reps) / len(reps),
                 "trace_id": first.trace_id,
+                "trace_page": first.trace_id in visible_traces,
                 "run_id": run_of_case if run_of_case in visible_runs else None,
                 "repeats": len(reps),
             }

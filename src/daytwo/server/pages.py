@@ -11,7 +11,13 @@ from fastapi.responses import Response
 
 from daytwo.server.auth import Principal, role_at_least
 from daytwo.server.dashboard import page, render
-from daytwo.server.routes.runs import list_runs, owned_run, run_audit, run_waterfall
+from daytwo.server.routes.runs import (
+    list_runs,
+    owned_run,
+    run_audit,
+    run_waterfall,
+    trace_waterfall,
+)
 
 __all__: list[str] = []
 
@@ -115,6 +121,48 @@ def run_page(request: Request, principal: Principal, run_id: str) -> Response:
         can_operate=role_at_least(principal.role, "operator") and runtime is not None,
         kind_of=_kind_of,
         pct=lambda ms: round(max(0.0, min(100.0, 100.0 * ms / total)), 3),
+    )
+
+
+def _ledger_cost(steps: list[Any]) -> str:
+    """The priced spans' exact sum, flagged when some call had no known price."""
+    priced = [Decimal(st.cost_usd) for st in steps if st.cost_status == "priced" and st.cost_usd]
+    cost = f"${sum(priced, Decimal(0)):.6f}"
+    if any(st.cost_status == "unknown" for st in steps):
+        cost += " + calls without a known price"
+    return cost
+
+
+@page("/traces/{trace_id}", title="Trace")
+def trace_page(request: Request, principal: Principal, trace_id: str) -> Response:
+    """A trace of the tenant's that no run row stands for (an external agent's trace, an
+    eval case of an external target): its spans as a waterfall, costs and decisions."""
+    from daytwo.server.routes.traces import owned_trace
+
+    store = request.app.state.store
+    tid = owned_trace(store, principal.tenant, trace_id[:64])
+    explanation = trace_waterfall(store, principal.tenant, tid)
+    total = explanation.total_ms or 1.0
+    run_id = f"otlp-{tid}"
+    has_run = bool(list_runs(store, principal.tenant, run_id=run_id))
+    tokens = sum((st.input_tokens or 0) + (st.output_tokens or 0) for st in explanation.steps)
+    return render(
+        request,
+        "trace.html",
+        principal,
+        title=f"Trace {tid[:16]}",
+        active="/explorer",
+        trace_id=tid,
+        run_id=run_id if has_run else None,
+        cost=_ledger_cost(explanation.steps),
+        tokens=tokens,
+        explanation=explanation,
+        decisions=[
+            {"kind": d.kind, "summary": d.summary} for st in explanation.steps for d in st.decisions
+        ],
+        kind_of=_kind_of,
+        pct=lambda ms: round(max(0.0, min(100.0, 100.0 * ms / total)), 3),
+        empty_waterfall="",
     )
 
 

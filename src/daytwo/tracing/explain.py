@@ -10,14 +10,20 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from daytwo.exceptions import NotFoundError
 from daytwo.store import Store
 from daytwo.store.tables.tracing import DecisionRow, SpanRow
 from daytwo.tracing import attributes as A
 
-__all__ = ["ExplainedDecision", "ExplainedStep", "explain_run", "render_text"]
+__all__ = [
+    "ExplainedDecision",
+    "ExplainedStep",
+    "explain_run",
+    "explain_trace",
+    "render_text",
+]
 
 
 @dataclass(frozen=True)
@@ -141,12 +147,49 @@ def explain_run(store: Store, run_id: str) -> list[ExplainedStep]:
                 .order_by(DecisionRow.at, DecisionRow.id)
             )
         )
+    return _explained(run_spans, spans, decisions)
+
+
+def explain_trace(
+    store: Store, trace_id: str, *, visible: ColumnElement[bool] | None = None
+) -> list[ExplainedStep]:
+    """What happened in trace ``trace_id`` (an external agent's, or one with no run row),
+    from its spans that match ``visible`` (the caller's tenant: spans of anyone else in
+    the same trace are neither shown nor counted). NotFoundError when none match."""
+    with store.session() as s:
+        query = select(SpanRow).where(SpanRow.trace_id == trace_id)
+        if visible is not None:
+            query = query.where(visible)
+        spans = list(s.scalars(query))
+        if not spans:
+            raise NotFoundError(
+                f"no spans recorded for trace {trace_id!r}",
+                hint="check the trace id, and that the agent exported its spans "
+                "(daytwo.sdk.flush()) before they expired",
+            )
+        decisions = list(
+            s.scalars(
+                select(DecisionRow)
+                .where(
+                    DecisionRow.trace_id == trace_id,
+                    DecisionRow.span_id.in_([sp.span_id for sp in spans]),
+                )
+                .order_by(DecisionRow.at, DecisionRow.id)
+            )
+        )
+    return _explained(spans, spans, decisions)
+
+
+def _explained(
+    roots: list[SpanRow], spans: list[SpanRow], decisions: list[DecisionRow]
+) -> list[ExplainedStep]:
+    """``roots`` and every span below them, in start order, with depth and decisions."""
     by_id = {sp.span_id: sp for sp in spans}
     children: dict[str | None, list[SpanRow]] = {}
     for sp in spans:
         children.setdefault(sp.parent_span_id, []).append(sp)
     included: dict[str, int] = {}
-    stack = [(sp, 0) for sp in run_spans]
+    stack = [(sp, 0) for sp in roots]
     while stack:
         sp, _ = stack.pop()
         if sp.span_id in included:

@@ -23,7 +23,15 @@ from daytwo.server.ownership import check_visible
 from daytwo.server.tenancy import principal_string, tenant_clause
 from daytwo.store import Store
 
-__all__ = ["RunOut", "get_runtime", "owned_run", "router", "run_waterfall"]
+__all__ = [
+    "RunOut",
+    "get_runtime",
+    "owned_run",
+    "router",
+    "run_waterfall",
+    "trace_waterfall",
+    "waterfall",
+]
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
@@ -329,18 +337,39 @@ class Explanation(BaseModel):
 
 def run_waterfall(store: Store, run_id: str) -> Explanation:
     """The run's spans from the tracing layer, offsets from the first span's start."""
-    from daytwo.tracing import current_handle
     from daytwo.tracing.explain import explain_run
 
-    handle = current_handle()
-    if handle is not None:
-        handle.flush(timeout_s=5.0)  # spans of a run that just ended may still be buffered
+    _flush_spans()
     try:
         steps = explain_run(store, run_id)
     except NotFoundError:
         steps = []
+    return waterfall(run_id, steps)
+
+
+def _flush_spans() -> None:
+    from daytwo.tracing import current_handle
+
+    handle = current_handle()
+    if handle is not None:
+        handle.flush(timeout_s=5.0)  # spans of a run that just ended may still be buffered
+
+
+def trace_waterfall(store: Store, tenant: str, trace_id: str) -> Explanation:
+    """The spans of ``tenant`` in trace ``trace_id`` (an external agent's trace with no
+    run row); NotFoundError when the tenant has none there."""
+    from daytwo.store.tables.tracing import SpanRow
+    from daytwo.tracing.explain import explain_trace
+
+    _flush_spans()
+    visible = sa.or_(SpanRow.tenant == tenant, tenant_clause(SpanRow.principal, tenant))
+    return waterfall(trace_id, explain_trace(store, trace_id, visible=visible))
+
+
+def waterfall(label: str, steps: list[Any]) -> Explanation:
+    """Explained steps as a waterfall: offsets from the first span's start."""
     if not steps:
-        return Explanation(run_id=run_id, total_ms=0.0, steps=[])
+        return Explanation(run_id=label, total_ms=0.0, steps=[])
     t0 = min(s.started_at for s in steps)
     out = []
     end = 0.0
@@ -367,7 +396,7 @@ def run_waterfall(store: Store, run_id: str) -> Explanation:
                 ],
             )
         )
-    return Explanation(run_id=run_id, total_ms=round(end, 3), steps=out)
+    return Explanation(run_id=label, total_ms=round(end, 3), steps=out)
 
 
 @router.get("/{run_id}/explain", response_model=Explanation, summary="Explain a run")
