@@ -119,6 +119,25 @@ def test_promote_a_result_with_edited_expected_output_and_diff(
     assert "v2" in page.text
     assert key in page.text
     assert "1 added" in page.text
+    # Its tables export as CSV/JSON (what the page shows, dates as UTC timestamps).
+    b = _browser(client, keys.operator)
+    versions = b.get("/evals/sets/arith?export=set-versions&format=json")
+    assert versions.status_code == 200, versions.text
+    rows = versions.json()
+    assert sorted((r["version"], r["cases"]) for r in rows) == [("v1", 6), ("v2", 7)], rows
+    assert all(re.match(r"^\d{4}-\d\d-\d\dT.*Z$", r["created"]) for r in rows), rows
+    exported = b.get("/evals/sets/arith?version=2&export=set-cases&format=csv")
+    assert exported.status_code == 200, exported.text
+    assert key in exported.text
+    assert exported.text.splitlines()[0].startswith("case,input,expected output")
+    # An empty set's page names the command that fills its versions and cases.
+    from daytwo.server.ownership import claim
+
+    GoldenSets(store).create("empty")
+    claim(store, "eval_set", "empty", "acme", "eval set", exists=False)
+    empty = b.get("/evals/sets/empty")
+    assert empty.status_code == 200, empty.text
+    assert empty.text.count("<code>daytwo eval sets import empty FILE.jsonl</code>") == 2
 
 
 def _browser(client: TestClient, key: str) -> TestClient:
