@@ -63,3 +63,36 @@ def test_the_same_seed_gives_the_same_runs(tmp_path: object) -> None:
         assert seeded.needle.run_id in ids[-1]
         store.dispose()
     assert ids[0] == ids[1]
+
+
+def test_seeding_in_bulk_leaves_the_text_index_the_trigger_would_have(tmp_path: object) -> None:
+    """On SQLite the seeder fills the free-text index in one rebuild instead of by its
+    insert trigger: the index holds what the trigger gives row by row (an integrity
+    check of the FTS table against its content, and the same matches as a scan), and the
+    trigger is back for the runs written after seeding."""
+    from daytwo.store.run_text import SQLITE_TABLE
+
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    store.upgrade()
+    seed_runs(store, 300, seed=5, batch=100)
+    with store.session(write=True) as s:
+        conn = s.connection()
+        conn.exec_driver_sql(
+            f"INSERT INTO {SQLITE_TABLE}({SQLITE_TABLE}, rank) VALUES ('integrity-check', 1)"
+        )
+        triggers = conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'runtime_runs'"
+        ).scalars()
+        assert {f"{SQLITE_TABLE}_{t}" for t in ("ai", "ad", "au")} <= set(triggers)
+        fragment = NEEDLE_PHRASE[2:12]
+        indexed = conn.exec_driver_sql(
+            f"SELECT count(*) FROM {SQLITE_TABLE} WHERE {SQLITE_TABLE} MATCH ?",
+            (f'"{fragment}"',),
+        ).scalar()
+        scanned = conn.exec_driver_sql(
+            "SELECT count(*) FROM runtime_runs WHERE inputs LIKE ? OR outputs LIKE ? "
+            "OR error LIKE ?",
+            (f"%{fragment}%",) * 3,
+        ).scalar()
+        assert indexed == scanned >= 1
+    store.dispose()

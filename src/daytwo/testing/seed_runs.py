@@ -29,7 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -190,6 +191,34 @@ class _Writer:
                         values[i] = values[i].replace(tzinfo=None).isoformat(" ", "microseconds")
             out.append(tuple(values))
         return out
+
+    @contextmanager
+    def text_index_in_bulk(self) -> Iterator[None]:
+        """On SQLite, fill the explorer's free-text index once after the last batch (an
+        FTS5 'rebuild' over every run) instead of by its insert trigger row by row: the
+        same index, several times faster to build. The trigger is back on the way out,
+        also when seeding fails."""
+        from daytwo.store import run_text
+
+        with self.store.session(write=True) as s:
+            conn = s.connection()
+            found = (
+                self.sqlite
+                and conn.exec_driver_sql(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+                    (f"{run_text.SQLITE_TABLE}_ai",),
+                ).first()
+            )
+            if found:
+                conn.exec_driver_sql(f"DROP TRIGGER {run_text.SQLITE_TABLE}_ai")
+        try:
+            yield
+        finally:
+            if found:
+                with self.store.session(write=True) as s:
+                    conn = s.connection()
+                    conn.exec_driver_sql(run_text.SQLITE_REBUILD)
+                    conn.exec_driver_sql(run_text.SQLITE_DDL[1])
 
     def write(self, runs: list[tuple[Any, ...]], spans: list[tuple[Any, ...]]) -> None:
         run_rows = self._encode(runs, _RUN_COLUMNS, _JSON_RUN, _TIME_RUN)
@@ -633,10 +662,31 @@ def seed_runs(
     needle_at = (2 * n) // 3
     while needle_at in external_at:
         needle_at += 1
-    needle_session: _Session | None = None
-    needle_run = ""
     _agent_rows(store, now)
     writer = _Writer(store)
+    with writer.text_index_in_bulk():
+        return _seed(
+            store, writer, n, rng, start, step, external_at, tenants, acme, needle_at, batch
+        )
+
+
+def _seed(
+    store: Store,
+    writer: _Writer,
+    n: int,
+    rng: random.Random,
+    start: datetime,
+    step: timedelta,
+    external_at: set[int],
+    tenants: Any,
+    acme: Any,
+    needle_at: int,
+    batch: int,
+) -> SeededRuns:
+    """The runs of :func:`seed_runs`, written by ``writer`` in batches of ``batch``."""
+    n_external = len(external_at)
+    needle_session: _Session | None = None
+    needle_run = ""
     runs: list[tuple[Any, ...]] = []
     spans: list[tuple[Any, ...]] = []
     by_tenant: dict[str, int] = {t.name: 0 for t in tenants}
