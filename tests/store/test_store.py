@@ -153,18 +153,15 @@ def test_the_fast_schema_check_reads_the_heads_alembic_reads(db_url: str) -> Non
         store.dispose()
 
 
-def test_the_trigram_index_finds_pg_trgm_in_a_schema_off_the_search_path() -> None:
+def test_the_trigram_index_finds_pg_trgm_in_a_schema_off_the_search_path(pg_url: str) -> None:
     """pg_trgm installed by a DBA in ``extensions`` (as managed PostgreSQL services do),
     the store in schema ``app``: the migration still builds the explorer's text index."""
-    from tests.conftest import PG_URL, _pg_reachable
-
-    if not _pg_reachable():
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    server = pg_url.split("?", 1)[0]  # the fixture's database; this test needs its own
     name = f"t_ext_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    base = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    base = server.rsplit("/", 1)[0] + f"/{name}"
     try:
         setup = sa.create_engine(base)
         with setup.begin() as conn:
