@@ -224,3 +224,37 @@ def sqlite_store(sqlite_url: str) -> Iterator[Store]:
         yield s
     finally:
         s.dispose()
+
+
+# A DBOS executor thread left waiting on a workflow that another (killed or destroyed)
+# executor owned keeps the interpreter from exiting after the last test (seen on
+# 2026-12-04: `dbos-executor-_0` in SystemDatabase.await_workflow_result). The run's
+# result is known by then: report the threads loudly and exit with pytest's status
+# instead of hanging CI.
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import sys
+
+    left = [
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if not left or not _exit_status:
+        return
+    print(
+        f"\nconftest: {len(left)} non-daemon thread(s) still running after the last test "
+        f"({', '.join(sorted(set(left))[:8])}); exiting with pytest's status "
+        f"{_exit_status[-1]} instead of waiting for them",
+        file=sys.stderr,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status[-1])
