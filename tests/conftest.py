@@ -186,6 +186,9 @@ def pg_url() -> Iterator[str]:
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            # DBOS's system schema of a test that ran a runtime on this store
+            # (``<schema>_dbos``, the tests' convention) goes with it.
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}_dbos" CASCADE'))
         admin.dispose()
 
 
