@@ -67,3 +67,11 @@ def test_every_setting_is_documented() -> None:
     documented = set(re.findall(r"`DAYTWO_([A-Z_]+)`", doc))
     fields = {name.upper() for name in Settings.model_fields}
     assert fields <= documented, f"undocumented: {sorted(fields - documented)}"
+
+
+def test_a_dbos_schema_that_is_no_plain_identifier_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DAYTWO_DBOS_SCHEMA", 'dbos"; drop schema public')
+    with pytest.raises(ConfigError, match="dbos_schema"):
+        load_settings()

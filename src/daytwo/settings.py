@@ -147,6 +147,13 @@ class Settings(BaseSettings):
         "in that process, or 'enqueue' it for separate `daytwo runs worker` processes "
         "(PostgreSQL only).",
     )
+    dbos_schema: str = Field(
+        default="dbos",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema of DBOS's system tables (run queue, checkpoints): "
+        "deployments sharing one database need one each; every `daytwo serve` and "
+        "`daytwo runs worker` process of a deployment must use the same.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="WARNING", description="Log level of daytwo's own loggers."
     )

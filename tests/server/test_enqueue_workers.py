@@ -61,6 +61,9 @@ def test_api_queues_runs_and_a_worker_killed_mid_run_is_replaced(
         "DAYTWO_DATABASE_URL": pg_url,
         "DAYTWO_DATA_DIR": str(tmp_path / "data"),
         "DAYTWO_SERVE_RUNS": "enqueue",
+        # This deployment's own DBOS schema (dropped with pg_url's): the API and the
+        # workers find each other through it, and nothing else in database test does.
+        "DAYTWO_DBOS_SCHEMA": pg_url.rsplit("%3D", 1)[1] + "_dbos",
         "GATE_TOOLS_DIR": str(gate),
         "DAYTWO_EXECUTOR_LEASE_S": "3",
         "PYTHONPATH": os.pathsep.join(

@@ -43,6 +43,8 @@ def _runtime(services: str | None = None, *, launch: bool, **kw: Any) -> Any:
     kw.setdefault("lease_s", settings.executor_lease_s)
     if kw.get("executor_id") is None:
         kw["executor_id"] = settings.executor_id
+    if kw.get("dbos_schema") is None:
+        kw["dbos_schema"] = settings.dbos_schema
     rt = Runtime(store, svc, data_dir=settings.data_dir, **kw)
     return rt.launch() if launch else rt
 
@@ -272,7 +274,12 @@ def worker(
     ),
     workers: int = typer.Option(4, "--concurrency", min=1, help="Runs at once in this process."),
     seconds: float = typer.Option(0.0, "--seconds", min=0, help="Stop after N s (0: forever)."),
-    dbos_schema: str = typer.Option("dbos", "--dbos-schema", help="PostgreSQL schema of DBOS."),
+    dbos_schema: str | None = typer.Option(
+        None,
+        "--dbos-schema",
+        help="PostgreSQL schema of DBOS's tables; default DAYTWO_DBOS_SCHEMA, else 'dbos'. "
+        "The same as the deployment's `daytwo serve` processes.",
+    ),
 ) -> None:
     """Execute queued runs (and recover this executor's interrupted ones) until stopped.
 

@@ -152,4 +152,5 @@ def build_runtime(
         executor_id=settings.executor_id,
         lease_s=settings.executor_lease_s,
         enqueue_only=settings.serve_runs == "enqueue",
+        dbos_schema=settings.dbos_schema,
     )
