@@ -137,9 +137,10 @@ def start_server(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str]
     return proc, url
 
 
-def stop_server(proc: subprocess.Popen[str]) -> None:
+def stop_server(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> None:
+    """Stop a process started in its own session (Ctrl-C by default), killing it after 20 s."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, sig)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:

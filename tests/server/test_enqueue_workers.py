@@ -40,16 +40,6 @@ def _start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
     return proc
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_api_queues_runs_and_a_worker_killed_mid_run_is_replaced(
@@ -139,7 +129,7 @@ def test_api_queues_runs_and_a_worker_killed_mid_run_is_replaced(
     finally:
         stop_server(api)
         for proc in workers:
-            _stop(proc)
+            stop_server(proc, signal.SIGTERM)
 
 
 def test_enqueue_mode_over_sqlite_is_refused(
