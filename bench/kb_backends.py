@@ -42,7 +42,9 @@ import sqlalchemy as sa
 from _common import add_lock_options, interleave, machine, measuring, write_result
 from retrieval import doc_run, evaluate, load_beir
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# The database the PostgreSQL schemas go into: set DAYTWO_BENCH_PG_URL to keep long-lived
+# scale stores out of the test database (e.g. .../bench after `createdb bench`).
+PG_URL = os.environ.get("DAYTWO_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 K = 100
 BACKENDS: tuple[str, ...] = ("sqlite", "postgresql")
 
