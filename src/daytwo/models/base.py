@@ -8,7 +8,7 @@ budget and emits the LLM-call span (see :mod:`daytwo.models.instrumented`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from daytwo.models.profiles import Profile
@@ -40,6 +40,12 @@ class AsyncProvider(Protocol):
 
     async def achat(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
         """One completion, awaited."""
+        ...
+
+    def astream(
+        self, messages: Sequence[Message], **options: Any
+    ) -> AsyncGenerator[StreamChunk, None]:
+        """One completion, piece by piece, iterated on the event loop."""
         ...
 
 

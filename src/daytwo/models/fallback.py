@@ -12,7 +12,8 @@ next model would refuse it too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import aclosing
 from typing import Any
 
 from daytwo.exceptions import ContextOverflow, InputError, ModelError
@@ -152,6 +153,46 @@ class FallbackModel:
                 yield from it
             finally:
                 it.close()
+            return
+        raise self._give_up(errors)
+
+    async def astream_chunks(
+        self,
+        messages: Sequence[Message],
+        *,
+        response_format: dict[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        max_tokens: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+        on_usage: Callable[[Usage, Profile], None] | None = None,
+    ) -> AsyncGenerator[StreamChunk, None]:
+        """:meth:`stream_chunks` iterated on the event loop (every member must
+        :attr:`can_await`)."""
+        errors: list[ModelError] = []
+        for model in self.models:
+            it = model.astream_chunks(
+                messages,
+                response_format=response_format,
+                temperature=temperature,
+                seed=seed,
+                max_tokens=max_tokens,
+                extra=extra,
+                on_usage=on_usage,
+            )
+            try:
+                first = await anext(it)
+            except StopAsyncIteration:
+                return
+            except ModelError as exc:
+                if not _falls_through(exc):
+                    raise
+                errors.append(exc)
+                continue
+            async with aclosing(it):
+                yield first
+                async for chunk in it:
+                    yield chunk
             return
         raise self._give_up(errors)
 

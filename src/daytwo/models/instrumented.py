@@ -8,9 +8,17 @@ against the profile's context window *before* it is sent (see
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import aclosing, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -138,6 +146,15 @@ class ProfiledModel:
                 raise
             return self._answered(span, response)
 
+    def _async_provider(self) -> AsyncProvider:
+        provider = self.async_provider
+        if provider is None:
+            raise ConfigError(
+                f"profile {self.profile.name}'s provider cannot answer on the event loop",
+                hint="call chat() or stream_chunks() in a worker thread",
+            )
+        return provider
+
     @property
     def can_await(self) -> bool:
         """Whether :meth:`achat` may be used (see :attr:`async_provider`)."""
@@ -156,12 +173,7 @@ class ProfiledModel:
     ) -> ChatResponse:
         """:meth:`chat` awaited on the event loop (same checks, same span); only for a
         model whose :attr:`async_provider` is set."""
-        provider = self.async_provider
-        if provider is None:
-            raise ConfigError(
-                f"profile {self.profile.name}'s provider cannot answer on the event loop",
-                hint="call chat() in a worker thread",
-            )
+        provider = self._async_provider()
         options = self._options(
             tools, response_format, temperature, seed, logprobs, max_tokens, extra
         )
@@ -259,60 +271,53 @@ class ProfiledModel:
         ``on_usage(usage, profile)`` is called with that usage when the stream ends,
         however it ends (for budgets).
         """
-        options = self._options(None, response_format, temperature, seed, None, max_tokens, extra)
-        p = self.profile
-        msgs, report = fit_to_budget(
-            messages,
-            p,
-            max_tokens=max_tokens,
-            strategy=self.budget_strategy,
-            summariser=self.summariser,
+        call = _StreamCall(
+            self, messages, response_format, temperature, seed, max_tokens, extra, on_usage
         )
-        self.last_budget = report
-        span = _tracer.start_span(
-            f"chat {p.model}", kind=SpanKind.CLIENT, attributes=self._span_attributes()
-        )
-        self._request_attributes(span, temperature, max_tokens, seed)
-        span.set_attribute("gen_ai.request.stream", True)
-        span.set_attribute("daytwo.model.budget.prompt_tokens", report.prompt.tokens)
-        parts: list[str] = []
-        usage: Usage | None = None
-        finish: str | None = None
-        model: str | None = None
         try:
-            for chunk in self.provider.stream(msgs, **options):
-                if chunk.text:
-                    parts.append(chunk.text)
-                usage = chunk.usage or usage
-                finish = chunk.finish_reason or finish
-                model = chunk.model or model
+            for chunk in self.provider.stream(call.messages, **call.options):
+                call.add(chunk)
                 yield chunk
         except GeneratorExit:
-            span.set_attribute("daytwo.model.stream.cancelled", True)
+            call.cancelled()
             raise
         except Exception as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            call.failed(exc)
             raise
         finally:
-            source = "provider"
-            if usage is None or finish is None:
-                source = "tokenizer"
-                out = count_text("".join(parts), p.tokenizer).tokens if parts else 0
-                usage = Usage(input_tokens=report.prompt.tokens, output_tokens=out)
-            span.set_attribute("daytwo.model.usage.source", source)
-            served = p.model if p.provider == "local" or not model else model
-            span.set_attribute("gen_ai.response.model", served)
-            capture_messages(span, "gen_ai.input.messages", msgs)
-            capture_messages(
-                span, "gen_ai.output.messages", [{"role": "assistant", "content": "".join(parts)}]
-            )
-            self._usage_attributes(span, usage)
-            if finish:
-                span.set_attribute("gen_ai.response.finish_reasons", [finish])
-            span.end()
-            if on_usage is not None:
-                on_usage(usage, p)
+            call.end()
+
+    async def astream_chunks(
+        self,
+        messages: Sequence[Message],
+        *,
+        response_format: dict[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        max_tokens: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+        on_usage: Callable[[Usage, Profile], None] | None = None,
+    ) -> AsyncGenerator[StreamChunk, None]:
+        """:meth:`stream_chunks` iterated on the event loop (same checks, same one span,
+        same usage); only for a model whose :attr:`async_provider` is set. A consumer
+        that is cancelled or closes it early leaves the span of what was produced."""
+        provider = self._async_provider()
+        call = _StreamCall(
+            self, messages, response_format, temperature, seed, max_tokens, extra, on_usage
+        )
+        try:
+            async with aclosing(provider.astream(call.messages, **call.options)) as chunks:
+                async for chunk in chunks:
+                    call.add(chunk)
+                    yield chunk
+        except (GeneratorExit, asyncio.CancelledError):
+            call.cancelled()
+            raise
+        except Exception as exc:
+            call.failed(exc)
+            raise
+        finally:
+            call.end()
 
     @staticmethod
     def _request_attributes(
@@ -343,6 +348,90 @@ class ProfiledModel:
     def close(self) -> None:
         """Close the provider (stops a local engine)."""
         self.provider.close()
+
+
+class _StreamCall:
+    """One streamed call of a :class:`ProfiledModel`: the budget check, its ``chat``
+    span, what was received, and at :meth:`end` the usage (the provider's, or the
+    tokenizer's count of what was received) on the span and to ``on_usage``.
+    Shared by the blocking and the async stream, so both record a call alike."""
+
+    def __init__(
+        self,
+        model: ProfiledModel,
+        messages: Sequence[Message],
+        response_format: dict[str, Any] | None,
+        temperature: float | None,
+        seed: int | None,
+        max_tokens: int | None,
+        extra: Mapping[str, Any] | None,
+        on_usage: Callable[[Usage, Profile], None] | None,
+    ) -> None:
+        self.options = model._options(
+            None, response_format, temperature, seed, None, max_tokens, extra
+        )
+        p = self.profile = model.profile
+        self.messages, report = fit_to_budget(
+            messages,
+            p,
+            max_tokens=max_tokens,
+            strategy=model.budget_strategy,
+            summariser=model.summariser,
+        )
+        model.last_budget = report
+        self.prompt_tokens = report.prompt.tokens
+        self.on_usage = on_usage
+        span = self.span = _tracer.start_span(
+            f"chat {p.model}", kind=SpanKind.CLIENT, attributes=model._span_attributes()
+        )
+        model._request_attributes(span, temperature, max_tokens, seed)
+        span.set_attributes(
+            {"gen_ai.request.stream": True, "daytwo.model.budget.prompt_tokens": self.prompt_tokens}
+        )
+        self.parts: list[str] = []
+        self.usage: Usage | None = None
+        self.finish: str | None = None
+        self.model: str | None = None
+
+    def add(self, chunk: StreamChunk) -> None:
+        """Note one received chunk."""
+        if chunk.text:
+            self.parts.append(chunk.text)
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if chunk.finish_reason:
+            self.finish = chunk.finish_reason
+        if chunk.model:
+            self.model = chunk.model
+
+    def cancelled(self) -> None:
+        """The consumer stopped before the end."""
+        self.span.set_attribute("daytwo.model.stream.cancelled", True)
+
+    def failed(self, exc: Exception) -> None:
+        """The stream failed with ``exc``."""
+        self.span.record_exception(exc)
+        self.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+
+    def end(self) -> None:
+        """End the span with the call's usage and hand that usage to ``on_usage``."""
+        p, span = self.profile, self.span
+        usage, text = self.usage, "".join(self.parts)
+        source = "provider"
+        if usage is None or self.finish is None:
+            source = "tokenizer"
+            out = count_text(text, p.tokenizer).tokens if text else 0
+            usage = Usage(input_tokens=self.prompt_tokens, output_tokens=out)
+        served = p.model if p.provider == "local" or not self.model else self.model
+        span.set_attributes({"daytwo.model.usage.source": source, "gen_ai.response.model": served})
+        capture_messages(span, "gen_ai.input.messages", self.messages)
+        capture_messages(span, "gen_ai.output.messages", [{"role": "assistant", "content": text}])
+        ProfiledModel._usage_attributes(span, usage)
+        if self.finish:
+            span.set_attribute("gen_ai.response.finish_reasons", [self.finish])
+        span.end()
+        if self.on_usage is not None:
+            self.on_usage(usage, p)
 
 
 def _api_key(profile: Profile) -> str | None:

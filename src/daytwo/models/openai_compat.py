@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -28,7 +28,7 @@ from tenacity import (
 from daytwo.exceptions import InputError, ModelError, RateLimited, TransportError
 from daytwo.models.types import ChatResponse, Message, StreamChunk, ToolCall, Usage
 
-__all__ = ["OpenAICompatProvider", "parse_chat_completion", "parse_stream_chunk"]
+__all__ = ["OpenAICompatProvider", "SSEChunks", "parse_chat_completion", "parse_stream_chunk"]
 
 
 R = TypeVar("R")
@@ -72,14 +72,6 @@ def async_transport_retrying(max_retries: int) -> AsyncRetrying:
     )
 
 
-def _raise_if_rate_limited(response: httpx.Response, url: str) -> None:
-    if response.status_code == 429:
-        raise RateLimited(
-            f"rate limited by {url}",
-            retry_after=_parse_retry_after(response.headers.get("retry-after")),
-        )
-
-
 class OpenAICompatProvider:
     """Chat completions over the OpenAI protocol with httpx."""
 
@@ -101,6 +93,9 @@ class OpenAICompatProvider:
         self._timeout = timeout
         self._client = client or httpx.Client(timeout=timeout, headers=headers)
         self._asession: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeout, sock_read=timeout
+        )
 
     def close(self) -> None:
         """Close the HTTP clients (the async one if its loop still runs: waited for
@@ -231,6 +226,11 @@ class OpenAICompatProvider:
             raise ModelError(f"model server answered non-JSON: {raw[:200]!r}") from exc
         return parse_chat_completion(body, latency)
 
+    def _stream_payload(self, messages: Sequence[Message], options: dict[str, Any]) -> bytes:
+        return orjson.dumps(
+            self._payload(messages, stream=True, stream_options={"include_usage": True}, **options)
+        )
+
     def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[StreamChunk]:
         """Stream one completion chunk by chunk (server-sent events).
 
@@ -238,37 +238,85 @@ class OpenAICompatProvider:
         (``stream_options.include_usage``); it arrives on the last chunk when the
         server supports it.
         """
-        payload = self._payload(
-            messages, stream=True, stream_options={"include_usage": True}, **options
-        )
+        body = self._stream_payload(messages, options)
         url = f"{self.base_url}/chat/completions"
         try:
-            with self._client.stream("POST", url, json=payload) as response:
-                _raise_if_rate_limited(response, url)
-                if response.status_code >= 500:
-                    raise TransportError(f"{url} answered HTTP {response.status_code}")
+            with self._client.stream("POST", url, content=body, headers=_JSON_HEADERS) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise InputError(
-                        f"{url} refused the request (HTTP {response.status_code}): "
-                        f"{response.text[:300]}",
-                        hint="check the model name, API key and request options",
+                    _check_status(
+                        response.status_code,
+                        response.headers.get("retry-after"),
+                        lambda: response.text,
+                        url,
                     )
-                done = False
-                for line in response.iter_lines():
-                    if done or not line.startswith("data:"):
-                        continue  # after [DONE]: read to the end, so the connection is reused
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        done = True
-                        continue
-                    try:
-                        chunk = json.loads(data)
-                    except json.JSONDecodeError as exc:
-                        raise ModelError(f"model server streamed non-JSON: {data[:200]!r}") from exc
-                    yield parse_stream_chunk(chunk)
+                events = SSEChunks()
+                for data in response.iter_bytes():
+                    yield from events.feed(data)
         except httpx.TransportError as exc:
-            raise TransportError(f"cannot reach {url}: {exc}") from exc
+            raise _transport_error(url, exc) from exc
+
+    async def astream(
+        self, messages: Sequence[Message], **options: Any
+    ) -> AsyncGenerator[StreamChunk, None]:
+        """:meth:`stream` on the event loop (the async client, no worker thread).
+
+        Its timeout is per read (as the blocking client's), not for the whole stream."""
+        body = self._stream_payload(messages, options)
+        url = f"{self.base_url}/chat/completions"
+        try:
+            async with self._session().post(
+                url, data=body, headers=_JSON_HEADERS, timeout=self._stream_timeout
+            ) as response:
+                if response.status >= 400:
+                    raw = await response.read()
+                    _check_status(
+                        response.status,
+                        response.headers.get("retry-after"),
+                        lambda: raw.decode("utf-8", "replace"),
+                        url,
+                    )
+                events = SSEChunks()
+                async for data in response.content.iter_any():
+                    for chunk in events.feed(data):
+                        yield chunk
+        except TimeoutError as exc:
+            raise TransportError(f"timeout calling {url}", hint="raise the timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(
+                f"cannot reach {url}: {exc}", hint="check that the model server is running"
+            ) from exc
+
+
+class SSEChunks:
+    """The ``chat.completion.chunk`` events of an SSE body, fed as it arrives.
+
+    Lines other than ``data:`` are skipped; after ``data: [DONE]`` the rest is read
+    and ignored (so the connection is reused)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._done = False
+
+    def feed(self, data: bytes) -> list[StreamChunk]:
+        """The chunks completed by ``data`` (a partial last line waits for the next)."""
+        if self._done:
+            return []
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        out: list[StreamChunk] = []
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                self._done = True
+                break
+            try:
+                chunk = orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                raise ModelError(f"model server streamed non-JSON: {payload[:200]!r}") from exc
+            out.append(parse_stream_chunk(chunk))
+        return out
 
 
 def _transport_error(url: str, exc: httpx.TransportError) -> TransportError:

@@ -10,7 +10,7 @@ layer. Answers and stream events are built in Anthropic's shapes.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,11 +18,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from daytwo.exceptions import InputError
-from daytwo.models.types import ChatResponse, StreamChunk, Usage
+from daytwo.models.types import ChatResponse, Usage
 from daytwo.server.llm.openai_wire import ChatRequest, parse_body
 
 if TYPE_CHECKING:
-    from daytwo.server.llm.service import StreamResult
+    from daytwo.server.llm.service import ChunkStream, StreamResult
 
 __all__ = ["MessagesRequest", "events", "message", "parse", "to_chat_request"]
 
@@ -216,9 +216,7 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps({"type": name, **data}) + b"\n\n"
 
 
-async def events(
-    chunks: AsyncGenerator[StreamChunk, None], result: StreamResult, model: str
-) -> AsyncIterator[bytes]:
+async def events(chunks: ChunkStream, result: StreamResult, model: str) -> AsyncIterator[bytes]:
     """The Messages stream: start, one text block of deltas, the stop reason and usage."""
     start: dict[str, Any] = {
         "id": f"msg_{uuid.uuid4().hex}",

@@ -38,6 +38,7 @@ from daytwo.server.llm.openai_wire import (
 )
 from daytwo.server.llm.service import (
     CallContext,
+    ChunkStream,
     GatewayModel,
     ModelGateway,
     ModelStream,
@@ -81,11 +82,16 @@ async def complete(
 
 
 class SSEResponse(StreamingResponse):
-    """A server-sent-event stream that always closes its body iterator, and treats a
-    client that went away as the normal end of the stream (the iterator's ``finally``
-    then stops the model stream, which records what was produced)."""
+    """A server-sent-event stream that always closes its body iterator and then the
+    model stream it reads (even one whose events were never iterated), and treats a
+    client that went away as the normal end of the stream (closing the model stream
+    records what was produced)."""
 
     media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterator[bytes], stream: ChunkStream) -> None:
+        super().__init__(content, headers={"cache-control": "no-cache"})
+        self.stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -94,9 +100,60 @@ class SSEResponse(StreamingResponse):
             pass
         finally:
             aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
+                if aclose is not None:
                     await aclose()
+                await self.stream.aclose()
+
+
+async def start_stream(
+    gw: ModelGateway, call: CallContext, model: GatewayModel, req: ChatRequest
+) -> tuple[ChunkStream, StreamResult]:
+    """A started stream (its first chunk received, or the error that came before it)
+    and where its usage lands: on the event loop when the model's wire allows, else
+    in a worker thread."""
+    if gw.can_await_stream(model):
+        stream, result = gw.astream(call, model, req)
+        return await open_async_stream(call, stream), result
+    return await open_stream(call, lambda: gw.stream(call, model, req))
+
+
+async def open_async_stream(
+    call: CallContext, stream: AsyncGenerator[StreamChunk, None]
+) -> ChunkStream:
+    """Await an event-loop stream's first chunk, in a task in the request's context
+    (the budget check and the start of the ``chat`` span run then, under the caller's
+    trace and attribution); an error before it is raised here, so it becomes an HTTP
+    error. The rest is iterated by the response itself: no thread, no hand-over per
+    chunk. Returns the chunks, the first included."""
+
+    async def first() -> StreamChunk | None:
+        return await anext(stream, None)
+
+    return _Started(await asyncio.create_task(first(), context=call.context), stream)
+
+
+class _Started:
+    """A model stream whose first chunk was received: that chunk, then the rest.
+    Closing it closes the model stream, iterated or not (which records its span)."""
+
+    def __init__(self, first: StreamChunk | None, stream: AsyncGenerator[StreamChunk, None]):
+        self._first = first
+        self._stream = stream
+
+    def __aiter__(self) -> _Started:
+        return self
+
+    async def __anext__(self) -> StreamChunk:
+        first = self._first
+        if first is not None:
+            self._first = None
+            return first
+        return await anext(self._stream)
+
+    async def aclose(self) -> None:
+        self._first = None
+        await self._stream.aclose()
 
 
 _Item = tuple[str, Any]
@@ -185,12 +242,9 @@ async def chat_completions(request: Request) -> Response:
                     hint="set stream to false for requests with tools",
                     param="stream",
                 )
-            chunks, result = await open_stream(call, lambda: gw.stream(call, model, req))
+            chunks, result = await start_stream(gw, call, model, req)
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return SSEResponse(
-                _openai_events(chunks, result, req.model, include_usage),
-                headers={"cache-control": "no-cache"},
-            )
+            return SSEResponse(_openai_events(chunks, result, req.model, include_usage), chunks)
         response = await complete(gw, call, model, req)
     except Exception as exc:
         return error_response(exc)
@@ -202,7 +256,7 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def _openai_events(
-    chunks: AsyncGenerator[StreamChunk, None],
+    chunks: ChunkStream,
     result: StreamResult,
     model: str,
     include_usage: bool,
@@ -278,11 +332,8 @@ async def messages(request: Request) -> Response:
                 param="stream",
             )
         if req.stream:
-            chunks, result = await open_stream(call, lambda: gw.stream(call, model, chat_req))
-            return SSEResponse(
-                anthropic_wire.events(chunks, result, req.model),
-                headers={"cache-control": "no-cache"},
-            )
+            chunks, result = await start_stream(gw, call, model, chat_req)
+            return SSEResponse(anthropic_wire.events(chunks, result, req.model), chunks)
         response = await complete(gw, call, model, chat_req)
     except Exception as exc:
         return error_response(exc, wire)

@@ -8,9 +8,11 @@ call. The gateway adds what belongs to the server: the caller's key, tenant,
 session and end user on that span (:func:`daytwo.tracing.attributed`), the
 caller's W3C trace context as its parent, tenant routes, budgets and rate limits.
 
-Blocking work (the models layer is synchronous) runs in the thread pool, inside a
+A call whose model has an async wire (OpenAI-compatible upstreams) is awaited on the
+event loop, streamed or not; other work (blocking providers, the structured-output
+ladder, Redis budget counters) runs in the thread pool. Either way it runs inside a
 :class:`contextvars.Context` prepared once per request, so the span's parent and
-attribution are the same in every thread a streamed call visits.
+attribution are the same wherever a call runs.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from __future__ import annotations
 import contextvars
 import json
 import threading
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from opentelemetry import context as otel_context
 
@@ -43,11 +45,28 @@ if TYPE_CHECKING:
     from daytwo.settings import Settings
     from daytwo.store import Store
 
-__all__ = ["CallContext", "GatewayModel", "ModelGateway", "ModelStream", "StreamResult"]
+__all__ = [
+    "AsyncModelStream",
+    "CallContext",
+    "ChunkStream",
+    "GatewayModel",
+    "ModelGateway",
+    "ModelStream",
+    "StreamResult",
+]
 
 GatewayModel = ProfiledModel | FallbackModel
 ModelStream = Generator[StreamChunk, None, None]
+AsyncModelStream = AsyncGenerator[StreamChunk, None]
 R = TypeVar("R")
+
+
+class ChunkStream(Protocol):
+    """The chunks of a started stream; ``aclose()`` ends it early (which records it)."""
+
+    def __aiter__(self) -> AsyncIterator[StreamChunk]: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass
@@ -264,27 +283,46 @@ class ModelGateway:
     ) -> tuple[ModelStream, StreamResult]:
         """A streamed completion (blocking iterator; advance it in ``call``'s context)
         and where its final usage lands when it ends, however it ends."""
+        result = StreamResult()
+        return model.stream_chunks(**self._stream_options(call, req, result)), result
+
+    def can_await_stream(self, model: GatewayModel) -> bool:
+        """Whether :meth:`astream` may serve a stream on the event loop: the model's wire
+        is async and the budget counters are this process's memory (see :meth:`can_await`)."""
+        return model.can_await and self.limits.local
+
+    def astream(
+        self, call: CallContext, model: GatewayModel, req: ChatRequest
+    ) -> tuple[AsyncModelStream, StreamResult]:
+        """:meth:`stream` iterated on the event loop, when :meth:`can_await_stream`.
+        Its first step (budget check, the ``chat`` span's start) must run in ``call``'s
+        context; the budget and rate limits are checked here, before it."""
+        result = StreamResult()
+        return model.astream_chunks(**self._stream_options(call, req, result)), result
+
+    def _stream_options(
+        self, call: CallContext, req: ChatRequest, result: StreamResult
+    ) -> dict[str, Any]:
+        """The stream's arguments, after the caller's limits are checked; the stream's
+        end records its usage in ``result`` and the caller's budgets."""
         from daytwo.server.llm.openai_wire import to_messages
 
         messages = to_messages(req.messages)
         self.limits.check(call.principal)
-        result = StreamResult()
 
         def on_usage(usage: Usage, profile: Profile) -> None:
             result.usage, result.profile = usage, profile.name
             self.limits.record(call.principal, usage, profile)
 
-        fmt = req.response_format or None
-        it = model.stream_chunks(
-            messages,
-            response_format=fmt,
-            temperature=req.temperature,
-            seed=req.seed,
-            max_tokens=req.output_budget(),
-            extra=req.passthrough(),
-            on_usage=on_usage,
-        )
-        return it, result
+        return {
+            "messages": messages,
+            "response_format": req.response_format or None,
+            "temperature": req.temperature,
+            "seed": req.seed,
+            "max_tokens": req.output_budget(),
+            "extra": req.passthrough(),
+            "on_usage": on_usage,
+        }
 
     def _priced(self, profile_name: str | None) -> Profile | None:
         return self._profile(profile_name) if profile_name else None
