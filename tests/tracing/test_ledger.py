@@ -197,3 +197,34 @@ def test_a_foreign_cost_span_around_a_model_call_counts_once(sqlite_store: Store
     report = reprice(sqlite_store, DictPrices(PRICES), since=datetime(2000, 1, 1, tzinfo=UTC))
     assert report.spans == 1
     assert total(rollup(sqlite_store, "query")).cost_usd == grand.cost_usd
+
+
+def test_token_counts_of_any_type_price_as_clamped_ints() -> None:
+    """Ints go to Price.cost as they are (it clamps); anything else through the same
+    normalisation as before: bools and junk count 0, numeric text and floats truncate."""
+    from daytwo.tracing.pricing import span_cost, token_cost
+
+    price = PRICES["gpt-x"]
+    cases = [
+        ({"gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 10}, (1000, 10, 0, 0)),
+        ({"gen_ai.usage.input_tokens": -5, "gen_ai.usage.output_tokens": 10}, (0, 10, 0, 0)),
+        ({"gen_ai.usage.input_tokens": True, "gen_ai.usage.output_tokens": "7"}, (0, 7, 0, 0)),
+        ({"gen_ai.usage.input_tokens": 12.9, "gen_ai.usage.output_tokens": "x"}, (12, 0, 0, 0)),
+        (
+            {
+                "gen_ai.usage.input_tokens": 100,
+                "gen_ai.usage.output_tokens": 50,
+                "gen_ai.usage.cache_read.input_tokens": 500,
+                "gen_ai.usage.reasoning.output_tokens": -1,
+            },
+            (100, 50, 500, 0),
+        ),
+    ]
+    for attrs, counts in cases:
+        assert token_cost(price, attrs) == price.cost(*counts), attrs
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    unknown = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "nope"}
+    first, second = span_cost(unknown, at, DictPrices(PRICES)), span_cost(unknown, at, None)
+    assert first is not None
+    assert (first.status, first.usd) == ("unknown", None)
+    assert first == second

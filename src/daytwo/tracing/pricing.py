@@ -138,12 +138,21 @@ def _decimal(value: Any) -> Decimal | None:
 
 def token_cost(price: Price, attributes: Mapping[str, Any]) -> Decimal:
     """Cost of the token usage recorded in ``attributes`` at ``price``."""
+    # Price.cost clamps negative counts itself: only non-int values need _int, and a
+    # span's counts are almost always ints (absent ones are None and go through _int).
+    get = attributes.get
+    tokens_in, tokens_out = get(USAGE_INPUT), get(USAGE_OUTPUT)
+    cached, reasoning = get(USAGE_CACHE_READ_INPUT), get(USAGE_REASONING_OUTPUT)
     return price.cost(
-        _int(attributes.get(USAGE_INPUT)),
-        _int(attributes.get(USAGE_OUTPUT)),
-        _int(attributes.get(USAGE_CACHE_READ_INPUT)),
-        _int(attributes.get(USAGE_REASONING_OUTPUT)),
+        tokens_in if type(tokens_in) is int else _int(tokens_in),
+        tokens_out if type(tokens_out) is int else _int(tokens_out),
+        cached if type(cached) is int else _int(cached),
+        reasoning if type(reasoning) is int else _int(reasoning),
     )
+
+
+_UNKNOWN = SpanCost("unknown", None)
+"""Shared: a frozen value, and one allocation fewer per unpriced span."""
 
 
 def span_cost(
@@ -169,9 +178,9 @@ def span_cost(
         if price is not None and price.currency != "USD":
             price = None  # the ledger is in USD: another currency is an unknown price
         if price is None:
-            return SpanCost("unknown", None)
+            return _UNKNOWN
         return SpanCost("priced", token_cost(price, attributes))
     if TOOL_COST_USD in attributes:
         usd = _decimal(attributes.get(TOOL_COST_USD))
-        return SpanCost("unknown", None) if usd is None else SpanCost("priced", usd)
+        return _UNKNOWN if usd is None else SpanCost("priced", usd)
     return None

@@ -462,7 +462,9 @@ class StoreSpanProcessor(SpanProcessor):
             self.dropped += 1
             return
         self._queue.append(span)
-        if len(self._queue) >= self.max_batch:
+        # ``is_set`` reads a flag; ``set`` takes the event's lock and notifies: while the
+        # worker waits for the GIL, every further span would pay for that again.
+        if len(self._queue) >= self.max_batch and not self._wake.is_set():
             self._wake.set()
 
     def _drain(self) -> list[ReadableSpan]:
