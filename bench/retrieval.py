@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import sys
 import tempfile
 import time
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import onnxruntime  # noqa: F401  (must load before usearch)
 
-from _common import add_lock_options, interleave, measuring
+from _common import add_lock_options, interleave, machine, measuring
 
 K_EVAL = 100
 METRICS = ["ndcg@10", "recall@100", "mrr@10"]
@@ -254,7 +254,7 @@ def main() -> int:
         "dataset": args.dataset.name,
         "queries": len(queries),
         "embedder": args.embedder,
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+        "machine": machine(),
     }
     texts = []
     with (args.dataset / "corpus.jsonl").open(encoding="utf-8") as fh:
@@ -274,7 +274,9 @@ def main() -> int:
         if args.backend == "postgresql":
             from kb_backends import pg_schema_url
 
-            store = Store(pg_schema_url("bench_retrieval"))
+            # One schema per process: two runs side by side must not drop each other's.
+            pg_schema = f"bench_retrieval_{os.getpid()}"
+            store = Store(pg_schema_url(pg_schema))
         else:
             store = Store(f"sqlite:///{workdir / 'kb.db'}")
         result["backend"] = args.backend
@@ -411,7 +413,7 @@ def main() -> int:
         if args.backend == "postgresql":
             from kb_backends import drop_schema
 
-            drop_schema("bench_retrieval")
+            drop_schema(pg_schema)
 
     d, lance = result["daytwo"], result["lancedb"]
     result["targets"] = {

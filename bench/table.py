@@ -91,14 +91,16 @@ def _verdict(met: Any, missed: str = "") -> str:
     return "met" if met else f"missed{(' (' + missed + ')') if missed else ''}"
 
 
-def retrieval() -> Row | None:
-    d = _read("retrieval_msmarco.json")
+def _retrieval(name: str) -> Row | None:
+    d = _read(name)
     if d is None:
         return None
     ours, lance = d["daytwo"], d["lancedb"]
     hybrid = ours["hybrid"]
+    backend = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(d.get("backend", "sqlite"))
     return (
-        f"nDCG@10 hybrid {_n(hybrid['ndcg@10'], 3)} (bm25 {_n(ours['bm25']['ndcg@10'], 3)}, "
+        f"{backend}: nDCG@10 hybrid {_n(hybrid['ndcg@10'], 3)} "
+        f"(bm25 {_n(ours['bm25']['ndcg@10'], 3)}, "
         f"dense {_n(ours['dense']['ndcg@10'], 3)}); p50 excl. embedding "
         f"{_n(hybrid.get('p50_ms_interleaved', hybrid['p50_ms_excl_embedding']), 1)} ms",
         f"LanceDB hybrid {_n(lance['hybrid']['ndcg@10'], 3)}, "
@@ -109,6 +111,14 @@ def retrieval() -> Row | None:
         ),
         _load(d),
     )
+
+
+def retrieval() -> Row | None:
+    return _retrieval("retrieval_msmarco.json")
+
+
+def retrieval_postgresql() -> Row | None:
+    return _retrieval("retrieval_msmarco_postgresql.json")
 
 
 def fusion() -> Row | None:
@@ -397,6 +407,7 @@ def judges() -> Row | None:
 
 ROWS: list[tuple[str, Callable[[], Row | None]]] = [
     ("retrieval, MS MARCO subset (5k passages)", retrieval),
+    ("retrieval, MS MARCO subset (5k passages)", retrieval_postgresql),
     ("fusion default vs its best single input", fusion),
     ("embedding and ingest (MiniLM int8, MS MARCO passages)", embedding),
     ("ANN on data with neighbourhood structure", ann),
