@@ -42,10 +42,11 @@ class AsyncProvider(Protocol):
         """One completion, awaited."""
         ...
 
-    def astream(
+    def astream_batches(
         self, messages: Sequence[Message], **options: Any
-    ) -> AsyncGenerator[StreamChunk, None]:
-        """One completion, piece by piece, iterated on the event loop."""
+    ) -> AsyncGenerator[list[StreamChunk], None]:
+        """One completion, piece by piece, iterated on the event loop: each item holds
+        the pieces that arrived together (so a relay forwards them in one write)."""
         ...
 
 

@@ -156,7 +156,7 @@ class FallbackModel:
             return
         raise self._give_up(errors)
 
-    async def astream_chunks(
+    async def astream_batches(
         self,
         messages: Sequence[Message],
         *,
@@ -166,12 +166,12 @@ class FallbackModel:
         max_tokens: int | None = None,
         extra: Mapping[str, Any] | None = None,
         on_usage: Callable[[Usage, Profile], None] | None = None,
-    ) -> AsyncGenerator[StreamChunk, None]:
-        """:meth:`stream_chunks` iterated on the event loop (every member must
-        :attr:`can_await`)."""
+    ) -> AsyncGenerator[list[StreamChunk], None]:
+        """:meth:`stream_chunks` iterated on the event loop, in batches as
+        :meth:`ProfiledModel.astream_batches` (every member must :attr:`can_await`)."""
         errors: list[ModelError] = []
         for model in self.models:
-            it = model.astream_chunks(
+            it = model.astream_batches(
                 messages,
                 response_format=response_format,
                 temperature=temperature,
@@ -191,8 +191,8 @@ class FallbackModel:
                 continue
             async with aclosing(it):
                 yield first
-                async for chunk in it:
-                    yield chunk
+                async for batch in it:
+                    yield batch
             return
         raise self._give_up(errors)
 

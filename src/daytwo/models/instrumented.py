@@ -287,7 +287,7 @@ class ProfiledModel:
         finally:
             call.end()
 
-    async def astream_chunks(
+    async def astream_batches(
         self,
         messages: Sequence[Message],
         *,
@@ -297,19 +297,21 @@ class ProfiledModel:
         max_tokens: int | None = None,
         extra: Mapping[str, Any] | None = None,
         on_usage: Callable[[Usage, Profile], None] | None = None,
-    ) -> AsyncGenerator[StreamChunk, None]:
+    ) -> AsyncGenerator[list[StreamChunk], None]:
         """:meth:`stream_chunks` iterated on the event loop (same checks, same one span,
-        same usage); only for a model whose :attr:`async_provider` is set. A consumer
-        that is cancelled or closes it early leaves the span of what was produced."""
+        same usage), the chunks that arrived together as one list; only for a model
+        whose :attr:`async_provider` is set. A consumer that is cancelled or closes it
+        early leaves the span of what was produced."""
         provider = self._async_provider()
         call = _StreamCall(
             self, messages, response_format, temperature, seed, max_tokens, extra, on_usage
         )
         try:
-            async with aclosing(provider.astream(call.messages, **call.options)) as chunks:
-                async for chunk in chunks:
-                    call.add(chunk)
-                    yield chunk
+            async with aclosing(provider.astream_batches(call.messages, **call.options)) as it:
+                async for batch in it:
+                    for chunk in batch:
+                        call.add(chunk)
+                    yield batch
         except (GeneratorExit, asyncio.CancelledError):
             call.cancelled()
             raise

@@ -256,12 +256,14 @@ class OpenAICompatProvider:
         except httpx.TransportError as exc:
             raise _transport_error(url, exc) from exc
 
-    async def astream(
+    async def astream_batches(
         self, messages: Sequence[Message], **options: Any
-    ) -> AsyncGenerator[StreamChunk, None]:
-        """:meth:`stream` on the event loop (the async client, no worker thread).
-
-        Its timeout is per read (as the blocking client's), not for the whole stream."""
+    ) -> AsyncGenerator[list[StreamChunk], None]:
+        """:meth:`stream` on the event loop (the async client, no worker thread), the
+        chunks that arrived together (one network read) as one list, so a relay can
+        forward them in one write. It ends at ``data: [DONE]``, without waiting for the
+        server to close the response. Its timeout is per read (as the blocking
+        client's), not for the whole stream."""
         body = self._stream_payload(messages, options)
         url = f"{self.base_url}/chat/completions"
         try:
@@ -278,8 +280,11 @@ class OpenAICompatProvider:
                     )
                 events = SSEChunks()
                 async for data in response.content.iter_any():
-                    for chunk in events.feed(data):
-                        yield chunk
+                    batch = events.feed(data)
+                    if batch:
+                        yield batch
+                    if events.done:
+                        break
         except TimeoutError as exc:
             raise TransportError(f"timeout calling {url}", hint="raise the timeout") from exc
         except aiohttp.ClientError as exc:
@@ -296,11 +301,12 @@ class SSEChunks:
 
     def __init__(self) -> None:
         self._buffer = b""
-        self._done = False
+        self.done = False
+        """Whether ``data: [DONE]`` was received."""
 
     def feed(self, data: bytes) -> list[StreamChunk]:
         """The chunks completed by ``data`` (a partial last line waits for the next)."""
-        if self._done:
+        if self.done:
             return []
         *lines, self._buffer = (self._buffer + data).split(b"\n")
         out: list[StreamChunk] = []
@@ -309,7 +315,7 @@ class SSEChunks:
                 continue
             payload = line[5:].strip()
             if payload == b"[DONE]":
-                self._done = True
+                self.done = True
                 break
             try:
                 chunk = orjson.loads(payload)

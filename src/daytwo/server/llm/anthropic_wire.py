@@ -10,21 +10,17 @@ layer. Answers and stream events are built in Anthropic's shapes.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from daytwo.exceptions import InputError
-from daytwo.models.types import ChatResponse, Usage
+from daytwo.models.types import ChatResponse, StreamChunk, Usage
 from daytwo.server.llm.openai_wire import ChatRequest, parse_body
 
-if TYPE_CHECKING:
-    from daytwo.server.llm.service import ChunkStream, StreamResult
-
-__all__ = ["MessagesRequest", "events", "message", "parse", "to_chat_request"]
+__all__ = ["MessageEvents", "MessagesRequest", "message", "parse", "to_chat_request"]
 
 
 class _Open(BaseModel):
@@ -216,31 +212,49 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps({"type": name, **data}) + b"\n\n"
 
 
-async def events(chunks: ChunkStream, result: StreamResult, model: str) -> AsyncIterator[bytes]:
-    """The Messages stream: start, one text block of deltas, the stop reason and usage."""
-    start: dict[str, Any] = {
-        "id": f"msg_{uuid.uuid4().hex}",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": {"input_tokens": 0, "output_tokens": 0},
-    }
-    yield _event("message_start", {"message": start})
-    yield _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
-    finish: str | None = None
-    async with aclosing(chunks):
-        async for chunk in chunks:
+class MessageEvents:
+    """The Messages stream's events, written batch by batch: the message start and
+    one text block with the first batch, its deltas, and at the end the block's stop,
+    the stop reason with the usage, and the message stop."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self._started = False
+        self._finish: str | None = None
+
+    def _start(self) -> bytes:
+        self._started = True
+        message: dict[str, Any] = {
+            "id": f"msg_{uuid.uuid4().hex}",
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        return _event("message_start", {"message": message}) + _event(
+            "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
+        )
+
+    def batch(self, chunks: Sequence[StreamChunk]) -> bytes:
+        """The events of ``chunks`` (the start events with the first batch)."""
+        out = [] if self._started else [self._start()]
+        for chunk in chunks:
             if chunk.text:
                 delta = {"type": "text_delta", "text": chunk.text}
-                yield _event("content_block_delta", {"index": 0, "delta": delta})
-            finish = chunk.finish_reason or finish
-    yield _event("content_block_stop", {"index": 0})
-    usage = _usage(result.usage or Usage())
-    yield _event(
-        "message_delta",
-        {"delta": {"stop_reason": stop_reason(finish), "stop_sequence": None}, "usage": usage},
-    )
-    yield _event("message_stop", {})
+                out.append(_event("content_block_delta", {"index": 0, "delta": delta}))
+            self._finish = chunk.finish_reason or self._finish
+        return b"".join(out)
+
+    def end(self, usage: Usage | None) -> bytes:
+        """The last events, ``usage`` being the stream's (zero when unknown)."""
+        head = b"" if self._started else self._start()
+        delta = {"stop_reason": stop_reason(self._finish), "stop_sequence": None}
+        return (
+            head
+            + _event("content_block_stop", {"index": 0})
+            + _event("message_delta", {"delta": delta, "usage": _usage(usage or Usage())})
+            + _event("message_stop", {})
+        )

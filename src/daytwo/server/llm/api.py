@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
@@ -28,15 +26,14 @@ from daytwo.models.types import ChatResponse, StreamChunk, Usage
 from daytwo.server.llm import anthropic_wire, embeddings
 from daytwo.server.llm.errors import GATEWAY_RESPONSES, Wire, error_response
 from daytwo.server.llm.openai_wire import (
-    DONE_EVENT,
     ChatRequest,
+    ChunkEvents,
     EmbeddingsRequest,
     chat_completion,
-    chunk_event,
-    completion_id,
     parse_body,
 )
 from daytwo.server.llm.service import (
+    AsyncModelStream,
     CallContext,
     ChunkStream,
     GatewayModel,
@@ -81,70 +78,107 @@ async def complete(
     return await in_thread(call, gw.complete, call, model, req)
 
 
-class SSEResponse(StreamingResponse):
-    """A server-sent-event stream that always closes its body iterator and then the
-    model stream it reads (even one whose events were never iterated), and treats a
-    client that went away as the normal end of the stream (closing the model stream
-    records what was produced)."""
+class Events(Protocol):
+    """A wire's events of one stream (:class:`ChunkEvents`, :class:`MessageEvents`)."""
+
+    def batch(self, chunks: Sequence[StreamChunk]) -> bytes: ...
+
+    def end(self, usage: Usage | None) -> bytes: ...
+
+
+class SSEResponse(Response):
+    """A server-sent-event stream relaying a started model stream.
+
+    Each batch of chunks (those that arrived together) goes out in one write, the
+    last events with the end of the body. A client that goes away is noticed at once
+    (a waiter on ``receive``, as Starlette's ``StreamingResponse`` has, without its
+    task group): the model stream is cancelled, which records what was produced, and
+    that is the normal end of the response. The model stream is closed however the
+    response ends, even when it was never iterated."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[bytes], stream: ChunkStream) -> None:
-        super().__init__(content, headers={"cache-control": "no-cache"})
+    def __init__(self, stream: ChunkStream, events: Events, result: StreamResult) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"cache-control": "no-cache"})
         self.stream = stream
+        self.events = events
+        self.result = result
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        state = {"done": False, "gone": False}
+
+        async def listen() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        def gone(waiter: asyncio.Future[None]) -> None:
+            if not state["done"] and not waiter.cancelled() and waiter.exception() is None:
+                state["gone"] = True
+                task.cancel()
+
+        waiter = asyncio.ensure_future(listen())
+        waiter.add_done_callback(gone)
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for batch in self.stream:
+                body = self.events.batch(batch)
+                if body:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+            end = self.events.end(self.result.usage)
+            await send({"type": "http.response.body", "body": end, "more_body": False})
+        except asyncio.CancelledError:
+            if not state["gone"]:
+                raise
+            task.uncancel()
         except (ClientDisconnect, OSError):
             pass
         finally:
-            aclose = getattr(self.body_iterator, "aclose", None)
-            with anyio.CancelScope(shield=True):
-                if aclose is not None:
-                    await aclose()
-                await self.stream.aclose()
+            state["done"] = True
+            waiter.cancel()
+            await self.stream.aclose()
 
 
 async def start_stream(
     gw: ModelGateway, call: CallContext, model: GatewayModel, req: ChatRequest
 ) -> tuple[ChunkStream, StreamResult]:
-    """A started stream (its first chunk received, or the error that came before it)
-    and where its usage lands: on the event loop when the model's wire allows, else
-    in a worker thread."""
+    """A started stream (its first chunks received, or the error that came before
+    them) and where its usage lands: on the event loop when the model's wire allows,
+    else in a worker thread."""
     if gw.can_await_stream(model):
         stream, result = gw.astream(call, model, req)
         return await open_async_stream(call, stream), result
     return await open_stream(call, lambda: gw.stream(call, model, req))
 
 
-async def open_async_stream(
-    call: CallContext, stream: AsyncGenerator[StreamChunk, None]
-) -> ChunkStream:
-    """Await an event-loop stream's first chunk, in a task in the request's context
+async def open_async_stream(call: CallContext, stream: AsyncModelStream) -> ChunkStream:
+    """Await an event-loop stream's first chunks, in a task in the request's context
     (the budget check and the start of the ``chat`` span run then, under the caller's
-    trace and attribution); an error before it is raised here, so it becomes an HTTP
-    error. The rest is iterated by the response itself: no thread, no hand-over per
-    chunk. Returns the chunks, the first included."""
+    trace and attribution); an error before them is raised here, so it becomes an
+    HTTP error. The rest is iterated by the response itself: no thread, no hand-over
+    per chunk. Returns the chunks, the first included."""
 
-    async def first() -> StreamChunk | None:
+    async def first() -> list[StreamChunk] | None:
         return await anext(stream, None)
 
     return _Started(await asyncio.create_task(first(), context=call.context), stream)
 
 
 class _Started:
-    """A model stream whose first chunk was received: that chunk, then the rest.
+    """A model stream whose first chunks were received: those, then the rest.
     Closing it closes the model stream, iterated or not (which records its span)."""
 
-    def __init__(self, first: StreamChunk | None, stream: AsyncGenerator[StreamChunk, None]):
+    def __init__(self, first: list[StreamChunk] | None, stream: AsyncModelStream) -> None:
         self._first = first
         self._stream = stream
 
     def __aiter__(self) -> _Started:
         return self
 
-    async def __anext__(self) -> StreamChunk:
+    async def __anext__(self) -> list[StreamChunk]:
         first = self._first
         if first is not None:
             self._first = None
@@ -162,14 +196,15 @@ _Item = tuple[str, Any]
 
 async def open_stream(
     call: CallContext, stream: Callable[[], tuple[ModelStream, R]]
-) -> tuple[AsyncGenerator[StreamChunk, None], R]:
+) -> tuple[AsyncGenerator[list[StreamChunk], None], R]:
     """Start a model stream in one worker thread and wait for its first chunk.
 
     The thread (in the request's context) runs the whole blocking stream and hands each
     chunk to the event loop as it arrives: one thread-pool hop per stream, not one per
     chunk. An error before the first chunk (budget, context overflow, upstream refusal)
     is raised here, so it becomes an HTTP error; later ones end the event stream.
-    Returns the chunks and the stream's result holder (``stream()``'s second value).
+    Returns the chunks (those waiting together as one batch) and the stream's result
+    holder (``stream()``'s second value).
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[_Item] = asyncio.Queue()
@@ -198,21 +233,27 @@ async def open_stream(
     if first[0] == "error":
         await task
         raise first[1]
-    return _chunks(first, queue, stop, task), started[0]
+    return _batches(first, queue, stop, task), started[0]
 
 
-async def _chunks(
+async def _batches(
     first: _Item, queue: asyncio.Queue[_Item], stop: threading.Event, task: asyncio.Future[None]
-) -> AsyncGenerator[StreamChunk, None]:
-    """The chunks the producer hands over; when the consumer stops early, the producer
-    closes the model stream at its next chunk, and this waits for it (shielded), so the
-    call's span and budget are recorded whatever happened to the client."""
+) -> AsyncGenerator[list[StreamChunk], None]:
+    """The chunks the producer hands over, those already waiting as one batch; when
+    the consumer stops early, the producer closes the model stream at its next chunk,
+    and this waits for it (shielded), so the call's span and budget are recorded
+    whatever happened to the client."""
     try:
-        item = first
-        while item[0] == "chunk":
-            yield item[1]
-            item = await queue.get()
-        if item[0] == "error":
+        item: _Item | None = first
+        while item is not None and item[0] == "chunk":
+            batch: list[StreamChunk] = []
+            while item is not None and item[0] == "chunk":
+                batch.append(item[1])
+                item = None if queue.empty() else queue.get_nowait()
+            yield batch
+            if item is None:
+                item = await queue.get()
+        if item is not None and item[0] == "error":
             raise item[1]
     finally:
         stop.set()
@@ -244,7 +285,7 @@ async def chat_completions(request: Request) -> Response:
                 )
             chunks, result = await start_stream(gw, call, model, req)
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return SSEResponse(_openai_events(chunks, result, req.model, include_usage), chunks)
+            return SSEResponse(chunks, ChunkEvents(req.model, include_usage=include_usage), result)
         response = await complete(gw, call, model, req)
     except Exception as exc:
         return error_response(exc)
@@ -253,25 +294,6 @@ async def chat_completions(request: Request) -> Response:
         media_type="application/json",
         headers={"x-daytwo-model-profile": response.profile or ""},
     )
-
-
-async def _openai_events(
-    chunks: ChunkStream,
-    result: StreamResult,
-    model: str,
-    include_usage: bool,
-) -> AsyncIterator[bytes]:
-    cid, created = completion_id(), int(time.time())
-    role_sent = False
-    async with aclosing(chunks):
-        async for chunk in chunks:
-            if not (chunk.text or chunk.finish_reason or not role_sent):
-                continue
-            yield chunk_event(cid, created, model, chunk=chunk, role=not role_sent)
-            role_sent = True
-    if include_usage:
-        yield chunk_event(cid, created, model, usage=result.usage or Usage())
-    yield DONE_EVENT
 
 
 @router.post(
@@ -333,7 +355,7 @@ async def messages(request: Request) -> Response:
             )
         if req.stream:
             chunks, result = await start_stream(gw, call, model, chat_req)
-            return SSEResponse(anthropic_wire.events(chunks, result, req.model), chunks)
+            return SSEResponse(chunks, anthropic_wire.MessageEvents(req.model), result)
         response = await complete(gw, call, model, chat_req)
     except Exception as exc:
         return error_response(exc, wire)

@@ -21,6 +21,7 @@ from daytwo.models.types import ChatResponse, Message, StreamChunk, ToolCall, Us
 
 __all__ = [
     "ChatRequest",
+    "ChunkEvents",
     "EmbeddingsRequest",
     "chat_completion",
     "chunk_event",
@@ -273,3 +274,33 @@ def chunk_event(
 
 
 DONE_EVENT = b"data: [DONE]\n\n"
+
+
+class ChunkEvents:
+    """The SSE events of one streamed completion, written batch by batch: the role on
+    the first event, then the text and finish reason of each chunk; at the end the
+    usage chunk (when ``include_usage``) and ``[DONE]``."""
+
+    def __init__(self, model: str, *, include_usage: bool) -> None:
+        self.cid, self.created = completion_id(), int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+        self._role = True
+
+    def batch(self, chunks: Sequence[StreamChunk]) -> bytes:
+        """The events of ``chunks`` (empty ones skipped, but the first carries the role)."""
+        out = []
+        for chunk in chunks:
+            if not (chunk.text or chunk.finish_reason or self._role):
+                continue
+            out.append(
+                chunk_event(self.cid, self.created, self.model, chunk=chunk, role=self._role)
+            )
+            self._role = False
+        return b"".join(out)
+
+    def end(self, usage: Usage | None) -> bytes:
+        """The last events, ``usage`` being the stream's (zero when unknown)."""
+        if not self.include_usage:
+            return DONE_EVENT
+        return chunk_event(self.cid, self.created, self.model, usage=usage or Usage()) + DONE_EVENT

@@ -57,14 +57,15 @@ __all__ = [
 
 GatewayModel = ProfiledModel | FallbackModel
 ModelStream = Generator[StreamChunk, None, None]
-AsyncModelStream = AsyncGenerator[StreamChunk, None]
+AsyncModelStream = AsyncGenerator[list[StreamChunk], None]
 R = TypeVar("R")
 
 
 class ChunkStream(Protocol):
-    """The chunks of a started stream; ``aclose()`` ends it early (which records it)."""
+    """The chunks of a started stream, those that arrived together as one list;
+    ``aclose()`` ends it early (which records it)."""
 
-    def __aiter__(self) -> AsyncIterator[StreamChunk]: ...
+    def __aiter__(self) -> AsyncIterator[list[StreamChunk]]: ...
 
     async def aclose(self) -> None: ...
 
@@ -298,7 +299,7 @@ class ModelGateway:
         Its first step (budget check, the ``chat`` span's start) must run in ``call``'s
         context; the budget and rate limits are checked here, before it."""
         result = StreamResult()
-        return model.astream_chunks(**self._stream_options(call, req, result)), result
+        return model.astream_batches(**self._stream_options(call, req, result)), result
 
     def _stream_options(
         self, call: CallContext, req: ChatRequest, result: StreamResult
