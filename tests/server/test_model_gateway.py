@@ -236,6 +236,66 @@ def test_streaming_with_include_usage(gw: Gateway) -> None:
     assert span.tenant == "acme"
 
 
+def test_a_stream_is_relayed_on_the_event_loop_on_both_wires(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OpenAI-compatible upstream's stream is iterated on the event loop (no worker
+    thread), through the OpenAI and the Messages wire, each call one priced span in
+    the caller's attribution."""
+    from daytwo.server.llm import api
+
+    async def no_thread(*args: Any) -> Any:
+        raise AssertionError("the stream went through a worker thread")
+
+    monkeypatch.setattr(api, "open_stream", no_thread)
+    gw.upstream.push(Reply(content="one two three four five six seven"))
+    client = gw.openai(default_headers={"x-daytwo-session": "sess-stream"})
+    chunks = list(
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER, stream=True)
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == (
+        "one two three four five six seven"
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    gw.upstream.push(Reply(content="streamed through the messages route"))
+    with gw.anthropic().messages.stream(
+        model="openai/gpt-4o-mini", max_tokens=64, messages=[{"role": "user", "content": "Hi"}]
+    ) as stream:
+        assert "".join(stream.text_stream) == "streamed through the messages route"
+        final = stream.get_final_message()
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens > 0
+    first, second = gw.chat_spans()
+    assert first.session_id == "sess-stream"
+    assert (first.tenant, second.tenant) == ("acme", "acme")
+    assert first.cost_status == second.cost_status == "priced"
+    assert second.output_tokens == final.usage.output_tokens
+    assert first.attributes["daytwo.model.usage.source"] == "provider"
+
+
+def test_a_blocking_provider_streams_through_a_worker_thread(gw: Gateway) -> None:
+    """The Anthropic provider (the vendor's blocking SDK) streams in a worker thread;
+    the client sees the same relay."""
+    client = gw.openai()
+    chunks = list(
+        client.chat.completions.create(
+            model="anthropic/claude-haiku-4-5",
+            messages=USER,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello from upstream."
+    usage = chunks[-1].usage
+    assert usage is not None
+    [span] = gw.chat_spans()
+    assert span.attributes["daytwo.model.profile"] == "anthropic/claude-haiku-4-5"
+    assert span.output_tokens == usage.completion_tokens > 0
+    assert span.cost_status == "priced"
+
+
 def test_errors_are_the_sdks_own_exception_types(gw: Gateway) -> None:
     with pytest.raises(openai.AuthenticationError):
         gw.openai(key="dt_" + "0" * 32 + "_" + "x" * 43).chat.completions.create(
