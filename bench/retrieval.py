@@ -82,7 +82,7 @@ def bench_embedding(texts: list[str], rounds: int, lock: Path | None) -> dict[st
     from daytwo.knowledge.embedders import MiniLMEmbedder
 
     ours = MiniLMEmbedder()
-    naive_same = MiniLMEmbedder()  # our session options, naive batching
+    naive_same = MiniLMEmbedder(sessions=1)  # our session options (one session), naive batching
     naive = MiniLMEmbedder()
     naive._session = ort.InferenceSession(
         str(
@@ -137,6 +137,8 @@ def bench_embedding(texts: list[str], rounds: int, lock: Path | None) -> dict[st
         "speedup_vs_naive_with_our_session_options": round(t_same / t_ours, 2),
         "token_budget": ours.token_budget,
         "max_batch": ours.max_batch,
+        "sessions": len(ours._sessions),
+        "threads_per_session": ours._session.get_session_options().intra_op_num_threads,
         "seconds_per_round": inter,
         "lock": measured,
     }

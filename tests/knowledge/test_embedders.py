@@ -66,3 +66,19 @@ def test_minilm_sorted_batches_match_one_by_one() -> None:
     assert float(q @ pos) > float(q @ neg)
     order = [i for batch in e.batches([5, 300, 7, 300, 6]) for i in batch]
     assert order == [0, 4, 2, 1, 3]
+
+
+@pytest.mark.embedder
+def test_minilm_parallel_sessions_keep_input_order() -> None:
+    from daytwo.knowledge.embedders import MiniLMEmbedder
+
+    texts = [f"passage {i} " + "about refunds and parcels " * (i % 7) for i in range(13)]
+    parallel = MiniLMEmbedder(sessions=2, threads=1, token_budget=64, max_batch=3)
+    lengths = [len(e.ids) for e in parallel._tokenizer.encode_batch(texts)]
+    assert len(parallel.batches(lengths)) > 2  # both sessions get work
+    vectors = parallel.embed(texts)
+    single = MiniLMEmbedder(sessions=1)
+    one_by_one = np.stack([single.embed([t])[0] for t in texts])
+    assert vectors.shape == (13, 384)
+    assert float(np.min(np.sum(vectors * one_by_one, axis=1))) >= 0.9999
+    assert np.allclose(vectors, one_by_one, atol=1e-4)
