@@ -279,9 +279,10 @@ class AnnIndex:
                     keep = members(keys, allowed)
                     keys, dists = keys[keep], dists[keep]
                 if len(keys) >= k or count >= size:
-                    return [
-                        (int(a), float(1.0 - b)) for a, b in zip(keys[:k], dists[:k], strict=True)
-                    ]
+                    # One tolist() per array: Python ints and floats without a numpy
+                    # scalar per element (a few µs of a ~50 µs search).
+                    sims = (1.0 - dists[:k]).tolist()
+                    return list(zip(keys[:k].tolist(), sims, strict=True))
                 count *= 4
 
     def _search_one(
