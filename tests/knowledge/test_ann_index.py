@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,3 +27,30 @@ def test_graph_search_returns_python_pairs_with_cosines(tmp_path: Path) -> None:
     for key, sim in hits:  # bf16 storage: cosines to ~1e-2
         assert abs(sim - float(expected[key - 1])) < 2e-2
     assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+
+
+def test_new_graphs_are_ip_and_older_generations_stay_cosine(tmp_path: Path) -> None:
+    assert AnnParams().metric == "ip"
+    legacy = {k: v for k, v in AnnParams().to_dict().items() if k != "metric"}
+    params = AnnParams.from_dict(legacy)  # stored before the metric was recorded
+    assert params.metric == "cos"
+
+    rng = np.random.default_rng(5)
+    vectors = 3.0 * rng.standard_normal((50, 16)).astype(np.float32)
+    old = AnnIndex(tmp_path, "g", 16, params)
+    old.apply((), np.arange(1, 51, dtype=np.uint64), vectors, 4)
+    old.save()
+    sidecar = json.loads(old.sidecar.read_text(encoding="utf-8"))
+    sidecar["params"] = legacy  # as an older release wrote it
+    old.sidecar.write_text(json.dumps(sidecar), encoding="utf-8")
+
+    reopened = AnnIndex(tmp_path, "g", 16, AnnParams.from_dict(legacy))
+    assert reopened.load()  # no rebuild of older generations
+    assert reopened.seq == 4
+    assert reopened._index.metric.name.lower().startswith("cos")
+    assert not AnnIndex(tmp_path, "g", 16, AnnParams()).load()  # an ip graph is another
+    ip = AnnIndex(tmp_path / "ip", "g", 16, AnnParams(exact_below=0))
+    ip.apply((), np.arange(1, 51, dtype=np.uint64), vectors, 4)
+    for (k1, s1), (k2, s2) in zip(ip.search(vectors[7], 3), reopened.search(vectors[7], 3)):
+        assert k1 == k2
+        assert abs(s1 - s2) < 2e-2
