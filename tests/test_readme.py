@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 from pathlib import Path
 
@@ -61,11 +62,30 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
             argv = ["make", "-C", str(ROOT), "demo", "DEMO_ARGS=--no-serve"]
         elif argv[0].startswith(".venv/"):
             argv[0] = str(ROOT / argv[0])
-        out = subprocess.run(
-            argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900
-        )
-        tail = f"{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
-        assert out.returncode == 0, f"{command!r} failed:\n{tail}"
+        stdout, stderr, code = _run(argv, env, tmp_path)
+        tail = f"{stdout[-2000:]}\n{stderr[-2000:]}"
+        assert code == 0, f"{command!r} failed:\n{tail}"
+
+
+def _run(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[str, str, int]:
+    """Run a README command in its own session; on the timeout its whole process group
+    is killed (make's children too: a killed make left the demo running for an hour)."""
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return stdout, stderr, proc.returncode
 
 
 def byo_agent_snippets() -> list[str]:
