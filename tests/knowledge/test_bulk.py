@@ -112,3 +112,49 @@ def test_a_batch_the_database_refuses_is_written_item_by_item(sqlite_kb: Knowled
     assert summary["stored"] == 2
     assert summary["error"] == 1
     assert ids(kb) == ["a", "c", "seed"]
+
+
+_REFUSE_CHUNK = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_chunk_b BEFORE INSERT ON kb_chunks WHEN NEW.doc_id = 'b' "
+        "BEGIN SELECT RAISE(ABORT, 'chunk of b refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_chunk_b() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.doc_id = 'b' THEN RAISE EXCEPTION 'chunk of b refused'; END IF; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_chunk_b BEFORE INSERT ON kb_chunks "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_chunk_b()",
+    ],
+}
+
+
+def test_a_batch_whose_chunks_are_refused_writes_nothing_of_the_refused_item(
+    kb: KnowledgeBase,
+) -> None:
+    """The chunks go in by COPY on PostgreSQL: a chunk the database refuses still fails
+    its batch's transaction as a whole (nothing of it stays) and then its item alone."""
+    kb.upsert_document("bulk", "seed", "harbour seed")
+    with kb.store.engine.begin() as conn:
+        for ddl in _REFUSE_CHUNK[conn.dialect.name]:
+            conn.exec_driver_sql(ddl)
+    results, summary = run(
+        kb,
+        ndjson(
+            {"doc_id": "a", "text": "harbour a"},
+            {"doc_id": "b", "text": "harbour b", "metadata": {"lang": "en"}},
+            {"doc_id": "c", "text": "harbour c"},
+        ),
+    )
+    assert [(r["doc_id"], r["status"]) for r in results] == [
+        ("a", "stored"),
+        ("b", "error"),
+        ("c", "stored"),
+    ]
+    assert "chunk of b refused" in results[1]["error"]
+    assert summary["stored"] == 2
+    assert ids(kb) == ["a", "c", "seed"]
+    with kb.store.engine.connect() as conn:
+        for table in ("kb_documents", "kb_acl", "kb_doc_meta", "kb_chunks"):
+            left = conn.exec_driver_sql(f"SELECT count(*) FROM {table} WHERE doc_id = 'b'")
+            assert left.scalar() == 0, table

@@ -264,3 +264,30 @@ def test_embedding_error_in_the_worker_propagates_after_committed_batches(
             assert s.scalar(sa.select(sa.func.count()).select_from(KbDocument)) == BATCH_DOCS
     finally:
         kb.close()
+
+
+def test_writes_analyze_the_tables_they_grew(
+    kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL's planner gets statistics of the key columns as the writes grow the
+    tables (without them it filters a batch's ids over the whole generation)."""
+    from daytwo.knowledge import ingest
+
+    monkeypatch.setattr(ingest, "STATISTICS_MIN_PAGES", 1)
+    monkeypatch.setattr(ingest, "STATISTICS_CHECK_EVERY", 1)
+    for i in range(12):
+        kb.upsert_document("c", f"d{i}", f"harbour crane number {i}")
+    if kb.store.is_sqlite:
+        assert ingest.analyze_grown_tables(kb) == []
+        return
+    with kb.store.engine.connect() as conn:
+        rows = {
+            name: (pages, tuples)
+            for name, pages, tuples in conn.exec_driver_sql(
+                "SELECT relname, relpages, reltuples FROM pg_class WHERE oid IN "
+                "(to_regclass('kb_chunks'), to_regclass('kb_documents'), to_regclass('kb_acl'))"
+            )
+        }
+    assert sorted(rows) == ["kb_acl", "kb_chunks", "kb_documents"]
+    assert all(pages > 0 and tuples > 0 for pages, tuples in rows.values())  # -1: never
+    assert ingest.analyze_grown_tables(kb) == []  # nothing grew since

@@ -98,6 +98,9 @@ class Indexes:
         self._indexes: dict[str, AnnIndex] = {}
         self._lock = threading.RLock()
         self._rerankers: dict[str, Reranker | str] = dict(rerankers or {})
+        self.rows_since_statistics_check = 0
+        """Chunks written since the write path last looked at the planner statistics
+        (:func:`daytwo.knowledge.ingest.analyze_grown_tables`)."""
         ensure_fts(store.engine)
 
     def reranker(self, name: str) -> Reranker:

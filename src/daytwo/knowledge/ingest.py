@@ -51,6 +51,7 @@ __all__ = [
     "IngestReport",
     "PreparedWrites",
     "WriteTimings",
+    "analyze_grown_tables",
     "apply_writes",
     "commit_writes",
     "content_hash",
@@ -252,6 +253,11 @@ def commit_writes(
             replace_chunks(session, gen.id, collection, doc_ids, prepared.pieces[gen.id])
     for gen in generations:
         kb.refresh_index(gen)
+    written = sum(len(prepared.pieces[gen.id]) for gen in generations) + len(deletes)
+    kb.rows_since_statistics_check += written
+    if kb.rows_since_statistics_check >= STATISTICS_CHECK_EVERY:
+        kb.rows_since_statistics_check = 0
+        analyze_grown_tables(kb)
     late_embed = prepared.embed_seconds - embed_before
     return WriteTimings(
         chunks=sum(len(prepared.pieces[gen.id]) for gen in generations),
@@ -421,6 +427,61 @@ def _derived_lookup(
 
 ANALYZE_AFTER = 200
 """Documents written by one sync after which PostgreSQL's planner statistics are refreshed."""
+
+
+STATISTICS_CHECK_EVERY = 1000
+"""Chunks written between two looks at whether the knowledge tables outgrew their planner
+statistics (one small query on PostgreSQL)."""
+STATISTICS_MIN_PAGES = 64
+"""Pages (8 kB) below which the write path never analyzes a table: scanning it all is cheap."""
+STATISTICS_GROWTH = 1.5
+"""Growth since its last analyze after which the write path analyzes a table again."""
+# The columns the write path looks rows up by (the ids of a batch's documents, in a
+# collection and generation): what the planner must know to probe the indexes with them.
+_KEY_COLUMNS = {
+    "kb_chunks": "generation, collection, doc_id",
+    "kb_acl": "collection, doc_id",
+    "kb_doc_meta": "collection, doc_id",
+    "kb_documents": "collection, doc_id",
+}
+# relpages is the size at the last analyze (0 before the first); the file's size is now's.
+_GROWN = (
+    "SELECT relname FROM pg_class WHERE oid = ANY(ARRAY[{tables}]) "
+    "AND pg_relation_size(oid) / current_setting('block_size')::int "
+    ">= greatest(%(floor)s, %(growth)s * relpages)"
+)
+
+
+def analyze_grown_tables(kb: Indexes) -> list[str]:
+    """``ANALYZE`` the key columns of the knowledge tables that grew by half since their
+    last analyze, on PostgreSQL (a no-op on SQLite); return the tables analyzed.
+
+    Each write looks its batch's documents up by id (their old chunks, ACL entries and
+    metadata). Without statistics the planner takes ``(generation, collection)``, the
+    prefix of ``ix_kb_chunks_doc``, for a few rows and matches the ids as a filter over
+    every chunk of the generation instead of probing the index with them: each write
+    costs time linear in the collection, a sync into a new collection time quadratic in
+    its size (0.6 s of a 256-document batch at 20,000 chunks). Autovacuum, when it runs
+    at all, analyzes too late for a sync that fills a table in minutes. Analyzing only
+    the key columns (0.35 s vs 1.3 s for the whole of ``kb_chunks`` at 20,000 chunks)
+    each time a table grew by half costs a logarithmic number of sampled runs;
+    :func:`refresh_statistics` analyzes every column at the end of a sync.
+    """
+    if kb.store.is_sqlite:
+        return []
+    tables = ", ".join(f"to_regclass('{t}')" for t in _KEY_COLUMNS)
+    with kb.store.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        grown = [
+            str(name)
+            for name in conn.exec_driver_sql(
+                _GROWN.format(tables=tables),
+                {"floor": STATISTICS_MIN_PAGES, "growth": STATISTICS_GROWTH},
+            ).scalars()
+        ]
+        for table in grown:
+            conn.exec_driver_sql(f"ANALYZE {table} ({_KEY_COLUMNS[table]})")
+    return grown
 
 
 def refresh_statistics(kb: Indexes) -> None:
