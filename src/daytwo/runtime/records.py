@@ -32,8 +32,10 @@ __all__ = [
     "FINAL",
     "LATENCY_BUCKETS_PER_E",
     "OPEN",
+    "UNLESS_CANCELLED",
     "RunRecords",
     "end_run",
+    "insert_run",
     "latency_bucket",
     "run_timing",
     "run_view",
@@ -65,6 +67,48 @@ def run_timing(created_at: datetime, finished_at: datetime | None) -> dict[str, 
     return {"finished_at": finished_at, "latency_ms": ms, "latency_bucket": latency_bucket(ms)}
 
 
+def insert_run(
+    session: Session,
+    run_id: str,
+    agent: str,
+    version: int,
+    inputs: dict[str, Any],
+    principal: str,
+    *,
+    forked_from: str | None = None,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    must_be_new: bool = False,
+    status: str = "queued",
+) -> datetime:
+    """Insert a run's row in ``session`` (a write transaction), one Core INSERT; its
+    creation time. ``must_be_new``: a caller-chosen id that must be free."""
+    if must_be_new and session.scalar(sa.select(RunRecord.id).where(RunRecord.id == run_id)):
+        raise ConflictError(f"run {run_id} exists already", hint="use another run id")
+    created = utcnow()
+    session.execute(
+        _INSERT,
+        {
+            "id": run_id,
+            "agent_name": agent,
+            "agent_version": version,
+            "status": status,
+            "inputs": inputs,
+            "outputs": {},
+            "decisions": [],
+            "principal": principal,
+            "forked_from": forked_from,
+            "session_id": session_id,
+            "user_id": user_id,
+            "steps_done": 0,
+            "tokens": 0,
+            "cost_usd": 0.0,
+            "created_at": created,
+        },
+    )
+    return created
+
+
 def end_run(
     session: Session,
     run_id: str,
@@ -72,22 +116,39 @@ def end_run(
     *,
     only: sa.ColumnElement[bool] | None = None,
     at: datetime | None = None,
+    created_at: datetime | None = None,
 ) -> bool:
     """Write the end of a run in ``session`` (a write transaction): ``values`` (its final
     status, ...) with :func:`run_timing` at ``at`` (now), in one UPDATE of the run's row
-    if ``only`` holds for it. Whether the row was changed."""
+    if ``only`` holds for it. Whether the row was changed. ``created_at``: the run's
+    creation time when the caller knows it (it created the row), else it is read first."""
     if any(k in values for k in _TIMING):
         raise ValueError("end_run sets the run's end time and latency itself")
-    created = session.scalar(sa.select(RunRecord.created_at).where(RunRecord.id == run_id))
+    created = created_at
+    if created is None:
+        created = session.scalar(_CREATED_AT, {"end_run_id": run_id})
     if created is None:
         return False
-    change = (
-        sa.update(RunRecord)
-        .where(RunRecord.id == run_id, *(() if only is None else (only,)))
-        .values(**values, **run_timing(created, at or utcnow()))
-    )
-    return cast("CursorResult[Any]", session.execute(change)).rowcount > 0
+    if only is None:
+        change = _END
+    elif only is UNLESS_CANCELLED:
+        change = _END_UNLESS_CANCELLED
+    else:
+        change = _END.where(only)
+    # The SET clause is the parameters' columns (a statement built once, not per run).
+    params = {**values, **run_timing(created, at or utcnow()), "end_run_id": run_id}
+    return cast("CursorResult[Any]", session.execute(change, params)).rowcount > 0
 
+
+_RUNS = cast("sa.Table", RunRecord.__table__)
+"""The runs table, for Core statements (no ORM unit of work on the hot path)."""
+
+UNLESS_CANCELLED = _RUNS.c.status != "cancelled"
+"""``end_run(only=UNLESS_CANCELLED)``: a cancelled run keeps its cancel."""
+_CREATED_AT = sa.select(_RUNS.c.created_at).where(_RUNS.c.id == sa.bindparam("end_run_id"))
+_END = sa.update(_RUNS).where(_RUNS.c.id == sa.bindparam("end_run_id"))
+_END_UNLESS_CANCELLED = _END.where(UNLESS_CANCELLED)
+_INSERT = sa.insert(_RUNS)
 
 Audit = Callable[[str, str, str, dict[str, Any]], None]
 
@@ -115,26 +176,20 @@ class RunRecords:
     ) -> None:
         """Insert a run, queued (or ``running``: this process runs it at once);
         ``must_be_new``: a caller-chosen id that must be free."""
-        if must_be_new:
-            with self.store.session() as s:
-                if s.get(RunRecord, run_id) is not None:
-                    raise ConflictError(f"run {run_id} exists already", hint="use another run id")
         # A write transaction, retried while SQLite stays locked (the insert is all it does).
         self.store.write(
-            lambda s: s.add(
-                RunRecord(
-                    id=run_id,
-                    agent_name=agent,
-                    agent_version=version,
-                    status=status,
-                    inputs=inputs,
-                    outputs={},
-                    decisions=[],
-                    principal=principal,
-                    forked_from=forked_from,
-                    session_id=session_id,
-                    user_id=user_id,
-                )
+            lambda s: insert_run(
+                s,
+                run_id,
+                agent,
+                version,
+                inputs,
+                principal,
+                forked_from=forked_from,
+                session_id=session_id,
+                user_id=user_id,
+                must_be_new=must_be_new,
+                status=status,
             )
         )
 
@@ -179,8 +234,11 @@ class RunRecords:
             return [run_view(r) for r in s.scalars(q).all()]
 
     # -- written by the workflow (inside durable steps) --------------------
-    def finish_run(self, summary: dict[str, Any]) -> dict[str, Any]:
-        """Write the run's final status, partial results and decisions."""
+    def finish_run(
+        self, summary: dict[str, Any], *, created_at: datetime | None = None
+    ) -> dict[str, Any]:
+        """Write the run's final status, partial results and decisions (``created_at``:
+        the run's creation time when this process created it, one read less)."""
         # A write transaction (BEGIN IMMEDIATE on SQLite), so reading the run's creation
         # time before the UPDATE waits for the lock instead of failing. A cancelled run
         # keeps its cancel.
@@ -194,7 +252,13 @@ class RunRecords:
             "cost_usd": summary["cost_usd"],
         }
         self.store.write(
-            lambda s: end_run(s, summary["run_id"], final, only=RunRecord.status != "cancelled")
+            lambda s: end_run(
+                s,
+                summary["run_id"],
+                final,
+                only=UNLESS_CANCELLED,
+                created_at=created_at,
+            )
         )
         self.audit(
             "run.end",

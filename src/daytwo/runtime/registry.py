@@ -6,10 +6,11 @@ import difflib
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 import yaml
+from sqlalchemy.orm import Session
 
 from daytwo.exceptions import ConflictError, NotFoundError
 from daytwo.runtime.loader import load_spec
@@ -51,6 +52,35 @@ def spec_hash(spec: AgentSpec) -> str:
     import rfc8785
 
     return hashlib.sha256(rfc8785.dumps(_spec_json(spec))).hexdigest()
+
+
+# The resolving statements, built once (they run before every run): the agent's
+# latest version beside an alias's current version (its last promotion or rollback)
+# or the version asked for.
+_LATEST = (
+    sa.select(sa.func.max(AgentVersion.version))
+    .where(AgentVersion.name == sa.bindparam("agent"))
+    .scalar_subquery()
+)
+_BY_ALIAS = sa.select(
+    _LATEST,
+    sa.select(AgentPromotion.version)
+    .where(
+        AgentPromotion.name == sa.bindparam("agent"),
+        AgentPromotion.alias == sa.bindparam("alias"),
+    )
+    .order_by(AgentPromotion.id.desc())
+    .limit(1)
+    .scalar_subquery(),
+)
+_BY_NUMBER = sa.select(
+    _LATEST,
+    sa.select(AgentVersion.version)
+    .where(
+        AgentVersion.name == sa.bindparam("agent"), AgentVersion.version == sa.bindparam("number")
+    )
+    .scalar_subquery(),
+)
 
 
 class AgentRegistry:
@@ -113,45 +143,67 @@ class AgentRegistry:
     def resolve(self, name: str, version: int | str | None = None) -> int:
         """A version number from a number, an alias (``prod``), or None (prod, else latest)."""
         with self.store.session() as s:
-            versions = s.scalars(
-                sa.select(AgentVersion.version).where(AgentVersion.name == name)
-            ).all()
-            if not versions:
-                raise NotFoundError(f"no agent named {name!r}", hint="daytwo agents register FILE")
-            aliases = self._aliases(s, name)
-        if version is None:
-            return aliases.get("prod", max(versions))
-        if isinstance(version, str) and not version.isdigit():
-            if version not in aliases:
-                raise NotFoundError(
-                    f"agent {name!r} has no alias {version!r}",
-                    hint=f"aliases: {', '.join(sorted(aliases)) or 'none'}; "
-                    f"promote one with `daytwo agents promote {name} V --to {version}`",
-                )
-            return aliases[version]
-        number = int(version)
-        if number not in versions:
-            raise NotFoundError(
-                f"agent {name!r} has no version {number}",
-                hint=f"versions: {', '.join(map(str, sorted(versions)))}",
-            )
-        return number
+            return self.resolve_in(s, name, version)
 
-    def spec(self, name: str, version: int) -> AgentSpec:
-        """The exact spec of one version (cached: versions never change)."""
+    def resolve_in(self, s: Session, name: str, version: int | str | None = None) -> int:
+        """:meth:`resolve` in ``s``'s transaction (a run's creation: the version it
+        records is the one resolved in the transaction that records it).
+
+        One statement when the version exists: the agent's latest version beside the
+        alias's current version (its last promotion or rollback) or the number asked
+        for. Not cached: a promotion by another process must be seen at once.
+        """
+        alias = None
+        if version is None:
+            alias = "prod"
+        elif isinstance(version, str) and not version.isdigit():
+            alias = version
+        if alias is not None:
+            row = s.execute(_BY_ALIAS, {"agent": name, "alias": alias}).one()
+        else:
+            row = s.execute(_BY_NUMBER, {"agent": name, "number": int(version or 0)}).one()
+        newest, found = row
+        if found is not None:
+            return int(found)
+        if newest is not None and version is None:
+            return int(newest)
+        return self._unresolved(s, name, version)
+
+    def _unresolved(self, s: Session, name: str, version: int | str | None) -> NoReturn:
+        """Raise the error saying why ``version`` of ``name`` does not resolve."""
+        versions = s.scalars(sa.select(AgentVersion.version).where(AgentVersion.name == name)).all()
+        if not versions:
+            raise NotFoundError(f"no agent named {name!r}", hint="daytwo agents register FILE")
+        if version is None or (isinstance(version, str) and not version.isdigit()):
+            aliases = self._aliases(s, name)
+            raise NotFoundError(
+                f"agent {name!r} has no alias {version or 'prod'!r}",
+                hint=f"aliases: {', '.join(sorted(aliases)) or 'none'}; "
+                f"promote one with `daytwo agents promote {name} V --to {version or 'prod'}`",
+            )
+        raise NotFoundError(
+            f"agent {name!r} has no version {int(version)}",
+            hint=f"versions: {', '.join(map(str, sorted(versions)))}",
+        )
+
+    def spec(self, name: str, version: int, session: Session | None = None) -> AgentSpec:
+        """The exact spec of one version (read in ``session`` when given; cached:
+        versions never change)."""
         key = (name, version)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        with self.store.session() as s:
-            row = s.scalars(
-                sa.select(AgentVersion).where(
-                    AgentVersion.name == name, AgentVersion.version == version
-                )
-            ).first()
-            if row is None:
-                raise NotFoundError(f"agent {name!r} has no version {version}")
-            spec = load_spec(row.spec)
+        if session is None:
+            with self.store.session() as s:
+                return self.spec(name, version, s)
+        row = session.scalars(
+            sa.select(AgentVersion).where(
+                AgentVersion.name == name, AgentVersion.version == version
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"agent {name!r} has no version {version}")
+        spec = load_spec(row.spec)
         self._cache[key] = spec
         return spec
 

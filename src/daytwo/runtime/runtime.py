@@ -14,11 +14,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from daytwo.exceptions import ConfigError, ConflictError, InputError
 from daytwo.runtime.catalog import check_catalog
@@ -40,7 +42,7 @@ from daytwo.runtime.executors import (
     open_runs,
     settle_ended,
 )
-from daytwo.runtime.records import FINAL, OPEN, RunRecords, run_view, summary_view
+from daytwo.runtime.records import FINAL, OPEN, RunRecords, insert_run, run_view, summary_view
 from daytwo.runtime.registry import AgentRegistry
 from daytwo.runtime.spec import ApprovalStep
 from daytwo.runtime.steering import RunSteering
@@ -104,9 +106,10 @@ class Runtime:
         self._client: ClientOps | None = None
         self._client_lock = threading.Lock()
         self._caretaker: Caretaker | None = None
-        # Runs :meth:`start` created as running, to run in the caller's thread: their
-        # workflow need not mark them running (one write less per run).
-        self._created_running: set[str] = set()
+        # Runs :meth:`start` created as running, to run in the caller's thread, with
+        # their creation time: their workflow need not mark them running, nor read the
+        # creation time back to write the latency at their end (a write and a read less).
+        self._created_running: dict[str, datetime] = {}
 
     def _ops(self) -> Any:
         """DBOS itself when launched, else a client on the same system database."""
@@ -240,32 +243,41 @@ class Runtime:
         session_id: str | None = None,
         user_id: str | None = None,
         inline: bool = False,
-    ) -> tuple[str, int, bool]:
-        """Record a new run: (its id, the version, whether it runs inline).
+    ) -> tuple[str, int, bool, datetime]:
+        """Record a new run: (its id, the version, whether it runs inline, its creation).
 
         ``inline``: the caller runs the workflow in its thread at once, unless the
         agent waits for approvals; such a run is created running, not queued.
         """
         if not isinstance(inputs, dict):
             raise InputError("run inputs must be a JSON object", hint='e.g. {"question": "..."}')
-        number = self.registry.resolve(agent, version)
-        spec = self.registry.spec(agent, number)
-        check_catalog(spec, self.services.tools)
-        inline = inline and not any(isinstance(s, ApprovalStep) for s in spec.steps)
         rid = run_id or uuid.uuid4().hex
-        self.records.create(
-            rid,
-            agent,
-            number,
-            inputs,
-            principal,
-            session_id=session_id,
-            user_id=user_id,
-            must_be_new=run_id is not None,
-            status="running" if inline else "queued",
-        )
+
+        def create(s: Session) -> tuple[int, bool, datetime]:
+            # One write transaction: the version is resolved where the run that records
+            # it is inserted (no separate read of the registry), and a catalog the spec
+            # does not fit rolls it back (nothing written).
+            number = self.registry.resolve_in(s, agent, version)
+            spec = self.registry.spec(agent, number, s)
+            check_catalog(spec, self.services.tools)
+            runs_inline = inline and not any(isinstance(st, ApprovalStep) for st in spec.steps)
+            created = insert_run(
+                s,
+                rid,
+                agent,
+                number,
+                inputs,
+                principal,
+                session_id=session_id,
+                user_id=user_id,
+                must_be_new=run_id is not None,
+                status="running" if runs_inline else "queued",
+            )
+            return number, runs_inline, created
+
+        number, inline, created = self.store.write(create)
         self.audit("run.start", principal or "anonymous", rid, {"agent": agent, "version": number})
-        return rid, number, inline
+        return rid, number, inline, created
 
     def enqueue(
         self,
@@ -286,7 +298,7 @@ class Runtime:
         """
         from dbos import SetWorkflowID
 
-        rid, number, _ = self._new_run(
+        rid, number, _, _ = self._new_run(
             agent, version, inputs, principal, run_id, session_id=session_id, user_id=user_id
         )
         if self._launched:
@@ -347,7 +359,7 @@ class Runtime:
                 return self.wait(rid, timeout_s=timeout_s)
             # Just queued: the row is the whole truth, no workflow status to consult.
             return run_view(self.records.row(rid))
-        rid, number, inline = self._new_run(
+        rid, number, inline, created = self._new_run(
             agent,
             version,
             inputs,
@@ -362,14 +374,14 @@ class Runtime:
             # The row says running from its first write; should this process stop
             # before the workflow is recorded, the caretaker fails the run as it does
             # a queued one that never reached a worker.
-            self._created_running.add(rid)
+            self._created_running[rid] = created
             try:
                 with SetWorkflowID(rid):
                     summary = run_agent_workflow(
                         agent, number, inputs, principal, context_carrier()
                     )
             finally:
-                self._created_running.discard(rid)
+                self._created_running.pop(rid, None)
             view = summary_view(rid, agent, number, inputs, principal, summary)
             return view if view is not None else self.show(rid, steps=False)
         with SetWorkflowID(rid):
@@ -400,7 +412,8 @@ class Runtime:
     # -- recording (the engine's RunHost; called from inside durable steps) --
     def finish_run(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Write the run's final status, partial results and decisions."""
-        return self.records.finish_run(summary)
+        created = self._created_running.get(summary["run_id"])
+        return self.records.finish_run(summary, created_at=created)
 
     def mark_running(self, run_id: str) -> None:
         """Record that a worker executes the run (a queued run only; idempotent on replay)."""
