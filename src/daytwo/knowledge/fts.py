@@ -35,6 +35,7 @@ from daytwo.store.tables.knowledge import KbChunk, KbGeneration
 __all__ = [
     "FTS_INDEX",
     "MAX_QUERY_TERMS",
+    "TERMS_TABLE",
     "analyzer_of",
     "ensure_fts",
     "keyword_search",
@@ -196,10 +197,45 @@ _PG_DDL = [
     "WITH (gin_pending_list_limit = 256)",
     "DROP INDEX IF EXISTS ix_kb_chunks_fts",
 ]
+# The postings (PostgreSQL): one row per (chunk, lexeme) of the tsvector, with the term
+# frequency and the chunk's length, keyed by (generation, lexeme) so that a query
+# lexeme's postings are one index-only range scan. Scoring from the tsvectors instead
+# fetched and cut every matching chunk's tsvector (~10 us a row: 100 ms for the 10,000
+# chunks holding a common word at 200k chunks); SQLite reads its postings the same way
+# (fts5vocab). Kept by statement triggers (transition tables: one INSERT ... SELECT per
+# statement, not per row) from the stored tsvector, so a chunk's rows go when it goes
+# (erase leaves none) and change when its text or generation does.
+TERMS_TABLE = "kb_chunk_terms"
+_PG_TERMS_DDL = [
+    f"CREATE TABLE {TERMS_TABLE} (generation varchar(64) NOT NULL, lexeme text NOT NULL, "
+    "chunk_id bigint NOT NULL, tf real NOT NULL, len real NOT NULL, "
+    f"CONSTRAINT pk_{TERMS_TABLE} PRIMARY KEY (generation, lexeme, chunk_id) INCLUDE (tf, len))",
+    f"CREATE INDEX ix_{TERMS_TABLE}_chunk ON {TERMS_TABLE} (chunk_id)",
+    "CREATE OR REPLACE FUNCTION kb_chunk_terms_sync() RETURNS trigger "
+    "LANGUAGE plpgsql SET search_path FROM CURRENT AS $$ BEGIN "
+    "IF TG_OP IN ('DELETE', 'UPDATE') THEN "
+    f"DELETE FROM {TERMS_TABLE} WHERE chunk_id IN (SELECT id FROM old_rows); END IF; "
+    "IF TG_OP IN ('INSERT', 'UPDATE') THEN "
+    f"INSERT INTO {TERMS_TABLE} (generation, lexeme, chunk_id, tf, len) "
+    "SELECT n.generation, u.lexeme, n.id, greatest(coalesce(cardinality(u.positions), 0), 1), "
+    "coalesce(n.token_count, 0) FROM new_rows AS n CROSS JOIN LATERAL unnest(n.fts) AS u; "
+    "END IF; RETURN NULL; END $$",
+    "CREATE TRIGGER kb_chunk_terms_ai AFTER INSERT ON kb_chunks REFERENCING NEW TABLE AS "
+    "new_rows FOR EACH STATEMENT EXECUTE FUNCTION kb_chunk_terms_sync()",
+    "CREATE TRIGGER kb_chunk_terms_ad AFTER DELETE ON kb_chunks REFERENCING OLD TABLE AS "
+    "old_rows FOR EACH STATEMENT EXECUTE FUNCTION kb_chunk_terms_sync()",
+    "CREATE TRIGGER kb_chunk_terms_au AFTER UPDATE ON kb_chunks REFERENCING OLD TABLE AS "
+    "old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kb_chunk_terms_sync()",
+    # a store made by an earlier version: its chunks' postings, once
+    f"INSERT INTO {TERMS_TABLE} (generation, lexeme, chunk_id, tf, len) "
+    "SELECT c.generation, u.lexeme, c.id, greatest(coalesce(cardinality(u.positions), 0), 1), "
+    "coalesce(c.token_count, 0) FROM kb_chunks AS c CROSS JOIN LATERAL unnest(c.fts) AS u",
+]
 _PG_LIMIT_SET = (
     "SELECT 1 FROM pg_class WHERE oid = to_regclass(%(index)s) "
     "AND 'gin_pending_list_limit=256' = ANY(reloptions)"
 )
+_PG_TERMS_EXIST = "SELECT 1 FROM pg_class WHERE oid = to_regclass(%(t)s)"
 _PG_SET_LIMIT = f"ALTER INDEX {FTS_INDEX} SET (gin_pending_list_limit = 256)"
 
 
@@ -244,6 +280,9 @@ def ensure_fts(engine: Engine) -> None:
                 conn.exec_driver_sql(_PG_TRIGGER)
             for ddl in _PG_DDL:
                 conn.exec_driver_sql(ddl)
+            if conn.exec_driver_sql(_PG_TERMS_EXIST, {"t": TERMS_TABLE}).first() is None:
+                for ddl in _PG_TERMS_DDL:
+                    conn.exec_driver_sql(ddl)
             if conn.exec_driver_sql(_PG_LIMIT_SET, {"index": FTS_INDEX}).first() is None:
                 conn.exec_driver_sql(_PG_SET_LIMIT)  # an index made by an earlier version
 
@@ -406,19 +445,17 @@ def _pg_ranked(
     visible: sa.ColumnElement[bool] | None,
     analyzer: str,
 ) -> list[tuple[int, float]]:
-    """BM25 top-``k`` in one statement: the GIN index finds the permitted chunks holding
-    a query lexeme, each chunk's tsvector is cut to those lexemes, ``n(t)`` is counted
-    over them and the scores summed per chunk; ``N`` and the average length are the
+    """BM25 top-``k`` in one statement: the postings of the query's lexemes
+    (``kb_chunk_terms``) of the permitted chunks, ``n(t)`` counted over them and the
+    scores summed per chunk; ``N`` and the average length are the
     permitted set's, passed in. The formula of :func:`daytwo.knowledge.bm25.rank`,
     without shipping every posting to Python."""
     lexemes = _pg_stems(connection, terms, analyzer)
     if not lexemes:
         return []
     params = params or Bm25Params()
-    tsquery = " | ".join("'" + lex.replace("'", "''") + "'" for lex in lexemes)
     binds = {
         "gen": generation,
-        "q": tsquery,
         "lex": lexemes,
         "n": float(permitted.keys.size),
         "avg": max(permitted.average_length, 1e-6),
@@ -441,33 +478,49 @@ def _pg_ranked(
             raise ValueError(f"bind names {sorted(clash)} clash in the keyword statement")
         where = " AND (" + str(compiled).partition("\nWHERE ")[2] + ")"
         binds.update(compiled.params)
-    # The planner prices a tsvector match as cheap as an equality, so when the query's
-    # lexemes are frequent it scans the table and matches every row's detoasted tsvector
-    # (23.7 ms vs 4.5 ms with the GIN index on 5,000 chunks). Sequential scans are
-    # switched off for this statement only; the three statements go out in one pipeline
-    # (one round trip).
+    # The statement runs with _PG_SETTINGS (see there), restored after it; the settings,
+    # the statement and the restore go out in one pipeline (one round trip).
     raw: Any = connection.connection.driver_connection
     with raw.pipeline(), raw.cursor() as guard, raw.cursor() as cursor:
-        guard.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute(_PG_RANKED.format(where=where), binds)
-        guard.execute("SET LOCAL enable_seqscan = on")
+        guard.execute(_PG_SAVE)
+        for name, value in _PG_SETTINGS:
+            guard.execute(f"SET LOCAL {name} = {value}")
+        cursor.execute(_PG_RANKED.format(join=_PG_JOIN if where else "", where=where), binds)
+        guard.execute(_PG_RESTORE)
         rows = cursor.fetchall()
     return [(int(pk), float(score)) for pk, score in rows]
 
 
-# Each matching chunk's tsvector is cut down to the query's lexemes (two ts_delete calls:
-# drop the query lexemes, then drop everything else) before it is unnested, so only those
-# few entries are expanded (unnesting every lexeme of every matching chunk cost 5x more).
-# %(name)s binds (psycopg); {where} is empty for a generation whose chunks are all
-# permitted, else the ACL/filter condition on kb_chunks compiled by SQLAlchemy.
+# Settings for the keyword statement only (SET LOCAL, put back to what they were after it):
+# - enable_seqscan off: with stale statistics (a table that grew since its last ANALYZE)
+#   the planner may scan the postings table (or kb_chunks for the ACL join) whole instead
+#   of reading the query lexemes' ranges of the index.
+# - jit off: a plan over many postings (common lexemes, large stores) is priced past
+#   jit_above_cost and PostgreSQL would compile it with LLVM on every search: ~100 ms
+#   measured on 5,000 chunks with jit_above_cost = 0, for a statement that runs in a few
+#   ms (nothing in it is a long per-row expression JIT would speed up).
+_PG_SETTINGS = (("enable_seqscan", "off"), ("jit", "off"))
+_PG_SAVE = (
+    "SELECT set_config('daytwo.keyword_saved', "
+    + " || ',' || ".join(f"current_setting('{name}')" for name, _ in _PG_SETTINGS)
+    + ", true)"
+)
+_PG_RESTORE = (
+    "SELECT "
+    + ", ".join(
+        f"set_config('{name}', split_part(s, ',', {i}), true)"
+        for i, (name, _) in enumerate(_PG_SETTINGS, start=1)
+    )
+    + " FROM current_setting('daytwo.keyword_saved') AS s"
+)
+# A query lexeme's postings are a range of kb_chunk_terms' primary key, read index-only
+# (the chunk's tf and length are in the index); the chunks table is joined only to test
+# the ACL/filter condition. %(name)s binds (psycopg); {where} is empty for a generation
+# whose chunks are all permitted, else the condition on kb_chunks compiled by SQLAlchemy.
 _PG_RANKED = (
-    "WITH m AS MATERIALIZED (SELECT kb_chunks.id, "
-    "CAST(coalesce(kb_chunks.token_count, 0) AS double precision) AS len, u.lexeme, "
-    "CAST(greatest(coalesce(cardinality(u.positions), 0), 1) AS double precision) AS tf "
-    "FROM kb_chunks CROSS JOIN LATERAL unnest(ts_delete(kb_chunks.fts, tsvector_to_array("
-    "ts_delete(kb_chunks.fts, CAST(%(lex)s AS text[]))))) AS u "
-    "WHERE kb_chunks.generation = %(gen)s "
-    "AND kb_chunks.fts @@ CAST(%(q)s AS tsquery){where}), "
+    "WITH m AS MATERIALIZED (SELECT t.chunk_id AS id, CAST(t.len AS double precision) AS len, "
+    "t.lexeme, CAST(t.tf AS double precision) AS tf FROM kb_chunk_terms AS t{join} "
+    "WHERE t.generation = %(gen)s AND t.lexeme = ANY(CAST(%(lex)s AS text[])){where}), "
     "df AS (SELECT lexeme, ln(1.0 + (%(n)s - count(*) + 0.5) / (count(*) + 0.5)) AS idf "
     "FROM m GROUP BY lexeme) "
     "SELECT m.id, sum(df.idf * m.tf * (%(k1)s + 1.0) / "
@@ -475,6 +528,7 @@ _PG_RANKED = (
     "FROM m JOIN df ON df.lexeme = m.lexeme GROUP BY m.id "
     "ORDER BY score DESC, m.id LIMIT %(k)s"
 )
+_PG_JOIN = " JOIN kb_chunks ON kb_chunks.id = t.chunk_id"
 
 
 def _postings(term: str, rows: Sequence[Sequence[Any]]) -> Postings:

@@ -34,7 +34,7 @@ from daytwo.exceptions import InputError
 from daytwo.knowledge.acl import EVERYONE, normalise_acl
 from daytwo.knowledge.chunking import ChunkingConfig
 from daytwo.knowledge.filters import typed_metadata
-from daytwo.knowledge.fts import FTS_INDEX
+from daytwo.knowledge.fts import FTS_INDEX, TERMS_TABLE
 from daytwo.knowledge.indexes import Indexes
 from daytwo.knowledge.source_types import Skipped, Source, SourceDocument
 from daytwo.knowledge.writes import Piece, embed_pieces, replace_chunks
@@ -499,4 +499,6 @@ def refresh_statistics(kb: Indexes) -> None:
     with kb.store.engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         conn.exec_driver_sql("ANALYZE kb_chunks, kb_acl, kb_doc_meta, kb_documents")
+        # the keyword postings: statistics, and the visibility map for index-only reads
+        conn.exec_driver_sql(f"VACUUM (ANALYZE) {TERMS_TABLE}")
         conn.exec_driver_sql(f"SELECT gin_clean_pending_list('{FTS_INDEX}'::regclass)")

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from daytwo.exceptions import InputError, NotFoundError
 from daytwo.knowledge.ann import AnnIndex, AnnParams
+from daytwo.knowledge.fts import TERMS_TABLE
 from daytwo.knowledge.generations import write_lock
 from daytwo.knowledge.indexes import Indexes
 from daytwo.store import run_text, utcnow
@@ -234,7 +235,7 @@ def compact_storage(kb: Indexes) -> dict[str, Any]:
             # FULL rewrites each table (and its TOAST table and indexes, the GIN keyword
             # index included) into new files and unlinks the old ones: plain VACUUM only
             # marks the dead tuples' space reusable, the erased bytes stay in the files.
-            for table in _KB_TABLES:
+            for table in (*_KB_TABLES, TERMS_TABLE):  # the keyword postings hold stems
                 cur.execute(f"VACUUM (FULL, ANALYZE) {table}")
             cur.close()
             raw.driver_connection.autocommit = False  # type: ignore[union-attr]
