@@ -20,9 +20,10 @@ Ground truth: exact top-10 by inner product (brute force). Everything is seeded.
 
 **Contenders** at matched HNSW parameters (M / connectivity 16, efConstruction /
 expansion_add 128): daytwo's :class:`daytwo.knowledge.ann.AnnIndex` (usearch, inner
-product of normalised bf16 vectors: the shipped default; ``--dtype`` adds others), FAISS ``IndexHNSWFlat``
-(inner product, f32) and hnswlib (inner product, f32). Builds use all cores; searches
-are single-threaded, one query at a time (as the search path makes them). For each
+product of normalised bf16 vectors: the shipped default; ``--dtype`` adds others), FAISS
+``IndexHNSWFlat`` (inner product, f32) and hnswlib (inner product, f32). Builds use all
+cores; searches are single-threaded, one query at a time (as the search path makes
+them). For each
 ``ef`` (expansion_search / efSearch / ef): recall@10 (deterministic) and per-query
 latency, the contenders interleaved round by round (``interleave``: ≥ 5 rotated rounds
 under the bench lock; one round = every query once; the round's figure is its p50).

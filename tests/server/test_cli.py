@@ -118,11 +118,21 @@ def _wait_healthy(url: str, proc: subprocess.Popen[str]) -> None:
     raise AssertionError("server did not become healthy")
 
 
+def own_dbos_schema(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with DBOS's schema beside the test's own PostgreSQL schema (``pg_url``
+    drops it), unless given: the default ``dbos`` is shared by every test and session
+    in database test, whose queued runs any server there could take."""
+    url = env.get("DAYTWO_DATABASE_URL", "")
+    if "search_path%3D" not in url or "DAYTWO_DBOS_SCHEMA" in env:
+        return env
+    return {**env, "DAYTWO_DBOS_SCHEMA": url.rsplit("%3D", 1)[1] + "_dbos"}
+
+
 def start_server(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "daytwo", "serve", "--port", str(port), *args],
-        env={**os.environ, **env},
+        env={**os.environ, **own_dbos_schema(env)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
