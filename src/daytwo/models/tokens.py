@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,6 +272,50 @@ def _message_dicts(messages: Sequence[Message]) -> list[dict[str, Any]]:
     return [m.to_openai() | {"content": m.content or ""} for m in messages]
 
 
+class _CountCache:
+    """Token counts of recent texts, least recently used dropped first, bounded by the
+    characters held (not the number of texts), for one tokenizer.
+
+    A chat client resends its system prompt and the whole conversation on every
+    turn, and the gateway counts each request's prompt before calling the model: a
+    repeated text is counted once. Counting is deterministic, so a hit is exact."""
+
+    def __init__(self, tok: Tokenizer, max_chars: int) -> None:
+        self.tok = tok
+        self.max_chars = max_chars
+        self._counts: dict[str, int] = {}
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def count(self, text: str) -> int:
+        counts = self._counts
+        with self._lock:
+            n = counts.pop(text, None)
+            if n is not None:
+                counts[text] = n  # most recently used last
+                return n
+        n = self.tok.count(text)
+        if len(text) <= self.max_chars // 8:
+            with self._lock:
+                if text not in counts:
+                    counts[text] = n
+                    self._chars += len(text)
+                    while self._chars > self.max_chars:
+                        oldest = next(iter(counts))
+                        del counts[oldest]
+                        self._chars -= len(oldest)
+        return n
+
+
+_COUNT_CACHE_CHARS = 4_000_000
+"""Characters of message text whose counts are kept per tokenizer (at most ~16 MB)."""
+
+
+@functools.lru_cache(maxsize=16)
+def _count_cache(tokenizer_id: str) -> _CountCache:
+    return _CountCache(get_tokenizer(tokenizer_id), _COUNT_CACHE_CHARS)
+
+
 def count_messages(
     messages: Sequence[Message],
     profile: Profile,
@@ -279,16 +324,17 @@ def count_messages(
 ) -> TokenCount:
     """Prompt tokens of a chat request under ``profile``: template + messages + tools."""
     tok = get_tokenizer(profile.tokenizer)
+    count = _count_cache(profile.tokenizer).count
     exact = tok.exact
     tool_tokens = 0
     if tools:
         # Providers render tool schemas their own way (OpenAI: a TypeScript-like
         # namespace); the JSON text is a close stand-in, hence an estimate.
-        tool_tokens = tok.count(json.dumps(list(tools), separators=(",", ":"))) + 10
+        tool_tokens = count(json.dumps(list(tools), separators=(",", ":"))) + 10
         exact = False
     if profile.chat_template == "gguf" and isinstance(tok, GGUFTokenizer):
         text = tok.render(_message_dicts(messages))
-        tokens = tok.count(text) + tool_tokens
+        tokens = count(text) + tool_tokens
         method = "gguf chat template rendered"
     else:
         per_message, per_name, priming = _TEMPLATE_OVERHEAD.get(profile.chat_template, (4, 1, 3))
@@ -296,11 +342,11 @@ def count_messages(
             exact = False
         tokens = priming + tool_tokens
         for m in messages:
-            tokens += per_message + tok.count(m.content or "")
+            tokens += per_message + count(m.content or "")
             if m.name:
                 tokens += per_name
             for call in m.tool_calls:
-                tokens += tok.count(call.name) + tok.count(call.arguments) + 3
+                tokens += count(call.name) + count(call.arguments) + 3
         method = f"{profile.chat_template} template overhead"
     if tools:
         method += " + tool schemas (JSON)"
