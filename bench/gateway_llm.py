@@ -15,7 +15,8 @@ Three paths to the same upstream (the scripted OpenAI-compatible server of
 
 Each round runs every path, at 1 and 32 concurrent clients, non-streaming and
 streaming (SSE, ``stream_options.include_usage``), in an order rotated per round;
-the client is this process (httpx, keep-alive). Per round and configuration: p50
+the client is this process (httpx, keep-alive); every request repeats the system
+prompt and asks a question no earlier request asked. Per round and configuration: p50
 and p99 latency (to the last byte for streams) and the CPU time the server
 process(es) used per request (``/proc``, the process and its children). *Added*
 latency is a path's p50 (p99) minus the direct path's in the same round; the
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import shutil
@@ -52,10 +54,16 @@ from _common import add_lock_options, measuring, run_locked, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSWER = "The order A-1001 ships tomorrow from the Leeds warehouse."
-MESSAGES = [
-    {"role": "system", "content": "You are a support agent. Answer in one sentence."},
-    {"role": "user", "content": "When does my order A-1001 ship?"},
-]
+SYSTEM = {"role": "system", "content": "You are a support agent. Answer in one sentence."}
+_ORDERS = itertools.count(1001)
+
+
+def messages() -> list[dict[str, str]]:
+    """A request's messages: the same system prompt (as an agent resends it), a user
+    question no earlier request asked (no layer answers from a whole-prompt cache)."""
+    return [SYSTEM, {"role": "user", "content": f"When does my order A-{next(_ORDERS)} ship?"}]
+
+
 CONCURRENCY = (1, 32)
 MODES = ("plain", "stream")
 
@@ -265,7 +273,7 @@ def start_litellm(tmp: Path, upstream: str, executable: str) -> tuple[Proc, str,
 
 
 async def _one(client: httpx.AsyncClient, url: str, model: str, stream: bool) -> float:
-    body: dict[str, Any] = {"model": model, "messages": MESSAGES, "max_tokens": 32}
+    body: dict[str, Any] = {"model": model, "messages": messages(), "max_tokens": 32}
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

@@ -20,7 +20,7 @@ from daytwo.models.instrumented import ProfiledModel
 from daytwo.models.openai_compat import OpenAICompatProvider, SSEChunks
 from daytwo.models.profiles import Profile
 from daytwo.models.tokens import get_tokenizer
-from daytwo.models.types import StreamChunk, Usage
+from daytwo.models.types import LastBatch, StreamChunk, Usage
 from daytwo.testing import Reply, ScriptedModelServer
 
 USER = [Message(role="user", content="hello")]
@@ -64,7 +64,8 @@ def test_an_awaited_stream_is_the_blocking_one_in_batches(spans: InMemorySpanExp
             return [batch async for batch in it]
 
         batches = run([model], main)
-    assert all(batches)  # no empty batch is handed on
+    assert all(b for b in batches if not isinstance(b, LastBatch))  # no empty batch but the last
+    assert isinstance(batches[-1], LastBatch)  # the upstream's [DONE] came with its last chunks
     chunks = [c for b in batches for c in b]
     assert "".join(c.text for c in chunks) == text
     assert [c.model_dump() for c in chunks] == [c.model_dump() for c in blocking]
@@ -76,6 +77,49 @@ def test_an_awaited_stream_is_the_blocking_one_in_batches(spans: InMemorySpanExp
     assert attrs["daytwo.model.usage.source"] == "provider"
     assert attrs["gen_ai.usage.output_tokens"] == usage.output_tokens
     assert attrs["gen_ai.request.stream"] is True
+
+
+def test_the_last_batch_comes_with_the_usage_settled_and_the_span_still_open(
+    spans: InMemorySpanExporter,
+) -> None:
+    """A relay can finish its answer with the last batch (the usage is counted and
+    known), and the call's span ends after it, when the stream winds down."""
+    usages: list[Usage] = []
+    seen: list[tuple[bool, int, int]] = []
+    with ScriptedModelServer([Reply(content="one two three")]) as server:
+        model = model_at(server.base_url)
+
+        async def main() -> None:
+            it = model.astream_batches(USER, max_tokens=16, on_usage=lambda u, p: usages.append(u))
+            async for batch in it:
+                seen.append((isinstance(batch, LastBatch), len(usages), len(chat_spans(spans))))
+
+        run([model], main)
+    assert seen[-1] == (True, 1, 0)  # settled before it was handed on, span not yet ended
+    assert all(n == 0 for last, n, _ in seen[:-1] if not last)  # not settled before the end
+    assert len(usages) == 1
+    assert len(chat_spans(spans)) == 1
+    assert dict(chat_spans(spans)[0].attributes or {})["gen_ai.usage.output_tokens"] == (
+        usages[0].output_tokens
+    )
+
+
+def test_streams_reuse_the_upstream_connection() -> None:
+    """The rest of a stream's body after ``[DONE]`` is read, so the connection goes
+    back to the pool: a second stream opens no new connection (nor TLS handshake)."""
+    # The end of each body comes 20 ms after [DONE], in a read of its own.
+    with ScriptedModelServer(default=Reply(content="one two three", chunk_delay=0.02)) as server:
+        model = model_at(server.base_url)
+
+        async def main() -> list[str]:
+            texts = []
+            for _ in range(3):
+                chunks = [c async for b in model.astream_batches(USER) for c in b]
+                texts.append("".join(c.text for c in chunks))
+            return texts
+
+        assert run([model], main) == ["one two three"] * 3
+        assert server.connections == 1
 
 
 @pytest.mark.parametrize("how", ["aclose", "cancel"])

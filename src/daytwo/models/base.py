@@ -46,7 +46,9 @@ class AsyncProvider(Protocol):
         self, messages: Sequence[Message], **options: Any
     ) -> AsyncGenerator[list[StreamChunk], None]:
         """One completion, piece by piece, iterated on the event loop: each item holds
-        the pieces that arrived together (so a relay forwards them in one write)."""
+        the pieces that arrived together (so a relay forwards them in one write); the
+        last item is a :class:`~daytwo.models.types.LastBatch` when the end of the
+        stream arrived with it."""
         ...
 
 

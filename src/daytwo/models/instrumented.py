@@ -30,7 +30,7 @@ from daytwo.models.base import AsyncProvider, Provider
 from daytwo.models.budget import BudgetReport, BudgetStrategy, fit_to_budget
 from daytwo.models.profiles import Profile, ProfileRegistry, load_profiles
 from daytwo.models.tokens import count_text
-from daytwo.models.types import ChatResponse, Message, StreamChunk, Usage
+from daytwo.models.types import ChatResponse, LastBatch, Message, StreamChunk, Usage
 from daytwo.tracing.content import capture_messages
 
 if TYPE_CHECKING:
@@ -301,7 +301,9 @@ class ProfiledModel:
         """:meth:`stream_chunks` iterated on the event loop (same checks, same one span,
         same usage), the chunks that arrived together as one list; only for a model
         whose :attr:`async_provider` is set. A consumer that is cancelled or closes it
-        early leaves the span of what was produced."""
+        early leaves the span of what was produced. With the provider's
+        :class:`LastBatch`, the usage is settled (``on_usage`` called) before that batch
+        is handed on, so a relay can answer in full at once; the span ends after."""
         provider = self._async_provider()
         call = _StreamCall(
             self, messages, response_format, temperature, seed, max_tokens, extra, on_usage
@@ -311,6 +313,8 @@ class ProfiledModel:
                 async for batch in it:
                     for chunk in batch:
                         call.add(chunk)
+                    if isinstance(batch, LastBatch):
+                        call.settle()
                     yield batch
         except (GeneratorExit, asyncio.CancelledError):
             call.cancelled()
@@ -394,6 +398,8 @@ class _StreamCall:
         self.usage: Usage | None = None
         self.finish: str | None = None
         self.model: str | None = None
+        self.settled: Usage | None = None
+        self.source = "provider"
 
     def add(self, chunk: StreamChunk) -> None:
         """Note one received chunk."""
@@ -415,25 +421,37 @@ class _StreamCall:
         self.span.record_exception(exc)
         self.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
+    def settle(self) -> Usage:
+        """The call's usage (the provider's, or the tokenizer's count of the text
+        received), handed to ``on_usage`` once: from here the call is counted."""
+        usage = self.settled
+        if usage is None:
+            p, usage = self.profile, self.usage
+            if usage is None or self.finish is None:
+                self.source = "tokenizer"
+                text = "".join(self.parts)
+                out = count_text(text, p.tokenizer).tokens if text else 0
+                usage = Usage(input_tokens=self.prompt_tokens, output_tokens=out)
+            self.settled = usage
+            if self.on_usage is not None:
+                self.on_usage(usage, p)
+        return usage
+
     def end(self) -> None:
-        """End the span with the call's usage and hand that usage to ``on_usage``."""
+        """End the span with the call's usage (settled now if it was not yet)."""
+        usage = self.settle()
         p, span = self.profile, self.span
-        usage, text = self.usage, "".join(self.parts)
-        source = "provider"
-        if usage is None or self.finish is None:
-            source = "tokenizer"
-            out = count_text(text, p.tokenizer).tokens if text else 0
-            usage = Usage(input_tokens=self.prompt_tokens, output_tokens=out)
         served = p.model if p.provider == "local" or not self.model else self.model
-        span.set_attributes({"daytwo.model.usage.source": source, "gen_ai.response.model": served})
+        span.set_attributes(
+            {"daytwo.model.usage.source": self.source, "gen_ai.response.model": served}
+        )
         capture_messages(span, "gen_ai.input.messages", self.messages)
+        text = "".join(self.parts)
         capture_messages(span, "gen_ai.output.messages", [{"role": "assistant", "content": text}])
         ProfiledModel._usage_attributes(span, usage)
         if self.finish:
             span.set_attribute("gen_ai.response.finish_reasons", [self.finish])
         span.end()
-        if self.on_usage is not None:
-            self.on_usage(usage, p)
 
 
 def _api_key(profile: Profile) -> str | None:

@@ -26,7 +26,7 @@ from tenacity import (
 )
 
 from daytwo.exceptions import InputError, ModelError, RateLimited, TransportError
-from daytwo.models.types import ChatResponse, Message, StreamChunk, ToolCall, Usage
+from daytwo.models.types import ChatResponse, LastBatch, Message, StreamChunk, ToolCall, Usage
 
 __all__ = ["OpenAICompatProvider", "SSEChunks", "parse_chat_completion", "parse_stream_chunk"]
 
@@ -262,8 +262,10 @@ class OpenAICompatProvider:
         """:meth:`stream` on the event loop (the async client, no worker thread), the
         chunks that arrived together (one network read) as one list, so a relay can
         forward them in one write. It ends at ``data: [DONE]``, without waiting for the
-        server to close the response. Its timeout is per read (as the blocking
-        client's), not for the whole stream."""
+        server to close the response: the chunks that came with it are a
+        :class:`LastBatch` (empty when ``[DONE]`` came alone); the rest of the body is
+        read after that batch was taken, so the connection is reused. Its timeout is
+        per read (as the blocking client's), not for the whole stream."""
         body = self._stream_payload(messages, options)
         url = f"{self.base_url}/chat/completions"
         try:
@@ -281,16 +283,32 @@ class OpenAICompatProvider:
                 events = SSEChunks()
                 async for data in response.content.iter_any():
                     batch = events.feed(data)
+                    if events.done:
+                        yield LastBatch(batch)
+                        await _drain(response.content)
+                        break
                     if batch:
                         yield batch
-                    if events.done:
-                        break
         except TimeoutError as exc:
             raise TransportError(f"timeout calling {url}", hint="raise the timeout") from exc
         except aiohttp.ClientError as exc:
             raise TransportError(
                 f"cannot reach {url}: {exc}", hint="check that the model server is running"
             ) from exc
+
+
+_DRAIN_LIMIT = 65536
+
+
+async def _drain(content: aiohttp.StreamReader) -> None:
+    """Read what follows ``[DONE]`` (the end of a chunked body, as a rule): a response
+    read to its end gives its connection back to the session's pool, one left unread
+    closes it, and the next stream would pay a new connection (and TLS handshake).
+    More than :data:`_DRAIN_LIMIT` bytes after it is not a model server's answer:
+    that connection is closed instead."""
+    left = _DRAIN_LIMIT
+    while left > 0 and (data := await content.readany()):
+        left -= len(data)
 
 
 class SSEChunks:

@@ -6,7 +6,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["ChatResponse", "Message", "StreamChunk", "ToolCall", "Usage", "add_usage"]
+__all__ = [
+    "ChatResponse",
+    "LastBatch",
+    "Message",
+    "StreamChunk",
+    "ToolCall",
+    "Usage",
+    "add_usage",
+]
 
 
 class ToolCall(BaseModel):
@@ -86,6 +94,12 @@ class StreamChunk(BaseModel):
     finish_reason: str | None = None
     usage: Usage | None = None
     model: str | None = None
+
+
+class LastBatch(list[StreamChunk]):
+    """The last batch of a stream iterated in batches (possibly empty): the provider
+    saw the end of the stream with these chunks, so nothing follows them. A relay
+    can finish its answer with it, without waiting for the stream to wind down."""
 
 
 def add_usage(a: Usage, b: Usage) -> Usage:

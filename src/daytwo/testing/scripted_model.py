@@ -76,6 +76,12 @@ Responder = Callable[[dict[str, Any]], "Reply | str"]
 
 class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # many concurrent clients (the default backlog is 5)
+    connections = 0
+    """TCP connections accepted so far (a client that reuses one opens no other)."""
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections += 1  # the serving thread accepts one at a time
+        super().process_request(request, client_address)
 
 
 class ScriptedModelServer:
@@ -100,6 +106,12 @@ class ScriptedModelServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far: a client that keeps its connection alive
+        between requests (streams included) opens one."""
+        return self._httpd.connections if isinstance(self._httpd, _Server) else 0
 
     def push(self, *replies: Reply | str) -> None:
         """Append replies to the script."""
@@ -138,6 +150,21 @@ class ScriptedModelServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _open_events(self) -> None:
+                """Start an event stream as the vendors send it: HTTP/1.1 chunked, the
+                connection kept for the client's next request."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+
+            def _event(self, data: bytes) -> None:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+            def _close_events(self) -> None:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
@@ -233,14 +260,11 @@ class ScriptedModelServer:
                 self._send(200, json.dumps(message).encode(), headers)
 
             def _anthropic_stream(self, message: dict[str, Any]) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Connection", "close")
-                self.end_headers()
+                self._open_events()
 
                 def event(name: str, data: dict[str, Any]) -> None:
                     payload = json.dumps({"type": name, **data})
-                    self.wfile.write(f"event: {name}\ndata: {payload}\n\n".encode())
+                    self._event(f"event: {name}\ndata: {payload}\n\n".encode())
 
                 start = {**message, "content": [], "stop_reason": None}
                 event("message_start", {"message": start})
@@ -264,14 +288,10 @@ class ScriptedModelServer:
                     },
                 )
                 event("message_stop", {})
-                self.wfile.flush()
-                self.close_connection = True
+                self._close_events()
 
             def _stream(self, request: dict[str, Any], reply: Reply, usage: dict[str, int]) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Connection", "close")
-                self.end_headers()
+                self._open_events()
                 text = reply.content or ""
                 pieces = [text[i : i + 8] for i in range(0, len(text), 8)] or [""]
                 for piece in pieces:
@@ -281,11 +301,12 @@ class ScriptedModelServer:
                         "choices": [{"index": 0, "delta": {"content": piece}}],
                     }
                     try:
-                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self._event(f"data: {json.dumps(chunk)}\n\n".encode())
                         if reply.chunk_delay:
                             self.wfile.flush()
                             time.sleep(reply.chunk_delay)
                     except (BrokenPipeError, ConnectionResetError):
+                        self.close_connection = True
                         return  # the client left mid-stream
                 final: dict[str, Any] = {
                     "object": "chat.completion.chunk",
@@ -293,9 +314,11 @@ class ScriptedModelServer:
                 }
                 if (request.get("stream_options") or {}).get("include_usage"):
                     final["usage"] = usage
-                self.wfile.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
-                self.wfile.flush()
-                self.close_connection = True
+                self._event(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
+                if reply.chunk_delay:  # the end of the body comes after a pause too
+                    self.wfile.flush()
+                    time.sleep(reply.chunk_delay)
+                self._close_events()
 
         self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True

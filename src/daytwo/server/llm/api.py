@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from daytwo.exceptions import InputError
-from daytwo.models.types import ChatResponse, StreamChunk, Usage
+from daytwo.models.types import ChatResponse, LastBatch, StreamChunk, Usage
 from daytwo.server.llm import anthropic_wire, embeddings
 from daytwo.server.llm.errors import GATEWAY_RESPONSES, Wire, error_response
 from daytwo.server.llm.openai_wire import (
@@ -90,7 +90,9 @@ class SSEResponse(Response):
     """A server-sent-event stream relaying a started model stream.
 
     Each batch of chunks (those that arrived together) goes out in one write, the
-    last events with the end of the body. A client that goes away is noticed at once
+    last events with the end of the body: with the last batch when the stream says
+    which it is (:class:`LastBatch`), so the model stream's own ending (its span)
+    comes after the client has the whole answer. A client that goes away is noticed at once
     (a waiter on ``receive``, as Starlette's ``StreamingResponse`` has, without its
     task group): the model stream is cancelled, which records what was produced, and
     that is the normal end of the response. The model stream is closed however the
@@ -124,12 +126,22 @@ class SSEResponse(Response):
         waiter.add_done_callback(gone)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            ended = False
             async for batch in self.stream:
+                if ended:
+                    continue
                 body = self.events.batch(batch)
-                if body:
+                if isinstance(batch, LastBatch):
+                    # The usage is settled: answer in full now; the model stream
+                    # winds down (its span ends) after the client has everything.
+                    body += self.events.end(self.result.usage)
+                    await send({"type": "http.response.body", "body": body, "more_body": False})
+                    ended = state["done"] = True
+                elif body:
                     await send({"type": "http.response.body", "body": body, "more_body": True})
-            end = self.events.end(self.result.usage)
-            await send({"type": "http.response.body", "body": end, "more_body": False})
+            if not ended:
+                end = self.events.end(self.result.usage)
+                await send({"type": "http.response.body", "body": end, "more_body": False})
         except asyncio.CancelledError:
             if not state["gone"]:
                 raise
