@@ -27,6 +27,12 @@ def test_graph_search_returns_python_pairs_with_cosines(tmp_path: Path) -> None:
     for key, sim in hits:  # bf16 storage: cosines to ~1e-2
         assert abs(sim - float(expected[key - 1])) < 2e-2
     assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+    # The query's length is divided out of the similarities, not normalised away first.
+    scaled = index.search(7.5 * query, 5)
+    assert [key for key, _ in scaled] == [key for key, _ in hits]
+    for (_, sim), (_, again) in zip(hits, scaled, strict=True):
+        assert abs(sim - again) < 2e-2
+    assert all(sim == 0.0 for _, sim in index.search(np.zeros(32, np.float32), 3))
 
 
 def test_new_graphs_are_ip_and_older_generations_stay_cosine(tmp_path: Path) -> None:

@@ -270,11 +270,19 @@ class AnnIndex:
             size = len(self._index)
             if size == 0 or k <= 0 or (allowed is not None and allowed.size == 0):
                 return []
-            q = self._prepare(query.reshape(1, -1)).reshape(-1)
+            q = query.astype(np.float32, copy=False).reshape(-1)
             if allowed is not None and (
                 allowed.size <= self.params.exact_below or allowed.size * 20 < size
             ):
                 return self._exact(q, k, allowed)
+            # An ``ip`` graph holds unit vectors: the query's length scales every
+            # similarity alike (the ranking is the cosine's), so it is divided out of
+            # the k results rather than normalising the query first (the numpy calls of
+            # that were a tenth of a small search). A ``cos`` graph normalises itself.
+            scale = 1.0
+            if self.params.metric == "ip":
+                norm = math.sqrt(float(q @ q))
+                scale = 1.0 / norm if norm > 0.0 else 1.0
             count = k if allowed is None else math.ceil(k * size / allowed.size * 1.5) + k
             while True:
                 count = min(count, size)
@@ -286,10 +294,14 @@ class AnnIndex:
                     keep = members(keys, allowed)
                     keys, dists = keys[keep], dists[keep]
                 if len(keys) >= k or count >= size:
-                    # One tolist() per array: Python ints and floats without a numpy
-                    # scalar per element (a few µs of a ~50 µs search).
-                    sims = (1.0 - dists[:k]).tolist()
-                    return list(zip(keys[:k].tolist(), sims, strict=True))
+                    # One tolist() per array and the k similarities in Python: no
+                    # numpy scalar per element, no temporary arrays (µs of a ~30 µs
+                    # search at a small ef).
+                    ds = dists[:k].tolist()
+                    return [
+                        (key, (1.0 - d) * scale)
+                        for key, d in zip(keys[:k].tolist(), ds, strict=True)
+                    ]
                 count *= 4
 
     def _prepare(self, vectors: Vector) -> Vector:
@@ -323,10 +335,9 @@ class AnnIndex:
             q.reshape(1, -1), count=count, exact=exact, threads=1, dtype=_UNKNOWN
         )
         n = int(found[2][0])
-        return (
-            np.asarray(found[0][0, :n], dtype=np.uint64),
-            np.asarray(found[1][0, :n], dtype=np.float32),
-        )
+        keys: npt.NDArray[np.uint64] = found[0][0, :n]  # uint64 and float32 already
+        dists: npt.NDArray[np.float32] = found[1][0, :n]
+        return keys, dists
 
     def _exact(self, q: Vector, k: int, allowed: npt.NDArray[np.uint64]) -> list[tuple[int, float]]:
         if self._exact_cache is not None and self._exact_keys is allowed:
