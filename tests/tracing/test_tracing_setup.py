@@ -153,7 +153,7 @@ def test_a_large_batch_stores_every_span_with_its_empty_columns(store: Store) ->
     NULL, a value is the value, and nothing is lost or duplicated."""
     handle = setup_tracing(store, prices=_CountingPrices())
     tracer = trace.get_tracer("daytwo.test")
-    n = 1000  # 3 statements of 256 rows, then 128 + 64 + 32 + 16 + 8 ... for the rest
+    n = 2500  # 2 statements of 1024 rows, then 453 padded to 512 (in one transaction)
     try:
         with tracer.start_as_current_span("run") as root:
             for i in range(n):

@@ -28,16 +28,16 @@ from daytwo.store.tables.tracing import DecisionRow, SpanRow
 from daytwo.tracing import attributes as A
 from daytwo.tracing.conventions import normalize
 from daytwo.tracing.otlp import ExportTraceServiceRequest
-from daytwo.tracing.pricing import PriceSource, SpanCost, span_cost
+from daytwo.tracing.pricing import PriceSource, span_cost
 from daytwo.tracing.processor import (
     _EPOCH,
+    _TIMES,
     COLUMNS,
     WRAPPER,
     _dumps,
     _execute_many,
     _insert_many,
     _PriceCache,
-    _SqliteTime,
     _ts,
 )
 
@@ -205,10 +205,15 @@ def _row(
     end = max(span.end_time_unix_nano, start)
     get = attrs.get
     operation = get(A.OPERATION)
-    cost: SpanCost | None = None
+    usd = cost_status = None
     if operation in A.COST_OPERATIONS or A.TOOL_COST_USD in attrs:
-        at = cache.second(start) if cache is not None else _ts(start)
-        cost = span_cost(attrs, at, cache)
+        if cache is not None:
+            usd, cost_status = cache.cost(attrs, start)
+        else:
+            cost = span_cost(attrs, _ts(start), None)
+            if cost is not None:
+                usd = None if cost.usd is None else str(cost.usd)
+                cost_status = cost.status
     model = get(A.RESPONSE_MODEL) or get(A.REQUEST_MODEL)
     tokens_in, tokens_out = get(A.USAGE_INPUT), get(A.USAGE_OUTPUT)
     session, agent = get(A.SESSION_ID), get("service.name")
@@ -235,8 +240,8 @@ def _row(
         batch.tenant,
         int(tokens_in) if tokens_in is not None else None,
         int(tokens_out) if tokens_out is not None else None,
-        None if cost is None or cost.usd is None else str(cost.usd),
-        None if cost is None else cost.status,
+        usd,
+        cost_status,
     ]
     return values
 
@@ -484,15 +489,11 @@ def _mark_wrappers(nodes: Mapping[str, _Node]) -> set[str]:
 def _insert(conn: Connection, rows: list[list[Any]]) -> None:
     if not rows:
         return
+    encode: Callable[[Mapping[str, Any]], Any]
     if conn.dialect.name == "sqlite":
-        stamp: Callable[[int], Any] = _SqliteTime()
-
-        def encode(attrs: Mapping[str, Any]) -> Any:
-            return _dumps(attrs)
+        encode = _dumps
     else:
         from psycopg.types.json import Jsonb
-
-        stamp = _ts
 
         def encode(attrs: Mapping[str, Any]) -> Any:
             return Jsonb(attrs, dumps=_dumps)
@@ -500,10 +501,10 @@ def _insert(conn: Connection, rows: list[list[Any]]) -> None:
     params = []
     for row in rows:
         values = list(row)
-        values[6], values[7] = stamp(values[6]), stamp(values[7])
-        values[11] = encode(values[11])
-        params.append(tuple(values))
-    _execute_many(conn, _SPANS.name, COLUMNS, params)
+        values[_ATTRS] = encode(values[_ATTRS])
+        params.append(values)
+    # Times stay nanoseconds: _execute_many converts them.
+    _execute_many(conn, _SPANS.name, COLUMNS, params, _TIMES)
 
 
 def _summaries(

@@ -34,6 +34,7 @@ from daytwo.tracing.attributes import (
 
 __all__ = [
     "MILLION",
+    "CompiledPrice",
     "CostStatus",
     "Price",
     "PriceSource",
@@ -149,6 +150,91 @@ def token_cost(price: Price, attributes: Mapping[str, Any]) -> Decimal:
         cached if type(cached) is int else _int(cached),
         reasoning if type(reasoning) is int else _int(reasoning),
     )
+
+
+_PREC_LIMIT = 10**27
+"""Totals below this have fewer digits than the default decimal context's 28: the
+``Decimal`` arithmetic of :meth:`Price.cost` is exact for them, as the integers are."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPrice:
+    """A USD :class:`Price` as integers, for the cost text of many spans.
+
+    Every rate is ``n * 10**exponent`` with one shared ``exponent`` (the smallest of
+    the rates' exponents), so the cost of a call is an integer sum of products and
+    its text is formatted from the digits: the same text as ``str(price.cost(...))``
+    (``Decimal`` keeps the exponent the exact quotient allows, down to the rates'
+    own), without ``Decimal`` arithmetic, which costs more than the rest of storing a
+    span. Anything unusual (a total past the decimal context's precision, a cost
+    below 1e-6 USD, which ``Decimal`` writes in scientific notation) takes the
+    ``Decimal`` path.
+    """
+
+    price: Price
+    input: int
+    output: int
+    cached: int
+    reasoning: int
+    exponent: int
+
+    @classmethod
+    def of(cls, price: Price) -> CompiledPrice | None:
+        """The integer form of ``price``; None when it has none (then use ``Decimal``)."""
+        rates = (
+            price.input,
+            price.output,
+            price.cached if price.cached is not None else price.input,
+            price.reasoning if price.reasoning is not None else price.output,
+        )
+        parts = [rate.as_tuple() for rate in rates]
+        if any(p.sign or not isinstance(p.exponent, int) or p.exponent > 0 for p in parts):
+            return None
+        exponent = min(int(p.exponent) for p in parts)
+        nums = [
+            int("".join(map(str, p.digits)) or "0") * 10 ** (int(p.exponent) - exponent)
+            for p in parts
+        ]
+        return cls(price, nums[0], nums[1], nums[2], nums[3], exponent)
+
+    def cost_text(self, attributes: Mapping[str, Any]) -> str:
+        """``str(token_cost(self.price, attributes))``, computed on integers."""
+        get = attributes.get
+        tokens_in, tokens_out = get(USAGE_INPUT), get(USAGE_OUTPUT)
+        cached, reasoning = get(USAGE_CACHE_READ_INPUT), get(USAGE_REASONING_OUTPUT)
+        # The clamping of Price.cost, on the same values token_cost gives it.
+        tokens_in = tokens_in if type(tokens_in) is int and tokens_in > 0 else _int(tokens_in)
+        tokens_out = tokens_out if type(tokens_out) is int and tokens_out > 0 else _int(tokens_out)
+        cached = cached if type(cached) is int and cached > 0 else _int(cached)
+        reasoning = reasoning if type(reasoning) is int and reasoning > 0 else _int(reasoning)
+        cached = cached if cached < tokens_in else tokens_in
+        reasoning = reasoning if reasoning < tokens_out else tokens_out
+        total = (
+            (tokens_in - cached) * self.input
+            + cached * self.cached
+            + (tokens_out - reasoning) * self.output
+            + reasoning * self.reasoning
+        )
+        if total >= _PREC_LIMIT:
+            return str(token_cost(self.price, attributes))
+        # total * 10**exponent / 10**6, trailing zeros dropped down to the ideal
+        # exponent (the rates'), as Decimal's exact division does.
+        exponent = self.exponent - 6
+        if total == 0:
+            exponent = self.exponent
+        else:
+            while exponent < self.exponent and total % 10 == 0:
+                total //= 10
+                exponent += 1
+        digits = str(total)
+        if exponent == 0:
+            return digits
+        point = len(digits) + exponent
+        if point - 1 < -6:  # Decimal's scientific notation: let it write that
+            return str(token_cost(self.price, attributes))
+        if point > 0:
+            return f"{digits[:point]}.{digits[point:]}"
+        return f"0.{'0' * -point}{digits}"
 
 
 _UNKNOWN = SpanCost("unknown", None)

@@ -13,7 +13,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -29,7 +28,7 @@ from daytwo.store import Store
 from daytwo.store.base import UTCDateTime
 from daytwo.store.tables.tracing import DecisionRow, SpanRow
 from daytwo.tracing import attributes as A
-from daytwo.tracing.pricing import Price, PriceSource, SpanCost, span_cost
+from daytwo.tracing.pricing import CompiledPrice, Price, PriceSource, span_cost, token_cost
 
 _orjson_dumps: Callable[[Any], bytes] | None
 try:
@@ -54,29 +53,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def _ts(ns: int | None) -> datetime:
     """Nanoseconds since the epoch, truncated to the microsecond (exact, no float)."""
     return _EPOCH + timedelta(microseconds=(ns or 0) // 1000)
-
-
-class _SqliteTime:
-    """Nanoseconds since the epoch as SQLAlchemy stores a UTC datetime on SQLite.
-
-    ``YYYY-MM-DD HH:MM:SS.ffffff`` (naive UTC), built from a cached per-second prefix:
-    two datetime objects and two ``isoformat`` calls per span cost more than the insert.
-    Used only under the processor's write lock.
-    """
-
-    def __init__(self) -> None:
-        self._prefixes: dict[int, str] = {}
-
-    def __call__(self, ns: int) -> str:
-        us = ns // 1000
-        sec = us // 1_000_000
-        prefix = self._prefixes.get(sec)
-        if prefix is None:
-            if len(self._prefixes) > 64:
-                self._prefixes.clear()
-            prefix = self._prefixes[sec] = time.strftime("%Y-%m-%d %H:%M:%S.", time.gmtime(sec))
-        # 1_000_000 + microseconds is 7 digits: dropping the 1 zero-pads to 6.
-        return prefix + str(1_000_000 + us - sec * 1_000_000)[1:]
 
 
 def _dumps(value: Any) -> str:
@@ -137,6 +113,7 @@ class _PriceCache:
         self.source = source
         self._prices: dict[tuple[str, datetime], Price | None] = {}
         self._seconds: dict[int, datetime] = {}
+        self._compiled: dict[tuple[str, int], tuple[Price, CompiledPrice | None] | None] = {}
 
     def second(self, ns: int) -> datetime:
         """The UTC datetime of the whole second ``ns`` falls in (cached)."""
@@ -158,6 +135,46 @@ class _PriceCache:
             found = self._prices[key] = self.source.price(model, at)
         assert found is None or isinstance(found, Price)
         return found
+
+    def _compiled_price(self, model: str, ns: int) -> tuple[Price, CompiledPrice | None] | None:
+        sec = ns // 1_000_000_000
+        key = (model, sec)
+        found = self._compiled.get(key, _MISS)
+        if found is _MISS:
+            if len(self._compiled) > 4096:
+                self._compiled.clear()
+            price = self.price(model, self.second(ns))
+            found = self._compiled[key] = (
+                None if price is None else (price, CompiledPrice.of(price))
+            )
+        assert found is None or isinstance(found, tuple)
+        return found
+
+    def cost(self, attrs: Mapping[str, Any], start_ns: int) -> tuple[str | None, str | None]:
+        """``(cost_usd, cost_status)`` of a span that started at ``start_ns``.
+
+        The values :func:`~daytwo.tracing.pricing.span_cost` gives (as text), with
+        model prices looked up once per model and second and the token cost computed
+        on integers (:class:`~daytwo.tracing.pricing.CompiledPrice`).
+        """
+        if attrs.get(A.OPERATION) not in A.COST_OPERATIONS:
+            cost = span_cost(attrs, self.second(start_ns), self)
+            if cost is None:
+                return None, None
+            return (None if cost.usd is None else str(cost.usd)), cost.status
+        found = None
+        for key in (A.MODEL_PROFILE, A.RESPONSE_MODEL, A.REQUEST_MODEL):
+            model = attrs.get(key)
+            if isinstance(model, str) and model:
+                found = self._compiled_price(model, start_ns)
+                if found is not None:
+                    break
+        if found is None or found[0].currency != "USD":
+            return None, "unknown"
+        price, compiled = found
+        if compiled is None:
+            return str(token_cost(price, attrs)), "priced"
+        return compiled.cost_text(attrs), "priced"
 
 
 COLUMNS = (
@@ -223,10 +240,15 @@ def _span_values(
     start_ns = span.start_time or 0
     end_ns = span.end_time or start_ns
     operation = get(A.OPERATION)
-    cost: SpanCost | None = None
+    usd = cost_status = None
     if operation in A.COST_OPERATIONS or A.TOOL_COST_USD in attrs:
-        at = prices.second(start_ns) if isinstance(prices, _PriceCache) else _ts(start_ns)
-        cost = span_cost(attrs, at, prices)
+        if isinstance(prices, _PriceCache):
+            usd, cost_status = prices.cost(attrs, start_ns)
+        else:
+            cost = span_cost(attrs, _ts(start_ns), prices)
+            if cost is not None:
+                usd = None if cost.usd is None else str(cost.usd)
+                cost_status = cost.status
     agent = get(A.AGENT_NAME)
     if agent is not None and get(A.AGENT_VERSION) is not None:
         agent = f"{agent}@{get(A.AGENT_VERSION)}"
@@ -266,8 +288,8 @@ def _span_values(
         tenant if type(tenant) is str and len(tenant) <= 255 else _str(tenant, 255),
         tokens_in if type(tokens_in) is int else _optional_int(tokens_in),
         tokens_out if type(tokens_out) is int else _optional_int(tokens_out),
-        None if cost is None or cost.usd is None else str(cost.usd),
-        None if cost is None else cost.status,
+        usd,
+        cost_status,
     ]
 
 
@@ -339,20 +361,50 @@ NaN was never storable), and the ``sqlite3`` module binds a float directly, whil
 None goes through its adaptation protocol (a failed ``__conform__`` lookup): about a
 microsecond each, for the five to ten empty columns of a typical span."""
 
-_SQLITE_ROWS = 256
+_SQLITE_ROWS = 1024
 """Rows per SQLite INSERT statement (fewer when the columns would pass the limit on
-bound variables)."""
+bound variables). The ``sqlite3`` module releases the GIL once per statement, and a
+writer thread that shares the GIL with a busy traced thread waits up to the
+interpreter's switch interval (5 ms) to get it back: one statement for a whole batch
+keeps that to one wait."""
+
+
+def _sqlite_stamp(column: str) -> str:
+    """SQL turning nanoseconds since the epoch into SQLAlchemy's SQLite UTC datetime text.
+
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` truncated to the microsecond, like :func:`_ts`
+    (integer division on integers): SQLite builds it outside the GIL.
+    """
+    return (
+        f"printf('%s.%06d', datetime({column} / 1000000000, 'unixepoch'), "
+        f"{column} / 1000 % 1000000)"
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _values_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
-    """``INSERT INTO table (columns) VALUES (?, ...), ... `` for ``rows`` rows."""
+def _values_sql(
+    table: str,
+    columns: tuple[str, ...],
+    rows: int,
+    ns_columns: tuple[int, ...] = (),
+    padded: bool = False,
+) -> str:
+    """``INSERT INTO table (columns) SELECT ... FROM (VALUES (?, ...), ...)`` for ``rows``
+    rows; when ``padded``, rows whose first column is NULL (padding) are skipped. The
+    columns at ``ns_columns`` take nanoseconds since the epoch, converted by SQLite."""
     one = f"({', '.join('?' for _ in columns)})"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * rows)}"
+    exprs = [
+        _sqlite_stamp(f"column{i + 1}") if i in ns_columns else f"column{i + 1}"
+        for i in range(len(columns))
+    ]
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(exprs)} "
+        f"FROM (VALUES {', '.join([one] * rows)})"
+        + (" WHERE column1 IS NOT NULL" if padded else "")
+    )
 
 
-def _sqlite_rows_per_statement(conn: Connection, width: int) -> int:
-    driver = conn.connection.driver_connection
+def _sqlite_rows_per_statement(driver: Any, width: int) -> int:
     getlimit = getattr(driver, "getlimit", None)
     limit = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit is not None else 999
     rows = _SQLITE_ROWS
@@ -361,45 +413,81 @@ def _sqlite_rows_per_statement(conn: Connection, width: int) -> int:
     return rows
 
 
+def _sqlite_statements(
+    driver: Any,
+    table: str,
+    columns: Sequence[str],
+    params: Sequence[Sequence[Any]],
+    ns_columns: tuple[int, ...] = (),
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The multi-row INSERT statements (and their parameters) that store ``params``.
+
+    Chunks of up to :data:`_SQLITE_ROWS` rows, with :data:`_NULL` for None. A shorter
+    chunk is padded with NULL rows (which the statement skips by their NULL first
+    column, so no padding when a row's first value is None) to the next power of two:
+    a handful of statements, each prepared once per connection, and one statement
+    per batch. Each statement releases the GIL once, while SQLite updates the table
+    and its indexes beside the traced program on another core; ``executemany`` would
+    release and wait for it once per row (see :data:`_SQLITE_ROWS`).
+    """
+    width = len(columns)
+    names = tuple(columns)
+    null = _NULL
+    flat = [null if v is None else v for v in chain.from_iterable(params)]
+    per = _sqlite_rows_per_statement(driver, width)
+    statements: list[tuple[str, tuple[Any, ...]]] = []
+    # Padding rows are told apart by their NULL first column (a primary key or a
+    # required column for every caller); should a real row have none, no padding.
+    pad = all(row[0] is not None for row in params)
+    done, total = 0, len(params)
+    while done < total:
+        rows = min(per, total - done)
+        size = 1
+        while size < rows and pad:
+            size *= 2
+        size = max(size, rows)
+        chunk = flat[done * width : (done + rows) * width]
+        if size > rows:
+            chunk.extend([null] * ((size - rows) * width))
+        statements.append((_values_sql(table, names, size, ns_columns, pad), tuple(chunk)))
+        done += rows
+    return statements
+
+
 def _execute_many(
-    conn: Connection, table: str, columns: Sequence[str], params: Sequence[Sequence[Any]]
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    params: Sequence[Sequence[Any]],
+    ns_columns: tuple[int, ...] = (),
 ) -> None:
     """Insert ``params`` (rows of driver values in ``columns`` order) into ``table``.
 
-    Straight to the driver: per-row SQLAlchemy bind processing costs more than the
-    insert itself (tests read the rows back through the ORM on both backends).
-    PostgreSQL gets psycopg's ``executemany`` (pipelined). SQLite gets multi-row
-    ``INSERT ... VALUES`` statements of up to :data:`_SQLITE_ROWS` rows, with
-    :data:`_NULL` for None: ``executemany`` runs one statement per row, and the
-    ``sqlite3`` module releases the GIL around each, so a writer thread that shares the
-    GIL with a busy traced thread waits for it once per row (the interpreter's switch
-    interval, 5 ms) and stores a few hundred rows a second. One statement per chunk
-    releases the GIL once while SQLite updates the table and its indexes, which then
-    runs beside the traced program on another core.
+    The columns at ``ns_columns`` hold nanoseconds since the epoch, stored as UTC
+    datetimes. Straight to the driver: per-row SQLAlchemy bind processing costs more
+    than the insert itself (tests read the rows back through the ORM on both
+    backends). PostgreSQL gets psycopg's ``executemany`` (pipelined), SQLite
+    multi-row statements (:func:`_sqlite_statements`).
     """
     if not params:
         return
     if conn.dialect.name != "sqlite":
+        if ns_columns:
+            params = [
+                [_ts(v) if i in ns_columns else v for i, v in enumerate(row)] for row in params
+            ]
         marks = ", ".join("%s" for _ in columns)
         conn.exec_driver_sql(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
             [tuple(row) for row in params],
         )
         return
-    width = len(columns)
-    names = tuple(columns)
-    null = _NULL
-    flat = [null if v is None else v for v in chain.from_iterable(params)]
-    per = _sqlite_rows_per_statement(conn, width)
-    done, total = 0, len(params)
-    while done < total:
-        rows = per
-        while rows > total - done:  # the tail in powers of two: few distinct statements
-            rows //= 2
-        conn.exec_driver_sql(
-            _values_sql(table, names, rows), tuple(flat[done * width : (done + rows) * width])
-        )
-        done += rows
+    driver = conn.connection.driver_connection
+    for sql, values in _sqlite_statements(driver, table, columns, params, ns_columns):
+        conn.exec_driver_sql(sql, values)
+
+
+_TIMES = (COLUMNS.index("start_time"), COLUMNS.index("end_time"))
 
 
 class StoreSpanProcessor(SpanProcessor):
@@ -421,7 +509,6 @@ class StoreSpanProcessor(SpanProcessor):
         self.max_queue = max_queue
         self._queue: deque[ReadableSpan] = deque()
         self._cost_below: set[str] = set()
-        self._sqlite_time = _SqliteTime()
         self._trace_hex: dict[int, str] = {}
         self._wake = threading.Event()
         self._write_lock = threading.Lock()
@@ -502,14 +589,12 @@ class StoreSpanProcessor(SpanProcessor):
         if not spans:
             return
         engine = self.store.engine
-        stamp: Callable[[int], Any]
+        sqlite = engine.dialect.name == "sqlite"
         encode: Callable[[Mapping[str, Any]], Any]
-        if engine.dialect.name == "sqlite":
-            stamp, encode = self._sqlite_time, _dumps
+        if sqlite:
+            encode = _dumps
         else:
             from psycopg.types.json import Jsonb
-
-            stamp = _ts
 
             def encode(attrs: Mapping[str, Any]) -> Any:
                 return Jsonb(attrs, dumps=_dumps)
@@ -518,15 +603,31 @@ class StoreSpanProcessor(SpanProcessor):
         decisions: list[dict[str, Any]] = []
         prices, mark, traces = self._price_cache, self._mark_wrapper, self._trace_hex
         for span in spans:
-            row = _span_values(span, prices, stamp, encode, traces)
+            # Times stay nanoseconds: _execute_many (SQLite: SQL) converts them.
+            row = _span_values(span, prices, int, encode, traces)
             mark(row)
             rows.append(row)
             # ``span.events`` copies the SDK's list into a tuple: look before copying.
             if getattr(span, "_events", True) and span.events:
                 decisions.extend(_decision_rows(span, row[1], row[0]))
         # Straight to the driver (not the ORM's bulk path): spans are write-once rows.
+        if sqlite and not decisions:
+            with engine.connect() as conn:
+                driver: Any = conn.connection.driver_connection
+                statements = _sqlite_statements(driver, _SPANS.name, COLUMNS, rows, _TIMES)
+                if len(statements) == 1:
+                    # One statement is a transaction of its own (the connection is in
+                    # autocommit mode: SQLAlchemy's BEGIN is not sent): as durable as
+                    # an explicit one (WAL, synchronous=NORMAL), and the GIL is released
+                    # and waited for once, not three times (BEGIN, INSERT, COMMIT).
+                    driver.execute(*statements[0])
+                    return
+                with conn.begin():
+                    for sql, values in statements:
+                        conn.exec_driver_sql(sql, values)
+                return
         with engine.begin() as conn:
-            _execute_many(conn, _SPANS.name, COLUMNS, rows)
+            _execute_many(conn, _SPANS.name, COLUMNS, rows, _TIMES)
             if decisions:
                 _insert_many(conn, _DECISIONS, decisions)
 
