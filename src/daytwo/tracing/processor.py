@@ -472,19 +472,20 @@ def _execute_many(
     if not params:
         return
     if conn.dialect.name != "sqlite":
-        if ns_columns:
-            params = [
-                [_ts(v) if i in ns_columns else v for i, v in enumerate(row)] for row in params
-            ]
+        rows: list[tuple[Any, ...]] = []
+        for row in params:
+            if ns_columns:
+                converted = list(row)
+                for i in ns_columns:
+                    converted[i] = _ts(converted[i])
+                row = converted
+            rows.append(tuple(row))
         marks = ", ".join("%s" for _ in columns)
-        conn.exec_driver_sql(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
-            [tuple(row) for row in params],
-        )
+        conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
         return
     driver = conn.connection.driver_connection
-    for sql, values in _sqlite_statements(driver, table, columns, params, ns_columns):
-        conn.exec_driver_sql(sql, values)
+    for sql, chunk in _sqlite_statements(driver, table, columns, params, ns_columns):
+        conn.exec_driver_sql(sql, chunk)
 
 
 _TIMES = (COLUMNS.index("start_time"), COLUMNS.index("end_time"))
