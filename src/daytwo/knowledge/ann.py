@@ -95,6 +95,9 @@ class AnnIndex:
         self.seq = -1  # -1: nothing loaded yet, rebuild from the database
         self._lock = threading.RLock()
         self._index = self._new()
+        # usearch's compiled index behind ``Index``, looked up once per graph rather
+        # than per search (None: a usearch without it, searched through ``Index``).
+        self._compiled: Any = getattr(self._index, "_compiled", None)
         # Vectors of the last permitted-key array searched exactly (the search cache hands
         # out the same array object per principal and seq); dropped on every write.
         self._exact_keys: npt.NDArray[np.uint64] | None = None
@@ -142,6 +145,7 @@ class AnnIndex:
             return False
         with self._lock:
             self._index = index
+            self._compiled = getattr(index, "_compiled", None)
             self.seq = int(meta["seq"])
         return True
 
@@ -226,6 +230,7 @@ class AnnIndex:
             fresh.apply((), keys, _decode([bytes(r[1] or b"") for r in rows], self.dim), -1)
         with self._lock:
             self._index = fresh._index
+            self._compiled = fresh._compiled
             self._exact_keys, self._exact_cache = None, None
             self.seq = seq
 
@@ -270,7 +275,9 @@ class AnnIndex:
             size = len(self._index)
             if size == 0 or k <= 0 or (allowed is not None and allowed.size == 0):
                 return []
-            q = query.astype(np.float32, copy=False).reshape(-1)
+            q = query
+            if q.dtype != np.float32 or q.ndim != 1:
+                q = q.astype(np.float32).reshape(-1)
             if allowed is not None and (
                 allowed.size <= self.params.exact_below or allowed.size * 20 < size
             ):
@@ -281,7 +288,7 @@ class AnnIndex:
             # that were a tenth of a small search). A ``cos`` graph normalises itself.
             scale = 1.0
             if self.params.metric == "ip":
-                norm = math.sqrt(float(q @ q))
+                norm = math.sqrt(q.dot(q))  # ndarray.dot: a third of ``float(q @ q)``'s cost
                 scale = 1.0 / norm if norm > 0.0 else 1.0
             count = k if allowed is None else math.ceil(k * size / allowed.size * 1.5) + k
             while True:
@@ -297,11 +304,8 @@ class AnnIndex:
                     # One tolist() per array and the k similarities in Python: no
                     # numpy scalar per element, no temporary arrays (µs of a ~30 µs
                     # search at a small ef).
-                    ds = dists[:k].tolist()
-                    return [
-                        (key, (1.0 - d) * scale)
-                        for key, d in zip(keys[:k].tolist(), ds, strict=True)
-                    ]
+                    sims = [(1.0 - d) * scale for d in dists[:k].tolist()]
+                    return list(zip(keys[:k].tolist(), sims, strict=True))
                 count *= 4
 
     def _prepare(self, vectors: Vector) -> Vector:
@@ -324,7 +328,7 @@ class AnnIndex:
         ``Matches`` object per call) costs ~10 % of a whole search at small ``ef``.
         One query: no worker pool (threads=0 costs ~0.1 ms per call to start one).
         """
-        compiled = getattr(self._index, "_compiled", None)
+        compiled = self._compiled
         if compiled is None:  # pragma: no cover - a usearch without the compiled handle
             matches = self._index.search(q, count, exact=exact, threads=1)
             return (
