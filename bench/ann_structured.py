@@ -173,7 +173,8 @@ class Faiss(Contender):
 
     def search(self, q: np.ndarray) -> list[int]:
         _, ids = self.index.search(q[None, :], K)
-        return [int(x) for x in ids[0]]
+        ids_list: list[int] = ids[0].tolist()  # one call, as daytwo's wrapper converts
+        return ids_list
 
     def bytes(self, workdir: Path) -> int:
         return int(self.faiss.serialize_index(self.index).nbytes)
@@ -196,7 +197,8 @@ class Hnswlib(Contender):
 
     def search(self, q: np.ndarray) -> list[int]:
         ids, _ = self.index.knn_query(q, k=K, num_threads=1)
-        return [int(x) for x in ids[0]]
+        ids_list: list[int] = ids[0].tolist()  # one call, as daytwo's wrapper converts
+        return ids_list
 
     def bytes(self, workdir: Path) -> int:
         path = workdir / "hnswlib.bin"
