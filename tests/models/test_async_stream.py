@@ -5,6 +5,7 @@ and a consumer that leaves (closing or cancelled) still leaves the call's span."
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -120,6 +121,39 @@ def test_streams_reuse_the_upstream_connection() -> None:
 
         assert run([model], main) == ["one two three"] * 3
         assert server.connections == 1
+
+
+def test_a_body_that_never_ends_after_done_does_not_hold_the_stream() -> None:
+    """An upstream that sends ``[DONE]`` and then keeps the body open: the stream still
+    ends (its span and usage recorded) within the drain's bound, not the read timeout."""
+    chunk = {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}
+    event = b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (len(event), event)
+        )
+        await writer.drain()
+        await asyncio.sleep(30)  # the terminating chunk never comes
+
+    async def main() -> tuple[str, float]:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        model = model_at(f"http://127.0.0.1:{port}/v1")
+        try:
+            started = time.monotonic()
+            chunks = [c async for b in model.astream_batches(USER) for c in b]
+            return "".join(c.text for c in chunks), time.monotonic() - started
+        finally:
+            assert isinstance(model.provider, OpenAICompatProvider)
+            await model.provider.aclose()
+            server.close()
+
+    text, seconds = asyncio.run(main())
+    assert text == "hi"
+    assert seconds < 5
 
 
 @pytest.mark.parametrize("how", ["aclose", "cancel"])

@@ -8,6 +8,7 @@ said (validation is the structured-output layer's job).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
@@ -298,17 +299,21 @@ class OpenAICompatProvider:
 
 
 _DRAIN_LIMIT = 65536
+_DRAIN_SECONDS = 1.0
 
 
 async def _drain(content: aiohttp.StreamReader) -> None:
     """Read what follows ``[DONE]`` (the end of a chunked body, as a rule): a response
     read to its end gives its connection back to the session's pool, one left unread
     closes it, and the next stream would pay a new connection (and TLS handshake).
-    More than :data:`_DRAIN_LIMIT` bytes after it is not a model server's answer:
-    that connection is closed instead."""
+    More than :data:`_DRAIN_LIMIT` bytes after it, or a body that does not end within
+    :data:`_DRAIN_SECONDS`, is not a model server's answer: that connection is closed
+    instead (the caller already has every chunk)."""
     left = _DRAIN_LIMIT
-    while left > 0 and (data := await content.readany()):
-        left -= len(data)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while left > 0 and (data := await content.readany()):
+                left -= len(data)
 
 
 class SSEChunks:
