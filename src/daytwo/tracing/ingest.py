@@ -28,7 +28,7 @@ from daytwo.store.tables.tracing import DecisionRow, SpanRow
 from daytwo.tracing import attributes as A
 from daytwo.tracing.conventions import normalize
 from daytwo.tracing.otlp import ExportTraceServiceRequest
-from daytwo.tracing.pricing import PriceSource, span_cost
+from daytwo.tracing.pricing import PriceSource
 from daytwo.tracing.processor import (
     _EPOCH,
     _TIMES,
@@ -39,6 +39,7 @@ from daytwo.tracing.processor import (
     _insert_many,
     _PriceCache,
     _ts,
+    cost_columns,
 )
 
 __all__ = [
@@ -205,15 +206,7 @@ def _row(
     end = max(span.end_time_unix_nano, start)
     get = attrs.get
     operation = get(A.OPERATION)
-    usd = cost_status = None
-    if operation in A.COST_OPERATIONS or A.TOOL_COST_USD in attrs:
-        if cache is not None:
-            usd, cost_status = cache.cost(attrs, start)
-        else:
-            cost = span_cost(attrs, _ts(start), None)
-            if cost is not None:
-                usd = None if cost.usd is None else str(cost.usd)
-                cost_status = cost.status
+    usd, cost_status = cost_columns(attrs, start, cache)
     model = get(A.RESPONSE_MODEL) or get(A.REQUEST_MODEL)
     tokens_in, tokens_out = get(A.USAGE_INPUT), get(A.USAGE_OUTPUT)
     session, agent = get(A.SESSION_ID), get("service.name")

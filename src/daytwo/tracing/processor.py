@@ -218,6 +218,23 @@ def _hex(ids: dict[int, str], value: int, width: int) -> str:
     return text
 
 
+def cost_columns(
+    attrs: Mapping[str, Any], start_ns: int, prices: PriceSource | None
+) -> tuple[str | None, str | None]:
+    """A span's ``cost_usd`` text and ``cost_status`` (None, None for a span that costs
+    nothing): through a :class:`_PriceCache` when ``prices`` is one (integer costs, one
+    price lookup per model and second), else priced at once. The span store and OTLP
+    ingest both price their spans here."""
+    if attrs.get(A.OPERATION) not in A.COST_OPERATIONS and A.TOOL_COST_USD not in attrs:
+        return None, None
+    if isinstance(prices, _PriceCache):
+        return prices.cost(attrs, start_ns)
+    cost = span_cost(attrs, _ts(start_ns), prices)
+    if cost is None:
+        return None, None
+    return (None if cost.usd is None else str(cost.usd)), cost.status
+
+
 def _span_values(
     span: ReadableSpan,
     prices: PriceSource | None,
@@ -240,15 +257,7 @@ def _span_values(
     start_ns = span.start_time or 0
     end_ns = span.end_time or start_ns
     operation = get(A.OPERATION)
-    usd = cost_status = None
-    if operation in A.COST_OPERATIONS or A.TOOL_COST_USD in attrs:
-        if isinstance(prices, _PriceCache):
-            usd, cost_status = prices.cost(attrs, start_ns)
-        else:
-            cost = span_cost(attrs, _ts(start_ns), prices)
-            if cost is not None:
-                usd = None if cost.usd is None else str(cost.usd)
-                cost_status = cost.status
+    usd, cost_status = cost_columns(attrs, start_ns, prices)
     agent = get(A.AGENT_NAME)
     if agent is not None and get(A.AGENT_VERSION) is not None:
         agent = f"{agent}@{get(A.AGENT_VERSION)}"
