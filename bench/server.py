@@ -399,6 +399,7 @@ async def _load(
     seconds: float,
     pids: tuple[int, ...],
     routes: tuple[str, ...] = ("start_run", "search"),
+    search_mode: str = "bm25",
 ) -> dict[str, Any]:
     import resource
 
@@ -445,7 +446,7 @@ async def _load(
                         "search",
                         "POST",
                         f"/api/v1/knowledge/collections/{collection}/search",
-                        {"query": "shipping time", "mode": "bm25", "k": 3},
+                        {"query": "shipping time", "mode": search_mode, "k": 3},
                     )
                 n += 1
 
@@ -543,7 +544,7 @@ def _config(
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-server-{backend}-"))
     env = {
         "DAYTWO_DATA_DIR": str(tmp / "data"),
-        "DAYTWO_EMBEDDER": "hashing-384",
+        "DAYTWO_EMBEDDER": args.embedder,
         "BENCH_MODEL_URL": model[1],
     }
     schema = None
@@ -581,7 +582,16 @@ def _config(
             by_kind = {}
             for kind in ("search", "start_run"):
                 phase = asyncio.run(
-                    _load(url, key, collection, args.clients, args.kind_seconds, pids, (kind,))
+                    _load(
+                        url,
+                        key,
+                        collection,
+                        args.clients,
+                        args.kind_seconds,
+                        pids,
+                        (kind,),
+                        args.search_mode,
+                    )
                 )
                 net = phase["server_cores_used"] - idle_cores
                 by_kind[kind] = {
@@ -592,7 +602,17 @@ def _config(
                     ),
                 }
                 phase_load = round(os.getloadavg()[0], 2)
-            result = asyncio.run(_load(url, key, collection, args.clients, args.seconds, pids))
+            result = asyncio.run(
+                _load(
+                    url,
+                    key,
+                    collection,
+                    args.clients,
+                    args.seconds,
+                    pids,
+                    search_mode=args.search_mode,
+                )
+            )
         finally:
             _stop(proc)
     finally:
@@ -638,7 +658,7 @@ def _enqueue_topology(args: argparse.Namespace, model: tuple[int, str]) -> dict[
     url = sa.engine.make_url(PG_URL)
     env = {
         "DAYTWO_DATA_DIR": str(tmp / "data"),
-        "DAYTWO_EMBEDDER": "hashing-384",
+        "DAYTWO_EMBEDDER": args.embedder,
         "DAYTWO_SERVE_RUNS": "enqueue",
         "BENCH_MODEL_URL": model[1],
         "DAYTWO_DATABASE_URL": url.set(database=database).render_as_string(hide_password=False),
@@ -681,6 +701,7 @@ def _enqueue_topology(args: argparse.Namespace, model: tuple[int, str]) -> dict[
                                     args.kind_seconds,
                                     pids,
                                     (kind,),
+                                    args.search_mode,
                                 )
                             )
                             entry[kind] = {
@@ -741,6 +762,8 @@ def _enqueue_topology(args: argparse.Namespace, model: tuple[int, str]) -> dict[
         "params": {
             "clients": args.clients,
             "kind_seconds": args.kind_seconds,
+            "embedder": args.embedder,
+            "search_mode": args.search_mode,
             "rounds": args.rounds,
         },
         "load_avg": _spread(loads),
@@ -772,6 +795,17 @@ def main() -> None:
         type=float,
         default=10.0,
         help="length of the search-only and start-run-only phases before the mixed load",
+    )
+    parser.add_argument(
+        "--embedder",
+        default="hashing-384",
+        help="DAYTWO_EMBEDDER of the server (minilm: the query is embedded per dense search)",
+    )
+    parser.add_argument(
+        "--search-mode",
+        choices=["bm25", "dense", "hybrid"],
+        default="bm25",
+        help="mode of the search requests (the API's default is hybrid)",
     )
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
@@ -837,7 +871,12 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
         },
-        "params": {"clients": args.clients, "seconds": args.seconds},
+        "params": {
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "embedder": args.embedder,
+            "search_mode": args.search_mode,
+        },
         "configs": configs,
         "two_worker_gain": gains,
         # How much more CPU the server got with two workers: a CPU-bound server can only
