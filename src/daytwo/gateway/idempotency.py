@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import rfc8785
-from sqlalchemy import insert, update
+import sqlalchemy as sa
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from daytwo.exceptions import ConflictError
@@ -25,6 +26,17 @@ from daytwo.store.tables.gateway import GatewayIdempotency
 __all__ = ["IdempotencyLedger", "arguments_hash"]
 
 log = logging.getLogger("daytwo.gateway.idempotency")
+
+# Core statements on the ledger's table, built once: every keyed tool call runs the
+# claim and the completion, and building an ORM statement (and going through the ORM's
+# bulk-update path for the completion) cost more than the SQLite write itself.
+_LEDGER = cast("sa.Table", GatewayIdempotency.__table__)
+_CLAIM = sa.insert(_LEDGER)
+_COMPLETE = (
+    sa.update(_LEDGER)
+    .where(_LEDGER.c.key == sa.bindparam("done_key"))
+    .values(status="done", result=sa.bindparam("done_result", type_=_LEDGER.c.result.type))
+)
 
 
 def arguments_hash(arguments: dict[str, Any]) -> str:
@@ -53,18 +65,18 @@ class IdempotencyLedger:
         deadline = time.monotonic() + self.wait_s
         while True:
             try:
-                # One INSERT statement (no ORM unit of work): this runs on every
+                # One prebuilt INSERT (no ORM unit of work): this runs on every
                 # keyed tool call, so its cost is the gateway's per-call overhead.
-                claim = insert(GatewayIdempotency).values(
-                    key=key,
-                    tool=tool,
-                    version=version,
-                    arguments_hash=digest,
-                    status="pending",
-                    created_at=utcnow(),
-                )
+                claim = {
+                    "key": key,
+                    "tool": tool,
+                    "version": version,
+                    "arguments_hash": digest,
+                    "status": "pending",
+                    "created_at": utcnow(),
+                }
                 with self.store.session(write=True) as s:
-                    s.execute(claim)
+                    s.execute(_CLAIM, claim)
                 return None
             except SAIntegrityError:
                 pass
@@ -102,13 +114,8 @@ class IdempotencyLedger:
 
     def complete(self, key: str, result: dict[str, Any]) -> None:
         """Store the result of the call that owns ``key``."""
-        done = (
-            update(GatewayIdempotency)
-            .where(GatewayIdempotency.key == key)
-            .values(status="done", result=result)
-        )
         with self.store.session(write=True) as s:
-            s.execute(done)
+            s.execute(_COMPLETE, {"done_key": key, "done_result": result})
 
     def release(self, key: str) -> None:
         """Give up a claim after a failed call, so a retry calls the backend again."""
