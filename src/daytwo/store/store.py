@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,14 @@ class Store:
             else self.engine.execution_options(isolation_level="REPEATABLE READ")
         )
         self._snapshot_sessions = sessionmaker(reader, expire_on_commit=False)
+        # SQLite has one writer at a time. This process's writer threads queue on a
+        # lock (handed over at once) rather than in SQLite's busy handler, which sleeps
+        # 1, 2, 5, 10 ... ms between tries: ten threads of a map step, each writing its
+        # tool call's ledger rows, spent more time asleep than writing. Other processes
+        # still meet the busy handler; a thread that waited the busy timeout for the
+        # lock goes on without it (and meets the busy handler, as before).
+        self._writer = threading.RLock() if self.is_sqlite else None
+        self._writer_wait_s = busy_timeout_ms / 1000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -71,11 +80,18 @@ class Store:
             if snapshot
             else self._sessions
         )
+        held = (
+            write and self._writer is not None and self._writer.acquire(timeout=self._writer_wait_s)
+        )
         try:
             with maker.begin() as session:
                 yield session
         except OperationalError as exc:
             raise map_db_error(exc, self.url) from exc
+        finally:
+            if held:
+                assert self._writer is not None
+                self._writer.release()
 
     def write(self, work: Callable[[Session], T], *, attempts: int = 4) -> T:
         """Run ``work`` in a write transaction; retry it while SQLite stays locked.
