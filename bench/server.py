@@ -524,6 +524,22 @@ async def _load(
     }
 
 
+def _kind_phase(
+    url: str,
+    key: str,
+    collection: str,
+    args: argparse.Namespace,
+    pids: tuple[int, ...],
+    kind: str,
+) -> dict[str, Any]:
+    """One phase of a single kind of request (``search`` or ``start_run``), all clients."""
+    return asyncio.run(
+        _load(
+            url, key, collection, args.clients, args.kind_seconds, pids, (kind,), args.search_mode
+        )
+    )
+
+
 _KIND_FIELDS = (
     "requests",
     "requests_per_s",
@@ -581,18 +597,7 @@ def _config(
             # One kind of request at a time first: the server CPU per request of each.
             by_kind = {}
             for kind in ("search", "start_run"):
-                phase = asyncio.run(
-                    _load(
-                        url,
-                        key,
-                        collection,
-                        args.clients,
-                        args.kind_seconds,
-                        pids,
-                        (kind,),
-                        args.search_mode,
-                    )
-                )
+                phase = _kind_phase(url, key, collection, args, pids, kind)
                 net = phase["server_cores_used"] - idle_cores
                 by_kind[kind] = {
                     "load_avg_before": phase_load,
@@ -692,18 +697,7 @@ def _enqueue_topology(args: argparse.Namespace, model: tuple[int, str]) -> dict[
                             "load_avg_before": round(os.getloadavg()[0], 2),
                         }
                         for kind in ("search", "start_run"):
-                            phase = asyncio.run(
-                                _load(
-                                    url,
-                                    key,
-                                    collection,
-                                    args.clients,
-                                    args.kind_seconds,
-                                    pids,
-                                    (kind,),
-                                    args.search_mode,
-                                )
-                            )
+                            phase = _kind_phase(url, key, collection, args, pids, kind)
                             entry[kind] = {
                                 **{k: phase[k] for k in _KIND_FIELDS},
                                 "cpu_s": phase["cpu_s"],
