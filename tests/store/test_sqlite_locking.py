@@ -95,3 +95,58 @@ def test_write_retries_past_the_busy_timeout(tmp_path: Path) -> None:
             store.write(work, attempts=1)
     finally:
         store.dispose()
+
+
+def test_writer_threads_queue_only_while_they_hold_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    store = _store(path, busy_ms=2000)
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow_before_first_statement() -> None:
+        with store.session(write=True) as s:
+            started.set()
+            release.wait(10)  # e.g. a tool call before the session's first write
+            s.execute(sa.text("INSERT INTO t (v) VALUES ('slow')"))
+
+    thread = threading.Thread(target=slow_before_first_statement)
+    thread.start()
+    try:
+        assert started.wait(10)
+        # The open write session has sent no statement: it holds neither SQLite's
+        # write lock nor the process's writer lock, so another thread writes at once.
+        t0 = time.monotonic()
+        with store.session(write=True) as s:
+            s.execute(sa.text("INSERT INTO t (v) VALUES ('quick')"))
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        release.set()
+        thread.join()
+
+    # Ten threads writing at once queue on the lock, in full, with nothing lost.
+    def write_one(i: int) -> None:
+        for j in range(20):
+            with store.session(write=True) as s:
+                s.execute(sa.text("INSERT INTO t (v) VALUES (:v)"), {"v": f"{i}-{j}"})
+
+    threads = [threading.Thread(target=write_one, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # A write transaction outside Store.session (a migration's, the keyword index's)
+    # does not take the writer lock, so it cannot leave it held.
+    with store.engine.execution_options(daytwo_write=True).begin() as conn:
+        conn.execute(sa.text("INSERT INTO t (v) VALUES ('engine')"))
+    other = threading.Thread(target=write_one, args=(99,))
+    t0 = time.monotonic()
+    other.start()
+    other.join()
+    assert time.monotonic() - t0 < 1.5  # would wait the busy timeout per write otherwise
+    try:
+        with store.session() as s:
+            n = s.execute(sa.text("SELECT count(*) FROM t")).scalar_one()
+        assert n == 2 + 10 * 20 + 1 + 20
+        assert store._held_writer_locks() == 0
+    finally:
+        store.dispose()
