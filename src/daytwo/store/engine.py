@@ -28,7 +28,7 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
-def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+def _sqlite_pragmas(busy_timeout_ms: int, wal_autocheckpoint: int | None) -> Any:
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy own transactions (pysqlite's implicit BEGIN is off).
         dbapi_conn.isolation_level = None
@@ -37,6 +37,10 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        if wal_autocheckpoint is not None:
+            # A background checkpointer keeps the WAL short (daytwo.store.wal): a
+            # committing writer only checkpoints itself past this many pages.
+            cur.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
         cur.close()
         # The keyword index's triggers stem non-English collections' chunks with it.
         dbapi_conn.create_function("daytwo_analyze", 2, analyze_text, deterministic=True)
@@ -57,8 +61,18 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = 5000, **kwargs: Any) -> Engine:
-    """Create an engine, or raise a ConfigError/MissingDependency naming the fix."""
+def make_engine(
+    url: str,
+    *,
+    busy_timeout_ms: int = 5000,
+    wal_autocheckpoint: int | None = None,
+    **kwargs: Any,
+) -> Engine:
+    """Create an engine, or raise a ConfigError/MissingDependency naming the fix.
+
+    ``wal_autocheckpoint`` (SQLite): the WAL size in pages past which a committing
+    connection checkpoints it (SQLite's default, 1,000, when None).
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -85,7 +99,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = 5000, **kwargs: Any) -> Engi
     try:
         if backend == "sqlite":
             engine = create_engine(parsed, **kwargs)
-            event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+            event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms, wal_autocheckpoint))
             event.listen(engine, "begin", _sqlite_begin)
         else:
             kwargs.setdefault("pool_pre_ping", True)

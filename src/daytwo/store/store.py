@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from daytwo.exceptions import DatabaseLocked, SchemaOutdated
 from daytwo.store.engine import WRITE_OPTION, is_sqlite, make_engine, map_db_error
+from daytwo.store.wal import HARD_CAP_PAGES, INTERVAL_S, WalCheckpointer, wal_file
 
 if TYPE_CHECKING:
     from daytwo.settings import Settings
@@ -30,9 +34,40 @@ _QUEUED = "daytwo_queued_writer"
 class Store:
     """Owns the engine; hands out sessions that commit on success and roll back on error."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int = 5000,
+        checkpoint_interval_s: float | None = INTERVAL_S,
+        wal_hard_cap_pages: int = HARD_CAP_PAGES,
+    ) -> None:
+        """``checkpoint_interval_s``: on a SQLite file, a background thread checkpoints
+        the WAL this often (:mod:`daytwo.store.wal`), and a writer only checkpoints it
+        itself past ``wal_hard_cap_pages``; None leaves checkpoints to the writers at
+        SQLite's default threshold."""
         self.url = url
-        self.engine: Engine = make_engine(url, busy_timeout_ms=busy_timeout_ms)
+        background = checkpoint_interval_s is not None and wal_file(make_url(url)) is not None
+        self.engine: Engine = make_engine(
+            url,
+            busy_timeout_ms=busy_timeout_ms,
+            wal_autocheckpoint=wal_hard_cap_pages if background else None,
+        )
+        self.checkpointer: WalCheckpointer | None = None
+        if background:
+            assert checkpoint_interval_s is not None
+            dialect = self.engine.dialect
+            cargs, cparams = dialect.create_connect_args(self.engine.url)
+            checkpointer = WalCheckpointer(
+                functools.partial(dialect.loaded_dbapi.connect, *cargs, **cparams),
+                interval_s=checkpoint_interval_s,
+            )
+            # Started with the first connection (and again in a forked child, whose
+            # pool makes new ones); stopped by dispose(), or when the store is garbage
+            # or the interpreter exits (the thread holds no reference to the store).
+            event.listen(self.engine, "connect", lambda *_: checkpointer.ensure_running())
+            weakref.finalize(self, checkpointer.stop)
+            self.checkpointer = checkpointer
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # Only this Store's write sessions queue on its writer lock (below): a
         # migration's or the keyword index's own write transaction does not.
@@ -212,5 +247,8 @@ class Store:
         )
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Stop the WAL checkpointer and close every pooled connection (the store
+        stays usable: its next connection starts them again)."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
