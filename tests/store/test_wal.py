@@ -66,9 +66,11 @@ def test_background_checkpoints_keep_the_wal_bounded_under_a_write_burst(
     for _ in range(rows // 50):
         _write(store, 50)
         largest = max(largest, _size(Path(f"{db}-wal")))
+    # Each row writes about three pages to the WAL (row, overflow, b-tree): without the
+    # thread the WAL ends about 3x the blobs' size; with it, a fraction of it.
     written = rows * BLOB
     stats = store.checkpointer.stats
-    assert largest < written / 3, (largest, written, stats)
+    assert largest < written, (largest, written, stats)
     # The rows reached the database file while the store was open: the checkpointer's
     # doing (no writer checkpointed, and nothing closed the database).
     assert _size(db) > written / 2, (_size(db), written, stats)
@@ -101,12 +103,13 @@ def test_an_idle_store_empties_its_wal(tmp_path: Path) -> None:
     _table(store)
     _write(store, 100)
     assert _size(Path(f"{db}-wal")) > 0
+    assert store.checkpointer is not None
+    stats = store.checkpointer.stats
     deadline = time.monotonic() + 10
-    while _size(Path(f"{db}-wal")) and time.monotonic() < deadline:
+    while (_size(Path(f"{db}-wal")) or not stats.truncated) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert _size(Path(f"{db}-wal")) == 0
-    assert store.checkpointer is not None
-    assert store.checkpointer.stats.truncated >= 1
+    assert stats.truncated >= 1
     with store.session() as s:
         assert s.scalar(sa.text("SELECT count(*) FROM blobs")) == 100
     store.dispose()

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Connection, Engine, event, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,7 +46,7 @@ class Store:
         itself past ``wal_hard_cap_pages``; None leaves checkpoints to the writers at
         SQLite's default threshold."""
         self.url = url
-        background = checkpoint_interval_s is not None and wal_file(make_url(url)) is not None
+        background = checkpoint_interval_s is not None and wal_file(url) is not None
         self.engine: Engine = make_engine(
             url,
             busy_timeout_ms=busy_timeout_ms,

@@ -38,7 +38,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 __all__ = [
     "HARD_CAP_PAGES",
@@ -71,10 +72,14 @@ older snapshots) before it does what a PASSIVE one would. Writers wait for it wh
 holds the lock: at most this long plus the copy of the frames PASSIVE left."""
 
 
-def wal_file(url: URL) -> str | None:
+def wal_file(url: URL | str) -> str | None:
     """The database file a checkpointer would keep the WAL of, or None when ``url`` is
     not a writable SQLite file (PostgreSQL, ``:memory:``, an in-memory or read-only
-    URI database)."""
+    URI database, not a URL at all)."""
+    try:
+        url = make_url(url)
+    except ArgumentError:
+        return None
     if url.get_backend_name() != "sqlite":
         return None
     database = url.database
