@@ -29,7 +29,8 @@ class SpanRow(Base):
 
     __tablename__ = "trace_spans"
     __table_args__ = (
-        Index("ix_trace_spans_trace_id", "trace_id"),
+        # A trace's spans, and (run_id IS NOT NULL) its runs: one index (0350).
+        Index("ix_trace_spans_trace_id_run", "trace_id", "run_id"),
         Index("ix_trace_spans_run_id", "run_id"),
         Index("ix_trace_spans_start_time", "start_time"),
         # Model and tool spans carry no run id: the explorer reaches runs by their trace.
@@ -46,13 +47,6 @@ class SpanRow(Base):
             "trace_id",
             sqlite_where=text("operation = 'execute_tool'"),
             postgresql_where=text("operation = 'execute_tool'"),
-        ),
-        Index(
-            "ix_trace_spans_trace_run",
-            "trace_id",
-            "run_id",
-            sqlite_where=text("run_id IS NOT NULL"),
-            postgresql_where=text("run_id IS NOT NULL"),
         ),
     )
 
