@@ -48,11 +48,7 @@ from daytwo.store.tables.knowledge import KbChunk, KbTombstone
 with contextlib.suppress(ImportError):  # onnxruntime must load before usearch (else a segfault)
     import onnxruntime  # noqa: F401
 
-from usearch.compiled import ScalarKind
 from usearch.index import Index
-
-_UNKNOWN = ScalarKind.Unknown
-"""Query dtype for the compiled search: taken from the array, as ``Index.search`` does."""
 
 __all__ = ["AnnIndex", "AnnParams", "encode_vector"]
 
@@ -301,11 +297,15 @@ class AnnIndex:
                     keep = members(keys, allowed)
                     keys, dists = keys[keep], dists[keep]
                 if len(keys) >= k or count >= size:
-                    # One tolist() per array and the k similarities in Python: no
-                    # numpy scalar per element, no temporary arrays (µs of a ~30 µs
-                    # search at a small ef).
-                    sims = [(1.0 - d) * scale for d in dists[:k].tolist()]
-                    return list(zip(keys[:k].tolist(), sims, strict=True))
+                    if len(keys) > k:  # only a filtered search asks for more than k
+                        keys, dists = keys[:k], dists[:k]
+                    # One tolist() per array and the pairs built in one comprehension:
+                    # no numpy scalar per element, no temporary arrays or lists
+                    # (a third less than a list of sims zipped with the keys).
+                    return [
+                        (key, (1.0 - d) * scale)
+                        for key, d in zip(keys.tolist(), dists.tolist(), strict=True)
+                    ]
                 count *= 4
 
     def _prepare(self, vectors: Vector) -> Vector:
@@ -327,6 +327,13 @@ class AnnIndex:
         ``Index.search`` around it (argument checks, a ``BatchMatches`` and a
         ``Matches`` object per call) costs ~10 % of a whole search at small ``ef``.
         One query: no worker pool (threads=0 costs ~0.1 ms per call to start one).
+
+        Not avoidable from here: ``search_many`` clamps ``threads`` to
+        ``std::thread::hardware_concurrency()`` on every call, which glibc answers by
+        reading ``/sys/devices/system/cpu/online`` (three system calls): ~7 µs per search
+        on the 2-core bench VM, a tenth of a 200k-vector search at ef 16 (measured with
+        ``get_nprocs`` cached by an ``LD_PRELOAD`` shim; usearch 2.26). A fix belongs
+        upstream (clamp only when ``threads == 0``, or cache the count).
         """
         compiled = self._compiled
         if compiled is None:  # pragma: no cover - a usearch without the compiled handle
@@ -335,10 +342,10 @@ class AnnIndex:
                 np.asarray(matches.keys, dtype=np.uint64),
                 np.asarray(matches.distances, dtype=np.float32),
             )
-        found = compiled.search_many(
-            q.reshape(1, -1), count=count, exact=exact, threads=1, dtype=_UNKNOWN
-        )
-        n = int(found[2][0])
+        # Positional (queries, count, exact, threads): pybind11 matches keywords by
+        # name on every call; progress and dtype keep their defaults (none, the array's).
+        found = compiled.search_many(q.reshape(1, -1), count, exact, 1)
+        n = found[2].item()
         keys: npt.NDArray[np.uint64] = found[0][0, :n]  # uint64 and float32 already
         dists: npt.NDArray[np.float32] = found[1][0, :n]
         return keys, dists
