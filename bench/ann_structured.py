@@ -34,7 +34,8 @@ latency, the contenders interleaved round by round (``interleave``: ≥ 5 rotate
 under the bench lock; one round = every query once; the round's figure is its p50).
 Memory per vector: the serialised index size (vectors + graph) divided by the number of
 vectors. Build time is measured once per contender (not interleaved: a 1M build takes
-minutes), with the load average before and after.
+minutes), with the load average before and after; ``--lock-scope all`` holds the bench
+lock through the builds too.
 
 Target (issue 16): at recall@10 ≥ 0.95, daytwo's p50 within 1.2x the fastest peer's
 p50 at its own cheapest ef reaching 0.95, and memory per vector ≤ the peers'.
@@ -56,7 +57,15 @@ from typing import Any
 import numpy as np
 import onnxruntime  # noqa: F401  (must load before usearch)
 
-from _common import add_lock_options, interleave, load_avg, machine, measuring, write_result
+from _common import (
+    add_lock_options,
+    interleave,
+    load_avg,
+    machine,
+    measuring,
+    run_locked,
+    write_result,
+)
 from daytwo.knowledge.ann import AnnIndex, AnnParams
 
 DIM = 384
@@ -222,7 +231,7 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, lock: Path | None) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     datasets = args.dataset or [DATASETS / "msmarco", DATASETS / "business-reports"]
     seeds, real_queries = seeds_and_queries(datasets, args.cache)
@@ -255,7 +264,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         print(c.name, builds[c.name], file=sys.stderr, flush=True)
     sweep: list[dict[str, Any]] = []
-    with measuring(args.lock) as measured:
+    with measuring(lock) as measured:
         for ef in args.ef:
             recall: dict[str, float] = {}
             for c in contenders:
@@ -349,7 +358,7 @@ def main() -> int:
     add_lock_options(ap)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    write_result(args.json, run(args))
+    write_result(args.json, run_locked(args, run))
     return 0
 
 
