@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,15 @@ SPEC = {
             "arguments": {"n": i},
             **({"after": [f"s{i - 1}"]} if i else {}),
         }
+        for i in range(N_STEPS)
+    ],
+}
+# The same effects as one wave of independent steps, fast enough to be held for one
+# write: a kill mid-wave loses the wave's unwritten rows, never an effect.
+FAN_OUT = {
+    "name": "effects",
+    "steps": [
+        {"id": f"s{i}", "kind": "tool", "tool": "effect", "arguments": {"n": i, "delay": 0.002}}
         for i in range(N_STEPS)
     ],
 }
@@ -123,11 +133,12 @@ def crash_store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("spec", [SPEC, FAN_OUT], ids=["chain", "fan_out"])
 def test_kill_9_during_20_runs_every_run_completes_exactly_once(
-    tmp_path: Path, crash_store: Store
+    tmp_path: Path, crash_store: Store, spec: dict[str, Any]
 ) -> None:
     rt = Runtime(crash_store, Services(), data_dir=tmp_path / "data")
-    rt.registry.register(load_spec(SPEC))
+    rt.registry.register(load_spec(spec))
     ids = [rt.enqueue("effects", {}) for _ in range(20)]
     env = _env(tmp_path)
     rng = random.Random(7)

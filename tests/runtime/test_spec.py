@@ -118,3 +118,25 @@ def test_templates_keep_types_and_interpolate() -> None:
     assert render("{{ input.ids }}", ctx) == [1, 2]
     assert render("q={{ input.q }} n={{ steps.a.n }}", ctx) == "q=hi n=3"
     assert render({"x": ["{{ steps.a }}"]}, ctx) == {"x": [{"n": 3}]}
+
+
+def test_waves_group_consecutive_independent_steps() -> None:
+    """A wave is a run of planned steps with no edge between them; a branch, an approval
+    or a plan step stands alone, and a step that needs one of the wave starts the next."""
+    spec = load_spec(
+        {
+            "name": "waves",
+            "steps": [
+                {"id": "a", "kind": "tool", "tool": "t"},
+                {"id": "b", "kind": "tool", "tool": "t", "after": ["a"]},
+                {"id": "c", "kind": "tool", "tool": "t", "arguments": {"x": "{{ steps.a }}"}},
+                {"id": "d", "kind": "tool", "tool": "t", "after": ["b", "c"]},
+                {"id": "e", "kind": "tool", "tool": "t", "after": ["b"]},
+                {"id": "gate", "kind": "branch", "when": "input.x", "then": ["f"], "else": []},
+                {"id": "f", "kind": "tool", "tool": "t"},
+                {"id": "g", "kind": "tool", "tool": "t", "after": ["d"]},
+            ],
+        }
+    )
+    assert spec.plan() == ["a", "b", "c", "d", "e", "gate", "f", "g"]
+    assert spec.waves() == [["a"], ["b", "c"], ["d", "e"], ["gate"], ["f", "g"]]

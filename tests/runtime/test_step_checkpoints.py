@@ -2,7 +2,7 @@
 
 The runtime writes its steps' rows itself, with DBOS's checks: these tests hold it to
 them where the kill -9 tests cannot reach (ownership moving mid-step, the rows DBOS
-reads back).
+reads back, a wave of independent steps written at once and cut short).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from daytwo.runtime import PythonTools, Runtime, load_spec
+import pytest
+
+from daytwo.runtime import PythonTools, Runtime, dbos_system, load_spec
 
 
 def _two_steps(runtime: Runtime) -> None:
@@ -102,3 +104,101 @@ def test_checkpoints_read_back_through_dbos_and_replay_without_running(
 
     DBOS.fork_workflow(run["id"], 2).get_result()  # replays a, runs b again
     assert ran == ["a", "b", "b"]
+
+
+def _fan_out(runtime: Runtime, n: int) -> None:
+    runtime.registry.register(
+        load_spec(
+            {
+                "name": "fan",
+                "steps": [
+                    {"id": f"b{i}", "kind": "tool", "tool": "probe", "arguments": {"i": i}}
+                    for i in range(n)
+                ],
+            }
+        )
+    )
+
+
+def _rows(tmp_path: Path) -> int:
+    with sqlite3.connect(tmp_path / "dbos.sqlite") as conn:
+        return int(conn.execute("SELECT count(*) FROM operation_outputs").fetchone()[0])
+
+
+@pytest.mark.parametrize("window_s", [60.0, 0.0])
+def test_a_wave_of_independent_steps_is_written_at_once_within_the_window(
+    runtime: Runtime,
+    tools: PythonTools,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    window_s: float,
+) -> None:
+    """Independent steps hold their rows for one write while they are quick (within the
+    window); steps slower than the window are written one by one, as a chain's are. Each
+    keeps its own checkpoint, name and idempotency key either way."""
+    monkeypatch.setattr(dbos_system, "GROUP_WINDOW_S", window_s)
+    seen: dict[int, int] = {}
+    keys: set[str] = set()
+
+    def probe(i: int, idempotency_key: str) -> int:
+        seen[i] = _rows(tmp_path)  # the rows written when step i starts
+        keys.add(idempotency_key)
+        return i * 10
+
+    tools.add("probe", probe)
+    _fan_out(runtime, 4)
+    run = runtime.start("fan", {})
+    assert run["status"] == "succeeded"
+    assert run["outputs"]["steps"] == {f"b{i}": i * 10 for i in range(4)}
+    shown = runtime.show(run["id"])
+    assert [(c["name"], c["status"]) for c in shown["checkpoints"]] == [
+        (f"step:b{i}", "ok") for i in range(4)
+    ]
+    assert len(keys) == 4
+    if window_s:
+        assert seen == dict.fromkeys(range(4), 0)  # one write, after the wave
+    else:
+        assert seen == {i: i for i in range(4)}  # one write per step
+
+
+def test_a_wave_cut_short_runs_its_unwritten_steps_again_with_the_same_keys(
+    runtime: Runtime, tools: PythonTools, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel in the middle of a wave: the rows the wave held are not written (the
+    workflow is no longer this execution's), so nothing of it is acknowledged; the
+    resumed run runs those steps again under the same idempotency keys and ends with
+    the same result, and a fork from the middle of the wave replays its first steps."""
+    monkeypatch.setattr(dbos_system, "GROUP_WINDOW_S", 60.0)
+    calls: list[tuple[int, str]] = []
+    holder: dict[str, str] = {}
+
+    def probe(i: int, idempotency_key: str) -> int:
+        calls.append((i, idempotency_key))
+        if i == 2 and len(calls) == 3:
+            runtime.cancel(holder["id"])
+        return i * 10
+
+    tools.add("probe", probe)
+    _fan_out(runtime, 5)
+    run_id = "wave-cut-short"
+    holder["id"] = run_id
+    runtime.start("fan", {}, run_id=run_id, wait=False)
+    deadline = time.monotonic() + 10
+    while runtime.show(run_id, steps=False)["status"] != "cancelled":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    while _waiting_for(run_id) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert runtime.show(run_id)["checkpoints"] == []  # the wave's rows were not written
+    first = dict(calls)
+    resumed = runtime.resume(run_id, timeout_s=30)
+    assert resumed["status"] == "succeeded"
+    assert resumed["outputs"]["steps"] == {f"b{i}": i * 10 for i in range(5)}
+    assert all(first[i] == key for i, key in calls if i in first)  # same key, every run
+    assert sorted({i for i, _ in calls}) == list(range(5))
+
+    calls.clear()
+    fork = runtime.fork(run_id, 3, timeout_s=30)
+    assert fork["status"] == "succeeded"
+    assert [i for i, _ in calls] == [2, 3, 4]  # b0 and b1 replayed from their rows
+    assert fork["outputs"]["steps"] == resumed["outputs"]["steps"]

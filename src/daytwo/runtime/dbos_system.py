@@ -8,10 +8,12 @@ operations the runtime uses, so callers take whichever :meth:`Runtime._ops` retu
 
 from __future__ import annotations
 
+import math
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -22,8 +24,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APP_VERSION",
+    "GROUP_WINDOW_S",
     "QUEUE_NAME",
     "ClientOps",
+    "checkpoint_group",
     "checkpointed_step",
     "dbos_config",
     "open_client",
@@ -158,21 +162,44 @@ def reenqueue_for_recovery(run_id: str, dead_executor: str) -> bool:
 #
 # - before the step, one read (no lock, WAL): the workflow's status (a cancelled
 #   workflow runs no further step) and the step's recorded outcome (replayed, its
-#   recorded name checked, when there is one) -- DBOS's ``check_operation_execution``;
+#   recorded name checked, when there is one) -- DBOS's ``check_operation_execution``.
+#   The read is skipped for the operation right after a step this thread has just
+#   recorded (or held for its group, below), when the workflow was seen owned and not
+#   cancelled at most :data:`GROUP_WINDOW_S` before: the last write transaction read
+#   that under the write lock (a cancel clears the owner and sets the status), and a
+#   row for the next function id cannot exist when the row before it was missing (an
+#   execution, a replay and a fork record a workflow's steps in order; another executor
+#   that took over meanwhile fails this one's next write on its owner check). So a
+#   step never starts more than that window after the workflow was last seen live;
 # - after it, ONE write transaction: the step's row is inserted, then the workflow's
 #   ``owner_xid`` is read under the write lock (BEGIN IMMEDIATE: no other writer can
 #   change it until the commit) and the transaction is rolled back unless this execution
 #   still owns the workflow (a cancel clears the owner, a takeover by another executor
-#   changes it) -- DBOS's ``record_operation_result``, per step as DBOS does it, because
+#   changes it) -- DBOS's ``record_operation_result``, as DBOS does it, because
 #   ownership can move at any moment of an execution, not only at its start.
 #
-# The step's outcome is acknowledged to the workflow only after the commit, so a crash
-# loses at most the step in flight (run again on recovery under the same idempotency
-# keys), as with DBOS's own steps. Function ids come from DBOS's workflow context (as
-# ``DBOS.run_step`` takes them), so checkpoints written before or after this change
-# replay alike, and DBOS's other operations in the workflow (recv) interleave as
+# Independent steps (a "wave" of the plan: no edge between them, as LangGraph runs a
+# superstep) are checkpointed as one unit inside :func:`checkpoint_group`: each step
+# still gets its own row (its name, function id and outcome, so listings, forks and
+# replays see steps as before), but the rows are written together, in one transaction,
+# when the group ends -- or as soon as the group has held rows for longer than
+# :data:`GROUP_WINDOW_S`, so slow steps are still recorded one by one. Rows are
+# always written as a prefix of the workflow's operations, so a replay finds the group's
+# first steps recorded and runs the rest.
+#
+# A step's outcome is acknowledged (shown, used by a dependent step, part of the run's
+# result) only after its row is committed: a crash loses at most the step in flight,
+# or the steps of a group not yet written (at most the window's worth of independent
+# steps, none of which another step used yet), run again on recovery under the same
+# idempotency keys, as with DBOS's own steps. Function ids come from DBOS's workflow
+# context (as ``DBOS.run_step`` takes them), so checkpoints written before or after this
+# change replay alike, and DBOS's other operations in the workflow (recv) interleave as
 # before. It reads DBOS internals (pinned to dbos 3.4 in pyproject.toml); a Postgres
-# system database keeps ``DBOS.run_step``.
+# system database keeps ``DBOS.run_step``, one step at a time.
+
+GROUP_WINDOW_S = 0.02
+"""How long a group may hold finished steps' rows, and a step may start after the
+workflow was last seen live, without a write or a read of the system database."""
 
 _CHECK = (
     "SELECT ws.status, oo.function_name, oo.output, oo.error, oo.serialization "
@@ -186,9 +213,31 @@ _RECORD = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (workflow_uuid, function_id) DO NOTHING"
 )
-_OWNER = "SELECT owner_xid FROM {ws} WHERE workflow_uuid = ?"
+_OWNER = "SELECT owner_xid, status FROM {ws} WHERE workflow_uuid = ?"
 
 _statements: dict[int, tuple[str, str, str]] = {}
+
+_Row = tuple[str, int, str, str | None, None, int, int, str | None, str | None]
+
+
+class _Thread(threading.local):
+    """This thread's workflow execution, as its checkpoints see it."""
+
+    next: tuple[str, str, int] | None = None
+    """(workflow id, owner, function id) of the operation known unrecorded and owned."""
+    live_at: float = 0.0
+    """When the workflow was last seen owned and not cancelled (``time.monotonic()``)."""
+    grouping: bool = False
+    """Inside :func:`checkpoint_group`: finished steps' rows are held in ``held``."""
+    held: list[_Row]
+    owner: str | None = None
+    """The owner the held rows are written under."""
+
+    def __init__(self) -> None:
+        self.held = []
+
+
+_thread = _Thread()
 
 
 def _sql(sys_db: Any) -> tuple[str, str, str]:
@@ -207,16 +256,56 @@ def _sql(sys_db: Any) -> tuple[str, str, str]:
     return found
 
 
-def checkpointed_step(name: str, fn: Callable[[], T]) -> T:
+@contextmanager
+def checkpoint_group() -> Iterator[None]:
+    """Checkpoint the workflow's steps run inside as one unit (see above).
+
+    The rows still held are written when the block ends, also when it raises (the steps
+    that finished did finish; a write the workflow may no longer make is dropped, and
+    those steps run again on recovery). Nested groups are one group.
+    """
+    if _thread.grouping:
+        yield
+        return
+    _thread.grouping = True
+    try:
+        yield
+    except BaseException:
+        with suppress(Exception):
+            _flush()
+        raise
+    else:
+        _flush()
+    finally:
+        _thread.grouping = False
+        _thread.held = []
+
+
+def _flush() -> None:
+    """Write the held rows (one transaction), if any."""
+    if not _thread.held:
+        return
+    from dbos._dbos import _get_dbos_instance
+
+    sys_db = _get_dbos_instance()._sys_db
+    rows, _thread.held = _thread.held, []
+    _, record, owner = _sql(sys_db)
+    _write(sys_db, record, owner, _thread.owner, rows)
+
+
+def checkpointed_step(name: str, fn: Callable[[], T], *, grouped: bool = False) -> T:
     """Run ``fn`` as the workflow's next durable step named ``name`` (see above).
 
+    ``grouped``: a step of the group open in this thread (:func:`checkpoint_group`),
+    independent of the group's other steps: its row may be held for the group's write.
+    Any other step first writes the rows held (its inputs may be their outputs).
     Outside a workflow ``fn`` just runs, as with ``DBOS.run_step``.
     """
     from dbos import DBOS
     from dbos._context import EnterDBOSStepCtx, get_local_dbos_context
     from dbos._dbos import _get_dbos_instance
     from dbos._error import DBOSWorkflowCancelledError
-    from dbos._serialization import serialize_exception
+    from dbos._serialization import serialize_exception, serialize_value
 
     dbos = _get_dbos_instance()
     sys_db = dbos._sys_db
@@ -228,14 +317,27 @@ def checkpointed_step(name: str, fn: Callable[[], T]) -> T:
         return fn()
     step_ctx = ctx.snapshot_step_ctx()
     workflow_id, function_id = step_ctx.workflow_id, step_ctx.function_id
+    owner_xid = step_ctx.owner_xid
     check, record, owner = _sql(sys_db)
+    local = _thread
+    follows = owner_xid is not None and local.next == (workflow_id, owner_xid, function_id)
+    local.next = None
+    hold = grouped and local.grouping
+    if local.held and (
+        not hold or not follows or time.monotonic() - local.live_at > GROUP_WINDOW_S
+    ):
+        _flush()  # not a step of the group, not its next operation, or held too long
+    fresh = follows and time.monotonic() - local.live_at <= GROUP_WINDOW_S
     started = int(time.time() * 1000)
-    with _connection(sys_db.engine) as conn:
-        row = conn.execute(check, (function_id, workflow_id)).fetchone()
+    if not fresh:
+        with _connection(sys_db.engine) as conn:
+            row = conn.execute(check, (function_id, workflow_id)).fetchone()
     with EnterDBOSStepCtx({"name": name, "operationType": "step"}, step_ctx):
-        recorded = _recorded(dbos, workflow_id, function_id, name, row)
-        if recorded is not _NOTHING:
-            return cast("T", recorded)
+        if not fresh:
+            recorded = _recorded(dbos, workflow_id, function_id, name, row)
+            if recorded is not _NOTHING:
+                return cast("T", recorded)
+            local.live_at = time.monotonic()  # read just now: not cancelled
         try:
             output = fn()
         except DBOSWorkflowCancelledError:
@@ -243,6 +345,7 @@ def checkpointed_step(name: str, fn: Callable[[], T]) -> T:
         except Exception as error:
             # A step that raises (the runtime's steps return failures instead): DBOS
             # records the error as its own steps do, and replays raise it again.
+            _flush()
             error_s, serialization = serialize_exception(error, None, dbos._serializer)
             sys_db.record_operation_result(
                 {
@@ -257,18 +360,26 @@ def checkpointed_step(name: str, fn: Callable[[], T]) -> T:
                 }
             )
             raise
-        _record(
-            sys_db,
-            dbos,
-            record,
-            owner,
-            step_ctx.owner_xid,
-            name,
+        serialized, serialization = serialize_value(output, None, dbos._serializer)
+        row_out: _Row = (
             workflow_id,
             function_id,
+            name,
+            serialized,
+            None,
             started,
-            output,
+            int(time.time() * 1000),
+            serialization,
+            sys_db.app_name,
         )
+        if owner_xid is None:
+            _write(sys_db, record, owner, None, [row_out])
+            return output
+        local.held.append(row_out)
+        local.owner = owner_xid
+        if not hold or time.monotonic() - local.live_at > GROUP_WINDOW_S:
+            _flush()
+        local.next = (workflow_id, owner_xid, function_id + 1)
         return output
 
 
@@ -316,48 +427,30 @@ def _recorded(dbos: Any, workflow_id: str, function_id: int, name: str, row: Any
     return deserialize_value(output, serialization, dbos._serializer)
 
 
-def _record(
-    sys_db: Any,
-    dbos: Any,
-    record: str,
-    owner: str,
-    owner_xid: str | None,
-    name: str,
-    workflow_id: str,
-    function_id: int,
-    started: int,
-    output: Any,
-) -> None:
-    """Insert the step's row in one write transaction, if this execution owns the workflow."""
-    from dbos._error import DBOSStepNondeterminismError, DBOSWorkflowConflictIDError
-    from dbos._serialization import serialize_value
+def _write(sys_db: Any, record: str, owner: str, owner_xid: str | None, rows: list[_Row]) -> None:
+    """Insert steps' rows in one write transaction, if this execution owns the workflow.
 
-    serialized, serialization = serialize_value(output, None, dbos._serializer)
+    When it does (and the workflow is not cancelled), the commit is when the workflow was
+    last seen live (``_thread.live_at``)."""
+    from dbos._error import DBOSStepNondeterminismError, DBOSWorkflowConflictIDError
+
+    workflow_id = rows[0][0]
     with _connection(sys_db.engine) as conn:
         try:
             # The write lock first: the owner read below is then the owner at commit.
             conn.execute("BEGIN IMMEDIATE")
-            inserted = conn.execute(
-                record,
-                (
-                    workflow_id,
-                    function_id,
-                    name,
-                    serialized,
-                    None,
-                    started,
-                    int(time.time() * 1000),
-                    serialization,
-                    sys_db.app_name,
-                ),
-            ).rowcount
+            inserted = conn.executemany(record, rows).rowcount
+            live = False
             if owner_xid is not None:
                 current = conn.execute(owner, (workflow_id,)).fetchone()
                 if current is None or current[0] != owner_xid:
                     raise DBOSWorkflowConflictIDError(workflow_id)
-            if inserted != 1:
-                raise DBOSStepNondeterminismError(workflow_id, function_id)
+                live = current[1] != "CANCELLED"
+            if inserted != len(rows):
+                raise DBOSStepNondeterminismError(workflow_id, rows[0][1])
             conn.commit()
         except BaseException:
             conn.rollback()
             raise
+    # Not seen live (a cancelled status under this owner): the next step reads first.
+    _thread.live_at = time.monotonic() if live else -math.inf

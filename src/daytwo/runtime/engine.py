@@ -1,17 +1,18 @@
 """The durable run: one DBOS workflow per run, one DBOS step per agent step.
 
 The workflow walks the agent's DAG in topological order. Every step's result is
-checkpointed in DBOS's step table (one write transaction per step, see
-:func:`~daytwo.runtime.dbos_system.checkpointed_step`); after a crash the workflow
-is replayed from the checkpoints (completed steps are not run again) and continues
-with the first step that did not complete. Branch decisions are pure functions of checkpointed
-outputs, so replays take the same path.
+checkpointed in DBOS's step table (one write transaction per step, or one per wave of
+independent steps, see :func:`~daytwo.runtime.dbos_system.checkpointed_step`); after a
+crash the workflow is replayed from the checkpoints (completed steps are not run again)
+and continues with the first step that did not complete. Branch decisions are pure
+functions of checkpointed outputs, so replays take the same path.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 from dbos import DBOS
@@ -20,7 +21,7 @@ from opentelemetry import trace
 from daytwo.exceptions import DaytwoError, RunFailed
 from daytwo.runtime.acting import acting_for
 from daytwo.runtime.budget import BudgetMeter
-from daytwo.runtime.dbos_system import checkpointed_step
+from daytwo.runtime.dbos_system import checkpoint_group, checkpointed_step
 from daytwo.runtime.registry import AgentRegistry
 from daytwo.runtime.retry import is_infrastructure_fault
 from daytwo.runtime.spec import (
@@ -152,9 +153,12 @@ def _timed(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _durable(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``fn()`` as the workflow's next checkpointed step (replayed, not run, on recovery)."""
-    return checkpointed_step(name, fn)
+def _durable(
+    name: str, fn: Callable[[], dict[str, Any]], *, grouped: bool = False
+) -> dict[str, Any]:
+    """``fn()`` as the workflow's next checkpointed step (replayed, not run, on recovery);
+    ``grouped``: one of the steps of the wave being checkpointed together."""
+    return checkpointed_step(name, fn, grouped=grouped)
 
 
 class _Execution:
@@ -192,7 +196,14 @@ class _Execution:
             cost_budget_usd=self.meter.remaining_cost(),
         )
 
-    def _step(self, name: str, step: Any, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    def _step(
+        self,
+        name: str,
+        step: Any,
+        exclude: frozenset[str] = frozenset(),
+        *,
+        grouped: bool = False,
+    ) -> dict[str, Any]:
         ctx = self._ctx()
         rt = self.rt
         carrier = context_carrier()  # the run span: the step's spans are its children
@@ -203,36 +214,19 @@ class _Execution:
             rt.audit_step(self.run_id, step.id, result)
             return result
 
-        return _durable(name, body)
+        return _durable(name, body, grouped=grouped)
 
     def execute(self) -> dict[str, Any]:
         deps = self.spec.dependencies()
         try:
-            for sid in self.spec.plan():
-                step = self.spec.step(sid)
-                wanted = deps[sid]
-                if sid in self.skipped or (wanted and wanted <= self.skipped):
-                    self.skipped.add(sid)
-                    continue
-                self.meter.check(before_step=True)
-                if isinstance(step, BranchStep):
-                    self._branch(step)
-                elif isinstance(step, ApprovalStep):
-                    self.outputs[sid] = self._approval(step)
-                elif isinstance(step, PlanStep):
-                    res = self._run_plan(step, frozenset())
-                    if res["status"] != "ok":
-                        raise RunFailed(f"plan step {sid!r} failed: {res.get('errors')}")
-                    self._account(res)
-                    self.outputs[sid] = res.get("outputs", [])
-                else:
-                    res = self._step(f"step:{sid}", step)
-                    if res["status"] != "ok":
-                        res = self._replan(step, res)
-                    self._account(res)
-                    self.outputs[sid] = res["output"]
-                self.meter.steps += 1
-                self.meter.check()
+            # Steps run one after another in plan order, as they always did; a wave of
+            # independent steps is checkpointed as one unit (their rows in one write,
+            # see dbos_system), each step with its own row, span, audit record and key.
+            for wave in self.spec.waves():
+                grouped = len(wave) > 1
+                with checkpoint_group() if grouped else nullcontext():
+                    for sid in wave:
+                        self._run(sid, deps[sid], grouped)
         except DaytwoError as exc:
             # The run failed (budget, step, approval, a spec expression that does not
             # evaluate): record it with its partial results and end the workflow
@@ -241,6 +235,32 @@ class _Execution:
             return self._finish("failed", str(exc))
         answer = self.outputs.get(self.spec.output) if self.spec.output else None
         return self._finish("succeeded", None, answer)
+
+    def _run(self, sid: str, wanted: set[str], grouped: bool) -> None:
+        """Run one step of the plan (or skip it: a branch did not take it)."""
+        step = self.spec.step(sid)
+        if sid in self.skipped or (wanted and wanted <= self.skipped):
+            self.skipped.add(sid)
+            return
+        self.meter.check(before_step=True)
+        if isinstance(step, BranchStep):
+            self._branch(step)
+        elif isinstance(step, ApprovalStep):
+            self.outputs[sid] = self._approval(step)
+        elif isinstance(step, PlanStep):
+            res = self._run_plan(step, frozenset())
+            if res["status"] != "ok":
+                raise RunFailed(f"plan step {sid!r} failed: {res.get('errors')}")
+            self._account(res)
+            self.outputs[sid] = res.get("outputs", [])
+        else:
+            res = self._step(f"step:{sid}", step, grouped=grouped)
+            if res["status"] != "ok":
+                res = self._replan(step, res)  # its checkpoints write the group's first
+            self._account(res)
+            self.outputs[sid] = res["output"]
+        self.meter.steps += 1
+        self.meter.check()
 
     def _account(self, res: dict[str, Any]) -> None:
         self.meter.add(

@@ -298,6 +298,31 @@ class AgentSpec(_Model):
             done.add(ready[0])
         return order
 
+    def waves(self) -> list[list[str]]:
+        """:meth:`plan` cut into waves: runs of consecutive steps with no edge between
+        them (LangGraph's supersteps), which the engine checkpoints together.
+
+        No path can join two steps of a wave either: a path between two of them runs
+        through steps planned between them, all in the wave, the first edge among them.
+        Branch, approval and plan steps are waves of their own (a branch decides what
+        runs next; the others wait or grow new steps).
+        """
+        deps = self.dependencies()
+        apart = (BranchStep, ApprovalStep, PlanStep)
+        waves: list[list[str]] = []
+        for sid in self.plan():
+            last = waves[-1] if waves else []
+            if (
+                last
+                and not isinstance(self.step(sid), apart)
+                and not isinstance(self.step(last[0]), apart)
+                and not deps[sid] & set(last)
+            ):
+                last.append(sid)
+            else:
+                waves.append([sid])
+        return waves
+
 
 def _find_cycle(deps: dict[str, set[str]]) -> list[str]:
     start = sorted(deps)[0]
