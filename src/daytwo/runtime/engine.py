@@ -217,12 +217,12 @@ class _Execution:
         return _durable(name, body, grouped=grouped)
 
     def execute(self) -> dict[str, Any]:
-        deps = self.spec.dependencies()
+        deps, waves = self.spec.run_order()
         try:
             # Steps run one after another in plan order, as they always did; a wave of
             # independent steps is checkpointed as one unit (their rows in one write,
             # see dbos_system), each step with its own row, span, audit record and key.
-            for wave in self.spec.waves():
+            for wave in waves:
                 grouped = len(wave) > 1
                 with checkpoint_group() if grouped else nullcontext():
                     for sid in wave:
@@ -236,7 +236,7 @@ class _Execution:
         answer = self.outputs.get(self.spec.output) if self.spec.output else None
         return self._finish("succeeded", None, answer)
 
-    def _run(self, sid: str, wanted: set[str], grouped: bool) -> None:
+    def _run(self, sid: str, wanted: frozenset[str], grouped: bool) -> None:
         """Run one step of the plan (or skip it: a branch did not take it)."""
         step = self.spec.step(sid)
         if sid in self.skipped or (wanted and wanted <= self.skipped):

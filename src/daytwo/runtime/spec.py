@@ -299,6 +299,21 @@ class AgentSpec(_Model):
         return order
 
     def waves(self) -> list[list[str]]:
+        """:meth:`_waves`, computed once per spec (a spec never changes)."""
+        return [list(w) for w in self.run_order()[1]]
+
+    def run_order(self) -> tuple[dict[str, frozenset[str]], tuple[tuple[str, ...], ...]]:
+        """What the engine walks, computed once per spec and shared by its runs
+        (read-only): :meth:`dependencies` and :meth:`waves`."""
+        cached = self.__dict__.get("_run_order")
+        if cached is None or cached[0] is not self.steps:  # not for a changed copy
+            deps = {k: frozenset(v) for k, v in self.dependencies().items()}
+            cached = (self.steps, deps, tuple(tuple(w) for w in self._waves()))
+            # Beside the fields of a frozen model (not one of them: not dumped, not compared).
+            self.__dict__["_run_order"] = cached
+        return cached[1], cached[2]
+
+    def _waves(self) -> list[list[str]]:
         """:meth:`plan` cut into waves: runs of consecutive steps with no edge between
         them (LangGraph's supersteps), which the engine checkpoints together.
 
