@@ -11,6 +11,7 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,3 +203,53 @@ def test_a_wave_cut_short_runs_its_unwritten_steps_again_with_the_same_keys(
     assert fork["status"] == "succeeded"
     assert [i for i, _ in calls] == [2, 3, 4]  # b0 and b1 replayed from their rows
     assert fork["outputs"]["steps"] == resumed["outputs"]["steps"]
+
+
+def _outcome_rows(tmp_path: Path, run_id: str) -> tuple[Any, ...]:
+    with sqlite3.connect(tmp_path / "dbos.sqlite") as conn:
+        status = conn.execute(
+            "SELECT status, owner_xid, deduplication_id, completed_at IS NOT NULL "
+            "FROM workflow_status WHERE workflow_uuid = ?",
+            (run_id,),
+        ).fetchone()
+        output = conn.execute(
+            "SELECT output IS NOT NULL, error FROM workflow_output WHERE workflow_uuid = ?",
+            (run_id,),
+        ).fetchone()
+    return status, output
+
+
+def test_prepared_outcomes_write_what_dbos_writes(
+    runtime: Runtime, tools: PythonTools, tmp_path: Path
+) -> None:
+    """A workflow's outcome through the prepared statements leaves the rows DBOS's own
+    method leaves, and a write the execution does not own lands nowhere."""
+    from dbos._dbos import _get_dbos_instance
+
+    sys_db = _get_dbos_instance()._sys_db
+    assert "_update_workflow_outcome_in_transaction" in vars(sys_db)  # prepared at launch
+    tools.add("first", lambda idempotency_key: 1)
+    tools.add("second", lambda idempotency_key: 2)
+    _two_steps(runtime)
+    prepared = runtime.start("two", {})
+    del sys_db._update_workflow_outcome_in_transaction  # DBOS's own method again
+    try:
+        own = runtime.start("two", {})
+    finally:
+        assert dbos_system.prepare_outcomes()
+    assert prepared["status"] == own["status"] == "succeeded"
+    assert _outcome_rows(tmp_path, prepared["id"]) == _outcome_rows(tmp_path, own["id"])
+    assert _outcome_rows(tmp_path, own["id"]) == (("SUCCESS", None, None, 1), (1, None))
+    # Not pending any more, or another owner's: nothing is written.
+    outcome = sys_db._update_workflow_outcome_in_transaction
+    assert not outcome(prepared["id"], "ERROR", output=None, error="x", owner_xid=None)
+    with sqlite3.connect(tmp_path / "dbos.sqlite") as conn:
+        conn.execute(
+            "UPDATE workflow_status SET status = 'PENDING', owner_xid = 'a' "
+            "WHERE workflow_uuid = ?",
+            (prepared["id"],),
+        )
+    assert not outcome(prepared["id"], "ERROR", output=None, error="x", owner_xid="b")
+    assert _outcome_rows(tmp_path, prepared["id"])[1] == (1, None)
+    assert outcome(prepared["id"], "ERROR", output=None, error="x", owner_xid="a")
+    assert _outcome_rows(tmp_path, prepared["id"]) == (("ERROR", None, None, 1), (0, "x"))

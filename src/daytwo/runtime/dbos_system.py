@@ -31,6 +31,7 @@ __all__ = [
     "checkpointed_step",
     "dbos_config",
     "open_client",
+    "prepare_outcomes",
     "reenqueue_for_recovery",
     "sqlite_system_engine",
     "workflow_statuses",
@@ -454,3 +455,72 @@ def _write(sys_db: Any, record: str, owner: str, owner_xid: str | None, rows: li
             raise
     # Not seen live (a cancelled status under this owner): the next step reads first.
     _thread.live_at = time.monotonic() if live else -math.inf
+
+
+# -- a workflow's outcome ----------------------------------------------------------
+#
+# DBOS ends every workflow with one more write transaction on SQLite (its
+# ``_update_workflow_outcome_in_transaction``: the status UPDATE, guarded by PENDING and
+# the execution's owner, then the output's upsert when the UPDATE landed), built through
+# SQLAlchemy Core like the step rows were. On SQLite the runtime makes that method the
+# same two statements, prepared, on a pooled connection of DBOS's engine, in one
+# BEGIN IMMEDIATE transaction: the same rows, the same guard, the same "now" (DBOS's
+# own expression, compiled once). Durability is unchanged: the outcome is committed
+# before the workflow's result is returned to anyone.
+
+_OUTCOME = (
+    "UPDATE {ws} SET status = ?, deduplication_id = NULL, owner_xid = NULL, "
+    "updated_at = {now}, completed_at = {now} "
+    "WHERE workflow_uuid = ? AND status = 'PENDING'"
+)
+_OUTPUT = (
+    "INSERT INTO {wo} (workflow_uuid, output, error) VALUES (?, ?, ?) "
+    "ON CONFLICT (workflow_uuid) DO UPDATE SET output = excluded.output, error = excluded.error"
+)
+
+
+def prepare_outcomes() -> bool:
+    """Write workflows' outcomes on the launched DBOS's SQLite system database with
+    prepared statements (see above); whether it does (not on PostgreSQL, nor on a
+    sharded layout)."""
+    from dbos._dbos import _get_dbos_instance
+
+    sys_db = _get_dbos_instance()._sys_db
+    if not getattr(sys_db, "_is_sqlite", False) or sys_db._wf_values("probe") != {}:
+        return False
+    dialect = sys_db.engine.dialect
+    quote = dialect.identifier_preparer.quote
+    now = str(sys_db._now_ms_sql().compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    update = _OUTCOME.format(ws=quote(sys_db.tables.workflow_status.name), now=now)
+    store = _OUTPUT.format(wo=quote(sys_db.tables.workflow_output.name))
+
+    def outcome(
+        workflow_id: str,
+        status: str,
+        *,
+        output: str | None,
+        error: str | None,
+        owner_xid: str | None,
+    ) -> bool:
+        with _connection(sys_db.engine) as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                if owner_xid is None:
+                    landed = conn.execute(update, (status, workflow_id)).rowcount
+                else:
+                    landed = conn.execute(
+                        update + " AND owner_xid = ?", (status, workflow_id, owner_xid)
+                    ).rowcount
+                if landed == 0:
+                    conn.rollback()  # not this execution's to write: no orphan output
+                    return False
+                conn.execute(store, (workflow_id, output, error))
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        return True
+
+    # The instance's method, replaced (DBOS calls it for every outcome on SQLite).
+    setattr(sys_db, "_update_workflow_outcome_in_transaction", outcome)  # noqa: B010
+    return True

@@ -30,6 +30,7 @@ from daytwo.runtime.dbos_system import (
     ClientOps,
     dbos_config,
     open_client,
+    prepare_outcomes,
     reenqueue_for_recovery,
     sqlite_system_engine,
     workflow_statuses,
@@ -159,6 +160,7 @@ class Runtime:
         set_active_runtime(self)
         DBOS(config=config)
         DBOS.launch()
+        prepare_outcomes()
         self._queue = DBOS.register_queue(
             QUEUE_NAME, worker_concurrency=self.workers, polling_interval_sec=0.05
         )
