@@ -17,7 +17,8 @@
    and ``dbos_raw_default_chain`` need their own DBOS launch and run afterwards.
    Graphs: a 10-step chain, and a 10-way fan-out (LangGraph: 10 parallel nodes in
    one superstep; daytwo: a ``map`` step, the ten items checkpointed as one
-   batch, and 10 independent steps, each checkpointed). ``daytwo_gateway_*`` run the
+   batch, and 10 independent steps, one wave: each its own checkpoint row, the ten
+   written in one transaction). ``daytwo_gateway_*`` run the
    chain and the map with every tool call through the real gateway (validation,
    idempotency ledger, telemetry, drift, spans): the path a server worker runs.
 2. **Crash recovery** — a worker process is killed with SIGKILL in the middle
