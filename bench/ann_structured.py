@@ -47,6 +47,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -232,6 +233,15 @@ def _cpu() -> float:
 
 
 def run(args: argparse.Namespace, lock: Path | None) -> dict[str, Any]:
+    """The whole benchmark; the saved indexes (GBs at 200k) are removed at the end."""
+    workdir = Path(tempfile.mkdtemp(prefix="daytwo-ann-"))
+    try:
+        return _run(args, lock, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, lock: Path | None, workdir: Path) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     datasets = args.dataset or [DATASETS / "msmarco", DATASETS / "business-reports"]
     seeds, real_queries = seeds_and_queries(datasets, args.cache)
@@ -240,7 +250,6 @@ def run(args: argparse.Namespace, lock: Path | None) -> dict[str, Any]:
     queries = np.concatenate([real_queries, held_out])[: args.queries]
     truth = exact_top(data, queries)
     print(f"{len(data)} vectors, {len(queries)} queries, truth ready", file=sys.stderr, flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="daytwo-ann-"))
     threads = args.threads or os.cpu_count() or 1
     contenders: list[Contender] = [
         *(Daytwo(workdir, args.m, args.ef_construction, dtype) for dtype in args.dtype),
