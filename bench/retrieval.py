@@ -74,19 +74,33 @@ def doc_run(hits: list[tuple[str, float]], limit: int = K_EVAL) -> dict[str, flo
     return out
 
 
-def bench_embedding(texts: list[str], rounds: int, lock: Path | None) -> dict[str, Any]:
+def bench_embedding(
+    texts: list[str], queries: list[str], rounds: int, lock: Path | None
+) -> dict[str, Any]:
     """Same model, same texts: ours vs naive unsorted batches of 32 padded to the batch max,
     once with onnxruntime's default session options (the issue's naive), once with our
-    session options on one session, and once on our very sessions (two 1-thread sessions
-    taking input-order batches of 32 in turn), so the batching alone is measured too."""
+    session options on one session, and once on sessions laid out like ours (two 1-thread
+    sessions taking input-order batches of 32 in turn), so the batching alone is measured
+    too. Every naive contender runs the model as shipped with onnxruntime's own graph
+    optimisations, all of them (what a user without daytwo runs); ours leaves out
+    SLOW_CPU_FUSIONS, and ``ours_ort_default_fusions`` is our batching without that choice.
+    ``opt_in_int8_ffn`` is the opt-in quantised embedder (not the same vectors: its cosine
+    to ours is reported). Then one query at a time (the search path), p50 over the varied
+    queries."""
     import onnxruntime as ort
 
     from daytwo._resources import package_file
-    from daytwo.knowledge.embedders import MiniLMEmbedder
+    from daytwo.knowledge.embedders import (
+        SLOW_CPU_FUSIONS,
+        MiniLMEmbedder,
+        QuantisedMiniLMEmbedder,
+    )
 
     ours = MiniLMEmbedder()
-    naive_same = MiniLMEmbedder(sessions=1)  # our session options (one session), naive batching
-    naive = MiniLMEmbedder()
+    quantised = QuantisedMiniLMEmbedder()
+    ours_default_fusions = MiniLMEmbedder(disabled_optimizers=())  # same layout as ours
+    naive_same = MiniLMEmbedder(sessions=1, disabled_optimizers=())  # our options, 1 session
+    naive = MiniLMEmbedder(disabled_optimizers=())
     naive._session = ort.InferenceSession(
         str(
             package_file(
@@ -103,9 +117,10 @@ def bench_embedding(texts: list[str], rounds: int, lock: Path | None) -> dict[st
             embedder._run(ids[i : i + 32])
         return time.perf_counter() - started
 
-    def run_naive_same_sessions() -> float:  # our sessions and threads, input-order batches
+    def run_naive_same_sessions() -> float:  # our layout of sessions, input-order batches
+        embedder = ours_default_fusions
         started = time.perf_counter()
-        ids = [e.ids for e in ours._tokenizer.encode_batch(texts)]
+        ids = [e.ids for e in embedder._tokenizer.encode_batch(texts)]
         starts = iter(range(0, len(ids), 32))
         claim = threading.Lock()
 
@@ -115,36 +130,77 @@ def bench_embedding(texts: list[str], rounds: int, lock: Path | None) -> dict[st
                     i = next(starts, None)
                 if i is None:
                     return
-                ours._run(ids[i : i + 32], session)
+                embedder._run(ids[i : i + 32], session)
 
-        with ThreadPoolExecutor(len(ours._sessions)) as pool:
-            for future in [pool.submit(work, s) for s in ours._sessions]:
+        with ThreadPoolExecutor(len(embedder._sessions)) as pool:
+            for future in [pool.submit(work, s) for s in embedder._sessions]:
                 future.result()
         return time.perf_counter() - started
 
-    def run_ours() -> float:
-        started = time.perf_counter()
-        ours.embed(texts)
-        return time.perf_counter() - started
+    def run_ours(embedder: MiniLMEmbedder) -> Callable[[], float]:
+        def one_round() -> float:
+            started = time.perf_counter()
+            embedder.embed(texts)
+            return time.perf_counter() - started
 
-    ours.embed(texts[:16])
-    naive.embed(texts[:16])
-    naive_same.embed(texts[:16])
+        return one_round
+
+    query_cpu: dict[str, list[float]] = {
+        "ours": [],
+        "ours_ort_default_fusions": [],
+        "opt_in_int8_ffn": [],
+    }
+
+    def run_queries(name: str, embedder: MiniLMEmbedder) -> Callable[[], float]:
+        def one_round() -> float:  # p50 ms wall over the queries, one query per call
+            wall = []
+            for text in queries:
+                started, cpu = time.perf_counter(), time.thread_time()
+                embedder.embed([text])  # one batch: runs in this thread (1 intra-op thread)
+                query_cpu[name].append(time.thread_time() - cpu)
+                wall.append(time.perf_counter() - started)
+            return pct(wall, 50)
+
+        return one_round
+
+    for embedder in (ours, ours_default_fusions, quantised, naive, naive_same):
+        embedder.embed(texts[:16])
+    vectors = ours.embed(texts)
+    cosines = np.sum(vectors * ours_default_fusions.embed(texts), axis=1)
+    cosines_int8 = np.sum(vectors * quantised.embed(texts), axis=1)
     with measuring(lock) as measured:  # interleaved so machine load hits all alike
         inter = interleave(
             {
                 "naive": lambda: run_naive(naive),
                 "naive_our_session_options": lambda: run_naive(naive_same),
                 "naive_our_sessions": run_naive_same_sessions,
-                "ours": run_ours,
+                "ours_ort_default_fusions": run_ours(ours_default_fusions),
+                "ours": run_ours(ours),
+                "opt_in_int8_ffn": run_ours(quantised),
             },
             rounds,
             warmup=False,
         )
+        query_inter = interleave(
+            {
+                "ours": run_queries("ours", ours),
+                "ours_ort_default_fusions": run_queries(
+                    "ours_ort_default_fusions", ours_default_fusions
+                ),
+                "opt_in_int8_ffn": run_queries("opt_in_int8_ffn", quantised),
+            },
+            rounds,
+        )
     per = inter["contenders"]
-    t_naive, t_same, t_sessions, t_ours = (
+    t_naive, t_same, t_sessions, t_default, t_ours = (
         per[n]["median"]
-        for n in ("naive", "naive_our_session_options", "naive_our_sessions", "ours")
+        for n in (
+            "naive",
+            "naive_our_session_options",
+            "naive_our_sessions",
+            "ours_ort_default_fusions",
+            "ours",
+        )
     )
     lengths = [len(e.ids) for e in ours._tokenizer.encode_batch(texts)]
     padded_naive = sum(32 * max(lengths[i : i + 32]) for i in range(0, len(lengths), 32))
@@ -157,15 +213,49 @@ def bench_embedding(texts: list[str], rounds: int, lock: Path | None) -> dict[st
         "naive_unsorted_batch32_per_s": round(len(texts) / t_naive, 1),
         "naive_unsorted_batch32_our_session_options_per_s": round(len(texts) / t_same, 1),
         "naive_unsorted_batch32_our_sessions_per_s": round(len(texts) / t_sessions, 1),
+        "ours_sorted_dynamic_ort_default_fusions_per_s": round(len(texts) / t_default, 1),
         "ours_sorted_dynamic_per_s": round(len(texts) / t_ours, 1),
         "speedup": round(t_naive / t_ours, 2),
         "speedup_vs_naive_with_our_session_options": round(t_same / t_ours, 2),
         "speedup_vs_naive_on_our_sessions": round(t_sessions / t_ours, 2),
+        "speedup_from_leaving_out_slow_fusions": round(t_default / t_ours, 2),
+        "naive_note": "every naive contender runs the model as shipped with all of "
+        "onnxruntime's default graph optimisations",
+        "disabled_fusions": list(SLOW_CPU_FUSIONS),
+        "cosine_vs_ort_default_fusions": {
+            "min": round(float(cosines.min()), 6),
+            "mean": round(float(cosines.mean()), 6),
+        },
+        "opt_in_int8_ffn": {
+            "embedder": quantised.name,
+            "per_s": round(len(texts) / per["opt_in_int8_ffn"]["median"], 1),
+            "speedup_vs_ours": round(t_ours / per["opt_in_int8_ffn"]["median"], 2),
+            "speedup_vs_naive_on_our_sessions": round(
+                t_sessions / per["opt_in_int8_ffn"]["median"], 2
+            ),
+            "cosine_vs_ours": {
+                "min": round(float(cosines_int8.min()), 4),
+                "mean": round(float(cosines_int8.mean()), 4),
+            },
+            "ndcg_note": "nDCG@10 of a whole run on this embedder: "
+            "bench/results/retrieval_msmarco_int8_ffn.json",
+        },
+        "query_embedding_single": {
+            "queries": len(queries),
+            **{
+                name: {
+                    "p50_ms": query_inter["contenders"][name]["median"],
+                    "p50_cpu_ms": pct(cpu, 50),
+                }
+                for name, cpu in query_cpu.items()
+            },
+        },
         "token_budget": ours.token_budget,
         "max_batch": ours.max_batch,
         "sessions": len(ours._sessions),
         "threads_per_session": ours._session.get_session_options().intra_op_num_threads,
         "seconds_per_round": inter,
+        "query_ms_per_round": query_inter,
         "lock": measured,
     }
 
@@ -290,7 +380,9 @@ def main() -> int:
             texts.append(json.loads(line)["text"])
     if not args.skip_embedding_bench and args.embedder == "minilm-l6-int8":
         sample = texts[:: max(1, len(texts) // 256)][:256]
-        result["embedding"] = bench_embedding(sample, args.rounds, args.lock)
+        result["embedding"] = bench_embedding(
+            sample, list(queries.values()), args.rounds, args.lock
+        )
         print("embedding", result["embedding"], file=sys.stderr, flush=True)
     if args.embedding_only:
         args.json.parent.mkdir(parents=True, exist_ok=True)
