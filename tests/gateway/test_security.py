@@ -277,6 +277,7 @@ def test_oauth2_client_credentials_cached_and_refreshed_and_secret_never_leaks(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     issued: list[str] = []
+    issued_at: list[float] = []
 
     def token_server(method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
         user, _, pw = base64.b64decode(headers["authorization"].split()[1]).decode().partition(":")
@@ -284,7 +285,8 @@ def test_oauth2_client_credentials_cached_and_refreshed_and_secret_never_leaks(
             return json_response({"error": "invalid_client"}, 401)
         token = f"tok-{len(issued)}"
         issued.append(token)
-        return json_response({"access_token": token, "token_type": "bearer", "expires_in": 2})
+        issued_at.append(time.monotonic())
+        return json_response({"access_token": token, "token_type": "bearer", "expires_in": 6})
 
     seen: list[str] = []
 
@@ -298,7 +300,7 @@ def test_oauth2_client_credentials_cached_and_refreshed_and_secret_never_leaks(
     gw = Gateway(sqlite_store, settings, ssrf_allow=["127.0.0.1"])
     assert gw.vault is not None
     gw.vault.put("client-secret", SECRET)
-    gw.tokens.refresh_margin_s = 1.0  # refresh 1 s before expiry
+    gw.tokens.refresh_margin_s = 3.0  # refresh 3 s before expiry (tokens live 6 s)
     gw.register(
         http_tool(
             backend.url + "/r",
@@ -313,7 +315,9 @@ def test_oauth2_client_credentials_cached_and_refreshed_and_secret_never_leaks(
     gw.call("remote", {})
     gw.call("remote", {})
     assert issued == ["tok-0"]  # cached
-    time.sleep(1.1)  # within the refresh margin: a new token before the old one expires
+    # Within the refresh margin: a new token before the old one expires. (The two calls
+    # above have 3 s to find the token cached, enough on a loaded CI machine.)
+    time.sleep(max(0.0, issued_at[0] + 3.1 - time.monotonic()))
     gw.call("remote", {})
     assert issued == ["tok-0", "tok-1"]
     assert seen == ["Bearer tok-0", "Bearer tok-0", "Bearer tok-1"]
