@@ -214,7 +214,7 @@ def maintenance() -> Row | None:
 
 
 def runtime() -> Row | None:
-    d = _read("runtime.json")
+    d = _read("runtime_quiet.json") or _read("runtime.json")
     if d is None:
         return None
     c = d["results"]["interleaved"]["contenders"]
