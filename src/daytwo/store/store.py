@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["Store"]
 
 T = TypeVar("T")
-
-_QUEUED = "daytwo_queued_writer"
-"""Execution option of this Store's write sessions: their BEGIN waits for the writer lock."""
 
 
 class Store:
@@ -68,9 +65,7 @@ class Store:
             weakref.finalize(self, checkpointer.stop)
             self.checkpointer = checkpointer
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # Only this Store's write sessions queue on its writer lock (below): a
-        # migration's or the keyword index's own write transaction does not.
-        writer = self.engine.execution_options(**{WRITE_OPTION: True, _QUEUED: True})
+        writer = self.engine.execution_options(**{WRITE_OPTION: True})
         self._write_sessions = sessionmaker(writer, expire_on_commit=False)
         # A SQLite read transaction in WAL mode is one snapshot from its first read already;
         # PostgreSQL's default READ COMMITTED takes a new one per statement.
@@ -83,17 +78,11 @@ class Store:
         # SQLite has one writer at a time. This process's writer threads queue on a
         # lock (handed over at once) rather than in SQLite's busy handler, which sleeps
         # 1, 2, 5, 10 ... ms between tries: ten threads of a map step, each writing its
-        # tool call's ledger rows, spent more time asleep than writing. The lock is
-        # taken just before the transaction's BEGIN IMMEDIATE and given back when the
-        # session ends, so it is held exactly while SQLite's write lock is (a write
-        # session's work before its first statement holds no other writer). Other
-        # processes still meet the busy handler; a thread that waited the busy timeout
-        # for the lock goes on without it (and meets the busy handler, as before).
+        # tool call's ledger rows, spent more time asleep than writing. Other processes
+        # still meet the busy handler; a thread that waited the busy timeout for the
+        # lock goes on without it (and meets the busy handler, as before).
         self._writer = threading.RLock() if self.is_sqlite else None
         self._writer_wait_s = busy_timeout_ms / 1000
-        self._writer_depth = threading.local()
-        if self._writer is not None:
-            event.listen(self.engine, "begin", self._before_write_begin, insert=True)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -125,34 +114,18 @@ class Store:
             if snapshot
             else self._sessions
         )
-        depth = self._held_writer_locks() if write else 0
+        held = (
+            write and self._writer is not None and self._writer.acquire(timeout=self._writer_wait_s)
+        )
         try:
             with maker.begin() as session:
                 yield session
         except OperationalError as exc:
             raise map_db_error(exc, self.url) from exc
         finally:
-            if write:
-                self._release_writer_locks(down_to=depth)
-
-    def _held_writer_locks(self) -> int:
-        depth: int = getattr(self._writer_depth, "n", 0)
-        return depth
-
-    def _before_write_begin(self, conn: Connection) -> None:
-        # Runs on the thread that is about to send BEGIN IMMEDIATE (the engine's
-        # "begin" event, ahead of the listener that sends it).
-        if self._writer is None or not conn.get_execution_options().get(_QUEUED, False):
-            return
-        if self._writer.acquire(timeout=self._writer_wait_s):
-            self._writer_depth.n = self._held_writer_locks() + 1
-
-    def _release_writer_locks(self, *, down_to: int) -> None:
-        if self._writer is None:
-            return
-        while self._held_writer_locks() > down_to:
-            self._writer.release()
-            self._writer_depth.n -= 1
+            if held:
+                assert self._writer is not None
+                self._writer.release()
 
     def write(self, work: Callable[[Session], T], *, attempts: int = 4) -> T:
         """Run ``work`` in a write transaction; retry it while SQLite stays locked.
