@@ -51,9 +51,9 @@ from typing import Annotated, Any, TypedDict
 from dbos import DBOS
 
 from _common import add_lock_options, interleave, machine, measuring, write_result
+from _runtime_cases import N, daytwo_cases
 
 RUNS = 20
-N = 10
 
 
 @DBOS.step()
@@ -132,35 +132,8 @@ def bench_daytwo(
     store.upgrade()
     tools = PythonTools()
     tools.add("noop", lambda idempotency_key, i=0: i)
-    chain = {
-        "name": "chain",
-        "steps": [
-            {
-                "id": f"s{i}",
-                "kind": "tool",
-                "tool": "noop",
-                **({"after": [f"s{i - 1}"]} if i else {}),
-            }
-            for i in range(N)
-        ],
-    }
-    fan_map = {
-        "name": "fanmap",
-        "steps": [
-            {
-                "id": "m",
-                "kind": "map",
-                "items": "input.items",
-                "tool": "noop",
-                "arguments": {"i": "{{ item }}"},
-                "concurrency": N,
-            }
-        ],
-    }
-    fan_steps = {
-        "name": "fansteps",
-        "steps": [{"id": f"b{i}", "kind": "tool", "tool": "noop"} for i in range(N)],
-    }
+    cases = daytwo_cases()
+    chain, fan_map, fan_steps = (cases[c][0] for c in ("chain", "fanout_map", "fanout_steps"))
     # The path a server worker really runs: tool steps through the gateway (schema
     # validation, idempotency ledger, telemetry, drift checks, spans), chained and mapped.
     gateway = noop_gateway(store)

@@ -23,51 +23,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from _common import add_lock_options, interleave, machine, measuring, write_result
+from _runtime_cases import N, daytwo_cases
 
-N = 10
 RUNS = 20
 CASES = ("chain", "fanout_map", "fanout_steps")
-
-
-def _specs() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    """Each case's spec and inputs, as bench/runtime.py defines them."""
-    chain = {
-        "name": "chain",
-        "steps": [
-            {
-                "id": f"s{i}",
-                "kind": "tool",
-                "tool": "noop",
-                **({"after": [f"s{i - 1}"]} if i else {}),
-            }
-            for i in range(N)
-        ],
-    }
-    fan_map = {
-        "name": "fanmap",
-        "steps": [
-            {
-                "id": "m",
-                "kind": "map",
-                "items": "input.items",
-                "tool": "noop",
-                "arguments": {"i": "{{ item }}"},
-                "concurrency": N,
-            }
-        ],
-    }
-    fan_steps = {
-        "name": "fansteps",
-        "steps": [{"id": f"b{i}", "kind": "tool", "tool": "noop"} for i in range(N)],
-    }
-    return {
-        "chain": (chain, {}),
-        "fanout_map": (fan_map, {"items": list(range(N))}),
-        "fanout_steps": (fan_steps, {}),
-    }
 
 
 def one(case: str, batches: int) -> float:
@@ -75,7 +36,7 @@ def one(case: str, batches: int) -> float:
     from daytwo.runtime import PythonTools, Runtime, Services, load_spec
     from daytwo.store import Store
 
-    spec, inputs = _specs()[case]
+    spec, inputs = daytwo_cases()[case]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         store = Store(f"sqlite:///{tmp / 'daytwo.db'}")
