@@ -49,8 +49,11 @@ browser: $(AXE_JS)
 test: lint browser
 	$(BIN)/pytest
 
+# All extras in one resolve: the bench peers alone (instructor pins jiter<0.15) pull openai
+# below what the newest pydantic-ai-slim of `integrations` needs (>=3.50), and a bench-only
+# install would leave that pydantic-ai broken; resolved together, pip picks versions that fit.
 bench-deps: $(VENV)/.installed-dev
-	$(PIP) install -e '.[local,postgres,dev,bench]'
+	$(PIP) install -e '.[local,postgres,dev,integrations,multimodal,bench]'
 
 clean:
 	rm -rf $(VENV) .daytwo .mypy_cache .ruff_cache
