@@ -180,3 +180,33 @@ def _forked_child(store: Store) -> None:
     _write(store, 5)
     assert store.checkpointer.running
     store.dispose()
+
+
+def test_the_dbos_system_database_is_checkpointed_in_the_background(tmp_path: Path) -> None:
+    from daytwo.runtime.dbos_system import sqlite_system_engine
+
+    db = tmp_path / "dbos.sqlite"
+    before = {t for t in threading.enumerate() if t.name == "daytwo-dbos-wal-checkpoint"}
+    engine = sqlite_system_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == HARD_CAP_PAGES
+        conn.exec_driver_sql("CREATE TABLE blobs (id INTEGER PRIMARY KEY, b BLOB)")
+    for _ in range(50):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO blobs (b) VALUES (randomblob(4000))")
+    (thread,) = {
+        t for t in threading.enumerate() if t.name == "daytwo-dbos-wal-checkpoint"
+    } - before
+    # No writer checkpoints below the hard cap and nothing closed the database: rows in
+    # the database file got there by the thread.
+    deadline = time.monotonic() + 10
+    while _size(db) < 50 * BLOB and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _size(db) >= 50 * BLOB
+    engine.dispose()
+    del engine, conn  # a Connection refers to its engine
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()
+    # In memory there is no WAL file to keep: no thread.
+    sqlite_system_engine("sqlite://").dispose()

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import sqlalchemy as sa
 
+from daytwo.store.wal import HARD_CAP_PAGES, attach_checkpointer, wal_file
+
 if TYPE_CHECKING:
     from dbos import DBOSConfig
 
@@ -44,13 +46,15 @@ APP_VERSION = "daytwo-runtime-1"
 
 
 def sqlite_system_engine(url: str, *, synchronous: str = "NORMAL") -> sa.Engine:
-    """A DBOS system-database engine on SQLite: WAL journal, IMMEDIATE writers."""
+    """A DBOS system-database engine on SQLite: WAL journal, IMMEDIATE writers, and (on
+    a file) the WAL checkpointed by a background thread, as the store's is."""
     from sqlalchemy import event
 
     Path(sa.engine.make_url(url).database or ".").expanduser().parent.mkdir(
         parents=True, exist_ok=True
     )
     engine = sa.create_engine(url)
+    background = wal_file(url) is not None
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -61,7 +65,12 @@ def sqlite_system_engine(url: str, *, synchronous: str = "NORMAL") -> sa.Engine:
         dbapi_conn.execute("PRAGMA temp_store=MEMORY")
         dbapi_conn.execute("PRAGMA busy_timeout=30000")
         dbapi_conn.execute("PRAGMA foreign_keys=ON")
+        if background:
+            # As the store's: a background thread checkpoints the WAL, so a step's
+            # checkpoint commit does not copy 1,000 pages now and then (issue 16).
+            dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={HARD_CAP_PAGES}")
 
+    attach_checkpointer(engine, name="daytwo-dbos-wal-checkpoint")
     return engine
 
 

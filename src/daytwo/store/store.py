@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import functools
 import random
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from daytwo.exceptions import DatabaseLocked, SchemaOutdated
 from daytwo.store.engine import WRITE_OPTION, is_sqlite, make_engine, map_db_error
-from daytwo.store.wal import HARD_CAP_PAGES, INTERVAL_S, WalCheckpointer, wal_file
+from daytwo.store.wal import (
+    HARD_CAP_PAGES,
+    INTERVAL_S,
+    WalCheckpointer,
+    attach_checkpointer,
+    wal_file,
+)
 
 if TYPE_CHECKING:
     from daytwo.settings import Settings
@@ -49,21 +53,14 @@ class Store:
             busy_timeout_ms=busy_timeout_ms,
             wal_autocheckpoint=wal_hard_cap_pages if background else None,
         )
-        self.checkpointer: WalCheckpointer | None = None
-        if background:
-            assert checkpoint_interval_s is not None
-            dialect = self.engine.dialect
-            cargs, cparams = dialect.create_connect_args(self.engine.url)
-            checkpointer = WalCheckpointer(
-                functools.partial(dialect.loaded_dbapi.connect, *cargs, **cparams),
-                interval_s=checkpoint_interval_s,
-            )
-            # Started with the first connection (and again in a forked child, whose
-            # pool makes new ones); stopped by dispose(), or when the store is garbage
-            # or the interpreter exits (the thread holds no reference to the store).
-            event.listen(self.engine, "connect", lambda *_: checkpointer.ensure_running())
-            weakref.finalize(self, checkpointer.stop)
-            self.checkpointer = checkpointer
+        # On a SQLite file, started with the first connection (and again in a forked
+        # child, whose pool makes new ones); stopped by dispose(), or when the engine is
+        # garbage or the interpreter exits (the thread holds no reference to either).
+        self.checkpointer: WalCheckpointer | None = (
+            attach_checkpointer(self.engine, interval_s=checkpoint_interval_s)
+            if background and checkpoint_interval_s is not None
+            else None
+        )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         writer = self.engine.execution_options(**{WRITE_OPTION: True})
         self._write_sessions = sessionmaker(writer, expire_on_commit=False)

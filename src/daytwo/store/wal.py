@@ -31,14 +31,17 @@ checkpoint run at a time and the others' ``PASSIVE`` attempts return at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "SOFT_CAP_PAGES",
     "CheckpointStats",
     "WalCheckpointer",
+    "attach_checkpointer",
     "wal_file",
 ]
 
@@ -231,3 +235,32 @@ class WalCheckpointer:
             return 1, -1, -1
         busy, frames, done = row
         return int(busy), int(frames), int(done)
+
+
+def attach_checkpointer(
+    engine: Engine,
+    *,
+    interval_s: float = INTERVAL_S,
+    name: str = "daytwo-wal-checkpoint",
+) -> WalCheckpointer | None:
+    """A :class:`WalCheckpointer` for ``engine``'s database file, started as the engine
+    makes each new connection (so a forked child starts its own) and stopped when the
+    engine is garbage; None when ``engine`` is not on a writable SQLite file.
+
+    The engine's connections should raise ``PRAGMA wal_autocheckpoint`` (e.g. to
+    :data:`HARD_CAP_PAGES`): otherwise its writers still checkpoint in their commits
+    past SQLite's default of 1,000 pages. Listeners registered before this call run
+    first, so the one that sets ``journal_mode=WAL`` should come before it.
+    """
+    if wal_file(engine.url) is None:
+        return None
+    dialect = engine.dialect
+    cargs, cparams = dialect.create_connect_args(engine.url)
+    checkpointer = WalCheckpointer(
+        functools.partial(dialect.loaded_dbapi.connect, *cargs, **cparams),
+        interval_s=interval_s,
+        name=name,
+    )
+    event.listen(engine, "connect", lambda *_: checkpointer.ensure_running())
+    weakref.finalize(engine, checkpointer.stop)
+    return checkpointer
