@@ -24,6 +24,8 @@ PRIVATE_SIGNALS = {
     "gateway/egress.py": {"_Unresolved"},
     "gateway/openapi.py": {"_Unsupported"},
     "knowledge/estimate.py": {"_Rollback"},
+    "knowledge/generations.py": {"_Changed"},
+    "knowledge/ingest.py": {"_NotPrepared"},
     "server/routes/otlp.py": {"_TooLarge"},
 }
 

@@ -314,13 +314,39 @@ def _embed_docs(kb: Indexes, gen: KbGeneration, docs: Sequence[_DocRow]) -> dict
     )
 
 
-def _locked_docs(session: Session, collection: str, ids: Sequence[str]) -> dict[str, _DocRow]:
-    rows = session.execute(
-        sa.select(KbDocument.doc_id, KbDocument.title, KbDocument.text, KbDocument.content_hash)
-        .where(KbDocument.collection == collection, KbDocument.doc_id.in_(list(ids)))
-        .with_for_update()
-    )
+def _locked_docs(
+    session: Session, collection: str, ids: Sequence[str], *, lock: bool = True
+) -> dict[str, _DocRow]:
+    query = sa.select(
+        KbDocument.doc_id, KbDocument.title, KbDocument.text, KbDocument.content_hash
+    ).where(KbDocument.collection == collection, KbDocument.doc_id.in_(list(ids)))
+    rows = session.execute(query.with_for_update() if lock else query)
     return {r.doc_id: _DocRow(r.doc_id, r.title, r.text, r.content_hash) for r in rows}
+
+
+class _Changed(Exception):
+    """Documents changed since they were embedded: the write transaction rolls back, they
+    are embedded again outside it (no embedding runs while the write lock is held)."""
+
+    def __init__(self, docs: list[_DocRow]) -> None:
+        super().__init__()
+        self.docs = docs
+
+
+@dataclass
+class _Embedded:
+    """Documents' pieces, by doc id, with the content hash they were embedded from."""
+
+    pieces: dict[str, list[Piece]]
+    hashes: dict[str, str]
+
+    def add(self, kb: Indexes, gen: KbGeneration, docs: Sequence[_DocRow]) -> None:
+        if docs:
+            self.pieces.update(_embed_docs(kb, gen, docs))
+            self.hashes.update({d.doc_id: d.content_hash for d in docs})
+
+    def stale(self, current: Mapping[str, _DocRow]) -> list[_DocRow]:
+        return [d for d in current.values() if self.hashes.get(d.doc_id) != d.content_hash]
 
 
 def _shadow_has(session: Session, gen: KbGeneration, ids: Sequence[str]) -> set[str]:
@@ -383,43 +409,14 @@ def backfill(
         if not docs:
             _final_sweep(kb, mig, gen)
             break
-        embedded = _embed_docs(kb, gen, docs)
-        with kb.store.session(write=True) as session:
-            # Write first: takes the SQLite write lock before any read of this transaction.
-            seq = bump_seq(session, gen.id)
-            row = session.get(KbMigration, mig.id, with_for_update=True)
-            if row is None or row.state != "backfilling" or row.checkpoint != mig.checkpoint:
-                raise ConflictError(
-                    f"migration {mig.id} is being backfilled by another process",
-                    hint="let that one finish, or rerun later",
-                )
-            current = _locked_docs(session, gen.collection, [d.doc_id for d in docs])
-            present = _shadow_has(session, gen, [d.doc_id for d in docs])
-            for doc in docs:
-                now_row = current.get(doc.doc_id)
-                if now_row is None or doc.doc_id in present:
-                    continue  # deleted since, or already dual-written
-                pieces = embedded[doc.doc_id]
-                if now_row.content_hash != doc.content_hash:
-                    pieces = _embed_docs(kb, gen, [now_row])[doc.doc_id]
-                write_chunks(session, gen.id, gen.collection, seq, pieces)
-            row.checkpoint = docs[-1].doc_id
-            row.done += sum(1 for d in docs if d.doc_id in current)
-            row.total = row.done + int(
-                session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(KbDocument)
-                    .where(
-                        KbDocument.collection == gen.collection,
-                        KbDocument.doc_id > row.checkpoint,
-                    )
-                )
-                or 0
-            )
-            row.updated_at = utcnow()
-            session.flush()
-            session.expunge(row)
-            mig = row
+        embedded = _Embedded({}, {})
+        embedded.add(kb, gen, docs)
+        while True:
+            try:
+                mig = _write_batch(kb, gen, mig, docs, embedded)
+                break
+            except _Changed as changed:
+                embedded.add(kb, gen, changed.docs)
         kb.refresh_index(gen)
         batches += 1
         if progress:
@@ -430,6 +427,49 @@ def backfill(
         if progress:
             progress(mig.total, mig.total)
     return MigrationStatus.of(mig)
+
+
+def _write_batch(
+    kb: Indexes, gen: KbGeneration, mig: KbMigration, docs: Sequence[_DocRow], embedded: _Embedded
+) -> KbMigration:
+    """Write one backfill batch's embedded pieces and advance the checkpoint (_Changed,
+    rolled back, when a document changed since it was embedded)."""
+    with kb.store.session(write=True) as session:
+        # Write first: takes the SQLite write lock before any read of this transaction.
+        seq = bump_seq(session, gen.id)
+        row = session.get(KbMigration, mig.id, with_for_update=True)
+        if row is None or row.state != "backfilling" or row.checkpoint != mig.checkpoint:
+            raise ConflictError(
+                f"migration {mig.id} is being backfilled by another process",
+                hint="let that one finish, or rerun later",
+            )
+        current = _locked_docs(session, gen.collection, [d.doc_id for d in docs])
+        present = _shadow_has(session, gen, [d.doc_id for d in docs])
+        todo = {d.doc_id: current[d.doc_id] for d in docs if d.doc_id in current}
+        for doc_id in present:  # already dual-written
+            todo.pop(doc_id, None)
+        stale = embedded.stale(todo)
+        if stale:
+            raise _Changed(stale)
+        for doc_id in todo:
+            write_chunks(session, gen.id, gen.collection, seq, embedded.pieces[doc_id])
+        row.checkpoint = docs[-1].doc_id
+        row.done += sum(1 for d in docs if d.doc_id in current)
+        row.total = row.done + int(
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(KbDocument)
+                .where(
+                    KbDocument.collection == gen.collection,
+                    KbDocument.doc_id > row.checkpoint,
+                )
+            )
+            or 0
+        )
+        row.updated_at = utcnow()
+        session.flush()
+        session.expunge(row)
+        return row
 
 
 def _final_sweep(kb: Indexes, mig: KbMigration, gen: KbGeneration) -> None:
@@ -458,13 +498,17 @@ def _final_sweep(kb: Indexes, mig: KbMigration, gen: KbGeneration) -> None:
     todo = sorted(set(recent) | set(missing))
     for start in range(0, len(todo), 64):
         ids = todo[start : start + 64]
-        with kb.store.session(write=True) as session:
-            bump_seq(session, gen.id)
-            current = _locked_docs(session, gen.collection, ids)
-            if current:
-                embedded = _embed_docs(kb, gen, list(current.values()))
-                pieces = [p for doc_pieces in embedded.values() for p in doc_pieces]
-                replace_chunks(session, gen.id, gen.collection, list(current), pieces)
+        embedded = _Embedded({}, {})
+        with kb.store.session() as session:
+            embedded.add(
+                kb, gen, list(_locked_docs(session, gen.collection, ids, lock=False).values())
+            )
+        while True:
+            try:
+                _sweep_batch(kb, gen, ids, embedded)
+                break
+            except _Changed as changed:
+                embedded.add(kb, gen, changed.docs)
     with kb.store.session(write=True) as session:
         write_lock(session, gen.collection)
         row = session.get(KbMigration, mig.id, with_for_update=True)
@@ -482,6 +526,18 @@ def _final_sweep(kb: Indexes, mig: KbMigration, gen: KbGeneration) -> None:
             )
             row.updated_at = utcnow()
     kb.refresh_index(gen)
+
+
+def _sweep_batch(kb: Indexes, gen: KbGeneration, ids: Sequence[str], embedded: _Embedded) -> None:
+    with kb.store.session(write=True) as session:
+        bump_seq(session, gen.id)
+        current = _locked_docs(session, gen.collection, ids)
+        stale = embedded.stale(current)
+        if stale:
+            raise _Changed(stale)
+        if current:
+            pieces = [p for doc_id in current for p in embedded.pieces[doc_id]]
+            replace_chunks(session, gen.id, gen.collection, list(current), pieces)
 
 
 # -- cutover, rollback, prune --------------------------------------------------------------

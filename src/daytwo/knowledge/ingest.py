@@ -192,17 +192,53 @@ def commit_writes(
 
     The live generations are read again inside the write transaction: a generation that
     went live after :func:`prepare_writes` (a re-index started) is chunked and embedded
-    here, so no live generation misses a write; one that stopped being live is skipped.
+    outside it and the transaction is run again (it wrote nothing yet), so no live
+    generation misses a write and no embedding runs while the write lock is held; one
+    that stopped being live is skipped.
     """
-    upserts = prepared.upserts
     embed_before = prepared.embed_seconds
     started = time.perf_counter()
+    kb.ensure_collection(collection)
+    while True:
+        try:
+            generations = _commit_prepared(kb, collection, prepared, deletes)
+            break
+        except _NotPrepared as missing:
+            _prepare_missing(kb, prepared, missing.generations)
+    for gen in generations:
+        kb.refresh_index(gen)
+    written = sum(len(prepared.pieces[gen.id]) for gen in generations) + len(deletes)
+    kb.rows_since_statistics_check += written
+    if kb.rows_since_statistics_check >= STATISTICS_CHECK_EVERY:
+        kb.rows_since_statistics_check = 0
+        analyze_grown_tables(kb)
+    late_embed = prepared.embed_seconds - embed_before
+    return WriteTimings(
+        chunks=sum(len(prepared.pieces[gen.id]) for gen in generations),
+        embed_seconds=prepared.embed_seconds,
+        index_seconds=time.perf_counter() - started - late_embed,
+    )
+
+
+class _NotPrepared(Exception):
+    """A live generation has no prepared pieces: the transaction rolls back (unwritten)."""
+
+    def __init__(self, generations: list[KbGeneration]) -> None:
+        super().__init__()
+        self.generations = generations
+
+
+def _commit_prepared(
+    kb: Indexes, collection: str, prepared: PreparedWrites, deletes: Sequence[str]
+) -> list[KbGeneration]:
+    upserts = prepared.upserts
     doc_ids = [d.doc_id for d in upserts] + list(deletes)
     now = utcnow()
-    kb.ensure_collection(collection)
     with kb.store.session(write=True) as session:
         generations = kb.live_generations(collection, session)
-        _prepare_missing(kb, prepared, generations)
+        if any(gen.id not in prepared.pieces for gen in generations):
+            session.expunge_all()
+            raise _NotPrepared(generations)
         if doc_ids:
             for table in (KbAcl, KbDocMeta):
                 session.execute(
@@ -251,19 +287,7 @@ def commit_writes(
         session.flush()
         for gen in generations:
             replace_chunks(session, gen.id, collection, doc_ids, prepared.pieces[gen.id])
-    for gen in generations:
-        kb.refresh_index(gen)
-    written = sum(len(prepared.pieces[gen.id]) for gen in generations) + len(deletes)
-    kb.rows_since_statistics_check += written
-    if kb.rows_since_statistics_check >= STATISTICS_CHECK_EVERY:
-        kb.rows_since_statistics_check = 0
-        analyze_grown_tables(kb)
-    late_embed = prepared.embed_seconds - embed_before
-    return WriteTimings(
-        chunks=sum(len(prepared.pieces[gen.id]) for gen in generations),
-        embed_seconds=prepared.embed_seconds,
-        index_seconds=time.perf_counter() - started - late_embed,
-    )
+    return generations
 
 
 def ingest_source(

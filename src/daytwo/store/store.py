@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Engine, text
@@ -26,9 +30,33 @@ from daytwo.store.wal import (
 if TYPE_CHECKING:
     from daytwo.settings import Settings
 
-__all__ = ["Store"]
+__all__ = ["Store", "WriterHold"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+SLOW_HOLD_S = 1.0
+"""A write session open this long is logged: other writer threads waited on it (and,
+past its first statement, other processes on SQLite's write lock)."""
+
+_OWN_FILES = (__file__, contextlib.__file__)
+
+
+@dataclass(frozen=True)
+class WriterHold:
+    """How long one write session was open, and where it was opened (``file:line``)."""
+
+    seconds: float
+    caller: str
+
+
+def _caller() -> str:
+    """The first frame outside this module and contextlib: who opened the session."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename in _OWN_FILES:
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} ({frame.f_code.co_name})"
 
 
 class Store:
@@ -80,6 +108,11 @@ class Store:
         # lock goes on without it (and meets the busy handler, as before).
         self._writer = threading.RLock() if self.is_sqlite else None
         self._writer_wait_s = busy_timeout_ms / 1000
+        # The longest write session since reset_writer_hold(): a write session must
+        # hold only database work (compute first, then write), so tests assert a bound
+        # on it; one past SLOW_HOLD_S is logged with its caller.
+        self.slow_hold_s = SLOW_HOLD_S
+        self.max_writer_hold = WriterHold(0.0, "")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -114,15 +147,40 @@ class Store:
         held = (
             write and self._writer is not None and self._writer.acquire(timeout=self._writer_wait_s)
         )
+        opened = time.perf_counter() if write else 0.0
         try:
             with maker.begin() as session:
                 yield session
         except OperationalError as exc:
             raise map_db_error(exc, self.url) from exc
         finally:
+            if write:
+                self._note_hold(time.perf_counter() - opened)
             if held:
                 assert self._writer is not None
                 self._writer.release()
+
+    def _note_hold(self, seconds: float) -> None:
+        # The caller is looked up only for a new maximum or a slow session (rare): the
+        # frames above this generator's are its `with` statement's (after commit, too).
+        slow = seconds > self.slow_hold_s
+        if not slow and seconds <= self.max_writer_hold.seconds:
+            return
+        caller = _caller()
+        if seconds > self.max_writer_hold.seconds:
+            self.max_writer_hold = WriterHold(seconds, caller)
+        if slow:
+            log.warning(
+                "a write transaction was open %.2f s (%s): other writers waited on it; "
+                "do slow work (embedding, calls, I/O) before opening it",
+                seconds,
+                caller,
+            )
+
+    def reset_writer_hold(self) -> WriterHold:
+        """Return the longest write session since the last reset, and start again."""
+        longest, self.max_writer_hold = self.max_writer_hold, WriterHold(0.0, "")
+        return longest
 
     def write(self, work: Callable[[Session], T], *, attempts: int = 4) -> T:
         """Run ``work`` in a write transaction; retry it while SQLite stays locked.
