@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import rfc8785
@@ -39,6 +41,33 @@ _COMPLETE = (
 )
 
 
+class _Prepared:
+    """The claim and the result as prepared SQL on a SQLite store's driver connection.
+
+    The values are encoded by the columns' own SQLAlchemy bind processors (looked up
+    once), so the rows are the ones the Core statements above write.
+    """
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        q = dialect.identifier_preparer.quote
+        table = q(_LEDGER.name)
+        cols = ("key", "tool", "version", "arguments_hash", "status", "created_at")
+        self.claim_sql = (
+            f"INSERT INTO {table} ({', '.join(q(c) for c in cols)}) "
+            f"VALUES ({', '.join('?' for _ in cols)})"
+        )
+        self.complete_sql = (
+            f"UPDATE {table} SET {q('status')} = 'done', {q('result')} = ? WHERE {q('key')} = ?"
+        )
+        self.created_at = _processor(_LEDGER.c.created_at, dialect)
+        self.result = _processor(_LEDGER.c.result, dialect)
+
+
+def _processor(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[Any], Any]:
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return process if process is not None else (lambda value: value)
+
+
 def arguments_hash(arguments: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of a call's arguments."""
     return hashlib.sha256(rfc8785.dumps(arguments)).hexdigest()
@@ -49,6 +78,7 @@ class IdempotencyLedger:
 
     def __init__(self, store: Store, *, wait_s: float = 30.0, lease_s: float = 600.0) -> None:
         self.store = store
+        self._prepared = _Prepared(store.engine.dialect) if store.is_sqlite else None
         self.wait_s = wait_s
         self.lease_s = lease_s
 
@@ -65,20 +95,12 @@ class IdempotencyLedger:
         deadline = time.monotonic() + self.wait_s
         while True:
             try:
-                # One prebuilt INSERT (no ORM unit of work): this runs on every
-                # keyed tool call, so its cost is the gateway's per-call overhead.
-                claim = {
-                    "key": key,
-                    "tool": tool,
-                    "version": version,
-                    "arguments_hash": digest,
-                    "status": "pending",
-                    "created_at": utcnow(),
-                }
-                with self.store.session(write=True) as s:
-                    s.execute(_CLAIM, claim)
+                # One prebuilt INSERT (prepared SQL on SQLite, no ORM session): this
+                # runs on every keyed tool call, so its cost is the gateway's per-call
+                # overhead.
+                self._claim(key, tool, version, digest)
                 return None
-            except SAIntegrityError:
+            except (SAIntegrityError, sqlite3.IntegrityError):
                 pass
             with self.store.session(write=True) as s:
                 row = s.get(GatewayIdempotency, key)
@@ -112,8 +134,35 @@ class IdempotencyLedger:
                 )
             time.sleep(0.05)
 
+    def _claim(self, key: str, tool: str, version: str, digest: str) -> None:
+        """Insert the ``pending`` row (IntegrityError when the key exists)."""
+        prepared = self._prepared
+        if prepared is not None:
+            created_at = prepared.created_at(utcnow())
+            with self.store.sqlite_writer() as conn:
+                conn.execute(
+                    prepared.claim_sql, (key, tool, version, digest, "pending", created_at)
+                )
+            return
+        claim = {
+            "key": key,
+            "tool": tool,
+            "version": version,
+            "arguments_hash": digest,
+            "status": "pending",
+            "created_at": utcnow(),
+        }
+        with self.store.session(write=True) as s:
+            s.execute(_CLAIM, claim)
+
     def complete(self, key: str, result: dict[str, Any]) -> None:
         """Store the result of the call that owns ``key``."""
+        prepared = self._prepared
+        if prepared is not None:
+            encoded = prepared.result(result)  # encoded before the write lock is taken
+            with self.store.sqlite_writer() as conn:
+                conn.execute(prepared.complete_sql, (encoded, key))
+            return
         with self.store.session(write=True) as s:
             s.execute(_COMPLETE, {"done_key": key, "done_result": result})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import sqlite3
 import sys
 import threading
 import time
@@ -90,8 +91,8 @@ class Store:
             else None
         )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        writer = self.engine.execution_options(**{WRITE_OPTION: True})
-        self._write_sessions = sessionmaker(writer, expire_on_commit=False)
+        self._writer_engine = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._write_sessions = sessionmaker(self._writer_engine, expire_on_commit=False)
         # A SQLite read transaction in WAL mode is one snapshot from its first read already;
         # PostgreSQL's default READ COMMITTED takes a new one per statement.
         reader = (
@@ -144,15 +145,56 @@ class Store:
             if snapshot
             else self._sessions
         )
+        with self._writing(write):
+            try:
+                with maker.begin() as session:
+                    yield session
+            except OperationalError as exc:
+                raise map_db_error(exc, self.url) from exc
+
+    @contextmanager
+    def sqlite_writer(self) -> Iterator[sqlite3.Connection]:
+        """SQLite only: a pooled connection's driver connection in one write transaction.
+
+        The same transaction as ``session(write=True)`` (BEGIN IMMEDIATE, this process's
+        writer lock, hold time noted; committed when the block ends, rolled back on
+        error), for the few prepared statements of a hot path: SQLAlchemy's session,
+        pool and statement machinery cost several times the SQLite work of a one-row
+        write (the idempotency ledger's claim and result, on every keyed tool call).
+        """
+        if not self.is_sqlite:
+            raise ValueError("sqlite_writer() is for a SQLite store")
+        with self._writing(True):
+            try:
+                pooled = self.engine.raw_connection()
+            except OperationalError as exc:
+                raise map_db_error(exc, self.url) from exc
+            try:
+                conn = pooled.driver_connection
+                assert isinstance(conn, sqlite3.Connection)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    yield conn
+                    conn.commit()
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.rollback()
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise map_db_error(OperationalError(None, None, exc), self.url) from exc
+            finally:
+                pooled.close()
+
+    @contextmanager
+    def _writing(self, write: bool) -> Iterator[None]:
+        """Around a transaction: a writer holds this process's writer lock (SQLite),
+        and its hold time is noted."""
         held = (
             write and self._writer is not None and self._writer.acquire(timeout=self._writer_wait_s)
         )
         opened = time.perf_counter() if write else 0.0
         try:
-            with maker.begin() as session:
-                yield session
-        except OperationalError as exc:
-            raise map_db_error(exc, self.url) from exc
+            yield
         finally:
             if write:
                 self._note_hold(time.perf_counter() - opened)
