@@ -51,7 +51,7 @@ from typing import Annotated, Any, TypedDict
 from dbos import DBOS
 
 from _common import add_lock_options, interleave, machine, measuring, write_result
-from _runtime_cases import N, daytwo_cases
+from _runtime_cases import N, daytwo_cases, gateway_cases, noop_gateway
 
 RUNS = 20
 
@@ -66,25 +66,6 @@ def _raw_chain(n: int) -> int:
     for i in range(n):
         _raw_noop(i)
     return n
-
-
-def noop_gateway(store: Any) -> Any:
-    """The worker-path benches' gateway: one Python no-op tool, ``gw_noop`` (``bench.noop``)."""
-    from daytwo.gateway import Gateway
-
-    gateway = Gateway(store)
-    gateway.register_python("noop_fn", lambda i=0: {"i": i})
-    gateway.register(
-        {
-            "name": "gw_noop",
-            "capability": "bench.noop",
-            "version": "1.0.0",
-            "input_schema": {"type": "object", "properties": {"i": {"type": "integer"}}},
-            "output_schema": {"type": "object", "properties": {"i": {"type": "integer"}}},
-            "backend": {"type": "python", "callable": "noop_fn"},
-        }
-    )
-    return gateway
 
 
 def _round(fn: Callable[[int], Any], steps: int) -> Callable[[], float]:
@@ -137,14 +118,8 @@ def bench_daytwo(
     # The path a server worker really runs: tool steps through the gateway (schema
     # validation, idempotency ledger, telemetry, drift checks, spans), chained and mapped.
     gateway = noop_gateway(store)
-    gw_chain = {
-        "name": "gwchain",
-        "steps": [{**step, "tool": "gw_noop"} for step in chain["steps"]],
-    }
-    gw_map = {
-        "name": "gwmap",
-        "steps": [{**fan_map["steps"][0], "tool": "gw_noop"}],
-    }
+    gw = gateway_cases()
+    gw_chain, gw_map = gw["gateway_chain"][0], gw["gateway_fanout_map"][0]
     out: dict[str, Any] = {}
     rt = Runtime(store, Services(tools=_Routed(tools, GatewayTools(gateway))), data_dir=tmp)
     rt.launch()

@@ -23,26 +23,30 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from _common import add_lock_options, interleave, machine, measuring, write_result
-from _runtime_cases import N, daytwo_cases
+from _runtime_cases import N, daytwo_cases, gateway_cases, noop_gateway
 
 RUNS = 20
-CASES = ("chain", "fanout_map", "fanout_steps")
+CASES = ("chain", "fanout_map", "fanout_steps", "gateway_chain", "gateway_fanout_map")
 
 
 def one(case: str, batches: int) -> float:
     """ms per step of ``case`` on the daytwo this process imports (best batch)."""
     from daytwo.runtime import PythonTools, Runtime, Services, load_spec
+    from daytwo.runtime.adapters import GatewayTools
     from daytwo.store import Store
 
-    spec, inputs = daytwo_cases()[case]
+    spec, inputs = {**daytwo_cases(), **gateway_cases()}[case]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         store = Store(f"sqlite:///{tmp / 'daytwo.db'}")
         store.upgrade()
-        tools = PythonTools()
+        tools: Any = PythonTools()
         tools.add("noop", lambda idempotency_key, i=0: i)
+        if case.startswith("gateway_"):
+            tools = GatewayTools(noop_gateway(store))
         rt = Runtime(store, Services(tools=tools), data_dir=tmp)
         rt.launch()
         try:
@@ -77,6 +81,7 @@ def main() -> None:
     ap.add_argument("--tree", action="append", default=[], help="NAME=PATH of a src tree")
     ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds (>= 5)")
     ap.add_argument("--batches", type=int, default=5, help="batches of 20 runs per figure")
+    ap.add_argument("--case", action="append", choices=CASES, help="only these (default all)")
     ap.add_argument("--one", choices=CASES, help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, help="Write the results here.")
     add_lock_options(ap)
@@ -87,10 +92,11 @@ def main() -> None:
     trees = dict(t.split("=", 1) for t in args.tree)
     if len(trees) < 2:
         ap.error("give two trees or more: --tree NAME=PATH")
+    cases = tuple(args.case or CASES)
     contenders = {
         f"{name}:{case}": _contender(Path(path).resolve(), case, args.batches)
         for name, path in trees.items()
-        for case in CASES
+        for case in cases
     }
     with measuring(args.lock) as measured:
         result = interleave(contenders, args.rounds, warmup=False)
@@ -111,7 +117,7 @@ def main() -> None:
                 )
                 for name in trees
                 if name != first
-                for case in CASES
+                for case in cases
             },
         },
     )
