@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from daytwo.exceptions import ConflictError
 from daytwo.store import Store, utcnow
+from daytwo.store.group_commit import GroupCommit
 from daytwo.store.tables.gateway import GatewayIdempotency
 
 __all__ = ["IdempotencyLedger", "arguments_hash"]
@@ -54,7 +55,7 @@ class _Prepared:
         cols = ("key", "tool", "version", "arguments_hash", "status", "created_at")
         self.claim_sql = (
             f"INSERT INTO {table} ({', '.join(q(c) for c in cols)}) "
-            f"VALUES ({', '.join('?' for _ in cols)})"
+            f"VALUES ({', '.join('?' for _ in cols)}) ON CONFLICT ({q('key')}) DO NOTHING"
         )
         self.complete_sql = (
             f"UPDATE {table} SET {q('status')} = 'done', {q('result')} = ? WHERE {q('key')} = ?"
@@ -79,6 +80,8 @@ class IdempotencyLedger:
     def __init__(self, store: Store, *, wait_s: float = 30.0, lease_s: float = 600.0) -> None:
         self.store = store
         self._prepared = _Prepared(store.engine.dialect) if store.is_sqlite else None
+        # The claims and results of concurrent calls (a map step's items) share commits.
+        self._writes = GroupCommit(store) if store.is_sqlite else None
         self.wait_s = wait_s
         self.lease_s = lease_s
 
@@ -136,13 +139,12 @@ class IdempotencyLedger:
 
     def _claim(self, key: str, tool: str, version: str, digest: str) -> None:
         """Insert the ``pending`` row (IntegrityError when the key exists)."""
-        prepared = self._prepared
-        if prepared is not None:
+        prepared, writes = self._prepared, self._writes
+        if prepared is not None and writes is not None:
             created_at = prepared.created_at(utcnow())
-            with self.store.sqlite_writer() as conn:
-                conn.execute(
-                    prepared.claim_sql, (key, tool, version, digest, "pending", created_at)
-                )
+            row = (key, tool, version, digest, "pending", created_at)
+            if writes.run(prepared.claim_sql, row) == 0:
+                raise sqlite3.IntegrityError(f"idempotency key {key!r} exists")
             return
         claim = {
             "key": key,
@@ -157,11 +159,9 @@ class IdempotencyLedger:
 
     def complete(self, key: str, result: dict[str, Any]) -> None:
         """Store the result of the call that owns ``key``."""
-        prepared = self._prepared
-        if prepared is not None:
-            encoded = prepared.result(result)  # encoded before the write lock is taken
-            with self.store.sqlite_writer() as conn:
-                conn.execute(prepared.complete_sql, (encoded, key))
+        prepared, writes = self._prepared, self._writes
+        if prepared is not None and writes is not None:
+            writes.run(prepared.complete_sql, (prepared.result(result), key))
             return
         with self.store.session(write=True) as s:
             s.execute(_COMPLETE, {"done_key": key, "done_result": result})
