@@ -341,3 +341,21 @@ def test_diff_sees_range_length_and_pattern_changes() -> None:
     )
     assert any("pattern" in r for r in diff_definitions(_def(), patterned).breaking)
     assert diff_definitions(patterned, _def()).kind == "compatible"
+
+
+def test_tool_names_are_the_listed_tools_names(store: Store) -> None:
+    gw = Gateway(store)
+    for name, version, capability in [
+        ("zeta", "1.0.0", "test.a"),
+        ("Alpha", "1.0.0", "test.b"),
+        ("alpha", "1.0.0", "test.a"),
+        ("alpha", "2.0.0", "test.b"),
+        ("mid-1", "1.0.0", "test.a"),
+    ]:
+        gw.register(py_tool(name, "e", version=version, capability=capability))
+    for capability in (None, "test.a", "test.b", "test.none"):
+        listed: list[str] = []
+        for r in gw.tools(capability=capability):
+            if r.name not in listed:
+                listed.append(r.name)
+        assert gw.tool_names(capability) == listed

@@ -145,6 +145,17 @@ class Catalog:
             records = [_record(r) for r in s.scalars(q)]
         return sorted(records, key=lambda r: (r.name, _sort_key(r)))
 
+    def names(self, capability: str | None = None) -> list[str]:
+        """The registered tools' names (of one capability), sorted: what ``list_tools``
+        names, read without loading and parsing every version's definition (the runtime
+        checks a spec against them at every run's start)."""
+        q = select(GatewayTool.name).distinct()
+        if capability is not None:
+            q = q.where(GatewayTool.capability == capability)
+        with self.store.session() as s:
+            found = list(s.scalars(q))
+        return sorted(found)  # as list_tools sorts them (not the database's collation)
+
     def versions(self, name: str) -> list[ToolRecord]:
         """Versions of ``name``, oldest first (cached for ``cache_ttl_s``)."""
         now = time.monotonic()

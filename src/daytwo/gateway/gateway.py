@@ -313,6 +313,10 @@ class Gateway:
         """Registered tool versions, optionally of one capability and major version."""
         return self.catalog.list_tools(capability, major)
 
+    def tool_names(self, capability: str | None = None) -> list[str]:
+        """The registered tools' names (of one capability), sorted, without definitions."""
+        return self.catalog.names(capability)
+
     def get(self, tool: str, version: str | None = None) -> ToolRecord:
         """The tool version a call would use."""
         return self.catalog.resolve(tool, version)

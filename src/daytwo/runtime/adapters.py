@@ -48,11 +48,8 @@ class GatewayTools:
         self.as_agent = as_agent
 
     def tools(self, capability: str | None = None) -> list[str]:
-        names: list[str] = []
-        for record in self.gateway.tools(capability=capability):
-            if record.name not in names:
-                names.append(record.name)
-        return names
+        # Names only: every run's start checks its spec against them.
+        return self.gateway.tool_names(capability)
 
     def call(
         self, tool: str, arguments: dict[str, Any], *, agent: str, idempotency_key: str
