@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -149,3 +152,65 @@ def test_quantised_minilm_without_onnx_names_the_extra(tmp_path, monkeypatch) ->
         quantised_model(source, tmp_path / "cache")
     assert "daytwo[local]" in str(info.value.hint)
     assert not list((tmp_path / "cache").glob("*.onnx"))
+
+
+def _embed_in_threads(embedder, texts: list[str]) -> tuple[dict[int, np.ndarray], list]:
+    out: dict[int, np.ndarray] = {}
+    errors: list[Exception] = []
+
+    def call(i: int) -> None:
+        try:
+            out[i] = embedder.embed([texts[i]])[0]
+        except Exception as exc:  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts))]
+    # Hold the sessions so that every call queues; releasing them lets one call serve all.
+    with embedder._lock:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(embedder._waiting) < len(texts):
+            assert time.monotonic() < deadline, "calls never queued"
+            time.sleep(0.005)
+    for t in threads:
+        t.join(30)
+    return out, errors
+
+
+@pytest.mark.embedder
+def test_concurrent_queries_share_one_run_and_each_gets_its_own_vector() -> None:
+    from daytwo.knowledge.embedders import MiniLMEmbedder
+
+    e = MiniLMEmbedder()
+    texts = [
+        f"question {i}: " + "where is my parcel " * (i % 5) + f"order {i * 7919}" for i in range(12)
+    ]
+    alone = np.stack([e.embed([t])[0] for t in texts])
+    runs, calls = e.combined_runs, e.combined_calls
+    out, errors = _embed_in_threads(e, texts)
+    assert not errors
+    # One run served all twelve calls...
+    assert (e.combined_runs - runs, e.combined_calls - calls) == (1, 12)
+    shared = np.stack([out[i] for i in range(len(texts))])
+    # ... and each call got the vector of its own text (distinct texts: a mix-up would
+    # give another text's vector, far below this).
+    assert float(np.min(np.sum(shared * alone, axis=1))) >= 0.9999
+    similarity = shared @ alone.T
+    assert list(np.argmax(similarity, axis=1)) == list(range(len(texts)))
+
+
+@pytest.mark.embedder
+def test_a_failed_shared_run_fails_every_call_it_served() -> None:
+    from daytwo.knowledge.embedders import MiniLMEmbedder
+
+    class Broken(MiniLMEmbedder):
+        def _run(self, ids, session=None):  # type: ignore[no-untyped-def]
+            raise RuntimeError("onnxruntime failed")
+
+    e = Broken(sessions=1)
+    out, errors = _embed_in_threads(e, [f"query {i}" for i in range(5)])
+    assert out == {}
+    assert len(errors) == 5
+    assert all(str(exc) == "onnxruntime failed" for exc in errors)
+    assert e._waiting == []
