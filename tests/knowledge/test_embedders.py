@@ -170,7 +170,7 @@ def _embed_in_threads(embedder, texts: list[str]) -> tuple[dict[int, np.ndarray]
         for t in threads:
             t.start()
         deadline = time.monotonic() + 30
-        while len(embedder._waiting) < len(texts):
+        while embedder._small_calls.queued() < len(texts):
             assert time.monotonic() < deadline, "calls never queued"
             time.sleep(0.005)
     for t in threads:
@@ -213,4 +213,4 @@ def test_a_failed_shared_run_fails_every_call_it_served() -> None:
     assert out == {}
     assert len(errors) == 5
     assert all(str(exc) == "onnxruntime failed" for exc in errors)
-    assert e._waiting == []
+    assert e._small_calls.queued() == 0

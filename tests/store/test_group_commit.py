@@ -38,12 +38,19 @@ def _count_transactions(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[i
     return opened
 
 
+def _wait_queued(writes: GroupCommit, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while writes._combined.queued() < n:
+        assert time.monotonic() < deadline, "writes never queued"
+        time.sleep(0.005)
+
+
 def _rows(store: Store) -> dict[str, int]:
     with store.sqlite_writer() as conn:
         return dict(conn.execute("SELECT k, v FROM t").fetchall())
 
 
-def test_writers_queued_behind_a_write_share_the_next_transaction(
+def test_writers_queued_while_the_writer_is_held_share_one_transaction(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes = GroupCommit(store)
@@ -62,14 +69,14 @@ def test_writers_queued_behind_a_write_share_the_next_transaction(
         time.sleep(0.05)
         for t in threads[1:]:
             t.start()
-        time.sleep(0.1)
+        _wait_queued(writes, 6)
         assert not counts  # nothing acknowledged before its commit
     finally:
         store._writer.release()
     for t in threads:
         t.join(5)
     assert counts == {f"k{i}": 1 for i in range(6)}
-    assert len(opened) == 2  # the leader's own write, then the five queued behind it
+    assert len(opened) == 1  # the leader takes what queued while it waited for the writer
     assert _rows(store) == {f"k{i}": 1 for i in range(6)}
     assert writes.run(sql, ("k0", 2)) == 0  # the row count tells a conflict
 
@@ -88,21 +95,31 @@ def test_a_failing_transaction_fails_its_writers_only(
 
     good = "INSERT INTO t (k, v) VALUES (?, ?)"
     bad = "INSERT INTO missing (k, v) VALUES (?, ?)"
-    assert store._writer is not None
-    store._writer.acquire()
+    # The first transaction stays open (before its commit) until the other two writes
+    # have queued behind it.
+    entered, release = threading.Event(), threading.Event()
+    original = store.sqlite_writer
+
+    @contextmanager
+    def gated() -> Iterator[sqlite3.Connection]:
+        with original() as conn:
+            yield conn
+            if not entered.is_set():
+                entered.set()
+                release.wait(5)
+
+    monkeypatch.setattr(store, "sqlite_writer", gated)
     first = threading.Thread(target=write, args=(good, "lead"))
     queued = [
         threading.Thread(target=write, args=(good, "a")),
         threading.Thread(target=write, args=(bad, "b")),
     ]
-    try:
-        first.start()
-        time.sleep(0.05)
-        for t in queued:
-            t.start()
-        time.sleep(0.1)
-    finally:
-        store._writer.release()
+    first.start()
+    assert entered.wait(5)
+    for t in queued:
+        t.start()
+    _wait_queued(writes, 2)
+    release.set()
     for t in [first, *queued]:
         t.join(5)
     assert set(errors) == {"a", "b"}  # one transaction: both rolled back

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from opentelemetry import trace
 
+from daytwo._combining import Combiner
 from daytwo.exceptions import ConfigError, InputError, ModelError, TransportError
 from daytwo.knowledge._minilm_quant import RECIPE as QUANT_RECIPE
 
@@ -177,18 +178,6 @@ COMBINE_MAX_TEXTS = 4
 ones: one query's run costs ~4.5 ms CPU on this model, eight in one run ~3 ms each."""
 
 
-class _Call:
-    """One small :meth:`MiniLMEmbedder.embed` call waiting for the sessions."""
-
-    __slots__ = ("done", "error", "ids", "vectors")
-
-    def __init__(self, ids: list[list[int]]) -> None:
-        self.ids = ids
-        self.vectors: Vectors | None = None
-        self.error: Exception | None = None
-        self.done = False
-
-
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 int8 (ONNX): length-sorted dynamic batches on parallel sessions."""
 
@@ -261,12 +250,12 @@ class MiniLMEmbedder:
         self.token_budget = token_budget
         self.max_batch = max_batch
         self._lock = threading.Lock()
-        self._waiting_lock = threading.Lock()
-        self._waiting: list[_Call] = []
-        self.combined_runs = 0
-        """Runs that served small calls (queries), and the calls they served: the
-        calls share runs when ``combined_calls`` exceeds ``combined_runs``."""
-        self.combined_calls = 0
+        # Small calls (a search's query) share runs with concurrent ones: the first of
+        # them to get the sessions embeds every call queued by then in one run and hands
+        # each its rows (a lone call runs at once, as before).
+        self._small_calls: Combiner[list[list[int]], bool, Vectors] = Combiner(
+            lambda: self._lock, self._serve
+        )
 
     def token_spans(self, text: str) -> list[TokenSpan]:
         enc = self._spans_tokenizer.encode(text, add_special_tokens=False)
@@ -312,40 +301,28 @@ class MiniLMEmbedder:
         if len(ids) > COMBINE_MAX_TEXTS:
             with self._lock, _embed_span(self.name, sum(len(x) for x in ids)):
                 return self._embed_ids(ids)
-        # A small call (a search's query) joins the calls waiting for the sessions; the
-        # first of them to get the sessions embeds them all in one run and hands each its
-        # rows: concurrent queries share the weights' pass instead of queueing for it
-        # (a lone call runs at once, as before). Each call keeps its own span.
-        call = _Call(ids)
-        with _embed_span(self.name, sum(len(x) for x in ids)):
-            with self._waiting_lock:
-                self._waiting.append(call)
-            with self._lock:
-                if not call.done:
-                    with self._waiting_lock:
-                        calls, self._waiting = self._waiting, []
-                    self._serve(calls)
-            if call.error is not None:
-                raise call.error
-            assert call.vectors is not None
-            return call.vectors
+        with _embed_span(self.name, sum(len(x) for x in ids)):  # each call its own span
+            return self._small_calls.submit(ids)
 
-    def _serve(self, calls: list[_Call]) -> None:
-        """Embed ``calls`` in one go (the caller holds the sessions) and hand each its rows,
-        or the error, to each of them."""
-        try:
-            vectors = self._embed_ids([seq for call in calls for seq in call.ids])
-        except Exception as exc:  # every waiting call gets it, not only the serving one
-            for call in calls:
-                call.error, call.done = exc, True
-            return
+    @property
+    def combined_runs(self) -> int:
+        """Runs that served small calls (queries)."""
+        return self._small_calls.batches
+
+    @property
+    def combined_calls(self) -> int:
+        """Small calls served: they shared runs when this exceeds ``combined_runs``."""
+        return self._small_calls.items
+
+    def _serve(self, _held: bool, calls: list[list[list[int]]]) -> list[Vectors]:
+        """Embed small calls in one run (the sessions are held); each call's rows."""
+        vectors = self._embed_ids([seq for ids in calls for seq in ids])
+        out: list[Vectors] = []
         start = 0
-        for call in calls:
-            end = start + len(call.ids)
-            call.vectors, call.done = vectors[start:end], True
-            start = end
-        self.combined_runs += 1
-        self.combined_calls += len(calls)
+        for ids in calls:
+            out.append(vectors[start : start + len(ids)])
+            start += len(ids)
+        return out
 
     def _embed_ids(self, ids: list[list[int]]) -> Vectors:
         """Vectors of token id sequences (the caller holds ``_lock``)."""
