@@ -99,8 +99,8 @@ class Combiner(Generic[Item, Held, Result]):
             with self._hold() as held:
                 batch = self._take()
                 results = self._serve(held, [job.item for job in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"served {len(results)} results for {len(batch)} items")
+                if len(results) != len(batch):  # inside: a transaction rolls back
+                    raise RuntimeError(f"served {len(results)} results for {len(batch)} items")
             for job, result in zip(batch, results, strict=True):
                 job.result = result
             self.batches += 1
