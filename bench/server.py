@@ -10,6 +10,10 @@ For each backend (SQLite file, PostgreSQL schema) and each worker count (1, 2):
   scripted OpenAI-compatible model (one server in this process, shared by all
   workers), Python tools for the sample support agent, and the knowledge base
   (hashing embedder) as its retriever;
+- the collection holds four support documents and the first ``--docs`` passages
+  (default 2,000) of ``--dataset`` (default: the shared MS MARCO set), loaded
+  through the bulk API; search requests cycle through the set's 50 queries (each
+  client starts at another one), so no figure rests on one query's postings;
 - ``--clients`` concurrent asyncio clients (httpx), each in a loop for
   ``--seconds``: start a run of the sample support agent (``POST /api/v1/runs``),
   then query the knowledge API (``POST /api/v1/knowledge/.../search``);
@@ -400,6 +404,7 @@ async def _load(
     pids: tuple[int, ...],
     routes: tuple[str, ...] = ("start_run", "search"),
     search_mode: str = "bm25",
+    queries: tuple[str, ...] = ("shipping time",),
 ) -> dict[str, Any]:
     import resource
 
@@ -446,7 +451,7 @@ async def _load(
                         "search",
                         "POST",
                         f"/api/v1/knowledge/collections/{collection}/search",
-                        {"query": "shipping time", "mode": search_mode, "k": 3},
+                        {"query": queries[(i + n) % len(queries)], "mode": search_mode, "k": 3},
                     )
                 n += 1
 
@@ -524,6 +529,56 @@ async def _load(
     }
 
 
+def _dataset(path: Path | None, docs: int) -> tuple[list[dict[str, str]], tuple[str, ...]]:
+    """The first ``docs`` passages and every query of a BEIR-layout set (none: the
+    four support documents only, and one query)."""
+    if path is None:
+        return [], ("shipping time",)
+    if not (path / "corpus.jsonl").is_file() or not (path / "queries.jsonl").is_file():
+        raise SystemExit(
+            f"error: {path} is not a BEIR-layout set (corpus.jsonl, queries.jsonl); "
+            "pass --dataset PATH or --dataset none"
+        )
+    passages: list[dict[str, str]] = []
+    with (path / "corpus.jsonl").open() as f:
+        for line in f:
+            if len(passages) >= docs:
+                break
+            row = json.loads(line)
+            passages.append(
+                {"doc_id": f"p-{row['_id']}", "title": row.get("title") or "", "text": row["text"]}
+            )
+    with (path / "queries.jsonl").open() as f:
+        queries = tuple(json.loads(line)["text"] for line in f if line.strip())
+    return passages, queries
+
+
+def _seed_collection(url: str, key: str, collection: str, args: argparse.Namespace) -> None:
+    """The support documents (one PUT each) and the set's passages (bulk NDJSON)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"}
+    base = f"{url}/api/v1/knowledge/collections/{collection}"
+    for doc_id, title, text in DOCS:
+        httpx.put(
+            f"{base}/documents",
+            json={"doc_id": doc_id, "title": title, "text": text},
+            headers=headers,
+            timeout=60,
+        ).raise_for_status()
+    for start in range(0, len(args.passages), 500):
+        body = "\n".join(json.dumps(p) for p in args.passages[start : start + 500]) + "\n"
+        r = httpx.post(
+            f"{base}/bulk",
+            content=body.encode(),
+            headers={**headers, "Content-Type": "application/x-ndjson"},
+            timeout=600,
+        )
+        r.raise_for_status()
+        if r.json()["error"]:
+            raise RuntimeError(f"bulk load failed: {r.text[:300]}")
+
+
 def _kind_phase(
     url: str,
     key: str,
@@ -535,7 +590,15 @@ def _kind_phase(
     """One phase of a single kind of request (``search`` or ``start_run``), all clients."""
     return asyncio.run(
         _load(
-            url, key, collection, args.clients, args.kind_seconds, pids, (kind,), args.search_mode
+            url,
+            key,
+            collection,
+            args.clients,
+            args.kind_seconds,
+            pids,
+            (kind,),
+            args.search_mode,
+            args.queries,
         )
     )
 
@@ -575,16 +638,7 @@ def _config(
         key, collection = _prepare(env)
         proc, url = _start_server(env, workers, tmp / "server.log")
         try:
-            import httpx
-
-            for doc_id, title, text in DOCS:
-                r = httpx.put(
-                    f"{url}/api/v1/knowledge/collections/{collection}/documents",
-                    json={"doc_id": doc_id, "title": title, "text": text},
-                    headers={"Authorization": f"Bearer {key}"},
-                    timeout=60,
-                )
-                r.raise_for_status()
+            _seed_collection(url, key, collection, args)
             # What the idle server burns (DBOS queue polling, lease caretaker): the
             # per-request figures below also come net of it.
             ticks0, t_idle = _cpu_ticks(), time.perf_counter()
@@ -616,6 +670,7 @@ def _config(
                     args.seconds,
                     pids,
                     search_mode=args.search_mode,
+                    queries=args.queries,
                 )
             )
         finally:
@@ -653,7 +708,6 @@ def _enqueue_topology(args: argparse.Namespace, model: tuple[int, str]) -> dict[
     start-run-only phase, and waits until every started run finished (the run worker
     drains the queue before the next configuration is measured).
     """
-    import httpx
     import sqlalchemy as sa
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-server-enqueue-"))
@@ -683,13 +737,7 @@ def _enqueue_topology(args: argparse.Namespace, model: tuple[int, str]) -> dict[
                     proc, url = _start_server(env, workers, tmp / "server.log")
                     try:
                         if n == 0 and workers == order[0]:
-                            for doc_id, title, text in DOCS:
-                                httpx.put(
-                                    f"{url}/api/v1/knowledge/collections/{collection}/documents",
-                                    json={"doc_id": doc_id, "title": title, "text": text},
-                                    headers={"Authorization": f"Bearer {key}"},
-                                    timeout=60,
-                                ).raise_for_status()
+                            _seed_collection(url, key, collection, args)
                         pids = (proc.pid, model[0], worker.pid)
                         entry: dict[str, Any] = {
                             "round": n,
@@ -759,6 +807,8 @@ def _enqueue_topology(args: argparse.Namespace, model: tuple[int, str]) -> dict[
             "embedder": args.embedder,
             "search_mode": args.search_mode,
             "rounds": args.rounds,
+            "collection_docs": len(DOCS) + len(args.passages),
+            "distinct_queries": len(args.queries),
         },
         "load_avg": _spread(loads),
         "by_api_workers": summary,
@@ -801,6 +851,13 @@ def main() -> None:
         default="bm25",
         help="mode of the search requests (the API's default is hybrid)",
     )
+    parser.add_argument(
+        "--dataset",
+        default=str(ROOT.parent / "shared" / "datasets" / "msmarco"),
+        help="BEIR-layout set whose first --docs passages join the collection and whose "
+        "queries the search requests cycle through ('none': four documents, one query)",
+    )
+    parser.add_argument("--docs", type=int, default=2000, help="passages loaded from --dataset")
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     parser.add_argument(
@@ -819,6 +876,8 @@ def main() -> None:
         "then say more about the other work than about daytwo)",
     )
     args = parser.parse_args()
+    dataset = None if args.dataset == "none" else Path(args.dataset)
+    args.passages, args.queries = _dataset(dataset, args.docs)
     if args.topology == "enqueue":
         model_proc, model_url = _start_model()
         try:
@@ -870,6 +929,8 @@ def main() -> None:
             "seconds": args.seconds,
             "embedder": args.embedder,
             "search_mode": args.search_mode,
+            "collection_docs": len(DOCS) + len(args.passages),
+            "distinct_queries": len(args.queries),
         },
         "configs": configs,
         "two_worker_gain": gains,

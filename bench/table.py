@@ -334,6 +334,11 @@ def server() -> Row | None:
         f"{d['params'].get('search_mode', 'bm25')} search, "
         f"{d['params'].get('embedder', 'hashing-384')} embedder"
     )
+    # Results before the bench loaded a dataset searched 4 documents with one query.
+    how += (
+        f", {d['params'].get('collection_docs', 4):,} documents, "
+        f"{d['params'].get('distinct_queries', 1)} distinct queries"
+    )
     text = f"{d['params']['clients']} clients ({how}), runs executed by the API workers: "
     text += f"{errors} errors"
     if kinds:
