@@ -21,6 +21,7 @@ from daytwo.server.auth import Principal
 from daytwo.server.deps import Admin, Operator, Viewer, get_store
 from daytwo.server.errors import ERROR_RESPONSES
 from daytwo.server.events import audit_event
+from daytwo.server.local_work import run_local
 from daytwo.server.ownership import check_owned, check_visible, claim, release, visible
 from daytwo.server.tenancy import principal_string
 from daytwo.store import Store
@@ -376,12 +377,25 @@ async def bulk(
     response_model=list[HitOut],
     summary="Search (the next page's cursor is in the Daytwo-Next-Cursor header)",
 )
-def search(
+async def search(
     collection: Collection,
     body: SearchIn,
     principal: Viewer,
     store: StoreDep,
     kb: KbDep,
+    request: Request,
+    response: Response,
+) -> list[HitOut]:
+    # CPU and database only: on the local-work threads, not the shared pool.
+    return await run_local(request, _search, collection, body, principal, store, kb, response)
+
+
+def _search(
+    collection: str,
+    body: SearchIn,
+    principal: Principal,
+    store: Store,
+    kb: Any,
     response: Response,
 ) -> list[HitOut]:
     check_visible(store, KIND, collection, principal.tenant, "collection")
