@@ -300,7 +300,7 @@ def test_an_external_cases_trace_without_a_run_has_its_own_page(
     assert "invoke_agent shop-bot" in trace.text
     assert "$0.000036" in trace.text  # the ledger's exact cost of acme's spans alone
     assert "secret-model" not in trace.text
-    assert "9.5" not in trace.text
+    assert "$9.5" not in trace.text  # globex's cost ("9.5" alone matched a bar width)
     # Another tenant's viewer: acme's spans are not theirs (their own span is all they
     # would see); a tenant with no span in the trace gets a 404.
     theirs = session(TestClient(client.app), keys.other_viewer)
