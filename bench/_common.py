@@ -105,6 +105,19 @@ def measuring(lock: Path | None, priority: int = -15) -> Iterator[dict[str, Any]
         info["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
 
 
+def beir_rows(dataset: Path, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The JSON objects of ``name`` (``corpus.jsonl`` or ``queries.jsonl``) in a
+    BEIR-layout set, the first ``limit`` of them when given."""
+    rows: list[dict[str, Any]] = []
+    with (dataset / name).open(encoding="utf-8") as fh:
+        for line in fh:
+            if limit is not None and len(rows) >= limit:
+                break
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
 def load_avg() -> list[float]:
     """The 1, 5 and 15 minute load averages, rounded."""
     return [round(x, 2) for x in os.getloadavg()]

@@ -60,6 +60,7 @@ import onnxruntime  # noqa: F401  (must load before usearch)
 
 from _common import (
     add_lock_options,
+    beir_rows,
     interleave,
     load_avg,
     machine,
@@ -75,8 +76,7 @@ DATASETS = Path("../shared/datasets")  # run from the repository root, as the ot
 
 
 def _texts(path: Path, name: str) -> list[str]:
-    with (path / name).open(encoding="utf-8") as fh:
-        return [json.loads(line)["text"] for line in fh if line.strip()]
+    return [row["text"] for row in beir_rows(path, name)]
 
 
 def seeds_and_queries(datasets: list[Path], cache: Path | None) -> tuple[np.ndarray, np.ndarray]:

@@ -56,6 +56,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from _common import beir_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("DAYTWO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ANSWER = '{"answer": "Your order ships tomorrow.", "needs_human": false}'
@@ -539,17 +541,11 @@ def _dataset(path: Path | None, docs: int) -> tuple[list[dict[str, str]], tuple[
             f"error: {path} is not a BEIR-layout set (corpus.jsonl, queries.jsonl); "
             "pass --dataset PATH or --dataset none"
         )
-    passages: list[dict[str, str]] = []
-    with (path / "corpus.jsonl").open() as f:
-        for line in f:
-            if len(passages) >= docs:
-                break
-            row = json.loads(line)
-            passages.append(
-                {"doc_id": f"p-{row['_id']}", "title": row.get("title") or "", "text": row["text"]}
-            )
-    with (path / "queries.jsonl").open() as f:
-        queries = tuple(json.loads(line)["text"] for line in f if line.strip())
+    passages = [
+        {"doc_id": f"p-{row['_id']}", "title": row.get("title") or "", "text": row["text"]}
+        for row in beir_rows(path, "corpus.jsonl", docs)
+    ]
+    queries = tuple(row["text"] for row in beir_rows(path, "queries.jsonl"))
     return passages, queries
 
 
