@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -9,7 +13,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from daytwo.exceptions import InputError, NotFoundError
-from daytwo.knowledge import KnowledgeBase
+from daytwo.knowledge import HashingEmbedder, KnowledgeBase
+from daytwo.knowledge import search as search_module
+from daytwo.knowledge.bulk import BulkWriter
+from daytwo.store import Store
 
 DOCS = {
     "refunds": "refunds are paid back to the original card within ten days",
@@ -162,3 +169,58 @@ def test_nul_in_a_principal_or_group_is_a_clear_input_error(kb: KnowledgeBase) -
         kb.search("nul", "text", "b\x00ob", [])
     with pytest.raises(InputError, match="not user:<name>"):
         kb.upsert_document("nul", "b", "x", acl=["group:st\x00aff"])
+
+
+def _acl_reads(plan: dict[str, Any]) -> list[tuple[str, int]]:
+    """(node type, rows read) of every kb_acl scan in an EXPLAIN (ANALYZE, FORMAT JSON) plan."""
+    found = []
+    if plan.get("Relation Name") == "kb_acl":
+        rows = plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)
+        found.append((str(plan["Node Type"]), int(rows * plan.get("Actual Loops", 1))))
+    for child in plan.get("Plans", []):
+        found.extend(_acl_reads(child))
+    return found
+
+
+@pytest.mark.postgres
+def test_a_search_straight_after_a_bulk_load_probes_the_acl_per_chunk(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL: the ACL test of a page's chunks stays a probe by (collection, doc_id)
+    right after a bulk load into a new collection, before autovacuum ever ran: the write
+    path analyzes kb_acl once it outgrew a few pages, and the statement cannot be planned
+    as a join over the collection's whole ACL (47 ms per search at 2,000 documents)."""
+    store = Store(pg_url)
+    store.upgrade()
+    kb = KnowledgeBase(store, tmp_path / "data", embedder=HashingEmbedder())
+    try:
+        writer = BulkWriter(kb, "fresh")
+        lines = [
+            json.dumps(
+                {"doc_id": f"d{i}", "text": f"harbour crane {i} lifts containers", "acl": acl}
+            ).encode()
+            for i in range(1500)
+            for acl in ([["group:dock"]] if i % 3 else [["group:office"]])
+        ]
+        results = writer.feed(lines) + writer.flush()
+        assert {r.status for r in results} == {"stored"}
+        hits = kb.search("fresh", "harbour crane 7", "ann", ["dock"], mode="bm25", k=5)
+        assert hits
+        assert all(int(h.doc_id[1:]) % 3 for h in hits)  # the office's documents stay hidden
+        with store.engine.connect() as conn:
+            pks = list(
+                conn.exec_driver_sql(
+                    "SELECT id FROM kb_chunks WHERE collection = 'fresh' ORDER BY id LIMIT 30"
+                ).scalars()
+            )
+            (plan,) = conn.exec_driver_sql(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + search_module._PG_VISIBLE_ROWS,
+                {"pks": pks, "c": "fresh", "entries": ["user:ann", "group:dock"]},
+            ).scalar_one()
+        reads = _acl_reads(plan["Plan"])
+        assert reads, plan
+        assert all(kind != "Seq Scan" for kind, _ in reads), reads
+        assert sum(rows for _, rows in reads) <= 2 * len(pks), reads
+    finally:
+        kb.close()
+        store.dispose()

@@ -210,10 +210,9 @@ def _chunk_rows(
 
     The ACL (and the filters) are tested again against the rows just read, in the same
     snapshot: whatever the index handed over (an ANN index shared by concurrent
-    searches, a cached permitted set), no text leaves without this check. Keyed by
-    (collection, doc_id) rather than a correlated EXISTS, which PostgreSQL plans as a
-    scan of the collection's ACL per chunk when its statistics lag: two small statements
-    on SQLite, one with an uncorrelated semi-join on PostgreSQL (a round trip saved).
+    searches, a cached permitted set), no text leaves without this check. Two small
+    statements on SQLite; one on PostgreSQL, whose ACL test is a ``LATERAL ... LIMIT 1``
+    probe per chunk (:data:`_PG_VISIBLE_ROWS`).
     """
     if not pks or not entries:
         return []
@@ -255,14 +254,17 @@ def _chunk_rows(
     return _meta_filtered(connection, collection, rows, visible, filters)
 
 
-# The rows and their ACL test in one statement: the ACL rows are looked up for the doc
-# ids of the given chunks (an uncorrelated semi-join, planned as a hash of a few rows).
+# The rows and their ACL test in one statement. The test is a LATERAL subquery with a
+# LIMIT, which PostgreSQL cannot flatten into a join: it runs once per chunk read (a
+# page's worth), as a probe of kb_acl's key by (collection, doc_id), whatever the
+# statistics say. A semi-join leaves the join order to them: straight after a bulk load
+# into a new collection (kb_acl not analyzed yet) it was planned as a nested loop over
+# the collection's whole ACL, 47 ms for 30 chunks of 2,000 documents (0.2 ms as probes).
 _PG_VISIBLE_ROWS = (
     "SELECT c.id, c.doc_id, c.chunk_id, c.title, c.text FROM kb_chunks AS c "
-    "WHERE c.id = ANY(%(pks)s) AND c.collection = %(c)s AND c.doc_id IN ("
-    "SELECT a.doc_id FROM kb_acl AS a WHERE a.collection = %(c)s "
-    "AND a.entry = ANY(%(entries)s) AND a.doc_id IN ("
-    "SELECT d.doc_id FROM kb_chunks AS d WHERE d.id = ANY(%(pks)s)))"
+    "CROSS JOIN LATERAL (SELECT 1 FROM kb_acl AS a WHERE a.collection = c.collection "
+    "AND a.doc_id = c.doc_id AND a.entry = ANY(%(entries)s) LIMIT 1) AS visible "
+    "WHERE c.id = ANY(%(pks)s) AND c.collection = %(c)s"
 )
 
 
