@@ -3,7 +3,9 @@
     python bench/server.py --json bench/results/server.json
     python bench/server.py --topology enqueue --json bench/results/server_enqueue.json
 
-For each backend (SQLite file, PostgreSQL schema) and each worker count (1, 2):
+For each backend (SQLite file, PostgreSQL schema) and each worker count (1, 2), once per
+round (``--rounds``, default 5; every round runs every configuration, the order reversed
+every other round; reported: the median of the rounds, with min and max):
 
 - a real uvicorn server (``--workers N``, separate processes) serves
   ``daytwo.server.create_app`` with an agent runtime whose services are the
@@ -56,7 +58,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _common import beir_rows
+from _common import add_lock_options, beir_rows, measuring
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("DAYTWO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -696,6 +698,51 @@ def _spread(values: list[float]) -> dict[str, float]:
     }
 
 
+def _inline_summary(backend: str, workers: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One configuration over the rounds: medians (with min and max in ``*_spread``) of the
+    per-round figures; errors summed."""
+    mine = [r for r in rounds if r["backend"] == backend and r["workers"] == workers]
+
+    def med(values: list[float]) -> float:
+        return round(statistics.median(values), 2)
+
+    out: dict[str, Any] = {
+        "backend": backend,
+        "workers": workers,
+        "clients": mine[0]["clients"],
+        "rounds": len(mine),
+        "load_avg_before": med([r["load_avg_before"] for r in mine]),
+        "errors": sum(r["errors"] for r in mine),
+        "runs": {
+            status: sum(r["runs"].get(status, 0) for r in mine)
+            for status in sorted({s for r in mine for s in r["runs"]})
+        },
+        "error_examples": [e for r in mine for e in r["error_examples"]][:5],
+    }
+    for field in ("requests_per_s", "runs_started_per_s", "server_cores_used"):
+        out[field] = med([r[field] for r in mine])
+    for field in ("server_cpu_ms_per_request", "server_cpu_ms_per_request_until_runs_settled"):
+        out[field] = med([r[field] for r in mine])
+        out[f"{field}_spread"] = _spread([r[field] for r in mine])
+    by_kind: dict[str, Any] = {}
+    for kind in ("search", "start_run"):
+        phases = [r["by_kind"][kind] for r in mine]
+        by_kind[kind] = {
+            "requests_per_s": med([p["requests_per_s"] for p in phases]),
+            "p50_ms": _spread([p["latency_ms"][kind]["p50"] for p in phases]),
+            "errors": sum(p["errors"] for p in phases),
+            "server_cpu_ms_per_request": med([p["server_cpu_ms_per_request"] for p in phases]),
+            "server_cpu_ms_per_request_spread": _spread(
+                [p["server_cpu_ms_per_request"] for p in phases]
+            ),
+            "server_cpu_ms_per_request_net_of_idle": med(
+                [p["server_cpu_ms_per_request_net_of_idle"] for p in phases]
+            ),
+        }
+    out["by_kind"] = by_kind
+    return out
+
+
 def _enqueue_topology(args: argparse.Namespace, model: tuple[int, str]) -> dict[str, Any]:
     """API workers that only queue runs + one DBOS worker process, on PostgreSQL.
 
@@ -863,7 +910,12 @@ def main() -> None:
         help="inline: the API workers execute the runs; enqueue: they only queue them "
         "and one separate DBOS worker process executes them (PostgreSQL only)",
     )
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of the enqueue topology")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="rounds; each runs every configuration once (the order alternates)",
+    )
     parser.add_argument(
         "--max-load",
         type=float,
@@ -871,13 +923,16 @@ def main() -> None:
         help="--json is not written when the load average was above this (the figures "
         "then say more about the other work than about daytwo)",
     )
+    add_lock_options(parser)
     args = parser.parse_args()
     dataset = None if args.dataset == "none" else Path(args.dataset)
     args.passages, args.queries = _dataset(dataset, args.docs)
     if args.topology == "enqueue":
         model_proc, model_url = _start_model()
         try:
-            out = _enqueue_topology(args, (model_proc.pid, model_url))
+            with measuring(args.lock) as measured:
+                out = _enqueue_topology(args, (model_proc.pid, model_url))
+            out["lock"] = measured
         finally:
             assert model_proc.stdin is not None
             model_proc.stdin.close()
@@ -891,27 +946,42 @@ def main() -> None:
         print(text)
         return
 
-    configs = []
+    combos = [(backend, workers) for backend in args.backends for workers in args.workers]
+    rounds: list[dict[str, Any]] = []
     model_proc, model_url = _start_model()
     try:
-        for backend in args.backends:
-            for workers in args.workers:
-                print(f"{backend}, {workers} worker(s), {args.clients} clients ...", flush=True)
-                res = _config(backend, workers, args, (model_proc.pid, model_url))
-                print(json.dumps(res), flush=True)
-                configs.append(res)
+        with measuring(args.lock) as measured:
+            for n in range(args.rounds):
+                # Interleaved: every configuration once per round, the order reversed every
+                # other round (a drift in the machine's load hits every configuration alike).
+                for backend, workers in combos if n % 2 == 0 else combos[::-1]:
+                    print(
+                        f"round {n + 1}/{args.rounds}: {backend}, {workers} worker(s), "
+                        f"{args.clients} clients ...",
+                        flush=True,
+                    )
+                    res = _config(backend, workers, args, (model_proc.pid, model_url))
+                    print(json.dumps(res), flush=True)
+                    rounds.append({"round": n, **res})
     finally:
         assert model_proc.stdin is not None
         model_proc.stdin.close()
         model_proc.wait(timeout=30)
-    gains: dict[str, float] = {}
-    core_gains: dict[str, float] = {}
+    configs = [_inline_summary(backend, workers, rounds) for backend, workers in combos]
+    gains: dict[str, dict[str, float]] = {}
+    core_gains: dict[str, dict[str, float]] = {}
     for backend in args.backends:
-        by_w = {c["workers"]: c for c in configs if c["backend"] == backend}
-        if 1 in by_w and 2 in by_w and by_w[1]["requests_per_s"]:
-            gains[backend] = round(by_w[2]["requests_per_s"] / by_w[1]["requests_per_s"], 2)
-            core_gains[backend] = round(
-                by_w[2]["server_cores_used"] / max(by_w[1]["server_cores_used"], 0.01), 2
+        one, two = (
+            [r for r in rounds if r["backend"] == backend and r["workers"] == w] for w in (1, 2)
+        )
+        if one and two:
+            # Per round: the 2-worker over the 1-worker figure of the same round.
+            pairs = list(zip(one, two, strict=False))
+            gains[backend] = _spread(
+                [b["requests_per_s"] / max(a["requests_per_s"], 0.01) for a, b in pairs]
+            )
+            core_gains[backend] = _spread(
+                [b["server_cores_used"] / max(a["server_cores_used"], 0.01) for a, b in pairs]
             )
     out = {
         "benchmark": "server",
@@ -927,7 +997,9 @@ def main() -> None:
             "search_mode": args.search_mode,
             "collection_docs": len(DOCS) + len(args.passages),
             "distinct_queries": len(args.queries),
+            "rounds": args.rounds,
         },
+        "lock": measured,
         "configs": configs,
         "two_worker_gain": gains,
         # How much more CPU the server got with two workers: a CPU-bound server can only
@@ -939,6 +1011,7 @@ def main() -> None:
             ),
             "note": "near-linear gain means two_worker_gain close to 2.0 on postgres",
         },
+        "rounds": rounds,
     }
     text = json.dumps(out, indent=2)
     if args.json:  # before printing: a closed stdout must not lose the results

@@ -314,6 +314,13 @@ def otlp() -> Row | None:
     )
 
 
+def _range(spread: dict[str, float] | None) -> str:
+    """`` (min–max)`` of a spread, or nothing when the result has none."""
+    if not spread:
+        return ""
+    return f" ({_n(spread['min'], 1)}–{_n(spread['max'], 1)})"
+
+
 def server() -> Row | None:
     d = _read("server.json")
     if d is None:
@@ -325,6 +332,7 @@ def server() -> Row | None:
         return ", ".join(
             f"{c['backend']}×{c['workers']} "
             f"{_n(c['by_kind'][kind]['server_cpu_ms_per_request'], 1)}"
+            + _range(c["by_kind"][kind].get("server_cpu_ms_per_request_spread"))
             for c in kinds
         )
 
@@ -342,11 +350,16 @@ def server() -> Row | None:
     text = f"{d['params']['clients']} clients ({how}), runs executed by the API workers: "
     text += f"{errors} errors"
     if kinds:
+        # Results before the inline topology had rounds measured each configuration once.
+        rounds = d["params"].get("rounds")
         text += (
-            f"; server CPU ms/request, search {per_kind('search')}; start run incl. "
+            (f"; median of {rounds} rounds (min–max)" if rounds else "; one run each")
+            + f"; server CPU ms/request, search {per_kind('search')}; start run incl. "
             f"executing it {per_kind('start_run')}"
         )
     gain = _get(d, "two_worker_gain", "postgres")
+    if isinstance(gain, dict):  # per-round ratios since the inline topology has rounds
+        gain = gain["median"]
     target = (
         f"search ≤ 5 ms ({how}): {_verdict(bool(search) and max(search) <= 5)}; 0 errors: "
         f"{_verdict(errors == 0)}"
