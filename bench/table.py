@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -219,15 +220,29 @@ def runtime() -> Row | None:
         return None
     c = d["results"]["interleaved"]["contenders"]
     ratios = d["ratios_vs_langgraph_sqlite"]
+    # The target (issue 16) is on the chain, the fan-out map and the fan-out as steps, as
+    # the bench judges it (target_met); the gateway cases send every tool call through
+    # the tool gateway (validated, recorded durably): shown, not judged against it.
+    judged = {k: v for k, v in ratios.items() if not k.startswith("gateway_")}
+    gateway = {k.removeprefix("gateway_"): v for k, v in ratios.items() if k.startswith("gateway_")}
+    met = d.get("target_met")
+    verdict = _verdict(all(met.values()) if met else all(v <= 0.5 for v in judged.values()), "0.5×")
+    text = (
+        "ratios "
+        + ", ".join(f"{k} {_n(v)}" for k, v in judged.items())
+        + f" (≤ 0.5×, and chain ≤ 1 ms/step): {verdict}"
+    )
+    if gateway:
+        text += "; through the tool gateway (not judged): " + ", ".join(
+            f"{k} {_n(v)}" for k, v in gateway.items()
+        )
     return (
         f"ms/step: chain {_n(c['daytwo_chain']['median'])}, fan-out map "
         f"{_n(c['daytwo_fanout_map']['median'])}, fan-out steps "
         f"{_n(c['daytwo_fanout_steps']['median'])}",
         f"LangGraph + SqliteSaver: chain {_n(c['langgraph_sqlite_chain']['median'])}, fan-out "
         f"{_n(c['langgraph_sqlite_fanout']['median'])}",
-        "ratios "
-        + ", ".join(f"{k} {_n(v)}" for k, v in ratios.items())
-        + f": {_verdict(all(v <= 0.5 for v in ratios.values()), '0.5×')}",
+        text,
         _load(d),
     )
 
@@ -377,6 +392,19 @@ def server() -> Row | None:
         f"start run {' / '.join(_n(v, 1) for v in start)} ms with 1 / 2 API workers, "
         f"2nd API worker {_n(qgain)}× runs started/s"
     )
+    # What a second worker could get: the cores left idle while one served the runs.
+    cpus = q["machine"]["cpus"]
+    idle = [
+        # the phase's seconds: requests / (requests per second)
+        cpus
+        - r["start_run"]["cpu_s"]["machine_busy"]
+        * r["start_run"]["requests_per_s"]
+        / r["start_run"]["requests"]
+        for r in q.get("rounds", [])
+        if r["api_workers"] == 1 and r["start_run"]["requests"]
+    ]
+    if idle:
+        text += f" (with one, {_n(statistics.median(idle), 1)} of the {cpus} cores were idle)"
     target += (
         f"; start run ≤ 10 ms: {_verdict(q['targets']['start_run_server_cpu_ms_le_10'])}; "
         f"2nd worker ≥ 1.7×: {_verdict(q['targets']['second_worker_gain_ge_1_7'])}"
