@@ -52,7 +52,7 @@ def bulk(
             while chunk := stream.read(_CHUNK):
                 results.extend(writer.feed(splitter.push(chunk)))
             results.extend(writer.feed(splitter.end()))
-            results.extend(writer.flush())
+            results.extend(writer.finish())
     finally:
         kb.close()
     summary = writer.summary()

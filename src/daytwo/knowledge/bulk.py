@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from daytwo.exceptions import DaytwoError, InputError
 from daytwo.knowledge.acl import default_acl
-from daytwo.knowledge.ingest import DocWrite, apply_writes, content_hash
+from daytwo.knowledge.ingest import DocWrite, analyze_grown_tables, apply_writes, content_hash
 
 __all__ = [
     "BATCH",
@@ -198,6 +198,19 @@ class BulkWriter:
                 results = [self._write_one(one) for one in pending]
         for r in results:
             self.counts[r.status] = self.counts.get(r.status, 0) + 1
+        return results
+
+    def finish(self) -> list[BulkResult]:
+        """Write what is pending (the end of the input); return its results.
+
+        Then, on PostgreSQL, tables that have no planner statistics yet or outgrew them
+        are analyzed (:func:`~daytwo.knowledge.ingest.analyze_grown_tables`): the write
+        path looks only every thousand chunks, and a search straight after a smaller
+        load into a new collection would be planned without any.
+        """
+        results = self.flush()
+        if self.counts["stored"] or self.counts["erased"]:
+            analyze_grown_tables(self.kb)
         return results
 
     def _write_one(self, one: tuple[int, DocWrite | str]) -> BulkResult:

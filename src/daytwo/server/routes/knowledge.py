@@ -356,7 +356,7 @@ async def bulk(
                 pending = []
         pending.extend(splitter.end())
         items.extend(await run_in_threadpool(writer.feed, pending))
-        items.extend(await run_in_threadpool(writer.flush))
+        items.extend(await run_in_threadpool(writer.finish))
     finally:
         if new and writer.counts["stored"] == 0:
             await run_in_threadpool(release, store, KIND, collection)
