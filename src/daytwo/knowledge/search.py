@@ -256,10 +256,12 @@ def _chunk_rows(
 
 # The rows and their ACL test in one statement. The test is a LATERAL subquery with a
 # LIMIT, which PostgreSQL cannot flatten into a join: it runs once per chunk read (a
-# page's worth), as a probe of kb_acl's key by (collection, doc_id), whatever the
-# statistics say. A semi-join leaves the join order to them: straight after a bulk load
-# into a new collection (kb_acl not analyzed yet) it was planned as a nested loop over
-# the collection's whole ACL, 47 ms for 30 chunks of 2,000 documents (0.2 ms as probes).
+# page's worth), a probe of kb_acl's key by (collection, doc_id) once kb_acl has
+# statistics (0.2 ms for 30 chunks of 2,000 documents). A semi-join left the join order
+# to the statistics: straight after a bulk load into a new collection it was planned as
+# a nested loop over the collection's whole ACL (47 ms). Without any statistics the
+# probe may still go through the (collection, entry) index (2.8 ms), which is why the
+# write path analyzes tables that have none (ingest.analyze_grown_tables).
 _PG_VISIBLE_ROWS = (
     "SELECT c.id, c.doc_id, c.chunk_id, c.title, c.text FROM kb_chunks AS c "
     "CROSS JOIN LATERAL (SELECT 1 FROM kb_acl AS a WHERE a.collection = c.collection "
