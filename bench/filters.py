@@ -26,7 +26,7 @@ from typing import Any
 
 import onnxruntime  # noqa: F401  (must load before usearch)
 
-from _common import add_lock_options, interleave, machine, measuring, write_result
+from _common import add_lock_options, beir_rows, interleave, machine, measuring, write_result
 
 FILTERS: dict[str, dict[str, Any] | None] = {
     "none": None,
@@ -66,31 +66,26 @@ def main() -> int:
     kb = KnowledgeBase(store, tmp / "data", embedder=HashingEmbedder())
     rng = random.Random(7)
     docs = []
-    with (args.dataset / "corpus.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            year = rng.randint(2000, 2024)
-            docs.append(
-                {
-                    "id": row["_id"],
-                    "title": row.get("title", ""),
-                    "text": row["text"],
-                    "metadata": {
-                        "lang": rng.choice(["en", "de", "fr", "es", "it"]),
-                        "year": year,
-                        "published": f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-                    },
-                }
-            )
-            if len(docs) >= args.docs:
-                break
+    for row in beir_rows(args.dataset, "corpus.jsonl", args.docs):
+        year = rng.randint(2000, 2024)
+        docs.append(
+            {
+                "id": row["_id"],
+                "title": row.get("title", ""),
+                "text": row["text"],
+                "metadata": {
+                    "lang": rng.choice(["en", "de", "fr", "es", "it"]),
+                    "year": year,
+                    "published": f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                },
+            }
+        )
     corpus = tmp / "corpus.jsonl"
     corpus.write_text("\n".join(json.dumps(d) for d in docs), encoding="utf-8")
     started = time.perf_counter()
     kb.ingest_path(corpus, "bench")
     ingest_s = time.perf_counter() - started
-    with (args.dataset / "queries.jsonl").open(encoding="utf-8") as fh:
-        queries = [json.loads(line)["text"] for line in fh]
+    queries = [row["text"] for row in beir_rows(args.dataset, "queries.jsonl")]
 
     def matching(flt: dict[str, Any] | None) -> int:
         request = SearchRequest("bench", "the", "bench", ("staff",), "bm25", 1, flt)

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import beir_rows
 from daytwo.evals.cases import parse_cases_jsonl
 from daytwo.evals.judges import PAIRWISE, PairwiseJudge, PairwiseVerdict, summarize_pairwise
 from daytwo.evals.samples import sample_golden_path
@@ -80,16 +81,11 @@ def retrieval_pairs(
     name: str, n: int, rng: random.Random, per_query: int = 2
 ) -> list[dict[str, Any]]:
     root = DATASETS / name
-    corpus = {}
-    with (root / "corpus.jsonl").open() as fh:
-        for line in fh:
-            doc = json.loads(line)
-            corpus[doc["_id"]] = (doc.get("title", "") + " " + doc["text"]).strip()
-    queries = {}
-    with (root / "queries.jsonl").open() as fh:
-        for line in fh:
-            q = json.loads(line)
-            queries[q["_id"]] = q["text"]
+    corpus = {
+        doc["_id"]: (doc.get("title", "") + " " + doc["text"]).strip()
+        for doc in beir_rows(root, "corpus.jsonl")
+    }
+    queries = {q["_id"]: q["text"] for q in beir_rows(root, "queries.jsonl")}
     qrels: dict[str, dict[str, int]] = {}
     for line in (root / "qrels" / "test.tsv").read_text().splitlines():
         parts = line.split("\t")

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import load_avg, machine, write_result
+from _common import beir_rows, load_avg, machine, write_result
 from daytwo.evals.bindings import open_chat_model
 from daytwo.evals.judges import label_agreement
 from daytwo.evals.reference_free import (
@@ -83,8 +83,8 @@ def retrieval_side(
     pool: str,
     progress: Path | None = None,
 ) -> Any:
-    corpus = [json.loads(line) for line in (DATASET / "corpus.jsonl").open()]
-    queries = [json.loads(line) for line in (DATASET / "queries.jsonl").open()]
+    corpus = beir_rows(DATASET, "corpus.jsonl")
+    queries = beir_rows(DATASET, "queries.jsonl")
     qrels: dict[str, dict[str, int]] = {}
     for line in (DATASET / "qrels" / "test.tsv").open():
         q, d, g = line.split("\t")

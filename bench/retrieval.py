@@ -28,18 +28,14 @@ from typing import Any
 import numpy as np
 import onnxruntime  # noqa: F401  (must load before usearch)
 
-from _common import add_lock_options, interleave, machine, measuring
+from _common import add_lock_options, beir_rows, interleave, machine, measuring
 
 K_EVAL = 100
 METRICS = ["ndcg@10", "recall@100", "mrr@10"]
 
 
 def load_beir(directory: Path) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
-    queries = {}
-    for line in (directory / "queries.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            q = json.loads(line)
-            queries[str(q["_id"])] = q["text"]
+    queries = {str(q["_id"]): q["text"] for q in beir_rows(directory, "queries.jsonl")}
     qrels: dict[str, dict[str, int]] = {}
     for line in (directory / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()[1:]:
         qid, did, score = line.split("\t")[:3]
@@ -374,10 +370,7 @@ def main() -> int:
         "embedder": args.embedder,
         "machine": machine(),
     }
-    texts = []
-    with (args.dataset / "corpus.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            texts.append(json.loads(line)["text"])
+    texts = [row["text"] for row in beir_rows(args.dataset, "corpus.jsonl")]
     if not args.skip_embedding_bench and args.embedder == "minilm-l6-int8":
         sample = texts[:: max(1, len(texts) // 256)][:256]
         result["embedding"] = bench_embedding(
