@@ -702,16 +702,12 @@ def _inline_summary(backend: str, workers: int, rounds: list[dict[str, Any]]) ->
     """One configuration over the rounds: medians (with min and max in ``*_spread``) of the
     per-round figures; errors summed."""
     mine = [r for r in rounds if r["backend"] == backend and r["workers"] == workers]
-
-    def med(values: list[float]) -> float:
-        return round(statistics.median(values), 2)
-
     out: dict[str, Any] = {
         "backend": backend,
         "workers": workers,
         "clients": mine[0]["clients"],
         "rounds": len(mine),
-        "load_avg_before": med([r["load_avg_before"] for r in mine]),
+        "load_avg_before": _spread([r["load_avg_before"] for r in mine])["median"],
         "errors": sum(r["errors"] for r in mine),
         "runs": {
             status: sum(r["runs"].get(status, 0) for r in mine)
@@ -720,24 +716,23 @@ def _inline_summary(backend: str, workers: int, rounds: list[dict[str, Any]]) ->
         "error_examples": [e for r in mine for e in r["error_examples"]][:5],
     }
     for field in ("requests_per_s", "runs_started_per_s", "server_cores_used"):
-        out[field] = med([r[field] for r in mine])
+        out[field] = _spread([r[field] for r in mine])["median"]
     for field in ("server_cpu_ms_per_request", "server_cpu_ms_per_request_until_runs_settled"):
-        out[field] = med([r[field] for r in mine])
-        out[f"{field}_spread"] = _spread([r[field] for r in mine])
+        out[f"{field}_spread"] = spread = _spread([r[field] for r in mine])
+        out[field] = spread["median"]
     by_kind: dict[str, Any] = {}
     for kind in ("search", "start_run"):
         phases = [r["by_kind"][kind] for r in mine]
+        cpu = _spread([p["server_cpu_ms_per_request"] for p in phases])
         by_kind[kind] = {
-            "requests_per_s": med([p["requests_per_s"] for p in phases]),
+            "requests_per_s": _spread([p["requests_per_s"] for p in phases])["median"],
             "p50_ms": _spread([p["latency_ms"][kind]["p50"] for p in phases]),
             "errors": sum(p["errors"] for p in phases),
-            "server_cpu_ms_per_request": med([p["server_cpu_ms_per_request"] for p in phases]),
-            "server_cpu_ms_per_request_spread": _spread(
-                [p["server_cpu_ms_per_request"] for p in phases]
-            ),
-            "server_cpu_ms_per_request_net_of_idle": med(
+            "server_cpu_ms_per_request": cpu["median"],
+            "server_cpu_ms_per_request_spread": cpu,
+            "server_cpu_ms_per_request_net_of_idle": _spread(
                 [p["server_cpu_ms_per_request_net_of_idle"] for p in phases]
-            ),
+            )["median"],
         }
     out["by_kind"] = by_kind
     return out
