@@ -16,8 +16,9 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from itertools import chain
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
@@ -36,7 +37,16 @@ try:
 except ImportError:  # pragma: no cover - orjson is a dependency; json still works
     _orjson_dumps = None
 
-__all__ = ["COLUMNS", "WRAPPER", "StoreSpanProcessor", "span_to_rows"]
+__all__ = [
+    "COLUMNS",
+    "WRAPPER",
+    "RowWriter",
+    "SpanRecord",
+    "SpanSink",
+    "StoreSpanProcessor",
+    "span_record",
+    "span_to_rows",
+]
 
 WRAPPER = "wrapper"
 """``cost_status`` of a cost-looking span that wraps another one (never counted)."""
@@ -113,7 +123,7 @@ class _PriceCache:
         self.source = source
         self._prices: dict[tuple[str, datetime], Price | None] = {}
         self._seconds: dict[int, datetime] = {}
-        self._compiled: dict[tuple[str, int], tuple[Price, CompiledPrice | None] | None] = {}
+        self._compiled: dict[tuple[str, int], tuple[Price, Rates] | None] = {}
 
     def second(self, ns: int) -> datetime:
         """The UTC datetime of the whole second ``ns`` falls in (cached)."""
@@ -136,7 +146,7 @@ class _PriceCache:
         assert found is None or isinstance(found, Price)
         return found
 
-    def _compiled_price(self, model: str, ns: int) -> tuple[Price, CompiledPrice | None] | None:
+    def _rates(self, model: str, ns: int) -> tuple[Price, Rates] | None:
         sec = ns // 1_000_000_000
         key = (model, sec)
         found = self._compiled.get(key, _MISS)
@@ -144,18 +154,17 @@ class _PriceCache:
             if len(self._compiled) > 4096:
                 self._compiled.clear()
             price = self.price(model, self.second(ns))
-            found = self._compiled[key] = (
-                None if price is None else (price, CompiledPrice.of(price))
-            )
+            found = self._compiled[key] = None if price is None else (price, rates_of(price))
         assert found is None or isinstance(found, tuple)
         return found
 
-    def cost(self, attrs: Mapping[str, Any], start_ns: int) -> tuple[str | None, str | None]:
-        """``(cost_usd, cost_status)`` of a span that started at ``start_ns``.
-
-        The values :func:`~daytwo.tracing.pricing.span_cost` gives (as text), with
-        model prices looked up once per model and second and the token cost computed
-        on integers (:class:`~daytwo.tracing.pricing.CompiledPrice`).
+    def cost(
+        self, attrs: Mapping[str, Any], start_ns: int
+    ) -> tuple[str | Rates | None, str | None]:
+        """``(cost, cost_status)`` of a span that started at ``start_ns``: the values
+        :func:`~daytwo.tracing.pricing.span_cost` gives, with model prices looked up
+        once per model and second, and a model call's cost left as the :data:`Rates`
+        to apply to its token counts (:func:`_cost_text`, where the row is made).
         """
         if attrs.get(A.OPERATION) not in A.COST_OPERATIONS:
             cost = span_cost(attrs, self.second(start_ns), self)
@@ -166,15 +175,48 @@ class _PriceCache:
         for key in (A.MODEL_PROFILE, A.RESPONSE_MODEL, A.REQUEST_MODEL):
             model = attrs.get(key)
             if isinstance(model, str) and model:
-                found = self._compiled_price(model, start_ns)
+                found = self._rates(model, start_ns)
                 if found is not None:
                     break
         if found is None or found[0].currency != "USD":
             return None, "unknown"
-        price, compiled = found
-        if compiled is None:
-            return str(token_cost(price, attrs)), "priced"
-        return compiled.cost_text(attrs), "priced"
+        return found[1], "priced"
+
+
+Rates = tuple[str, str, str | None, str | None]
+"""A USD price's input, output, cached and reasoning rates (per million tokens) as
+decimal text: what a :data:`SpanRecord` carries for a model call's cost, which is
+computed where its row is made (:func:`_cost_text`), in the writer process when
+there is one."""
+
+
+def rates_of(price: Price) -> Rates:
+    """The :data:`Rates` of ``price`` (exact: ``Decimal`` text reads back the same)."""
+    return (
+        str(price.input),
+        str(price.output),
+        None if price.cached is None else str(price.cached),
+        None if price.reasoning is None else str(price.reasoning),
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(rates: Rates) -> tuple[Price, CompiledPrice | None]:
+    cached, reasoning = rates[2], rates[3]
+    price = Price(
+        input=Decimal(rates[0]),
+        output=Decimal(rates[1]),
+        cached=None if cached is None else Decimal(cached),
+        reasoning=None if reasoning is None else Decimal(reasoning),
+    )
+    return price, CompiledPrice.of(price)
+
+
+def _cost_text(rates: Rates, attrs: Mapping[str, Any]) -> str:
+    """``str(token_cost(price, attrs))`` for the price of ``rates``: on integers
+    (:class:`~daytwo.tracing.pricing.CompiledPrice`) when the rates allow it."""
+    price, compiled = _compiled(rates)
+    return compiled.cost_text(attrs) if compiled is not None else str(token_cost(price, attrs))
 
 
 COLUMNS = (
@@ -202,7 +244,7 @@ COLUMNS = (
     "cost_usd",
     "cost_status",
 )
-"""``trace_spans`` columns in the order of :func:`_span_values`."""
+"""``trace_spans`` columns in the order of :func:`_record_values`."""
 _SPAN_ID, _PARENT, _COST_USD, _COST_STATUS = 0, 2, 21, 22
 _KINDS = {kind: kind.name.lower() for kind in SpanKind}
 _ERROR = StatusCode.ERROR
@@ -218,13 +260,9 @@ def _hex(ids: dict[int, str], value: int, width: int) -> str:
     return text
 
 
-def cost_columns(
+def _record_cost(
     attrs: Mapping[str, Any], start_ns: int, prices: PriceSource | None
-) -> tuple[str | None, str | None]:
-    """A span's ``cost_usd`` text and ``cost_status`` (None, None for a span that costs
-    nothing): through a :class:`_PriceCache` when ``prices`` is one (integer costs, one
-    price lookup per model and second), else priced at once. The span store and OTLP
-    ingest both price their spans here."""
+) -> tuple[str | Rates | None, str | None]:
     if attrs.get(A.OPERATION) not in A.COST_OPERATIONS and A.TOOL_COST_USD not in attrs:
         return None, None
     if isinstance(prices, _PriceCache):
@@ -235,9 +273,72 @@ def cost_columns(
     return (None if cost.usd is None else str(cost.usd)), cost.status
 
 
-def _span_values(
-    span: ReadableSpan,
-    prices: PriceSource | None,
+def cost_columns(
+    attrs: Mapping[str, Any], start_ns: int, prices: PriceSource | None
+) -> tuple[str | None, str | None]:
+    """A span's ``cost_usd`` text and ``cost_status`` (None, None for a span that costs
+    nothing): through a :class:`_PriceCache` when ``prices`` is one (integer costs, one
+    price lookup per model and second), else priced at once. The span store and OTLP
+    ingest both price their spans here."""
+    usd, status = _record_cost(attrs, start_ns, prices)
+    if isinstance(usd, tuple):
+        return _cost_text(usd, attrs), status
+    return usd, status
+
+
+SpanRecord = tuple[
+    int,  # span id
+    int,  # trace id
+    int | None,  # parent span id
+    str,  # name
+    str,  # kind
+    str | None,  # instrumentation scope
+    int,  # start, ns since the epoch
+    int,  # end, ns since the epoch
+    bool,  # status is ERROR
+    str | None,  # status message
+    Mapping[str, Any],  # attributes
+    str | Rates | None,  # cost_usd text, or the rates it is computed from
+    str | None,  # cost_status
+]
+"""What is read off a finished span in the traced process (:func:`span_record`): plain
+values, so that a writer process can be sent them (:mod:`daytwo.tracing.writer`), with
+the cost already priced (the price source lives in the traced process)."""
+
+
+def span_record(span: ReadableSpan, prices: PriceSource | None) -> SpanRecord:
+    """The :data:`SpanRecord` of a finished span, priced from ``prices``.
+
+    This runs once per stored span under the GIL the traced thread needs too: every
+    value is read once, through the SDK's public properties.
+    """
+    ctx = span.get_span_context()
+    assert ctx is not None
+    attrs = _attributes(span)
+    start_ns = span.start_time or 0
+    usd, cost_status = _record_cost(attrs, start_ns, prices)
+    parent = span.parent
+    scope = span.instrumentation_scope
+    status = span.status
+    return (
+        ctx.span_id,
+        ctx.trace_id,
+        parent.span_id if parent is not None else None,
+        span.name,
+        _KINDS[span.kind],
+        scope.name if scope is not None else None,
+        start_ns,
+        span.end_time or start_ns,
+        status.status_code is _ERROR,
+        status.description,
+        attrs,
+        usd,
+        cost_status,
+    )
+
+
+def _record_values(
+    record: SpanRecord,
     stamp: Callable[[int], Any],
     encode: Callable[[Mapping[str, Any]], Any],
     traces: dict[int, str] | None = None,
@@ -246,18 +347,27 @@ def _span_values(
     times and ``encode`` the attribute mapping into what the driver takes; ``traces``
     remembers the hex form of trace ids across the spans of a batch.
 
-    This runs once per stored span, in the worker thread but under the GIL the traced
-    thread needs too: every value is read once and converted with the cheapest call
-    that gives the same result (``_str`` only for values that are not short strings).
+    Every value is converted with the cheapest call that gives the same result
+    (``_str`` only for values that are not short strings): with the in-thread writer
+    this runs under the GIL the traced thread needs too.
     """
-    ctx = span.get_span_context()
-    assert ctx is not None
-    attrs = _attributes(span)
+    (
+        span_id,
+        trace_id,
+        parent,
+        name,
+        kind,
+        scope_name,
+        start_ns,
+        end_ns,
+        error,
+        message,
+        attrs,
+        usd,
+        cost_status,
+    ) = record
     get = attrs.get
-    start_ns = span.start_time or 0
-    end_ns = span.end_time or start_ns
     operation = get(A.OPERATION)
-    usd, cost_status = cost_columns(attrs, start_ns, prices)
     agent = get(A.AGENT_NAME)
     if agent is not None and get(A.AGENT_VERSION) is not None:
         agent = f"{agent}@{get(A.AGENT_VERSION)}"
@@ -269,24 +379,20 @@ def _span_values(
         get(A.TENANT),
     )
     tokens_in, tokens_out = get(A.USAGE_INPUT), get(A.USAGE_OUTPUT)
-    status = span.status
-    parent = span.parent
-    scope = span.instrumentation_scope
-    scope_name = scope.name if scope is not None else None
-    name = span.name
-    trace_id = ctx.trace_id
+    if type(usd) is tuple:
+        usd = _cost_text(usd, attrs)
     return [
-        f"{ctx.span_id:016x}",
+        f"{span_id:016x}",
         _hex(traces, trace_id, 32) if traces is not None else f"{trace_id:032x}",
-        f"{parent.span_id:016x}" if parent is not None else None,
+        f"{parent:016x}" if parent is not None else None,
         name if len(name) <= 255 else name[:255],
-        _KINDS[span.kind],
+        kind,
         scope_name if type(scope_name) is str and len(scope_name) <= 128 else _str(scope_name, 128),
         stamp(start_ns),
         stamp(end_ns),
         (end_ns - start_ns) / 1e6,
-        "error" if status.status_code is _ERROR else "ok",
-        status.description,
+        "error" if error else "ok",
+        message,
         encode(attrs),
         operation if type(operation) is str and len(operation) <= 32 else _str(operation, 32),
         model if type(model) is str and len(model) <= 255 else _str(model, 255),
@@ -333,7 +439,7 @@ def span_to_rows(
     span: ReadableSpan, prices: PriceSource | None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The ``trace_spans`` row and ``trace_decisions`` rows of one finished span."""
-    row = dict(zip(COLUMNS, _span_values(span, prices, _ts, _plain), strict=True))
+    row = dict(zip(COLUMNS, _record_values(span_record(span, prices), _ts, _plain), strict=True))
     return row, _decision_rows(span, row["trace_id"], row["span_id"])
 
 
@@ -500,78 +606,55 @@ def _execute_many(
 _TIMES = (COLUMNS.index("start_time"), COLUMNS.index("end_time"))
 
 
-class StoreSpanProcessor(SpanProcessor):
-    """Stores finished spans (and decision events) in the system of record, in batches."""
+class SpanSink(Protocol):
+    """Where :class:`StoreSpanProcessor` hands its batches: :class:`RowWriter` writes
+    them in the traced process, :class:`~daytwo.tracing.writer.WriterProcess` sends
+    them to a writer process."""
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        prices: PriceSource | None = None,
-        max_batch: int = 512,
-        interval_s: float = 0.5,
-        max_queue: int = 100_000,
-    ) -> None:
+    def write(self, records: list[SpanRecord], decisions: list[dict[str, Any]]) -> None:
+        """Store (or hand on) one batch; raises when it cannot."""
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every batch handed over so far is committed; False when not."""
+
+    def dropped(self) -> int:
+        """Spans this sink has lost (a batch that could not be written)."""
+
+    def after_fork(self) -> None:
+        """Called in a forked child: forget what belongs to the parent."""
+
+    def close(self) -> None:
+        """Release what the sink holds (after a final flush)."""
+
+
+class RowWriter:
+    """Turns span records into ``trace_spans`` rows and writes them, in batches.
+
+    The cost-wrapper state and the trace-id text cache live here: in the traced process
+    with the in-thread writer, in the writer process otherwise.
+    """
+
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.prices = prices
-        self.max_batch = max_batch
-        self.interval_s = interval_s
-        self.max_queue = max_queue
-        self._queue: deque[ReadableSpan] = deque()
         self._cost_below: set[str] = set()
         self._trace_hex: dict[int, str] = {}
-        self._wake = threading.Event()
-        self._write_lock = threading.Lock()
-        self._stopped = False
-        self.dropped = 0
-        self._worker = threading.Thread(target=self._run, name="daytwo-span-store", daemon=True)
-        self._worker.start()
-        # A forked child (pre-fork servers) has no worker thread: start its own.
-        os.register_at_fork(after_in_child=self._after_fork)
 
-    @property
-    def prices(self) -> PriceSource | None:
-        """The price source model-call spans are priced from as they are stored."""
-        return self._prices
+    def dropped(self) -> int:
+        """Always 0: a batch that fails raises to the caller, which counts it."""
+        return 0
 
-    @prices.setter
-    def prices(self, prices: PriceSource | None) -> None:
-        self._prices = prices
-        self._price_cache = None if prices is None else _PriceCache(prices)
+    def flush(self, timeout_s: float) -> bool:
+        """Nothing to wait for: :meth:`write` commits before it returns."""
+        return True
 
-    def _after_fork(self) -> None:
-        if self._stopped:
-            return
-        self._queue = deque()
+    def after_fork(self) -> None:
+        """A forked child starts with empty state and its own connections."""
         self._cost_below = set()
-        self._wake = threading.Event()
-        self._write_lock = threading.Lock()
+        self._trace_hex = {}
         self.store.engine.dispose(close=False)  # never share the parent's connections
-        self._worker = threading.Thread(target=self._run, name="daytwo-span-store", daemon=True)
-        self._worker.start()
 
-    def on_end(self, span: ReadableSpan) -> None:
-        """Queue the span; the worker stores it."""
-        if self._stopped:
-            return
-        if len(self._queue) >= self.max_queue:
-            # The DB cannot keep up (or is down): drop rather than grow without bound.
-            self.dropped += 1
-            return
-        self._queue.append(span)
-        # ``is_set`` reads a flag; ``set`` takes the event's lock and notifies: while the
-        # worker waits for the GIL, every further span would pay for that again.
-        if len(self._queue) >= self.max_batch and not self._wake.is_set():
-            self._wake.set()
-
-    def _drain(self) -> list[ReadableSpan]:
-        batch: list[ReadableSpan] = []
-        while self._queue:
-            try:
-                batch.append(self._queue.popleft())
-            except IndexError:  # pragma: no cover - raced with another drain
-                break
-        return batch
+    def close(self) -> None:
+        """Nothing held beyond the store (which its owner disposes)."""
 
     def _mark_wrapper(self, row: list[Any]) -> None:
         """A cost span with a cost span inside it is a wrapper: its cost is not counted.
@@ -595,13 +678,14 @@ class StoreSpanProcessor(SpanProcessor):
                 self._cost_below.clear()
             self._cost_below.add(parent)
 
-    def _write(self, spans: Sequence[ReadableSpan]) -> None:
-        if not spans:
-            return
-        engine = self.store.engine
-        sqlite = engine.dialect.name == "sqlite"
+    def write(self, records: list[SpanRecord], decisions: list[dict[str, Any]]) -> None:
+        """Convert ``records`` to rows and insert them with ``decisions``, in one commit."""
+        self.insert(self.rows(records), decisions)
+
+    def rows(self, records: list[SpanRecord]) -> list[list[Any]]:
+        """The ``trace_spans`` rows of ``records`` (in end order: wrappers are marked)."""
         encode: Callable[[Mapping[str, Any]], Any]
-        if sqlite:
+        if self.store.is_sqlite:
             encode = _dumps
         else:
             from psycopg.types.json import Jsonb
@@ -610,18 +694,21 @@ class StoreSpanProcessor(SpanProcessor):
                 return Jsonb(attrs, dumps=_dumps)
 
         rows: list[list[Any]] = []
-        decisions: list[dict[str, Any]] = []
-        prices, mark, traces = self._price_cache, self._mark_wrapper, self._trace_hex
-        for span in spans:
+        mark, traces = self._mark_wrapper, self._trace_hex
+        for record in records:
             # Times stay nanoseconds: _execute_many (SQLite: SQL) converts them.
-            row = _span_values(span, prices, int, encode, traces)
+            row = _record_values(record, int, encode, traces)
             mark(row)
             rows.append(row)
-            # ``span.events`` copies the SDK's list into a tuple: look before copying.
-            if getattr(span, "_events", True) and span.events:
-                decisions.extend(_decision_rows(span, row[1], row[0]))
+        return rows
+
+    def insert(self, rows: list[list[Any]], decisions: list[dict[str, Any]]) -> None:
+        """Insert ``rows`` (from :meth:`rows`) and ``decisions`` in one commit."""
+        if not rows and not decisions:
+            return
+        engine = self.store.engine
         # Straight to the driver (not the ORM's bulk path): spans are write-once rows.
-        if sqlite and not decisions:
+        if self.store.is_sqlite and not decisions:
             with engine.connect() as conn:
                 driver: Any = conn.connection.driver_connection
                 statements = _sqlite_statements(driver, _SPANS.name, COLUMNS, rows, _TIMES)
@@ -641,6 +728,103 @@ class StoreSpanProcessor(SpanProcessor):
             if decisions:
                 _insert_many(conn, _DECISIONS, decisions)
 
+
+class StoreSpanProcessor(SpanProcessor):
+    """Stores finished spans (and decision records) in the system of record, in batches.
+
+    ``sink`` is where batches go: by default a :class:`RowWriter` in a thread of this
+    process; :func:`~daytwo.tracing.setup.setup_tracing` can pass a
+    :class:`~daytwo.tracing.writer.WriterProcess` instead.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        prices: PriceSource | None = None,
+        max_batch: int = 512,
+        interval_s: float = 0.5,
+        max_queue: int = 100_000,
+        sink: SpanSink | None = None,
+    ) -> None:
+        self.store = store
+        self.prices = prices
+        self.max_batch = max_batch
+        self.interval_s = interval_s
+        self.max_queue = max_queue
+        self.sink: SpanSink = sink if sink is not None else RowWriter(store)
+        self._queue: deque[ReadableSpan] = deque()
+        self._wake = threading.Event()
+        self._write_lock = threading.Lock()
+        self._stopped = False
+        self._dropped = 0
+        self._worker = threading.Thread(target=self._run, name="daytwo-span-store", daemon=True)
+        self._worker.start()
+        # A forked child (pre-fork servers) has no worker thread: start its own.
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    @property
+    def prices(self) -> PriceSource | None:
+        """The price source model-call spans are priced from as they are stored."""
+        return self._prices
+
+    @prices.setter
+    def prices(self, prices: PriceSource | None) -> None:
+        self._prices = prices
+        self._price_cache = None if prices is None else _PriceCache(prices)
+
+    @property
+    def dropped(self) -> int:
+        """Spans lost: refused by a full queue, or in a batch that could not be stored."""
+        return self._dropped + self.sink.dropped()
+
+    def _after_fork(self) -> None:
+        if self._stopped:
+            return
+        self._queue = deque()
+        self._wake = threading.Event()
+        self._write_lock = threading.Lock()
+        self.sink.after_fork()
+        self._worker = threading.Thread(target=self._run, name="daytwo-span-store", daemon=True)
+        self._worker.start()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue the span; the worker stores it."""
+        if self._stopped:
+            return
+        if len(self._queue) >= self.max_queue:
+            # The DB cannot keep up (or is down): drop rather than grow without bound.
+            self._dropped += 1
+            return
+        self._queue.append(span)
+        # ``is_set`` reads a flag; ``set`` takes the event's lock and notifies: while the
+        # worker waits for the GIL, every further span would pay for that again.
+        if len(self._queue) >= self.max_batch and not self._wake.is_set():
+            self._wake.set()
+
+    def _drain(self) -> list[ReadableSpan]:
+        batch: list[ReadableSpan] = []
+        while self._queue:
+            try:
+                batch.append(self._queue.popleft())
+            except IndexError:  # pragma: no cover - raced with another drain
+                break
+        return batch
+
+    def _write(self, spans: Sequence[ReadableSpan]) -> None:
+        if not spans:
+            return
+        records: list[SpanRecord] = []
+        decisions: list[dict[str, Any]] = []
+        prices = self._price_cache
+        for span in spans:
+            record = span_record(span, prices)
+            records.append(record)
+            # ``span.events`` copies the SDK's list into a tuple: look before copying.
+            if getattr(span, "_events", True) and span.events:
+                decisions.extend(_decision_rows(span, f"{record[1]:032x}", f"{record[0]:016x}"))
+        self.sink.write(records, decisions)
+
     def _flush_once(self) -> bool:
         with self._write_lock:
             batch = self._drain()
@@ -648,7 +832,7 @@ class StoreSpanProcessor(SpanProcessor):
                 self._write(batch)
             except Exception:
                 # Tracing must never break the traced program: log and drop the batch.
-                self.dropped += len(batch)
+                self._dropped += len(batch)
                 log.exception("could not store %d spans", len(batch))
                 return False
             return True
@@ -665,7 +849,8 @@ class StoreSpanProcessor(SpanProcessor):
         ok = True
         while self._queue:
             ok = self._flush_once() and ok
-        return ok
+        with self._write_lock:
+            return self.sink.flush(timeout_millis / 1000) and ok
 
     def shutdown(self) -> None:
         """Store what is queued and stop the worker."""
@@ -673,3 +858,4 @@ class StoreSpanProcessor(SpanProcessor):
         self._stopped = True
         self._wake.set()
         self._worker.join(timeout=5)
+        self.sink.close()
