@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         default=16_000, ge=64, description="Captured content longer than this is cut."
     )
     trace_ttl_days: int = Field(default=30, ge=1, description="Days traces are kept.")
+    trace_writer: Literal["thread", "process"] = Field(
+        default="thread",
+        description="Where spans are turned into rows and inserted: 'thread' (a thread of "
+        "the traced process) or 'process' (a writer process beside it, which takes that "
+        "work off the traced program's GIL; needs a database file or PostgreSQL).",
+    )
     eval_near_duplicate_threshold: float = Field(
         default=0.85,
         ge=0.0,

@@ -10,10 +10,11 @@ from daytwo.store import Store
 from daytwo.tracing import TracingHandle, setup_tracing
 
 
-@pytest.fixture
-def tracing(store: Store) -> Iterator[TracingHandle]:
-    """Tracing that stores spans in ``store`` (SQLite and PostgreSQL)."""
-    handle = setup_tracing(store)
+@pytest.fixture(params=["thread", "process"])
+def tracing(store: Store, request: pytest.FixtureRequest) -> Iterator[TracingHandle]:
+    """Tracing that stores spans in ``store`` (SQLite and PostgreSQL), with the
+    in-thread writer and with the writer process."""
+    handle = setup_tracing(store, writer=request.param)
     try:
         yield handle
     finally:

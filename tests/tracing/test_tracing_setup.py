@@ -76,10 +76,11 @@ def test_a_full_queue_drops_spans_instead_of_growing(sqlite_store: Store) -> Non
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-def test_a_forked_child_stores_its_own_spans(sqlite_store: Store) -> None:
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_forked_child_stores_its_own_spans(sqlite_store: Store, writer: str) -> None:
     import os
 
-    handle = setup_tracing(sqlite_store)
+    handle = setup_tracing(sqlite_store, writer=writer)
     pid = os.fork()
     if pid == 0:  # the child: trace, flush, leave without running pytest's teardown
         code = 1

@@ -76,6 +76,7 @@ class Store:
         itself past ``wal_hard_cap_pages``; None leaves checkpoints to the writers at
         SQLite's default threshold."""
         self.url = url
+        self.busy_timeout_ms = busy_timeout_ms
         background = checkpoint_interval_s is not None and wal_file(url) is not None
         self.engine: Engine = make_engine(
             url,

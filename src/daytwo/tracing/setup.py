@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -22,12 +22,14 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from daytwo._version import __version__
 from daytwo.exceptions import ConfigError
 from daytwo.store import Store
+from daytwo.store.wal import wal_file
 from daytwo.tracing.attribution import current_attribution
 from daytwo.tracing.audit import configure_audit
 from daytwo.tracing.content import configure_content
 from daytwo.tracing.interop import InteropExporter
 from daytwo.tracing.pricing import PriceSource
 from daytwo.tracing.processor import StoreSpanProcessor
+from daytwo.tracing.writer import WriterProcess
 
 if TYPE_CHECKING:
     from daytwo.settings import Settings
@@ -85,6 +87,7 @@ class TracingHandle:
     store_processor: StoreSpanProcessor
     otlp_endpoint: str | None = None
     extra: tuple[SpanProcessor, ...] = field(default=())
+    writer: str = "thread"
     active: bool = True
 
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -171,6 +174,7 @@ def setup_tracing(
     otlp_endpoint: str | None = None,
     *,
     prices: PriceSource | None = None,
+    writer: Literal["thread", "process"] | None = None,
 ) -> TracingHandle:
     """Store spans in ``store`` (and export to OTLP); idempotent for the same arguments.
 
@@ -181,8 +185,18 @@ def setup_tracing(
     default signer of :class:`~daytwo.tracing.audit.AuditLog`, so appends are
     checkpointed periodically. ``prices`` prices model-call spans as they are stored;
     without it they are stored ``cost_unknown`` until ``daytwo costs reprice``.
+    ``writer`` (default ``settings.trace_writer``, else ``"thread"``) chooses where spans
+    become rows: ``"process"`` starts a writer process (:mod:`daytwo.tracing.writer`),
+    which needs a store other processes can open (a SQLite file or PostgreSQL).
     """
     global _HANDLE
+    mode = writer or (settings.trace_writer if settings is not None else "thread")
+    if mode == "process" and store.is_sqlite and wal_file(store.url) is None:
+        raise ConfigError(
+            "trace_writer 'process' needs a database another process can open; "
+            f"{store.url!r} is in memory",
+            hint="use a SQLite file or PostgreSQL, or trace_writer 'thread'",
+        )
     endpoint = otlp_endpoint or (settings.otlp_endpoint if settings is not None else None)
     headers = otlp_headers(settings)
     if settings is not None:
@@ -197,6 +211,7 @@ def setup_tracing(
             and old.store is store
             and old.otlp_endpoint == endpoint
             and (prices is None or old.store_processor.prices is prices)
+            and old.writer == mode
         ):
             return old
         extra: tuple[SpanProcessor, ...] = ()
@@ -205,8 +220,9 @@ def setup_tracing(
 
             exporter = OTLPSpanExporter(endpoint=otlp_traces_url(endpoint), headers=headers)
             extra = (BatchSpanProcessor(InteropExporter(exporter, prices)),)
-        processor = StoreSpanProcessor(store, prices=prices)
-        handle = TracingHandle(store, provider, processor, endpoint, extra)
+        sink = WriterProcess(store) if mode == "process" else None
+        processor = StoreSpanProcessor(store, prices=prices, sink=sink)
+        handle = TracingHandle(store, provider, processor, endpoint, extra, writer=mode)
         _SWITCH.targets = (processor, *extra)
         _HANDLE = handle
     if old is not None and old.active:
