@@ -8,8 +8,11 @@ path (``apply_writes``: tombstones), catch-up of a saved index file, and the onl
 * **after delete**: the index saved before any deletion, reopened and caught up from
   the database, so it carries exactly that share of tombstones;
 * **after vacuum**: ``vacuum_generation`` (duration reported);
-* **fresh build**: an independent index built from the surviving vectors in shuffled
-  order — the target is after-vacuum recall within 0.01 of it.
+* **fresh build**: ``--fresh-builds`` independent indexes built from the surviving
+  vectors, each in its own shuffled order — the target is after-vacuum recall within
+  0.01 of their median. Builds of the same vectors in different orders differ by a few
+  hundredths of recall on this data (the spread is reported): against one build, the
+  verdict would be a coin toss.
 
 Recall@10 is against exact brute-force search over the surviving vectors; queries are
 stored vectors with Gaussian noise (the same queries at every stage). Latency is one
@@ -93,7 +96,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, required=True, help="Where to write the results.")
     parser.add_argument("--size", type=int, default=200_000, help="Vectors in the collection.")
-    parser.add_argument("--queries", type=int, default=200, help="Probe queries per stage.")
+    parser.add_argument(
+        "--queries",
+        type=int,
+        default=1000,
+        help="Probe queries per stage (1000: a recall@10 standard error of about 0.003).",
+    )
+    parser.add_argument(
+        "--fresh-builds", type=int, default=3, help="Fresh builds per level (median judged)."
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data", choices=("clustered", "random"), default="clustered")
     parser.add_argument("--clusters", type=int, default=200, help="Topics of clustered data.")
@@ -180,13 +191,23 @@ def run(args: argparse.Namespace, lock: Path | None) -> dict[str, Any]:
             after_delete = _stage(tombstoned, queries, exact, lock)
             _, vacuum_seconds, vacuum_cpu = _timed(lambda: vacuum_generation(kb, gen))
             after_vacuum = _stage(kb.index_for(gen), queries, exact, lock)
-            fresh = AnnIndex(workdir / "fresh", gen.id, DIM, AnnParams.from_dict(gen.ann_params))
-            shuffled = rng.permutation(alive)
-            _, fresh_seconds, fresh_cpu = _timed(
-                lambda: fresh.apply((), keys[shuffled], vectors[shuffled], 0)  # noqa: B023
-            )
-            fresh_stage = _stage(fresh, queries, exact, lock)
-            gap = round(fresh_stage["recall_at_10"] - after_vacuum["recall_at_10"], 4)
+            fresh_stages: list[dict[str, Any]] = []
+            for build in range(args.fresh_builds):
+                fresh = AnnIndex(
+                    workdir / f"fresh{level}-{build}",
+                    gen.id,
+                    DIM,
+                    AnnParams.from_dict(gen.ann_params),
+                )
+                shuffled = rng.permutation(alive)
+                _, fresh_seconds, fresh_cpu = _timed(
+                    lambda: fresh.apply((), keys[shuffled], vectors[shuffled], 0)  # noqa: B023
+                )
+                stage = _stage(fresh, queries, exact, lock)
+                fresh_stages.append({**stage, "seconds": fresh_seconds, "cpu_seconds": fresh_cpu})
+            fresh_recalls = sorted(f["recall_at_10"] for f in fresh_stages)
+            fresh_median = float(np.median(fresh_recalls))
+            gap = round(fresh_median - after_vacuum["recall_at_10"], 4)
             entry = {
                 "deleted_fraction": level,
                 "tombstones_in_index": round((args.size - len(tombstoned)) / args.size, 4),
@@ -194,7 +215,12 @@ def run(args: argparse.Namespace, lock: Path | None) -> dict[str, Any]:
                 "after_vacuum": after_vacuum,
                 "vacuum_seconds": vacuum_seconds,
                 "vacuum_cpu_seconds": vacuum_cpu,
-                "fresh_build": {**fresh_stage, "seconds": fresh_seconds, "cpu_seconds": fresh_cpu},
+                "fresh_builds": fresh_stages,
+                "fresh_recall_at_10": {
+                    "median": fresh_median,
+                    "min": fresh_recalls[0],
+                    "max": fresh_recalls[-1],
+                },
                 "recall_gap_vacuum_vs_fresh": gap,
                 "target_met": gap <= 0.01,
             }
@@ -221,7 +247,9 @@ def run(args: argparse.Namespace, lock: Path | None) -> dict[str, Any]:
             "cpus": os.cpu_count(),
             "before_delete": before,
             "levels": levels,
-            "target": "after-vacuum recall@10 within 0.01 of a fresh build",
+            "fresh_builds_per_level": args.fresh_builds,
+            "target": "after-vacuum recall@10 within 0.01 of the median fresh build "
+            "(gap = median fresh - vacuumed)",
             "target_met": all(e["target_met"] for e in levels),
             "total_seconds": round(time.perf_counter() - started_all, 1),
         }
