@@ -256,3 +256,32 @@ def test_a_writer_that_cannot_start_leaves_the_spans_to_this_process(
     assert handle.flush()
     assert _count(sqlite_store, "kept anyway") == 1
     handle.shutdown()
+
+
+def test_a_batch_marshal_cannot_carry_is_written_here_and_the_writer_keeps_the_rest(
+    sqlite_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from daytwo.tracing.processor import span_record
+
+    provider = TracerProvider()
+    with provider.get_tracer("t").start_as_current_span("odd") as odd:
+        pass
+    with provider.get_tracer("t").start_as_current_span("plain") as plain:
+        pass
+    odd_record = list(span_record(odd, None))  # type: ignore[arg-type]
+    odd_record[10] = {"amount": Decimal("1.5")}  # no plain value: marshal refuses it
+    sink = WriterProcess(sqlite_store)
+    try:
+        with caplog.at_level(logging.WARNING, logger="daytwo.tracing.writer"):
+            sink.write([tuple(odd_record)], [])  # type: ignore[list-item]
+        assert "written in this process" in caplog.text
+        sink.write([span_record(plain, None)], [])  # type: ignore[arg-type]
+        assert sink.flush(30)
+        assert sink.pid is not None  # the writer process still runs
+    finally:
+        sink.close()
+    with sqlite_store.session() as s:
+        rows = {r.name: r.attributes for r in s.scalars(sa.select(SpanRow))}
+    assert rows == {"odd": {"amount": "1.5"}, "plain": {}}

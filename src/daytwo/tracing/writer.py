@@ -110,6 +110,7 @@ class WriterProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._dead = False
         self._fallback: RowWriter | None = None
+        self._local: RowWriter | None = None
         self._start()
 
     def _start(self) -> None:
@@ -199,15 +200,25 @@ class WriterProcess:
             if self._fallback is not None:  # it could not start
                 self._fallback.write(records, decisions)
                 return
+            try:
+                payload = _encode(self._sent + 1, records, decisions)
+            except ValueError:
+                # A value marshal cannot carry (the SDK only lets plain ones through):
+                # this batch is written here, the writer process keeps the others.
+                log.warning("a batch of %d spans is written in this process", len(records))
+                if self._local is None:
+                    self._local = RowWriter(self.store)
+                self._local.write(records, decisions)
+                return
             with self._cond:
                 self._sent += 1
                 self._pending.append((self._sent, records, decisions))
-                seq, dead = self._sent, self._dead
+                dead = self._dead
             if not dead:
                 try:
-                    self._send(b"B", _encode(seq, records, decisions))
+                    self._send(b"B", payload)
                     return
-                except (OSError, ValueError):  # a closed pipe: the writer is gone
+                except OSError:  # a closed pipe: the writer is gone
                     pass
             self._take_over()  # writes this batch too: it is among the pending ones
             return
@@ -245,8 +256,9 @@ class WriterProcess:
         self._pending = deque()
         self._dead = False
         self._lost = 0
-        if self._fallback is not None:
-            self._fallback.after_fork()
+        for writer in (self._fallback, self._local):
+            if writer is not None:
+                writer.after_fork()
 
     def close(self) -> None:
         """End the writer's input and wait for it to exit (it commits what it read)."""
