@@ -16,10 +16,11 @@ Durability is the in-thread writer's or better:
   so far (each batch is acknowledged after its commit).
 - When the traced process dies, the batches already in the pipe are still read and
   committed: the writer exits at the end of its input.
-- When the writer process dies, the traced process writes the batches it had not
-  acknowledged itself, and every later one (in-thread, with a warning). A batch
-  committed just before the writer died, but not yet acknowledged, is written again
-  and refused as a duplicate: it is counted as dropped although it is stored.
+- When the writer process dies (or cannot start), the traced process itself writes
+  the batches the writer had not acknowledged, and every later one (in-thread, with a
+  warning). A batch committed just before the writer died, but not yet acknowledged,
+  is written again and refused as a duplicate: it is counted as dropped although it
+  is stored.
 
 The pipe is private to the two processes, and the writer takes nothing but spans from
 it: it is started with the traced interpreter's ``sys.executable`` and import path, in
