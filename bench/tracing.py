@@ -232,18 +232,17 @@ def _summary(samples: dict[str, list[dict[str, float]]], n: int) -> dict[str, An
     for name in DAYTWO:
         if name not in out:
             continue
-        prefix = name
         if "otel_inmemory" in out:
             ref = out["otel_inmemory"]["hot_us"]
-            out[f"{prefix}_vs_otel_hot"] = round(out[name]["hot_us"] / ref, 3)
-            out[f"{prefix}_vs_otel_e2e"] = round(out[name]["e2e_us"] / ref, 3)
-            out[f"{prefix}_target_within_1_3x_otel_hot"] = out[f"{prefix}_vs_otel_hot"] <= 1.3
-            out[f"{prefix}_target_within_1_3x_otel_e2e"] = out[f"{prefix}_vs_otel_e2e"] <= 1.3
+            out[f"{name}_vs_otel_hot"] = round(out[name]["hot_us"] / ref, 3)
+            out[f"{name}_vs_otel_e2e"] = round(out[name]["e2e_us"] / ref, 3)
+            out[f"{name}_target_within_1_3x_otel_hot"] = out[f"{name}_vs_otel_hot"] <= 1.3
+            out[f"{name}_target_within_1_3x_otel_e2e"] = out[f"{name}_vs_otel_e2e"] <= 1.3
         if "langfuse" in out:
             lf = out["langfuse"]
-            out[f"{prefix}_vs_langfuse_hot"] = round(out[name]["hot_us"] / lf["hot_us"], 3)
-            out[f"{prefix}_vs_langfuse_e2e"] = round(out[name]["e2e_us"] / lf["e2e_us"], 3)
-            out[f"{prefix}_target_faster_than_langfuse"] = out[name]["hot_us"] < lf["hot_us"]
+            out[f"{name}_vs_langfuse_hot"] = round(out[name]["hot_us"] / lf["hot_us"], 3)
+            out[f"{name}_vs_langfuse_e2e"] = round(out[name]["e2e_us"] / lf["e2e_us"], 3)
+            out[f"{name}_target_faster_than_langfuse"] = out[name]["hot_us"] < lf["hot_us"]
     return out
 
 
