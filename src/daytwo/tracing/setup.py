@@ -87,8 +87,12 @@ class TracingHandle:
     store_processor: StoreSpanProcessor
     otlp_endpoint: str | None = None
     extra: tuple[SpanProcessor, ...] = field(default=())
-    writer: str = "thread"
     active: bool = True
+
+    @property
+    def writer(self) -> str:
+        """``"process"`` when a writer process stores the spans, else ``"thread"``."""
+        return "process" if isinstance(self.store_processor.sink, WriterProcess) else "thread"
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Write every finished span to the DB (and push it to OTLP); True on success."""
@@ -222,7 +226,7 @@ def setup_tracing(
             extra = (BatchSpanProcessor(InteropExporter(exporter, prices)),)
         sink = WriterProcess(store) if mode == "process" else None
         processor = StoreSpanProcessor(store, prices=prices, sink=sink)
-        handle = TracingHandle(store, provider, processor, endpoint, extra, writer=mode)
+        handle = TracingHandle(store, provider, processor, endpoint, extra)
         _SWITCH.targets = (processor, *extra)
         _HANDLE = handle
     if old is not None and old.active:

@@ -110,8 +110,10 @@ class WriterProcess:
         self._lost = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._dead = False
-        self._fallback: RowWriter | None = None
-        self._local: RowWriter | None = None
+        # Writes here what the writer process cannot: everything once it is gone
+        # (``_taken_over``), or one batch that marshal cannot carry.
+        self._here = RowWriter(store)
+        self._taken_over = False
         self._start()
 
     def _start(self) -> None:
@@ -132,7 +134,7 @@ class WriterProcess:
         except OSError:
             # Tracing must never break the traced program: write spans here instead.
             log.exception("could not start the span writer process: spans are written here")
-            self._fallback = RowWriter(self.store)
+            self._taken_over = True
             return
         self._proc, self._dead = proc, False
         self._sent = self._acked = 0
@@ -149,7 +151,7 @@ class WriterProcess:
     @property
     def pid(self) -> int | None:
         """The writer process's id (None once this process writes its spans itself)."""
-        return None if self._proc is None or self._fallback is not None else self._proc.pid
+        return None if self._proc is None or self._taken_over else self._proc.pid
 
     def _send(self, kind: bytes, payload: bytes) -> None:
         assert self._proc is not None
@@ -182,52 +184,47 @@ class WriterProcess:
         proc = self._proc
         code = proc.poll() if proc is not None else None
         log.warning("the span writer process exited (%s): spans are written in this process", code)
-        self._fallback = RowWriter(self.store)
+        self._taken_over = True
         with self._cond:
             pending = list(self._pending)
             self._pending.clear()
         for _seq, records, decisions in pending:
             try:
-                self._fallback.write(records, decisions)
+                self._here.write(records, decisions)
             except Exception:
                 self._lost += len(records)
                 log.exception("could not store %d spans", len(records))
 
     def write(self, records: list[SpanRecord], decisions: list[dict[str, Any]]) -> None:
         """Send one batch (write it here when the writer process is gone)."""
-        if self._fallback is None:
-            if self._proc is None:
-                self._start()  # the first batch of a forked child
-            if self._fallback is not None:  # it could not start
-                self._fallback.write(records, decisions)
-                return
-            try:
-                payload = _encode(self._sent + 1, records, decisions)
-            except ValueError:
-                # A value marshal cannot carry (the SDK only lets plain ones through):
-                # this batch is written here, the writer process keeps the others.
-                log.warning("a batch of %d spans is written in this process", len(records))
-                if self._local is None:
-                    self._local = RowWriter(self.store)
-                self._local.write(records, decisions)
-                return
-            with self._cond:
-                self._sent += 1
-                self._pending.append((self._sent, records, decisions))
-                dead = self._dead
-            if not dead:
-                try:
-                    self._send(b"B", payload)
-                    return
-                except OSError:  # a closed pipe: the writer is gone
-                    pass
-            self._take_over()  # writes this batch too: it is among the pending ones
+        if self._proc is None and not self._taken_over:
+            self._start()  # the first batch of a forked child
+        if self._taken_over:  # the writer is gone, or could not start
+            self._here.write(records, decisions)
             return
-        self._fallback.write(records, decisions)
+        try:
+            payload = _encode(self._sent + 1, records, decisions)
+        except ValueError:
+            # A value marshal cannot carry (the SDK only lets plain ones through): this
+            # batch is written here, the writer process keeps the others.
+            log.warning("a batch of %d spans is written in this process", len(records))
+            self._here.write(records, decisions)
+            return
+        with self._cond:
+            self._sent += 1
+            self._pending.append((self._sent, records, decisions))
+            dead = self._dead
+        if not dead:
+            try:
+                self._send(b"B", payload)
+                return
+            except OSError:  # a closed pipe: the writer is gone
+                pass
+        self._take_over()  # writes this batch too: it is among the pending ones
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until the writer process committed every batch sent; False on timeout."""
-        if self._fallback is not None or self._proc is None:
+        if self._taken_over or self._proc is None:
             return True
         with self._cond:
             done = self._cond.wait_for(
@@ -257,9 +254,7 @@ class WriterProcess:
         self._pending = deque()
         self._dead = False
         self._lost = 0
-        for writer in (self._fallback, self._local):
-            if writer is not None:
-                writer.after_fork()
+        self._here.after_fork()
 
     def close(self) -> None:
         """End the writer's input and wait for it to exit (it commits what it read)."""
